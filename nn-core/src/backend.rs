@@ -1,0 +1,211 @@
+//! The backend seam: what a device must implement for nn-core to run on it.
+//!
+//! Storage is always contiguous and row-major; shapes travel with each call. nn-core
+//! implements this trait for the CPU ([`crate::cpu`]); the `nn-cuda` crate implements it
+//! for CUDA devices without nn-core naming any CUDA type. Backward passes are written with
+//! [`crate::Tensor`] ops, so a backend only implements forward primitives.
+
+use crate::{cpu::CpuStorage, DType, Result};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// Elementwise unary primitives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `e^x`
+    Exp,
+    /// natural log
+    Log,
+    /// `|x|`
+    Abs,
+    /// square root
+    Sqrt,
+    /// `max(x, 0)`
+    Relu,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// hyperbolic tangent
+    Tanh,
+    /// `sign(x)` in {-1, 0, 1}
+    Sign,
+    /// 1 where `x > 0`, else 0 (ReLU's derivative)
+    Step,
+    /// `x^e` for a scalar exponent
+    Powf(f32),
+    /// `x * mul + add`
+    Affine { mul: f32, add: f32 },
+}
+
+/// Elementwise binary primitives (with NumPy broadcasting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// elementwise maximum
+    Maximum,
+    /// elementwise minimum
+    Minimum,
+    /// `a == b` as an i64 mask
+    Eq,
+    /// `a != b` as an i64 mask
+    Ne,
+    /// `a < b` as an i64 mask
+    Lt,
+    /// `a <= b` as an i64 mask
+    Le,
+    /// `a > b` as an i64 mask
+    Gt,
+    /// `a >= b` as an i64 mask
+    Ge,
+}
+
+impl BinaryOp {
+    /// Whether the op returns an i64 0/1 mask.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
+    }
+}
+
+/// Reductions over a set of axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// sum
+    Sum,
+    /// maximum
+    Max,
+    /// minimum
+    Min,
+    /// index of the maximum (i64), one axis only
+    ArgMax,
+}
+
+/// A (batched) matrix product `out[b] = op(lhs[b]) @ op(rhs[b])` on contiguous operands,
+/// `op` being an optional transpose of the last two dims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatmulSpec {
+    /// Number of output matrices.
+    pub batch: usize,
+    /// Rows of the output.
+    pub m: usize,
+    /// Columns of the output.
+    pub n: usize,
+    /// Contracted size.
+    pub k: usize,
+    /// For each output batch, the index of the lhs matrix (broadcast batch dims).
+    pub lhs_batch: Vec<usize>,
+    /// For each output batch, the index of the rhs matrix.
+    pub rhs_batch: Vec<usize>,
+    /// lhs is stored as `[k, m]` (transposed).
+    pub lhs_t: bool,
+    /// rhs is stored as `[n, k]` (transposed).
+    pub rhs_t: bool,
+}
+
+/// Storage of one tensor on one device: contiguous, row-major, one dtype.
+pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
+    /// The device holding this storage.
+    fn device(&self) -> crate::Device;
+    /// Element type.
+    fn dtype(&self) -> DType;
+    /// Number of elements.
+    fn len(&self) -> usize;
+    /// Whether it holds no elements.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies the data to host memory.
+    fn to_cpu(&self) -> Result<CpuStorage>;
+    /// `self` as `Any`, to downcast to the concrete storage.
+    fn as_any(&self) -> &dyn Any;
+    /// `self` as mutable `Any`, for in-place updates.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+
+    /// Elementwise unary op (f32).
+    fn unary(&self, op: UnaryOp) -> Result<Storage>;
+    /// Elementwise binary op with broadcasting of `lhs_shape` and `rhs_shape` to `out_shape`.
+    fn binary(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage>;
+    /// `cond != 0 ? a : b`, all broadcast to `out_shape`.
+    #[allow(clippy::too_many_arguments)]
+    fn where_cond(
+        &self,
+        cond_shape: &[usize],
+        a: &dyn BackendStorage,
+        a_shape: &[usize],
+        b: &dyn BackendStorage,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage>;
+    /// Batched matrix product.
+    fn matmul(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage>;
+    /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.
+    fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage>;
+    /// Copy with permuted dims.
+    fn permute(&self, shape: &[usize], perm: &[usize]) -> Result<Storage>;
+    /// Copy of `len` entries starting at `start` along `axis`.
+    fn narrow(&self, shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Storage>;
+    /// Concatenation along `axis` of `self` followed by `others`.
+    fn cat(
+        &self,
+        shape: &[usize],
+        others: &[(&dyn BackendStorage, &[usize])],
+        axis: usize,
+    ) -> Result<Storage>;
+    /// Rows of `axis` picked by the i64 `indices`.
+    fn index_select(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+    ) -> Result<Storage>;
+    /// Zeros of `out_shape` with `self` (shaped like `index_select`'s output) added at
+    /// `indices` along `axis`: the adjoint of `index_select`.
+    fn index_add(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+        out_shape: &[usize],
+    ) -> Result<Storage>;
+    /// Conversion to another dtype.
+    fn cast(&self, dtype: DType) -> Result<Storage>;
+}
+
+/// A shared handle on backend storage.
+pub type Storage = Arc<dyn BackendStorage>;
+
+/// A non-CPU device implementation (a CUDA GPU ...), registered by a backend crate.
+pub trait DeviceBackend: Send + Sync + fmt::Debug {
+    /// Human-readable name, e.g. `cuda:0`.
+    fn name(&self) -> String;
+    /// Device ordinal.
+    fn ordinal(&self) -> usize;
+    /// Whether two handles denote the same device.
+    fn same(&self, other: &dyn DeviceBackend) -> bool {
+        self.name() == other.name()
+    }
+    /// Uploads host data.
+    fn from_cpu(&self, data: &CpuStorage) -> Result<Storage>;
+    /// Zero-filled storage.
+    fn zeros(&self, len: usize, dtype: DType) -> Result<Storage>;
+    /// Waits for all queued work.
+    fn synchronize(&self) -> Result<()>;
+}

@@ -1,0 +1,497 @@
+//! Host loops behind [`super::CpuStorage`]: contiguous inputs, broadcasting by strides.
+
+use crate::backend::{BinaryOp, MatmulSpec, ReduceOp, UnaryOp};
+use crate::shape::{broadcast_strides, numel, strides};
+use crate::{Error, Result};
+
+/// Products at or above this many multiply-adds use both cores.
+const PARALLEL_FLOPS: usize = 1 << 21;
+
+pub(super) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
+    match op {
+        UnaryOp::Neg => x.iter().map(|v| -v).collect(),
+        UnaryOp::Exp => x.iter().map(|v| v.exp()).collect(),
+        UnaryOp::Log => x.iter().map(|v| v.ln()).collect(),
+        UnaryOp::Abs => x.iter().map(|v| v.abs()).collect(),
+        UnaryOp::Sqrt => x.iter().map(|v| v.sqrt()).collect(),
+        UnaryOp::Relu => x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect(),
+        UnaryOp::Sigmoid => x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+        UnaryOp::Tanh => x.iter().map(|v| v.tanh()).collect(),
+        UnaryOp::Sign => x
+            .iter()
+            .map(|&v| {
+                if v > 0.0 {
+                    1.0
+                } else if v < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+        UnaryOp::Step => x.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect(),
+        UnaryOp::Powf(e) => {
+            if e == 2.0 {
+                x.iter().map(|v| v * v).collect()
+            } else {
+                x.iter().map(|v| v.powf(e)).collect()
+            }
+        }
+        UnaryOp::Affine { mul, add } => x.iter().map(|v| v * mul + add).collect(),
+    }
+}
+
+/// Applies `f` elementwise over `a` and `b` broadcast to `out`.
+fn map2<A: Copy, B: Copy, O>(
+    a: &[A],
+    sa: &[usize],
+    b: &[B],
+    sb: &[usize],
+    out: &[usize],
+    f: impl Fn(A, B) -> O,
+) -> Vec<O> {
+    let n = numel(out);
+    if sa == out && sb == out {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    if sb == out && a.len() == 1 {
+        let x = a[0];
+        return b.iter().map(|&y| f(x, y)).collect();
+    }
+    if sa == out && b.len() == 1 {
+        let y = b[0];
+        return a.iter().map(|&x| f(x, y)).collect();
+    }
+    let st_a = broadcast_strides(sa, out);
+    let st_b = broadcast_strides(sb, out);
+    let mut res = Vec::with_capacity(n);
+    if out.is_empty() {
+        res.push(f(a[0], b[0]));
+        return res;
+    }
+    let last = out.len() - 1;
+    let inner = out[last];
+    let (ia, ib) = (st_a[last], st_b[last]);
+    let outer = if inner == 0 { 0 } else { n / inner };
+    let mut idx = vec![0usize; last];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for _ in 0..outer {
+        if ia == 1 && ib == 1 {
+            res.extend(
+                a[oa..oa + inner]
+                    .iter()
+                    .zip(&b[ob..ob + inner])
+                    .map(|(&x, &y)| f(x, y)),
+            );
+        } else if ia == 1 && ib == 0 {
+            let y = b[ob];
+            res.extend(a[oa..oa + inner].iter().map(|&x| f(x, y)));
+        } else if ia == 0 && ib == 1 {
+            let x = a[oa];
+            res.extend(b[ob..ob + inner].iter().map(|&y| f(x, y)));
+        } else {
+            for j in 0..inner {
+                res.push(f(a[oa + j * ia], b[ob + j * ib]));
+            }
+        }
+        // odometer over the outer dims
+        for d in (0..last).rev() {
+            idx[d] += 1;
+            oa += st_a[d];
+            ob += st_b[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            oa -= st_a[d] * out[d];
+            ob -= st_b[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+    res
+}
+
+pub(super) fn binary_f32(
+    op: BinaryOp,
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    out: &[usize],
+) -> super::CpuStorage {
+    use super::CpuStorage::{F32, I64};
+    let m = |c: bool| c as i64;
+    match op {
+        BinaryOp::Add => F32(map2(a, sa, b, sb, out, |x, y| x + y)),
+        BinaryOp::Sub => F32(map2(a, sa, b, sb, out, |x, y| x - y)),
+        BinaryOp::Mul => F32(map2(a, sa, b, sb, out, |x, y| x * y)),
+        BinaryOp::Div => F32(map2(a, sa, b, sb, out, |x, y| x / y)),
+        BinaryOp::Maximum => F32(map2(a, sa, b, sb, out, |x: f32, y| x.max(y))),
+        BinaryOp::Minimum => F32(map2(a, sa, b, sb, out, |x: f32, y| x.min(y))),
+        BinaryOp::Eq => I64(map2(a, sa, b, sb, out, |x, y| m(x == y))),
+        BinaryOp::Ne => I64(map2(a, sa, b, sb, out, |x, y| m(x != y))),
+        BinaryOp::Lt => I64(map2(a, sa, b, sb, out, |x, y| m(x < y))),
+        BinaryOp::Le => I64(map2(a, sa, b, sb, out, |x, y| m(x <= y))),
+        BinaryOp::Gt => I64(map2(a, sa, b, sb, out, |x, y| m(x > y))),
+        BinaryOp::Ge => I64(map2(a, sa, b, sb, out, |x, y| m(x >= y))),
+    }
+}
+
+pub(super) fn binary_i64(
+    op: BinaryOp,
+    a: &[i64],
+    sa: &[usize],
+    b: &[i64],
+    sb: &[usize],
+    out: &[usize],
+) -> super::CpuStorage {
+    use super::CpuStorage::I64;
+    let m = |c: bool| c as i64;
+    I64(match op {
+        BinaryOp::Add => map2(a, sa, b, sb, out, |x: i64, y| x.wrapping_add(y)),
+        BinaryOp::Sub => map2(a, sa, b, sb, out, |x: i64, y| x.wrapping_sub(y)),
+        BinaryOp::Mul => map2(a, sa, b, sb, out, |x: i64, y| x.wrapping_mul(y)),
+        BinaryOp::Div => map2(a, sa, b, sb, out, |x: i64, y| x.checked_div(y).unwrap_or(0)),
+        BinaryOp::Maximum => map2(a, sa, b, sb, out, |x: i64, y| x.max(y)),
+        BinaryOp::Minimum => map2(a, sa, b, sb, out, |x: i64, y| x.min(y)),
+        BinaryOp::Eq => map2(a, sa, b, sb, out, |x, y| m(x == y)),
+        BinaryOp::Ne => map2(a, sa, b, sb, out, |x, y| m(x != y)),
+        BinaryOp::Lt => map2(a, sa, b, sb, out, |x, y| m(x < y)),
+        BinaryOp::Le => map2(a, sa, b, sb, out, |x, y| m(x <= y)),
+        BinaryOp::Gt => map2(a, sa, b, sb, out, |x, y| m(x > y)),
+        BinaryOp::Ge => map2(a, sa, b, sb, out, |x, y| m(x >= y)),
+    })
+}
+
+pub(super) fn where_cond<T: Copy>(
+    cond: &[i64],
+    sc: &[usize],
+    a: &[T],
+    sa: &[usize],
+    b: &[T],
+    sb: &[usize],
+    out: &[usize],
+) -> Vec<T> {
+    let n = numel(out);
+    let (stc, sta, stb) = (
+        broadcast_strides(sc, out),
+        broadcast_strides(sa, out),
+        broadcast_strides(sb, out),
+    );
+    let mut res = Vec::with_capacity(n);
+    let mut idx = vec![0usize; out.len()];
+    for _ in 0..n {
+        let (mut oc, mut oa, mut ob) = (0, 0, 0);
+        for d in 0..out.len() {
+            oc += idx[d] * stc[d];
+            oa += idx[d] * sta[d];
+            ob += idx[d] * stb[d];
+        }
+        res.push(if cond[oc] != 0 { a[oa] } else { b[ob] });
+        for d in (0..out.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < out[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    res
+}
+
+pub(super) fn matmul(a: &[f32], b: &[f32], s: &MatmulSpec) -> Vec<f32> {
+    let (m, n, k) = (s.m, s.n, s.k);
+    let mut out = vec![0.0f32; s.batch * m * n];
+    if m == 0 || n == 0 {
+        return out;
+    }
+    let par = if m * n * k * s.batch >= PARALLEL_FLOPS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // element (i, p) of op(lhs) sits at i*rs + p*cs
+    let (a_rs, a_cs) = if s.lhs_t {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (b_rs, b_cs) = if s.rhs_t {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    for bi in 0..s.batch {
+        let ao = s.lhs_batch[bi] * m * k;
+        let bo = s.rhs_batch[bi] * k * n;
+        let dst = &mut out[bi * m * n..(bi + 1) * m * n];
+        if k == 0 {
+            continue;
+        }
+        // SAFETY: every pointer/stride pair addresses elements inside its slice: lhs spans
+        // m*k elements from `ao`, rhs k*n from `bo`, dst m*n, as MatmulSpec promises and
+        // the tensor-level matmul validated against the storage lengths.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a[ao..].as_ptr(),
+                a_cs,
+                a_rs,
+                b[bo..].as_ptr(),
+                b_cs,
+                b_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+    out
+}
+
+/// Trait for element types the reductions understand.
+pub(super) trait Elem: Copy + PartialOrd + std::ops::Add<Output = Self> {
+    const ZERO: Self;
+    const MIN: Self;
+    const MAX: Self;
+}
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const MIN: Self = f32::NEG_INFINITY;
+    const MAX: Self = f32::INFINITY;
+}
+impl Elem for i64 {
+    const ZERO: Self = 0;
+    const MIN: Self = i64::MIN;
+    const MAX: Self = i64::MAX;
+}
+
+pub(super) fn reduce<T: Elem>(op: ReduceOp, x: &[T], shape: &[usize], axes: &[usize]) -> Vec<T> {
+    let mut out_shape = shape.to_vec();
+    for &a in axes {
+        out_shape[a] = 1;
+    }
+    let n_out = numel(&out_shape);
+    let init = match op {
+        ReduceOp::Max => T::MIN,
+        ReduceOp::Min => T::MAX,
+        _ => T::ZERO,
+    };
+    let f = |acc: T, v: T| -> T {
+        match op {
+            ReduceOp::Max => {
+                // NaN propagates like PyTorch's max
+                if v > acc || v != v {
+                    v
+                } else {
+                    acc
+                }
+            }
+            ReduceOp::Min => {
+                if v < acc || v != v {
+                    v
+                } else {
+                    acc
+                }
+            }
+            _ => acc + v,
+        }
+    };
+    let mut out = vec![init; n_out];
+    if x.is_empty() {
+        return out;
+    }
+    // split into outer (kept) x reduced-contiguous-tail x inner (kept) when axes are contiguous
+    let contiguous = axes.windows(2).all(|w| w[1] == w[0] + 1);
+    if contiguous && !axes.is_empty() {
+        let (a0, a1) = (axes[0], axes[axes.len() - 1] + 1);
+        let outer: usize = shape[..a0].iter().product();
+        let red: usize = shape[a0..a1].iter().product();
+        let inner: usize = shape[a1..].iter().product();
+        for o in 0..outer {
+            let dst = &mut out[o * inner..(o + 1) * inner];
+            for r in 0..red {
+                let src = &x[(o * red + r) * inner..(o * red + r + 1) * inner];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = f(*d, v);
+                }
+            }
+        }
+        return out;
+    }
+    let ost = broadcast_strides(&out_shape, shape);
+    let ost: Vec<usize> = (0..shape.len())
+        .map(|d| if axes.contains(&d) { 0 } else { ost[d] })
+        .collect();
+    let mut idx = vec![0usize; shape.len()];
+    let mut o = 0usize;
+    for &v in x {
+        out[o] = f(out[o], v);
+        for d in (0..shape.len()).rev() {
+            idx[d] += 1;
+            o += ost[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            o -= ost[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+pub(super) fn argmax(x: &[f32], shape: &[usize], axis: usize) -> Vec<i64> {
+    let outer: usize = shape[..axis].iter().product();
+    let red = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut out = vec![0i64; outer * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut best = f32::NEG_INFINITY;
+            let mut bi = 0i64;
+            for r in 0..red {
+                let v = x[(o * red + r) * inner + i];
+                if v > best || (r == 0) || v.is_nan() {
+                    best = v;
+                    bi = r as i64;
+                    if v.is_nan() {
+                        break;
+                    }
+                }
+            }
+            out[o * inner + i] = bi;
+        }
+    }
+    out
+}
+
+pub(super) fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+    let st = strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let src_st: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+    let n = x.len();
+    let mut res = Vec::with_capacity(n);
+    if out_shape.is_empty() {
+        return x.to_vec();
+    }
+    let last = out_shape.len() - 1;
+    let inner = out_shape[last];
+    let is = src_st[last];
+    let outer = if inner == 0 { 0 } else { n / inner };
+    let mut idx = vec![0usize; last];
+    let mut o = 0usize;
+    for _ in 0..outer {
+        for j in 0..inner {
+            res.push(x[o + j * is]);
+        }
+        for d in (0..last).rev() {
+            idx[d] += 1;
+            o += src_st[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            o -= src_st[d] * out_shape[d];
+            idx[d] = 0;
+        }
+    }
+    res
+}
+
+pub(super) fn narrow<T: Copy>(
+    x: &[T],
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    len: usize,
+) -> Vec<T> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let d = shape[axis];
+    let mut res = Vec::with_capacity(outer * len * inner);
+    for o in 0..outer {
+        let base = (o * d + start) * inner;
+        res.extend_from_slice(&x[base..base + len * inner]);
+    }
+    res
+}
+
+pub(super) fn cat<T: Copy>(parts: &[(&[T], &[usize])], axis: usize) -> Vec<T> {
+    let Some((_, s0)) = parts.first() else {
+        return Vec::new();
+    };
+    let outer: usize = s0[..axis].iter().product();
+    let inner: usize = s0[axis + 1..].iter().product();
+    let total: usize = parts.iter().map(|(x, _)| x.len()).sum();
+    let mut res = Vec::with_capacity(total);
+    for o in 0..outer {
+        for (x, s) in parts {
+            let blk = s[axis] * inner;
+            res.extend_from_slice(&x[o * blk..(o + 1) * blk]);
+        }
+    }
+    res
+}
+
+pub(super) fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Result<Vec<usize>> {
+    idx.iter()
+        .map(|&i| {
+            let j = if i < 0 { i + size as i64 } else { i };
+            if j < 0 || j >= size as i64 {
+                Err(Error::IndexOutOfRange { op, index: i, size })
+            } else {
+                Ok(j as usize)
+            }
+        })
+        .collect()
+}
+
+pub(super) fn index_select<T: Copy>(
+    x: &[T],
+    shape: &[usize],
+    axis: usize,
+    idx: &[usize],
+) -> Vec<T> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let d = shape[axis];
+    let mut res = Vec::with_capacity(outer * idx.len() * inner);
+    for o in 0..outer {
+        for &i in idx {
+            let base = (o * d + i) * inner;
+            res.extend_from_slice(&x[base..base + inner]);
+        }
+    }
+    res
+}
+
+pub(super) fn index_add(
+    x: &[f32],
+    shape: &[usize],
+    axis: usize,
+    idx: &[usize],
+    out_shape: &[usize],
+) -> Vec<f32> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let d_out = out_shape[axis];
+    let d_in = shape[axis];
+    let mut res = vec![0.0f32; numel(out_shape)];
+    for o in 0..outer {
+        for (r, &i) in idx.iter().enumerate() {
+            let src = (o * d_in + r) * inner;
+            let dst = (o * d_out + i) * inner;
+            for j in 0..inner {
+                res[dst + j] += x[src + j];
+            }
+        }
+    }
+    res
+}

@@ -1,0 +1,25 @@
+//! nn-core: tensors with define-by-run autograd, the backend seam with its CPU
+//! implementation, and (in later modules) parameters, modules, layers, initializers,
+//! optimizers and serialization.
+//!
+//! Everything fallible returns [`Result`]; errors name the op, the shapes and the
+//! parameters involved. Nothing here names a CUDA type: GPU backends plug in through
+//! [`backend::DeviceBackend`] and [`backend::BackendStorage`].
+
+pub mod autograd;
+pub mod backend;
+pub mod cpu;
+mod device;
+mod dtype;
+mod error;
+mod ops;
+pub mod rng;
+pub mod shape;
+mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use rng::manual_seed;
+pub use tensor::{Element, Tensor};

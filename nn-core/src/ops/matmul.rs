@@ -1,0 +1,179 @@
+//! Matrix products: 2-d, batched, and with broadcast batch dims.
+//!
+//! For C = A B: dA = dC B^T, dB = A^T dC (summed over broadcast batch dims).
+//! The transposes are flags to the backend's GEMM, not copies.
+
+use super::same_device;
+use crate::autograd::{backward_fn, record};
+use crate::backend::MatmulSpec;
+use crate::shape::{broadcast_shapes, numel, strides, Dims};
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Matrix product with PyTorch's `matmul` semantics for rank >= 2 operands
+    /// (1-d operands are treated as a row / column vector and the dim is dropped).
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        match (self.rank(), rhs.rank()) {
+            (1, 1) => self
+                .reshape(&[1, self.numel()])?
+                .matmul(&rhs.reshape(&[rhs.numel(), 1])?)?
+                .reshape(&[]),
+            (1, _) => {
+                let r = self.reshape(&[1, self.numel()])?.matmul(rhs)?;
+                let mut s = r.shape().to_vec();
+                s.remove(s.len() - 2);
+                r.reshape(&s)
+            }
+            (_, 1) => {
+                let r = self.matmul(&rhs.reshape(&[rhs.numel(), 1])?)?;
+                let s = &r.shape()[..r.rank() - 1].to_vec();
+                r.reshape(s)
+            }
+            (0, _) | (_, 0) => Err(Error::mismatch("matmul", self.shape(), rhs.shape())),
+            _ => self.matmul_t(rhs, false, false),
+        }
+    }
+
+    /// `op(self) @ op(rhs)` where `op` transposes the last two dims when its flag is set.
+    pub(crate) fn matmul_t(&self, rhs: &Tensor, lhs_t: bool, rhs_t: bool) -> Result<Tensor> {
+        same_device("matmul", self, rhs)?;
+        let (a, b) = (self.shape(), rhs.shape());
+        if a.len() < 2 || b.len() < 2 {
+            return Err(Error::mismatch("matmul", a, b));
+        }
+        let (ra, ca) = (a[a.len() - 2], a[a.len() - 1]);
+        let (rb, cb) = (b[b.len() - 2], b[b.len() - 1]);
+        let (m, k) = if lhs_t { (ca, ra) } else { (ra, ca) };
+        let (k2, n) = if rhs_t { (cb, rb) } else { (rb, cb) };
+        if k != k2 {
+            return Err(Error::mismatch("matmul", a, b));
+        }
+        let (ba, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
+        let batch_shape = broadcast_shapes("matmul", ba, bb)?;
+        let batch = numel(&batch_shape);
+        let index_map = |src: &[usize]| -> Vec<usize> {
+            if src == batch_shape.as_slice() {
+                return (0..batch).collect();
+            }
+            let st = crate::shape::broadcast_strides(src, &batch_shape);
+            let ost = strides(&batch_shape);
+            (0..batch)
+                .map(|i| {
+                    let mut r = 0;
+                    let mut rem = i;
+                    for d in 0..batch_shape.len() {
+                        let q = rem / ost[d];
+                        rem %= ost[d];
+                        r += q * st[d];
+                    }
+                    r
+                })
+                .collect()
+        };
+        let spec = MatmulSpec {
+            batch,
+            m,
+            n,
+            k,
+            lhs_batch: index_map(ba),
+            rhs_batch: index_map(bb),
+            lhs_t,
+            rhs_t,
+        };
+        let storage = self.storage().matmul(rhs.storage().as_ref(), &spec)?;
+        let mut out: Dims = batch_shape.clone();
+        out.push(m);
+        out.push(n);
+        let (sa, sb) = (a.to_vec(), b.to_vec());
+        Ok(record(storage, out, &[self, rhs], "matmul", move || {
+            backward_fn(move |inp, g| {
+                let (x, y) = (&inp[0], &inp[1]);
+                // C = op(A) op(B). d op(A) = g op(B)^T, d op(B) = op(A)^T g; then undo op.
+                let ga = if x.requires_grad() {
+                    let d = if lhs_t {
+                        y.matmul_t(g, rhs_t, true)?
+                    } else {
+                        g.matmul_t(y, false, !rhs_t)?
+                    };
+                    Some(d.sum_to(&sa)?)
+                } else {
+                    None
+                };
+                let gb = if y.requires_grad() {
+                    let d = if rhs_t {
+                        g.matmul_t(x, true, lhs_t)?
+                    } else {
+                        x.matmul_t(g, !lhs_t, false)?
+                    };
+                    Some(d.sum_to(&sb)?)
+                } else {
+                    None
+                };
+                Ok(vec![ga, gb])
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check_grad, fixture_case};
+    use crate::{Result, Tensor};
+
+    #[test]
+    fn values_2d() -> Result<()> {
+        let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+        let b = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])?;
+        assert_eq!(a.matmul(&b)?.to_vec::<f32>()?, vec![4.0, 5.0, 10.0, 11.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn hand_derived() -> Result<()> {
+        // C = A B with A 1x2, B 2x1: dA = B^T, dB = A^T
+        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?.set_requires_grad(true);
+        let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2, 1])?.set_requires_grad(true);
+        a.matmul(&b)?.sum_all()?.backward()?;
+        assert_eq!(
+            a.grad().map(|g| g.to_vec::<f32>()).transpose()?,
+            Some(vec![3.0, 4.0])
+        );
+        assert_eq!(
+            b.grad().map(|g| g.to_vec::<f32>()).transpose()?,
+            Some(vec![1.0, 2.0])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn mismatch_names_shapes() {
+        let e = Tensor::zeros(&[2, 3])
+            .matmul(&Tensor::zeros(&[4, 5]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("matmul: shape mismatch between [2, 3] and [4, 5]")
+        );
+    }
+
+    #[test]
+    fn grads_finite_difference() -> Result<()> {
+        check_grad(&[&[4, 3], &[3, 5]], |x| x[0].matmul(&x[1]))?;
+        check_grad(&[&[2, 4, 3], &[2, 3, 5]], |x| x[0].matmul(&x[1]))?;
+        check_grad(&[&[2, 4, 3], &[3, 5]], |x| x[0].matmul(&x[1]))?;
+        check_grad(&[&[3, 4], &[5, 3]], |x| x[0].matmul_t(&x[1], true, true))?;
+        check_grad(&[&[3, 4], &[3, 5]], |x| x[0].matmul_t(&x[1], true, false))?;
+        check_grad(&[&[4, 3], &[5, 3]], |x| x[0].matmul_t(&x[1], false, true))?;
+        check_grad(&[&[3], &[3, 2]], |x| x[0].matmul(&x[1]))?;
+        Ok(())
+    }
+
+    #[test]
+    fn against_pytorch() -> Result<()> {
+        fixture_case("matmul_2d", |x| x[0].matmul(&x[1]))?;
+        fixture_case("matmul_batched", |x| x[0].matmul(&x[1]))?;
+        fixture_case("matmul_broadcast_batch", |x| x[0].matmul(&x[1]))?;
+        Ok(())
+    }
+}

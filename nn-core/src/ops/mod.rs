@@ -1,0 +1,54 @@
+//! Tensor ops: one family per file, each with its forward, its backward and its tests.
+//!
+//! Primitives call the backend; composites (sub via add/neg is NOT used: every
+//! primitive here maps to one backend call) such as `mean`, `softmax`, `mse` and
+//! `cross_entropy` are written with primitives and need no backward of their own.
+
+mod binary;
+mod indexing;
+mod loss;
+mod matmul;
+mod reduce;
+mod shape_ops;
+mod unary;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+use crate::{Error, Result, Tensor};
+
+/// Fails with a device-mismatch error naming `op` when `a` and `b` live apart.
+pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    let (da, db) = (a.device(), b.device());
+    if da != db {
+        return Err(Error::DeviceMismatch {
+            op,
+            lhs: da.to_string(),
+            rhs: db.to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// Sums `self` down to `shape` (the adjoint of broadcasting `shape` up to `self`).
+    pub fn sum_to(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let lead = self
+            .rank()
+            .checked_sub(shape.len())
+            .ok_or_else(|| Error::mismatch("sum_to", self.shape(), shape))?;
+        let mut axes: Vec<usize> = (0..lead).collect();
+        for (i, &d) in shape.iter().enumerate() {
+            if d == 1 && self.shape()[lead + i] != 1 {
+                axes.push(lead + i);
+            } else if d != self.shape()[lead + i] {
+                return Err(Error::mismatch("sum_to", self.shape(), shape));
+            }
+        }
+        let s = self.sum_axes_keepdim(&axes)?;
+        s.reshape(shape)
+    }
+}

@@ -1,0 +1,179 @@
+//! Test helpers: central-difference gradient checks and PyTorch fixture cases.
+
+use crate::{DType, Error, Result, Tensor};
+
+/// Compares autograd's gradients of `sum(f(x) * u)` (u random) with central differences
+/// for inputs of the given shapes drawn from N(0, 1).
+pub(crate) fn check_grad(
+    shapes: &[&[usize]],
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<()> {
+    check_grad_with(shapes, false, f)
+}
+
+/// Like [`check_grad`], with inputs drawn from [0.5, 2) (for log, sqrt, pow).
+pub(crate) fn check_grad_positive(
+    shapes: &[&[usize]],
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<()> {
+    check_grad_with(shapes, true, f)
+}
+
+fn check_grad_with(
+    shapes: &[&[usize]],
+    positive: bool,
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<()> {
+    let mut rng = crate::rng::stream(shapes.len() as u64 * 7919 + shapes[0].len() as u64);
+    use rand::Rng;
+    let vals: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|s| {
+            (0..crate::shape::numel(s))
+                .map(|_| {
+                    if positive {
+                        rng.random_range(0.5f32..2.0)
+                    } else {
+                        // keep away from kinks (0 for relu/abs) so differences are smooth
+                        let v: f32 = rng.random_range(0.1f32..1.5);
+                        if rng.random::<bool>() {
+                            v
+                        } else {
+                            -v
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let inputs: Vec<Tensor> = vals
+        .iter()
+        .zip(shapes)
+        .map(|(v, s)| Tensor::from_slice(v, s).map(|t| t.set_requires_grad(true)))
+        .collect::<Result<_>>()?;
+    let out = f(&inputs)?;
+    let u: Vec<f32> = (0..out.numel())
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let ut = Tensor::from_slice(&u, out.shape())?;
+    out.mul(&ut)?.sum_all()?.backward()?;
+    let objective = |xs: &[Tensor]| -> Result<f64> {
+        let y = crate::no_grad(|| f(xs))?.to_vec::<f32>()?;
+        Ok(y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum())
+    };
+    // f32 forward, f64 objective: eps 1e-3 keeps truncation and rounding error ~1e-4
+    let eps = 1e-3f32;
+
+    for (i, s) in shapes.iter().enumerate() {
+        let analytic = inputs[i]
+            .grad()
+            .map(|g| g.to_vec::<f32>())
+            .transpose()?
+            .unwrap_or_else(|| vec![0.0; vals[i].len()]);
+        for j in 0..vals[i].len() {
+            let probe = |delta: f32| -> Result<f64> {
+                let mut v = vals[i].clone();
+                v[j] += delta;
+                let mut xs: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+                xs[i] = Tensor::from_slice(&v, s)?;
+                objective(&xs)
+            };
+            let numeric = (probe(eps)? - probe(-eps)?) / (2.0 * eps as f64);
+            let a = analytic[j] as f64;
+            if (numeric - a).abs() > 2e-2 + 2e-2 * numeric.abs() {
+                return Err(Error::Msg(format!(
+                    "gradient check failed for input {i} element {j}: autograd {a}, finite difference {numeric}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fixtures() -> Result<Vec<u8>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/ops.safetensors"
+    );
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })
+}
+
+fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
+    let v = st
+        .tensor(name)
+        .map_err(|e| Error::Msg(format!("fixture {name}: {e}")))?;
+    let dtype = match v.dtype() {
+        safetensors::Dtype::F32 => DType::F32,
+        safetensors::Dtype::I64 => DType::I64,
+        d => return Err(Error::Msg(format!("fixture {name}: dtype {d:?}"))),
+    };
+    let s = crate::cpu::CpuStorage::from_le_bytes(dtype, v.data())?;
+    Tensor::from_storage(s.into_storage(), v.shape())
+}
+
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
+    if got.shape() != want.shape() {
+        return Err(Error::Msg(format!(
+            "{what}: shape {:?}, PyTorch {:?}",
+            got.shape(),
+            want.shape()
+        )));
+    }
+    let (g, w) = (got.to_vec::<f32>()?, want.to_vec::<f32>()?);
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        if (a - b).abs() > 1e-4 + 1e-4 * b.abs() {
+            return Err(Error::Msg(format!("{what}[{i}]: ours {a}, PyTorch {b}")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `f` on the fixture case `name`: output and every input gradient (for the
+/// fixture's upstream gradient) against PyTorch's.
+pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<()> {
+    let bytes = fixtures()?;
+    let st =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Msg(e.to_string()))?;
+    let mut inputs = Vec::new();
+    while let Ok(t) = load(&st, &format!("{name}.in{}", inputs.len())) {
+        inputs.push(t.set_requires_grad(true));
+    }
+    let out = f(&inputs)?;
+    assert_close(
+        &format!("{name}.out"),
+        &out,
+        &load(&st, &format!("{name}.out"))?,
+    )?;
+    let up = load(&st, &format!("{name}.upstream"))?;
+    out.backward_with(&up)?;
+    for (k, x) in inputs.iter().enumerate() {
+        if let Ok(want) = load(&st, &format!("{name}.grad{k}")) {
+            let got = x
+                .grad()
+                .ok_or_else(|| Error::Msg(format!("{name}: no grad for input {k}")))?;
+            assert_close(&format!("{name}.grad{k}"), &got, &want)?;
+        }
+    }
+    Ok(())
+}
+
+/// The cross-entropy fixture: logits, int64 targets, mean loss and its gradient.
+pub(crate) fn fixture_ce() -> Result<()> {
+    let bytes = fixtures()?;
+    let st =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Msg(e.to_string()))?;
+    let x = load(&st, "cross_entropy.in0")?.set_requires_grad(true);
+    let t = load(&st, "cross_entropy.target")?;
+    let l = x.cross_entropy(&t)?;
+    assert_close("cross_entropy.out", &l, &load(&st, "cross_entropy.out")?)?;
+    l.backward()?;
+    let g = x.grad().ok_or_else(|| Error::Msg("no grad".into()))?;
+    assert_close(
+        "cross_entropy.grad0",
+        &g,
+        &load(&st, "cross_entropy.grad0")?,
+    )
+}

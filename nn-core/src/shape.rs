@@ -1,0 +1,75 @@
+//! Shapes and the index arithmetic shared by the backends (broadcasting, axes).
+
+use crate::{Error, Result};
+use smallvec::SmallVec;
+
+/// Dimensions of a tensor, stored inline up to 6 dims (no allocation per op).
+pub type Dims = SmallVec<[usize; 6]>;
+
+/// Number of elements of a shape (1 for a scalar).
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Row-major (C-contiguous) strides of a shape.
+pub fn strides(shape: &[usize]) -> Dims {
+    let mut s: Dims = smallvec::smallvec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// NumPy broadcasting of two shapes.
+pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Dims> {
+    let n = a.len().max(b.len());
+    let mut out: Dims = smallvec::smallvec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return Err(Error::mismatch(op, a, b)),
+        };
+    }
+    Ok(out)
+}
+
+/// Strides of `shape` viewed as broadcast to `out` (0 where a dim is broadcast).
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Dims {
+    let st = strides(shape);
+    let off = out.len() - shape.len();
+    let mut r: Dims = smallvec::smallvec![0; out.len()];
+    for i in 0..shape.len() {
+        r[i + off] = if shape[i] == 1 && out[i + off] != 1 {
+            0
+        } else {
+            st[i]
+        };
+    }
+    r
+}
+
+/// Resolves a possibly negative axis (`-1` is the last) against a rank.
+pub fn axis(op: &'static str, shape: &[usize], axis: isize) -> Result<usize> {
+    let rank = shape.len() as isize;
+    let a = if axis < 0 { axis + rank } else { axis };
+    if a < 0 || a >= rank.max(0) {
+        return Err(Error::bad_shape(
+            op,
+            shape,
+            format!("axis {axis} out of range for rank {rank}"),
+        ));
+    }
+    Ok(a as usize)
+}

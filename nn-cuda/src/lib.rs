@@ -1,0 +1,1 @@
+//! nn-cuda: the CUDA backend for `nn`, on cudarc.

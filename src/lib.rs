@@ -1,0 +1,2 @@
+//! `nn`: a PyTorch-style deep-learning library for Rust.
+pub use nn_core::*;
