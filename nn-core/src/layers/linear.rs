@@ -1,0 +1,186 @@
+//! `Linear`: y = x W^T + b.
+//!
+//! Shapes: x `[*, in]`, W `[out, in]` (PyTorch's layout), b `[out]`, y `[*, out]`.
+//! Default init is PyTorch's: W ~ U(-1/sqrt(in), 1/sqrt(in)) (Kaiming uniform, a = sqrt 5),
+//! b ~ U(-1/sqrt(in), 1/sqrt(in)). `Linear::lazy(out)` defers `in` to the first forward.
+//!
+//! ```
+//! use nn_core::{layers::Linear, module::Forward, Tensor};
+//! let fc = Linear::new(20, 256);
+//! let y = fc.forward(&Tensor::rand(&[2, 20]))?;
+//! assert_eq!(y.shape(), &[2, 256]);
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+
+use crate::init::{Fans, Init};
+use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::{Error, Result, Tensor};
+
+/// A fully connected layer.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Param,
+    /// `[out_features]`, absent with [`Linear::no_bias`].
+    pub bias: Option<Param>,
+    out_features: usize,
+}
+
+fn param_or_deferred(shape: &[usize], init: Init, fans: Fans) -> Param {
+    // built-in initializers cannot fail; should one ever, the parameter stays deferred
+    // and reports itself on first use instead of panicking here
+    Param::init_with_fans(shape, init.clone(), fans).unwrap_or_else(|_| {
+        Param::deferred(&shape.iter().map(|&d| Some(d)).collect::<Vec<_>>(), init)
+    })
+}
+
+impl Linear {
+    /// `in_features -> out_features` with bias, PyTorch's default init.
+    pub fn new(in_features: usize, out_features: usize) -> Linear {
+        let fans = Fans {
+            fan_in: in_features,
+            fan_out: out_features,
+        };
+        let weight = param_or_deferred(&[out_features, in_features], Init::linear_default(), fans);
+        let bias = Some(param_or_deferred(&[out_features], Init::FanInUniform, fans));
+        Linear {
+            weight,
+            bias,
+            out_features,
+        }
+    }
+
+    /// Without bias.
+    pub fn no_bias(in_features: usize, out_features: usize) -> Linear {
+        let fans = Fans {
+            fan_in: in_features,
+            fan_out: out_features,
+        };
+        let weight = param_or_deferred(&[out_features, in_features], Init::linear_default(), fans);
+        Linear {
+            weight,
+            bias: None,
+            out_features,
+        }
+    }
+
+    /// Input size inferred at the first forward (PyTorch's `LazyLinear`, Keras' `Dense`).
+    pub fn lazy(out_features: usize) -> Linear {
+        Linear {
+            weight: Param::deferred(&[Some(out_features), None], Init::linear_default()),
+            bias: Some(Param::deferred(&[Some(out_features)], Init::FanInUniform)),
+            out_features,
+        }
+    }
+
+    /// Builds from existing parameters (weight `[out, in]`).
+    pub fn from_params(weight: Param, bias: Option<Param>) -> Result<Linear> {
+        let shape = weight.partial_shape();
+        let [Some(out), _] = shape[..] else {
+            return Err(Error::Msg(format!(
+                "Linear::from_params: weight must be [out, in], got {}",
+                crate::module::fmt_partial(&shape)
+            )));
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            out_features: out,
+        })
+    }
+
+    /// Output size.
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// Input size, None while deferred.
+    pub fn in_features(&self) -> Option<usize> {
+        self.weight.partial_shape().get(1).copied().flatten()
+    }
+
+    fn layer_name(&self) -> String {
+        let n = self.weight.name();
+        let owner = n.strip_suffix(".weight").unwrap_or("");
+        let desc = format!("Linear({})", self.extra_repr());
+        if owner.is_empty() || n.starts_with("param#") {
+            desc
+        } else {
+            format!("{desc} at `{owner}`")
+        }
+    }
+}
+
+impl Module for Linear {
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        v.param("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            v.param("bias", b);
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        v.param("weight", &mut self.weight);
+        if let Some(b) = &mut self.bias {
+            v.param("bias", b);
+        }
+    }
+    fn module_name(&self) -> String {
+        "Linear".into()
+    }
+    fn extra_repr(&self) -> String {
+        let inf = self
+            .in_features()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "?".into());
+        format!(
+            "in_features={inf}, out_features={}, bias={}",
+            self.out_features,
+            self.bias.is_some()
+        )
+    }
+}
+
+impl Forward for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(&last) = x.shape().last() else {
+            return Err(Error::InputMismatch {
+                layer: self.layer_name(),
+                expected: "at least 1 dim".into(),
+                actual: x.shape().to_vec(),
+            });
+        };
+        match self.in_features() {
+            None => {
+                let fans = Fans {
+                    fan_in: last,
+                    fan_out: self.out_features,
+                };
+                self.weight
+                    .materialize(&[self.out_features, last], Some(fans))?;
+                if let Some(b) = &self.bias {
+                    b.materialize(&[self.out_features], Some(fans))?;
+                }
+            }
+            Some(inf) if inf != last => {
+                return Err(Error::InputMismatch {
+                    layer: self.layer_name(),
+                    expected: format!("last dim {inf} (shape [*, {inf}])"),
+                    actual: x.shape().to_vec(),
+                })
+            }
+            Some(_) => {}
+        }
+        let w = self.weight.tensor()?;
+        // one GEMM over all leading dims: [*, in] -> [N, in] -> [N, out] -> [*, out]
+        let lead = &x.shape()[..x.rank() - 1];
+        let rows: usize = lead.iter().product();
+        let y = x.reshape(&[rows, last])?.matmul_t(&w, false, true)?;
+        let mut out_shape = lead.to_vec();
+        out_shape.push(self.out_features);
+        let y = y.reshape(&out_shape)?;
+        match &self.bias {
+            Some(b) => y.add(&b.tensor()?),
+            None => Ok(y),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Built-in layers. Each file opens with its math and shapes.
+
+mod activation;
+mod dyn_sequential;
+mod linear;
+mod sequential;
+
+pub use activation::{ReLU, Sigmoid, Tanh};
+pub use dyn_sequential::DynSequential;
+pub use linear::Linear;
+pub use sequential::Sequential;
+
+/// Implements `Module` for a layer without parameters or children.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __leaf_module {
+    ($t:ty, $name:expr) => {
+        impl $crate::module::Module for $t {
+            fn visit<'a>(&'a self, _v: &mut dyn $crate::module::Visitor<'a>) {}
+            fn visit_mut(&mut self, _v: &mut dyn $crate::module::VisitorMut) {}
+            fn module_name(&self) -> String {
+                $name.into()
+            }
+        }
+    };
+}

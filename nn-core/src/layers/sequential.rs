@@ -1,0 +1,163 @@
+//! `Sequential<T>`: a statically typed chain, built by `sequential![...]`.
+//!
+//! `T` is a tuple of layers; `net.2` reaches layer 2 with its concrete type (through
+//! `Deref`), so `net.2.weight` compiles. forward(x) = layer_n(...layer_1(layer_0(x))).
+
+use crate::module::Buffer;
+use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::{Result, Tensor};
+use std::ops::{Deref, DerefMut};
+
+/// A chain of layers of statically known types (usually written `sequential![...]`).
+#[derive(Debug, Clone)]
+pub struct Sequential<T> {
+    layers: T,
+    names: Option<&'static [&'static str]>,
+}
+
+impl<T> Sequential<T> {
+    /// Children named by position (`0`, `1`, ...).
+    pub fn new(layers: T) -> Self {
+        Sequential {
+            layers,
+            names: None,
+        }
+    }
+    /// Children with explicit names, in order (one per tuple element).
+    pub fn named(layers: T, names: &'static [&'static str]) -> Self {
+        Sequential {
+            layers,
+            names: Some(names),
+        }
+    }
+    /// The layer tuple.
+    pub fn layers(&self) -> &T {
+        &self.layers
+    }
+    /// Consumes into the layer tuple.
+    pub fn into_inner(self) -> T {
+        self.layers
+    }
+}
+
+impl<T> Deref for Sequential<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.layers
+    }
+}
+
+impl<T> DerefMut for Sequential<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.layers
+    }
+}
+
+fn rename(names: &'static [&'static str], name: &str) -> String {
+    name.parse::<usize>()
+        .ok()
+        .and_then(|i| names.get(i))
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| name.to_string())
+}
+
+struct Rename<'v, 'a> {
+    names: &'static [&'static str],
+    inner: &'v mut dyn Visitor<'a>,
+}
+
+impl<'a> Visitor<'a> for Rename<'_, 'a> {
+    fn param(&mut self, name: &str, p: &'a Param) {
+        self.inner.param(&rename(self.names, name), p)
+    }
+    fn buffer(&mut self, name: &str, b: &'a Buffer) {
+        self.inner.buffer(&rename(self.names, name), b)
+    }
+    fn constant(&mut self, name: &str, t: &'a Tensor) {
+        self.inner.constant(&rename(self.names, name), t)
+    }
+    fn module(&mut self, name: &str, m: &'a dyn Module) {
+        self.inner.module(&rename(self.names, name), m)
+    }
+}
+
+struct RenameMut<'v> {
+    names: &'static [&'static str],
+    inner: &'v mut dyn VisitorMut,
+}
+
+impl VisitorMut for RenameMut<'_> {
+    fn param(&mut self, name: &str, p: &mut Param) {
+        self.inner.param(&rename(self.names, name), p)
+    }
+    fn buffer(&mut self, name: &str, b: &mut Buffer) {
+        self.inner.buffer(&rename(self.names, name), b)
+    }
+    fn constant(&mut self, name: &str, t: &mut Tensor) {
+        self.inner.constant(&rename(self.names, name), t)
+    }
+    fn module(&mut self, name: &str, m: &mut dyn Module) {
+        self.inner.module(&rename(self.names, name), m)
+    }
+}
+
+impl<T: Module> Module for Sequential<T> {
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        match self.names {
+            None => self.layers.visit(v),
+            Some(names) => self.layers.visit(&mut Rename { names, inner: v }),
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        match self.names {
+            None => self.layers.visit_mut(v),
+            Some(names) => self.layers.visit_mut(&mut RenameMut { names, inner: v }),
+        }
+    }
+    fn module_name(&self) -> String {
+        "Sequential".into()
+    }
+}
+
+impl<T: Chain> Forward for Sequential<T> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.layers.chain(x)
+    }
+}
+
+impl<T: Module> std::fmt::Display for Sequential<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::module::repr(self))
+    }
+}
+
+/// A tuple of blocks run one after the other.
+pub trait Chain {
+    /// Runs every element in order.
+    fn chain(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+macro_rules! chain_tuple {
+    ($($T:ident $i:tt),+) => {
+        impl<$($T: Forward),+> Chain for ($($T,)+) {
+            fn chain(&self, x: &Tensor) -> Result<Tensor> {
+                let y = x.clone();
+                $(let y = self.$i.forward(&y)?;)+
+                Ok(y)
+            }
+        }
+    };
+}
+
+chain_tuple!(A 0);
+chain_tuple!(A 0, B 1);
+chain_tuple!(A 0, B 1, C 2);
+chain_tuple!(A 0, B 1, C 2, D 3);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);

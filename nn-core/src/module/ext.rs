@@ -1,0 +1,363 @@
+//! Everything a model can do, written once on top of [`Module::visit`]: named
+//! traversal, state dicts, selection by regex, init, freezing, train/eval, device moves.
+
+use super::{Buffer, Module, Param, Visitor, VisitorMut};
+use crate::init::Init;
+use crate::{Device, Error, Result, Tensor};
+use std::collections::HashSet;
+
+/// One item met by a named walk.
+#[allow(dead_code)]
+pub(crate) enum Item<'a> {
+    Param(String, &'a Param),
+    Buffer(String, &'a Buffer),
+    Constant(String, &'a Tensor),
+    Module(String, &'a dyn Module),
+}
+
+fn join(path: &str, name: &str) -> String {
+    match (path.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => path.to_string(),
+        _ => format!("{path}.{name}"),
+    }
+}
+
+struct Walk<F> {
+    path: String,
+    f: F,
+}
+
+impl<'a, F: FnMut(Item<'a>)> Visitor<'a> for Walk<F> {
+    fn param(&mut self, name: &str, p: &'a Param) {
+        (self.f)(Item::Param(join(&self.path, name), p))
+    }
+    fn buffer(&mut self, name: &str, b: &'a Buffer) {
+        (self.f)(Item::Buffer(join(&self.path, name), b))
+    }
+    fn constant(&mut self, name: &str, t: &'a Tensor) {
+        (self.f)(Item::Constant(join(&self.path, name), t))
+    }
+    fn module(&mut self, name: &str, m: &'a dyn Module) {
+        let full = join(&self.path, name);
+        (self.f)(Item::Module(full.clone(), m));
+        let saved = std::mem::replace(&mut self.path, full);
+        m.visit(self);
+        self.path = saved;
+    }
+}
+
+/// Walks `root` depth-first in registration order, calling `f` on every item with its
+/// full dotted name (the root itself is not reported).
+pub(crate) fn walk<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(Item<'a>)) {
+    let mut w = Walk {
+        path: String::new(),
+        f,
+    };
+    root.visit(&mut w);
+}
+
+/// One item met by a mutable walk.
+#[allow(dead_code)] // names are read by the state-dict loader
+pub(crate) enum ItemMut<'a> {
+    Param(&'a str, &'a mut Param),
+    Buffer(&'a str, &'a mut Buffer),
+    Constant(&'a str, &'a mut Tensor),
+    Module(&'a str, &'a mut dyn Module),
+}
+
+struct WalkMut<F> {
+    path: String,
+    f: F,
+}
+
+impl<F: FnMut(ItemMut<'_>)> VisitorMut for WalkMut<F> {
+    fn param(&mut self, name: &str, p: &mut Param) {
+        let n = join(&self.path, name);
+        (self.f)(ItemMut::Param(&n, p))
+    }
+    fn buffer(&mut self, name: &str, b: &mut Buffer) {
+        let n = join(&self.path, name);
+        (self.f)(ItemMut::Buffer(&n, b))
+    }
+    fn constant(&mut self, name: &str, t: &mut Tensor) {
+        let n = join(&self.path, name);
+        (self.f)(ItemMut::Constant(&n, t))
+    }
+    fn module(&mut self, name: &str, m: &mut dyn Module) {
+        let full = join(&self.path, name);
+        (self.f)(ItemMut::Module(&full, m));
+        let saved = std::mem::replace(&mut self.path, full);
+        m.visit_mut(self);
+        self.path = saved;
+    }
+}
+
+pub(crate) fn walk_mut(root: &mut (impl Module + ?Sized), f: impl FnMut(ItemMut<'_>)) {
+    let mut w = WalkMut {
+        path: String::new(),
+        f,
+    };
+    root.visit_mut(&mut w);
+}
+
+/// An ordered map from dotted names to tensors (PyTorch's `state_dict()`).
+#[derive(Debug, Clone, Default)]
+pub struct StateDict {
+    entries: Vec<(String, Tensor)>,
+}
+
+impl StateDict {
+    /// An empty state dict.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Appends or replaces an entry (order of first insertion is kept).
+    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
+        let name = name.into();
+        match self.entries.iter_mut().find(|(n, _)| *n == name) {
+            Some(e) => e.1 = t,
+            None => self.entries.push((name, t)),
+        }
+    }
+    /// The tensor under `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+    /// Names in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(n, _)| n.as_str())
+    }
+    /// Entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.entries.iter().map(|(n, t)| (n.as_str(), t))
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// Consumes into the ordered entries.
+    pub fn into_entries(self) -> Vec<(String, Tensor)> {
+        self.entries
+    }
+}
+
+impl FromIterator<(String, Tensor)> for StateDict {
+    fn from_iter<I: IntoIterator<Item = (String, Tensor)>>(iter: I) -> Self {
+        let mut sd = StateDict::new();
+        for (n, t) in iter {
+            sd.insert(n, t);
+        }
+        sd
+    }
+}
+
+/// The model API, available on every [`Module`] (including `dyn Module`).
+pub trait ModuleExt: Module {
+    /// Parameters with dotted names in registration order; a tied parameter is listed
+    /// once, at its first name (PyTorch's `named_parameters()`).
+    fn named_parameters(&self) -> Vec<(String, Param)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        walk(self, |it| {
+            if let Item::Param(name, p) = it {
+                if seen.insert(p.id()) {
+                    p.set_name(&name);
+                    out.push((name, p.clone()));
+                }
+            }
+        });
+        out
+    }
+
+    /// Parameter handles, each once.
+    fn parameters(&self) -> Vec<Param> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Buffers with dotted names, each once.
+    fn named_buffers(&self) -> Vec<(String, Buffer)> {
+        let mut out: Vec<(String, Buffer)> = Vec::new();
+        walk(self, |it| {
+            if let Item::Buffer(name, b) = it {
+                if !out.iter().any(|(_, o)| o.ptr_eq(b)) {
+                    out.push((name, b.clone()));
+                }
+            }
+        });
+        out
+    }
+
+    /// Every sub-module with its dotted name, depth-first, parents before children
+    /// (the root itself is not included).
+    fn named_modules(&self) -> Vec<(String, &dyn Module)> {
+        let mut out = Vec::new();
+        walk(self, |it| {
+            if let Item::Module(name, m) = it {
+                out.push((name, m));
+            }
+        });
+        out
+    }
+
+    /// Name -> tensor for every parameter and buffer, as PyTorch's `state_dict()`:
+    /// a tied parameter appears under each of its names.
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut sd = StateDict::new();
+        let mut err = None;
+        walk(self, |it| match it {
+            Item::Param(name, p) => match p.data() {
+                Ok(t) => sd.insert(name, t),
+                Err(_) => {
+                    err.get_or_insert(Error::Uninitialized { param: name });
+                }
+            },
+            Item::Buffer(name, b) => sd.insert(name, b.get()),
+            _ => {}
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(sd),
+        }
+    }
+
+    /// Parameters whose full name matches the regular expression `pattern` anywhere
+    /// (Gluon's `collect_params('.*weight')`; anchor with `^...$` for whole names).
+    fn parameters_matching(&self, pattern: &str) -> Result<Vec<(String, Param)>> {
+        let re = regex_lite::Regex::new(pattern)
+            .map_err(|e| Error::Msg(format!("invalid parameter pattern `{pattern}`: {e}")))?;
+        Ok(self
+            .named_parameters()
+            .into_iter()
+            .filter(|(n, _)| re.is_match(n))
+            .collect())
+    }
+
+    /// Total number of scalar parameters (tied ones counted once; deferred ones as 0).
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(Param::numel).sum()
+    }
+
+    /// Clears every parameter's gradient.
+    fn zero_grad(&self) {
+        for p in self.parameters() {
+            p.zero_grad();
+        }
+    }
+
+    /// Freezes (false) or unfreezes (true) every parameter.
+    fn set_requires_grad(&self, on: bool) {
+        for p in self.parameters() {
+            p.set_requires_grad(on);
+        }
+    }
+
+    /// Training mode for every module (dropout active).
+    fn train(&mut self) {
+        self.set_training(true);
+        walk_mut(self, |it| {
+            if let ItemMut::Module(_, m) = it {
+                m.set_training(true)
+            }
+        });
+    }
+
+    /// Evaluation mode for every module (dropout off).
+    fn eval(&mut self) {
+        self.set_training(false);
+        walk_mut(self, |it| {
+            if let ItemMut::Module(_, m) = it {
+                m.set_training(false)
+            }
+        });
+    }
+
+    /// Calls `f` on every sub-module of concrete type `T` (and on the root if it is one);
+    /// returns how many were found (the book's `net.apply(init_normal)`).
+    fn apply<T: Module>(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<usize> {
+        let mut found: Vec<&T> = Vec::new();
+        if let Some(t) = (self.as_module() as &dyn std::any::Any).downcast_ref::<T>() {
+            found.push(t);
+        }
+        walk(self, |it| {
+            if let Item::Module(_, m) = it {
+                if let Some(t) = m.downcast_ref::<T>() {
+                    found.push(t);
+                }
+            }
+        });
+        for t in &found {
+            f(t)?;
+        }
+        Ok(found.len())
+    }
+
+    /// Re-initializes every parameter with `init` (Gluon's `initialize(force_reinit=True)`).
+    fn init_parameters(&self, init: &Init) -> Result<()> {
+        for p in self.parameters() {
+            p.reinit(init)?;
+        }
+        Ok(())
+    }
+
+    /// Re-initializes the parameters whose names match `pattern`; returns how many.
+    fn init_matching(&self, pattern: &str, init: &Init) -> Result<usize> {
+        let ps = self.parameters_matching(pattern)?;
+        for (_, p) in &ps {
+            p.reinit(init)?;
+        }
+        Ok(ps.len())
+    }
+
+    /// Moves parameters, buffers and constants to `device`. Tied parameters stay tied
+    /// (they are one object, moved once).
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        let mut err = None;
+        let mut seen = HashSet::new();
+        walk_mut(self, |it| {
+            let r = match it {
+                ItemMut::Param(_, p) if seen.insert(p.id()) => p.to_device(device),
+                ItemMut::Buffer(_, b) => b.to_device(device),
+                ItemMut::Constant(_, t) => t.to_device(device).map(|m| *t = m),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                err.get_or_insert(e);
+            }
+        });
+        err.map_or(Ok(()), Err)
+    }
+
+    /// An independent copy: same architecture and values, new parameters (ties inside
+    /// the copy are preserved).
+    fn deep_copy(&self) -> Self
+    where
+        Self: Clone + Sized,
+    {
+        let mut c = self.clone();
+        let mut map: std::collections::HashMap<u64, Param> = std::collections::HashMap::new();
+        walk_mut(&mut c, |it| match it {
+            ItemMut::Param(_, p) => {
+                let fresh = map.entry(p.id()).or_insert_with(|| p.deep_copy()).clone();
+                *p = fresh;
+            }
+            ItemMut::Buffer(_, b) => *b = Buffer::new(b.get()),
+            _ => {}
+        });
+        c
+    }
+
+    /// The PyTorch-style tree (what `Display` prints for derived modules).
+    fn repr(&self) -> String {
+        super::repr(self.as_module())
+    }
+}
+
+impl<M: Module + ?Sized> ModuleExt for M {}

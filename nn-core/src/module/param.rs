@@ -1,0 +1,432 @@
+//! `Param`: a shared, named, possibly deferred trainable tensor.
+
+use crate::autograd::GradSlot;
+use crate::init::{Fans, Init};
+use crate::shape::Dims;
+use crate::{Device, Error, Result, Tensor};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// A trainable tensor with a stable identity.
+///
+/// Cloning a `Param` shares it: that is how weights are tied. A write through one handle
+/// is seen through every other, and gradients of all uses accumulate into one slot.
+/// [`Param::deep_copy`] makes an independent copy.
+///
+/// A param may be *deferred*: created with unknown dims and an initializer, and
+/// materialized (by a lazy layer's first forward, or by loading a state dict) once its
+/// shape is known. Reading a deferred param's data is an [`Error::Uninitialized`].
+#[derive(Clone)]
+pub struct Param(Arc<ParamInner>);
+
+struct ParamInner {
+    id: u64,
+    state: RwLock<State>,
+    grad: Arc<GradSlot>,
+    requires_grad: AtomicBool,
+    name: RwLock<String>,
+}
+
+enum State {
+    Ready(Tensor),
+    Deferred {
+        shape: Vec<Option<usize>>,
+        init: Init,
+        key: u64,
+        device: Device,
+    },
+}
+
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Param {
+    fn from_state(state: State) -> Param {
+        Param(Arc::new(ParamInner {
+            id: next_id(),
+            state: RwLock::new(state),
+            grad: Arc::new(GradSlot::default()),
+            requires_grad: AtomicBool::new(true),
+            name: RwLock::new(String::new()),
+        }))
+    }
+
+    fn leaf(&self, t: &Tensor) -> Tensor {
+        Tensor::leaf_with_slot(
+            t.storage().clone(),
+            Dims::from_slice(t.shape()),
+            self.0.grad.clone(),
+        )
+    }
+
+    /// A parameter holding `data` (f32), requiring grad.
+    pub fn new(data: Tensor) -> Param {
+        let p = Param::from_state(State::Ready(Tensor::scalar(0.0)));
+        let leaf = p.leaf(&data);
+        *p.write() = State::Ready(leaf);
+        p
+    }
+
+    /// A parameter of a known shape, initialized now with `init` from its own random
+    /// stream (one key drawn from the global generator).
+    pub fn init(shape: &[usize], init: Init) -> Result<Param> {
+        Self::init_with_fans(shape, init, Fans::of(shape))
+    }
+
+    /// Like [`Param::init`], with explicit fan-in/fan-out for the initializer (a Linear
+    /// bias uses its weight's fans, as PyTorch does).
+    pub fn init_with_fans(shape: &[usize], init: Init, fans: Fans) -> Result<Param> {
+        let key = crate::rng::next_key();
+        let t = init.tensor(shape, fans, key)?;
+        Ok(Param::new(t))
+    }
+
+    /// A deferred parameter: `None` dims are unknown until [`Param::materialize`].
+    /// Its random stream key is drawn now, so the values it gets later equal those an
+    /// eagerly built twin would have got.
+    pub fn deferred(shape: &[Option<usize>], init: Init) -> Param {
+        let key = crate::rng::next_key();
+        Param::from_state(State::Deferred {
+            shape: shape.to_vec(),
+            init,
+            key,
+            device: Device::Cpu,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.0.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.0.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A process-unique identity (shared by all handles of one parameter).
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// Whether two handles are the same parameter.
+    pub fn ptr_eq(&self, other: &Param) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The last name a traversal gave this parameter (e.g. `0.weight`), for messages.
+    pub fn name(&self) -> String {
+        let n = self
+            .0
+            .name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if n.is_empty() {
+            format!("param#{}", self.0.id)
+        } else {
+            n
+        }
+    }
+
+    /// Records the name under which a traversal found this parameter.
+    pub fn set_name(&self, name: &str) {
+        let mut n = self.0.name.write().unwrap_or_else(|e| e.into_inner());
+        if n.as_str() != name {
+            *n = name.to_string();
+        }
+    }
+
+    /// Whether the shape is known and data exists.
+    pub fn is_initialized(&self) -> bool {
+        matches!(*self.read(), State::Ready(_))
+    }
+
+    /// The shape, or None while deferred.
+    pub fn shape(&self) -> Option<Vec<usize>> {
+        match &*self.read() {
+            State::Ready(t) => Some(t.shape().to_vec()),
+            State::Deferred { .. } => None,
+        }
+    }
+
+    /// The shape with unknown dims as None (PyTorch prints them as `?`/`-1`).
+    pub fn partial_shape(&self) -> Vec<Option<usize>> {
+        match &*self.read() {
+            State::Ready(t) => t.shape().iter().map(|&d| Some(d)).collect(),
+            State::Deferred { shape, .. } => shape.clone(),
+        }
+    }
+
+    /// Number of elements (0 while deferred).
+    pub fn numel(&self) -> usize {
+        self.shape().map(|s| s.iter().product()).unwrap_or(0)
+    }
+
+    /// The data, detached from the graph. Errors while deferred.
+    pub fn data(&self) -> Result<Tensor> {
+        match &*self.read() {
+            State::Ready(t) => Ok(t.detach()),
+            State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
+        }
+    }
+
+    /// The tensor to use in a forward pass: a graph leaf whose gradient accumulates in
+    /// this parameter when it requires grad, a detached tensor otherwise.
+    pub fn tensor(&self) -> Result<Tensor> {
+        match &*self.read() {
+            State::Ready(t) if self.requires_grad() => Ok(t.clone()),
+            State::Ready(t) => Ok(t.detach()),
+            State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
+        }
+    }
+
+    /// Replaces the data (same shape required unless the param is deferred, in which case
+    /// the new data materializes it). Every tied handle sees the new data.
+    pub fn set_data(&self, data: &Tensor) -> Result<()> {
+        let mut st = self.write();
+        match &*st {
+            State::Ready(t) if t.shape() != data.shape() => {
+                return Err(Error::ShapeMismatch {
+                    op: "set_data",
+                    lhs: t.shape().to_vec(),
+                    rhs: data.shape().to_vec(),
+                })
+            }
+            State::Deferred { shape, .. } => {
+                let fits = shape.len() == data.rank()
+                    && shape
+                        .iter()
+                        .zip(data.shape())
+                        .all(|(a, b)| a.is_none_or(|a| a == *b));
+                if !fits {
+                    return Err(Error::bad_shape(
+                        "set_data",
+                        data.shape(),
+                        format!(
+                            "parameter `{}` expects shape {}",
+                            self.name(),
+                            fmt_partial(shape)
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        *st = State::Ready(self.leaf(data));
+        Ok(())
+    }
+
+    /// Applies `f` to the data and stores the result (e.g. `p.update(|d| d.add_scalar(1.0))`).
+    pub fn update(&self, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<()> {
+        let new = crate::no_grad(|| f(&self.data()?))?;
+        self.set_data(&new)
+    }
+
+    /// Writes one element (`data[idx] = v`).
+    pub fn set_item(&self, idx: &[usize], v: f32) -> Result<()> {
+        let d = self.data()?;
+        let shape = d.shape().to_vec();
+        if idx.len() != shape.len() || idx.iter().zip(&shape).any(|(i, s)| i >= s) {
+            return Err(Error::bad_shape(
+                "set_item",
+                &shape,
+                format!("index {idx:?} out of range for parameter `{}`", self.name()),
+            ));
+        }
+        let flat = idx
+            .iter()
+            .zip(crate::shape::strides(&shape))
+            .map(|(i, s)| i * s)
+            .sum::<usize>();
+        let mut vals = d.to_vec::<f32>()?;
+        vals[flat] = v;
+        self.set_data(&Tensor::from_vec(vals, &shape)?.to_device(&d.device())?)
+    }
+
+    /// Fills unknown dims from `shape` and initializes with the stored initializer.
+    /// A no-op when already initialized with that shape; an error naming the parameter
+    /// when the known dims disagree.
+    pub fn materialize(&self, shape: &[usize], fans: Option<Fans>) -> Result<()> {
+        let mut st = self.write();
+        match &*st {
+            State::Ready(t) => {
+                if t.shape() != shape {
+                    return Err(Error::ShapeMismatch {
+                        op: "materialize",
+                        lhs: t.shape().to_vec(),
+                        rhs: shape.to_vec(),
+                    });
+                }
+                Ok(())
+            }
+            State::Deferred {
+                shape: partial,
+                init,
+                key,
+                device,
+            } => {
+                let fits = partial.len() == shape.len()
+                    && partial
+                        .iter()
+                        .zip(shape)
+                        .all(|(a, b)| a.is_none_or(|a| a == *b));
+                if !fits {
+                    return Err(Error::bad_shape(
+                        "materialize",
+                        shape,
+                        format!(
+                            "parameter `{}` expects shape {}",
+                            self.name(),
+                            fmt_partial(partial)
+                        ),
+                    ));
+                }
+                let t = init
+                    .tensor(shape, fans.unwrap_or_else(|| Fans::of(shape)), *key)?
+                    .to_device(device)?;
+                *st = State::Ready(self.leaf(&t));
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-initializes with `init` now (Gluon's `force_reinit`), drawing a fresh stream key;
+    /// on a deferred parameter, replaces the initializer its materialization will use.
+    pub fn reinit(&self, init: &Init) -> Result<()> {
+        let key = crate::rng::next_key();
+        let mut st = self.write();
+        match &mut *st {
+            State::Ready(t) => {
+                let shape = t.shape().to_vec();
+                let new = init
+                    .tensor(&shape, Fans::of(&shape), key)?
+                    .to_device(&t.device())?;
+                *st = State::Ready(self.leaf(&new));
+            }
+            State::Deferred {
+                init: i, key: k, ..
+            } => {
+                *i = init.clone();
+                *k = key;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether gradients are computed for this parameter.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Freezes (false) or unfreezes (true) the parameter.
+    pub fn set_requires_grad(&self, on: bool) {
+        self.0.requires_grad.store(on, Ordering::Relaxed)
+    }
+
+    /// The accumulated gradient (None before any backward, or after `zero_grad`).
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad.get()
+    }
+
+    /// Replaces the gradient (optimizers and tests).
+    pub fn set_grad(&self, g: Option<Tensor>) {
+        self.0.grad.set(g)
+    }
+
+    /// Forgets the gradient.
+    pub fn zero_grad(&self) {
+        self.0.grad.clear()
+    }
+
+    /// The device of the data (for a deferred param, where it will materialize).
+    pub fn device(&self) -> Device {
+        match &*self.read() {
+            State::Ready(t) => t.device(),
+            State::Deferred { device, .. } => device.clone(),
+        }
+    }
+
+    /// Moves the data (and gradient) to `device`, in place: every tied handle follows.
+    pub fn to_device(&self, device: &Device) -> Result<()> {
+        let mut st = self.write();
+        match &mut *st {
+            State::Ready(t) => {
+                if &t.device() != device {
+                    let moved = t.detach().to_device(device)?;
+                    *st = State::Ready(self.leaf(&moved));
+                }
+            }
+            State::Deferred { device: d, .. } => *d = device.clone(),
+        }
+        drop(st);
+        if let Some(g) = self.grad() {
+            self.set_grad(Some(g.to_device(device)?));
+        }
+        Ok(())
+    }
+
+    /// An independent copy (new identity, copied data, same requires-grad, no grad).
+    pub fn deep_copy(&self) -> Param {
+        let state = match &*self.read() {
+            State::Ready(t) => State::Ready(t.detach()),
+            State::Deferred {
+                shape,
+                init,
+                key,
+                device,
+            } => State::Deferred {
+                shape: shape.clone(),
+                init: init.clone(),
+                key: *key,
+                device: device.clone(),
+            },
+        };
+        let p = Param::from_state(state);
+        if let State::Ready(t) = &*p.read() {
+            let leaf = p.leaf(t);
+            drop(std::mem::replace(&mut *p.write(), State::Ready(leaf)));
+        }
+        p.set_requires_grad(self.requires_grad());
+        p
+    }
+}
+
+/// Formats a partial shape with `?` for unknown dims.
+pub fn fmt_partial(shape: &[Option<usize>]) -> String {
+    let parts: Vec<String> = shape
+        .iter()
+        .map(|d| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into()))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+impl std::fmt::Debug for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Param({}, shape={}, requires_grad={})",
+            self.name(),
+            fmt_partial(&self.partial_shape()),
+            self.requires_grad()
+        )
+    }
+}
+
+impl std::fmt::Display for Param {
+    /// PyTorch-style: `Parameter containing:\ntensor(...)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.data() {
+            Ok(t) => write!(
+                f,
+                "Parameter containing:\n{}",
+                t.set_requires_grad(self.requires_grad())
+            ),
+            Err(_) => write!(
+                f,
+                "<UninitializedParameter {}>",
+                fmt_partial(&self.partial_shape())
+            ),
+        }
+    }
+}
