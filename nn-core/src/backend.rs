@@ -202,8 +202,8 @@ pub trait DeviceBackend: Send + Sync + fmt::Debug {
     fn same(&self, other: &dyn DeviceBackend) -> bool {
         self.name() == other.name()
     }
-    /// Uploads host data.
-    fn from_cpu(&self, data: &CpuStorage) -> Result<Storage>;
+    /// Copies host data to the device.
+    fn upload(&self, data: &CpuStorage) -> Result<Storage>;
     /// Zero-filled storage.
     fn zeros(&self, len: usize, dtype: DType) -> Result<Storage>;
     /// Waits for all queued work.

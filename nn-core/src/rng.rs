@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static DEFAULT_SEED: AtomicU64 = AtomicU64::new(0x5eed_0f_2026);
+static DEFAULT_SEED: AtomicU64 = AtomicU64::new(0x5eed_0f20_26aa);
 
 thread_local! {
     static RNG: RefCell<StdRng> = RefCell::new(StdRng::seed_from_u64(DEFAULT_SEED.load(Ordering::Relaxed)));
@@ -31,7 +31,7 @@ pub fn with_rng<R>(f: impl FnOnce(&mut StdRng) -> R) -> R {
 /// Draws a fresh 64-bit stream key (one per parameter), so a parameter's initial values
 /// depend only on the seed and its creation order, not on when its shape becomes known.
 pub fn next_key() -> u64 {
-    with_rng(|r| rand::Rng::random(r))
+    with_rng(rand::Rng::random)
 }
 
 /// A generator for one stream key.

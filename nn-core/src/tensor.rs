@@ -398,7 +398,7 @@ impl Tensor {
         let host = self.0.storage.to_cpu()?;
         let storage = match device {
             Device::Cpu => host.into_storage(),
-            Device::Cuda(d) => d.from_cpu(&host)?,
+            Device::Cuda(d) => d.upload(&host)?,
         };
         let src = self.device();
         Ok(autograd::record(

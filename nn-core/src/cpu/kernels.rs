@@ -72,7 +72,7 @@ fn map2<A: Copy, B: Copy, O>(
     let last = out.len() - 1;
     let inner = out[last];
     let (ia, ib) = (st_a[last], st_b[last]);
-    let outer = if inner == 0 { 0 } else { n / inner };
+    let outer = n.checked_div(inner).unwrap_or(0);
     let mut idx = vec![0usize; last];
     let (mut oa, mut ob) = (0usize, 0usize);
     for _ in 0..outer {
@@ -259,16 +259,23 @@ pub(super) fn matmul(a: &[f32], b: &[f32], s: &MatmulSpec) -> Vec<f32> {
 
 /// Trait for element types the reductions understand.
 pub(super) trait Elem: Copy + PartialOrd + std::ops::Add<Output = Self> {
+    fn is_nan(self) -> bool;
     const ZERO: Self;
     const MIN: Self;
     const MAX: Self;
 }
 impl Elem for f32 {
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
     const ZERO: Self = 0.0;
     const MIN: Self = f32::NEG_INFINITY;
     const MAX: Self = f32::INFINITY;
 }
 impl Elem for i64 {
+    fn is_nan(self) -> bool {
+        false
+    }
     const ZERO: Self = 0;
     const MIN: Self = i64::MIN;
     const MAX: Self = i64::MAX;
@@ -289,14 +296,14 @@ pub(super) fn reduce<T: Elem>(op: ReduceOp, x: &[T], shape: &[usize], axes: &[us
         match op {
             ReduceOp::Max => {
                 // NaN propagates like PyTorch's max
-                if v > acc || v != v {
+                if v > acc || v.is_nan() {
                     v
                 } else {
                     acc
                 }
             }
             ReduceOp::Min => {
-                if v < acc || v != v {
+                if v < acc || v.is_nan() {
                     v
                 } else {
                     acc
@@ -385,7 +392,7 @@ pub(super) fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<
     let last = out_shape.len() - 1;
     let inner = out_shape[last];
     let is = src_st[last];
-    let outer = if inner == 0 { 0 } else { n / inner };
+    let outer = n.checked_div(inner).unwrap_or(0);
     let mut idx = vec![0usize; last];
     let mut o = 0usize;
     for _ in 0..outer {
