@@ -1,2 +1,4 @@
 //! `nn`: a PyTorch-style deep-learning library for Rust.
 pub use nn_core::*;
+
+pub mod data;
