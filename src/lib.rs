@@ -2,3 +2,4 @@
 pub use nn_core::*;
 
 pub mod data;
+pub mod train;
