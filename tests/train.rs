@@ -1,0 +1,152 @@
+//! The main job's guarantees on short runs: a resumed run ends with the same weights as
+//! an uninterrupted one, a model reloaded from the checkpoint file scores exactly the
+//! same, and bad requests are errors. Everything goes through `nn::train::run`, the
+//! function `examples/train.rs` calls.
+
+use nn::train::{self, accuracy, Checkpoint, Config, DeviceSpec, Mlp};
+use nn::{data::Digits, Result};
+use std::path::PathBuf;
+
+/// A fresh scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("nn-train-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A short run: 3 epochs of 12 steps.
+fn short(out: &Scratch, epochs: usize) -> Config {
+    Config {
+        epochs,
+        batch_size: 128,
+        lr: 3e-3,
+        seed: 11,
+        out_dir: out.0.clone(),
+        ..Config::default()
+    }
+}
+
+/// Every entry's exact bits (f32 as bit patterns, i64 as is).
+fn bits(sd: &nn::StateDict) -> Result<Vec<(String, Vec<u64>)>> {
+    sd.iter()
+        .map(|(k, t)| {
+            let v = match t.dtype() {
+                nn::DType::F32 => t
+                    .to_vec::<f32>()?
+                    .iter()
+                    .map(|x| u64::from(x.to_bits()))
+                    .collect(),
+                nn::DType::I64 => t.to_vec::<i64>()?.iter().map(|&x| x as u64).collect(),
+            };
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+#[test]
+fn resume_equals_uninterrupted() -> Result<()> {
+    let (a, b) = (Scratch::new("straight"), Scratch::new("resumed"));
+    let straight = train::run(&short(&a, 3), &mut ())?;
+
+    // "crash" after epoch 1, then resume up to epoch 3
+    let first = train::run(&short(&b, 1), &mut ())?;
+    assert_eq!(first.history.len(), 1);
+    let resumed = train::run(
+        &Config {
+            resume: true,
+            ..short(&b, 3)
+        },
+        &mut (),
+    )?;
+    assert_eq!((resumed.start_epoch, resumed.steps), (1, 2 * 12));
+    assert_eq!(straight.steps, 3 * 12);
+
+    assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
+    let losses = |r: &train::Report| {
+        r.history
+            .iter()
+            .map(|s| s.loss.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&resumed), losses(&straight));
+    assert_eq!(resumed.test_accuracy, straight.test_accuracy);
+    let (ca, cb) = (
+        Checkpoint::load(&a.0.join(train::CHECKPOINT))?,
+        Checkpoint::load(&b.0.join(train::CHECKPOINT))?,
+    );
+    assert_eq!(ca.epoch, 3);
+    assert!(!ca.optimizer.is_empty());
+    assert_eq!(bits(&ca.optimizer)?, bits(&cb.optimizer)?);
+    // the plot covers all three epochs on both sides
+    let svg = std::fs::read_to_string(&resumed.plot).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    assert_eq!(svg.matches("<circle").count(), 3);
+    Ok(())
+}
+
+#[test]
+fn reload_reproduces_accuracy() -> Result<()> {
+    let dir = Scratch::new("reload");
+    let r = train::run(&short(&dir, 2), &mut ())?;
+    assert_eq!(r.reloaded_test_accuracy, r.test_accuracy);
+    assert!(r.test_accuracy.fraction() > 0.5, "{}", r.test_accuracy);
+    assert_eq!(r.test_accuracy.total, train::TEST_LEN);
+
+    // by hand, as a user would: a fresh lazy model, weights from the file
+    let ck = Checkpoint::load(&r.checkpoint)?;
+    let fresh = Mlp::new(train::HIDDEN, Digits::CLASSES);
+    for (name, p) in nn::ModuleExt::named_parameters(&fresh) {
+        let t = ck
+            .model
+            .get(&name)
+            .ok_or_else(|| nn::Error::Msg(format!("no {name}")))?;
+        p.set_data(t)?;
+    }
+    let (_, test) = Digits::load()?.split(train::TEST_LEN, 11)?;
+    let (x, y) = test.tensors()?;
+    assert_eq!(accuracy(&fresh, &x, &y)?, r.test_accuracy);
+    Ok(())
+}
+
+#[test]
+fn bad_requests_are_errors() -> Result<()> {
+    let dir = Scratch::new("bad");
+    let msg = |cfg: &Config| {
+        train::run(cfg, &mut ())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let none = msg(&Config {
+        resume: true,
+        ..short(&dir, 1)
+    });
+    assert!(none.contains(train::CHECKPOINT), "{none}");
+    train::run(&short(&dir, 1), &mut ())?;
+    let other_seed = msg(&Config {
+        resume: true,
+        seed: 12,
+        ..short(&dir, 2)
+    });
+    assert!(other_seed.contains("--seed 11"), "{other_seed}");
+    if !cfg!(feature = "cuda") {
+        let gpu = msg(&Config {
+            device: DeviceSpec::Cuda(0),
+            ..short(&dir, 1)
+        });
+        assert!(
+            gpu.contains("cuda:0") && gpu.contains("--features cuda"),
+            "{gpu}"
+        );
+    }
+    Ok(())
+}
