@@ -72,7 +72,23 @@ impl Observer for Progress {
     }
 }
 
-fn main() -> nn::Result<()> {
+/// An error printed as its message (what `main` returning `Err` shows), not as a
+/// debug dump of the enum.
+struct Failure(nn::Error);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<nn::Error> for Failure {
+    fn from(e: nn::Error) -> Self {
+        Failure(e)
+    }
+}
+
+fn main() -> Result<(), Failure> {
     let cfg = match parse_args(std::env::args().skip(1))? {
         Command::Help => {
             print!("{USAGE}");

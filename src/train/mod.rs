@@ -384,6 +384,12 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let model_repr = model.repr();
     let mut history: Vec<(f32, usize, Vec<f32>)> = Vec::new();
     let opt_state = if cfg.resume {
+        if !ck_path.exists() {
+            return Err(Error::Msg(format!(
+                "--resume: no checkpoint at {} (train without --resume first)",
+                ck_path.display()
+            )));
+        }
         let ck = Checkpoint::load(&ck_path)?;
         if ck.seed != cfg.seed || ck.batch_size != cfg.batch_size {
             return Err(Error::Msg(format!(
