@@ -113,7 +113,8 @@ fn main() -> Result<(), Failure> {
     println!("loss curve     {}", r.plot.display());
     let per_step = t.train_loop.as_secs_f64() * 1e3 / r.steps.max(1) as f64;
     println!(
-        "time: training loop {:.1} ms ({} steps, {:.3} ms/step), eval {:.1} ms, checkpoints {:.1} ms, total {:.1} ms",
+        "time: data {:.1} ms, training loop {:.1} ms ({} steps, {:.3} ms/step), eval {:.1} ms, checkpoints {:.1} ms, total {:.1} ms",
+        t.data.as_secs_f64() * 1e3,
         t.train_loop.as_secs_f64() * 1e3,
         r.steps,
         per_step,

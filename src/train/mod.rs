@@ -194,6 +194,8 @@ impl Observer for () {}
 /// Where the time went.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
+    /// Decompressing, parsing and splitting the data set.
+    pub data: Duration,
     /// Training steps of this run (forward, loss, backward, optimizer), batching included.
     pub train_loop: Duration,
     /// Per-epoch test evaluation.
@@ -370,7 +372,9 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         return Err(Error::Msg("batch size must be at least 1".into()));
     }
     let device = cfg.device.device()?;
+    let t_data = Instant::now();
     let (train, test) = Digits::load()?.split(TEST_LEN, cfg.seed)?;
+    let data_time = t_data.elapsed();
     let (x_test, y_test) = test.tensors()?;
     let (x_test, y_test) = (x_test.to_device(&device)?, y_test.to_device(&device)?);
     std::fs::create_dir_all(&cfg.out_dir).map_err(|source| Error::Io {
@@ -440,7 +444,10 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
             time: Duration::ZERO,
         })
         .collect();
-    let mut timings = Timings::default();
+    let mut timings = Timings {
+        data: data_time,
+        ..Timings::default()
+    };
     let mut steps = 0;
     let mut saved = false;
     for epoch in start_epoch + 1..=cfg.epochs {
