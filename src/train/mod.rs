@@ -255,8 +255,19 @@ pub struct Checkpoint {
     pub model: StateDict,
     /// The optimizer's state dict.
     pub optimizer: StateDict,
-    /// Per epoch: mean loss, test correct count, and every mini-batch loss.
-    pub history: Vec<(f32, usize, Vec<f32>)>,
+    /// One record per finished epoch.
+    pub history: Vec<EpochRecord>,
+}
+
+/// What a checkpoint remembers of one finished epoch (for the report and the plot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochRecord {
+    /// Mean training loss.
+    pub loss: f32,
+    /// Correctly classified test images after the epoch.
+    pub test_correct: usize,
+    /// Every mini-batch loss, in order.
+    pub step_losses: Vec<f32>,
 }
 
 fn scalar_i64(v: i64) -> Result<Tensor> {
@@ -289,10 +300,20 @@ impl Checkpoint {
             sd.insert(format!("optimizer.{k}"), t.clone());
         }
         let n = self.history.len();
-        let loss: Vec<f32> = self.history.iter().map(|h| h.0).collect();
-        let correct: Vec<i64> = self.history.iter().map(|h| h.1 as i64).collect();
-        let steps = self.history.first().map_or(0, |h| h.2.len());
-        let step_loss: Vec<f32> = self.history.iter().flat_map(|h| h.2.clone()).collect();
+        let loss: Vec<f32> = self.history.iter().map(|h| h.loss).collect();
+        let correct: Vec<i64> = self.history.iter().map(|h| h.test_correct as i64).collect();
+        // every epoch has the same number of steps (the batch size is fixed for a run)
+        let steps = self.history.first().map_or(0, |h| h.step_losses.len());
+        if self.history.iter().any(|h| h.step_losses.len() != steps) {
+            return Err(Error::Msg(
+                "checkpoint: epochs with different numbers of steps".into(),
+            ));
+        }
+        let step_loss: Vec<f32> = self
+            .history
+            .iter()
+            .flat_map(|h| h.step_losses.iter().copied())
+            .collect();
         sd.insert("history.loss", Tensor::from_vec(loss, &[n])?);
         sd.insert("history.test_correct", Tensor::from_vec(correct, &[n])?);
         sd.insert(
@@ -334,12 +355,10 @@ impl Checkpoint {
             )));
         }
         let history = (0..epoch)
-            .map(|e| {
-                (
-                    loss[e],
-                    correct[e].max(0) as usize,
-                    steps[e * per..(e + 1) * per].to_vec(),
-                )
+            .map(|e| EpochRecord {
+                loss: loss[e],
+                test_correct: correct[e].max(0) as usize,
+                step_losses: steps[e * per..(e + 1) * per].to_vec(),
             })
             .collect();
         Ok(Checkpoint {
@@ -386,7 +405,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     crate::manual_seed(cfg.seed);
     let mut model = Mlp::new(HIDDEN, Digits::CLASSES);
     let model_repr = model.repr();
-    let mut history: Vec<(f32, usize, Vec<f32>)> = Vec::new();
+    let mut history: Vec<EpochRecord> = Vec::new();
     let opt_state = if cfg.resume {
         if !ck_path.exists() {
             return Err(Error::Msg(format!(
@@ -436,9 +455,9 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         .enumerate()
         .map(|(e, h)| EpochStats {
             epoch: e + 1,
-            loss: h.0,
+            loss: h.loss,
             test: Accuracy {
-                correct: h.1,
+                correct: h.test_correct,
                 total: test.len(),
             },
             time: Duration::ZERO,
@@ -481,7 +500,11 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         let test_acc = accuracy(&model, &x_test, &y_test)?;
         timings.eval += t.elapsed();
         let mean = (sum / losses.len().max(1) as f64) as f32;
-        history.push((mean, test_acc.correct, losses));
+        history.push(EpochRecord {
+            loss: mean,
+            test_correct: test_acc.correct,
+            step_losses: losses,
+        });
 
         let t = Instant::now();
         Checkpoint {
@@ -526,8 +549,8 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         .save(&ck_path)?;
     }
 
-    let step_losses: Vec<Vec<f32>> = history.iter().map(|h| h.2.clone()).collect();
-    let epoch_losses: Vec<f32> = history.iter().map(|h| h.0).collect();
+    let step_losses: Vec<Vec<f32>> = history.iter().map(|h| h.step_losses.clone()).collect();
+    let epoch_losses: Vec<f32> = history.iter().map(|h| h.loss).collect();
     let plot_path = cfg.plot_path();
     std::fs::write(
         &plot_path,
@@ -564,4 +587,93 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         plot: plot_path,
         timings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Result<Checkpoint> {
+        let mut model = StateDict::new();
+        model.insert("layers.0.weight", Tensor::rand(&[3, 2]));
+        let mut optimizer = StateDict::new();
+        optimizer.insert("step", scalar_i64(7)?);
+        Ok(Checkpoint {
+            epoch: 2,
+            seed: u64::MAX,
+            batch_size: 64,
+            model,
+            optimizer,
+            history: vec![
+                EpochRecord {
+                    loss: 2.0,
+                    test_correct: 100,
+                    step_losses: vec![2.5, 1.5],
+                },
+                EpochRecord {
+                    loss: 1.0,
+                    test_correct: 200,
+                    step_losses: vec![1.2, 0.8],
+                },
+            ],
+        })
+    }
+
+    #[test]
+    fn checkpoint_round_trips_through_a_state_dict() -> Result<()> {
+        let ck = sample()?;
+        let sd = ck.to_state_dict()?;
+        let keys: Vec<&str> = sd.keys().collect();
+        assert!(keys.contains(&"model.layers.0.weight") && keys.contains(&"optimizer.step"));
+        let back = Checkpoint::from_state_dict(&sd, Path::new("ck"))?;
+        assert_eq!((back.epoch, back.seed, back.batch_size), (2, u64::MAX, 64));
+        assert_eq!(back.history, ck.history);
+        assert_eq!(back.model.keys().collect::<Vec<_>>(), ["layers.0.weight"]);
+        assert_eq!(
+            back.model
+                .get("layers.0.weight")
+                .map(|t| t.to_vec::<f32>())
+                .transpose()?,
+            ck.model
+                .get("layers.0.weight")
+                .map(|t| t.to_vec::<f32>())
+                .transpose()?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn inconsistent_checkpoints_are_errors() -> Result<()> {
+        let sd = sample()?.to_state_dict()?;
+        let without = |key: &str| -> StateDict {
+            sd.iter()
+                .filter(|(k, _)| *k != key)
+                .map(|(k, t)| (k.to_string(), t.clone()))
+                .collect()
+        };
+        for key in ["epoch", "seed", "history.loss", "history.step_loss"] {
+            let e = Checkpoint::from_state_dict(&without(key), Path::new("ck.nn"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("ck.nn") && e.contains(key), "{key}: {e}");
+        }
+        let mut wrong = sd.clone();
+        wrong.insert("epoch", scalar_i64(3)?);
+        assert!(Checkpoint::from_state_dict(&wrong, Path::new("ck")).is_err());
+        let mut ragged = sample()?;
+        ragged.history[1].step_losses.pop();
+        assert!(ragged.to_state_dict().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn accuracy_display() {
+        let a = Accuracy {
+            correct: 349,
+            total: 360,
+        };
+        assert_eq!(a.to_string(), "96.94% (349/360)");
+        assert_eq!(Accuracy::default().fraction(), 0.0);
+    }
 }
