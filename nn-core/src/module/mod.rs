@@ -2,12 +2,14 @@
 //! `#[derive(Module)]`, and everything else ([`ModuleExt`]) written on top of it.
 
 mod buffer;
+mod constant;
 mod ext;
 mod impls;
 mod param;
 mod repr;
 
 pub use buffer::Buffer;
+pub use constant::Constant;
 pub use ext::{ModuleExt, StateDict};
 pub use param::{fmt_partial, Param};
 pub use repr::repr;
