@@ -366,3 +366,29 @@ fn sequential_sixteen_entries() -> Result<()> {
     assert_eq!(names(&net)[15], "14.bias");
     Ok(())
 }
+
+#[derive(Module)]
+enum Never {}
+
+#[derive(Module)]
+#[module(crate = nn, no_display)]
+struct CratePath {
+    fc: Linear,
+}
+
+impl std::fmt::Display for CratePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "custom")
+    }
+}
+
+#[test]
+fn empty_enum_crate_path_and_own_display() {
+    fn is_module<M: Module>() {}
+    is_module::<Never>();
+    let c = CratePath {
+        fc: Linear::new(1, 1),
+    };
+    assert_eq!(c.to_string(), "custom");
+    assert_eq!(names(&c), ["fc.weight", "fc.bias"]);
+}

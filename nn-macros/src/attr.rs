@@ -241,7 +241,7 @@ pub fn container_attrs(attrs: &[Attribute], errors: &mut Errors) -> ContainerAtt
 pub fn reject(attrs: &[Attribute], what: &str, errors: &mut Errors) {
     for attr in module_attrs(attrs) {
         errors.push(syn::Error::new(
-            attr.span(),
+            attr.path().span(),
             format!("`#[{MODULE}(...)]` is not supported on {what}"),
         ));
     }

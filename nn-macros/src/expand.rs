@@ -204,6 +204,10 @@ fn visit_body(input: &Input, mutable: bool, krate: &TokenStream) -> TokenStream 
                     .map(|(i, f)| visit_field(f, binding(i).to_token_stream(), mutable, krate));
                 quote!(#pat => { #(#stmts)* })
             });
+            if variants.is_empty() {
+                // `&Never` is inhabited for the exhaustiveness check; `Never` is not
+                return quote!(match *self {});
+            }
             quote!(match self { #(#arms)* })
         }
     }

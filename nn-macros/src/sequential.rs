@@ -38,6 +38,10 @@ const SIZE_PRESERVING: &[&str] = &[
 /// size    := "_" | integer literal | expression   ("_" only as the input size)
 /// ```
 ///
+/// The shape form expands to `Linear::new(in, out)`, `Linear::no_bias(in, out)` or
+/// `Linear::lazy(out)` with the caller's `Linear` token, so `nn::Linear` must be in
+/// scope, as for any expression.
+///
 /// Size tracking, entry by entry, of the last known output size (the size of the
 /// features dimension flowing out of the previous entry):
 /// - the shape form `Linear(a => b)`, and `Linear::new(a, b)` / `Linear::no_bias(a, b)`
@@ -62,7 +66,7 @@ struct Entry {
 
 enum Layer {
     /// `Linear(in => out, bias = false)`.
-    Linear(ShapeLinear),
+    Linear(Box<ShapeLinear>),
     /// Any other layer.
     Expr(Expr),
 }
@@ -94,6 +98,29 @@ impl Parse for Size {
     }
 }
 
+/// Finds the top-level `=>` of `Linear(in => out)` before parsing the sizes, so a
+/// `->` (or a missing arrow) is reported as such rather than as a bad expression.
+fn find_size_arrow(content: ParseStream) -> syn::Result<()> {
+    let ahead = content.fork();
+    let mut wrong = None;
+    while !ahead.is_empty() && !ahead.peek(Token![,]) {
+        if ahead.peek(Token![=>]) {
+            return Ok(());
+        }
+        if wrong.is_none()
+            && (ahead.peek(Token![->]) || ahead.peek(Token![>=]) || ahead.peek(Token![=]))
+        {
+            wrong = Some(ahead.cursor().span());
+        }
+        ahead.parse::<proc_macro2::TokenTree>()?;
+    }
+    let msg = "expected `=>` between the input and output sizes: `Linear(20 => 256)`";
+    Err(match wrong {
+        Some(span) => syn::Error::new(span, msg),
+        None => ahead.error(msg),
+    })
+}
+
 impl ShapeLinear {
     fn parse_body(linear: Ident, input: ParseStream) -> syn::Result<ShapeLinear> {
         let content;
@@ -101,11 +128,8 @@ impl ShapeLinear {
         if content.is_empty() {
             return Err(content.error("expected `in => out` sizes: `Linear(20 => 256)`"));
         }
+        find_size_arrow(&content)?;
         let size_in: Size = content.parse()?;
-        if !content.peek(Token![=>]) {
-            return Err(content
-                .error("expected `=>` between the input and output sizes: `Linear(20 => 256)`"));
-        }
         content.parse::<Token![=>]>()?;
         if content.is_empty() {
             return Err(content.error("expected the output size after `=>`"));
@@ -151,7 +175,7 @@ impl Parse for Layer {
         if let Ok(id) = ahead.parse::<Ident>() {
             if id == "Linear" && ahead.peek(syn::token::Paren) {
                 input.parse::<Ident>()?;
-                return Ok(Layer::Linear(ShapeLinear::parse_body(id, input)?));
+                return Ok(Layer::Linear(Box::new(ShapeLinear::parse_body(id, input)?)));
             }
         }
         Ok(Layer::Expr(input.parse()?))
@@ -290,7 +314,9 @@ fn expand_linear(
     known: &mut Option<Known>,
     errors: &mut Errors,
 ) -> TokenStream {
-    let span = l.linear.span();
+    // the user's `Linear` token: it resolves in the user's scope (no unused import)
+    let linear = &l.linear;
+    let span = linear.span();
     let input = match &l.input {
         Size::Lit(lit) => {
             check_input(lit, *known, errors);
@@ -317,13 +343,13 @@ fn expand_linear(
             quote_spanned!(t.span=> 0)
         }
     };
-    let bias = l.bias.as_ref().map_or(true, |b| b.value);
+    let bias = l.bias.as_ref().is_none_or(|b| b.value);
     match (input, bias) {
-        (Some(i), true) => quote_spanned!(span=> ::nn::Linear::new(#i, #output)),
-        (Some(i), false) => quote_spanned!(span=> ::nn::Linear::no_bias(#i, #output)),
-        (None, true) => quote_spanned!(span=> ::nn::Linear::lazy(#output)),
+        (Some(i), true) => quote_spanned!(span=> #linear::new(#i, #output)),
+        (Some(i), false) => quote_spanned!(span=> #linear::no_bias(#i, #output)),
+        (None, true) => quote_spanned!(span=> #linear::lazy(#output)),
         (None, false) => quote_spanned!(span=> {
-            let mut __nn_lazy = ::nn::Linear::lazy(#output);
+            let mut __nn_lazy = #linear::lazy(#output);
             __nn_lazy.bias = ::core::option::Option::None;
             __nn_lazy
         }),
@@ -346,7 +372,7 @@ fn check_names(entries: &[Entry], errors: &mut Errors) -> Vec<String> {
             continue;
         };
         let msg = match (&entries[j].name, &e.name) {
-            (Some(_), Some(lit)) => (lit.span(), format!("duplicate child name `{}`: entry {j} is already named so", names[i])),
+            (Some(_), Some(lit)) => (lit.span(), format!("duplicate child name `{}`: entry {j} already has it", names[i])),
             (None, Some(lit)) => (lit.span(), format!("child name `{}` is already the name of entry {j} (unnamed entries are named by position)", names[i])),
             (Some(lit), None) => (lit.span(), format!("child name `{}` is also the name of entry {i} (unnamed entries are named by position)", names[i])),
             (None, None) => continue,

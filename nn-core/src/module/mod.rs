@@ -103,6 +103,11 @@ pub trait Module: AsModule + Any + Send + Sync {
 }
 
 /// A tensor-to-tensor block: what `sequential!` chains.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a layer: it does not implement `nn::Forward`",
+    label = "`sequential!` and `DynSequential` chain layers: `Module + Forward`",
+    note = "implement `Forward` for it: `fn forward(&self, x: &Tensor) -> Result<Tensor>`"
+)]
 pub trait Forward {
     /// Runs the block.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
