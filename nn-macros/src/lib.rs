@@ -19,23 +19,43 @@ use proc_macro::TokenStream;
 /// struct or an enum whose fields are modules, parameters or buffers.
 ///
 /// Every field is a child, registered in declaration order under its name (tuple
-/// fields under `0`, `1`, ...), so `named_parameters()` of
-/// `struct Mlp { hidden: Linear, out: Linear }` gives `hidden.weight`, `hidden.bias`,
-/// `out.weight`, `out.bias` with no registration code. A field's type must implement
-/// `nn::Module`: layers, `Param`, `Buffer` (saved, not trained), `Option`, `Box`,
-/// `Vec`, arrays and tuples of those, and other derived modules.
+/// fields under `0`, `1`, ...), so the parameters of `Mlp` below are named
+/// `hidden.weight`, `hidden.bias`, `out.weight`, `out.bias` with no registration code.
+/// A field's type must implement `nn::Module`: layers, `Param`, `Buffer` (saved, not
+/// trained), `Option`, `Box`, `Vec`, arrays and tuples of those, and other derived
+/// modules; anything else is an error at the field.
 ///
-/// ```ignore
-/// use nn::{Module, Linear, Tensor};
+/// ```
+/// use nn::{Forward, Linear, Module, ModuleExt, Result, Tensor};
 ///
 /// #[derive(Module)]
-/// struct FixedHiddenMlp {
-///     linear: Linear,
+/// struct Mlp {
+///     hidden: Linear,
+///     out: Linear,
 ///     #[module(constant)]
 ///     rand_weight: Tensor, // moved with the model, neither trained nor saved
 ///     #[module(skip)]
-///     steps: usize,        // plain data, not visited
+///     steps: usize, // plain data, not visited
 /// }
+///
+/// impl Forward for Mlp {
+///     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+///         let h = self.hidden.forward(x)?.relu()?.matmul(&self.rand_weight)?;
+///         self.out.forward(&h)
+///     }
+/// }
+///
+/// let net = Mlp {
+///     hidden: Linear::new(20, 256),
+///     out: Linear::new(256, 10),
+///     rand_weight: Tensor::rand(&[256, 256]),
+///     steps: 0,
+/// };
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]);
+/// assert!(net.to_string().starts_with("Mlp(\n  (hidden): Linear(in_features=20"));
+/// assert_eq!(net.forward(&Tensor::rand(&[2, 20]))?.shape(), &[2, 10]);
+/// # Ok::<(), nn::Error>(())
 /// ```
 ///
 /// Field attributes, `#[module(...)]`:
@@ -49,9 +69,9 @@ use proc_macro::TokenStream;
 /// prints; default: the type's name), `no_display` (do not generate `Display`).
 ///
 /// Generic structs get a `FieldType: nn::Module` bound for each registered field whose
-/// type mentions a type parameter. Enums visit the active variant; a variant with a
-/// single unnamed, unrenamed module field is transparent: it registers exactly as its
-/// inner value (name, parameters, printing), like `Box` or `Option`.
+/// type mentions a type or const parameter. Enums visit the active variant; a variant
+/// with a single unnamed, unrenamed module field is transparent: it registers exactly as
+/// its inner value (name, parameters, printing), like `Box` or `Option`.
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
@@ -61,21 +81,45 @@ pub fn derive_module(input: TokenStream) -> TokenStream {
 /// Builds an `nn::Sequential` from a list of layers, checking sizes at compile time
 /// where they are literals.
 ///
-/// ```ignore
-/// use nn::{sequential, Linear, ReLU};
+/// ```
+/// use nn::{sequential, Forward, Linear, ModuleExt, ReLU, Tensor};
+///
 /// let net = sequential![Linear(20 => 256), ReLU, Linear(_ => 10)];
-/// // = nn::Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)))
-/// let named = sequential!["hidden" => Linear::new(4, 8), ReLU, "out" => Linear::lazy(1)];
-/// // children named `hidden`, `1`, `out`
+/// // = Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)))
+/// assert_eq!(net.2.in_features(), Some(256));
+/// assert_eq!(net.forward(&Tensor::rand(&[2, 20]))?.shape(), &[2, 10]);
+///
+/// let named = sequential!["hidden" => Linear::new(4, 8), ReLU, "out" => Linear(_ => 1)];
+/// let names: Vec<String> = named.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]);
+///
+/// let lazy = sequential![Linear(_ => 8), ReLU, Linear(_ => 1, bias = false)];
+/// assert_eq!(lazy.0.in_features(), None); // unknown until the first forward
+/// # Ok::<(), nn::Error>(())
 /// ```
 ///
-/// Entries are expressions, optionally named (`"name" => expr`), plus the shape form
-/// `Linear(in => out)` / `Linear(_ => out, bias = false)`, whose `_` is filled with the
-/// output size of the previous layer when the macro knows it (else the layer is
-/// `Linear::lazy(out)`, sized at the first forward). A literal input size that differs
-/// from the previous literal output size is a compile error. The full grammar and the
-/// size-tracking rule are documented on the input type in `sequential.rs`; at most 16
-/// entries (nest a `sequential!` for more).
+/// Grammar:
+///
+/// ```text
+/// input   := entry ("," entry)* ","?            (1 to 16 entries)
+/// entry   := (name "=>")? layer
+/// name    := string literal, non-empty, without "." (unnamed entries are named by
+///            their position; all names must differ)
+/// layer   := "Linear" "(" size "=>" size ("," "bias" "=" bool)? ","? ")"   (shape form)
+///          | expression                        (a value implementing Module + Forward)
+/// size    := "_" | integer literal | expression   ("_" only as the input size)
+/// ```
+///
+/// Size tracking: the macro follows the last known output size. `Linear(a => b)`,
+/// `Linear::new(a, b)` and `Linear::no_bias(a, b)` with a literal `a` that differs
+/// from it are a compile error on `a` ("expected 256 (output of entry 0), found 128");
+/// `_` takes it, or becomes `Linear::lazy(b)` (sized at the first forward) when it is
+/// unknown. A literal `b` (or `Linear::lazy(b)`) sets it; size-preserving layers
+/// (`ReLU`, `Sigmoid`, `Tanh`, `GELU`, `SiLU`, `LeakyReLU`, `Identity`, `Dropout`,
+/// bare or as `X(..)`, `X::new(..)`, `X::default()`) keep it; anything else (`Flatten`,
+/// a nested `sequential!`, a variable) makes it unknown. The shape form uses the
+/// caller's `Linear`, so `nn::Linear` must be in scope. At most 16 entries: nest a
+/// `sequential!` for more.
 #[proc_macro]
 pub fn sequential(input: TokenStream) -> TokenStream {
     sequential::expand(input.into()).into()

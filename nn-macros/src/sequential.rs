@@ -32,7 +32,7 @@ const SIZE_PRESERVING: &[&str] = &[
 /// entry   := (name "=>")? layer
 /// name    := string literal, non-empty, without "." (unnamed entries are named by
 ///            their position; all names must differ)
-/// layer   := "Linear" "(" size "=>" size ("," "bias" "=" bool)* ","? ")"   (shape form)
+/// layer   := "Linear" "(" size "=>" size ("," "bias" "=" bool)? ","? ")"   (shape form)
 ///          | expression                        (anything else: a value implementing
 ///                                               nn::Module + nn::Forward)
 /// size    := "_" | integer literal | expression   ("_" only as the input size)
