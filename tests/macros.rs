@@ -392,3 +392,72 @@ fn empty_enum_crate_path_and_own_display() {
     assert_eq!(c.to_string(), "custom");
     assert_eq!(names(&c), ["fc.weight", "fc.bias"]);
 }
+
+// the book's CenteredLayer: a layer without parameters, usable inside sequential!
+#[derive(Module)]
+struct CenteredLayer;
+
+impl Forward for CenteredLayer {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.sub(&x.mean_all()?)
+    }
+}
+
+/// A hand-written leaf that records train/eval switches.
+#[derive(Default)]
+struct Probe(std::sync::atomic::AtomicBool);
+
+impl Module for Probe {
+    fn visit<'a>(&'a self, _: &mut dyn Visitor<'a>) {}
+    fn visit_mut(&mut self, _: &mut dyn VisitorMut) {}
+    fn set_training(&mut self, training: bool) {
+        self.0.store(training, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Forward for Probe {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+}
+
+#[derive(Module)]
+enum MaybeProbe {
+    On(Probe),
+    Off,
+}
+
+#[derive(Module)]
+struct Probed {
+    direct: Probe,
+    wrapped: MaybeProbe,
+}
+
+#[test]
+fn unit_struct_layer_path_shape_form_and_train_eval() -> Result<()> {
+    assert_eq!(CenteredLayer.to_string(), "CenteredLayer()");
+    let net = sequential![nn::Linear(4 => 8), CenteredLayer, ::nn::Linear(_ => 2)];
+    // a user layer may change the size: the next `_` is deferred to the first forward
+    assert_eq!(net.2.in_features(), None);
+    assert_eq!(net.forward(&Tensor::rand(&[3, 4]))?.shape(), &[3, 2]);
+    assert_eq!(net.2.in_features(), Some(8));
+    assert!(net.to_string().contains("(1): CenteredLayer()"));
+
+    let mut p = Probed {
+        direct: Probe::default(),
+        wrapped: MaybeProbe::On(Probe::default()),
+    };
+    p.train();
+    let on = |p: &Probed| {
+        let MaybeProbe::On(w) = &p.wrapped else {
+            return (false, false);
+        };
+        let get = |q: &Probe| q.0.load(std::sync::atomic::Ordering::Relaxed);
+        (get(&p.direct), get(w))
+    };
+    assert_eq!(on(&p), (true, true));
+    p.eval();
+    assert_eq!(on(&p), (false, false));
+    assert!(names(&MaybeProbe::Off).is_empty());
+    Ok(())
+}

@@ -72,7 +72,8 @@ enum Layer {
 }
 
 struct ShapeLinear {
-    linear: Ident,
+    /// `Linear` as written (a path), reused as the constructor's type.
+    linear: syn::Path,
     input: Size,
     output: Size,
     bias: Option<LitBool>,
@@ -122,7 +123,7 @@ fn find_size_arrow(content: ParseStream) -> syn::Result<()> {
 }
 
 impl ShapeLinear {
-    fn parse_body(linear: Ident, input: ParseStream) -> syn::Result<ShapeLinear> {
+    fn parse_body(linear: syn::Path, input: ParseStream) -> syn::Result<ShapeLinear> {
         let content;
         syn::parenthesized!(content in input);
         if content.is_empty() {
@@ -169,13 +170,28 @@ impl ShapeLinear {
     }
 }
 
+impl ShapeLinear {
+    /// The `Linear` token, where problems with the layer are shown.
+    fn span(&self) -> Span {
+        self.linear
+            .segments
+            .last()
+            .map_or_else(|| self.linear.span(), |s| s.ident.span())
+    }
+}
+
 impl Parse for Layer {
     fn parse(input: ParseStream) -> syn::Result<Layer> {
+        // `Linear(..)`, `nn::Linear(..)`: a tuple-call of the (named-field) `Linear` struct
+        // is not valid Rust, so this form cannot shadow an ordinary expression
         let ahead = input.fork();
-        if let Ok(id) = ahead.parse::<Ident>() {
-            if id == "Linear" && ahead.peek(syn::token::Paren) {
-                input.parse::<Ident>()?;
-                return Ok(Layer::Linear(Box::new(ShapeLinear::parse_body(id, input)?)));
+        if let Ok(path) = ahead.call(syn::Path::parse_mod_style) {
+            let is_linear = path.segments.last().is_some_and(|s| s.ident == "Linear");
+            if is_linear && ahead.peek(syn::token::Paren) {
+                input.call(syn::Path::parse_mod_style)?;
+                return Ok(Layer::Linear(Box::new(ShapeLinear::parse_body(
+                    path, input,
+                )?)));
             }
         }
         Ok(Layer::Expr(input.parse()?))
@@ -316,7 +332,7 @@ fn expand_linear(
 ) -> TokenStream {
     // the user's `Linear` token: it resolves in the user's scope (no unused import)
     let linear = &l.linear;
-    let span = linear.span();
+    let span = l.span();
     let input = match &l.input {
         Size::Lit(lit) => {
             check_input(lit, *known, errors);
@@ -404,7 +420,7 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
     if let Some(extra) = entries.get(MAX_ENTRIES) {
         let span = match (&extra.name, &extra.layer) {
             (Some(n), _) => n.span(),
-            (None, Layer::Linear(l)) => l.linear.span(),
+            (None, Layer::Linear(l)) => l.span(),
             (None, Layer::Expr(e)) => e.span(),
         };
         errors.push(syn::Error::new(
