@@ -155,9 +155,11 @@ impl<'a> Input<'a> {
 }
 
 impl Variant<'_> {
-    /// A single unnamed, unrenamed child field: the variant is its inner value.
-    pub fn is_transparent(&self) -> bool {
-        !self.named
-            && matches!(self.fields.as_slice(), [f] if f.role() == Role::Child && f.attrs.rename.is_none())
+    /// The field of a single unnamed, unrenamed child: the variant is its inner value.
+    pub fn transparent(&self) -> Option<&Field<'_>> {
+        match self.fields.as_slice() {
+            [f] if !self.named && f.role() == Role::Child && f.attrs.rename.is_none() => Some(f),
+            _ => None,
+        }
     }
 }

@@ -188,14 +188,14 @@ fn visit_body(input: &Input, mutable: bool, krate: &TokenStream) -> TokenStream 
         Data::Enum(variants) => {
             let arms = variants.iter().map(|v| {
                 let pat = pattern(v);
-                if v.is_transparent() {
-                    let ty = v.fields.first().map(|f| f.ty);
-                    let b = binding(0);
-                    return if mutable {
-                        quote!(#pat => <#ty as #krate::Module>::visit_mut(#b, __v),)
+                if let Some(f) = v.transparent() {
+                    let (ty, b) = (f.ty, binding(0));
+                    let call = if mutable {
+                        quote_spanned!(f.ty_span()=> <#ty as #krate::Module>::visit_mut(#b, __v))
                     } else {
-                        quote!(#pat => <#ty as #krate::Module>::visit(#b, __v),)
+                        quote_spanned!(f.ty_span()=> <#ty as #krate::Module>::visit(#b, __v))
                     };
+                    return quote!(#pat => #call,);
                 }
                 let stmts = v
                     .fields
@@ -226,12 +226,13 @@ fn delegate(
     };
     let arms: Vec<TokenStream> = variants
         .iter()
-        .filter(|v| v.is_transparent())
-        .map(|v| {
+        .filter_map(|v| v.transparent().map(|f| (v, f)))
+        .map(|(v, f)| {
             let pat = pattern(v);
-            let ty = v.fields.first().map(|f| f.ty);
+            let ty = f.ty;
             let c = call(&binding(0));
-            quote!(#pat => <#ty as #krate::Module>::#c,)
+            let c = quote_spanned!(f.ty_span()=> <#ty as #krate::Module>::#c);
+            quote!(#pat => #c,)
         })
         .collect();
     if arms.is_empty() {
