@@ -64,7 +64,7 @@ impl<T: Module> AsModule for T {
 /// containers. Field order is registration order.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a module, a parameter or a buffer",
-    label = "this field's type does not implement `nn::Module`",
+    label = "`{Self}` does not implement `nn::Module`",
     note = "derive `Module` for it, or mark the field `#[module(skip)]` (plain data) or `#[module(constant)]` (a tensor that is neither trained nor saved)"
 )]
 pub trait Module: AsModule + Any + Send + Sync {
