@@ -103,7 +103,7 @@ fn reload_reproduces_accuracy() -> Result<()> {
 
     // by hand, as a user would: a fresh lazy model, weights from the file
     let ck = Checkpoint::load(&r.checkpoint)?;
-    let fresh = Mlp::new(train::HIDDEN, Digits::CLASSES);
+    let fresh = Mlp::new();
     for (name, p) in nn::ModuleExt::named_parameters(&fresh) {
         let t = ck
             .model

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 /// Test images held out of the 1797 (the reference split: 1437 train / 360 test).
 pub const TEST_LEN: usize = 360;
-/// Hidden width of the first layer (the second has half as many units).
-pub const HIDDEN: usize = 128;
 /// File name of the checkpoint inside [`Config::out_dir`].
 pub const CHECKPOINT: &str = "checkpoint.nn";
 /// File name of the loss curve inside [`Config::out_dir`].
@@ -403,7 +401,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let ck_path = cfg.checkpoint_path();
 
     crate::manual_seed(cfg.seed);
-    let mut model = Mlp::new(HIDDEN, Digits::CLASSES);
+    let mut model = Mlp::new();
     let model_repr = model.repr();
     let mut history: Vec<EpochRecord> = Vec::new();
     let opt_state = if cfg.resume {
@@ -563,7 +561,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
 
     // the reload check: a fresh lazy model, shapes and values from the file only
     let ck = Checkpoint::load(&ck_path)?;
-    let mut fresh = Mlp::new(HIDDEN, Digits::CLASSES);
+    let mut fresh = Mlp::new();
     shim::load_state_dict(&fresh, &ck.model)?;
     fresh.to_device(&device)?;
     let reloaded_test_accuracy = accuracy(&fresh, &x_test, &y_test)?;

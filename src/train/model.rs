@@ -1,16 +1,15 @@
 //! The digits classifier: an MLP 64 -> 128 -> 64 -> 10 with ReLU, its input size
 //! inferred at the first forward (or from a loaded state dict).
 
-use crate::module::{Visitor, VisitorMut};
-use crate::{Forward, Linear, Module, ReLU, Result, Sequential, Tensor};
+use crate::{sequential, Forward, Linear, Module, ReLU, Result, Sequential, Tensor};
 
 /// The layers of [`Mlp`], in order.
 pub type MlpLayers = Sequential<(Linear, ReLU, Linear, ReLU, Linear)>;
 
 /// A multilayer perceptron for 8x8 digits: `Linear(_ => 128), ReLU, Linear(128 => 64),
 /// ReLU, Linear(64 => 10)`; parameters are named `layers.0.weight`, `layers.0.bias`,
-/// `layers.2.weight`, ... (PyTorch's names for the same model).
-#[derive(Debug, Clone)]
+/// `layers.2.weight`, ...
+#[derive(Debug, Clone, Module)]
 pub struct Mlp {
     /// The chain of layers.
     pub layers: MlpLayers,
@@ -18,25 +17,22 @@ pub struct Mlp {
 
 impl Mlp {
     /// A fresh model (weights drawn from the generator seeded by [`crate::manual_seed`]).
-    pub fn new(hidden: usize, classes: usize) -> Mlp {
+    pub fn new() -> Mlp {
         Mlp {
-            layers: Sequential::new((
-                Linear::lazy(hidden),
+            layers: sequential![
+                Linear(_ => 128),
                 ReLU,
-                Linear::new(hidden, hidden / 2),
+                Linear(128 => 64),
                 ReLU,
-                Linear::new(hidden / 2, classes),
-            )),
+                Linear(64 => 10)
+            ],
         }
     }
 }
 
-impl Module for Mlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        self.layers.register("layers", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        self.layers.register_mut("layers", v);
+impl Default for Mlp {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
