@@ -150,3 +150,16 @@ fn bad_requests_are_errors() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn defaults_reach_95_percent() -> Result<()> {
+    let dir = Scratch::new("defaults");
+    let cfg = Config {
+        out_dir: dir.0.clone(),
+        ..Config::default()
+    };
+    let r = train::run(&cfg, &mut ())?;
+    assert_eq!(r.history.len(), 20);
+    assert!(r.test_accuracy.fraction() >= 0.95, "{}", r.test_accuracy);
+    Ok(())
+}
