@@ -4,10 +4,13 @@
 //! Run with `cargo run --example 01_blocks`. Values differ from the book's (another random
 //! generator); shapes, names and structure are the same.
 
-use nn::module::{Visitor, VisitorMut};
-use nn::{DynSequential, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor};
+use nn::{
+    sequential, DynSequential, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor,
+};
 
-/// The book's `MLP`: a hidden layer of 256 units and an output layer of 10.
+/// The book's `MLP`: a hidden layer of 256 units and an output layer of 10. The derive
+/// registers the fields: no registration code, parameters named `hidden.weight`, ...
+#[derive(Module)]
 struct Mlp {
     hidden: Linear,
     out: Linear,
@@ -22,17 +25,6 @@ impl Mlp {
     }
 }
 
-impl Module for Mlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        self.hidden.register("hidden", v);
-        self.out.register("out", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        self.hidden.register_mut("hidden", v);
-        self.out.register_mut("out", v);
-    }
-}
-
 impl Forward for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.out.forward(&self.hidden.forward(x)?.relu()?)
@@ -41,7 +33,10 @@ impl Forward for Mlp {
 
 /// The book's `FixedHiddenMLP`: a constant random weight (not a parameter), one layer used
 /// twice, a data-dependent loop and a scalar output.
+#[derive(Module)]
 struct FixedHiddenMlp {
+    /// moved with the model, neither trained nor saved
+    #[module(constant)]
     rand_weight: Tensor,
     linear: Linear,
 }
@@ -52,17 +47,6 @@ impl FixedHiddenMlp {
             rand_weight: Tensor::rand(&[20, 20]),
             linear: Linear::new(20, 20),
         }
-    }
-}
-
-impl Module for FixedHiddenMlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        v.constant("rand_weight", &self.rand_weight);
-        self.linear.register("linear", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        v.constant("rand_weight", &mut self.rand_weight);
-        self.linear.register_mut("linear", v);
     }
 }
 
@@ -80,6 +64,7 @@ impl Forward for FixedHiddenMlp {
 }
 
 /// The book's `NestMLP`: a sequential inside a user block.
+#[derive(Module)]
 struct NestMlp {
     net: Sequential<(Linear, ReLU, Linear, ReLU)>,
     linear: Linear,
@@ -88,20 +73,9 @@ struct NestMlp {
 impl NestMlp {
     fn new() -> NestMlp {
         NestMlp {
-            net: Sequential::new((Linear::new(20, 64), ReLU, Linear::new(64, 32), ReLU)),
+            net: sequential![Linear(20 => 64), ReLU, Linear(_ => 32), ReLU],
             linear: Linear::new(32, 16),
         }
-    }
-}
-
-impl Module for NestMlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        self.net.register("net", v);
-        self.linear.register("linear", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        self.net.register_mut("net", v);
-        self.linear.register_mut("linear", v);
     }
 }
 
@@ -120,14 +94,14 @@ fn main() -> Result<()> {
     let x = Tensor::rand(&[2, 20]);
 
     println!("# 5.1 a sequential MLP");
-    let net = Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)));
+    let net = sequential![Linear(20 => 256), ReLU, Linear(_ => 10)];
     println!("{}", net.forward(&x)?);
 
     println!("\n# 5.1.1 a custom block");
     let net = Mlp::new();
     println!("{}", net.forward(&x)?);
     println!("parameters: {:?}", names(&net));
-    println!("{}", net.repr());
+    println!("{net}");
 
     println!("\n# 5.1.2 MySequential: blocks pushed one at a time");
     let mut net = DynSequential::new();
@@ -155,9 +129,9 @@ fn main() -> Result<()> {
     );
 
     println!("\n# nesting: chimera");
-    let chimera = Sequential::new((NestMlp::new(), Linear::new(16, 20), FixedHiddenMlp::new()));
+    let chimera = sequential![NestMlp::new(), Linear::new(16, 20), FixedHiddenMlp::new()];
     println!("{}", chimera.forward(&x)?);
-    println!("{}", chimera.repr());
+    println!("{chimera}");
     println!("parameters: {:?}", names(&chimera));
     Ok(())
 }

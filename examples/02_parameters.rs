@@ -4,14 +4,14 @@
 //! Run with `cargo run --example 02_parameters`.
 
 use nn::init::Init;
-use nn::{DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
+use nn::{sequential, DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
 use rand::Rng;
 
 /// The book's `block1()`.
 type Block1 = Sequential<(Linear, ReLU, Linear, ReLU)>;
 
 fn block1() -> Block1 {
-    Sequential::new((Linear::new(4, 8), ReLU, Linear::new(8, 4), ReLU))
+    sequential![Linear(4 => 8), ReLU, Linear(_ => 4), ReLU]
 }
 
 /// The book's `block2()`: four `block1`s added in a loop under the names `block 0`..`block 3`.
@@ -25,7 +25,7 @@ fn block2() -> Result<DynSequential> {
 
 fn main() -> Result<()> {
     nn::manual_seed(0);
-    let net = Sequential::new((Linear::new(4, 8), ReLU, Linear::new(8, 1)));
+    let net = sequential![Linear(4 => 8), ReLU, Linear(_ => 1)];
     let x = Tensor::rand(&[2, 4]);
     println!("{}", net.forward(&x)?);
 
@@ -64,7 +64,7 @@ fn main() -> Result<()> {
     println!("parameters_matching(\".*weight\"): {weights:?}");
 
     println!("\n# parameters of nested blocks");
-    let rgnet = Sequential::new((block2()?, Linear::new(4, 1)));
+    let rgnet = sequential![block2()?, Linear::new(4, 1)];
     println!("{}", rgnet.forward(&x)?);
     println!("{rgnet}");
     let b = &rgnet.0.layer::<Block1>(1)?.0.bias;
@@ -131,15 +131,15 @@ fn main() -> Result<()> {
 
     println!("\n# 5.2.3 tied parameters");
     let shared = Linear::new(8, 8);
-    let net = Sequential::new((
-        Linear::new(4, 8),
+    let net = sequential![
+        Linear(4 => 8),
         ReLU,
         shared.clone(),
         ReLU,
         shared,
         ReLU,
-        Linear::new(8, 1),
-    ));
+        Linear(8 => 1),
+    ];
     let y = net.forward(&x)?;
     let row = |l: &Linear| l.weight.data().and_then(|d| d.get(0));
     println!("{}", row(&net.2)?.eq(&row(&net.4)?)?);

@@ -5,20 +5,15 @@
 //! Run with `cargo run --example 04_custom_layers`.
 
 use nn::init::Init;
-use nn::module::{Visitor, VisitorMut};
 use nn::{
-    DynSequential, Forward, Layer, Linear, Module, ModuleExt, Param, ReLU, Result, Sequential,
+    sequential, DynSequential, Forward, Layer, Linear, Module, ModuleExt, Param, ReLU, Result,
     Tensor,
 };
 use std::f64::consts::PI;
 
 /// x - mean(x): a layer without parameters.
+#[derive(Module)]
 struct CenteredLayer;
-
-impl Module for CenteredLayer {
-    fn visit<'a>(&'a self, _v: &mut dyn Visitor<'a>) {}
-    fn visit_mut(&mut self, _v: &mut dyn VisitorMut) {}
-}
 
 impl Forward for CenteredLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -27,6 +22,8 @@ impl Forward for CenteredLayer {
 }
 
 /// relu(x W + b) with W `[in, units]` and b `[units]` drawn from N(0, 1), as the book's.
+/// Naming, init, sharing and saving come from the derive.
+#[derive(Module)]
 struct MyLinear {
     weight: Param,
     bias: Param,
@@ -41,17 +38,6 @@ impl MyLinear {
     }
 }
 
-impl Module for MyLinear {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        v.param("weight", &self.weight);
-        v.param("bias", &self.bias);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        v.param("weight", &mut self.weight);
-        v.param("bias", &mut self.bias);
-    }
-}
-
 impl Forward for MyLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.weight.tensor()?)?
@@ -62,6 +48,7 @@ impl Forward for MyLinear {
 
 /// Exercise 1: y_k = sum_ij W_ijk x_i x_j, batched: x `[n, d]` -> y `[n, k]`.
 /// The outer products x x^T of a batch, flattened to `[n, d*d]`, times W seen as `[d*d, k]`.
+#[derive(Module)]
 struct TensorReduction {
     weight: Param,
 }
@@ -71,15 +58,6 @@ impl TensorReduction {
         Ok(TensorReduction {
             weight: Param::init(&[d, d, k], Init::normal(0.0, 0.1))?,
         })
-    }
-}
-
-impl Module for TensorReduction {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        v.param("weight", &self.weight);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        v.param("weight", &mut self.weight);
     }
 }
 
@@ -110,14 +88,13 @@ impl Forward for TensorReduction {
 }
 
 /// Exercise 2: the first half (`ceil(L/2)` terms) of the DFT of each row of x `[n, L]`,
-/// X_m = sum_t x_t e^{-2 pi i m t / L}, as magnitudes `[n, M]`.
+/// X_m = sum_t x_t e^{-2 pi i m t / L}: magnitudes `[n, M]`, or `[Re | Im]` as `[n, 2M]`.
 /// Real arithmetic only: Re X = x C, Im X = -x S with C_tm = cos(2 pi m t / L),
 /// S_tm = sin(2 pi m t / L), so the layer is differentiable through matmul.
-struct FourierHalf;
-
-impl Module for FourierHalf {
-    fn visit<'a>(&'a self, _v: &mut dyn Visitor<'a>) {}
-    fn visit_mut(&mut self, _v: &mut dyn VisitorMut) {}
+#[derive(Module)]
+struct FourierHalf {
+    #[module(skip)]
+    complex: bool,
 }
 
 fn dft_matrices(len: usize) -> Result<(Tensor, Tensor)> {
@@ -144,27 +121,20 @@ impl Forward for FourierHalf {
         let (c, s) = dft_matrices(len)?;
         let re = x.matmul(&c)?;
         let im = x.matmul(&s)?.neg()?;
-        // NOTE: d|X|/dx is undefined where |X| = 0 (sqrt at 0): keep inputs generic
+        if self.complex {
+            return Tensor::cat(&[re, im], -1);
+        }
+        // NOTE: d|X|/dx is undefined where |X| = 0 (sqrt at 0)
         re.square()?.add(&im.square()?)?.sqrt()
     }
 }
 
 /// Exercise (5.1): a block running two nets on the same input and concatenating their
 /// outputs along the last dim.
+#[derive(Module)]
 struct Concat<A, B> {
     net1: A,
     net2: B,
-}
-
-impl<A: Module, B: Module> Module for Concat<A, B> {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        self.net1.register("net1", v);
-        self.net2.register("net2", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        self.net1.register_mut("net1", v);
-        self.net2.register_mut("net2", v);
-    }
 }
 
 impl<A: Forward, B: Forward> Forward for Concat<A, B> {
@@ -191,7 +161,7 @@ fn main() -> Result<()> {
         "{}",
         layer.forward(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0], &[5])?)?
     );
-    let net = Sequential::new((Linear::new(8, 128), CenteredLayer));
+    let net = sequential![Linear(8 => 128), CenteredLayer];
     let y = net.forward(&Tensor::rand(&[4, 8]))?;
     println!("mean of the output: {:e}", y.mean_all()?.item()?);
 
@@ -199,7 +169,7 @@ fn main() -> Result<()> {
     let dense = MyLinear::new(5, 3)?;
     println!("{}", dense.weight);
     println!("{}", dense.forward(&Tensor::rand(&[2, 5]))?);
-    let net = Sequential::new((MyLinear::new(64, 8)?, MyLinear::new(8, 1)?));
+    let net = sequential![MyLinear::new(64, 8)?, MyLinear::new(8, 1)?];
     println!("{}", net.forward(&Tensor::rand(&[2, 64]))?);
     let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
     println!("named for free: {names:?}");
@@ -216,21 +186,28 @@ fn main() -> Result<()> {
 
     println!("\n# exercise: first half of the Fourier coefficients (magnitudes)");
     let x = Tensor::from_vec(vec![1.0f32, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0, 0.0], &[1, 8])?;
-    println!("|DFT| of a period-4 cosine: {}", FourierHalf.forward(&x)?);
+    println!(
+        "|X| of a period-4 cosine: {}",
+        FourierHalf { complex: false }.forward(&x)?
+    );
+    println!(
+        "[Re X | Im X]: {}",
+        FourierHalf { complex: true }.forward(&x)?
+    );
 
     println!("\n# exercise: concatenating two nets");
     let both = Concat {
-        net1: Sequential::new((Linear::new(20, 8), ReLU)),
+        net1: sequential![Linear(20 => 8), ReLU],
         net2: Linear::new(20, 4),
     };
     println!(
         "output shape: {:?}",
         both.forward(&Tensor::rand(&[2, 20]))?.shape()
     );
-    println!("{}", both.repr());
+    println!("{both}");
 
     println!("\n# exercise: a factory of independent copies");
-    let block = Sequential::new((Linear::new(8, 8), ReLU));
+    let block = sequential![Linear(8 => 8), ReLU];
     let chain = replicate(&block, 3);
     println!("{chain}");
     let ps = chain.parameters();
