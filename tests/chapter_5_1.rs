@@ -1,27 +1,17 @@
 //! 5.1 Layers and blocks, cell by cell: a sequential MLP, a user block, a runtime-built chain,
 //! code in forward, nesting; plus dropout/flatten in chains and sharing a model across threads.
 
-use nn::module::{Visitor, VisitorMut};
 use nn::{
-    Dropout, DynSequential, Flatten, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential,
-    Tensor,
+    sequential, Dropout, DynSequential, Flatten, Forward, Linear, Module, ModuleExt, ReLU,
+    Result, Sequential, Tensor,
 };
 
+#[derive(Module)]
 struct Mlp {
     hidden: Linear,
     out: Linear,
 }
 
-impl Module for Mlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        self.hidden.register("hidden", v);
-        self.out.register("out", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        self.hidden.register_mut("hidden", v);
-        self.out.register_mut("out", v);
-    }
-}
 
 impl Forward for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -29,21 +19,13 @@ impl Forward for Mlp {
     }
 }
 
+#[derive(Module)]
 struct FixedHiddenMlp {
+    #[module(constant)]
     rand_weight: Tensor,
     linear: Linear,
 }
 
-impl Module for FixedHiddenMlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        v.constant("rand_weight", &self.rand_weight);
-        self.linear.register("linear", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        v.constant("rand_weight", &mut self.rand_weight);
-        self.linear.register_mut("linear", v);
-    }
-}
 
 impl FixedHiddenMlp {
     fn new() -> Self {
@@ -70,21 +52,12 @@ impl Forward for FixedHiddenMlp {
     }
 }
 
+#[derive(Module)]
 struct NestMlp {
     net: Sequential<(Linear, ReLU, Linear, ReLU)>,
     linear: Linear,
 }
 
-impl Module for NestMlp {
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        self.net.register("net", v);
-        self.linear.register("linear", v);
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        self.net.register_mut("net", v);
-        self.linear.register_mut("linear", v);
-    }
-}
 
 impl Forward for NestMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -112,7 +85,7 @@ fn linear_by_hand(l: &Linear, x: &Tensor) -> Result<Tensor> {
 #[test]
 fn sequential_mlp_on_a_2x20_input() -> Result<()> {
     nn::manual_seed(1);
-    let net = Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)));
+    let net = sequential![Linear(20 => 256), ReLU, Linear(_ => 10)];
     let x = Tensor::rand(&[2, 20]);
     let y = net.forward(&x)?;
     assert_eq!(y.shape(), &[2, 10]);
@@ -209,10 +182,10 @@ fn fixed_hidden_mlp_constant_reuse_loop_and_scalar() -> Result<()> {
 #[test]
 fn nesting_chimera() -> Result<()> {
     let nest = NestMlp {
-        net: Sequential::new((Linear::new(20, 64), ReLU, Linear::new(64, 32), ReLU)),
+        net: sequential![Linear(20 => 64), ReLU, Linear(_ => 32), ReLU],
         linear: Linear::new(32, 16),
     };
-    let chimera = Sequential::new((nest, Linear::new(16, 20), FixedHiddenMlp::new()));
+    let chimera = sequential![nest, Linear::new(16, 20), FixedHiddenMlp::new()];
     let y = chimera.forward(&Tensor::rand(&[2, 20]))?;
     assert_eq!(y.rank(), 0);
     assert_eq!(
@@ -250,7 +223,7 @@ fn nesting_chimera() -> Result<()> {
     );
     // nesting goes to any depth, through Box, Option, Vec and runtime chains
     let mut deep = DynSequential::new();
-    deep.push(Sequential::new((Linear::new(3, 3), ReLU)));
+    deep.push(sequential![Linear(3 => 3), ReLU]);
     let absent: Option<Linear> = None;
     let deeper = Sequential::new((
         deep,
@@ -277,7 +250,7 @@ fn dropout_follows_train_and_eval_through_nesting() -> Result<()> {
     nn::manual_seed(5);
     let mut inner = DynSequential::new();
     inner.push(Dropout::new(0.5));
-    let mut net = Sequential::new((Flatten::new(), inner, Dropout::new(0.5)));
+    let mut net = sequential![Flatten::new(), inner, Dropout::new(0.5)];
     let x = Tensor::ones(&[4, 10, 10]);
     let y = net.forward(&x)?;
     assert_eq!(y.shape(), &[4, 100]);
@@ -302,7 +275,7 @@ fn inner_dropout(net: &Sequential<(Flatten, DynSequential, Dropout)>) -> Result<
 #[test]
 fn a_model_is_send_and_sync_and_shared_across_threads() -> Result<()> {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
-    let net = Sequential::new((Linear::new(20, 64), ReLU, Linear::new(64, 10)));
+    let net = sequential![Linear(20 => 64), ReLU, Linear(_ => 10)];
     assert_send_sync(&net);
     let dynamic = DynSequential::new().with(Linear::new(2, 2));
     assert_send_sync(&dynamic);
