@@ -2,8 +2,8 @@
 //! code in forward, nesting; plus dropout/flatten in chains and sharing a model across threads.
 
 use nn::{
-    sequential, Dropout, DynSequential, Flatten, Forward, Linear, Module, ModuleExt, ReLU,
-    Result, Sequential, Tensor,
+    sequential, Dropout, DynSequential, Flatten, Forward, Linear, Module, ModuleExt, ReLU, Result,
+    Sequential, Tensor,
 };
 
 #[derive(Module)]
@@ -11,7 +11,6 @@ struct Mlp {
     hidden: Linear,
     out: Linear,
 }
-
 
 impl Forward for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -25,7 +24,6 @@ struct FixedHiddenMlp {
     rand_weight: Tensor,
     linear: Linear,
 }
-
 
 impl FixedHiddenMlp {
     fn new() -> Self {
@@ -57,7 +55,6 @@ struct NestMlp {
     net: Sequential<(Linear, ReLU, Linear, ReLU)>,
     linear: Linear,
 }
-
 
 impl Forward for NestMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
