@@ -149,7 +149,7 @@ fn check_grads(params: &[&Param], f: impl Fn() -> Result<Tensor>) -> Result<()> 
             None => vec![0.0; vals.len()],
         };
         for j in 0..vals.len() {
-            let mut probe = |d: f32| -> Result<f64> {
+            let probe = |d: f32| -> Result<f64> {
                 let mut v = vals.clone();
                 v[j] += d;
                 p.set_data(&Tensor::from_vec(v, &shape)?)?;
