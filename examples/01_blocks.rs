@@ -5,7 +5,8 @@
 //! generator); shapes, names and structure are the same.
 
 use nn::{
-    sequential, DynSequential, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor,
+    sequential, Dropout, DynSequential, Flatten, Forward, Linear, Module, ModuleExt, ReLU, Result,
+    Sequential, Tensor,
 };
 
 /// The book's `MLP`: a hidden layer of 256 units and an output layer of 10. The derive
@@ -133,5 +134,17 @@ fn main() -> Result<()> {
     println!("{}", chimera.forward(&x)?);
     println!("{chimera}");
     println!("parameters: {:?}", names(&chimera));
+
+    println!("\n# layers that behave differently in training and evaluation");
+    let mut net =
+        sequential![Flatten::new(), Linear(12 => 8), ReLU, Dropout::new(0.5), Linear(_ => 2)];
+    let x = Tensor::rand(&[2, 3, 4]);
+    println!("{net}");
+    println!("train (dropout active):  {}", net.forward(&x)?);
+    println!("train again (new mask):  {}", net.forward(&x)?);
+    net.eval();
+    println!("eval (deterministic):    {}", net.forward(&x)?);
+    println!("eval again:              {}", net.forward(&x)?);
+    net.train();
     Ok(())
 }

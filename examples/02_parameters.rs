@@ -140,7 +140,7 @@ fn main() -> Result<()> {
         ReLU,
         Linear(8 => 1),
     ];
-    let y = net.forward(&x)?;
+    net.forward(&x)?;
     let row = |l: &Linear| l.weight.data().and_then(|d| d.get(0));
     println!("{}", row(&net.2)?.eq(&row(&net.4)?)?);
     net.2.weight.set_item(&[0, 0], 100.0)?;
@@ -150,12 +150,25 @@ fn main() -> Result<()> {
     let keys: Vec<String> = net.state_dict()?.keys().map(String::from).collect();
     println!("named_parameters (tied once): {names:?}");
     println!("state_dict keys (tied twice): {keys:?}");
-    y.sum_all()?.backward()?;
-    if let Some(g) = net.2.weight.grad() {
-        println!(
-            "the shared weight's gradient sums both uses: |grad| = {}",
-            g.abs()?.sum_all()?
-        );
+    net.forward(&x)?.sum_all()?.backward()?;
+    // the same values untied (independent copies at 2 and 4) show each use's gradient
+    let untied = sequential![
+        net.0.clone(),
+        ReLU,
+        net.2.deep_copy(),
+        ReLU,
+        net.4.deep_copy(),
+        ReLU,
+        net.6.clone(),
+    ];
+    untied.forward(&x)?.sum_all()?.backward()?;
+    if let (Some(g), Some(g2), Some(g4)) = (
+        net.2.weight.grad(),
+        untied.2.weight.grad(),
+        untied.4.weight.grad(),
+    ) {
+        let diff = g.sub(&g2.add(&g4)?)?.abs()?.max_all()?.item()?;
+        println!("grad of the shared weight = grad of use 1 + grad of use 2 (max diff {diff:e})");
     }
     Ok(())
 }
