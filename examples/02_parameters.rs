@@ -72,6 +72,23 @@ fn main() -> Result<()> {
         println!("rgnet[0][1][0].bias = {}", b.data()?);
     }
 
+    // written with names in `sequential!` instead of a loop, every level keeps its type
+    // and rgnet[0][1][0].bias is a plain field path
+    let typed = sequential![
+        sequential![
+            "block 0" => block1(),
+            "block 1" => block1(),
+            "block 2" => block1(),
+            "block 3" => block1(),
+        ],
+        Linear::new(4, 1),
+    ];
+    let (block2, _) = &*typed;
+    let block_1: &Block1 = &block2.1;
+    if let Some(b) = &block_1.0.bias {
+        println!("typed rgnet[0][1][0].bias = {}", b.data()?);
+    }
+
     println!("\n# 5.2.2 built-in initialization");
     net.apply::<Linear>(|m| {
         m.weight.reinit(&Init::normal(0.0, 0.01))?;

@@ -204,6 +204,38 @@ fn nested_rgnet_names_and_tree_match_pytorch() -> Result<()> {
 }
 
 #[test]
+fn typed_nested_access_when_the_macro_knows_the_types() -> Result<()> {
+    // block2 written with names in `sequential!`: every level keeps its concrete type, so
+    // the book's rgnet[0][1][0].bias is a field path, no downcast
+    let fx = fixtures_json()?;
+    let block2 = sequential![
+        "block 0" => block1(),
+        "block 1" => block1(),
+        "block 2" => block1(),
+        "block 3" => block1(),
+    ];
+    let rgnet = sequential![block2, Linear::new(4, 1)];
+    let (block2, _) = &*rgnet;
+    let block_1: &Block1 = &block2.1;
+    let bias = block_1
+        .0
+        .bias
+        .as_ref()
+        .ok_or_else(|| nn::Error::Msg("no bias".into()))?;
+    assert_eq!(bias.shape(), Some(vec![8]));
+    assert_eq!(
+        names(&rgnet),
+        strings(&fx["names"]["rgnet"]["named_parameters"])
+    );
+    let want = fx["names"]["rgnet"]["repr"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("bias=True", "bias=true");
+    assert_eq!(rgnet.to_string(), want);
+    Ok(())
+}
+
+#[test]
 fn tied_net_matches_pytorch() -> Result<()> {
     let fx = fixtures_json()?;
     let path = concat!(
