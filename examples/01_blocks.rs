@@ -5,8 +5,8 @@
 //! generator); shapes, names and structure are the same.
 
 use nn::{
-    sequential, Dropout, DynSequential, Flatten, Forward, Linear, Module, ModuleExt, ReLU, Result,
-    Sequential, Tensor,
+    sequential, Dropout, DynSequential, Flatten, Forward, Layer, Linear, Module, ModuleExt, ReLU,
+    Result, Sequential, Tensor,
 };
 
 /// The book's `MLP`: a hidden layer of 256 units and an output layer of 10. The derive
@@ -105,10 +105,16 @@ fn main() -> Result<()> {
     println!("{net}");
 
     println!("\n# 5.1.2 MySequential: blocks pushed one at a time");
+    // the book's `MySequential(*args)`: any number of blocks, pushed in a loop
+    let blocks: Vec<Box<dyn Layer>> = vec![
+        Box::new(Linear::new(20, 256)),
+        Box::new(ReLU),
+        Box::new(Linear::new(256, 10)),
+    ];
     let mut net = DynSequential::new();
-    net.push(Linear::new(20, 256))
-        .push(ReLU)
-        .push(Linear::new(256, 10));
+    for block in blocks {
+        net.push_boxed(block);
+    }
     println!("{}", net.forward(&x)?);
     println!("parameters: {:?}", names(&net));
     let mut named = DynSequential::new();
