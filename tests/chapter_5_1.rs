@@ -297,3 +297,39 @@ fn a_model_is_send_and_sync_and_shared_across_threads() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn blocks_kept_in_a_plain_vec_are_still_registered() -> Result<()> {
+    // the book's exercise 1 (MySequential over a Python list loses the parameters) has no
+    // Rust counterpart: a Vec of layers is a module, its items are visited and named
+    #[derive(Module)]
+    struct ListSequential {
+        blocks: Vec<Box<dyn nn::Layer>>,
+    }
+    impl Forward for ListSequential {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            self.blocks.iter().try_fold(x.clone(), |y, b| b.forward(&y))
+        }
+    }
+    let net = ListSequential {
+        blocks: vec![
+            Box::new(Linear::new(20, 8)),
+            Box::new(ReLU),
+            Box::new(Linear::new(8, 2)),
+        ],
+    };
+    assert_eq!(
+        names(&net),
+        [
+            "blocks.0.weight",
+            "blocks.0.bias",
+            "blocks.2.weight",
+            "blocks.2.bias"
+        ]
+    );
+    assert_eq!(net.forward(&Tensor::rand(&[3, 20]))?.shape(), &[3, 2]);
+    assert!(net
+        .to_string()
+        .contains("(blocks): ModuleList(\n    (0): Linear(in_features=20"));
+    Ok(())
+}

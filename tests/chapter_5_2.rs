@@ -529,3 +529,31 @@ fn direct_writes_and_force_reinit() -> Result<()> {
     assert_ne!(a, net.0.weight.data()?.to_vec::<f32>()?);
     Ok(())
 }
+
+#[test]
+fn training_a_net_with_a_shared_layer() -> Result<()> {
+    // exercise 3: train an MLP with a shared layer and watch its parameters and gradients
+    nn::manual_seed(10);
+    let shared = Linear::new(8, 8);
+    let net = sequential![Linear(4 => 8), ReLU, shared.clone(), ReLU, shared, ReLU, Linear(8 => 1)];
+    let x = Tensor::randn(&[16, 4]);
+    let target = x.sum(1, true)?.mul_scalar(0.5)?;
+    let lr = 0.1;
+    let mut losses = Vec::new();
+    for _ in 0..60 {
+        net.zero_grad();
+        let loss = net.forward(&x)?.mse(&target)?;
+        losses.push(loss.item()?);
+        loss.backward()?;
+        for p in net.parameters() {
+            if let Some(g) = p.grad() {
+                p.update(|d| d.sub(&g.mul_scalar(lr)?))?;
+            }
+        }
+        // one object: every update of the shared layer is seen at both positions
+        assert!(net.2.weight.ptr_eq(&net.4.weight));
+    }
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+    Ok(())
+}
