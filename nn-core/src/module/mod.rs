@@ -9,6 +9,7 @@ mod repr;
 
 pub use buffer::Buffer;
 pub use ext::{ModuleExt, StateDict};
+pub(crate) use ext::{walk, Item};
 pub use param::{fmt_partial, Param};
 pub use repr::repr;
 
