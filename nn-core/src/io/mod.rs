@@ -140,3 +140,6 @@ pub(crate) fn load_state_dict(
 ) -> Result<LoadReport> {
     load::load_into(m, sd, opts)
 }
+
+#[cfg(test)]
+mod tests;

@@ -104,8 +104,11 @@ pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> 
         msg,
     };
     let body = payload(file).map_err(fmt_err)?;
-    let (value, rest) =
-        postcard::take_from_bytes::<T>(body).map_err(|e| fmt_err(format!("bad payload: {e}")))?;
+    let _ = super::tensor_serde::take_last_error();
+    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| {
+        let detail = super::tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
+        fmt_err(format!("bad payload: {detail}"))
+    })?;
     if !rest.is_empty() {
         return Err(fmt_err(format!(
             "{} unexpected bytes after the payload",
@@ -152,7 +155,11 @@ impl<W: Write> Write for HashWriter<W> {
 /// Streams `value` into `file` (already positioned at 0): header placeholder, payload
 /// hashed on its way out (tensor bytes go from storage to the file in one write each),
 /// then the real header.
-pub(crate) fn write_to<T: Serialize + ?Sized>(value: &T, file: &mut File, path: &Path) -> Result<()> {
+pub(crate) fn write_to<T: Serialize + ?Sized>(
+    value: &T,
+    file: &mut File,
+    path: &Path,
+) -> Result<()> {
     let io_err = |source: std::io::Error| Error::Io {
         path: path.display().to_string(),
         source,

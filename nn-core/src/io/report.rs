@@ -38,9 +38,9 @@ impl Mismatch {
     /// The state-dict key concerned.
     pub fn key(&self) -> &str {
         match self {
-            Mismatch::Shape { key, .. } | Mismatch::DType { key, .. } | Mismatch::Tied { key, .. } => {
-                key
-            }
+            Mismatch::Shape { key, .. }
+            | Mismatch::DType { key, .. }
+            | Mismatch::Tied { key, .. } => key,
         }
     }
 }

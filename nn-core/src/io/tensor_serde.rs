@@ -72,6 +72,24 @@ pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Option<usize> {
         .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
 }
 
+thread_local! {
+    static LAST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A deserialization error whose message survives formats that drop custom messages
+/// (postcard reports them all as "Serde Deserialization Error"): see [`take_last_error`].
+fn fail<E: de::Error>(msg: impl fmt::Display) -> E {
+    let msg = msg.to_string();
+    let e = E::custom(&msg);
+    LAST.with(|l| *l.borrow_mut() = Some(msg));
+    e
+}
+
+/// The message of the last error raised by a tensor deserializer on this thread.
+pub(crate) fn take_last_error() -> Option<String> {
+    LAST.with(|l| l.borrow_mut().take())
+}
+
 struct Bytes<'a>(&'a [u8]);
 
 impl Serialize for Bytes<'_> {
@@ -108,7 +126,11 @@ impl Visitor<'_> for DTypeSeed {
         f.write_str("a dtype name (`float32` or `int64`)")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<DType, E> {
-        dtype_from_str(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+        dtype_from_str(v).ok_or_else(|| {
+            fail(format_args!(
+                "unknown dtype `{v}` (expected `float32` or `int64`)"
+            ))
+        })
     }
 }
 
@@ -128,9 +150,13 @@ impl<'de> DeserializeSeed<'de> for DataSeed {
 impl DataSeed {
     fn take<E: de::Error>(&self, v: &[u8]) -> Result<CpuStorage, E> {
         if v.len() != self.len {
-            return Err(E::invalid_length(v.len(), self));
+            return Err(fail(format_args!(
+                "tensor data has {} bytes, its dtype and shape need {}",
+                v.len(),
+                self.len
+            )));
         }
-        storage_from_le_bytes(self.dtype, v).map_err(E::custom)
+        storage_from_le_bytes(self.dtype, v).map_err(fail)
     }
 }
 
@@ -151,7 +177,10 @@ impl<'de> Visitor<'de> for DataSeed {
         let mut v = Vec::with_capacity(self.len.min(1 << 16));
         while let Some(b) = seq.next_element::<u8>()? {
             if v.len() == self.len {
-                return Err(de::Error::invalid_length(v.len() + 1, &self));
+                return Err(fail(format_args!(
+                    "tensor data longer than {} bytes",
+                    self.len
+                )));
             }
             v.push(b);
         }
@@ -160,12 +189,12 @@ impl<'de> Visitor<'de> for DataSeed {
 }
 
 fn build<E: de::Error>(shape: &[usize], data: CpuStorage) -> Result<Tensor, E> {
-    Tensor::from_storage(data.into_storage(), shape).map_err(E::custom)
+    Tensor::from_storage(data.into_storage(), shape).map_err(fail)
 }
 
 fn data_seed<E: de::Error>(dtype: DType, shape: &[usize]) -> Result<DataSeed, E> {
     let len = byte_len(dtype, shape).ok_or_else(|| {
-        E::custom(format_args!(
+        fail(format_args!(
             "tensor of shape {shape:?} and dtype {dtype} is too large"
         ))
     })?;
@@ -204,7 +233,7 @@ impl<'de> Visitor<'de> for TensorVisitor {
                 "shape" => shape = Some(map.next_value()?),
                 "data" => {
                     let (Some(dt), Some(sh)) = (dtype, shape.as_deref()) else {
-                        return Err(de::Error::custom("tensor `data` must follow `dtype` and `shape`"));
+                        return Err(fail("tensor `data` must follow `dtype` and `shape`"));
                     };
                     data = Some(map.next_value_seed(data_seed(dt, sh)?)?);
                 }
@@ -250,7 +279,7 @@ impl<'de> Visitor<'de> for StateDictVisitor {
         let mut entries = Vec::new();
         while let Some((k, t)) = map.next_entry::<String, Tensor>()? {
             if !seen.insert(k.clone()) {
-                return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+                return Err(fail(format_args!("duplicate key `{k}`")));
             }
             entries.push((k, t));
         }

@@ -8,8 +8,8 @@ mod param;
 mod repr;
 
 pub use buffer::Buffer;
-pub use ext::{ModuleExt, StateDict};
 pub(crate) use ext::{walk, Item};
+pub use ext::{ModuleExt, StateDict};
 pub use param::{fmt_partial, Param};
 pub use repr::repr;
 
