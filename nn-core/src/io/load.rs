@@ -74,13 +74,46 @@ fn fits(expected: &[Option<usize>], found: &[usize]) -> bool {
             .all(|(e, f)| e.is_none_or(|e| e == *f))
 }
 
-fn same_values(a: &Tensor, b: &Tensor) -> Result<bool> {
-    if a.same_storage(b) {
+/// Where the loader takes tensors from: an in-memory state dict, or a native file read
+/// lazily (metadata first, data straight into the model's memory).
+pub(crate) trait Source {
+    /// Keys in source order.
+    fn keys(&self) -> Vec<&str>;
+    /// Dtype and shape under `key`.
+    fn meta(&self, key: &str) -> Option<(DType, &[usize])>;
+    /// The tensor under `key`, as a new tensor.
+    fn tensor(&self, key: &str) -> Result<Tensor>;
+    /// Writes the data under `key` into `dst` (same byte length), or returns Ok(false)
+    /// when this source prefers handing out whole tensors ([`Source::tensor`]).
+    fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool>;
+}
+
+impl Source for StateDict {
+    fn keys(&self) -> Vec<&str> {
+        StateDict::keys(self).collect()
+    }
+    fn meta(&self, key: &str) -> Option<(DType, &[usize])> {
+        self.get(key).map(|t| (t.dtype(), t.shape()))
+    }
+    fn tensor(&self, key: &str) -> Result<Tensor> {
+        self.get(key)
+            .cloned()
+            .ok_or_else(|| Error::Msg(format!("no key `{key}`")))
+    }
+    // sharing the storage (set_data) beats copying it
+    fn fill(&self, _key: &str, _dst: &mut [u8]) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+fn same_values(src: &dyn Source, a: &str, b: &str) -> Result<bool> {
+    let (ta, tb) = (src.tensor(a)?, src.tensor(b)?);
+    if ta.same_storage(&tb) {
         return Ok(true);
     }
-    Ok(a.shape() == b.shape()
-        && a.dtype() == b.dtype()
-        && super::tensor_serde::le_bytes(a)? == super::tensor_serde::le_bytes(b)?)
+    Ok(ta.shape() == tb.shape()
+        && ta.dtype() == tb.dtype()
+        && super::tensor_serde::le_bytes(&ta)? == super::tensor_serde::le_bytes(&tb)?)
 }
 
 /// Loads `sd` into `model` (see [`crate::ModuleExt::load_state_dict`]).
@@ -89,14 +122,26 @@ pub(crate) fn load_into(
     sd: &StateDict,
     opts: &LoadOptions,
 ) -> Result<LoadReport> {
+    load_from(model, sd, opts)
+}
+
+/// Matches `src` against the model, reports, and (unless a strict load found problems)
+/// copies the data in.
+pub(crate) fn load_from(
+    model: &dyn Module,
+    src: &dyn Source,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
     let prefix = match opts.prefix.as_str() {
         "" => String::new(),
         p if p.ends_with('.') => p.to_string(),
         p => format!("{p}."),
     };
-    let index: HashMap<&str, &Tensor> = sd
+    let src_keys = src.keys();
+    // model name -> full source key
+    let index: HashMap<&str, &str> = src_keys
         .iter()
-        .filter_map(|(k, t)| k.strip_prefix(prefix.as_str()).map(|k| (k, t)))
+        .filter_map(|k| k.strip_prefix(prefix.as_str()).map(|r| (r, *k)))
         .collect();
 
     let mut targets: Vec<(String, Target)> = Vec::new();
@@ -109,69 +154,79 @@ pub(crate) fn load_into(
     let mut report = LoadReport::default();
     let mut used: HashSet<&str> = HashSet::new();
     // a tied parameter is visited under each of its names: load it once
-    let mut first_of: HashMap<u64, (String, Tensor)> = HashMap::new();
-    let mut plan: Vec<(Target, Tensor)> = Vec::new();
+    let mut first_of: HashMap<u64, String> = HashMap::new();
+    let mut plan: Vec<(Target, &str)> = Vec::new();
     for (name, target) in targets {
         let key = format!("{prefix}{name}");
-        let Some((&k, &t)) = index.get_key_value(name.as_str()) else {
+        let Some(&k) = index.get(name.as_str()) else {
             report.missing.push(key);
             continue;
         };
         used.insert(k);
+        let Some((found_dtype, found_shape)) = src.meta(k) else {
+            report.missing.push(key);
+            continue;
+        };
         let (shape, dtype) = expectation(&target);
-        if t.dtype() != dtype {
+        if found_dtype != dtype {
             report.mismatched.push(Mismatch::DType {
                 key,
                 expected: dtype,
-                found: t.dtype(),
+                found: found_dtype,
             });
             continue;
         }
-        if !fits(&shape, t.shape()) {
+        if !fits(&shape, found_shape) {
             report.mismatched.push(Mismatch::Shape {
                 key,
                 expected: shape,
-                found: t.shape().to_vec(),
+                found: found_shape.to_vec(),
             });
             continue;
         }
         if let Target::Param(p) = &target {
-            if let Some((first, v)) = first_of.get(&p.id()) {
-                if !same_values(v, t)? {
+            if let Some(first) = first_of.get(&p.id()) {
+                if same_values(src, first, k)? {
+                    report.loaded.push(key);
+                } else {
                     report.mismatched.push(Mismatch::Tied {
                         key,
                         first: first.clone(),
                     });
-                } else {
-                    report.loaded.push(key);
                 }
                 continue;
             }
-            first_of.insert(p.id(), (key.clone(), t.clone()));
+            first_of.insert(p.id(), k.to_string());
         }
         report.loaded.push(key);
-        plan.push((target, t.clone()));
+        plan.push((target, k));
     }
-    report.unexpected = index
-        .keys()
-        .filter(|k| !used.contains(*k))
-        .map(|k| format!("{prefix}{k}"))
+    report.unexpected = src_keys
+        .iter()
+        .filter(|k| k.starts_with(prefix.as_str()) && !used.contains(*k))
+        .map(|k| k.to_string())
         .collect();
-    // index is a hash map: list unexpected keys in file order
-    let order: HashMap<&str, usize> = sd.keys().enumerate().map(|(i, k)| (k, i)).collect();
-    report
-        .unexpected
-        .sort_by_key(|k| order.get(k.as_str()).copied().unwrap_or(usize::MAX));
 
     if opts.strict && !report.is_clean() {
         return Err(Error::StateDict(report));
     }
-    for (target, t) in plan {
+    for (target, k) in plan {
         match target {
-            Target::Param(p) => p.set_data(&t.to_device(&p.device())?)?,
+            Target::Param(p) => {
+                let mut filled = false;
+                if p.device().is_cpu() {
+                    p.overwrite_in_place(|dst| {
+                        filled = src.fill(k, dst)?;
+                        Ok(())
+                    })?;
+                }
+                if !filled {
+                    p.set_data(&src.tensor(k)?.to_device(&p.device())?)?;
+                }
+            }
             Target::Buffer(b) => {
                 let dev = b.get().device();
-                b.set(&t.to_device(&dev)?)
+                b.set(&src.tensor(k)?.to_device(&dev)?)
             }
         }
     }

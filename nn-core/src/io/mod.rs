@@ -112,13 +112,28 @@ pub fn save_state_dict(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
 /// magic number, whatever the file's name).
 pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
     let path = path.as_ref();
-    let bytes = native::read_file(path)?;
-    let what = path.display().to_string();
-    if bytes.starts_with(&MAGIC) {
-        native::decode(&bytes, &what)
+    if is_native(path)? {
+        native::NativeFile::open(path)?.into_state_dict()
     } else {
-        self::safetensors::decode(&bytes, &what)
+        let bytes = native::read_file(path)?;
+        self::safetensors::decode(&bytes, &path.display().to_string())
     }
+}
+
+/// Whether the file starts with the native magic number.
+fn is_native(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let io_err = |source: std::io::Error| crate::Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut head = Vec::with_capacity(MAGIC.len());
+    std::fs::File::open(path)
+        .map_err(io_err)?
+        .take(MAGIC.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    Ok(head == MAGIC)
 }
 
 /// [`crate::ModuleExt::save`].
@@ -128,8 +143,14 @@ pub(crate) fn save_module(m: &dyn Module, path: &Path) -> Result<()> {
 
 /// [`crate::ModuleExt::load_with`].
 pub(crate) fn load_module(m: &dyn Module, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
-    let sd = load_state_dict_file(path)?;
-    load::load_into(m, &sd, opts)
+    if is_native(path)? {
+        // scanned and verified first, then read straight into the model's memory
+        let file = native::NativeFile::open(path)?;
+        load::load_from(m, &file, opts)
+    } else {
+        let sd = load_state_dict_file(path)?;
+        load::load_into(m, &sd, opts)
+    }
 }
 
 /// [`crate::ModuleExt::load_state_dict`].

@@ -40,44 +40,54 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Checks the header of a whole file and returns its payload (verified against the
-/// checksum), or a message saying what is wrong.
-pub(crate) fn payload(file: &[u8]) -> std::result::Result<&[u8], String> {
-    if file.len() < HEADER_LEN {
+/// Checks a header against the file's total length; returns the payload length and
+/// the stored checksum.
+fn check_header(h: &[u8], file_len: u64) -> std::result::Result<(u64, u32), String> {
+    if file_len < HEADER_LEN as u64 || h.len() < HEADER_LEN {
         return Err(format!(
-            "{} bytes is shorter than the {HEADER_LEN}-byte header (truncated file?)",
-            file.len()
+            "{file_len} bytes is shorter than the {HEADER_LEN}-byte header (truncated file?)"
         ));
     }
-    if file[..8] != MAGIC {
+    if h[..8] != MAGIC {
         return Err("not an nn tensor file (bad magic number)".into());
     }
-    let version = le_u32(file, 8);
+    let version = le_u32(h, 8);
     if version != VERSION {
         return Err(format!(
             "format version {version} is not supported (this build reads version {VERSION})"
         ));
     }
-    let (flags, reserved) = (le_u32(file, 12), le_u32(file, 28));
+    let (flags, reserved) = (le_u32(h, 12), le_u32(h, 28));
     if flags != 0 || reserved != 0 {
         return Err(format!(
             "unknown header flags {flags:#x}/{reserved:#x} (written by a newer version?)"
         ));
     }
-    let declared = le_u64(file, 16);
-    let body = &file[HEADER_LEN..];
-    if declared != body.len() as u64 {
+    let declared = le_u64(h, 16);
+    let present = file_len - HEADER_LEN as u64;
+    if declared != present {
         return Err(format!(
-            "header declares a {declared}-byte payload but {} bytes follow (truncated or damaged file)",
-            body.len()
+            "header declares a {declared}-byte payload but {present} bytes follow (truncated or damaged file)"
         ));
     }
-    let (want, got) = (le_u32(file, 24), crc32fast::hash(body));
+    Ok((declared, le_u32(h, 24)))
+}
+
+fn check_crc(want: u32, got: u32) -> std::result::Result<(), String> {
     if want != got {
         return Err(format!(
             "checksum mismatch (stored {want:#010x}, computed {got:#010x}): the file is damaged"
         ));
     }
+    Ok(())
+}
+
+/// Checks the header of a whole file and returns its payload (verified against the
+/// checksum), or a message saying what is wrong.
+pub(crate) fn payload(file: &[u8]) -> std::result::Result<&[u8], String> {
+    let (_, want) = check_header(file, file.len() as u64)?;
+    let body = &file[HEADER_LEN..];
+    check_crc(want, crc32fast::hash(body))?;
     Ok(body)
 }
 
@@ -214,4 +224,277 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = read_file(path)?;
     decode(&bytes, &path.display().to_string())
+}
+
+/// Where one tensor of a state-dict file lies, found without reading its data.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entry {
+    pub name: String,
+    pub dtype: crate::DType,
+    pub shape: Vec<usize>,
+    /// Absolute file offset of the first data byte.
+    pub offset: u64,
+    /// Data length in bytes (checked against dtype and shape).
+    pub len: usize,
+}
+
+/// Reads a payload sequentially, hashing every byte and never going past its end.
+struct Scan<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+    pos: u64,
+    remaining: u64,
+}
+
+impl<R: std::io::BufRead> Scan<R> {
+    fn eof() -> String {
+        "unexpected end of payload (truncated or damaged file)".into()
+    }
+
+    fn byte(&mut self) -> std::result::Result<u8, String> {
+        let mut b = 0;
+        self.skip(1, |c| b = c[0])?;
+        Ok(b)
+    }
+
+    /// A LEB128 varint (postcard's encoding of lengths and usizes).
+    fn varint(&mut self) -> std::result::Result<u64, String> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.byte()?;
+            if i == 9 && b > 1 {
+                return Err("varint overflows 64 bits".into());
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn length(&mut self) -> std::result::Result<usize, String> {
+        let n = self.varint()?;
+        if n > self.remaining {
+            return Err(format!(
+                "a length of {n} exceeds the {} bytes left in the file",
+                self.remaining
+            ));
+        }
+        usize::try_from(n).map_err(|_| format!("length {n} too large"))
+    }
+
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let n = self.length()?;
+        let mut v = Vec::with_capacity(n);
+        self.skip(n, |b| v.extend_from_slice(b))?;
+        String::from_utf8(v).map_err(|_| "a name is not valid UTF-8".to_string())
+    }
+
+    /// Passes `n` bytes through `sink` (and the hash) chunk by chunk.
+    fn skip(
+        &mut self,
+        mut n: usize,
+        mut sink: impl FnMut(&[u8]),
+    ) -> std::result::Result<(), String> {
+        while n > 0 {
+            if self.remaining == 0 {
+                return Err(Self::eof());
+            }
+            let buf = self.inner.fill_buf().map_err(|e| e.to_string())?;
+            let k = buf.len().min(n);
+            if k == 0 {
+                return Err(Self::eof());
+            }
+            let chunk = &buf[..k];
+            sink(chunk);
+            self.crc.update(chunk);
+            self.inner.consume(k);
+            self.pos += k as u64;
+            self.remaining -= k as u64;
+            n -= k;
+        }
+        Ok(())
+    }
+}
+
+/// One sequential pass over a native state-dict file: checks the header, the layout of
+/// every entry and the checksum, and returns where each tensor's data lies, reading the
+/// data only through a small reused buffer (so nothing is allocated per tensor).
+pub(crate) fn scan_state_dict(file: &mut File, path: &Path) -> Result<Vec<Entry>> {
+    let what = path.display().to_string();
+    let fmt_err = |msg: String| Error::Format {
+        path: what.clone(),
+        msg,
+    };
+    let io_err = |source: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let mut h = [0u8; HEADER_LEN];
+    if file_len >= HEADER_LEN as u64 {
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        file.read_exact(&mut h).map_err(io_err)?;
+    }
+    let (payload_len, want) = check_header(&h, file_len).map_err(fmt_err)?;
+    let mut sc = Scan {
+        inner: std::io::BufReader::with_capacity(1 << 20, &mut *file),
+        crc: crc32fast::Hasher::new(),
+        pos: HEADER_LEN as u64,
+        remaining: payload_len,
+    };
+    let mut parse = || -> std::result::Result<Vec<Entry>, String> {
+        let count = sc.varint()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let name = sc.string()?;
+            let dt = sc.string()?;
+            let dtype = super::tensor_serde::dtype_from_str(&dt)
+                .ok_or_else(|| format!("`{name}`: unknown dtype `{dt}`"))?;
+            let rank = sc.length()?;
+            let mut shape = Vec::with_capacity(rank);
+            for _ in 0..rank {
+                let d = sc.varint()?;
+                shape.push(usize::try_from(d).map_err(|_| format!("`{name}`: dim {d} too large"))?);
+            }
+            let len = sc.length()?;
+            let need = super::tensor_serde::byte_len(dtype, &shape);
+            if need != Some(len) {
+                return Err(format!(
+                    "`{name}`: {len} data bytes for a {dtype} tensor of shape {shape:?}"
+                ));
+            }
+            let offset = sc.pos;
+            sc.skip(len, |_| {})?;
+            if !seen.insert(name.clone()) {
+                return Err(format!("duplicate key `{name}`"));
+            }
+            entries.push(Entry {
+                name,
+                dtype,
+                shape,
+                offset,
+                len,
+            });
+        }
+        if sc.remaining != 0 {
+            return Err(format!(
+                "{} unexpected bytes after the payload",
+                sc.remaining
+            ));
+        }
+        Ok(entries)
+    };
+    let entries = parse().map_err(|m| fmt_err(format!("bad payload: {m}")))?;
+    check_crc(want, sc.crc.finalize()).map_err(fmt_err)?;
+    Ok(entries)
+}
+
+/// A native state-dict file opened for loading: entries scanned and verified, data read
+/// on demand, straight into its destination.
+pub(crate) struct NativeFile {
+    file: File,
+    path: String,
+    entries: Vec<Entry>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl NativeFile {
+    /// Opens, scans and verifies (checksum included) a native state-dict file.
+    pub(crate) fn open(path: &Path) -> Result<NativeFile> {
+        let mut file = File::open(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let entries = scan_state_dict(&mut file, path)?;
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        Ok(NativeFile {
+            file,
+            path: path.display().to_string(),
+            entries,
+            index,
+        })
+    }
+
+    fn entry(&self, key: &str) -> Result<&Entry> {
+        self.index
+            .get(key)
+            .map(|&i| &self.entries[i])
+            .ok_or_else(|| Error::Msg(format!("{}: no key `{key}`", self.path)))
+    }
+
+    fn read_at(&self, e: &Entry, dst: &mut [u8]) -> Result<()> {
+        if dst.len() != e.len {
+            return Err(Error::Msg(format!(
+                "{}: `{}` has {} bytes, destination {}",
+                self.path,
+                e.name,
+                e.len,
+                dst.len()
+            )));
+        }
+        let io_err = |source: std::io::Error| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, dst, e.offset).map_err(io_err)
+        }
+        #[cfg(not(unix))]
+        {
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(e.offset)).map_err(io_err)?;
+            f.read_exact(dst).map_err(io_err)
+        }
+    }
+
+    /// Every tensor, in file order.
+    pub(crate) fn into_state_dict(self) -> Result<crate::module::StateDict> {
+        let mut out = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            out.push((e.name.clone(), self.read_tensor(e)?));
+        }
+        Ok(crate::module::StateDict::from_unique_entries(out))
+    }
+
+    fn read_tensor(&self, e: &Entry) -> Result<crate::Tensor> {
+        use crate::cpu::CpuStorage;
+        let n = crate::shape::numel(&e.shape);
+        let mut st = CpuStorage::zeros(n, e.dtype);
+        if cfg!(target_endian = "little") {
+            match &mut st {
+                CpuStorage::F32(v) => self.read_at(e, bytemuck::cast_slice_mut(v))?,
+                CpuStorage::I64(v) => self.read_at(e, bytemuck::cast_slice_mut(v))?,
+            }
+        } else {
+            let mut bytes = vec![0u8; e.len];
+            self.read_at(e, &mut bytes)?;
+            st = CpuStorage::from_le_bytes(e.dtype, &bytes)?;
+        }
+        crate::Tensor::from_storage(st.into_storage(), &e.shape)
+    }
+}
+
+impl super::load::Source for NativeFile {
+    fn keys(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+    fn meta(&self, key: &str) -> Option<(crate::DType, &[usize])> {
+        let e = &self.entries[*self.index.get(key)?];
+        Some((e.dtype, &e.shape))
+    }
+    fn tensor(&self, key: &str) -> Result<crate::Tensor> {
+        self.read_tensor(self.entry(key)?)
+    }
+    fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool> {
+        self.read_at(self.entry(key)?, dst)?;
+        Ok(true)
+    }
 }

@@ -117,7 +117,7 @@ impl fmt::Display for LoadReport {
         }
         write!(
             f,
-            "state dict does not fit the model ({} problem{}; {} key{} loadable):",
+            "state dict does not fit the model ({} problem{}; {} key{} matched):",
             self.num_problems(),
             if self.num_problems() == 1 { "" } else { "s" },
             self.loaded.len(),

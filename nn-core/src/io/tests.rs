@@ -316,3 +316,95 @@ fn lazy_model_materializes_from_the_state_dict() -> Result<()> {
     );
     Ok(())
 }
+
+/// A scratch file path unique to this process and `tag`.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("nn-io-unit-{tag}-{}", std::process::id()))
+}
+
+fn write_raw(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Msg(e.to_string()))
+}
+
+#[test]
+fn file_scanner_agrees_with_decoder_and_rejects_every_damage() -> Result<()> {
+    let sd = small_dict()?;
+    let bytes = to_bytes(&sd)?;
+    let path = scratch("scan");
+    write_raw(&path, &bytes)?;
+    assert_same(&sd, &load_state_dict_file(&path)?)?;
+    for n in 0..bytes.len() {
+        write_raw(&path, &bytes[..n])?;
+        assert!(
+            matches!(load_state_dict_file(&path), Err(Error::Format { .. })),
+            "cut at {n}"
+        );
+    }
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        write_raw(&path, &b)?;
+        assert!(load_state_dict_file(&path).is_err(), "bit {i}");
+    }
+    // crafted: 10^12 elements claimed, valid checksum
+    let mut p = Vec::new();
+    varint(1, &mut p);
+    varint(1, &mut p);
+    p.push(b'w');
+    p.extend(crafted_tensor(
+        "float32",
+        &[1_000_000, 1_000_000],
+        4_000_000_000_000,
+        &[0; 8],
+    ));
+    write_raw(&path, &frame(&p))?;
+    let e = load_state_dict_file(&path).err().map(|e| e.to_string());
+    assert!(e.as_ref().is_some_and(|e| e.contains("exceeds")), "{e:?}");
+    // mutated payloads behind a valid checksum reach the scanner: errors or values, no panic
+    let body = &bytes[HEADER_LEN..];
+    for i in 0..body.len() * 8 {
+        let mut b = body.to_vec();
+        b[i / 8] ^= 1 << (i % 8);
+        write_raw(&path, &frame(&b))?;
+        let scanned = load_state_dict_file(&path).ok();
+        let decoded = from_bytes::<StateDict>(&frame(&b)).ok();
+        assert_eq!(scanned.is_some(), decoded.is_some(), "bit {i}");
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+#[test]
+fn file_load_writes_in_place_only_when_unobservable() -> Result<()> {
+    let path = scratch("inplace");
+    let src = mlp();
+    src.save(&path)?;
+    let net = mlp();
+    let snapshot = net.0.weight.data()?; // shares the storage: must not change
+    let before = snapshot.to_vec::<f32>()?;
+    net.load(&path)?;
+    assert_eq!(snapshot.to_vec::<f32>()?, before);
+    drop(snapshot);
+    let want = src.2.weight.data()?.to_vec::<f32>()?;
+    assert_eq!(net.2.weight.data()?.to_vec::<f32>()?, want);
+    // a second load goes in place (no snapshot alive) and gives the same values
+    net.0.weight.update(|d| d.add_scalar(1.0))?;
+    let addr = |p: &crate::Param| {
+        p.data()
+            .map(|d| std::sync::Arc::as_ptr(d.storage()) as *const u8 as usize)
+    };
+    let at = addr(&net.0.weight)?;
+    net.load(&path)?;
+    assert_eq!(addr(&net.0.weight)?, at, "loaded in place");
+    assert_eq!(
+        net.0.weight.data()?.to_vec::<f32>()?,
+        src.0.weight.data()?.to_vec::<f32>()?
+    );
+    // a failed strict load from a file changes nothing
+    let other = Sequential::new((Linear::new(4, 8), ReLU, Linear::new(8, 5)));
+    let keep = other.0.weight.data()?.to_vec::<f32>()?;
+    assert!(other.load(&path).is_err());
+    assert_eq!(other.0.weight.data()?.to_vec::<f32>()?, keep);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
