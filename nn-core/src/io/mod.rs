@@ -111,29 +111,7 @@ pub fn save_state_dict(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
 /// Reads a state dict from a native or a safetensors file (told apart by the native
 /// magic number, whatever the file's name).
 pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
-    let path = path.as_ref();
-    if is_native(path)? {
-        native::NativeFile::open(path)?.into_state_dict()
-    } else {
-        let bytes = native::read_file(path)?;
-        self::safetensors::decode(&bytes, &path.display().to_string())
-    }
-}
-
-/// Whether the file starts with the native magic number.
-fn is_native(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let io_err = |source: std::io::Error| crate::Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut head = Vec::with_capacity(MAGIC.len());
-    std::fs::File::open(path)
-        .map_err(io_err)?
-        .take(MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(io_err)?;
-    Ok(head == MAGIC)
+    native::TensorFile::open(path.as_ref())?.into_state_dict()
 }
 
 /// [`crate::ModuleExt::save`].
@@ -143,14 +121,9 @@ pub(crate) fn save_module(m: &dyn Module, path: &Path) -> Result<()> {
 
 /// [`crate::ModuleExt::load_with`].
 pub(crate) fn load_module(m: &dyn Module, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
-    if is_native(path)? {
-        // scanned and verified first, then read straight into the model's memory
-        let file = native::NativeFile::open(path)?;
-        load::load_from(m, &file, opts)
-    } else {
-        let sd = load_state_dict_file(path)?;
-        load::load_into(m, &sd, opts)
-    }
+    // scanned and verified first, then read straight into the model's memory
+    let file = native::TensorFile::open(path)?;
+    load::load_from(m, &file, opts)
 }
 
 /// [`crate::ModuleExt::load_state_dict`].

@@ -392,34 +392,61 @@ pub(crate) fn scan_state_dict(file: &mut File, path: &Path) -> Result<Vec<Entry>
     Ok(entries)
 }
 
-/// A native state-dict file opened for loading: entries scanned and verified, data read
-/// on demand, straight into its destination.
-pub(crate) struct NativeFile {
+/// A state-dict file (native or safetensors) opened for loading: entries scanned and
+/// verified, data read on demand, straight into its destination.
+pub(crate) struct TensorFile {
     file: File,
     path: String,
     entries: Vec<Entry>,
     index: std::collections::HashMap<String, usize>,
 }
 
-impl NativeFile {
-    /// Opens, scans and verifies (checksum included) a native state-dict file.
-    pub(crate) fn open(path: &Path) -> Result<NativeFile> {
+impl TensorFile {
+    /// Opens a state-dict file, native (scanned, checksum verified) or safetensors
+    /// (header validated against the file size), told apart by the native magic number.
+    pub(crate) fn open(path: &Path) -> Result<TensorFile> {
         let mut file = File::open(path).map_err(|source| Error::Io {
             path: path.display().to_string(),
             source,
         })?;
-        let entries = scan_state_dict(&mut file, path)?;
+        let mut head = Vec::with_capacity(MAGIC.len());
+        (&mut file)
+            .take(MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let entries = if head == MAGIC {
+            scan_state_dict(&mut file, path)?
+        } else {
+            super::safetensors::scan(&mut file, path)?
+        };
+        Ok(Self::with_entries(file, path, entries))
+    }
+
+    /// Opens a safetensors file (whatever its first bytes).
+    pub(crate) fn open_safetensors(path: &Path) -> Result<TensorFile> {
+        let mut file = File::open(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let entries = super::safetensors::scan(&mut file, path)?;
+        Ok(Self::with_entries(file, path, entries))
+    }
+
+    fn with_entries(file: File, path: &Path, entries: Vec<Entry>) -> TensorFile {
         let index = entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.name.clone(), i))
             .collect();
-        Ok(NativeFile {
+        TensorFile {
             file,
             path: path.display().to_string(),
             entries,
             index,
-        })
+        }
     }
 
     fn entry(&self, key: &str) -> Result<&Entry> {
@@ -482,7 +509,7 @@ impl NativeFile {
     }
 }
 
-impl super::load::Source for NativeFile {
+impl super::load::Source for TensorFile {
     fn keys(&self) -> Vec<&str> {
         self.entries.iter().map(|e| e.name.as_str()).collect()
     }

@@ -1,10 +1,11 @@
 //! PyTorch interop through safetensors: the same names (`0.weight`) and layouts
 //! (Linear weight `[out, in]`, row-major, little-endian) as `torch.save_file(state_dict)`.
 
-use super::{atomic, native::read_file, tensor_serde};
+use super::native::Entry;
+use super::{atomic, tensor_serde};
 use crate::module::StateDict;
 use crate::{DType, Error, Result, Tensor};
-use safetensors::tensor::{Dtype, View};
+use safetensors::tensor::{Dtype, Metadata, View};
 use safetensors::SafeTensors;
 use std::borrow::Cow;
 use std::path::Path;
@@ -115,7 +116,78 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StateDict> {
 
 /// Reads a safetensors file (e.g. PyTorch's `save_file(net.state_dict(), path)`).
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
-    let path = path.as_ref();
-    let bytes = read_file(path)?;
-    decode(&bytes, &path.display().to_string())
+    super::native::TensorFile::open_safetensors(path.as_ref())?.into_state_dict()
+}
+
+/// Reads and validates a safetensors header without reading the data: offsets must tile
+/// the data section exactly and agree with each dtype and shape.
+pub(crate) fn scan(file: &mut std::fs::File, path: &Path) -> Result<Vec<Entry>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let what = path.display().to_string();
+    let bad = |msg: String| Error::Format {
+        path: what.clone(),
+        msg: format!("safetensors: {msg}"),
+    };
+    let io_err = |source: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file_len = file.metadata().map_err(io_err)?.len();
+    if file_len < 8 {
+        return Err(bad(format!("{file_len} bytes is too short for a header")));
+    }
+    let mut n8 = [0u8; 8];
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    file.read_exact(&mut n8).map_err(io_err)?;
+    let n = u64::from_le_bytes(n8);
+    // the crate's own limit on header size
+    if n > 100_000_000 || n > file_len - 8 {
+        return Err(bad(format!(
+            "header length {n} does not fit the {file_len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io_err)?;
+    let meta: Metadata = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    let data_start = 8 + n;
+    let data_len = file_len - data_start;
+    let infos = meta.tensors();
+    let mut entries = Vec::with_capacity(infos.len());
+    let mut next = 0u64;
+    for name in meta.offset_keys() {
+        let Some(info) = infos.get(&name) else {
+            return Err(bad(format!("no entry for `{name}`")));
+        };
+        let dtype = match info.dtype {
+            Dtype::F32 => DType::F32,
+            Dtype::I64 => DType::I64,
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {other:?}; supported: F32, I64 (convert it in PyTorch with .float() or .long())"
+                )))
+            }
+        };
+        let (s, e) = info.data_offsets;
+        let need = super::tensor_serde::byte_len(dtype, &info.shape);
+        if s as u64 != next || e < s || need != Some(e - s) {
+            return Err(bad(format!(
+                "tensor `{name}`: offsets {s}..{e} do not fit its dtype and shape {:?}",
+                info.shape
+            )));
+        }
+        next = e as u64;
+        entries.push(Entry {
+            name,
+            dtype,
+            shape: info.shape.clone(),
+            offset: data_start + s as u64,
+            len: e - s,
+        });
+    }
+    if next != data_len {
+        return Err(bad(format!(
+            "tensors cover {next} bytes but the data section has {data_len}"
+        )));
+    }
+    Ok(entries)
 }

@@ -23,7 +23,11 @@ fn assert_same(a: &StateDict, b: &StateDict) -> Result<()> {
     for ((_, x), (_, y)) in a.iter().zip(b.iter()) {
         assert_eq!(x.shape(), y.shape());
         assert_eq!(x.dtype(), y.dtype());
-        assert_eq!(x.to_cpu_storage()?, y.to_cpu_storage()?);
+        // bitwise (NaN payloads included)
+        assert_eq!(
+            super::tensor_serde::le_bytes(x)?,
+            super::tensor_serde::le_bytes(y)?
+        );
     }
     Ok(())
 }
@@ -405,6 +409,32 @@ fn file_load_writes_in_place_only_when_unobservable() -> Result<()> {
     let keep = other.0.weight.data()?.to_vec::<f32>()?;
     assert!(other.load(&path).is_err());
     assert_eq!(other.0.weight.data()?.to_vec::<f32>()?, keep);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+#[test]
+fn safetensors_file_scanner_agrees_with_the_crate() -> Result<()> {
+    let sd = small_dict()?;
+    let bytes = safetensors_to_bytes(&sd)?;
+    let path = scratch("st-scan");
+    write_raw(&path, &bytes)?;
+    assert_same(&safetensors_from_bytes(&bytes)?, &load_safetensors(&path)?)?;
+    for n in 0..bytes.len() {
+        write_raw(&path, &bytes[..n])?;
+        assert!(load_state_dict_file(&path).is_err(), "cut at {n}");
+    }
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        write_raw(&path, &b)?;
+        let ours = load_safetensors(&path).ok();
+        let crate_ = safetensors_from_bytes(&b).ok();
+        assert_eq!(ours.is_some(), crate_.is_some(), "bit {i}");
+        if let (Some(a), Some(c)) = (ours, crate_) {
+            assert_same(&a, &c)?;
+        }
+    }
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
