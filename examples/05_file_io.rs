@@ -3,8 +3,31 @@
 //! built from code, and compare outputs. Files go to a temporary directory.
 
 use nn::io::{self, LoadOptions};
-use nn::{Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
+use nn::{sequential, Forward, Linear, Module, ModuleExt, ReLU, Result, Tensor};
 use std::collections::BTreeMap;
+
+/// In [41]: the book's MLP. Its parameters (`hidden.weight`, ...) are what gets saved.
+#[derive(Module)]
+#[allow(clippy::upper_case_acronyms)]
+struct MLP {
+    hidden: Linear,
+    output: Linear,
+}
+
+impl MLP {
+    fn new() -> MLP {
+        MLP {
+            hidden: Linear::new(20, 256),
+            output: Linear::new(256, 10),
+        }
+    }
+}
+
+impl Forward for MLP {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.output.forward(&self.hidden.forward(x)?.relu()?)
+    }
+}
 
 fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("nn-05-file-io-{}", std::process::id()));
@@ -29,9 +52,8 @@ fn main() -> Result<()> {
     let items: Vec<String> = mydict2.iter().map(|(k, v)| format!("'{k}': {v}")).collect();
     println!("{{{}}}", items.join(", "));
 
-    // In [41]: the MLP (hidden 20 -> 256, output 256 -> 10)
-    let mlp = || Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)));
-    let net = mlp();
+    // In [41]
+    let net = MLP::new();
     let x = Tensor::randn(&[2, 20]);
     let y = net.forward(&x)?;
 
@@ -39,23 +61,39 @@ fn main() -> Result<()> {
     net.save(dir.join("mlp.params"))?;
 
     // In [44]: a fresh model from code, parameters from the file
-    let clone = mlp();
+    let mut clone = MLP::new();
     clone.load(dir.join("mlp.params"))?;
+    clone.eval();
     println!("{}", clone.repr());
 
     // In [46]: same parameters, same outputs
     let y_clone = clone.forward(&x)?;
     println!("{}", y_clone.eq(&y)?);
 
-    // Exercise 2: reuse the first two layers of the trained net in a new net
-    let new_net = Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 3)));
+    // Loading into the wrong architecture: one error listing every problem
+    let seq = sequential![Linear::new(20, 256), ReLU, Linear::new(256, 10)];
+    if let Err(e) = seq.load(dir.join("mlp.params")) {
+        println!("strict load into a Sequential:\n{e}");
+    }
+
+    // Exercise 2: reuse the trained hidden layer in a new net with another head
+    let new_net = MLP {
+        hidden: Linear::new(20, 256),
+        output: Linear::new(256, 3),
+    };
     let report = new_net.load_with(dir.join("mlp.params"), &LoadOptions::non_strict())?;
     println!("non-strict load into a 3-class head:\n{report}");
     println!("loaded: {:?}", report.loaded);
+    // ... or load just that layer from the file, by prefix
+    let hidden = Linear::new(20, 256);
+    hidden.load_with(
+        dir.join("mlp.params"),
+        &LoadOptions::strict().prefix("hidden"),
+    )?;
 
     // PyTorch interop: the same state dict as safetensors
     net.save(dir.join("mlp.safetensors"))?;
-    let from_st = mlp();
+    let from_st = MLP::new();
     from_st.load(dir.join("mlp.safetensors"))?;
     println!(
         "safetensors reload equal: {}",

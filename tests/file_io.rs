@@ -285,3 +285,54 @@ fn kill_during_save_never_damages_old_file() -> Result<()> {
     assert!(interrupted > 0);
     Ok(())
 }
+
+/// A derived model with a buffer (saved), a constant (not saved) and a layer used twice.
+#[derive(nn::Module)]
+struct Stats {
+    body: Linear,
+    again: Linear,
+    running_mean: nn::Buffer,
+    #[module(constant)]
+    noise: Tensor,
+}
+
+fn stats() -> Stats {
+    let body = Linear::new(3, 3);
+    Stats {
+        again: body.clone(),
+        body,
+        running_mean: nn::Buffer::new(Tensor::zeros(&[3])),
+        noise: Tensor::rand(&[3]),
+    }
+}
+
+#[test]
+fn derived_model_saves_buffers_not_constants_and_stays_tied() -> Result<()> {
+    let dir = TempDir::new("derived")?;
+    let src = stats();
+    src.running_mean
+        .set(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
+    src.save(dir.path("stats.params"))?;
+    let sd = io::load_state_dict_file(dir.path("stats.params"))?;
+    assert_eq!(
+        sd.keys().collect::<Vec<_>>(),
+        [
+            "body.weight",
+            "body.bias",
+            "again.weight",
+            "again.bias",
+            "running_mean"
+        ]
+    );
+    let dst = stats();
+    let noise = dst.noise.to_vec::<f32>()?;
+    dst.load(dir.path("stats.params"))?;
+    assert_eq!(dst.running_mean.get().to_vec::<f32>()?, vec![1.0, 2.0, 3.0]);
+    assert_eq!(dst.noise.to_vec::<f32>()?, noise);
+    assert!(dst.body.weight.ptr_eq(&dst.again.weight));
+    assert_eq!(
+        dst.again.weight.data()?.to_vec::<f32>()?,
+        src.body.weight.data()?.to_vec::<f32>()?
+    );
+    Ok(())
+}
