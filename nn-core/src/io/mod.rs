@@ -47,6 +47,13 @@
 //! checksum, a data length that disagrees with dtype and shape, and trailing bytes, all
 //! before allocating anything the file does not hold.
 //!
+//! Loading a file into a model checks everything first (the checksum over the whole
+//! file, then names, shapes and dtypes against the model), then reads each tensor's
+//! bytes straight into the parameter's existing memory when no other handle shares it
+//! (otherwise into a new tensor). Only an I/O error in that last step, after all
+//! checks passed, can leave a model partly loaded. Files are assumed not to be modified
+//! in place while being loaded (our own writers always replace them by rename).
+//!
 //! Writes are crash-safe: a temporary file in the same directory is written, fsynced
 //! and renamed over the target, then the directory is fsynced; at any moment the
 //! target holds either the old or the new file.

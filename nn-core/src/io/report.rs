@@ -80,7 +80,8 @@ impl fmt::Display for Mismatch {
 /// [`crate::Error::StateDict`]; a non-strict load applies what fits and returns it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadReport {
-    /// Model keys whose values were loaded, in model order.
+    /// Model keys whose values were loaded, in model order (in the report of a failed
+    /// strict load: the keys that fit, although nothing was loaded).
     pub loaded: Vec<String>,
     /// Model keys that the state dict lacks.
     pub missing: Vec<String>,
