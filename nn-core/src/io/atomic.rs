@@ -51,7 +51,18 @@ pub(crate) fn write(path: &Path, fill: impl FnOnce(&mut File, &Path) -> Result<(
         .and_then(|()| file.sync_all().map_err(|e| io_err(&tmp, e)))
         .and_then(|()| {
             drop(file);
-            fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+            // Holding the old file open makes the rename cheap: the kernel frees the
+            // replaced file's pages when the last handle closes, which then happens on
+            // a background thread instead of inside `rename` (tens of ms for large files).
+            let old = File::open(path).ok();
+            let r = fs::rename(&tmp, path).map_err(|e| io_err(path, e));
+            if let Some(old) = old {
+                // if no thread can be spawned, the handle is simply closed right here
+                let _ = std::thread::Builder::new()
+                    .name("nn-io-close".into())
+                    .spawn(move || drop(old));
+            }
+            r
         });
     if let Err(e) = result {
         // best effort: the original error is what the caller needs to see
