@@ -54,7 +54,12 @@ pub(crate) fn write(path: &Path, fill: impl FnOnce(&mut File, &Path) -> Result<(
             // Holding the old file open makes the rename cheap: the kernel frees the
             // replaced file's pages when the last handle closes, which then happens on
             // a background thread instead of inside `rename` (tens of ms for large files).
-            let old = File::open(path).ok();
+            // (Unix only: elsewhere an open handle can make the rename fail.)
+            let old = if cfg!(unix) {
+                File::open(path).ok()
+            } else {
+                None
+            };
             let r = fs::rename(&tmp, path).map_err(|e| io_err(path, e));
             if let Some(old) = old {
                 // if no thread can be spawned, the handle is simply closed right here
