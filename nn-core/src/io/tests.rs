@@ -438,3 +438,21 @@ fn safetensors_file_scanner_agrees_with_the_crate() -> Result<()> {
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
+
+#[test]
+fn self_describing_formats_roundtrip_too() -> Result<()> {
+    let sd = small_dict()?;
+    let json = serde_json::to_string(&sd).map_err(|e| Error::Msg(e.to_string()))?;
+    assert!(json.starts_with(r#"{"w":{"dtype":"float32","shape":[2,2],"data":["#));
+    let back: StateDict = serde_json::from_str(&json).map_err(|e| Error::Msg(e.to_string()))?;
+    assert_same(&sd, &back)?;
+    // too many data bytes, wrong field order, unknown field: errors
+    for bad in [
+        r#"{"dtype":"float32","shape":[1],"data":[0,0,0,0,0]}"#,
+        r#"{"data":[0,0,0,0],"dtype":"float32","shape":[1]}"#,
+        r#"{"dtype":"float32","shape":[1],"data":[0,0,0,0],"grad":1}"#,
+    ] {
+        assert!(serde_json::from_str::<Tensor>(bad).is_err(), "{bad}");
+    }
+    Ok(())
+}
