@@ -510,10 +510,13 @@ impl TensorFile {
 
     /// Every tensor, in file order.
     pub(crate) fn into_state_dict(self) -> Result<crate::module::StateDict> {
-        let mut out = Vec::with_capacity(self.entries.len());
-        for e in &self.entries {
-            out.push((e.name.clone(), self.read_tensor(e)?));
-        }
+        use rayon::prelude::*;
+        // fresh memory is paid for in page faults: two threads fault (and read) in parallel
+        let out = self
+            .entries
+            .par_iter()
+            .map(|e| Ok((e.name.clone(), self.read_tensor(e)?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(crate::module::StateDict::from_unique_entries(out))
     }
 
