@@ -416,9 +416,15 @@ impl Param {
             },
         };
         let p = Param::from_state(state);
-        if let State::Ready(t) = &*p.read() {
-            let leaf = p.leaf(t);
-            drop(std::mem::replace(&mut *p.write(), State::Ready(leaf)));
+        // take the data out before writing: a read guard held across `p.write()` (as an
+        // `if let` on `p.read()` would) deadlocks
+        let ready = match &*p.read() {
+            State::Ready(t) => Some(t.clone()),
+            State::Deferred { .. } => None,
+        };
+        if let Some(t) = ready {
+            let leaf = p.leaf(&t);
+            *p.write() = State::Ready(leaf);
         }
         p.set_requires_grad(self.requires_grad());
         p
@@ -461,5 +467,26 @@ impl std::fmt::Display for Param {
                 fmt_partial(&self.partial_shape())
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_copy_is_independent() -> Result<()> {
+        let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+        let q = p.deep_copy();
+        assert!(!q.ptr_eq(&p));
+        assert_eq!(q.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
+        q.set_item(&[0], 5.0)?;
+        assert_eq!(p.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
+        // the copy's gradient lands in its own slot
+        q.tensor()?.sum_all()?.backward()?;
+        assert!(q.grad().is_some() && p.grad().is_none());
+        let d = Param::deferred(&[Some(3), None], Init::Ones).deep_copy();
+        assert!(!d.is_initialized());
+        Ok(())
     }
 }
