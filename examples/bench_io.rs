@@ -94,6 +94,15 @@ fn main() -> Result<()> {
         Ok(())
     })?;
     let (decode, _) = time(5, || io::from_bytes::<nn::StateDict>(&bytes).map(|_| ()))?;
+    let raw = dir.join("raw.bin");
+    let (write, _) = time(5, || {
+        let _ = std::fs::remove_file(&raw);
+        std::fs::write(&raw, &bytes).map_err(|e| nn::Error::Msg(e.to_string()))
+    })?;
+    println!(
+        "machine baseline: plain fs::write of the same bytes to a new file (no fsync) {:.2} GB/s",
+        gb / write
+    );
     println!(
         "pieces: fs::read into a fresh buffer {:.2} GB/s, crc32 {:.2} GB/s, in-memory decode+verify {:.2} GB/s",
         gb / read,
