@@ -58,9 +58,9 @@ pub enum Error {
         index: i64,
         size: usize,
     },
-    /// Loading a state dict failed: all problems are listed together.
+    /// Loading a state dict failed: all problems are listed together (nothing was loaded).
     #[error("{0}")]
-    StateDict(String),
+    StateDict(crate::io::LoadReport),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

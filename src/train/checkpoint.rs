@@ -136,12 +136,12 @@ impl Checkpoint {
     /// Writes the checkpoint through the crash-safe writer (the previous file survives a
     /// crash during the write).
     pub fn save(&self, path: &Path) -> Result<()> {
-        super::shim::save(path, &self.to_state_dict()?)
+        crate::io::save_state_dict(&self.to_state_dict()?, path)
     }
 
     /// Reads a checkpoint file.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        Self::from_state_dict(&super::shim::load(path)?, path)
+        Self::from_state_dict(&crate::io::load_state_dict_file(path)?, path)
     }
 }
 

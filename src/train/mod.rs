@@ -17,6 +17,7 @@ pub use checkpoint::{Checkpoint, EpochRecord};
 pub use model::{Mlp, MlpLayers};
 
 use crate::data::{derive_seed, Digits};
+use crate::io::LoadOptions;
 use crate::{Device, Error, Forward, ModuleExt, Result, StateDict, Tensor};
 use shim::{Adam, Optimizer};
 use std::fmt;
@@ -284,7 +285,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
                 cfg.batch_size
             )));
         }
-        shim::load_state_dict(&model, &ck.model)?;
+        model.load_state_dict(&ck.model, &LoadOptions::strict())?;
         history = ck.history;
         Some(ck.optimizer)
     } else {
@@ -423,7 +424,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     // the reload check: a fresh lazy model, shapes and values from the file only
     let ck = Checkpoint::load(&ck_path)?;
     let mut fresh = Mlp::new();
-    shim::load_state_dict(&fresh, &ck.model)?;
+    fresh.load_state_dict(&ck.model, &LoadOptions::strict())?;
     fresh.to_device(&device)?;
     let reloaded_test_accuracy = accuracy(&fresh, &x_test, &y_test)?;
     if reloaded_test_accuracy != test_accuracy {

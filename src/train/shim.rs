@@ -1,10 +1,7 @@
-//! Stand-ins for pieces being built on other branches (the optimizers, the file format,
-//! state-dict loading), with the same signatures, so the training job runs today.
-//! Removed once `nn::optim`, `nn::io` and `ModuleExt::load_state_dict` land on main.
+//! A stand-in for `nn::optim::Adam` (built on another branch), with the same signatures,
+//! so the training job runs before it lands. Removed once `nn::optim` is on main.
 
-use crate::{DType, Error, Module, ModuleExt, Param, Result, StateDict, Tensor};
-use std::io::Write;
-use std::path::Path;
+use crate::{Error, Param, Result, StateDict, Tensor};
 
 /// The optimizer interface of `nn::optim` (subset used here).
 pub trait Optimizer {
@@ -96,7 +93,7 @@ impl Optimizer for Adam {
         let get = |k: &str| {
             state
                 .get(k)
-                .ok_or_else(|| Error::StateDict(format!("optimizer state lacks `{k}`")))
+                .ok_or_else(|| Error::Msg(format!("optimizer state lacks `{k}`")))
         };
         self.steps = get("step")?.to_vec::<i64>()?.first().copied().unwrap_or(0) as u64;
         for i in 0..self.params.len() {
@@ -105,140 +102,4 @@ impl Optimizer for Adam {
         }
         Ok(())
     }
-}
-
-/// Loads parameters by name (strict: every parameter must be present).
-pub fn load_state_dict(model: &(impl Module + ?Sized), sd: &StateDict) -> Result<()> {
-    for (name, p) in model.named_parameters() {
-        let t = sd
-            .get(&name)
-            .ok_or_else(|| Error::StateDict(format!("missing key `{name}`")))?;
-        p.set_data(t)?;
-    }
-    Ok(())
-}
-
-const MAGIC: &[u8; 8] = b"NNSHIM01";
-
-/// Writes a state dict to `path` through a temporary file and a rename.
-pub fn save(path: &Path, sd: &StateDict) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut buf = MAGIC.to_vec();
-    buf.extend((sd.len() as u64).to_le_bytes());
-    for (name, t) in sd.iter() {
-        buf.extend((name.len() as u64).to_le_bytes());
-        buf.extend(name.as_bytes());
-        buf.push(matches!(t.dtype(), DType::I64) as u8);
-        buf.extend((t.rank() as u64).to_le_bytes());
-        for &d in t.shape() {
-            buf.extend((d as u64).to_le_bytes());
-        }
-        match t.dtype() {
-            DType::F32 => t
-                .to_vec::<f32>()?
-                .iter()
-                .for_each(|x| buf.extend(x.to_le_bytes())),
-            DType::I64 => t
-                .to_vec::<i64>()?
-                .iter()
-                .for_each(|x| buf.extend(x.to_le_bytes())),
-        }
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&buf).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    path: &'a Path,
-}
-
-impl<'a> Reader<'a> {
-    fn bad(&self, msg: &str) -> Error {
-        Error::Format {
-            path: self.path.display().to_string(),
-            msg: msg.into(),
-        }
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or_else(|| self.bad("overflow"))?;
-        let s = self
-            .bytes
-            .get(self.pos..end)
-            .ok_or_else(|| self.bad("truncated"))?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn usize(&mut self) -> Result<usize> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8)?);
-        usize::try_from(u64::from_le_bytes(b)).map_err(|_| self.bad("overflow"))
-    }
-}
-
-/// Reads a state dict written by [`save`].
-pub fn load(path: &Path) -> Result<StateDict> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let mut r = Reader {
-        bytes: &bytes,
-        pos: 0,
-        path,
-    };
-    if r.take(8)? != MAGIC {
-        return Err(r.bad("not a checkpoint"));
-    }
-    let n = r.usize()?;
-    let mut sd = StateDict::new();
-    for _ in 0..n {
-        let len = r.usize()?;
-        let name = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| r.bad("bad name"))?;
-        let is_i64 = r.take(1)?[0] == 1;
-        let rank = r.usize()?;
-        let mut shape = Vec::new();
-        for _ in 0..rank.min(8) {
-            shape.push(r.usize()?);
-        }
-        let numel = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| r.bad("overflow"))?;
-        let width = if is_i64 { 8 } else { 4 };
-        let raw = r.take(numel.checked_mul(width).ok_or_else(|| r.bad("overflow"))?)?;
-        let t = if is_i64 {
-            let v: Vec<i64> = raw
-                .chunks_exact(8)
-                .map(|c| {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(c);
-                    i64::from_le_bytes(b)
-                })
-                .collect();
-            Tensor::from_vec(v, &shape)?
-        } else {
-            let v: Vec<f32> = raw
-                .chunks_exact(4)
-                .map(|c| {
-                    let mut b = [0u8; 4];
-                    b.copy_from_slice(c);
-                    f32::from_le_bytes(b)
-                })
-                .collect();
-            Tensor::from_vec(v, &shape)?
-        };
-        sd.insert(name, t);
-    }
-    Ok(sd)
 }

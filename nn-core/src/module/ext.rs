@@ -140,6 +140,11 @@ impl StateDict {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+    /// From entries whose names are known to be distinct (no quadratic duplicate check:
+    /// deserializers check with a hash set).
+    pub(crate) fn from_unique_entries(entries: Vec<(String, Tensor)>) -> Self {
+        StateDict { entries }
+    }
     /// Consumes into the ordered entries.
     pub fn into_entries(self) -> Vec<(String, Tensor)> {
         self.entries
@@ -352,6 +357,42 @@ pub trait ModuleExt: Module {
             _ => {}
         });
         c
+    }
+
+    /// Saves the state dict (parameters and buffers) to `path`: safetensors when the name
+    /// ends in `.safetensors`, the native format otherwise (see [`crate::io`]). Atomic.
+    fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::io::save_module(self.as_module(), path.as_ref())
+    }
+
+    /// Loads a state dict file (native or safetensors) strictly: every key must match
+    /// a parameter or buffer with the same shape and dtype, or nothing is loaded and the
+    /// error ([`Error::StateDict`]) lists every problem. Deferred (lazy) parameters take
+    /// their shapes from the file.
+    fn load(&self, path: impl AsRef<std::path::Path>) -> Result<crate::io::LoadReport> {
+        crate::io::load_module(self.as_module(), path.as_ref(), &Default::default())
+    }
+
+    /// Loads a state dict file with options (non-strict, key prefix).
+    fn load_with(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        opts: &crate::io::LoadOptions,
+    ) -> Result<crate::io::LoadReport> {
+        crate::io::load_module(self.as_module(), path.as_ref(), opts)
+    }
+
+    /// Copies `sd`'s tensors into the parameters and buffers of the same names (PyTorch's
+    /// `load_state_dict`). A tied parameter is loaded once (its keys must agree).
+    /// Strict mode fails with one [`Error::StateDict`] listing all missing, unexpected
+    /// and mismatched keys and changes nothing; non-strict mode loads what fits and
+    /// returns the same report.
+    fn load_state_dict(
+        &self,
+        sd: &StateDict,
+        opts: &crate::io::LoadOptions,
+    ) -> Result<crate::io::LoadReport> {
+        crate::io::load_state_dict(self.as_module(), sd, opts)
     }
 
     /// The PyTorch-style tree (what `Display` prints for derived modules).

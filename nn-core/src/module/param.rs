@@ -217,6 +217,39 @@ impl Param {
         Ok(())
     }
 
+    /// Hands the data's little-endian bytes to `f` for overwriting in place, when that is
+    /// unobservable: the parameter is ready, on the CPU, and no other handle shares its
+    /// tensor or storage (no live graph, no `data()` snapshot). Returns `Ok(false)`
+    /// without calling `f` otherwise. The state-dict loader uses it to read files
+    /// straight into memory the model already owns.
+    pub(crate) fn overwrite_in_place(
+        &self,
+        f: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<bool> {
+        if cfg!(target_endian = "big") {
+            return Ok(false);
+        }
+        let mut st = self.write();
+        let State::Ready(t) = &mut *st else {
+            return Ok(false);
+        };
+        let Some(inner) = Arc::get_mut(&mut t.0) else {
+            return Ok(false);
+        };
+        let Some(storage) = Arc::get_mut(&mut inner.storage) else {
+            return Ok(false);
+        };
+        match storage
+            .as_any_mut()
+            .downcast_mut::<crate::cpu::CpuStorage>()
+        {
+            Some(crate::cpu::CpuStorage::F32(v)) => f(bytemuck::cast_slice_mut(v))?,
+            Some(crate::cpu::CpuStorage::I64(v)) => f(bytemuck::cast_slice_mut(v))?,
+            None => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// Applies `f` to the data and stores the result (e.g. `p.update(|d| d.add_scalar(1.0))`).
     pub fn update(&self, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<()> {
         let new = crate::no_grad(|| f(&self.data()?))?;

@@ -1,0 +1,234 @@
+//! Loading a state dict into a model: match names, check shapes and dtypes, report every
+//! problem at once, and change nothing unless the load goes ahead.
+
+use super::report::{LoadReport, Mismatch};
+use crate::module::{walk, Buffer, Item, Module, Param, StateDict};
+use crate::{DType, Error, Result, Tensor};
+use std::collections::{HashMap, HashSet};
+
+/// How [`crate::ModuleExt::load_state_dict`] matches a state dict to a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Strict (the default): any missing, unexpected or mismatched key fails the load
+    /// and nothing is changed. Non-strict: what fits is loaded, the rest is reported.
+    pub strict: bool,
+    /// Only state-dict keys under this dotted prefix are considered, with the prefix
+    /// removed: `prefix = "encoder"` loads `encoder.0.weight` into the model's `0.weight`
+    /// (how a sub-module is loaded from a whole model's file). Keys outside the prefix
+    /// are ignored, not unexpected. Empty: every key.
+    pub prefix: String,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strict: true,
+            prefix: String::new(),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Strict, no prefix (the default).
+    pub fn strict() -> Self {
+        Self::default()
+    }
+    /// Non-strict: load what fits, report the rest.
+    pub fn non_strict() -> Self {
+        LoadOptions {
+            strict: false,
+            ..Self::default()
+        }
+    }
+    /// The same options with a key prefix (`"encoder"` or `"encoder."`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+enum Target {
+    Param(Param),
+    Buffer(Buffer),
+}
+
+/// What the model expects under one key.
+fn expectation(t: &Target) -> (Vec<Option<usize>>, DType) {
+    match t {
+        Target::Param(p) => {
+            let dtype = p.data().map(|d| d.dtype()).unwrap_or(DType::F32);
+            (p.partial_shape(), dtype)
+        }
+        Target::Buffer(b) => {
+            let v = b.get();
+            (v.shape().iter().map(|&d| Some(d)).collect(), v.dtype())
+        }
+    }
+}
+
+fn fits(expected: &[Option<usize>], found: &[usize]) -> bool {
+    expected.len() == found.len()
+        && expected
+            .iter()
+            .zip(found)
+            .all(|(e, f)| e.is_none_or(|e| e == *f))
+}
+
+/// Where the loader takes tensors from: an in-memory state dict, or a native file read
+/// lazily (metadata first, data straight into the model's memory).
+pub(crate) trait Source {
+    /// Keys in source order.
+    fn keys(&self) -> Vec<&str>;
+    /// Dtype and shape under `key`.
+    fn meta(&self, key: &str) -> Option<(DType, &[usize])>;
+    /// The tensor under `key`, as a new tensor.
+    fn tensor(&self, key: &str) -> Result<Tensor>;
+    /// Writes the data under `key` into `dst` (same byte length), or returns Ok(false)
+    /// when this source prefers handing out whole tensors ([`Source::tensor`]).
+    fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool>;
+}
+
+impl Source for StateDict {
+    fn keys(&self) -> Vec<&str> {
+        StateDict::keys(self).collect()
+    }
+    fn meta(&self, key: &str) -> Option<(DType, &[usize])> {
+        self.get(key).map(|t| (t.dtype(), t.shape()))
+    }
+    fn tensor(&self, key: &str) -> Result<Tensor> {
+        self.get(key)
+            .cloned()
+            .ok_or_else(|| Error::Msg(format!("no key `{key}`")))
+    }
+    // sharing the storage (set_data) beats copying it
+    fn fill(&self, _key: &str, _dst: &mut [u8]) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+fn same_values(src: &dyn Source, a: &str, b: &str) -> Result<bool> {
+    let (ta, tb) = (src.tensor(a)?, src.tensor(b)?);
+    if ta.same_storage(&tb) {
+        return Ok(true);
+    }
+    Ok(ta.shape() == tb.shape()
+        && ta.dtype() == tb.dtype()
+        && super::tensor_serde::le_bytes(&ta)? == super::tensor_serde::le_bytes(&tb)?)
+}
+
+/// Loads `sd` into `model` (see [`crate::ModuleExt::load_state_dict`]).
+pub(crate) fn load_into(
+    model: &dyn Module,
+    sd: &StateDict,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
+    load_from(model, sd, opts)
+}
+
+/// Matches `src` against the model, reports, and (unless a strict load found problems)
+/// copies the data in.
+pub(crate) fn load_from(
+    model: &dyn Module,
+    src: &dyn Source,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
+    let prefix = match opts.prefix.as_str() {
+        "" => String::new(),
+        p if p.ends_with('.') => p.to_string(),
+        p => format!("{p}."),
+    };
+    let src_keys = src.keys();
+    // model name -> full source key
+    let index: HashMap<&str, &str> = src_keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(prefix.as_str()).map(|r| (r, *k)))
+        .collect();
+
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    walk(model, |it| match it {
+        Item::Param(name, p) => targets.push((name, Target::Param(p.clone()))),
+        Item::Buffer(name, b) => targets.push((name, Target::Buffer(b.clone()))),
+        _ => {}
+    });
+
+    let mut report = LoadReport::default();
+    let mut used: HashSet<&str> = HashSet::new();
+    // a tied parameter is visited under each of its names: load it once
+    let mut first_of: HashMap<u64, String> = HashMap::new();
+    let mut plan: Vec<(Target, &str)> = Vec::new();
+    for (name, target) in targets {
+        let key = format!("{prefix}{name}");
+        let Some(&k) = index.get(name.as_str()) else {
+            report.missing.push(key);
+            continue;
+        };
+        used.insert(k);
+        let Some((found_dtype, found_shape)) = src.meta(k) else {
+            report.missing.push(key);
+            continue;
+        };
+        let (shape, dtype) = expectation(&target);
+        if found_dtype != dtype {
+            report.mismatched.push(Mismatch::DType {
+                key,
+                expected: dtype,
+                found: found_dtype,
+            });
+            continue;
+        }
+        if !fits(&shape, found_shape) {
+            report.mismatched.push(Mismatch::Shape {
+                key,
+                expected: shape,
+                found: found_shape.to_vec(),
+            });
+            continue;
+        }
+        if let Target::Param(p) = &target {
+            if let Some(first) = first_of.get(&p.id()) {
+                if same_values(src, first, k)? {
+                    report.loaded.push(key);
+                } else {
+                    report.mismatched.push(Mismatch::Tied {
+                        key,
+                        first: first.clone(),
+                    });
+                }
+                continue;
+            }
+            first_of.insert(p.id(), k.to_string());
+        }
+        report.loaded.push(key);
+        plan.push((target, k));
+    }
+    report.unexpected = src_keys
+        .iter()
+        .filter(|k| k.starts_with(prefix.as_str()) && !used.contains(*k))
+        .map(|k| k.to_string())
+        .collect();
+
+    if opts.strict && !report.is_clean() {
+        return Err(Error::StateDict(report));
+    }
+    for (target, k) in plan {
+        match target {
+            Target::Param(p) => {
+                let mut filled = false;
+                if p.device().is_cpu() {
+                    p.overwrite_in_place(|dst| {
+                        filled = src.fill(k, dst)?;
+                        Ok(())
+                    })?;
+                }
+                if !filled {
+                    p.set_data(&src.tensor(k)?.to_device(&p.device())?)?;
+                }
+            }
+            Target::Buffer(b) => {
+                let dev = b.get().device();
+                b.set(&src.tensor(k)?.to_device(&dev)?)
+            }
+        }
+    }
+    Ok(report)
+}

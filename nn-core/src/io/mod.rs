@@ -1,0 +1,146 @@
+//! Saving and loading: tensors, lists and maps of tensors, model state dicts, in the
+//! native format or in safetensors (PyTorch interop).
+//!
+//! ```
+//! use nn_core::{io, Tensor};
+//! use std::collections::BTreeMap;
+//! # let dir = std::env::temp_dir().join(format!("nn-io-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).map_err(|e| nn_core::Error::Msg(e.to_string()))?;
+//! let x = Tensor::arange(0, 4);
+//! io::save(&x, dir.join("x-file"))?;
+//! let x2: Tensor = io::load(dir.join("x-file"))?;
+//! assert_eq!(x2.to_vec::<i64>()?, vec![0, 1, 2, 3]);
+//!
+//! let y = Tensor::zeros(&[4]);
+//! io::save(&(x.clone(), y.clone()), dir.join("x-files"))?;
+//! let (x2, y2): (Tensor, Tensor) = io::load(dir.join("x-files"))?;
+//!
+//! let mydict = BTreeMap::from([("x".to_string(), x), ("y".to_string(), y)]);
+//! io::save(&mydict, dir.join("mydict"))?;
+//! let back: BTreeMap<String, Tensor> = io::load(dir.join("mydict"))?;
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+//!
+//! Models: [`crate::ModuleExt::save`] writes the state dict (parameters and buffers,
+//! not the architecture: that lives in code), [`crate::ModuleExt::load`] reads it back
+//! into a model built from code, strictly; [`crate::ModuleExt::load_state_dict`] takes
+//! [`LoadOptions`] (non-strict, key prefix) and returns a [`LoadReport`].
+//!
+//! # Native format (version 1)
+//!
+//! | offset | size | content |
+//! |---|---|---|
+//! | 0 | 8 | magic `89 4E 4E 54 0D 0A 1A 0A` (`\x89NNT\r\n\x1a\n`) |
+//! | 8 | 4 | format version, u32 little-endian (1) |
+//! | 12 | 4 | flags, 0 |
+//! | 16 | 8 | payload length in bytes, u64 LE (the file is exactly 32 + this long) |
+//! | 24 | 4 | CRC-32 (IEEE, as zlib) of the payload, u32 LE |
+//! | 28 | 4 | reserved, 0 |
+//! | 32 | n | payload: the value in [postcard](https://docs.rs/postcard) |
+//!
+//! In the payload a tensor is a struct of three fields: `dtype` (the string `float32`
+//! or `int64`), `shape` (a sequence of varint sizes) and `data` (a byte string: varint
+//! length, then the elements row-major, little-endian). A state dict or a map is a
+//! postcard map of string to tensor, a list a postcard sequence. Readers reject a wrong
+//! magic number, an unknown version or flags, a length that is not the file's, a bad
+//! checksum, a data length that disagrees with dtype and shape, and trailing bytes, all
+//! before allocating anything the file does not hold.
+//!
+//! Loading a file into a model checks everything first (the checksum over the whole
+//! file, then names, shapes and dtypes against the model), then reads each tensor's
+//! bytes straight into the parameter's existing memory when no other handle shares it
+//! (otherwise into a new tensor). Only an I/O error in that last step, after all
+//! checks passed, can leave a model partly loaded. Files are assumed not to be modified
+//! in place while being loaded (our own writers always replace them by rename).
+//!
+//! Writes are crash-safe: a temporary file in the same directory is written, fsynced
+//! and renamed over the target, then the directory is fsynced; at any moment the
+//! target holds either the old or the new file.
+//!
+//! # safetensors
+//!
+//! [`save_safetensors`] / [`load_safetensors`] use PyTorch's names and layouts (Linear
+//! weight `[out, in]`), so `safetensors.torch.save_file(net.state_dict(), path)` from
+//! the equivalent PyTorch model loads with [`crate::ModuleExt::load`] (which recognizes
+//! both formats) and gives the same outputs. safetensors has no checksum: corruption
+//! inside tensor data is not detected.
+
+mod atomic;
+mod load;
+mod native;
+mod report;
+mod safetensors;
+mod tensor_serde;
+
+pub use self::safetensors::{
+    load_safetensors, safetensors_from_bytes, safetensors_to_bytes, save_safetensors,
+};
+pub use load::LoadOptions;
+pub use native::{frame, from_bytes, to_bytes, HEADER_LEN, MAGIC, VERSION};
+pub use report::{LoadReport, Mismatch};
+
+use crate::module::{Module, StateDict};
+use crate::Result;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+
+/// Saves anything serializable (a [`crate::Tensor`], `Vec<Tensor>`, a tuple or array of tensors,
+/// `BTreeMap`/`HashMap<String, Tensor>`, a [`StateDict`], your own serde types holding
+/// tensors) in the native format, atomically.
+pub fn save<T: Serialize + ?Sized>(value: &T, path: impl AsRef<Path>) -> Result<()> {
+    native::save(value, path.as_ref())
+}
+
+/// Loads what [`save`] wrote, as the type asked for; a damaged, truncated or hostile
+/// file is an [`crate::Error::Format`].
+pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
+    native::load(path.as_ref())
+}
+
+/// Whether a path names a safetensors file by its extension.
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// Saves a state dict: safetensors when the file name ends in `.safetensors`, the
+/// native format otherwise.
+pub fn save_state_dict(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    if is_safetensors(path) {
+        save_safetensors(sd, path)
+    } else {
+        save(sd, path)
+    }
+}
+
+/// Reads a state dict from a native or a safetensors file (told apart by the native
+/// magic number, whatever the file's name).
+pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
+    native::TensorFile::open(path.as_ref())?.into_state_dict()
+}
+
+/// [`crate::ModuleExt::save`].
+pub(crate) fn save_module(m: &dyn Module, path: &Path) -> Result<()> {
+    save_state_dict(&crate::ModuleExt::state_dict(m)?, path)
+}
+
+/// [`crate::ModuleExt::load_with`].
+pub(crate) fn load_module(m: &dyn Module, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
+    // scanned and verified first, then read straight into the model's memory
+    let file = native::TensorFile::open(path)?;
+    load::load_from(m, &file, opts)
+}
+
+/// [`crate::ModuleExt::load_state_dict`].
+pub(crate) fn load_state_dict(
+    m: &dyn Module,
+    sd: &StateDict,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
+    load::load_into(m, sd, opts)
+}
+
+#[cfg(test)]
+mod tests;

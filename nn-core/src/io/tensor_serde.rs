@@ -1,0 +1,296 @@
+//! serde for [`Tensor`] and [`StateDict`]: a tensor is `{dtype, shape, data}` with its
+//! elements as one little-endian byte string, never element by element.
+//!
+//! Deserialization checks the byte length against `dtype` and `shape` (with overflow
+//! checks) before it allocates, so a hostile input cannot ask for more memory than it
+//! carries.
+
+use crate::cpu::CpuStorage;
+use crate::module::StateDict;
+use crate::{DType, Tensor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Element bytes of a tensor as little-endian bytes, borrowed from host storage when the
+/// host is little-endian (no copy), copied otherwise (GPU storage, big-endian hosts).
+pub(crate) fn le_bytes(t: &Tensor) -> crate::Result<Cow<'_, [u8]>> {
+    if let Some(cpu) = t.storage().as_any().downcast_ref::<CpuStorage>() {
+        return Ok(storage_le_bytes(cpu));
+    }
+    Ok(Cow::Owned(t.to_cpu_storage()?.to_le_bytes()))
+}
+
+fn storage_le_bytes(s: &CpuStorage) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        match s {
+            CpuStorage::F32(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
+            CpuStorage::I64(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
+        }
+    } else {
+        Cow::Owned(s.to_le_bytes())
+    }
+}
+
+/// Host storage of `dtype` from little-endian bytes whose length was already checked to
+/// be a whole number of elements: one allocation and one `memcpy` on little-endian hosts.
+pub(crate) fn storage_from_le_bytes(dtype: DType, bytes: &[u8]) -> crate::Result<CpuStorage> {
+    if cfg!(target_endian = "little") && bytes.len() % dtype.size_in_bytes() == 0 {
+        let n = bytes.len() / dtype.size_in_bytes();
+        return Ok(match dtype {
+            DType::F32 => {
+                let mut v = vec![0f32; n];
+                bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(bytes);
+                CpuStorage::F32(v)
+            }
+            DType::I64 => {
+                let mut v = vec![0i64; n];
+                bytemuck::cast_slice_mut::<i64, u8>(&mut v).copy_from_slice(bytes);
+                CpuStorage::I64(v)
+            }
+        });
+    }
+    CpuStorage::from_le_bytes(dtype, bytes)
+}
+
+/// Parses a dtype name as written by [`DType::as_str`].
+pub(crate) fn dtype_from_str(s: &str) -> Option<DType> {
+    match s {
+        "float32" => Some(DType::F32),
+        "int64" => Some(DType::I64),
+        _ => None,
+    }
+}
+
+/// Bytes needed for `shape` of `dtype`, or None on overflow.
+pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
+}
+
+thread_local! {
+    static LAST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A deserialization error whose message survives formats that drop custom messages
+/// (postcard reports them all as "Serde Deserialization Error"): see [`take_last_error`].
+fn fail<E: de::Error>(msg: impl fmt::Display) -> E {
+    let msg = msg.to_string();
+    let e = E::custom(&msg);
+    LAST.with(|l| *l.borrow_mut() = Some(msg));
+    e
+}
+
+/// The message of the last error raised by a tensor deserializer on this thread.
+pub(crate) fn take_last_error() -> Option<String> {
+    LAST.with(|l| l.borrow_mut().take())
+}
+
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl Serialize for Tensor {
+    /// `{dtype: "float32" | "int64", shape: [..], data: bytes}`; the data of a GPU tensor
+    /// is copied to the host first. Autograd state is not saved.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = le_bytes(self).map_err(serde::ser::Error::custom)?;
+        let mut st = s.serialize_struct("Tensor", 3)?;
+        st.serialize_field("dtype", self.dtype().as_str())?;
+        st.serialize_field("shape", self.shape())?;
+        st.serialize_field("data", &Bytes(&bytes))?;
+        st.end()
+    }
+}
+
+struct DTypeSeed;
+
+impl<'de> DeserializeSeed<'de> for DTypeSeed {
+    type Value = DType;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<DType, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for DTypeSeed {
+    type Value = DType;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a dtype name (`float32` or `int64`)")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<DType, E> {
+        dtype_from_str(v).ok_or_else(|| {
+            fail(format_args!(
+                "unknown dtype `{v}` (expected `float32` or `int64`)"
+            ))
+        })
+    }
+}
+
+/// The data field: exactly `len` bytes, converted to storage of `dtype` as they arrive.
+struct DataSeed {
+    dtype: DType,
+    len: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = CpuStorage;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<CpuStorage, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl DataSeed {
+    fn take<E: de::Error>(&self, v: &[u8]) -> Result<CpuStorage, E> {
+        if v.len() != self.len {
+            return Err(fail(format_args!(
+                "tensor data has {} bytes, its dtype and shape need {}",
+                v.len(),
+                self.len
+            )));
+        }
+        storage_from_le_bytes(self.dtype, v).map_err(fail)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed {
+    type Value = CpuStorage;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes of {} data", self.len, self.dtype)
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<CpuStorage, E> {
+        self.take(v)
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<CpuStorage, E> {
+        self.take(&v)
+    }
+    // self-describing formats (JSON) write bytes as a sequence of numbers
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CpuStorage, A::Error> {
+        // never trust a size hint: grow as elements actually arrive
+        let mut v = Vec::with_capacity(self.len.min(1 << 16));
+        while let Some(b) = seq.next_element::<u8>()? {
+            if v.len() == self.len {
+                return Err(fail(format_args!(
+                    "tensor data longer than {} bytes",
+                    self.len
+                )));
+            }
+            v.push(b);
+        }
+        self.take(&v)
+    }
+}
+
+fn build<E: de::Error>(shape: &[usize], data: CpuStorage) -> Result<Tensor, E> {
+    Tensor::from_storage(data.into_storage(), shape).map_err(fail)
+}
+
+fn data_seed<E: de::Error>(dtype: DType, shape: &[usize]) -> Result<DataSeed, E> {
+    let len = byte_len(dtype, shape).ok_or_else(|| {
+        fail(format_args!(
+            "tensor of shape {shape:?} and dtype {dtype} is too large"
+        ))
+    })?;
+    Ok(DataSeed { dtype, len })
+}
+
+struct TensorVisitor;
+
+impl<'de> Visitor<'de> for TensorVisitor {
+    type Value = Tensor;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tensor {dtype, shape, data}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tensor, A::Error> {
+        let dtype = seq
+            .next_element_seed(DTypeSeed)?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let shape: Vec<usize> = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let seed = data_seed(dtype, &shape)?;
+        let data = seq
+            .next_element_seed(seed)?
+            .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+        build(&shape, data)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tensor, A::Error> {
+        let mut dtype = None;
+        let mut shape: Option<Vec<usize>> = None;
+        let mut data = None;
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            match k.as_ref() {
+                "dtype" => dtype = Some(map.next_value_seed(DTypeSeed)?),
+                "shape" => shape = Some(map.next_value()?),
+                "data" => {
+                    let (Some(dt), Some(sh)) = (dtype, shape.as_deref()) else {
+                        return Err(fail("tensor `data` must follow `dtype` and `shape`"));
+                    };
+                    data = Some(map.next_value_seed(data_seed(dt, sh)?)?);
+                }
+                other => return Err(de::Error::unknown_field(other, FIELDS)),
+            }
+        }
+        match (shape, data) {
+            (Some(shape), Some(data)) => build(&shape, data),
+            _ => Err(de::Error::missing_field("data")),
+        }
+    }
+}
+
+const FIELDS: &[&str] = &["dtype", "shape", "data"];
+
+impl<'de> Deserialize<'de> for Tensor {
+    /// Reads what [`Tensor`]'s `Serialize` wrote, onto the CPU.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tensor, D::Error> {
+        d.deserialize_struct("Tensor", FIELDS, TensorVisitor)
+    }
+}
+
+impl Serialize for StateDict {
+    /// A map from name to tensor, in the state dict's order.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, t) in self.iter() {
+            m.serialize_entry(k, t)?;
+        }
+        m.end()
+    }
+}
+
+struct StateDictVisitor;
+
+impl<'de> Visitor<'de> for StateDictVisitor {
+    type Value = StateDict;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map from names to tensors")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StateDict, A::Error> {
+        let mut seen = HashSet::new();
+        let mut entries = Vec::new();
+        while let Some((k, t)) = map.next_entry::<String, Tensor>()? {
+            if !seen.insert(k.clone()) {
+                return Err(fail(format_args!("duplicate key `{k}`")));
+            }
+            entries.push((k, t));
+        }
+        Ok(StateDict::from_unique_entries(entries))
+    }
+}
+
+impl<'de> Deserialize<'de> for StateDict {
+    /// Reads a map from names to tensors (also what a `BTreeMap<String, Tensor>` or
+    /// `HashMap<String, Tensor>` wrote); a duplicate key is an error.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StateDict, D::Error> {
+        d.deserialize_map(StateDictVisitor)
+    }
+}
