@@ -98,6 +98,25 @@ impl CpuStorage {
     }
 }
 
+/// The f32 host data of `t` as a mutable slice, when `t` is the only handle on its
+/// tensor and on its storage (so a write cannot be observed through any other value).
+pub(crate) fn tensor_f32_mut(t: &mut crate::Tensor) -> Option<&mut [f32]> {
+    let inner = Arc::get_mut(&mut t.0)?;
+    let s = Arc::get_mut(&mut inner.storage)?;
+    match s.as_any_mut().downcast_mut::<CpuStorage>()? {
+        CpuStorage::F32(v) => Some(v.as_mut_slice()),
+        CpuStorage::I64(_) => None,
+    }
+}
+
+/// The f32 host data of `t`, when it lives on the CPU.
+pub(crate) fn tensor_f32(t: &crate::Tensor) -> Option<&[f32]> {
+    match t.storage().as_any().downcast_ref::<CpuStorage>()? {
+        CpuStorage::F32(v) => Some(v.as_slice()),
+        CpuStorage::I64(_) => None,
+    }
+}
+
 /// Downcasts a storage handle of another operand to the CPU, or reports a device mismatch.
 fn cpu<'a>(op: &'static str, s: &'a dyn BackendStorage) -> Result<&'a CpuStorage> {
     s.as_any()

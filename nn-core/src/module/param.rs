@@ -223,6 +223,19 @@ impl Param {
         self.set_data(&new)
     }
 
+    /// Runs `f` on the data as a mutable host slice, in place, when the data is f32 on the
+    /// CPU and no other tensor shares its storage (the optimizers' allocation-free path).
+    /// Returns `Ok(None)` without calling `f` when the data cannot be borrowed that way
+    /// (shared with a live tensor, on another device, another dtype): callers then fall
+    /// back to [`Param::set_data`]. Errors while deferred.
+    pub fn with_data_mut<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
+        let mut st = self.write();
+        match &mut *st {
+            State::Ready(t) => Ok(crate::cpu::tensor_f32_mut(t).map(f)),
+            State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
+        }
+    }
+
     /// Writes one element (`data[idx] = v`).
     pub fn set_item(&self, idx: &[usize], v: f32) -> Result<()> {
         let d = self.data()?;
@@ -383,9 +396,13 @@ impl Param {
             },
         };
         let p = Param::from_state(state);
-        if let State::Ready(t) = &*p.read() {
-            let leaf = p.leaf(t);
-            drop(std::mem::replace(&mut *p.write(), State::Ready(leaf)));
+        // the read guard must be gone before taking the write lock
+        let leaf = match &*p.read() {
+            State::Ready(t) => Some(p.leaf(t)),
+            State::Deferred { .. } => None,
+        };
+        if let Some(leaf) = leaf {
+            *p.write() = State::Ready(leaf);
         }
         p.set_requires_grad(self.requires_grad());
         p
