@@ -218,6 +218,30 @@ impl BackendStorage for CpuStorage {
         Ok(CpuStorage::F32(kernels::matmul(a, b, spec)).into_storage())
     }
 
+    fn matmul_bias(
+        &self,
+        rhs: &dyn BackendStorage,
+        spec: &MatmulSpec,
+        bias: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        let a = self.f32s("linear")?;
+        let b = cpu("linear", rhs)?.f32s("linear")?;
+        let bias = cpu("linear", bias)?.f32s("linear")?;
+        if bias.len() != spec.n {
+            return Err(Error::mismatch("linear", &[bias.len()], &[spec.n]));
+        }
+        Ok(CpuStorage::F32(kernels::matmul_bias(a, b, spec, bias)).into_storage())
+    }
+
+    fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
+        let x = self.f32s("relu_backward")?;
+        let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
+        if x.len() != g.len() {
+            return Err(Error::mismatch("relu_backward", &[x.len()], &[g.len()]));
+        }
+        Ok(CpuStorage::F32(kernels::relu_backward(x, g)).into_storage())
+    }
+
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
         let out = match (self, op) {
             (CpuStorage::F32(x), ReduceOp::ArgMax) => {
