@@ -1,7 +1,8 @@
 //! Times the benchmark workloads (W1, W2, W3, W5 of PEERS.md) with warm-up and medians,
 //! and prints them next to PyTorch's figures on the same kind of 2-core machine.
 //!
-//! Run: `cargo run --release --example bench_report` (about 20 s).
+//! Run: `cargo run --release --example bench_report` (about 20 s); name workloads to run
+//! only those (`... -- w1 w5`), e.g. under `valgrind --tool=callgrind`.
 
 use nn::optim::{Optimizer, Sgd};
 use nn::{DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
@@ -28,11 +29,29 @@ fn time(reps: usize, inner: usize, mut f: impl FnMut() -> Result<()>) -> Result<
 
 fn main() -> Result<()> {
     nn::manual_seed(0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let want = |w: &str| args.is_empty() || args.iter().any(|a| a.eq_ignore_ascii_case(w));
     println!(
         "{:<58} {:>12} {:>12} {:>14}",
         "workload", "ours (med)", "best", "PyTorch / target"
     );
 
+    if want("w1") {
+        w1()?;
+    }
+    if want("w2") {
+        w2()?;
+    }
+    if want("w3") {
+        w3()?;
+    }
+    if want("w5") {
+        w5()?;
+    }
+    Ok(())
+}
+
+fn w1() -> Result<()> {
     // W1: forward of the book's MLP, batch 2, grad tracking on
     let net = Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)));
     let x = Tensor::rand(&[2, 20]);
@@ -62,6 +81,10 @@ fn main() -> Result<()> {
         "13.8 µs"
     );
 
+    Ok(())
+}
+
+fn w2() -> Result<()> {
     // W2: train step 784-1024-1024-10, batch 128
     let net = Sequential::new((
         Linear::new(784, 1024),
@@ -87,6 +110,10 @@ fn main() -> Result<()> {
         "87 / ≥115"
     );
 
+    Ok(())
+}
+
+fn w3() -> Result<()> {
     // W3: 1024^3 matmul
     let a = Tensor::rand(&[1024, 1024]);
     let c = Tensor::rand(&[1024, 1024]);
@@ -100,6 +127,10 @@ fn main() -> Result<()> {
         "179 / ≥178"
     );
 
+    Ok(())
+}
+
+fn w5() -> Result<()> {
     // W5: 100 x (Linear(64,64) + ReLU), batch 8, forward + sum + backward
     let mut deep = DynSequential::new();
     for _ in 0..100 {

@@ -263,6 +263,16 @@ fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
             rs: b_rs,
             cs: b_cs,
         };
+        if macs < SMALL_MACS {
+            let done = if !s.rhs_t {
+                super::small_gemm::gemm(dst, a, a_rs, a_cs, b, (m, n, k), acc)
+            } else {
+                !s.lhs_t && super::small_gemm::gemm_bt(dst, a, a_rs, b, (m, n, k), acc)
+            };
+            if done {
+                continue;
+            }
+        }
         if macs < SMALL_MACS || !has_avx512() {
             let par = if threaded {
                 gemm::Parallelism::Rayon(0)

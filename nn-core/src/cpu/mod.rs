@@ -2,6 +2,7 @@
 //! with matrix products on the `gemm` crate (both cores for large products).
 
 mod kernels;
+mod small_gemm;
 
 use crate::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
 use crate::{DType, Device, Error, Result};

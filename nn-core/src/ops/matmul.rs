@@ -189,7 +189,14 @@ mod tests {
     #[test]
     fn large_and_threaded_products_match_a_naive_loop() -> Result<()> {
         // sizes cross the small-kernel and the threaded thresholds of the CPU backend
-        for &(m, n, k) in &[(130, 70, 90), (300, 200, 100), (70, 33, 2000)] {
+        for &(m, n, k) in &[
+            (5, 19, 7),
+            (1, 33, 3),
+            (9, 16, 64),
+            (130, 70, 90),
+            (300, 200, 100),
+            (70, 33, 2000),
+        ] {
             for (at, bt) in [(false, false), (true, false), (false, true), (true, true)] {
                 let sa: &[usize] = if at { &[k, m] } else { &[m, k] };
                 let sb: &[usize] = if bt { &[n, k] } else { &[k, n] };
