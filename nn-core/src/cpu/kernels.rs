@@ -280,25 +280,58 @@ fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
                 gemm::Parallelism::None
             };
             gemm_crate(dst, l, r, (m, n, k), acc, par);
-        } else if threaded && m >= 2 * ROW_BLOCK {
-            let threads = rayon::current_num_threads().min(m / ROW_BLOCK);
-            let rows = m.div_ceil(threads).next_multiple_of(8);
+        } else if threaded && (m >= 2 * ROW_BLOCK || n >= 2 * ROW_BLOCK) {
+            // Split the output so that the bigger operand is divided between threads
+            // (each thread packs only its part of it): rows when A is the bigger one,
+            // columns otherwise.
             use rayon::prelude::*;
-            dst.par_chunks_mut(rows * n)
-                .enumerate()
-                .for_each(|(c, chunk)| {
-                    let i0 = c * rows;
+            let by_rows = m * k >= k * n && m >= 2 * ROW_BLOCK || n < 2 * ROW_BLOCK;
+            let dim = if by_rows { m } else { n };
+            let threads = rayon::current_num_threads().min(dim / ROW_BLOCK);
+            let step = dim.div_ceil(threads).next_multiple_of(16);
+            if by_rows {
+                dst.par_chunks_mut(step * n)
+                    .enumerate()
+                    .for_each(|(c, chunk)| {
+                        let i0 = c * step;
+                        let sub = Operand {
+                            data: &l.data[i0 * l.rs..],
+                            ..l
+                        };
+                        mm_crate(chunk, sub, r, (chunk.len() / n, n, k), acc);
+                    });
+            } else {
+                let out = SendPtr(dst.as_mut_ptr());
+                let len = dst.len();
+                (0..dim.div_ceil(step)).into_par_iter().for_each(|c| {
+                    let j0 = c * step;
+                    let nc = step.min(n - j0);
                     let sub = Operand {
-                        data: &l.data[i0 * l.rs..],
-                        ..l
+                        data: &r.data[j0 * r.cs..],
+                        ..r
                     };
-                    mm_crate(chunk, sub, r, (chunk.len() / n, n, k), acc);
+                    let p = out;
+                    if sub.fits(k, nc) && (m - 1) * n + j0 + nc <= len {
+                        // SAFETY: the block [0, m) x [j0, j0 + nc) of the m x n output lies
+                        // inside dst (checked); blocks of different tasks are disjoint
+                        // column ranges, so no element is written by two threads.
+                        unsafe { mm_raw(p.0.add(j0), n, l, sub, (m, nc, k), acc) };
+                    }
                 });
+            }
         } else {
             mm_crate(dst, l, r, (m, n, k), acc);
         }
     }
 }
+
+/// A raw output pointer shared by tasks writing disjoint blocks.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks only write disjoint column blocks through it (see the column split).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
 
 /// Whether the CPU runs AVX-512F (std caches the answer after the first query).
 fn has_avx512() -> bool {
@@ -380,26 +413,39 @@ fn mm_crate(
     if !(a.fits(m, k) && b.fits(k, n) && dst.len() >= m * n) {
         return;
     }
-    // SAFETY: as in `gemm_crate`; matrixmultiply reads a and b and writes dst only at the
-    // strided positions checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            if acc { 1.0 } else { 0.0 },
-            dst.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    // SAFETY: as in `gemm_crate`; dst holds the m x n block with row stride n.
+    unsafe { mm_raw(dst.as_mut_ptr(), n, a, b, (m, n, k), acc) }
+}
+
+/// `matrixmultiply` into an `m x n` block at `dst` with row stride `ldc`.
+///
+/// # Safety
+/// `a` and `b` must fit their shapes (`Operand::fits`) and `dst` must address an
+/// `m x n` block with row stride `ldc` that nothing else accesses during the call.
+unsafe fn mm_raw(
+    dst: *mut f32,
+    ldc: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    (m, n, k): (usize, usize, usize),
+    acc: bool,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        1.0,
+        a.data.as_ptr(),
+        a.rs as isize,
+        a.cs as isize,
+        b.data.as_ptr(),
+        b.rs as isize,
+        b.cs as isize,
+        if acc { 1.0 } else { 0.0 },
+        dst,
+        ldc as isize,
+        1,
+    );
 }
 
 /// Trait for element types the reductions understand.

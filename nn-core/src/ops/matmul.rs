@@ -196,6 +196,8 @@ mod tests {
             (130, 70, 90),
             (300, 200, 100),
             (70, 33, 2000),
+            (64, 300, 250),
+            (40, 1000, 200),
         ] {
             for (at, bt) in [(false, false), (true, false), (false, true), (true, true)] {
                 let sa: &[usize] = if at { &[k, m] } else { &[m, k] };
