@@ -1,2 +1,5 @@
 //! `nn`: a PyTorch-style deep-learning library for Rust.
 pub use nn_core::*;
+/// `#[derive(Module)]` (the derive shares the trait's name, like serde's `Serialize`)
+/// and `sequential![...]`.
+pub use nn_macros::{sequential, Module};

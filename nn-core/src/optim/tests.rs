@@ -104,9 +104,12 @@ fn adam_weight_decay_hand_computed() -> Result<()> {
     Ok(())
 }
 
+/// Builds an optimizer over the given parameters.
+type Maker = dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>;
+
 /// Runs `steps` updates of `make`'s optimizer on a fresh param, optionally keeping a
 /// handle on the data so the in-place path cannot be taken.
-fn run(make: &dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>, hold: bool) -> Result<Vec<f32>> {
+fn run(make: &Maker, hold: bool) -> Result<Vec<f32>> {
     let p = Param::new(Tensor::from_vec(vec![0.3f32, -1.2, 2.0, 0.0], &[2, 2])?);
     let mut opt = make(vec![p.clone()])?;
     let mut held = Vec::new();
@@ -123,7 +126,7 @@ fn run(make: &dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>, hold: bool) -> R
 
 #[test]
 fn in_place_and_tensor_paths_agree() -> Result<()> {
-    let makers: Vec<Box<dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>>> = vec![
+    let makers: Vec<Box<Maker>> = vec![
         Box::new(|ps| {
             let cfg = SgdConfig {
                 lr: 0.1,
@@ -179,7 +182,7 @@ fn tied_params_are_updated_once() -> Result<()> {
 
 /// Saves after 2 steps, restores into a fresh optimizer over a copy of the params, and
 /// checks both take the identical third step.
-fn round_trip(make: &dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>) -> Result<()> {
+fn round_trip(make: &Maker) -> Result<()> {
     let a = Param::new(Tensor::from_vec(vec![0.5f32, -0.5, 1.0], &[3])?);
     let b = Param::new(Tensor::from_vec(vec![2.0f32], &[1])?);
     let mut opt = make(vec![a.clone(), b.clone()])?;
