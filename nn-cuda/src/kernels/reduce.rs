@@ -1,0 +1,108 @@
+//! Launchers of `reduce.cu`: sum/max/min over any set of axes, argmax over one axis.
+
+use super::KernelModule;
+use crate::device::CudaDevice;
+use crate::error::Result;
+use crate::layout::RedLayout;
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use nn_core::backend::ReduceOp;
+
+const REDUCE_F32: &str = "nn_reduce_f32";
+const REDUCE_I64: &str = "nn_reduce_i64";
+const ARGMAX_F32: &str = "nn_argmax_f32";
+
+/// The reduction kernel module.
+pub static MODULE: KernelModule = KernelModule {
+    name: "reduce",
+    src: include_str!("reduce.cu"),
+    kernels: &[REDUCE_F32, REDUCE_I64, ARGMAX_F32],
+};
+
+/// `NN_RED_THREADS` in `reduce.cu`: the shared-memory size, so the most threads a block may have.
+const MAX_THREADS: usize = 256;
+
+/// Sizes of a reduction: `n_out` outputs, each over `n_red` inputs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RedSizes {
+    /// Number of outputs (product of the kept dims).
+    pub n_out: usize,
+    /// Inputs per output (product of the reduced dims).
+    pub n_red: usize,
+}
+
+/// One block per output (grid-stride beyond 2^20 outputs), a power-of-two block size
+/// between 32 and `MAX_THREADS` fitted to the reduced size.
+fn config(s: RedSizes) -> LaunchConfig {
+    let threads = s.n_red.clamp(32, MAX_THREADS).next_power_of_two() as u32;
+    LaunchConfig {
+        grid_dim: (s.n_out.clamp(1, 1 << 20) as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn code(op: ReduceOp) -> i32 {
+    match op {
+        ReduceOp::Sum => 0,
+        ReduceOp::Max => 1,
+        ReduceOp::Min | ReduceOp::ArgMax => 2,
+    }
+}
+
+macro_rules! reduce_launcher {
+    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $fn(
+            dev: &CudaDevice,
+            op: ReduceOp,
+            l: &RedLayout,
+            s: RedSizes,
+            x: &CudaSlice<$t>,
+        ) -> Result<CudaSlice<$t>> {
+            let mut y = dev.alloc::<$t>(s.n_out)?;
+            if s.n_out == 0 {
+                return Ok(y);
+            }
+            let f = dev.func(&MODULE, $kernel)?;
+            let (n_out, n_red, c) = (s.n_out as u64, s.n_red as u64, code(op));
+            let mut lb = dev.stream().launch_builder(&f);
+            lb.arg(&n_out).arg(&n_red).arg(&c).arg(l).arg(x).arg(&mut y);
+            // SAFETY: the arguments match `(u64, u64, int, RedLayout, const T*, T*)`; `l`
+            // splits the contiguous input shape into kept and reduced dims, so every offset
+            // is inside `x`; `y` holds `n_out` elements; the block size is a power of two
+            // no larger than the kernel's shared arrays.
+            unsafe { lb.launch(config(s)) }?;
+            Ok(y)
+        }
+    };
+}
+
+reduce_launcher!(
+    /// Sum, max or min of f32 values.
+    reduce_f32, REDUCE_F32, f32
+);
+reduce_launcher!(
+    /// Sum (wrapping), max or min of i64 values.
+    reduce_i64, REDUCE_I64, i64
+);
+
+/// Index of the first maximum (the first NaN if any) along the single reduced axis.
+pub(crate) fn argmax_f32(
+    dev: &CudaDevice,
+    l: &RedLayout,
+    s: RedSizes,
+    x: &CudaSlice<f32>,
+) -> Result<CudaSlice<i64>> {
+    let mut y = dev.alloc::<i64>(s.n_out)?;
+    if s.n_out == 0 {
+        return Ok(y);
+    }
+    let f = dev.func(&MODULE, ARGMAX_F32)?;
+    let (n_out, n_red) = (s.n_out as u64, s.n_red as u64);
+    let mut lb = dev.stream().launch_builder(&f);
+    lb.arg(&n_out).arg(&n_red).arg(l).arg(x).arg(&mut y);
+    // SAFETY: the arguments match `nn_argmax_f32(u64, u64, RedLayout, const float*,
+    // i64*)`; offsets stay inside `x` as for `reduce_f32`; `y` holds `n_out` elements.
+    unsafe { lb.launch(config(s)) }?;
+    Ok(y)
+}
