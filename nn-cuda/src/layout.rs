@@ -212,7 +212,10 @@ mod tests {
         // [2, 3, 4] reduced over axes 0 and 2: kept dim 1 (stride 4), reduced 0 and 2
         let l = RedLayout::new("t", &[2, 3, 4], &[0, 2])?;
         assert_eq!((l.nk, l.dk[0], l.sk[0]), (1, 3, 4));
-        assert_eq!((l.nr, &l.dr[..2], &l.sr[..2]), (2, &[2u64, 4][..], &[12u64, 1][..]));
+        assert_eq!(
+            (l.nr, &l.dr[..2], &l.sr[..2]),
+            (2, &[2u64, 4][..], &[12u64, 1][..])
+        );
         // all axes of a contiguous tensor merge into one reduced dim
         let l = RedLayout::new("t", &[2, 3, 4], &[0, 1, 2])?;
         assert_eq!((l.nk, l.nr, l.dr[0], l.sr[0]), (0, 1, 24, 1));

@@ -217,12 +217,8 @@ impl CudaStorage {
         let n = numel(out_shape);
         let l = Layout3::broadcast("where", out_shape, &[cond_shape, a_shape, b_shape])?;
         let buf = match (&a.buf, &b.buf) {
-            (Buf::F32(x), Buf::F32(y)) => {
-                Buf::F32(ew::where_f32(&self.dev, &l, cond, x, y, n)?)
-            }
-            (Buf::I64(x), Buf::I64(y)) => {
-                Buf::I64(ew::where_i64(&self.dev, &l, cond, x, y, n)?)
-            }
+            (Buf::F32(x), Buf::F32(y)) => Buf::F32(ew::where_f32(&self.dev, &l, cond, x, y, n)?),
+            (Buf::I64(x), Buf::I64(y)) => Buf::I64(ew::where_i64(&self.dev, &l, cond, x, y, n)?),
             _ => return Err(dtype_err("where", b.dtype_(), a.dtype_())),
         };
         self.wrap(buf, n)

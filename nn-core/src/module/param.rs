@@ -383,9 +383,14 @@ impl Param {
             },
         };
         let p = Param::from_state(state);
-        if let State::Ready(t) = &*p.read() {
-            let leaf = p.leaf(t);
-            drop(std::mem::replace(&mut *p.write(), State::Ready(leaf)));
+        // the read guard must be gone before `write()`: an `if let` on `p.read()` would
+        // hold it through the block and deadlock
+        let leaf = match &*p.read() {
+            State::Ready(t) => Some(p.leaf(t)),
+            State::Deferred { .. } => None,
+        };
+        if let Some(leaf) = leaf {
+            *p.write() = State::Ready(leaf);
         }
         p.set_requires_grad(self.requires_grad());
         p

@@ -34,8 +34,7 @@ impl KernelModule {
 }
 
 /// Every kernel module of the backend (the CI compile test walks this list).
-pub static ALL_MODULES: [&KernelModule; 3] =
-    [&elementwise::MODULE, &copy::MODULE, &reduce::MODULE];
+pub static ALL_MODULES: [&KernelModule; 3] = [&elementwise::MODULE, &copy::MODULE, &reduce::MODULE];
 
 /// Threads per block of the elementwise kernels.
 const BLOCK: u32 = 256;
@@ -65,7 +64,9 @@ mod tests {
             if require {
                 return Err("NN_NVRTC_REQUIRE=1 but libnvrtc could not be loaded (put nvidia/cu13/lib of the nvidia-cuda-nvrtc wheel on LD_LIBRARY_PATH)".into());
             }
-            println!("skipped: libnvrtc not found (set LD_LIBRARY_PATH, or NN_NVRTC_REQUIRE=1 to fail)");
+            println!(
+                "skipped: libnvrtc not found (set LD_LIBRARY_PATH, or NN_NVRTC_REQUIRE=1 to fail)"
+            );
             return Ok(());
         }
         let version = crate::compile::nvrtc_version().map_err(|e| e.to_string())?;
@@ -75,10 +76,21 @@ mod tests {
             let text = String::from_utf8_lossy(&ptx);
             for k in m.kernels {
                 if !text.contains(&format!(".entry {k}(")) {
-                    return Err(format!("module `{}`: entry point `{k}` missing from the PTX", m.name));
+                    return Err(format!(
+                        "module `{}`: entry point `{k}` missing from the PTX",
+                        m.name
+                    ));
                 }
             }
-            println!("compiled `{}`: {} kernels, {} bytes of PTX", m.name, m.kernels.len(), ptx.len());
+            // the CUBIN path a device prefers must build too
+            let cubin = compile(m, 90, Target::Cubin).map_err(|e| e.to_string())?;
+            println!(
+                "compiled `{}`: {} kernels, {} bytes of PTX, {} bytes of sm_90 CUBIN",
+                m.name,
+                m.kernels.len(),
+                ptx.len(),
+                cubin.len()
+            );
         }
         Ok(())
     }
@@ -95,7 +107,10 @@ mod tests {
             src: "extern \"C\" __global__ void k(float* y) { y[0] = undefined_thing; }",
             kernels: &["k"],
         };
-        let e = compile(&BAD, 90, Target::Ptx).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = compile(&BAD, 90, Target::Ptx)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("undefined_thing") && e.contains("`bad`"), "{e}");
     }
 }
