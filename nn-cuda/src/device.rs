@@ -108,6 +108,11 @@ impl CudaDevice {
         &self.stream
     }
 
+    /// Makes this device's context current on the calling thread.
+    pub(crate) fn bind(&self) -> Result<()> {
+        Ok(self.ctx.bind_to_thread()?)
+    }
+
     pub(crate) fn blas(&self) -> MutexGuard<'_, CudaBlas> {
         lock(&self.blas)
     }

@@ -84,6 +84,8 @@ pub(crate) fn matmul_f32(
     {
         return Err(out_of_range());
     }
+    // cuBLAS, unlike cudarc's own calls, does not make the context current itself
+    dev.bind()?;
     let blas = dev.blas();
     match (progression(&s.rhs_batch), progression(&s.lhs_batch)) {
         (Some((ra, rstep)), Some((la, lstep))) => {
