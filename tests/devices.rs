@@ -3,6 +3,9 @@
 //! CUDA instances print "skipped: no CUDA device" and pass; with `NN_CUDA_REQUIRE=1` they
 //! fail instead. Device results are compared with the CPU backend within tolerances.
 
+// `&[x.clone()]` reads as "the inputs" at every call site; `slice::from_ref` would not.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use nn::{DType, Device, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
 
 /// Instantiates each case once per device.
