@@ -1,6 +1,6 @@
 //! Define-by-run reverse-mode autograd.
 //!
-//! An op whose inputs require grad (while grad mode is on) records a [`Node`]: a closure
+//! An op whose inputs require grad (while grad mode is on) records a node: a closure
 //! computing the input gradients from the output gradient, plus the inputs. `backward`
 //! walks the recorded graph in reverse topological order, sums gradients of tensors used
 //! several times, accumulates into leaves' [`GradSlot`]s and frees every node it visits.

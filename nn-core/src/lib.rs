@@ -25,7 +25,7 @@ pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use init::Init;
-pub use layers::{DynSequential, Linear, ReLU, Sequential, Sigmoid, Tanh};
+pub use layers::{Dropout, DynSequential, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh};
 pub use module::{Buffer, Forward, Layer, Module, ModuleExt, Param, StateDict};
 pub use rng::manual_seed;
 pub use tensor::{Element, Tensor};

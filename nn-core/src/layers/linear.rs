@@ -66,9 +66,15 @@ impl Linear {
 
     /// Input size inferred at the first forward (PyTorch's `LazyLinear`, Keras' `Dense`).
     pub fn lazy(out_features: usize) -> Linear {
+        let weight = Param::deferred(&[Some(out_features), None], Init::linear_default());
+        let bias = Param::deferred(&[Some(out_features)], Init::FanInUniform);
+        // local names until a traversal gives the full ones, so reading a deferred
+        // parameter of a layer never named by a model still says which one it is
+        weight.set_name("weight");
+        bias.set_name("bias");
         Linear {
-            weight: Param::deferred(&[Some(out_features), None], Init::linear_default()),
-            bias: Some(Param::deferred(&[Some(out_features)], Init::FanInUniform)),
+            weight,
+            bias: Some(bias),
             out_features,
         }
     }

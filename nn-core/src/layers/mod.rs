@@ -1,12 +1,16 @@
 //! Built-in layers. Each file opens with its math and shapes.
 
 mod activation;
+mod dropout;
 mod dyn_sequential;
+mod flatten;
 mod linear;
 mod sequential;
 
 pub use activation::{ReLU, Sigmoid, Tanh};
+pub use dropout::Dropout;
 pub use dyn_sequential::DynSequential;
+pub use flatten::Flatten;
 pub use linear::Linear;
 pub use sequential::Sequential;
 

@@ -137,6 +137,7 @@ pub trait Chain {
     fn chain(&self, x: &Tensor) -> Result<Tensor>;
 }
 
+// Up to 16 elements, like the tuple `Module` impls (`sequential!` rejects more).
 macro_rules! chain_tuple {
     ($($T:ident $i:tt),+) => {
         impl<$($T: Forward),+> Chain for ($($T,)+) {
@@ -161,3 +162,7 @@ chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
 chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
 chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);

@@ -116,6 +116,7 @@ impl<M: Module, const N: usize> Module for [M; N] {
     }
 }
 
+// Up to 16 elements: `sequential!` rejects more entries with a compile error.
 macro_rules! tuple_module {
     ($($T:ident $i:tt),+) => {
         impl<$($T: Module),+> Module for ($($T,)+) {
@@ -144,3 +145,7 @@ tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
 tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
 tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+tuple_module!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);

@@ -2,12 +2,14 @@
 //! `#[derive(Module)]`, and everything else ([`ModuleExt`]) written on top of it.
 
 mod buffer;
+mod constant;
 mod ext;
 mod impls;
 mod param;
 mod repr;
 
 pub use buffer::Buffer;
+pub use constant::Constant;
 pub use ext::{ModuleExt, StateDict};
 pub use param::{fmt_partial, Param};
 pub use repr::repr;
@@ -62,7 +64,7 @@ impl<T: Module> AsModule for T {
 /// containers. Field order is registration order.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a module, a parameter or a buffer",
-    label = "this field's type does not implement `nn::Module`",
+    label = "`{Self}` does not implement `nn::Module`",
     note = "derive `Module` for it, or mark the field `#[module(skip)]` (plain data) or `#[module(constant)]` (a tensor that is neither trained nor saved)"
 )]
 pub trait Module: AsModule + Any + Send + Sync {
@@ -101,6 +103,11 @@ pub trait Module: AsModule + Any + Send + Sync {
 }
 
 /// A tensor-to-tensor block: what `sequential!` chains.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a layer: it does not implement `nn::Forward`",
+    label = "`sequential!` and `DynSequential` chain layers: `Module + Forward`",
+    note = "implement `Forward` for it: `fn forward(&self, x: &Tensor) -> Result<Tensor>`"
+)]
 pub trait Forward {
     /// Runs the block.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;

@@ -383,13 +383,14 @@ impl Param {
             },
         };
         let p = Param::from_state(state);
-        // the read guard must be gone before `write()`: an `if let` on `p.read()` would
-        // hold it through the block and deadlock
-        let leaf = match &*p.read() {
-            State::Ready(t) => Some(p.leaf(t)),
+        // take the data out before writing: a read guard held across `p.write()` (as an
+        // `if let` on `p.read()` would) deadlocks
+        let ready = match &*p.read() {
+            State::Ready(t) => Some(t.clone()),
             State::Deferred { .. } => None,
         };
-        if let Some(leaf) = leaf {
+        if let Some(t) = ready {
+            let leaf = p.leaf(&t);
             *p.write() = State::Ready(leaf);
         }
         p.set_requires_grad(self.requires_grad());
@@ -433,5 +434,26 @@ impl std::fmt::Display for Param {
                 fmt_partial(&self.partial_shape())
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_copy_is_independent() -> Result<()> {
+        let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+        let q = p.deep_copy();
+        assert!(!q.ptr_eq(&p));
+        assert_eq!(q.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
+        q.set_item(&[0], 5.0)?;
+        assert_eq!(p.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
+        // the copy's gradient lands in its own slot
+        q.tensor()?.sum_all()?.backward()?;
+        assert!(q.grad().is_some() && p.grad().is_none());
+        let d = Param::deferred(&[Some(3), None], Init::Ones).deep_copy();
+        assert!(!d.is_initialized());
+        Ok(())
     }
 }

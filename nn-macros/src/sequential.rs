@@ -1,0 +1,461 @@
+//! `sequential![...]`: parses [`SequentialInput`], tracks layer sizes through the
+//! chain, and expands to `::nn::Sequential::new((...))` / `Sequential::named`.
+
+use crate::attr::check_child_name;
+use crate::valid::Errors;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
+
+/// Most entries one `sequential!` takes: the arity of the tuple `Module`/`Chain` impls.
+const MAX_ENTRIES: usize = 16;
+
+/// Layers whose output has the size of their input (bare `X`, `X(..)`, `X::new(..)`,
+/// `X::default()`): the known size flows through them.
+const SIZE_PRESERVING: &[&str] = &[
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "GELU",
+    "SiLU",
+    "LeakyReLU",
+    "Identity",
+    "Dropout",
+];
+
+/// The input of `sequential!`.
+///
+/// ```text
+/// input   := entry ("," entry)* ","?            (1 to 16 entries)
+/// entry   := (name "=>")? layer
+/// name    := string literal, non-empty, without "." (unnamed entries are named by
+///            their position; all names must differ)
+/// layer   := "Linear" "(" size "=>" size ("," "bias" "=" bool)? ","? ")"   (shape form)
+///          | expression                        (anything else: a value implementing
+///                                               nn::Module + nn::Forward)
+/// size    := "_" | integer literal | expression   ("_" only as the input size)
+/// ```
+///
+/// The shape form expands to `Linear::new(in, out)`, `Linear::no_bias(in, out)` or
+/// `Linear::lazy(out)` with the caller's `Linear` token, so `nn::Linear` must be in
+/// scope, as for any expression.
+///
+/// Size tracking, entry by entry, of the last known output size (the size of the
+/// features dimension flowing out of the previous entry):
+/// - the shape form `Linear(a => b)`, and `Linear::new(a, b)` / `Linear::no_bias(a, b)`
+///   with literal sizes: a literal `a` must equal the known size (else a compile error
+///   on `a`: "expected 256 (output of entry 0), found 128"); `_` takes the known size,
+///   or, when it is unknown, the layer is `Linear::lazy(b)` (sized at the first
+///   forward). Afterwards the known size is `b` if it is a literal, else unknown.
+///   `Linear::lazy(b)` sets it to `b`.
+/// - size-preserving layers (`ReLU`, `Sigmoid`, `Tanh`, `GELU`, `SiLU`, `LeakyReLU`,
+///   `Identity`, `Dropout`, written bare or as `X(..)`, `X::new(..)`, `X::default()`)
+///   keep it.
+/// - anything else (`Flatten`, a nested `sequential!`, a variable, a function call)
+///   makes it unknown.
+pub struct SequentialInput {
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    name: Option<LitStr>,
+    layer: Layer,
+}
+
+enum Layer {
+    /// `Linear(in => out, bias = false)`.
+    Linear(Box<ShapeLinear>),
+    /// Any other layer.
+    Expr(Expr),
+}
+
+struct ShapeLinear {
+    /// `Linear` as written (a path), reused as the constructor's type.
+    linear: syn::Path,
+    input: Size,
+    output: Size,
+    bias: Option<LitBool>,
+}
+
+enum Size {
+    Infer(Token![_]),
+    Lit(LitInt),
+    Expr(Expr),
+}
+
+impl Parse for Size {
+    fn parse(input: ParseStream) -> syn::Result<Size> {
+        if input.peek(Token![_]) {
+            return Ok(Size::Infer(input.parse()?));
+        }
+        Ok(match input.parse::<Expr>()? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
+            }) => Size::Lit(i),
+            e => Size::Expr(e),
+        })
+    }
+}
+
+/// Finds the top-level `=>` of `Linear(in => out)` before parsing the sizes, so a
+/// `->` (or a missing arrow) is reported as such rather than as a bad expression.
+fn find_size_arrow(content: ParseStream) -> syn::Result<()> {
+    let ahead = content.fork();
+    let mut wrong = None;
+    while !ahead.is_empty() && !ahead.peek(Token![,]) {
+        if ahead.peek(Token![=>]) {
+            return Ok(());
+        }
+        if wrong.is_none()
+            && (ahead.peek(Token![->]) || ahead.peek(Token![>=]) || ahead.peek(Token![=]))
+        {
+            wrong = Some(ahead.cursor().span());
+        }
+        ahead.parse::<proc_macro2::TokenTree>()?;
+    }
+    let msg = "expected `=>` between the input and output sizes: `Linear(20 => 256)`";
+    Err(match wrong {
+        Some(span) => syn::Error::new(span, msg),
+        None => ahead.error(msg),
+    })
+}
+
+impl ShapeLinear {
+    fn parse_body(linear: syn::Path, input: ParseStream) -> syn::Result<ShapeLinear> {
+        let content;
+        syn::parenthesized!(content in input);
+        if content.is_empty() {
+            return Err(content.error("expected `in => out` sizes: `Linear(20 => 256)`"));
+        }
+        find_size_arrow(&content)?;
+        let size_in: Size = content.parse()?;
+        content.parse::<Token![=>]>()?;
+        if content.is_empty() {
+            return Err(content.error("expected the output size after `=>`"));
+        }
+        let size_out: Size = content.parse()?;
+        let mut bias = None;
+        while !content.is_empty() {
+            content.parse::<Token![,]>()?;
+            if content.is_empty() {
+                break;
+            }
+            let key: Ident = content.parse()?;
+            if key != "bias" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown `Linear` option `{key}`: expected `bias = true|false`"),
+                ));
+            }
+            if bias.is_some() {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "duplicate `Linear` option `bias`",
+                ));
+            }
+            content.parse::<Token![=]>()?;
+            if !content.peek(LitBool) {
+                return Err(content.error("expected `true` or `false`"));
+            }
+            bias = Some(content.parse::<LitBool>()?);
+        }
+        Ok(ShapeLinear {
+            linear,
+            input: size_in,
+            output: size_out,
+            bias,
+        })
+    }
+}
+
+impl ShapeLinear {
+    /// The `Linear` token, where problems with the layer are shown.
+    fn span(&self) -> Span {
+        self.linear
+            .segments
+            .last()
+            .map_or_else(|| self.linear.span(), |s| s.ident.span())
+    }
+}
+
+impl Parse for Layer {
+    fn parse(input: ParseStream) -> syn::Result<Layer> {
+        // `Linear(..)`, `nn::Linear(..)`: a tuple-call of the (named-field) `Linear` struct
+        // is not valid Rust, so this form cannot shadow an ordinary expression
+        let ahead = input.fork();
+        if let Ok(path) = ahead.call(syn::Path::parse_mod_style) {
+            let is_linear = path.segments.last().is_some_and(|s| s.ident == "Linear");
+            if is_linear && ahead.peek(syn::token::Paren) {
+                input.call(syn::Path::parse_mod_style)?;
+                return Ok(Layer::Linear(Box::new(ShapeLinear::parse_body(
+                    path, input,
+                )?)));
+            }
+        }
+        Ok(Layer::Expr(input.parse()?))
+    }
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream) -> syn::Result<Entry> {
+        let mut name = None;
+        if input.peek(LitStr) {
+            let ahead = input.fork();
+            ahead.parse::<LitStr>()?;
+            if ahead.peek(Token![=>]) {
+                name = Some(input.parse::<LitStr>()?);
+                input.parse::<Token![=>]>()?;
+            } else if !ahead.is_empty() && !ahead.peek(Token![,]) {
+                return Err(ahead.error(
+                    "expected `=>` between the child name and the layer: `\"name\" => layer`",
+                ));
+            }
+        }
+        Ok(Entry {
+            name,
+            layer: input.parse()?,
+        })
+    }
+}
+
+impl Parse for SequentialInput {
+    fn parse(input: ParseStream) -> syn::Result<SequentialInput> {
+        let mut entries = Vec::new();
+        while !input.is_empty() {
+            entries.push(input.parse::<Entry>()?);
+            if input.is_empty() {
+                break;
+            }
+            if !input.peek(Token![,]) {
+                return Err(input.error("expected `,` between layers"));
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(SequentialInput { entries })
+    }
+}
+
+/// A size known at compile time and the entry that produced it.
+#[derive(Clone, Copy)]
+struct Known {
+    size: u64,
+    entry: usize,
+}
+
+fn lit_value(l: &LitInt, errors: &mut Errors) -> Option<u64> {
+    match l.base10_parse::<u64>() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// A literal input size must equal the known size.
+fn check_input(l: &LitInt, known: Option<Known>, errors: &mut Errors) {
+    if let (Some(k), Some(v)) = (known, lit_value(l, errors)) {
+        if k.size != v {
+            errors.push(syn::Error::new(
+                l.span(),
+                format!(
+                    "size mismatch: expected {} (output of entry {}), found {v}",
+                    k.size, k.entry
+                ),
+            ));
+        }
+    }
+}
+
+fn int_lit(e: &Expr) -> Option<&LitInt> {
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => Some(i),
+        _ => None,
+    }
+}
+
+/// The last two segments of a path expression (`Linear::new` -> (Some("Linear"), "new")).
+fn path_tail(e: &Expr) -> Option<(Option<String>, String)> {
+    let Expr::Path(p) = e else { return None };
+    let mut segs = p.path.segments.iter().rev();
+    let last = segs.next()?.ident.to_string();
+    let prev = segs.next().map(|s| s.ident.to_string());
+    Some((prev, last))
+}
+
+/// Tracks the size through an ordinary expression entry (see the rule on
+/// [`SequentialInput`]).
+fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors) -> Option<Known> {
+    let keeps = |name: &str| SIZE_PRESERVING.contains(&name);
+    match e {
+        Expr::Path(_) => match path_tail(e) {
+            Some((_, last)) if keeps(&last) => known,
+            _ => None,
+        },
+        Expr::Call(call) => {
+            let args: Vec<&Expr> = call.args.iter().collect();
+            match path_tail(&call.func) {
+                Some((Some(ty), f)) if ty == "Linear" => match (f.as_str(), args.as_slice()) {
+                    ("new" | "no_bias", [a, b]) => {
+                        if let Some(l) = int_lit(a) {
+                            check_input(l, known, errors);
+                        }
+                        let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
+                        Some(Known { size, entry })
+                    }
+                    ("lazy", [b]) => {
+                        let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
+                        Some(Known { size, entry })
+                    }
+                    _ => None,
+                },
+                Some((Some(ty), f)) if keeps(&ty) && (f == "new" || f == "default") => known,
+                Some((_, last)) if keeps(&last) => known,
+                _ => None,
+            }
+        }
+        Expr::Paren(p) => track_expr(&p.expr, entry, known, errors),
+        _ => None,
+    }
+}
+
+/// The constructor call for a shape-form Linear, tracking the size.
+fn expand_linear(
+    l: &ShapeLinear,
+    entry: usize,
+    known: &mut Option<Known>,
+    errors: &mut Errors,
+) -> TokenStream {
+    // the user's `Linear` token: it resolves in the user's scope (no unused import)
+    let linear = &l.linear;
+    let span = l.span();
+    let input = match &l.input {
+        Size::Lit(lit) => {
+            check_input(lit, *known, errors);
+            Some(lit.to_token_stream())
+        }
+        Size::Infer(t) => known.map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream()),
+        Size::Expr(e) => Some(e.to_token_stream()),
+    };
+    let output = match &l.output {
+        Size::Lit(lit) => {
+            *known = lit_value(lit, errors).map(|size| Known { size, entry });
+            lit.to_token_stream()
+        }
+        Size::Expr(e) => {
+            *known = None;
+            e.to_token_stream()
+        }
+        Size::Infer(t) => {
+            errors.push(syn::Error::new(
+                t.span,
+                "the output size of a `Linear` cannot be inferred: write it (`Linear(_ => 10)`)",
+            ));
+            *known = None;
+            quote_spanned!(t.span=> 0)
+        }
+    };
+    let bias = l.bias.as_ref().is_none_or(|b| b.value);
+    match (input, bias) {
+        (Some(i), true) => quote_spanned!(span=> #linear::new(#i, #output)),
+        (Some(i), false) => quote_spanned!(span=> #linear::no_bias(#i, #output)),
+        (None, true) => quote_spanned!(span=> #linear::lazy(#output)),
+        (None, false) => quote_spanned!(span=> {
+            let mut __nn_lazy = #linear::lazy(#output);
+            __nn_lazy.bias = ::core::option::Option::None;
+            __nn_lazy
+        }),
+    }
+}
+
+/// Rule: child names are unique (given names and the positions of unnamed entries);
+/// the given name involved is underlined.
+fn check_names(entries: &[Entry], errors: &mut Errors) -> Vec<String> {
+    let names: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.name.as_ref().map_or_else(|| i.to_string(), LitStr::value))
+        .collect();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(lit) = &e.name {
+            check_child_name(lit, errors);
+        }
+        let Some(j) = names[..i].iter().position(|n| *n == names[i]) else {
+            continue;
+        };
+        let msg = match (&entries[j].name, &e.name) {
+            (Some(_), Some(lit)) => (lit.span(), format!("duplicate child name `{}`: entry {j} already has it", names[i])),
+            (None, Some(lit)) => (lit.span(), format!("child name `{}` is already the name of entry {j} (unnamed entries are named by position)", names[i])),
+            (Some(lit), None) => (lit.span(), format!("child name `{}` is also the name of entry {i} (unnamed entries are named by position)", names[i])),
+            (None, None) => continue,
+        };
+        errors.push(syn::Error::new(msg.0, msg.1));
+    }
+    names
+}
+
+/// The whole macro: parse, track sizes, expand; errors come with the expansion so the
+/// binding keeps its type.
+pub fn expand(tokens: TokenStream) -> TokenStream {
+    let input: SequentialInput = match syn::parse2(tokens) {
+        Ok(i) => i,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    if input.entries.is_empty() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "sequential! needs at least one layer: `sequential![Linear(20 => 256), ReLU, Linear(_ => 10)]`",
+        ));
+        return errors
+            .into_error()
+            .map(|e| e.to_compile_error())
+            .unwrap_or_default();
+    }
+    let mut entries = input.entries;
+    if let Some(extra) = entries.get(MAX_ENTRIES) {
+        let span = match (&extra.name, &extra.layer) {
+            (Some(n), _) => n.span(),
+            (None, Layer::Linear(l)) => l.span(),
+            (None, Layer::Expr(e)) => e.span(),
+        };
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "sequential! takes at most {MAX_ENTRIES} layers and this is layer {}: group layers into a nested `sequential![...]`",
+                MAX_ENTRIES + 1
+            ),
+        ));
+        entries.truncate(MAX_ENTRIES);
+    }
+    let names = check_names(&entries, &mut errors);
+    let mut known = None;
+    let layers: Vec<TokenStream> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match &e.layer {
+            Layer::Linear(l) => expand_linear(l, i, &mut known, &mut errors),
+            Layer::Expr(x) => {
+                known = track_expr(x, i, known, &mut errors);
+                quote_spanned!(x.span()=> __nn_layer(#x))
+            }
+        })
+        .collect();
+    let ctor = if entries.iter().any(|e| e.name.is_some()) {
+        quote!(::nn::Sequential::named((#(#layers,)*), &[#(#names),*]))
+    } else {
+        quote!(::nn::Sequential::new((#(#layers,)*)))
+    };
+    let errs = errors.into_error().map(|e| e.to_compile_error());
+    quote! {{
+        #errs
+        fn __nn_layer<L: ::nn::Module + ::nn::Forward>(layer: L) -> L {
+            layer
+        }
+        #ctor
+    }}
+}

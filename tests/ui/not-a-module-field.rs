@@ -1,0 +1,13 @@
+use nn::{Linear, Module};
+
+struct Config {
+    width: usize,
+}
+
+#[derive(Module)]
+struct Net {
+    hidden: Linear,
+    config: Config,
+}
+
+fn main() {}
