@@ -167,9 +167,100 @@ impl RedLayout {
     }
 }
 
+/// The copy `permute` does: the index space is the output; operand 0 addresses the
+/// source, operand 1 the (contiguous) output.
+pub fn permute(shape: &[usize], perm: &[usize]) -> Result<Layout3> {
+    let st = strides(shape);
+    let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let src: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+    Layout3::from_strides("permute", &out, &[&src, &strides(&out)])
+}
+
+/// The copy `narrow` does: the layout, the source offset in elements, the output shape.
+pub fn narrow(
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    len: usize,
+) -> Result<(Layout3, usize, Vec<usize>)> {
+    let mut out = shape.to_vec();
+    out[axis] = len;
+    let st = strides(shape);
+    let l = Layout3::from_strides("narrow", &out, &[&st, &strides(&out)])?;
+    Ok((l, start * st[axis], out))
+}
+
+/// The copy of one `cat` part of shape `part` into `out`, starting `at` along `axis`:
+/// the layout and the destination offset in elements.
+pub fn cat_part(part: &[usize], out: &[usize], axis: usize, at: usize) -> Result<(Layout3, usize)> {
+    let ost = strides(out);
+    let l = Layout3::from_strides("cat", part, &[&strides(part), &ost])?;
+    Ok((l, at * ost[axis]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nn_core::shape::numel;
+    use nn_core::Tensor;
+
+    /// What `nn_copy_*` does, run serially: `y[dst_off + off1(i)] = x[src_off + off0(i)]`.
+    fn emulate_copy(
+        l: &Layout3,
+        n: usize,
+        x: &[f32],
+        src_off: usize,
+        y: &mut [f32],
+        dst_off: usize,
+    ) {
+        for i in 0..n as u64 {
+            let o0 = off(l.ndim, &l.dims, &l.st[0], i) as usize;
+            let o1 = off(l.ndim, &l.dims, &l.st[1], i) as usize;
+            y[dst_off + o1] = x[src_off + o0];
+        }
+    }
+
+    fn data(shape: &[usize]) -> Vec<f32> {
+        (0..numel(shape)).map(|v| v as f32).collect()
+    }
+
+    /// The permute, narrow and cat layouts reproduce the CPU backend's results.
+    #[test]
+    fn copy_layouts_match_the_cpu_backend() -> nn_core::Result<()> {
+        let shape = [2usize, 3, 4, 5];
+        let x = data(&shape);
+        let t = Tensor::from_vec(x.clone(), &shape)?;
+        for perm in [[3usize, 1, 0, 2], [0, 2, 1, 3], [1, 0, 2, 3], [3, 2, 1, 0]] {
+            let l = permute(&shape, &perm).map_err(|e| e.into_core("test"))?;
+            let mut y = vec![0.0; x.len()];
+            emulate_copy(&l, x.len(), &x, 0, &mut y, 0);
+            assert_eq!(y, t.permute(&perm)?.to_vec::<f32>()?, "permute {perm:?}");
+        }
+        for (axis, start, len) in [(0usize, 1usize, 1usize), (1, 1, 2), (2, 0, 3), (3, 2, 3)] {
+            let (l, src, out) =
+                narrow(&shape, axis, start, len).map_err(|e| e.into_core("test"))?;
+            let mut y = vec![0.0; numel(&out)];
+            emulate_copy(&l, y.len(), &x, src, &mut y, 0);
+            let want = t.narrow(axis as isize, start, len)?.to_vec::<f32>()?;
+            assert_eq!(y, want, "narrow {axis} {start} {len}");
+        }
+        for axis in 0..4 {
+            let mut other = shape.to_vec();
+            other[axis] = 2;
+            let o = data(&other).iter().map(|v| -v).collect::<Vec<f32>>();
+            let mut out = shape.to_vec();
+            out[axis] += 2;
+            let mut y = vec![0.0; numel(&out)];
+            let (l, d) = cat_part(&shape, &out, axis, 0).map_err(|e| e.into_core("test"))?;
+            emulate_copy(&l, x.len(), &x, 0, &mut y, d);
+            let (l, d) =
+                cat_part(&other, &out, axis, shape[axis]).map_err(|e| e.into_core("test"))?;
+            emulate_copy(&l, o.len(), &o, 0, &mut y, d);
+            let want = Tensor::cat(&[t.clone(), Tensor::from_vec(o, &other)?], axis as isize)?;
+            assert_eq!(y, want.to_vec::<f32>()?, "cat {axis}");
+        }
+        Ok(())
+    }
 
     /// The offset the kernels compute for linear index `i` (the prelude's `nn_off`).
     fn off(nd: u64, dims: &[u64], st: &[u64], mut i: u64) -> u64 {

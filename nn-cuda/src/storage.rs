@@ -6,11 +6,11 @@ use crate::error::{Error, Result};
 use crate::kernels::copy::{self, AxisSplit};
 use crate::kernels::reduce::RedSizes;
 use crate::kernels::{elementwise as ew, matmul, reduce};
-use crate::layout::{Layout3, RedLayout};
+use crate::layout::{self, Layout3, RedLayout};
 use cudarc::driver::CudaSlice;
 use nn_core::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
 use nn_core::cpu::CpuStorage;
-use nn_core::shape::{numel, strides};
+use nn_core::shape::numel;
 use nn_core::{DType, Device};
 use std::any::Any;
 use std::fmt;
@@ -313,10 +313,7 @@ impl CudaStorage {
                 format!("invalid permutation {perm:?}"),
             )));
         }
-        let st = strides(shape);
-        let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-        let src: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
-        let l = Layout3::from_strides("permute", &out, &[&src, &strides(&out)])?;
+        let l = layout::permute(shape, perm)?;
         let mut y = self.alloc_like(self.len)?;
         self.copy_into(&l, 0, &mut y, 0, self.len)?;
         self.wrap(y, self.len)
@@ -331,13 +328,10 @@ impl CudaStorage {
                 format!("range {start}..+{len} on axis {axis} out of bounds"),
             )));
         }
-        let mut out = shape.to_vec();
-        out[axis] = len;
+        let (l, src_off, out) = layout::narrow(shape, axis, start, len)?;
         let n = numel(&out);
-        let st = strides(shape);
-        let l = Layout3::from_strides("narrow", &out, &[&st, &strides(&out)])?;
         let mut y = self.alloc_like(n)?;
-        self.copy_into(&l, start * st[axis], &mut y, 0, n)?;
+        self.copy_into(&l, src_off, &mut y, 0, n)?;
         self.wrap(y, n)
     }
 
@@ -376,13 +370,12 @@ impl CudaStorage {
             parts.push((c, sh));
         }
         let n = numel(&out);
-        let ost = strides(&out);
         let mut y = self.alloc_like(n)?;
-        let mut off = 0;
+        let mut at = 0;
         for (p, sh) in parts {
-            let l = Layout3::from_strides("cat", sh, &[&strides(sh), &ost])?;
-            p.copy_into(&l, 0, &mut y, off * ost[axis], p.len)?;
-            off += sh[axis];
+            let (l, dst_off) = layout::cat_part(sh, &out, axis, at)?;
+            p.copy_into(&l, 0, &mut y, dst_off, p.len)?;
+            at += sh[axis];
         }
         self.wrap(y, n)
     }

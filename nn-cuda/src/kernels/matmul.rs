@@ -33,6 +33,32 @@ fn progression(map: &[usize]) -> Option<(usize, isize)> {
     ok.then_some((first, step))
 }
 
+/// The column-major SGEMM that computes one row-major product of `s`: cuBLAS's A is our
+/// rhs and its B our lhs, so `Cᵀ (n×m) = op(rhs)ᵀ · op(lhs)ᵀ` lands as row-major `C`.
+pub(crate) fn gemm_config(s: &MatmulSpec) -> Result<GemmConfig<f32>> {
+    const OP: &str = "matmul";
+    let (m, n, k) = (s.m, s.n, s.k);
+    let op = |t: bool| {
+        if t {
+            cublasOperation_t::CUBLAS_OP_T
+        } else {
+            cublasOperation_t::CUBLAS_OP_N
+        }
+    };
+    Ok(GemmConfig {
+        transa: op(s.rhs_t),
+        transb: op(s.lhs_t),
+        m: to_i32(OP, "n", n)?,
+        n: to_i32(OP, "m", m)?,
+        k: to_i32(OP, "k", k)?,
+        alpha: 1.0f32,
+        lda: to_i32(OP, "lda", if s.rhs_t { k } else { n })?,
+        ldb: to_i32(OP, "ldb", if s.lhs_t { m } else { k })?,
+        beta: 0.0f32,
+        ldc: to_i32(OP, "n", n.max(1))?,
+    })
+}
+
 /// The batched product described by `s`; `lhs` and `rhs` hold the matrices that the
 /// spec's batch maps index (nn-core validated the maps against the storage lengths).
 pub(crate) fn matmul_f32(
@@ -48,27 +74,7 @@ pub(crate) fn matmul_f32(
         return dev.alloc_zeros::<f32>(out_len);
     }
     let mut out = dev.alloc::<f32>(out_len)?;
-    // cuBLAS's A is our rhs, its B our lhs (column-major view of row-major data).
-    let gemm = GemmConfig {
-        transa: if s.rhs_t {
-            cublasOperation_t::CUBLAS_OP_T
-        } else {
-            cublasOperation_t::CUBLAS_OP_N
-        },
-        transb: if s.lhs_t {
-            cublasOperation_t::CUBLAS_OP_T
-        } else {
-            cublasOperation_t::CUBLAS_OP_N
-        },
-        m: to_i32(OP, "n", n)?,
-        n: to_i32(OP, "m", m)?,
-        k: to_i32(OP, "k", k)?,
-        alpha: 1.0f32,
-        lda: to_i32(OP, "lda", if s.rhs_t { k } else { n })?,
-        ldb: to_i32(OP, "ldb", if s.lhs_t { m } else { k })?,
-        beta: 0.0f32,
-        ldc: to_i32(OP, "n", n)?,
-    };
+    let gemm = gemm_config(s)?;
     let (a_mat, b_mat, c_mat) = (k * n, m * k, m * n);
     let out_of_range = || Error::Unsupported {
         op: OP,
@@ -127,7 +133,86 @@ pub(crate) fn matmul_f32(
 
 #[cfg(test)]
 mod tests {
-    use super::progression;
+    use super::{gemm_config, progression};
+    use cudarc::cublas::sys::cublasOperation_t;
+    use cudarc::cublas::GemmConfig;
+    use nn_core::backend::MatmulSpec;
+
+    /// cuBLAS's column-major SGEMM, by definition: `C(i,j) = sum_p op(A)(i,p) op(B)(p,j)`
+    /// with element `(r,c)` of a stored matrix at `r + c*ld`.
+    fn sgemm_reference(g: &GemmConfig<f32>, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let t = |o: cublasOperation_t| matches!(o, cublasOperation_t::CUBLAS_OP_T);
+        let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+        let (lda, ldb, ldc) = (g.lda as usize, g.ldb as usize, g.ldc as usize);
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for p in 0..k {
+                    let av = if t(g.transa) {
+                        a[p + i * lda]
+                    } else {
+                        a[i + p * lda]
+                    };
+                    let bv = if t(g.transb) {
+                        b[j + p * ldb]
+                    } else {
+                        b[p + j * ldb]
+                    };
+                    acc += av * bv;
+                }
+                c[i + j * ldc] = g.alpha * acc;
+            }
+        }
+    }
+
+    /// The config computes row-major `op(lhs) @ op(rhs)` for every transpose combination.
+    #[test]
+    fn gemm_config_computes_the_row_major_product() -> crate::Result<()> {
+        let (m, n, k) = (3usize, 4usize, 5usize);
+        let lhs: Vec<f32> = (0..m * k).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let rhs: Vec<f32> = (0..k * n).map(|v| (v as f32).sin()).collect();
+        for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
+            // element (i, p) of op(lhs) and (p, j) of op(rhs), in their stored layouts
+            let l = |i: usize, p: usize| {
+                if lhs_t {
+                    lhs[p * m + i]
+                } else {
+                    lhs[i * k + p]
+                }
+            };
+            let r = |p: usize, j: usize| {
+                if rhs_t {
+                    rhs[j * k + p]
+                } else {
+                    rhs[p * n + j]
+                }
+            };
+            let spec = MatmulSpec {
+                batch: 1,
+                m,
+                n,
+                k,
+                lhs_batch: vec![0],
+                rhs_batch: vec![0],
+                lhs_t,
+                rhs_t,
+            };
+            let g = gemm_config(&spec)?;
+            let mut out = vec![0.0f32; m * n];
+            sgemm_reference(&g, &rhs, &lhs, &mut out);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k).map(|p| l(i, p) * r(p, j)).sum();
+                    let got = out[i * n + j];
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "t=({lhs_t},{rhs_t}) ({i},{j}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn batch_maps() {

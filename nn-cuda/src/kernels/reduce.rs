@@ -106,3 +106,98 @@ pub(crate) fn argmax_f32(
     unsafe { lb.launch(config(s)) }?;
     Ok(y)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nn_core::Tensor;
+
+    fn off(nd: u64, dims: &[u64], st: &[u64], mut i: u64) -> u64 {
+        let mut o = 0;
+        for d in (0..nd as usize).rev() {
+            o += (i % dims[d]) * st[d];
+            i /= dims[d];
+        }
+        o
+    }
+
+    /// `nn_reduce_f32`'s schedule run serially: each of `threads` threads folds a strided
+    /// share of the reduced elements, then a shared-memory tree combines the threads.
+    fn emulate_reduce(op: i32, l: &RedLayout, s: RedSizes, threads: usize, x: &[f32]) -> Vec<f32> {
+        let f = |acc: f32, v: f32| match op {
+            0 => acc + v,
+            1 if v > acc || v.is_nan() => v,
+            2 if v < acc || v.is_nan() => v,
+            _ => acc,
+        };
+        let init = [0.0, f32::NEG_INFINITY, f32::INFINITY][op as usize];
+        (0..s.n_out as u64)
+            .map(|o| {
+                let base = off(l.nk, &l.dk, &l.sk, o);
+                let mut sh: Vec<f32> = (0..threads)
+                    .map(|t| {
+                        (t..s.n_red).step_by(threads).fold(init, |a, r| {
+                            f(a, x[(base + off(l.nr, &l.dr, &l.sr, r as u64)) as usize])
+                        })
+                    })
+                    .collect();
+                let mut w = threads / 2;
+                while w > 0 {
+                    for t in 0..w {
+                        sh[t] = f(sh[t], sh[t + w]);
+                    }
+                    w /= 2;
+                }
+                sh[0]
+            })
+            .collect()
+    }
+
+    fn sizes(shape: &[usize], axes: &[usize]) -> RedSizes {
+        let n_red = axes.iter().map(|&a| shape[a]).product();
+        RedSizes {
+            n_out: shape.iter().product::<usize>() / n_red,
+            n_red,
+        }
+    }
+
+    /// The reduction layouts and schedule give the CPU backend's sums, maxima and minima.
+    #[test]
+    fn reduction_schedule_matches_the_cpu_backend() -> nn_core::Result<()> {
+        let shape = [3usize, 5, 70];
+        nn_core::manual_seed(3);
+        let t = Tensor::randn(&shape);
+        let x = t.to_vec::<f32>()?;
+        let axes_sets: [&[usize]; 6] = [&[0], &[1], &[2], &[0, 2], &[1, 2], &[0, 1, 2]];
+        for axes in axes_sets {
+            let l = RedLayout::new("test", &shape, axes).map_err(|e| e.into_core("test"))?;
+            let s = sizes(&shape, axes);
+            let threads = config(s).block_dim.0 as usize;
+            let want = [
+                t.sum_axes_keepdim(axes)?,
+                t.max_axes_keepdim(axes)?,
+                t.neg()?.max_axes_keepdim(axes)?.neg()?,
+            ];
+            for (op, w) in want.iter().enumerate() {
+                let got = emulate_reduce(op as i32, &l, s, threads, &x);
+                let w = w.to_vec::<f32>()?;
+                assert_eq!(got.len(), w.len());
+                for (a, b) in got.iter().zip(&w) {
+                    assert!((a - b).abs() < 1e-4, "op {op} axes {axes:?}: {a} vs {b}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn block_sizes_are_powers_of_two_within_the_shared_arrays() {
+        for n_red in [0usize, 1, 31, 32, 33, 255, 256, 257, 100_000] {
+            let b = config(RedSizes { n_out: 1, n_red }).block_dim.0 as usize;
+            assert!(
+                b.is_power_of_two() && (32..=MAX_THREADS).contains(&b),
+                "{n_red}: {b}"
+            );
+        }
+    }
+}
