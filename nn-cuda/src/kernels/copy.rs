@@ -139,3 +139,67 @@ pub(crate) fn index_add_f32(
     unsafe { lb.launch(grid(n)) }?;
     Ok(y)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AxisSplit;
+    use nn_core::Tensor;
+
+    /// `nn_index_select`'s index math run serially.
+    fn emulate_select(s: AxisSplit, idx: &[i64], x: &[f32]) -> Vec<f32> {
+        (0..s.outer * s.k * s.inner)
+            .map(|i| {
+                let (j, t) = (i % s.inner, i / s.inner);
+                let (r, o) = (t % s.k, t / s.k);
+                x[(o * s.d + idx[r] as usize) * s.inner + j]
+            })
+            .collect()
+    }
+
+    /// `nn_index_add_f32`'s index math run serially (the atomics become plain adds).
+    fn emulate_add(s: AxisSplit, idx: &[i64], x: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; s.outer * s.d * s.inner];
+        for (i, v) in x.iter().enumerate() {
+            let (j, t) = (i % s.inner, i / s.inner);
+            let (r, o) = (t % s.k, t / s.k);
+            y[(o * s.d + idx[r] as usize) * s.inner + j] += v;
+        }
+        y
+    }
+
+    #[test]
+    fn gather_and_scatter_match_the_cpu_backend() -> nn_core::Result<()> {
+        let shape = [3usize, 4, 5];
+        let x: Vec<f32> = (0..60).map(|v| v as f32).collect();
+        let t = Tensor::from_vec(x.clone(), &shape)?.set_requires_grad(true);
+        let idx = vec![3i64, 0, 3, 1];
+        for axis in 0..3 {
+            let idx: Vec<i64> = idx.iter().map(|&i| i.min(shape[axis] as i64 - 1)).collect();
+            let s = AxisSplit {
+                outer: shape[..axis].iter().product(),
+                d: shape[axis],
+                k: idx.len(),
+                inner: shape[axis + 1..].iter().product(),
+            };
+            let it = Tensor::from_vec(idx.clone(), &[idx.len()])?;
+            let sel = t.index_select(axis as isize, &it)?;
+            assert_eq!(
+                emulate_select(s, &idx, &x),
+                sel.to_vec::<f32>()?,
+                "select {axis}"
+            );
+            // index_add is index_select's backward
+            let g: Vec<f32> = (0..sel.numel()).map(|v| v as f32 * 0.5).collect();
+            let gt = Tensor::from_vec(g.clone(), sel.shape())?;
+            t.zero_grad();
+            sel.backward_with(&gt)?;
+            let want = t
+                .grad()
+                .map(|g| g.to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default();
+            assert_eq!(emulate_add(s, &idx, &g), want, "add {axis}");
+        }
+        Ok(())
+    }
+}

@@ -190,6 +190,78 @@ mod tests {
         Ok(())
     }
 
+    /// `nn_arg_better` of `reduce.cu`, for the emulation below.
+    fn better(bv: f32, bi: i64, av: f32, ai: i64) -> bool {
+        if bi < 0 {
+            return false;
+        }
+        if ai < 0 {
+            return true;
+        }
+        let (an, bn) = (av.is_nan(), bv.is_nan());
+        if an || bn {
+            return if an && bn { bi < ai } else { bn };
+        }
+        bv > av || (bv == av && bi < ai)
+    }
+
+    /// `nn_argmax_f32`'s schedule run serially, including the tree's tie handling.
+    fn emulate_argmax(l: &RedLayout, s: RedSizes, threads: usize, x: &[f32]) -> Vec<i64> {
+        (0..s.n_out as u64)
+            .map(|o| {
+                let base = off(l.nk, &l.dk, &l.sk, o);
+                let mut sh: Vec<(f32, i64)> = (0..threads)
+                    .map(|t| {
+                        (t..s.n_red).step_by(threads).fold(
+                            (f32::NEG_INFINITY, -1),
+                            |(bv, bi), r| {
+                                let v = x[(base + off(l.nr, &l.dr, &l.sr, r as u64)) as usize];
+                                if better(v, r as i64, bv, bi) {
+                                    (v, r as i64)
+                                } else {
+                                    (bv, bi)
+                                }
+                            },
+                        )
+                    })
+                    .collect();
+                let mut w = threads / 2;
+                while w > 0 {
+                    for t in 0..w {
+                        if better(sh[t + w].0, sh[t + w].1, sh[t].0, sh[t].1) {
+                            sh[t] = sh[t + w];
+                        }
+                    }
+                    w /= 2;
+                }
+                sh[0].1.max(0)
+            })
+            .collect()
+    }
+
+    /// First maximum on ties, first NaN over numbers: the CPU backend's argmax.
+    #[test]
+    fn argmax_schedule_matches_the_cpu_backend() -> nn_core::Result<()> {
+        let shape = [4usize, 300];
+        // few distinct values, so ties span threads; NaNs in rows 2 and 3
+        let mut x: Vec<f32> = (0..1200).map(|i| ((i * 7919) % 13) as f32).collect();
+        x[2 * 300 + 250] = f32::NAN;
+        x[2 * 300 + 260] = f32::NAN;
+        x[3 * 300 + 5] = f32::NAN;
+        let t = Tensor::from_vec(x.clone(), &shape)?;
+        for axis in [0usize, 1] {
+            let l = RedLayout::new("test", &shape, &[axis]).map_err(|e| e.into_core("test"))?;
+            let s = sizes(&shape, &[axis]);
+            let got = emulate_argmax(&l, s, config(s).block_dim.0 as usize, &x);
+            assert_eq!(
+                got,
+                t.argmax(axis as isize, false)?.to_vec::<i64>()?,
+                "axis {axis}"
+            );
+        }
+        Ok(())
+    }
+
     #[test]
     fn block_sizes_are_powers_of_two_within_the_shared_arrays() {
         for n_red in [0usize, 1, 31, 32, 33, 255, 256, 257, 100_000] {
