@@ -672,6 +672,9 @@ fn device_mixing_is_an_error(dev: &Device) -> Result<()> {
         Tensor::cat(&[b.clone(), a.clone()], 0).err(),
         Tensor::where_cond(&a.gt_scalar(0.0)?, &b, &a).err(),
         b.index_select(0, &idx).err(),
+        // targets left on the host: caught where the one-hot mask meets the logits
+        b.cross_entropy(&Tensor::from_vec(vec![0i64, 1], &[2])?)
+            .err(),
     ];
     for e in errs {
         let msg = e.map(|e| e.to_string()).unwrap_or_default();
@@ -753,4 +756,160 @@ fn cuda_entry_points_never_panic() {
     } else {
         assert_eq!(nn::cuda::all_devices().len(), n);
     }
+}
+
+/// A device whose storage refuses every op: mixing it with the CPU must be caught by
+/// nn-core's device checks before any backend op runs (this runs without a GPU).
+mod fake_gpu {
+    use nn::backend::{
+        BackendStorage, BinaryOp, DeviceBackend, MatmulSpec, ReduceOp, Storage, UnaryOp,
+    };
+    use nn::cpu::CpuStorage;
+    use nn::{DType, Device, Error, Result};
+    use std::any::Any;
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    pub struct FakeGpu;
+
+    #[derive(Debug)]
+    struct FakeStorage(CpuStorage);
+
+    fn refuse<T>() -> Result<T> {
+        Err(Error::Msg("fake backend op reached".into()))
+    }
+
+    impl DeviceBackend for FakeGpu {
+        fn name(&self) -> String {
+            "fake:0".into()
+        }
+        fn ordinal(&self) -> usize {
+            0
+        }
+        fn upload(&self, data: &CpuStorage) -> Result<Storage> {
+            Ok(Arc::new(FakeStorage(data.clone())))
+        }
+        fn zeros(&self, len: usize, dtype: DType) -> Result<Storage> {
+            Ok(Arc::new(FakeStorage(CpuStorage::zeros(len, dtype))))
+        }
+        fn synchronize(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    impl BackendStorage for FakeStorage {
+        fn device(&self) -> Device {
+            Device::Cuda(Arc::new(FakeGpu))
+        }
+        fn dtype(&self) -> DType {
+            self.0.dtype()
+        }
+        fn len(&self) -> usize {
+            BackendStorage::len(&self.0)
+        }
+        fn to_cpu(&self) -> Result<CpuStorage> {
+            Ok(self.0.clone())
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+        fn unary(&self, _: UnaryOp) -> Result<Storage> {
+            refuse()
+        }
+        fn binary(
+            &self,
+            _: BinaryOp,
+            _: &[usize],
+            _: &dyn BackendStorage,
+            _: &[usize],
+            _: &[usize],
+        ) -> Result<Storage> {
+            refuse()
+        }
+        fn where_cond(
+            &self,
+            _: &[usize],
+            _: &dyn BackendStorage,
+            _: &[usize],
+            _: &dyn BackendStorage,
+            _: &[usize],
+            _: &[usize],
+        ) -> Result<Storage> {
+            refuse()
+        }
+        fn matmul(&self, _: &dyn BackendStorage, _: &MatmulSpec) -> Result<Storage> {
+            refuse()
+        }
+        fn reduce(&self, _: ReduceOp, _: &[usize], _: &[usize]) -> Result<Storage> {
+            refuse()
+        }
+        fn permute(&self, _: &[usize], _: &[usize]) -> Result<Storage> {
+            refuse()
+        }
+        fn narrow(&self, _: &[usize], _: usize, _: usize, _: usize) -> Result<Storage> {
+            refuse()
+        }
+        fn cat(
+            &self,
+            _: &[usize],
+            _: &[(&dyn BackendStorage, &[usize])],
+            _: usize,
+        ) -> Result<Storage> {
+            refuse()
+        }
+        fn index_select(&self, _: &[usize], _: usize, _: &dyn BackendStorage) -> Result<Storage> {
+            refuse()
+        }
+        fn index_add(
+            &self,
+            _: &[usize],
+            _: usize,
+            _: &dyn BackendStorage,
+            _: &[usize],
+        ) -> Result<Storage> {
+            refuse()
+        }
+        fn cast(&self, _: DType) -> Result<Storage> {
+            refuse()
+        }
+    }
+}
+
+/// Every binary-operand entry point rejects a CPU/GPU mix with a message naming both
+/// devices (checked here against a fake GPU, so it runs on every machine).
+#[test]
+fn device_mixing_is_caught_before_the_backend() -> Result<()> {
+    let gpu = Device::Cuda(std::sync::Arc::new(fake_gpu::FakeGpu));
+    let a = Tensor::ones(&[2, 2]);
+    let b = Tensor::ones(&[2, 2]).to_device(&gpu)?;
+    assert_eq!(b.device(), gpu);
+    let idx = Tensor::from_vec(vec![0i64], &[1])?;
+    let mask = a.gt_scalar(0.0)?;
+    let errs = [
+        ("add", a.add(&b).err()),
+        ("mul", b.mul(&a).err()),
+        ("maximum", a.maximum(&b).err()),
+        ("lt", b.lt(&a).err()),
+        ("matmul", a.matmul(&b).err()),
+        ("cat", Tensor::cat(&[b.clone(), a.clone()], 0).err()),
+        ("where", Tensor::where_cond(&mask, &b, &a).err()),
+        ("index_select", b.index_select(0, &idx).err()),
+        ("linear", Linear::new(2, 3).forward(&b).err()),
+    ];
+    for (op, e) in errs {
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.contains("different devices") && msg.contains("cpu") && msg.contains("fake:0"),
+            "{op}: {msg}"
+        );
+    }
+    // a mixed pair is no worse than the copy it asks for
+    assert_eq!(
+        a.add(&b.to_device(&Device::Cpu)?)?.to_vec::<f32>()?,
+        vec![2.0; 4]
+    );
+    Ok(())
 }
