@@ -10,6 +10,17 @@
 //! every entry point checks they are present first, so a machine without a GPU gets an
 //! `Err` with a readable message, never a panic.
 //!
+//! # Running on a GPU
+//!
+//! The driver (`libcuda.so.1`) comes with the NVIDIA driver; NVRTC and cuBLAS come from a
+//! CUDA 13 toolkit or the PyPI wheels (`pip install nvidia-cuda-nvrtc nvidia-cublas`,
+//! whose libraries sit in `site-packages/nvidia/cu13/lib`); put their directory on
+//! `LD_LIBRARY_PATH`. Kernels are compiled to a CUBIN for the GPU's own architecture
+//! (`sm_90` on an H100), with PTX as the fallback. The device tests of the `nn` facade
+//! (`cargo test --features cuda --test devices`) skip without a GPU and fail instead when
+//! `NN_CUDA_REQUIRE=1`; the kernel compile test needs only libnvrtc, and fails instead of
+//! skipping when `NN_NVRTC_REQUIRE=1`.
+//!
 //! ```
 //! use nn_core::{Device, Tensor};
 //! // PyTorch's `torch.cuda.device_count()` and `try_gpu()`.
