@@ -243,9 +243,12 @@ impl DeviceBackend for CudaDevice {
         self.zeros_impl(len, dtype)
             .map_err(|e| e.into_core(&self.name))
     }
+    /// Waits for the stream, then reports any error cudarc recorded in a drop path
+    /// (an asynchronous free that failed) since the last check.
     fn synchronize(&self) -> nn_core::Result<()> {
         self.stream
             .synchronize()
+            .and_then(|()| self.ctx.check_err())
             .map_err(|e| Error::from(e).into_core(&self.name))
     }
 }
