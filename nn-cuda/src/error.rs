@@ -78,3 +78,47 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn conversion_keeps_core_errors_and_names_the_device() {
+        let core = nn_core::Error::bad_shape("narrow", &[2], "range");
+        let back = Error::from(core).into_core("cuda:0");
+        assert!(matches!(
+            back,
+            nn_core::Error::BadShape { op: "narrow", .. }
+        ));
+        let missing = Error::NoDevice {
+            ordinal: 3,
+            count: 1,
+        }
+        .into_core("cuda:3");
+        assert!(matches!(missing, nn_core::Error::DeviceUnavailable(_)));
+        assert_eq!(
+            missing.to_string(),
+            "device unavailable: cuda:3: no CUDA device with index 3: 1 device(s) found"
+        );
+        let failed = Error::Unsupported {
+            op: "matmul",
+            msg: "too big".into(),
+        }
+        .into_core("cuda:0");
+        assert_eq!(failed.to_string(), "cuda:0: matmul: too big");
+    }
+
+    #[test]
+    fn no_driver_is_an_error_not_a_panic() {
+        if crate::driver_present() {
+            return;
+        }
+        assert_eq!(crate::device_count(), 0);
+        let e = crate::device(0)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("cuda:0") && e.contains("no CUDA driver"), "{e}");
+    }
+}
