@@ -140,7 +140,7 @@ pub(crate) fn problems_to_result(opt: &str, problems: Vec<String>) -> Result<()>
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::StateDict(format!(
+        Err(Error::Msg(format!(
             "{opt}.load_state_dict: {}",
             problems.join("; ")
         )))
