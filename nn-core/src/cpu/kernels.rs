@@ -449,8 +449,10 @@ unsafe fn mm_raw(
 }
 
 /// Trait for element types the reductions understand.
-pub(super) trait Elem: Copy + PartialOrd + std::ops::Add<Output = Self> {
+pub(super) trait Elem: Copy + PartialOrd {
     fn is_nan(self) -> bool;
+    /// Sum that never panics (integers wrap, as PyTorch's int64 sum does).
+    fn plus(self, v: Self) -> Self;
     const ZERO: Self;
     const MIN: Self;
     const MAX: Self;
@@ -459,6 +461,9 @@ impl Elem for f32 {
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
+    fn plus(self, v: Self) -> Self {
+        self + v
+    }
     const ZERO: Self = 0.0;
     const MIN: Self = f32::NEG_INFINITY;
     const MAX: Self = f32::INFINITY;
@@ -466,6 +471,9 @@ impl Elem for f32 {
 impl Elem for i64 {
     fn is_nan(self) -> bool {
         false
+    }
+    fn plus(self, v: Self) -> Self {
+        self.wrapping_add(v)
     }
     const ZERO: Self = 0;
     const MIN: Self = i64::MIN;
@@ -500,7 +508,7 @@ pub(super) fn reduce<T: Elem>(op: ReduceOp, x: &[T], shape: &[usize], axes: &[us
                     acc
                 }
             }
-            _ => acc + v,
+            _ => acc.plus(v),
         }
     };
     let mut out = vec![init; n_out];
