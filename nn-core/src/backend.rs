@@ -156,6 +156,26 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     ) -> Result<Storage>;
     /// Batched matrix product.
     fn matmul(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage>;
+    /// `self @ op(rhs) + bias` for a single (`batch == 1`) product, `bias` of length `n`
+    /// added to every row: a fully connected layer's forward in one pass. The default runs
+    /// [`BackendStorage::matmul`] then a broadcast add; backends override it to fuse.
+    fn matmul_bias(
+        &self,
+        rhs: &dyn BackendStorage,
+        spec: &MatmulSpec,
+        bias: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        let y = self.matmul(rhs, spec)?;
+        let out = [spec.batch * spec.m, spec.n];
+        y.binary(BinaryOp::Add, &out, bias, &[spec.n], &out)
+    }
+    /// ReLU's backward: `grad` where `self > 0`, else 0 (same length, f32). The default
+    /// runs a step then a product; backends override it to do one pass.
+    fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
+        let shape = [self.len()];
+        let mask = self.unary(UnaryOp::Step)?;
+        grad.binary(BinaryOp::Mul, &shape, mask.as_ref(), &shape, &shape)
+    }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage>;
     /// Copy with permuted dims.

@@ -1,1 +1,87 @@
 //! nn-cuda: the CUDA backend for `nn`, on cudarc.
+//!
+//! It implements nn-core's [`nn_core::backend::BackendStorage`] and
+//! [`nn_core::backend::DeviceBackend`] for NVIDIA GPUs: matrix products on cuBLAS,
+//! everything else in kernels compiled at run time by NVRTC (once per process) and
+//! loaded once per device. Because nn-core writes backward passes with tensor ops, both
+//! forward and backward run on the GPU.
+//!
+//! Nothing CUDA is needed to build: the CUDA libraries are loaded when first used, and
+//! every entry point checks they are present first, so a machine without a GPU gets an
+//! `Err` with a readable message, never a panic.
+//!
+//! # Running on a GPU
+//!
+//! The driver (`libcuda.so.1`) comes with the NVIDIA driver; NVRTC and cuBLAS come from a
+//! CUDA 13 toolkit or the PyPI wheels (`pip install nvidia-cuda-nvrtc nvidia-cublas`,
+//! whose libraries sit in `site-packages/nvidia/cu13/lib`); put their directory on
+//! `LD_LIBRARY_PATH`. Kernels are compiled to a CUBIN for the GPU's own architecture
+//! (`sm_90` on an H100), with PTX as the fallback. The device tests of the `nn` facade
+//! (`cargo test --features cuda --test devices`) skip without a GPU and fail instead when
+//! `NN_CUDA_REQUIRE=1`; the kernel compile test needs only libnvrtc, and fails instead of
+//! skipping when `NN_NVRTC_REQUIRE=1`.
+//!
+//! ```
+//! use nn_core::{Device, Tensor};
+//! // PyTorch's `torch.cuda.device_count()` and `try_gpu()`.
+//! let n = nn_cuda::device_count();
+//! let dev = nn_cuda::try_device(0);
+//! let x = Tensor::ones(&[2, 3]).to_device(&dev)?;
+//! assert_eq!(x.device(), dev);
+//! if n == 0 {
+//!     assert_eq!(dev, Device::Cpu);
+//!     assert!(nn_cuda::device(0).is_err());
+//! }
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+
+mod compile;
+mod device;
+mod error;
+pub mod kernels;
+pub mod layout;
+mod probe;
+mod storage;
+
+pub use compile::{compile, nvrtc_version, Image, Target};
+pub use device::CudaDevice;
+pub use error::{Error, Result};
+pub use probe::{cublas_present, driver_present, nvrtc_present};
+pub use storage::CudaStorage;
+
+use nn_core::Device;
+
+/// Number of CUDA devices on this machine (0 without an NVIDIA driver or GPU), like
+/// `torch.cuda.device_count()`. Never panics.
+pub fn device_count() -> usize {
+    probe::device_count()
+}
+
+/// Whether a CUDA device can be used: a GPU, its driver, NVRTC and cuBLAS are all there.
+pub fn is_available() -> bool {
+    device_count() > 0 && nvrtc_present() && cublas_present()
+}
+
+/// The CUDA device with index `ordinal` (`cuda:0`, `cuda:1`, ...), like
+/// `torch.device("cuda:0")`. An error, never a panic, when it does not exist or a CUDA
+/// library is missing.
+pub fn device(ordinal: usize) -> nn_core::Result<Device> {
+    CudaDevice::open(ordinal)
+        .map(|d| Device::Cuda(d))
+        .map_err(|e| e.into_core(&format!("cuda:{ordinal}")))
+}
+
+/// GPU `ordinal` when it exists, the CPU otherwise (the book's `try_gpu(i)`).
+pub fn try_device(ordinal: usize) -> Device {
+    device(ordinal).unwrap_or(Device::Cpu)
+}
+
+/// Every usable GPU, or `[cpu]` when there is none (the book's `try_all_gpus()`).
+pub fn all_devices() -> Vec<Device> {
+    let gpus: Vec<Device> = (0..device_count()).filter_map(|i| device(i).ok()).collect();
+    if gpus.is_empty() {
+        vec![Device::Cpu]
+    } else {
+        gpus
+    }
+}

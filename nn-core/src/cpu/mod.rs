@@ -2,6 +2,7 @@
 //! with matrix products on the `gemm` crate (both cores for large products).
 
 mod kernels;
+mod small_gemm;
 
 use crate::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
 use crate::{DType, Device, Error, Result};
@@ -95,6 +96,25 @@ impl CpuStorage {
                     .collect(),
             ),
         })
+    }
+}
+
+/// The f32 host data of `t` as a mutable slice, when `t` is the only handle on its
+/// tensor and on its storage (so a write cannot be observed through any other value).
+pub(crate) fn tensor_f32_mut(t: &mut crate::Tensor) -> Option<&mut [f32]> {
+    let inner = Arc::get_mut(&mut t.0)?;
+    let s = Arc::get_mut(&mut inner.storage)?;
+    match s.as_any_mut().downcast_mut::<CpuStorage>()? {
+        CpuStorage::F32(v) => Some(v.as_mut_slice()),
+        CpuStorage::I64(_) => None,
+    }
+}
+
+/// The f32 host data of `t`, when it lives on the CPU.
+pub(crate) fn tensor_f32(t: &crate::Tensor) -> Option<&[f32]> {
+    match t.storage().as_any().downcast_ref::<CpuStorage>()? {
+        CpuStorage::F32(v) => Some(v.as_slice()),
+        CpuStorage::I64(_) => None,
     }
 }
 
@@ -197,6 +217,30 @@ impl BackendStorage for CpuStorage {
         let a = self.f32s("matmul")?;
         let b = cpu("matmul", rhs)?.f32s("matmul")?;
         Ok(CpuStorage::F32(kernels::matmul(a, b, spec)).into_storage())
+    }
+
+    fn matmul_bias(
+        &self,
+        rhs: &dyn BackendStorage,
+        spec: &MatmulSpec,
+        bias: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        let a = self.f32s("linear")?;
+        let b = cpu("linear", rhs)?.f32s("linear")?;
+        let bias = cpu("linear", bias)?.f32s("linear")?;
+        if bias.len() != spec.n {
+            return Err(Error::mismatch("linear", &[bias.len()], &[spec.n]));
+        }
+        Ok(CpuStorage::F32(kernels::matmul_bias(a, b, spec, bias)).into_storage())
+    }
+
+    fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
+        let x = self.f32s("relu_backward")?;
+        let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
+        if x.len() != g.len() {
+            return Err(Error::mismatch("relu_backward", &[x.len()], &[g.len()]));
+        }
+        Ok(CpuStorage::F32(kernels::relu_backward(x, g)).into_storage())
     }
 
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {

@@ -176,17 +176,11 @@ impl Forward for Linear {
             }
             Some(_) => {}
         }
+        // one fused GEMM + bias over all leading dims
         let w = self.weight.tensor()?;
-        // one GEMM over all leading dims: [*, in] -> [N, in] -> [N, out] -> [*, out]
-        let lead = &x.shape()[..x.rank() - 1];
-        let rows: usize = lead.iter().product();
-        let y = x.reshape(&[rows, last])?.matmul_t(&w, false, true)?;
-        let mut out_shape = lead.to_vec();
-        out_shape.push(self.out_features);
-        let y = y.reshape(&out_shape)?;
         match &self.bias {
-            Some(b) => y.add(&b.tensor()?),
-            None => Ok(y),
+            Some(b) => x.linear(&w, Some(&b.tensor()?)),
+            None => x.linear(&w, None),
         }
     }
 }

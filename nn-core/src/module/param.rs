@@ -256,6 +256,19 @@ impl Param {
         self.set_data(&new)
     }
 
+    /// Runs `f` on the data as a mutable host slice, in place, when the data is f32 on the
+    /// CPU and no other tensor shares its storage (the optimizers' allocation-free path).
+    /// Returns `Ok(None)` without calling `f` when the data cannot be borrowed that way
+    /// (shared with a live tensor, on another device, another dtype): callers then fall
+    /// back to [`Param::set_data`]. Errors while deferred.
+    pub fn with_data_mut<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
+        let mut st = self.write();
+        match &mut *st {
+            State::Ready(t) => Ok(crate::cpu::tensor_f32_mut(t).map(f)),
+            State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
+        }
+    }
+
     /// Writes one element (`data[idx] = v`).
     pub fn set_item(&self, idx: &[usize], v: f32) -> Result<()> {
         let d = self.data()?;

@@ -169,6 +169,62 @@ mod tests {
         Ok(())
     }
 
+    /// Naive triple loop reference for `op(a) @ op(b)`.
+    fn naive(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, at: bool, bt: bool) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let x = if at { a[p * m + i] } else { a[i * k + p] };
+                    let y = if bt { b[j * k + p] } else { b[p * n + j] };
+                    s += x as f64 * y as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn large_and_threaded_products_match_a_naive_loop() -> Result<()> {
+        // sizes cross the small-kernel and the threaded thresholds of the CPU backend
+        for &(m, n, k) in &[
+            (5, 19, 7),
+            (1, 33, 3),
+            (9, 16, 64),
+            (130, 70, 90),
+            (300, 200, 100),
+            (70, 33, 2000),
+            (64, 300, 250),
+            (40, 1000, 200),
+        ] {
+            for (at, bt) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sa: &[usize] = if at { &[k, m] } else { &[m, k] };
+                let sb: &[usize] = if bt { &[n, k] } else { &[k, n] };
+                let (a, b) = (Tensor::randn(sa), Tensor::randn(sb));
+                let got = a.matmul_t(&b, at, bt)?.to_vec::<f32>()?;
+                let want = naive(&a.to_vec()?, &b.to_vec()?, m, n, k, at, bt);
+                let ok = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| (g - w).abs() <= 1e-3 * (1.0 + w.abs()));
+                assert!(ok, "{m}x{n}x{k} at={at} bt={bt}");
+                let bias = Tensor::randn(&[n]);
+                if !at && bt {
+                    let fused = a.linear(&b, Some(&bias))?.to_vec::<f32>()?;
+                    let bv = bias.to_vec::<f32>()?;
+                    let ok = fused.iter().enumerate().all(|(i, f)| {
+                        let w = want[i] + bv[i % n];
+                        (f - w).abs() <= 1e-3 * (1.0 + w.abs())
+                    });
+                    assert!(ok, "linear {m}x{n}x{k}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn against_pytorch() -> Result<()> {
         fixture_case("matmul_2d", |x| x[0].matmul(&x[1]))?;

@@ -6,6 +6,7 @@
 
 mod binary;
 mod indexing;
+mod linear;
 mod loss;
 mod matmul;
 mod reduce;

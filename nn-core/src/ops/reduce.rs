@@ -156,6 +156,13 @@ mod tests {
     }
 
     #[test]
+    fn int_sum_wraps_instead_of_panicking() -> Result<()> {
+        let x = Tensor::from_vec(vec![i64::MAX, 1], &[2])?;
+        assert_eq!(x.sum_all()?.to_vec::<i64>()?, vec![i64::MIN]);
+        Ok(())
+    }
+
+    #[test]
     fn mean_hand_derived() -> Result<()> {
         // d mean(x) / dx_i = 1/n
         let x = Tensor::ones(&[4]).set_requires_grad(true);

@@ -19,7 +19,7 @@ impl Tensor {
             });
         }
         let storage = self.storage().unary(op)?;
-        let out = Tensor::leaf(storage.clone(), self.0.shape.clone());
+        let (saved, shape) = (storage.clone(), self.0.shape.clone());
         Ok(record(
             storage,
             self.0.shape.clone(),
@@ -27,7 +27,7 @@ impl Tensor {
             name,
             move || {
                 // The output, detached: saved for ops whose derivative is written with it.
-                let y = out;
+                let y = Tensor::leaf(saved, shape);
                 backward_fn(move |inp, g| {
                     let x = &inp[0];
                     let d = match op {
@@ -36,7 +36,10 @@ impl Tensor {
                         UnaryOp::Log => g.div(x)?,
                         UnaryOp::Abs => g.mul(&x.unary_op(UnaryOp::Sign, "sign")?)?,
                         UnaryOp::Sqrt => g.div(&y.mul_scalar(2.0)?)?,
-                        UnaryOp::Relu => g.mul(&x.unary_op(UnaryOp::Step, "step")?)?,
+                        UnaryOp::Relu => {
+                            let gs = x.storage().relu_backward(g.storage().as_ref())?;
+                            Tensor::leaf(gs, g.0.shape.clone())
+                        }
                         UnaryOp::Sigmoid => g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?,
                         UnaryOp::Tanh => g.mul(&y.mul(&y)?.affine(-1.0, 1.0)?)?,
                         UnaryOp::Powf(e) => g.mul(&x.powf(e - 1.0)?.mul_scalar(e)?)?,

@@ -1,0 +1,283 @@
+//! Adam with bias correction and (L2) weight decay, exactly as `torch.optim.Adam`
+//! (`amsgrad=False`, `maximize=False`):
+//!
+//! ```text
+//! t = t + 1
+//! g = grad + weight_decay * p
+//! m = m + (1 - beta1) * (g - m)              (lerp)
+//! v = beta2 * v + (1 - beta2) * g * g
+//! step_size = lr / (1 - beta1^t)
+//! denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+//! p = p - step_size * m / denom
+//! ```
+//!
+//! Each parameter keeps its own `t`, so a parameter that had no gradient at some step
+//! is corrected as PyTorch corrects it.
+
+use super::{
+    check_hyper, dedupe, problems_to_result, read_buffer, read_step, snapshot, split_key,
+    step_tensor, Optimizer,
+};
+use crate::{Error, Param, Result, StateDict, Tensor};
+
+/// Hyperparameters of [`Adam`] (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the first and second moment estimates.
+    pub betas: (f64, f64),
+    /// Added to the denominator for stability.
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Per-parameter state.
+#[derive(Debug, Clone, Default)]
+struct Moments {
+    step: u64,
+    exp_avg: Option<Tensor>,
+    exp_avg_sq: Option<Tensor>,
+}
+
+/// `torch.optim.Adam`.
+#[derive(Debug)]
+pub struct Adam {
+    params: Vec<Param>,
+    cfg: AdamConfig,
+    state: Vec<Moments>,
+    steps: u64,
+}
+
+/// Scalars of one update, computed in f64 as PyTorch computes them in Python.
+#[derive(Clone, Copy)]
+struct Coeffs {
+    one_minus_b1: f32,
+    b2: f32,
+    one_minus_b2: f32,
+    bc2_sqrt: f32,
+    neg_step_size: f32,
+    eps: f32,
+    wd: f32,
+}
+
+impl Coeffs {
+    fn new(c: &AdamConfig, step: u64) -> Coeffs {
+        let (b1, b2) = c.betas;
+        // Python's `beta ** step`
+        let t = step as f64;
+        let bc1 = 1.0 - b1.powf(t);
+        let bc2 = 1.0 - b2.powf(t);
+        Coeffs {
+            one_minus_b1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            one_minus_b2: (1.0 - b2) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            neg_step_size: (-(c.lr / bc1)) as f32,
+            eps: c.eps as f32,
+            wd: c.weight_decay as f32,
+        }
+    }
+}
+
+fn adam_kernel(k: Coeffs, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if k.wd != 0.0 { g + k.wd * *p } else { g };
+        *m += k.one_minus_b1 * (g - *m);
+        *v = *v * k.b2 + k.one_minus_b2 * g * g;
+        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+        *p += k.neg_step_size * *m / denom;
+    }
+}
+
+impl Adam {
+    /// An optimizer over `params` (a tied parameter listed twice is updated once).
+    pub fn new(params: Vec<Param>, cfg: AdamConfig) -> Result<Adam> {
+        check_hyper("Adam", "lr", cfg.lr)?;
+        check_hyper("Adam", "eps", cfg.eps)?;
+        check_hyper("Adam", "weight_decay", cfg.weight_decay)?;
+        for (name, b) in [("beta1", cfg.betas.0), ("beta2", cfg.betas.1)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::Msg(format!("Adam: invalid {name} {b}")));
+            }
+        }
+        let params = dedupe(params);
+        let state = vec![Moments::default(); params.len()];
+        Ok(Adam {
+            params,
+            cfg,
+            state,
+            steps: 0,
+        })
+    }
+
+    /// Adam with PyTorch's defaults and learning rate `lr`.
+    pub fn with_lr(params: Vec<Param>, lr: f64) -> Result<Adam> {
+        Self::new(
+            params,
+            AdamConfig {
+                lr,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &AdamConfig {
+        &self.cfg
+    }
+
+    /// One parameter with tensor ops (any device; data shared with live tensors).
+    fn step_generic(&mut self, i: usize, g: &Tensor, k: Coeffs) -> Result<()> {
+        let p = &self.params[i];
+        let data = p.data()?;
+        let g = if k.wd != 0.0 {
+            g.add(&data.mul_scalar(k.wd)?)?
+        } else {
+            g.clone()
+        };
+        let st = &mut self.state[i];
+        let m = match st.exp_avg.take() {
+            Some(m) => m,
+            None => g.zeros_like()?,
+        };
+        let v = match st.exp_avg_sq.take() {
+            Some(v) => v,
+            None => g.zeros_like()?,
+        };
+        let m = m.add(&g.sub(&m)?.mul_scalar(k.one_minus_b1)?)?;
+        let v = v
+            .mul_scalar(k.b2)?
+            .add(&g.mul_scalar(k.one_minus_b2)?.mul(&g)?)?;
+        let denom = v.sqrt()?.mul_scalar(1.0 / k.bc2_sqrt)?.add_scalar(k.eps)?;
+        let new = data.add(&m.mul_scalar(k.neg_step_size)?.div(&denom)?)?;
+        st.exp_avg = Some(m);
+        st.exp_avg_sq = Some(v);
+        p.set_data(&new)
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) -> Result<()> {
+        let _ng = crate::NoGradGuard::new();
+        for i in 0..self.params.len() {
+            let Some(g) = self.params[i].grad() else {
+                continue;
+            };
+            let step = self.state[i].step + 1;
+            let k = Coeffs::new(&self.cfg, step);
+            let mut done = false;
+            if let Some(gs) = crate::cpu::tensor_f32(&g) {
+                let st = &mut self.state[i];
+                let fresh = st.exp_avg.is_none() || st.exp_avg_sq.is_none();
+                if fresh {
+                    st.exp_avg = Some(Tensor::zeros(g.shape()));
+                    st.exp_avg_sq = Some(Tensor::zeros(g.shape()));
+                }
+                if let (Some(m), Some(v)) = (&mut st.exp_avg, &mut st.exp_avg_sq) {
+                    if let (Some(m), Some(v)) =
+                        (crate::cpu::tensor_f32_mut(m), crate::cpu::tensor_f32_mut(v))
+                    {
+                        if gs.len() == m.len() && gs.len() == self.params[i].numel() {
+                            done = self.params[i]
+                                .with_data_mut(|p| adam_kernel(k, p, gs, m, v))?
+                                .is_some();
+                        }
+                    }
+                }
+                if fresh && !done {
+                    st.exp_avg = None;
+                    st.exp_avg_sq = None;
+                }
+            }
+            if !done {
+                self.step_generic(i, &g, k)?;
+            }
+            self.state[i].step = step;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn zero_grad(&self) {
+        for p in &self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn lr(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn state_dict(&self) -> StateDict {
+        let mut sd = StateDict::new();
+        sd.insert("step", step_tensor(self.steps));
+        for (i, st) in self.state.iter().enumerate() {
+            let (Some(m), Some(v)) = (&st.exp_avg, &st.exp_avg_sq) else {
+                continue;
+            };
+            let (Ok(m), Ok(v)) = (snapshot(m), snapshot(v)) else {
+                continue;
+            };
+            sd.insert(format!("{i}.step"), step_tensor(st.step));
+            sd.insert(format!("{i}.exp_avg"), m);
+            sd.insert(format!("{i}.exp_avg_sq"), v);
+        }
+        sd
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        let mut problems = Vec::new();
+        let mut steps = self.steps;
+        let mut moments = vec![Moments::default(); self.params.len()];
+        for (key, t) in state.iter() {
+            match split_key(key) {
+                _ if key == "step" => steps = read_step(key, t, &mut problems),
+                Some((i, name)) if i < self.params.len() => {
+                    let p = &self.params[i];
+                    match name {
+                        "step" => moments[i].step = read_step(key, t, &mut problems),
+                        "exp_avg" => moments[i].exp_avg = read_buffer(key, t, p, &mut problems),
+                        "exp_avg_sq" => {
+                            moments[i].exp_avg_sq = read_buffer(key, t, p, &mut problems)
+                        }
+                        _ => problems.push(format!("unexpected key `{key}`")),
+                    }
+                }
+                _ => problems.push(format!("unexpected key `{key}`")),
+            }
+        }
+        for (i, m) in moments.iter().enumerate() {
+            if m.exp_avg.is_some() != m.exp_avg_sq.is_some() || (m.step > 0) != m.exp_avg.is_some()
+            {
+                problems.push(format!(
+                    "parameter {i}: `{i}.step`, `{i}.exp_avg` and `{i}.exp_avg_sq` must be given together"
+                ));
+            }
+        }
+        problems_to_result("Adam", problems)?;
+        self.steps = steps;
+        self.state = moments;
+        Ok(())
+    }
+}

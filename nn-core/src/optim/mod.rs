@@ -1,0 +1,151 @@
+//! Optimizers: [`Sgd`] and [`Adam`] with PyTorch's update rules, behind one [`Optimizer`]
+//! trait.
+//!
+//! Updates run without recording a graph and, on the CPU, in place: when a parameter's
+//! storage is not shared with any live tensor, the update is one fused pass over the
+//! host slice with no allocation. Anywhere else (another device, data shared with a
+//! tensor the user still holds) the same rule runs with tensor ops and replaces the data.
+//!
+//! `state_dict()` / `load_state_dict()` save and restore the optimizer state exactly
+//! (momentum buffers, moment estimates, step counts) under PyTorch-like keys:
+//! `"{i}.momentum_buffer"`, `"{i}.exp_avg"`, `"{i}.exp_avg_sq"`, `"{i}.step"` and `"step"`,
+//! `i` being the parameter's position. Hyperparameters live in code, as the architecture
+//! does; set a changed learning rate with [`Optimizer::set_lr`].
+//!
+//! ```
+//! use nn_core::optim::{Optimizer, Sgd, SgdConfig};
+//! use nn_core::{Linear, ModuleExt, Forward, Tensor};
+//! let net = Linear::new(3, 1);
+//! let mut opt = Sgd::new(net.parameters(), SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })?;
+//! let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean_all()?;
+//! opt.zero_grad();
+//! loss.backward()?;
+//! opt.step()?;
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+
+mod adam;
+mod sgd;
+
+pub use adam::{Adam, AdamConfig};
+pub use sgd::{Sgd, SgdConfig};
+
+use crate::{DType, Error, Param, Result, StateDict, Tensor};
+use std::collections::HashSet;
+
+/// A rule that updates parameters from their gradients.
+pub trait Optimizer {
+    /// Applies one update to every parameter that has a gradient (others are skipped,
+    /// as PyTorch does).
+    fn step(&mut self) -> Result<()>;
+    /// Forgets every parameter's gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    fn zero_grad(&self);
+    /// The learning rate.
+    fn lr(&self) -> f64;
+    /// Changes the learning rate (for schedules).
+    fn set_lr(&mut self, lr: f64);
+    /// The parameters, in the order the state keys number them.
+    fn params(&self) -> &[Param];
+    /// A snapshot of the state (copies, unaffected by later steps).
+    fn state_dict(&self) -> StateDict;
+    /// Restores a snapshot taken from an optimizer of the same kind over parameters of the
+    /// same shapes; all problems are reported together and nothing is changed on error.
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()>;
+}
+
+/// Parameters deduplicated by identity, first occurrence kept.
+pub(crate) fn dedupe(params: Vec<Param>) -> Vec<Param> {
+    let mut seen = HashSet::new();
+    params.into_iter().filter(|p| seen.insert(p.id())).collect()
+}
+
+/// Fails unless `v` is finite and non-negative.
+pub(crate) fn check_hyper(opt: &str, name: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Msg(format!("{opt}: invalid {name} {v}")))
+    }
+}
+
+/// A detached copy of `t` (new storage) on the same device.
+pub(crate) fn snapshot(t: &Tensor) -> Result<Tensor> {
+    let host = t.to_cpu_storage()?;
+    Tensor::from_storage(host.into_storage(), t.shape())?.to_device(&t.device())
+}
+
+/// The step count tensor.
+pub(crate) fn step_tensor(step: u64) -> Tensor {
+    Tensor::leaf(
+        crate::cpu::CpuStorage::I64(vec![step as i64]).into_storage(),
+        crate::shape::Dims::new(),
+    )
+}
+
+/// Reads a step count saved by [`step_tensor`].
+pub(crate) fn read_step(key: &str, t: &Tensor, problems: &mut Vec<String>) -> u64 {
+    let v = match t.dtype() {
+        DType::I64 => t.to_vec::<i64>().ok().and_then(|v| v.first().copied()),
+        DType::F32 => None,
+    };
+    match v {
+        Some(s) if s >= 0 && t.numel() == 1 => s as u64,
+        _ => {
+            problems.push(format!(
+                "`{key}` must be a one-element non-negative int64 tensor, got {:?} {}",
+                t.shape(),
+                t.dtype()
+            ));
+            0
+        }
+    }
+}
+
+/// Checks a saved per-parameter buffer against its parameter's shape; returns a copy on
+/// the parameter's device.
+pub(crate) fn read_buffer(
+    key: &str,
+    t: &Tensor,
+    p: &Param,
+    problems: &mut Vec<String>,
+) -> Option<Tensor> {
+    let want = p.shape();
+    if t.dtype() != DType::F32 || want.as_deref() != Some(t.shape()) {
+        problems.push(format!(
+            "`{key}`: got {:?} {}, parameter `{}` has shape {}",
+            t.shape(),
+            t.dtype(),
+            p.name(),
+            crate::module::fmt_partial(&p.partial_shape())
+        ));
+        return None;
+    }
+    match snapshot(t).and_then(|c| c.to_device(&p.device())) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(format!("`{key}`: {e}"));
+            None
+        }
+    }
+}
+
+/// Splits `"{i}.{name}"` into its index and name.
+pub(crate) fn split_key(key: &str) -> Option<(usize, &str)> {
+    let (i, name) = key.split_once('.')?;
+    Some((i.parse().ok()?, name))
+}
+
+/// Turns collected problems into one error.
+pub(crate) fn problems_to_result(opt: &str, problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Msg(format!(
+            "{opt}.load_state_dict: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! Optimizer tests: hand-computed updates, the in-place and tensor-op paths agreeing,
+//! tied parameters, and exact state-dict round trips.
+
+use super::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use crate::{Param, Result, Tensor};
+
+fn values(p: &Param) -> Result<Vec<f32>> {
+    p.data()?.to_vec::<f32>()
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+}
+
+fn set_grad(p: &Param, g: &[f32]) -> Result<()> {
+    p.set_grad(Some(Tensor::from_slice(g, &[g.len()])?));
+    Ok(())
+}
+
+#[test]
+fn sgd_momentum_hand_computed() -> Result<()> {
+    // p0 = 1, g = 1 each step, lr 0.1, momentum 0.9:
+    // step 1: buf = 1, p = 0.9; step 2: buf = 0.9 + 1 = 1.9, p = 0.9 - 0.19 = 0.71
+    let p = Param::new(Tensor::ones(&[2]));
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        ..Default::default()
+    };
+    let mut opt = Sgd::new(vec![p.clone()], cfg)?;
+    for _ in 0..2 {
+        set_grad(&p, &[1.0, -1.0])?;
+        opt.step()?;
+    }
+    assert!(
+        close(&values(&p)?, &[0.71, 1.29], 1e-6),
+        "{:?}",
+        values(&p)?
+    );
+    Ok(())
+}
+
+#[test]
+fn sgd_nesterov_and_weight_decay_hand_computed() -> Result<()> {
+    // p0 = 1, grad 1, wd 0.5 -> g = 1.5; buf = 1.5; nesterov g = 1.5 + 0.9*1.5 = 2.85;
+    // p = 1 - 0.1 * 2.85 = 0.715
+    let p = Param::new(Tensor::ones(&[1]));
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.5,
+        nesterov: true,
+        ..Default::default()
+    };
+    let mut opt = Sgd::new(vec![p.clone()], cfg)?;
+    set_grad(&p, &[1.0])?;
+    opt.step()?;
+    assert!(close(&values(&p)?, &[0.715], 1e-6), "{:?}", values(&p)?);
+    assert!(Sgd::new(
+        vec![],
+        SgdConfig {
+            nesterov: true,
+            ..Default::default()
+        }
+    )
+    .is_err());
+    Ok(())
+}
+
+#[test]
+fn adam_two_steps_hand_computed() -> Result<()> {
+    // With a constant gradient g, m_t = (1 - b1^t) g and v_t = (1 - b2^t) g^2, so after
+    // bias correction m_hat = g, sqrt(v_hat) = |g| and each step moves lr * sign(g)
+    // (up to eps). Step 1 by hand for g = 0.5, lr 0.1: m = 0.05, v = 0.00025,
+    // step_size = 0.1 / 0.1 = 1, denom = sqrt(0.00025) / sqrt(0.001) = 0.5, p = 1 - 0.1.
+    // Step 2: m = 0.095, v = 0.00049975, step_size = 0.1 / 0.19, denom = 0.5,
+    // p = 0.9 - (0.1 / 0.19) * 0.095 / 0.5 = 0.8.
+    let p = Param::new(Tensor::ones(&[3]));
+    let mut opt = Adam::with_lr(vec![p.clone()], 0.1)?;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        set_grad(&p, &[0.5, -2.0, 1e-3])?;
+        opt.step()?;
+        seen.push(values(&p)?);
+    }
+    assert!(close(&seen[0], &[0.9, 1.1, 0.9], 1e-5), "{seen:?}");
+    assert!(close(&seen[1], &[0.8, 1.2, 0.8], 1e-5), "{seen:?}");
+    Ok(())
+}
+
+#[test]
+fn adam_weight_decay_hand_computed() -> Result<()> {
+    // wd 1: g = grad + p = 0 + 2 = 2 at p = 2; first step moves by lr regardless of |g|
+    let p = Param::new(Tensor::full(&[1], 2.0));
+    let cfg = AdamConfig {
+        lr: 0.01,
+        weight_decay: 1.0,
+        ..Default::default()
+    };
+    let mut opt = Adam::new(vec![p.clone()], cfg)?;
+    set_grad(&p, &[0.0])?;
+    opt.step()?;
+    assert!(close(&values(&p)?, &[1.99], 1e-6), "{:?}", values(&p)?);
+    Ok(())
+}
+
+/// Builds an optimizer over the given parameters.
+type Maker = dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>;
+
+/// Runs `steps` updates of `make`'s optimizer on a fresh param, optionally keeping a
+/// handle on the data so the in-place path cannot be taken.
+fn run(make: &Maker, hold: bool) -> Result<Vec<f32>> {
+    let p = Param::new(Tensor::from_vec(vec![0.3f32, -1.2, 2.0, 0.0], &[2, 2])?);
+    let mut opt = make(vec![p.clone()])?;
+    let mut held = Vec::new();
+    for s in 0..4 {
+        if hold {
+            held.push(p.data()?);
+        }
+        let g = Tensor::from_vec(vec![0.1f32 * s as f32, -0.5, 1.5, 0.25], &[2, 2])?;
+        p.set_grad(Some(g));
+        opt.step()?;
+    }
+    values(&p)
+}
+
+#[test]
+fn in_place_and_tensor_paths_agree() -> Result<()> {
+    let makers: Vec<Box<Maker>> = vec![
+        Box::new(|ps| {
+            let cfg = SgdConfig {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening: 0.1,
+                weight_decay: 0.01,
+                nesterov: false,
+            };
+            Ok(Box::new(Sgd::new(ps, cfg)?) as Box<dyn Optimizer>)
+        }),
+        Box::new(|ps| Ok(Box::new(Sgd::with_lr(ps, 0.1)?) as Box<dyn Optimizer>)),
+        Box::new(|ps| {
+            let cfg = AdamConfig {
+                lr: 0.05,
+                weight_decay: 0.1,
+                ..Default::default()
+            };
+            Ok(Box::new(Adam::new(ps, cfg)?) as Box<dyn Optimizer>)
+        }),
+    ];
+    for make in &makers {
+        let fast = run(make.as_ref(), false)?;
+        let slow = run(make.as_ref(), true)?;
+        assert!(close(&fast, &slow, 1e-6), "{fast:?} vs {slow:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn in_place_update_never_changes_a_held_tensor() -> Result<()> {
+    let p = Param::new(Tensor::ones(&[2]));
+    let before = p.data()?;
+    let mut opt = Sgd::with_lr(vec![p.clone()], 0.5)?;
+    set_grad(&p, &[1.0, 1.0])?;
+    opt.step()?;
+    assert_eq!(before.to_vec::<f32>()?, vec![1.0, 1.0]);
+    assert_eq!(values(&p)?, vec![0.5, 0.5]);
+    Ok(())
+}
+
+#[test]
+fn tied_params_are_updated_once() -> Result<()> {
+    let p = Param::new(Tensor::ones(&[1]));
+    let mut opt = Sgd::with_lr(vec![p.clone(), p.clone()], 0.5)?;
+    assert_eq!(opt.params().len(), 1);
+    set_grad(&p, &[1.0])?;
+    opt.step()?;
+    assert_eq!(values(&p)?, vec![0.5]);
+    opt.zero_grad();
+    assert!(p.grad().is_none());
+    Ok(())
+}
+
+/// Saves after 2 steps, restores into a fresh optimizer over a copy of the params, and
+/// checks both take the identical third step.
+fn round_trip(make: &Maker) -> Result<()> {
+    let a = Param::new(Tensor::from_vec(vec![0.5f32, -0.5, 1.0], &[3])?);
+    let b = Param::new(Tensor::from_vec(vec![2.0f32], &[1])?);
+    let mut opt = make(vec![a.clone(), b.clone()])?;
+    for s in 0..2 {
+        set_grad(&a, &[0.3, -0.1 * s as f32, 0.7])?;
+        // `b` gets a gradient only at the second step
+        if s == 1 {
+            set_grad(&b, &[1.0])?;
+        }
+        opt.step()?;
+    }
+    let sd = opt.state_dict();
+    assert_eq!(
+        sd.get("step").map(|t| t.to_vec::<i64>()).transpose()?,
+        Some(vec![2])
+    );
+    let (a2, b2) = (a.deep_copy(), b.deep_copy());
+    let mut opt2 = make(vec![a2.clone(), b2.clone()])?;
+    opt2.load_state_dict(&sd)?;
+    for (p, g) in [(&a, [0.2f32, 0.2, -0.4]), (&a2, [0.2, 0.2, -0.4])] {
+        set_grad(p, &g)?;
+    }
+    set_grad(&b, &[0.5])?;
+    set_grad(&b2, &[0.5])?;
+    opt.step()?;
+    opt2.step()?;
+    assert_eq!(values(&a)?, values(&a2)?);
+    assert_eq!(values(&b)?, values(&b2)?);
+    // the snapshot did not move with the steps
+    let sd2 = opt.state_dict();
+    assert_eq!(sd.keys().count(), sd2.keys().count());
+    assert_eq!(
+        sd2.get("step").map(|t| t.to_vec::<i64>()).transpose()?,
+        Some(vec![3])
+    );
+    // wrong shapes and unknown keys are reported together
+    let mut bad = crate::StateDict::new();
+    for (k, t) in sd.iter() {
+        bad.insert(k, t.clone());
+    }
+    bad.insert("7.exp_avg", Tensor::zeros(&[3]));
+    let e = opt2.load_state_dict(&bad).err().map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("7.exp_avg")),
+        "{e:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn state_dict_round_trip_is_exact() -> Result<()> {
+    round_trip(&|ps| {
+        let cfg = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            ..Default::default()
+        };
+        Ok(Box::new(Sgd::new(ps, cfg)?) as Box<dyn Optimizer>)
+    })?;
+    round_trip(&|ps| Ok(Box::new(Adam::with_lr(ps, 0.01)?) as Box<dyn Optimizer>))?;
+    Ok(())
+}
+
+#[test]
+fn shape_mismatch_in_state_names_the_parameter() -> Result<()> {
+    let p = Param::new(Tensor::ones(&[2]));
+    p.set_name("0.weight");
+    let mut opt = Sgd::with_lr(vec![p], 0.1)?;
+    let mut sd = crate::StateDict::new();
+    sd.insert("0.momentum_buffer", Tensor::zeros(&[3]));
+    let e = opt.load_state_dict(&sd).err().map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("0.weight")),
+        "{e:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Launchers of `copy.cu`: strided copies (permute, narrow, cat), `index_select` and its
+//! adjoint `index_add`.
+
+use super::{grid, KernelModule};
+use crate::device::CudaDevice;
+use crate::error::Result;
+use crate::layout::Layout3;
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
+
+const COPY_F32: &str = "nn_copy_f32";
+const COPY_I64: &str = "nn_copy_i64";
+const INDEX_SELECT_F32: &str = "nn_index_select_f32";
+const INDEX_SELECT_I64: &str = "nn_index_select_i64";
+const INDEX_ADD_F32: &str = "nn_index_add_f32";
+
+/// The copy/gather kernel module.
+pub static MODULE: KernelModule = KernelModule {
+    name: "copy",
+    src: include_str!("copy.cu"),
+    kernels: &[
+        COPY_F32,
+        COPY_I64,
+        INDEX_SELECT_F32,
+        INDEX_SELECT_I64,
+        INDEX_ADD_F32,
+    ],
+};
+
+/// Sizes of a gather/scatter along one axis: `[outer, d, inner]` in, `[outer, k, inner]` out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AxisSplit {
+    /// Product of the dims before the axis.
+    pub outer: usize,
+    /// Size of the axis in the larger (source for select, target for add) tensor.
+    pub d: usize,
+    /// Number of indices.
+    pub k: usize,
+    /// Product of the dims after the axis.
+    pub inner: usize,
+}
+
+macro_rules! copy_launcher {
+    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $fn(
+            dev: &CudaDevice,
+            l: &Layout3,
+            x: &CudaView<'_, $t>,
+            y: &mut CudaViewMut<'_, $t>,
+            n: usize,
+        ) -> Result<()> {
+            if n == 0 {
+                return Ok(());
+            }
+            let f = dev.func(&MODULE, $kernel)?;
+            let n64 = n as u64;
+            let mut lb = dev.stream().launch_builder(&f);
+            lb.arg(&n64).arg(l).arg(x).arg(y);
+            // SAFETY: the arguments match `(u64, Layout3, const T*, T*)`; the caller built
+            // `l` so that operand 0 offsets of the `n` indices fall inside `x` and
+            // operand 1 offsets inside `y`.
+            unsafe { lb.launch(grid(n)) }?;
+            Ok(())
+        }
+    };
+}
+
+copy_launcher!(
+    /// `y[off1(i)] = x[off0(i)]` for the `n` indices of `l` (f32).
+    copy_f32, COPY_F32, f32
+);
+copy_launcher!(
+    /// `y[off1(i)] = x[off0(i)]` for the `n` indices of `l` (i64).
+    copy_i64, COPY_I64, i64
+);
+
+macro_rules! select_launcher {
+    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $fn(
+            dev: &CudaDevice,
+            s: AxisSplit,
+            idx: &CudaSlice<i64>,
+            x: &CudaSlice<$t>,
+        ) -> Result<CudaSlice<$t>> {
+            let n = s.outer * s.k * s.inner;
+            let mut y = dev.alloc::<$t>(n)?;
+            if n == 0 {
+                return Ok(y);
+            }
+            let f = dev.func(&MODULE, $kernel)?;
+            let (n64, k, d, inner) = (n as u64, s.k as u64, s.d as u64, s.inner as u64);
+            let mut lb = dev.stream().launch_builder(&f);
+            lb.arg(&n64).arg(&k).arg(&d).arg(&inner).arg(idx).arg(x).arg(&mut y);
+            // SAFETY: the arguments match `(u64, u64, u64, u64, const i64*, const T*, T*)`;
+            // `idx` holds `k` indices already checked to lie in `[0, d)`, `x` holds
+            // `outer*d*inner` elements and `y` the `n` outputs.
+            unsafe { lb.launch(grid(n)) }?;
+            Ok(y)
+        }
+    };
+}
+
+select_launcher!(
+    /// Gathers rows of `x` (`[outer, d, inner]`) at `idx` into `[outer, k, inner]` (f32).
+    index_select_f32, INDEX_SELECT_F32, f32
+);
+select_launcher!(
+    /// Gathers rows of `x` (`[outer, d, inner]`) at `idx` into `[outer, k, inner]` (i64).
+    index_select_i64, INDEX_SELECT_I64, i64
+);
+
+/// Zeros of `[outer, d, inner]` with `x` (`[outer, k, inner]`) added at `idx` along the
+/// middle axis.
+pub(crate) fn index_add_f32(
+    dev: &CudaDevice,
+    s: AxisSplit,
+    idx: &CudaSlice<i64>,
+    x: &CudaSlice<f32>,
+) -> Result<CudaSlice<f32>> {
+    let mut y = dev.alloc_zeros::<f32>(s.outer * s.d * s.inner)?;
+    let n = s.outer * s.k * s.inner;
+    if n == 0 {
+        return Ok(y);
+    }
+    let f = dev.func(&MODULE, INDEX_ADD_F32)?;
+    let (n64, k, d, inner) = (n as u64, s.k as u64, s.d as u64, s.inner as u64);
+    let mut lb = dev.stream().launch_builder(&f);
+    lb.arg(&n64)
+        .arg(&k)
+        .arg(&d)
+        .arg(&inner)
+        .arg(idx)
+        .arg(x)
+        .arg(&mut y);
+    // SAFETY: the arguments match `nn_index_add_f32(u64, u64, u64, u64, const i64*, const
+    // float*, float*)`; indices were checked to lie in `[0, d)`, `x` holds `n` elements
+    // and `y` holds `outer*d*inner`.
+    unsafe { lb.launch(grid(n)) }?;
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AxisSplit;
+    use nn_core::Tensor;
+
+    /// `nn_index_select`'s index math run serially.
+    fn emulate_select(s: AxisSplit, idx: &[i64], x: &[f32]) -> Vec<f32> {
+        (0..s.outer * s.k * s.inner)
+            .map(|i| {
+                let (j, t) = (i % s.inner, i / s.inner);
+                let (r, o) = (t % s.k, t / s.k);
+                x[(o * s.d + idx[r] as usize) * s.inner + j]
+            })
+            .collect()
+    }
+
+    /// `nn_index_add_f32`'s index math run serially (the atomics become plain adds).
+    fn emulate_add(s: AxisSplit, idx: &[i64], x: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; s.outer * s.d * s.inner];
+        for (i, v) in x.iter().enumerate() {
+            let (j, t) = (i % s.inner, i / s.inner);
+            let (r, o) = (t % s.k, t / s.k);
+            y[(o * s.d + idx[r] as usize) * s.inner + j] += v;
+        }
+        y
+    }
+
+    #[test]
+    fn gather_and_scatter_match_the_cpu_backend() -> nn_core::Result<()> {
+        let shape = [3usize, 4, 5];
+        let x: Vec<f32> = (0..60).map(|v| v as f32).collect();
+        let t = Tensor::from_vec(x.clone(), &shape)?.set_requires_grad(true);
+        let idx = [3i64, 0, 3, 1];
+        for axis in 0..3 {
+            let idx: Vec<i64> = idx.iter().map(|&i| i.min(shape[axis] as i64 - 1)).collect();
+            let s = AxisSplit {
+                outer: shape[..axis].iter().product(),
+                d: shape[axis],
+                k: idx.len(),
+                inner: shape[axis + 1..].iter().product(),
+            };
+            let it = Tensor::from_vec(idx.clone(), &[idx.len()])?;
+            let sel = t.index_select(axis as isize, &it)?;
+            assert_eq!(
+                emulate_select(s, &idx, &x),
+                sel.to_vec::<f32>()?,
+                "select {axis}"
+            );
+            // index_add is index_select's backward
+            let g: Vec<f32> = (0..sel.numel()).map(|v| v as f32 * 0.5).collect();
+            let gt = Tensor::from_vec(g.clone(), sel.shape())?;
+            t.zero_grad();
+            sel.backward_with(&gt)?;
+            let want = t
+                .grad()
+                .map(|g| g.to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default();
+            assert_eq!(emulate_add(s, &idx, &g), want, "add {axis}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,541 @@
+//! `CudaStorage`: one tensor's contiguous row-major buffer on a GPU, and nn-core's
+//! backend ops on it, each a kernel launch (or a cuBLAS call) on the device's stream.
+
+use crate::device::CudaDevice;
+use crate::error::{Error, Result};
+use crate::kernels::copy::{self, AxisSplit};
+use crate::kernels::reduce::RedSizes;
+use crate::kernels::{elementwise as ew, matmul, reduce};
+use crate::layout::{self, Layout3, RedLayout};
+use cudarc::driver::CudaSlice;
+use nn_core::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
+use nn_core::cpu::CpuStorage;
+use nn_core::shape::numel;
+use nn_core::{DType, Device};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// A device buffer of one dtype (allocated with at least one element; the storage's
+/// `len` is the logical length).
+pub(crate) enum Buf {
+    /// f32 elements.
+    F32(CudaSlice<f32>),
+    /// i64 elements.
+    I64(CudaSlice<i64>),
+}
+
+/// The storage of one tensor on a CUDA device.
+pub struct CudaStorage {
+    buf: Buf,
+    len: usize,
+    dev: Arc<CudaDevice>,
+}
+
+impl fmt::Debug for CudaStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CudaStorage({} x {} on {})",
+            self.len,
+            self.dtype_(),
+            self.dev.device_name()
+        )
+    }
+}
+
+fn dtype_err(op: &'static str, dtype: DType, expected: DType) -> Error {
+    Error::Core(nn_core::Error::DType {
+        op,
+        dtype,
+        expected: Some(expected),
+    })
+}
+
+/// Fails unless `shape` describes exactly `len` elements (kernels trust shapes for bounds).
+fn check_len(op: &'static str, shape: &[usize], len: usize) -> Result<()> {
+    if numel(shape) != len {
+        return Err(Error::Core(nn_core::Error::bad_shape(
+            op,
+            shape,
+            format!("storage holds {len} elements"),
+        )));
+    }
+    Ok(())
+}
+
+fn axis_split(shape: &[usize], axis: usize) -> (usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+impl CudaStorage {
+    pub(crate) fn new(buf: Buf, len: usize, dev: Arc<CudaDevice>) -> Self {
+        CudaStorage { buf, len, dev }
+    }
+
+    fn dtype_(&self) -> DType {
+        match self.buf {
+            Buf::F32(_) => DType::F32,
+            Buf::I64(_) => DType::I64,
+        }
+    }
+
+    fn core<T>(&self, r: Result<T>) -> nn_core::Result<T> {
+        r.map_err(|e| e.into_core(self.dev.device_name()))
+    }
+
+    fn wrap(&self, buf: Buf, len: usize) -> Result<Storage> {
+        Ok(Arc::new(CudaStorage::new(buf, len, self.dev.clone())))
+    }
+
+    /// Another operand as CUDA storage on this same device, or a device-mismatch error.
+    fn other<'a>(&self, op: &'static str, s: &'a dyn BackendStorage) -> Result<&'a CudaStorage> {
+        match s.as_any().downcast_ref::<CudaStorage>() {
+            Some(c) if Arc::ptr_eq(&c.dev, &self.dev) => Ok(c),
+            _ => Err(Error::Core(nn_core::Error::DeviceMismatch {
+                op,
+                lhs: self.dev.device_name().to_string(),
+                rhs: s.device().to_string(),
+            })),
+        }
+    }
+
+    fn f32s(&self, op: &'static str) -> Result<&CudaSlice<f32>> {
+        match &self.buf {
+            Buf::F32(x) => Ok(x),
+            Buf::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
+        }
+    }
+
+    fn i64s(&self, op: &'static str) -> Result<&CudaSlice<i64>> {
+        match &self.buf {
+            Buf::I64(x) => Ok(x),
+            Buf::F32(_) => Err(dtype_err(op, DType::F32, DType::I64)),
+        }
+    }
+
+    fn to_cpu_(&self) -> Result<CpuStorage> {
+        let s = self.dev.stream();
+        Ok(match &self.buf {
+            _ if self.len == 0 => CpuStorage::zeros(0, self.dtype_()),
+            Buf::F32(x) => {
+                let mut v = s.clone_dtoh(x)?;
+                v.truncate(self.len);
+                CpuStorage::F32(v)
+            }
+            Buf::I64(x) => {
+                let mut v = s.clone_dtoh(x)?;
+                v.truncate(self.len);
+                CpuStorage::I64(v)
+            }
+        })
+    }
+
+    /// Reads `indices` back, checks them against `size` (negative ones count from the
+    /// end, as on the CPU) and returns a device copy with every index in `[0, size)`.
+    fn checked_indices(
+        &self,
+        op: &'static str,
+        indices: &dyn BackendStorage,
+        size: usize,
+    ) -> Result<(CudaSlice<i64>, usize)> {
+        let idx = self.other(op, indices)?;
+        let host = idx.to_cpu_()?;
+        let CpuStorage::I64(v) = host else {
+            return Err(dtype_err(op, DType::F32, DType::I64));
+        };
+        let fixed = v
+            .iter()
+            .map(|&i| {
+                let j = if i < 0 { i + size as i64 } else { i };
+                if j < 0 || j >= size as i64 {
+                    Err(Error::Core(nn_core::Error::IndexOutOfRange {
+                        op,
+                        index: i,
+                        size,
+                    }))
+                } else {
+                    Ok(j)
+                }
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        let dev = if fixed.is_empty() {
+            self.dev.alloc_zeros::<i64>(0)?
+        } else {
+            self.dev.stream().clone_htod(fixed.as_slice())?
+        };
+        Ok((dev, fixed.len()))
+    }
+
+    fn unary_(&self, op: UnaryOp) -> Result<Storage> {
+        let y = ew::unary_f32(&self.dev, op, self.f32s("unary")?, self.len)?;
+        self.wrap(Buf::F32(y), self.len)
+    }
+
+    fn binary_(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let rhs = self.other("binary", rhs)?;
+        check_len("binary", lhs_shape, self.len)?;
+        check_len("binary", rhs_shape, rhs.len)?;
+        let n = numel(out_shape);
+        let l = Layout3::broadcast("binary", out_shape, &[lhs_shape, rhs_shape])?;
+        let buf = match (&self.buf, &rhs.buf) {
+            (Buf::F32(a), Buf::F32(b)) if op.is_comparison() => {
+                Buf::I64(ew::cmp_f32(&self.dev, op, &l, a, b, n)?)
+            }
+            (Buf::F32(a), Buf::F32(b)) => Buf::F32(ew::binary_f32(&self.dev, op, &l, a, b, n)?),
+            (Buf::I64(a), Buf::I64(b)) => Buf::I64(ew::binary_i64(&self.dev, op, &l, a, b, n)?),
+            _ => return Err(dtype_err("binary", rhs.dtype_(), self.dtype_())),
+        };
+        self.wrap(buf, n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn where_(
+        &self,
+        cond_shape: &[usize],
+        a: &dyn BackendStorage,
+        a_shape: &[usize],
+        b: &dyn BackendStorage,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let cond = self.i64s("where")?;
+        let (a, b) = (self.other("where", a)?, self.other("where", b)?);
+        check_len("where", cond_shape, self.len)?;
+        check_len("where", a_shape, a.len)?;
+        check_len("where", b_shape, b.len)?;
+        let n = numel(out_shape);
+        let l = Layout3::broadcast("where", out_shape, &[cond_shape, a_shape, b_shape])?;
+        let buf = match (&a.buf, &b.buf) {
+            (Buf::F32(x), Buf::F32(y)) => Buf::F32(ew::where_f32(&self.dev, &l, cond, x, y, n)?),
+            (Buf::I64(x), Buf::I64(y)) => Buf::I64(ew::where_i64(&self.dev, &l, cond, x, y, n)?),
+            _ => return Err(dtype_err("where", b.dtype_(), a.dtype_())),
+        };
+        self.wrap(buf, n)
+    }
+
+    fn matmul_(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage> {
+        let a = self.f32s("matmul")?;
+        let b = self.other("matmul", rhs)?.f32s("matmul")?;
+        let y = matmul::matmul_f32(&self.dev, a, b, spec)?;
+        self.wrap(Buf::F32(y), spec.batch * spec.m * spec.n)
+    }
+
+    fn reduce_(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
+        check_len("reduce", shape, self.len)?;
+        let axes: Vec<usize> = match op {
+            ReduceOp::ArgMax => vec![axes.first().copied().unwrap_or(0)],
+            _ => axes.to_vec(),
+        };
+        let l = RedLayout::new("reduce", shape, &axes)?;
+        let n_red: usize = axes.iter().filter_map(|&a| shape.get(a)).product();
+        let n_out: usize = shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .product();
+        let s = RedSizes { n_out, n_red };
+        let buf = match (&self.buf, op) {
+            (Buf::F32(x), ReduceOp::ArgMax) => Buf::I64(reduce::argmax_f32(&self.dev, &l, s, x)?),
+            (Buf::I64(x), ReduceOp::ArgMax) => {
+                let xf = ew::cast_i64_f32(&self.dev, x, self.len)?;
+                Buf::I64(reduce::argmax_f32(&self.dev, &l, s, &xf)?)
+            }
+            (Buf::F32(x), op) => Buf::F32(reduce::reduce_f32(&self.dev, op, &l, s, x)?),
+            (Buf::I64(x), op) => Buf::I64(reduce::reduce_i64(&self.dev, op, &l, s, x)?),
+        };
+        self.wrap(buf, n_out)
+    }
+
+    /// A fresh buffer of `n` elements of this storage's dtype (contents unspecified).
+    fn alloc_like(&self, n: usize) -> Result<Buf> {
+        Ok(match self.buf {
+            Buf::F32(_) => Buf::F32(self.dev.alloc(n)?),
+            Buf::I64(_) => Buf::I64(self.dev.alloc(n)?),
+        })
+    }
+
+    /// Copies the `n` indices of `l` from `self` (from element `src_off` on) into `dst`
+    /// (from element `dst_off` on): operand 0 strides address the source, 1 the target.
+    fn copy_into(
+        &self,
+        l: &Layout3,
+        src_off: usize,
+        dst: &mut Buf,
+        dst_off: usize,
+        n: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let oob = || Error::Unsupported {
+            op: "copy",
+            msg: "offset outside the buffer".into(),
+        };
+        match (&self.buf, dst) {
+            (Buf::F32(x), Buf::F32(y)) => {
+                let xv = x.try_slice(src_off..).ok_or_else(oob)?;
+                let mut yv = y.try_slice_mut(dst_off..).ok_or_else(oob)?;
+                copy::copy_f32(&self.dev, l, &xv, &mut yv, n)
+            }
+            (Buf::I64(x), Buf::I64(y)) => {
+                let xv = x.try_slice(src_off..).ok_or_else(oob)?;
+                let mut yv = y.try_slice_mut(dst_off..).ok_or_else(oob)?;
+                copy::copy_i64(&self.dev, l, &xv, &mut yv, n)
+            }
+            (_, y) => {
+                let d = match y {
+                    Buf::F32(_) => DType::F32,
+                    Buf::I64(_) => DType::I64,
+                };
+                Err(dtype_err("copy", self.dtype_(), d))
+            }
+        }
+    }
+
+    fn permute_(&self, shape: &[usize], perm: &[usize]) -> Result<Storage> {
+        check_len("permute", shape, self.len)?;
+        if perm.len() != shape.len() || perm.iter().any(|&p| p >= shape.len()) {
+            return Err(Error::Core(nn_core::Error::bad_shape(
+                "permute",
+                shape,
+                format!("invalid permutation {perm:?}"),
+            )));
+        }
+        let l = layout::permute(shape, perm)?;
+        let mut y = self.alloc_like(self.len)?;
+        self.copy_into(&l, 0, &mut y, 0, self.len)?;
+        self.wrap(y, self.len)
+    }
+
+    fn narrow_(&self, shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Storage> {
+        check_len("narrow", shape, self.len)?;
+        if axis >= shape.len() || start.checked_add(len).is_none_or(|e| e > shape[axis]) {
+            return Err(Error::Core(nn_core::Error::bad_shape(
+                "narrow",
+                shape,
+                format!("range {start}..+{len} on axis {axis} out of bounds"),
+            )));
+        }
+        let (l, src_off, out) = layout::narrow(shape, axis, start, len)?;
+        let n = numel(&out);
+        let mut y = self.alloc_like(n)?;
+        self.copy_into(&l, src_off, &mut y, 0, n)?;
+        self.wrap(y, n)
+    }
+
+    fn cat_(
+        &self,
+        shape: &[usize],
+        others: &[(&dyn BackendStorage, &[usize])],
+        axis: usize,
+    ) -> Result<Storage> {
+        check_len("cat", shape, self.len)?;
+        if axis >= shape.len() {
+            return Err(Error::Core(nn_core::Error::bad_shape(
+                "cat",
+                shape,
+                format!("axis {axis} out of range"),
+            )));
+        }
+        let mut parts: Vec<(&CudaStorage, &[usize])> = vec![(self, shape)];
+        let mut out = shape.to_vec();
+        for (s, sh) in others {
+            let c = self.other("cat", *s)?;
+            if c.dtype_() != self.dtype_() {
+                return Err(dtype_err("cat", c.dtype_(), self.dtype_()));
+            }
+            check_len("cat", sh, c.len)?;
+            let fits = sh.len() == shape.len()
+                && sh
+                    .iter()
+                    .zip(shape)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == axis || a == b);
+            if !fits {
+                return Err(Error::Core(nn_core::Error::mismatch("cat", shape, sh)));
+            }
+            out[axis] += sh[axis];
+            parts.push((c, sh));
+        }
+        let n = numel(&out);
+        let mut y = self.alloc_like(n)?;
+        let mut at = 0;
+        for (p, sh) in parts {
+            let (l, dst_off) = layout::cat_part(sh, &out, axis, at)?;
+            p.copy_into(&l, 0, &mut y, dst_off, p.len)?;
+            at += sh[axis];
+        }
+        self.wrap(y, n)
+    }
+
+    fn index_select_(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        check_len("index_select", shape, self.len)?;
+        let Some(&d) = shape.get(axis) else {
+            return Err(Error::Core(nn_core::Error::bad_shape(
+                "index_select",
+                shape,
+                format!("axis {axis} out of range"),
+            )));
+        };
+        let (idx, k) = self.checked_indices("index_select", indices, d)?;
+        let (outer, inner) = axis_split(shape, axis);
+        let s = AxisSplit { outer, d, k, inner };
+        let buf = match &self.buf {
+            Buf::F32(x) => Buf::F32(copy::index_select_f32(&self.dev, s, &idx, x)?),
+            Buf::I64(x) => Buf::I64(copy::index_select_i64(&self.dev, s, &idx, x)?),
+        };
+        self.wrap(buf, outer * k * inner)
+    }
+
+    fn index_add_(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        check_len("index_add", shape, self.len)?;
+        let x = self.f32s("index_add")?;
+        let ok = axis < shape.len()
+            && out_shape.len() == shape.len()
+            && (0..shape.len()).all(|i| i == axis || shape[i] == out_shape[i]);
+        if !ok {
+            return Err(Error::Core(nn_core::Error::mismatch(
+                "index_add",
+                shape,
+                out_shape,
+            )));
+        }
+        let d = out_shape[axis];
+        let (idx, k) = self.checked_indices("index_add", indices, d)?;
+        if k != shape[axis] {
+            return Err(Error::Core(nn_core::Error::bad_shape(
+                "index_add",
+                shape,
+                format!("{k} indices for an axis of size {}", shape[axis]),
+            )));
+        }
+        let (outer, inner) = axis_split(shape, axis);
+        let s = AxisSplit { outer, d, k, inner };
+        let y = copy::index_add_f32(&self.dev, s, &idx, x)?;
+        self.wrap(Buf::F32(y), numel(out_shape))
+    }
+
+    fn cast_(&self, dtype: DType) -> Result<Storage> {
+        let buf = match (&self.buf, dtype) {
+            (Buf::F32(x), DType::I64) => Buf::I64(ew::cast_f32_i64(&self.dev, x, self.len)?),
+            (Buf::I64(x), DType::F32) => Buf::F32(ew::cast_i64_f32(&self.dev, x, self.len)?),
+            (Buf::F32(x), _) => Buf::F32(x.try_clone()?),
+            (Buf::I64(x), _) => Buf::I64(x.try_clone()?),
+        };
+        self.wrap(buf, self.len)
+    }
+}
+
+impl BackendStorage for CudaStorage {
+    fn device(&self) -> Device {
+        Device::Cuda(self.dev.clone())
+    }
+    fn dtype(&self) -> DType {
+        self.dtype_()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn to_cpu(&self) -> nn_core::Result<CpuStorage> {
+        self.core(self.to_cpu_())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn unary(&self, op: UnaryOp) -> nn_core::Result<Storage> {
+        self.core(self.unary_(op))
+    }
+    fn binary(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> nn_core::Result<Storage> {
+        self.core(self.binary_(op, lhs_shape, rhs, rhs_shape, out_shape))
+    }
+    fn where_cond(
+        &self,
+        cond_shape: &[usize],
+        a: &dyn BackendStorage,
+        a_shape: &[usize],
+        b: &dyn BackendStorage,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> nn_core::Result<Storage> {
+        self.core(self.where_(cond_shape, a, a_shape, b, b_shape, out_shape))
+    }
+    fn matmul(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> nn_core::Result<Storage> {
+        self.core(self.matmul_(rhs, spec))
+    }
+    fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> nn_core::Result<Storage> {
+        self.core(self.reduce_(op, shape, axes))
+    }
+    fn permute(&self, shape: &[usize], perm: &[usize]) -> nn_core::Result<Storage> {
+        self.core(self.permute_(shape, perm))
+    }
+    fn narrow(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        start: usize,
+        len: usize,
+    ) -> nn_core::Result<Storage> {
+        self.core(self.narrow_(shape, axis, start, len))
+    }
+    fn cat(
+        &self,
+        shape: &[usize],
+        others: &[(&dyn BackendStorage, &[usize])],
+        axis: usize,
+    ) -> nn_core::Result<Storage> {
+        self.core(self.cat_(shape, others, axis))
+    }
+    fn index_select(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+    ) -> nn_core::Result<Storage> {
+        self.core(self.index_select_(shape, axis, indices))
+    }
+    fn index_add(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+        out_shape: &[usize],
+    ) -> nn_core::Result<Storage> {
+        self.core(self.index_add_(shape, axis, indices, out_shape))
+    }
+    fn cast(&self, dtype: DType) -> nn_core::Result<Storage> {
+        self.core(self.cast_(dtype))
+    }
+}
