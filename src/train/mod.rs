@@ -11,15 +11,14 @@ mod checkpoint;
 pub mod cli;
 mod model;
 pub mod plot;
-mod shim;
 
 pub use checkpoint::{Checkpoint, EpochRecord};
 pub use model::{Mlp, MlpLayers};
 
 use crate::data::{derive_seed, Digits};
 use crate::io::LoadOptions;
+use crate::optim::{Adam, Optimizer};
 use crate::{Device, Error, Forward, ModuleExt, Result, StateDict, Tensor};
-use shim::{Adam, Optimizer};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -51,6 +50,12 @@ impl DeviceSpec {
     }
 }
 
+#[cfg(feature = "cuda")]
+fn cuda_device(n: usize) -> Result<Device> {
+    crate::cuda::device(n)
+}
+
+#[cfg(not(feature = "cuda"))]
 fn cuda_device(n: usize) -> Result<Device> {
     Err(Error::DeviceUnavailable(format!(
         "cuda:{n}: this build has no CUDA support; rebuild with `--features cuda` \
