@@ -41,6 +41,7 @@ impl Tensor {
                 rhs: targets.shape().to_vec(),
             });
         }
+        super::same_device("cross_entropy", self, targets)?;
         let t = targets.to_vec::<i64>()?;
         if let Some(&bad) = t.iter().find(|&&v| v < 0 || v as usize >= c) {
             return Err(Error::IndexOutOfRange {

@@ -11,8 +11,8 @@ use crate::shape::{axis as resolve_axis, broadcast_shapes, numel, Dims};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
-    /// Same data, new shape (no copy). One dim may be `usize::MAX`... use
-    /// [`Tensor::reshape_infer`] for a `-1`-style inferred dim.
+    /// Same data, new shape (no copy). See [`Tensor::reshape_infer`] for a `-1`-style
+    /// inferred dim.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape) != self.numel() {
             return Err(Error::mismatch("reshape", self.shape(), shape));
