@@ -211,12 +211,6 @@ impl Optimizer for Adam {
         Ok(())
     }
 
-    fn zero_grad(&self) {
-        for p in &self.params {
-            p.zero_grad();
-        }
-    }
-
     fn lr(&self) -> f64 {
         self.cfg.lr
     }

@@ -39,7 +39,11 @@ pub trait Optimizer {
     /// as PyTorch does).
     fn step(&mut self) -> Result<()>;
     /// Forgets every parameter's gradient (PyTorch's `zero_grad(set_to_none=True)`).
-    fn zero_grad(&self);
+    fn zero_grad(&self) {
+        for p in self.params() {
+            p.zero_grad();
+        }
+    }
     /// The learning rate.
     fn lr(&self) -> f64;
     /// Changes the learning rate (for schedules).

@@ -177,12 +177,6 @@ impl Optimizer for Sgd {
         Ok(())
     }
 
-    fn zero_grad(&self) {
-        for p in &self.params {
-            p.zero_grad();
-        }
-    }
-
     fn lr(&self) -> f64 {
         self.cfg.lr
     }
