@@ -95,6 +95,22 @@ impl Linear {
         })
     }
 
+    /// Re-draws weight and bias with PyTorch's defaults (`reset_parameters`): both from
+    /// U(-1/sqrt(in), 1/sqrt(in)). On a lazy layer, resets the initializers its first
+    /// forward will use.
+    pub fn reset_parameters(&self) -> Result<()> {
+        let fans = self.in_features().map(|i| Fans {
+            fan_in: i,
+            fan_out: self.out_features,
+        });
+        self.weight
+            .reinit_with_fans(&Init::linear_default(), fans)?;
+        if let Some(b) = &self.bias {
+            b.reinit_with_fans(&Init::FanInUniform, fans)?;
+        }
+        Ok(())
+    }
+
     /// Output size.
     pub fn out_features(&self) -> usize {
         self.out_features
@@ -182,5 +198,28 @@ impl Forward for Linear {
             Some(b) => x.linear(&w, Some(&b.tensor()?)),
             None => x.linear(&w, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Linear;
+    use crate::Result;
+
+    #[test]
+    fn reset_parameters_uses_the_weight_fan_in_for_the_bias() -> Result<()> {
+        // in = 4 -> bound 1/2 for both; out = 400 would give a bias bound of 1/20
+        let fc = Linear::new(4, 400);
+        fc.reset_parameters()?;
+        let b = fc.bias.as_ref().map(|b| b.data()).transpose()?;
+        let b = b
+            .map(|t| t.to_vec::<f32>())
+            .transpose()?
+            .unwrap_or_default();
+        let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(max > 0.4 && max <= 0.5, "bias bound {max}");
+        let w = fc.weight.data()?.to_vec::<f32>()?;
+        assert!(w.iter().all(|v| v.abs() <= 0.5));
+        Ok(())
     }
 }

@@ -340,13 +340,19 @@ impl Param {
     /// Re-initializes with `init` now (Gluon's `force_reinit`), drawing a fresh stream key;
     /// on a deferred parameter, replaces the initializer its materialization will use.
     pub fn reinit(&self, init: &Init) -> Result<()> {
+        self.reinit_with_fans(init, None)
+    }
+
+    /// Like [`Param::reinit`] with explicit fans (None: from the parameter's own shape).
+    /// A Linear bias uses its weight's fans, as PyTorch's `reset_parameters` does.
+    pub fn reinit_with_fans(&self, init: &Init, fans: Option<Fans>) -> Result<()> {
         let key = crate::rng::next_key();
         let mut st = self.write();
         match &mut *st {
             State::Ready(t) => {
                 let shape = t.shape().to_vec();
                 let new = init
-                    .tensor(&shape, Fans::of(&shape), key)?
+                    .tensor(&shape, fans.unwrap_or_else(|| Fans::of(&shape)), key)?
                     .to_device(&t.device())?;
                 *st = State::Ready(self.leaf(&new));
             }
