@@ -77,6 +77,9 @@ pub enum Error {
     /// A requested device does not exist or is not usable here.
     #[error("device unavailable: {0}")]
     DeviceUnavailable(String),
+    /// An op that needs at least one input was given none.
+    #[error("{op}: no input given (expected at least one tensor)")]
+    EmptyInput { op: &'static str },
     /// Anything else, with a message.
     #[error("{0}")]
     Msg(String),

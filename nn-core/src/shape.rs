@@ -6,21 +6,55 @@ use smallvec::SmallVec;
 /// Dimensions of a tensor, stored inline up to 6 dims (no allocation per op).
 pub type Dims = SmallVec<[usize; 6]>;
 
+/// The most elements a tensor may hold: its bytes (8 per element at most) must fit in
+/// `isize`, as every allocation must.
+pub const MAX_NUMEL: usize = (isize::MAX as usize) / 8;
+
 /// Number of elements of a shape (1 for a scalar).
+///
+/// Meant for the shape of an existing tensor, whose element count was checked when it
+/// was built; it wraps instead of overflowing. Shapes that come from a caller go
+/// through [`checked_numel`].
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape.iter().fold(1usize, |n, &d| n.wrapping_mul(d))
+}
+
+/// Number of elements of a shape, or [`Error::BadShape`] naming `op` when the product
+/// overflows or exceeds [`MAX_NUMEL`] (a shape no allocation could hold).
+///
+/// A zero dim makes the count 0 whatever the other dims are, as in PyTorch
+/// (`[usize::MAX, 0]` holds no element).
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_NUMEL)
+        .ok_or_else(|| {
+            Error::bad_shape(
+                op,
+                shape,
+                format!("the element count overflows (at most {MAX_NUMEL} elements)"),
+            )
+        })
 }
 
 /// Row-major (C-contiguous) strides of a shape.
+///
+/// Strides of a shape with a zero dim may wrap (they are never used to address an
+/// element there); for any other checked shape they fit.
 pub fn strides(shape: &[usize]) -> Dims {
     let mut s: Dims = smallvec::smallvec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
+        s[i] = s[i + 1].wrapping_mul(shape[i + 1]);
     }
     s
 }
 
-/// NumPy broadcasting of two shapes.
+/// NumPy broadcasting of two shapes; an error when they do not fit or when the
+/// result would hold more than [`MAX_NUMEL`] elements.
 pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Dims> {
     let n = a.len().max(b.len());
     let mut out: Dims = smallvec::smallvec![0; n];
@@ -42,6 +76,7 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Di
             _ => return Err(Error::mismatch(op, a, b)),
         };
     }
+    checked_numel(op, &out)?;
     Ok(out)
 }
 

@@ -412,57 +412,91 @@ impl Tensor {
 }
 
 impl fmt::Debug for Tensor {
+    /// The same as `Display` (values, then the device and the requires-grad flag where
+    /// they are not the defaults), so `{:?}` of a `Vec` or a map of tensors is readable.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Tensor(shape={:?}, dtype={}, device={}{})",
-            self.shape(),
-            self.dtype(),
-            self.device(),
-            if self.requires_grad() {
-                ", requires_grad"
-            } else {
-                ""
-            }
-        )
+        fmt::Display::fmt(self, f)
     }
 }
 
-impl fmt::Display for Tensor {
-    /// PyTorch-like printing: nested brackets, values with 4 decimals.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Ok(host) = self.0.storage.to_cpu() else {
-            return write!(f, "tensor(<unreadable on {}>)", self.device());
-        };
-        let vals: Vec<String> = match host {
-            CpuStorage::F32(v) => v.iter().map(|x| format!("{x:.4}")).collect(),
-            CpuStorage::I64(v) => v.iter().map(|x| x.to_string()).collect(),
-        };
-        fn rec(
-            f: &mut fmt::Formatter<'_>,
-            vals: &[String],
-            shape: &[usize],
-            depth: usize,
-        ) -> fmt::Result {
-            if shape.is_empty() {
-                return f.write_str(vals.first().map(String::as_str).unwrap_or(""));
+/// Above this many elements a tensor prints summarized (PyTorch's `threshold`).
+const PRINT_THRESHOLD: usize = 1000;
+/// Entries kept at each end of a summarized dim (PyTorch's `edgeitems`).
+const PRINT_EDGE: usize = 3;
+
+/// Writes one dim of a tensor for `Display`: nested brackets, rows aligned under
+/// `tensor(`, and `...` in place of the middle entries of long dims when summarizing.
+/// Recursion visits at most `2 * PRINT_EDGE + 1` entries per dim when summarizing and
+/// every element otherwise, so its work is bounded by the element count.
+fn fmt_dim(
+    f: &mut fmt::Formatter<'_>,
+    val: &dyn Fn(usize) -> String,
+    shape: &[usize],
+    offset: usize,
+    depth: usize,
+    summarize: bool,
+) -> fmt::Result {
+    let Some((&n, rest)) = shape.split_first() else {
+        return f.write_str(&val(offset));
+    };
+    let inner = crate::shape::numel(rest);
+    let picks: Vec<Option<usize>> = if summarize && n > 2 * PRINT_EDGE {
+        (0..PRINT_EDGE)
+            .map(Some)
+            .chain(std::iter::once(None))
+            .chain((n - PRINT_EDGE..n).map(Some))
+            .collect()
+    } else {
+        (0..n).map(Some).collect()
+    };
+    f.write_str("[")?;
+    for (j, pick) in picks.into_iter().enumerate() {
+        if j > 0 {
+            if rest.is_empty() {
+                f.write_str(", ")?;
+            } else {
+                write!(f, ",\n{}", " ".repeat(depth + 8))?;
             }
-            let inner: usize = shape[1..].iter().product();
-            f.write_str("[")?;
-            for i in 0..shape[0] {
-                if i > 0 {
-                    if shape.len() > 1 {
-                        write!(f, ",\n{}", " ".repeat(depth + 8))?;
-                    } else {
-                        f.write_str(", ")?;
-                    }
-                }
-                rec(f, &vals[i * inner..(i + 1) * inner], &shape[1..], depth + 1)?;
-            }
-            f.write_str("]")
         }
+        match pick {
+            Some(i) => fmt_dim(f, val, rest, offset + i * inner, depth + 1, summarize)?,
+            None => f.write_str("...")?,
+        }
+    }
+    f.write_str("]")
+}
+
+impl fmt::Display for Tensor {
+    /// PyTorch-like printing: nested brackets, f32 values with 4 decimals; tensors of
+    /// more than 1000 elements show 3 entries at each end of every dim around `...`;
+    /// empty tensors print as `tensor([], size=(2, 0))`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("tensor(")?;
-        rec(f, &vals, self.shape(), 0)?;
+        if self.numel() == 0 {
+            f.write_str("[]")?;
+            if self.rank() != 1 {
+                let dims: Vec<String> = self.shape().iter().map(usize::to_string).collect();
+                write!(f, ", size=({})", dims.join(", "))?;
+            }
+        } else {
+            let Ok(host) = self.0.storage.to_cpu() else {
+                return write!(f, "<unreadable on {}>)", self.device());
+            };
+            let summarize = self.numel() > PRINT_THRESHOLD;
+            match host {
+                CpuStorage::F32(v) => {
+                    let val = |i: usize| v.get(i).map(|x| format!("{x:.4}")).unwrap_or_default();
+                    fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
+                }
+                CpuStorage::I64(v) => {
+                    let val = |i: usize| v.get(i).map(i64::to_string).unwrap_or_default();
+                    fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
+                }
+            }
+        }
+        if !self.device().is_cpu() {
+            write!(f, ", device='{}'", self.device())?;
+        }
         if self.requires_grad() {
             f.write_str(", requires_grad=True")?;
         }

@@ -171,26 +171,30 @@ impl Forward for Linear {
                 actual: x.shape().to_vec(),
             });
         };
-        match self.in_features() {
-            None => {
-                let fans = Fans {
-                    fan_in: last,
-                    fan_out: self.out_features,
-                };
-                self.weight
-                    .materialize(&[self.out_features, last], Some(fans))?;
-                if let Some(b) = &self.bias {
-                    b.materialize(&[self.out_features], Some(fans))?;
-                }
-            }
-            Some(inf) if inf != last => {
+        if let Some(inf) = self.in_features() {
+            if inf != last {
                 return Err(Error::InputMismatch {
                     layer: self.layer_name(),
                     expected: format!("last dim {inf} (shape [*, {inf}])"),
                     actual: x.shape().to_vec(),
-                })
+                });
             }
-            Some(_) => {}
+        }
+        // NOTE: decide on "every parameter ready", not on "in_features known": a thread
+        // racing another one's first forward can see the weight materialized and the
+        // bias not yet. Materializing is idempotent (and draws from each parameter's own
+        // stream), so whoever gets there first fills it, and all see the same values.
+        let bias_pending = self.bias.as_ref().is_some_and(|b| !b.is_initialized());
+        if !self.weight.is_initialized() || bias_pending {
+            let fans = Fans {
+                fan_in: last,
+                fan_out: self.out_features,
+            };
+            self.weight
+                .materialize(&[self.out_features, last], Some(fans))?;
+            if let Some(b) = &self.bias {
+                b.materialize(&[self.out_features], Some(fans))?;
+            }
         }
         // one fused GEMM + bias over all leading dims
         let w = self.weight.tensor()?;
@@ -204,7 +208,73 @@ impl Forward for Linear {
 #[cfg(test)]
 mod tests {
     use super::Linear;
-    use crate::Result;
+    use crate::module::Forward;
+    use crate::{Result, Tensor};
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn zero_input_features_give_rows_of_bias() -> Result<()> {
+        // PyTorch: nn.Linear(0, 3)(torch.zeros(2, 0)) is [2, 3], each row the bias
+        for fc in [Linear::new(0, 3), Linear::lazy(3)] {
+            let y = fc.forward(&Tensor::zeros(&[2, 0]))?;
+            assert_eq!(y.shape(), &[2, 3]);
+            assert_eq!(y.numel(), y.to_vec::<f32>()?.len());
+            let b = fc.bias.as_ref().map(|b| b.data()).transpose()?;
+            let b = b
+                .map(|b| b.to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default();
+            assert_eq!(y.to_vec::<f32>()?, [b.clone(), b].concat());
+            assert_eq!(
+                y.sum_all()?.item()?,
+                2.0 * fc
+                    .bias
+                    .as_ref()
+                    .map(|b| b.data())
+                    .transpose()?
+                    .map(|b| b.sum_all())
+                    .transpose()?
+                    .map(|s| s.item())
+                    .transpose()?
+                    .unwrap_or(0.0)
+            );
+            let _ = format!("{y}");
+        }
+        let y = Linear::no_bias(0, 3).forward(&Tensor::zeros(&[4, 2, 0]))?;
+        assert_eq!(
+            (y.shape(), y.to_vec::<f32>()?),
+            (&[4, 2, 3][..], vec![0.0; 24])
+        );
+        let y = Tensor::zeros(&[2, 0]).linear(&Tensor::zeros(&[3, 0]), None)?;
+        assert_eq!(y.to_vec::<f32>()?, vec![0.0; 6]);
+        Ok(())
+    }
+
+    #[test]
+    fn racing_first_forwards_of_a_lazy_layer_all_succeed_alike() -> Result<()> {
+        const THREADS: usize = 8;
+        for _ in 0..200 {
+            let fc = Arc::new(Linear::lazy(3));
+            let start = Arc::new(Barrier::new(THREADS));
+            let outs: Vec<Result<Vec<f32>>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        let (fc, start) = (fc.clone(), start.clone());
+                        s.spawn(move || {
+                            start.wait();
+                            fc.forward(&Tensor::ones(&[2, 5]))?.to_vec::<f32>()
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
+                    .collect()
+            });
+            let outs = outs.into_iter().collect::<Result<Vec<_>>>()?;
+            assert!(outs.iter().all(|o| o.len() == 6 && *o == outs[0]));
+        }
+        Ok(())
+    }
 
     #[test]
     fn reset_parameters_uses_the_weight_fan_in_for_the_bias() -> Result<()> {

@@ -6,7 +6,7 @@
 
 use super::same_device;
 use crate::autograd::{backward_fn, record};
-use crate::shape::{axis as resolve_axis, broadcast_shapes};
+use crate::shape::{axis as resolve_axis, broadcast_shapes, checked_numel};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
@@ -24,11 +24,12 @@ impl Tensor {
                 ),
             ));
         }
+        let mut out = self.0.shape.clone();
+        out[a] = indices.numel();
+        checked_numel("index_select", &out)?;
         let storage = self
             .storage()
             .index_select(self.shape(), a, indices.storage().as_ref())?;
-        let mut out = self.0.shape.clone();
-        out[a] = indices.numel();
         let (idx, full) = (indices.clone(), self.0.shape.clone());
         Ok(record(storage, out, &[self], "index_select", move || {
             backward_fn(move |_, g| {

@@ -50,7 +50,9 @@ impl Tensor {
                 return Err(Error::mismatch("linear", weight.shape(), b.shape()));
             }
         }
-        let rows = self.numel() / in_f.max(1);
+        // The rows are the product of the leading dims, not numel / in_features: with
+        // in_features = 0 there are still rows (each output is its bias).
+        let rows = crate::shape::numel(&self.shape()[..self.rank() - 1]);
         let spec = MatmulSpec {
             batch: 1,
             m: rows,

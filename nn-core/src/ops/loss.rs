@@ -60,7 +60,7 @@ impl Tensor {
     /// `[n]` i64 classes to an `[n, classes]` i64 0/1 matrix.
     pub fn one_hot(&self, classes: usize) -> Result<Tensor> {
         let cls = Tensor::arange(0, classes as i64).to_device(&self.device())?;
-        self.unsqueeze(self.rank())?.eq(&cls)
+        self.unsqueeze(-1)?.eq(&cls)
     }
 
     /// Mean squared error `mean((self - target)^2)`.

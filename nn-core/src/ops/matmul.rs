@@ -6,7 +6,7 @@
 use super::same_device;
 use crate::autograd::{backward_fn, record};
 use crate::backend::MatmulSpec;
-use crate::shape::{broadcast_shapes, numel, strides, Dims};
+use crate::shape::{broadcast_shapes, checked_numel, numel, strides, Dims};
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
@@ -50,6 +50,13 @@ impl Tensor {
         }
         let (ba, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
         let batch_shape = broadcast_shapes("matmul", ba, bb)?;
+        let mut out: Dims = batch_shape.clone();
+        out.push(m);
+        out.push(n);
+        if checked_numel("matmul", &out).map_err(|_| Error::mismatch("matmul", a, b))? == 0 {
+            // Nothing to compute (and the batch index maps below could be huge).
+            return Tensor::zeros_dtype(&out, self.dtype()).to_device(&self.device());
+        }
         let batch = numel(&batch_shape);
         let index_map = |src: &[usize]| -> Vec<usize> {
             if src == batch_shape.as_slice() {
@@ -81,9 +88,6 @@ impl Tensor {
             rhs_t,
         };
         let storage = self.storage().matmul(rhs.storage().as_ref(), &spec)?;
-        let mut out: Dims = batch_shape.clone();
-        out.push(m);
-        out.push(n);
         let (sa, sb) = (a.to_vec(), b.to_vec());
         Ok(record(storage, out, &[self, rhs], "matmul", move || {
             backward_fn(move |inp, g| {

@@ -9,6 +9,7 @@ mod indexing;
 mod linear;
 mod loss;
 mod matmul;
+mod operators;
 mod reduce;
 mod shape_ops;
 mod unary;

@@ -1,8 +1,9 @@
 //! Reductions: sum, mean, max, min (all elements or over axes, with keepdim), argmax.
 //!
-//! d sum = broadcast of the upstream gradient; d mean = that / count; d max routes the
-//! gradient to the positions equal to the max, split evenly between ties (PyTorch's
-//! `amax` convention).
+//! d sum = broadcast of the upstream gradient; d mean = that / count. For the extremes,
+//! as in PyTorch: `max(dim)` / `min(dim)` (which pick one index per slice, the first
+//! extreme, as `argmax` does) route the gradient to that index only; `amax` / `amin` and
+//! the full reductions `max_all` / `min_all` split it evenly between ties.
 
 use crate::autograd::{backward_fn, record};
 use crate::backend::ReduceOp;
@@ -73,23 +74,110 @@ impl Tensor {
         self.sum_axes_keepdim(&[a])?.drop_dim(a, keepdim)
     }
 
-    /// Mean of all elements.
-    pub fn mean_all(&self) -> Result<Tensor> {
-        let n = self.numel().max(1) as f32;
-        self.sum_all()?.mul_scalar(1.0 / n)
+    fn check_float(&self, op: &'static str) -> Result<()> {
+        if self.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op,
+                dtype: self.dtype(),
+                expected: Some(DType::F32),
+            });
+        }
+        Ok(())
     }
 
-    /// Mean over one axis.
+    /// Mean of all elements (f32; NaN for an empty tensor, as in PyTorch). An i64 tensor
+    /// is an error, as in PyTorch: convert with `to_dtype(DType::F32)` first.
+    pub fn mean_all(&self) -> Result<Tensor> {
+        self.check_float("mean")?;
+        // 0 elements: 0 * (1/0) = NaN
+        self.sum_all()?.mul_scalar(1.0 / self.numel() as f32)
+    }
+
+    /// Mean over one axis (f32; NaN over an empty axis).
     pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.check_float("mean")?;
         let a = resolve_axis("mean", self.shape(), axis)?;
-        let n = self.shape()[a].max(1) as f32;
+        let n = self.shape()[a] as f32;
         self.sum(axis, keepdim)?.mul_scalar(1.0 / n)
     }
 
-    /// Maximum over one axis.
+    /// Maximum over one axis: the values of PyTorch's `max(dim)`. The gradient goes to
+    /// the one index [`Tensor::argmax`] returns (the first maximum of each slice), as
+    /// PyTorch routes `max(dim).values`; [`Tensor::amax`] splits it between ties instead.
     pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
-        let a = resolve_axis("max", self.shape(), axis)?;
-        self.reduce_op(ReduceOp::Max, &[a], "max")?
+        self.extreme_at_index(axis, keepdim, ReduceOp::Max, "max")
+    }
+
+    /// Maximum over `axes` (negative counts from the end), PyTorch's `amax`: the gradient
+    /// is split evenly between the positions that tie for the maximum.
+    pub fn amax(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.extreme_even(axes, keepdim, ReduceOp::Max, "amax")
+    }
+
+    /// Minimum over `axes`, PyTorch's `amin` (gradient split between ties).
+    pub fn amin(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.extreme_even(axes, keepdim, ReduceOp::Min, "amin")
+    }
+
+    fn extreme_even(
+        &self,
+        axes: &[isize],
+        keepdim: bool,
+        op: ReduceOp,
+        name: &'static str,
+    ) -> Result<Tensor> {
+        let mut resolved = axes
+            .iter()
+            .map(|&a| resolve_axis(name, self.shape(), a))
+            .collect::<Result<Vec<_>>>()?;
+        resolved.sort_unstable();
+        resolved.dedup();
+        let r = self.reduce_op(op, &resolved, name)?;
+        if keepdim {
+            return Ok(r);
+        }
+        let kept: Vec<usize> = (0..self.rank())
+            .filter(|a| !resolved.contains(a))
+            .map(|a| self.shape()[a])
+            .collect();
+        r.reshape(&kept)
+    }
+
+    /// `max(dim)` / `min(dim)`: values whose gradient flows to the argmax/argmin index.
+    fn extreme_at_index(
+        &self,
+        axis: isize,
+        keepdim: bool,
+        op: ReduceOp,
+        name: &'static str,
+    ) -> Result<Tensor> {
+        let a = resolve_axis(name, self.shape(), axis)?;
+        if self.dtype() != DType::F32 || !self.requires_grad() || !crate::is_grad_enabled() {
+            return self.reduce_op(op, &[a], name)?.drop_dim(a, keepdim);
+        }
+        if self.shape()[a] == 0 {
+            return Err(Error::bad_shape(
+                name,
+                self.shape(),
+                "reduction over an empty axis",
+            ));
+        }
+        // values = x gathered at the index: a one-hot mask along `a` times x, summed.
+        // The mask is a constant, so d values / d x is that mask: one 1 per slice.
+        let picked = match op {
+            ReduceOp::Min => self.neg()?.argmax(a as isize, true)?,
+            _ => self.argmax(a as isize, true)?,
+        };
+        let mut pos_shape = vec![1; self.rank()];
+        pos_shape[a] = self.shape()[a];
+        let pos = Tensor::arange(0, self.shape()[a] as i64)
+            .reshape(&pos_shape)?
+            .to_device(&self.device())?;
+        let mask = pos.eq(&picked)?.to_dtype(DType::F32)?;
+        // where(mask, x, 0) rather than mask * x: an infinite x must not become NaN
+        let zero = Tensor::zeros(&[]).to_device(&self.device())?;
+        Tensor::where_cond(&mask, self, &zero)?
+            .sum_axes_keepdim(&[a])?
             .drop_dim(a, keepdim)
     }
 
@@ -98,20 +186,20 @@ impl Tensor {
         self.reduce_op(ReduceOp::Max, axes, "max")
     }
 
-    /// Maximum of all elements.
+    /// Maximum of all elements (the gradient is split evenly between ties, as for
+    /// PyTorch's full `x.max()`).
     pub fn max_all(&self) -> Result<Tensor> {
         let axes: Vec<usize> = (0..self.rank()).collect();
         self.reduce_op(ReduceOp::Max, &axes, "max")?.reshape(&[])
     }
 
-    /// Minimum over one axis.
+    /// Minimum over one axis: PyTorch's `min(dim).values`, the gradient going to the
+    /// first minimum of each slice (see [`Tensor::max`]).
     pub fn min(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
-        let a = resolve_axis("min", self.shape(), axis)?;
-        self.reduce_op(ReduceOp::Min, &[a], "min")?
-            .drop_dim(a, keepdim)
+        self.extreme_at_index(axis, keepdim, ReduceOp::Min, "min")
     }
 
-    /// Minimum of all elements.
+    /// Minimum of all elements (gradient split between ties).
     pub fn min_all(&self) -> Result<Tensor> {
         let axes: Vec<usize> = (0..self.rank()).collect();
         self.reduce_op(ReduceOp::Min, &axes, "min")?.reshape(&[])
@@ -156,6 +244,53 @@ mod tests {
     }
 
     #[test]
+    fn max_dim_routes_to_the_index_and_amax_splits_ties() -> Result<()> {
+        // PyTorch 2.15: x = [[1, 3, 3], [2, 2, 1]]
+        //   x.max(1).values.sum().backward() -> [[0, 1, 0], [1, 0, 0]]
+        //   x.amax(1).sum().backward()       -> [[0, .5, .5], [.5, .5, 0]]
+        //   x.min(0).values.sum().backward() -> [[1, 0, 0], [0, 1, 1]]
+        let data = vec![1.0f32, 3.0, 3.0, 2.0, 2.0, 1.0];
+        let grad_of = |f: &dyn Fn(&Tensor) -> Result<Tensor>| -> Result<Vec<f32>> {
+            let x = Tensor::from_vec(data.clone(), &[2, 3])?.set_requires_grad(true);
+            f(&x)?.sum_all()?.backward()?;
+            x.grad()
+                .map(|g| g.to_vec::<f32>())
+                .transpose()?
+                .ok_or(crate::Error::Backward("no grad".into()))
+        };
+        assert_eq!(grad_of(&|x| x.max(1, false))?, [0., 1., 0., 1., 0., 0.]);
+        assert_eq!(
+            grad_of(&|x| x.amax(&[1], false))?,
+            [0., 0.5, 0.5, 0.5, 0.5, 0.]
+        );
+        assert_eq!(grad_of(&|x| x.min(0, false))?, [1., 0., 0., 0., 1., 1.]);
+        assert_eq!(
+            grad_of(&|x| x.amin(&[-1, 0], true))?,
+            [0.5, 0., 0., 0., 0., 0.5]
+        );
+        let x = Tensor::from_vec(data, &[2, 3])?;
+        assert_eq!(x.max(1, false)?.to_vec::<f32>()?, [3., 2.]);
+        assert_eq!(x.amax(&[0, 1], false)?.shape(), &[] as &[usize]);
+        assert_eq!(x.amax(&[-1], true)?.shape(), &[2, 1]);
+        assert!(x.amax(&[2], false).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn mean_of_empty_is_nan_and_of_ints_is_an_error() -> Result<()> {
+        assert!(Tensor::zeros(&[0]).mean_all()?.item()?.is_nan());
+        let m = Tensor::zeros(&[2, 0]).mean(1, false)?;
+        assert_eq!(m.shape(), &[2]);
+        assert!(m.to_vec::<f32>()?.iter().all(|v| v.is_nan()));
+        assert!(matches!(
+            Tensor::arange(0, 4).mean_all(),
+            Err(crate::Error::DType { op: "mean", .. })
+        ));
+        assert!(Tensor::arange(0, 4).mean(0, false).is_err());
+        Ok(())
+    }
+
+    #[test]
     fn int_sum_wraps_instead_of_panicking() -> Result<()> {
         let x = Tensor::from_vec(vec![i64::MAX, 1], &[2])?;
         assert_eq!(x.sum_all()?.to_vec::<i64>()?, vec![i64::MIN]);
@@ -184,6 +319,8 @@ mod tests {
         check_grad(&[&[3, 4]], |x| x[0].max(1, false))?;
         check_grad(&[&[3, 4]], |x| x[0].min(0, true))?;
         check_grad(&[&[3, 4]], |x| x[0].max_all())?;
+        check_grad(&[&[3, 4, 2]], |x| x[0].amax(&[0, 2], true))?;
+        check_grad(&[&[3, 4]], |x| x[0].amin(&[-1], false))?;
         Ok(())
     }
 

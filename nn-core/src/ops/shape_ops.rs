@@ -7,14 +7,14 @@
 
 use super::same_device;
 use crate::autograd::{backward_fn, record};
-use crate::shape::{axis as resolve_axis, broadcast_shapes, numel, Dims};
+use crate::shape::{axis as resolve_axis, broadcast_shapes, checked_numel, Dims};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Same data, new shape (no copy). See [`Tensor::reshape_infer`] for a `-1`-style
     /// inferred dim.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
+        if checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::mismatch("reshape", self.shape(), shape));
         }
         if shape == self.shape() {
@@ -32,12 +32,6 @@ impl Tensor {
 
     /// Reshape where one entry may be `-1` (inferred), as in PyTorch.
     pub fn reshape_infer(&self, shape: &[isize]) -> Result<Tensor> {
-        let known: usize = shape
-            .iter()
-            .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
-        let infer = shape.iter().filter(|&&d| d < 0).count();
         let bad = || {
             Error::bad_shape(
                 "reshape",
@@ -45,6 +39,12 @@ impl Tensor {
                 format!("cannot reshape to {shape:?}"),
             )
         };
+        let known = shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+            .ok_or_else(bad)?;
+        let infer = shape.iter().filter(|&&d| d < 0).count();
         if infer > 1 || (infer == 1 && (known == 0 || self.numel() % known != 0)) {
             return Err(bad());
         }
@@ -61,37 +61,30 @@ impl Tensor {
         self.reshape(&dims)
     }
 
-    /// Collapses dims `start..` into one (PyTorch's `flatten(start_dim)`).
-    pub fn flatten_from(&self, start: usize) -> Result<Tensor> {
-        if start >= self.rank() {
-            return Err(Error::bad_shape(
-                "flatten",
-                self.shape(),
-                format!("start dim {start} out of range"),
-            ));
-        }
+    /// Collapses dims `start..` into one (PyTorch's `flatten(start_dim)`; negative
+    /// counts from the end).
+    pub fn flatten_from(&self, start: isize) -> Result<Tensor> {
+        let start = resolve_axis("flatten", self.shape(), start)?;
         let mut s = self.shape()[..start].to_vec();
-        s.push(self.shape()[start..].iter().product());
+        s.push(crate::shape::numel(&self.shape()[start..]));
         self.reshape(&s)
     }
 
-    /// Inserts a size-1 dim at `axis` (may equal the rank).
-    pub fn unsqueeze(&self, axis: usize) -> Result<Tensor> {
-        if axis > self.rank() {
-            return Err(Error::bad_shape(
-                "unsqueeze",
-                self.shape(),
-                format!("axis {axis} out of range"),
-            ));
-        }
+    /// Inserts a size-1 dim at `axis`, which may equal the rank; negative counts from the
+    /// end of the result (`-1` appends), as in PyTorch.
+    pub fn unsqueeze(&self, axis: isize) -> Result<Tensor> {
         let mut s = self.shape().to_vec();
+        s.push(1);
+        let axis = resolve_axis("unsqueeze", &s, axis)?;
+        s.pop();
         s.insert(axis, 1);
         self.reshape(&s)
     }
 
-    /// Removes a size-1 dim at `axis`.
-    pub fn squeeze(&self, axis: usize) -> Result<Tensor> {
-        if self.shape().get(axis) != Some(&1) {
+    /// Removes a size-1 dim at `axis` (negative counts from the end).
+    pub fn squeeze(&self, axis: isize) -> Result<Tensor> {
+        let axis = resolve_axis("squeeze", self.shape(), axis)?;
+        if self.shape()[axis] != 1 {
             return Err(Error::bad_shape(
                 "squeeze",
                 self.shape(),
@@ -155,6 +148,7 @@ impl Tensor {
         if out.as_slice() != shape {
             return Err(Error::mismatch("broadcast_as", self.shape(), shape));
         }
+        checked_numel("broadcast_as", shape)?;
         let zeros = Tensor::zeros_dtype(shape, self.dtype()).to_device(&self.device())?;
         self.add(&zeros)
     }
@@ -230,8 +224,11 @@ impl Tensor {
             if !ok {
                 return Err(Error::mismatch("cat", first.shape(), t.shape()));
             }
-            out[a] += t.shape()[a];
+            out[a] = out[a]
+                .checked_add(t.shape()[a])
+                .ok_or_else(|| Error::bad_shape("cat", t.shape(), "concatenated size overflows"))?;
         }
+        checked_numel("cat", &out)?;
         if tensors.len() == 1 {
             return Ok(first.clone());
         }
@@ -259,11 +256,18 @@ impl Tensor {
         }))
     }
 
-    /// Stacks equally shaped tensors along a new dim `axis`.
-    pub fn stack(tensors: &[Tensor], axis: usize) -> Result<Tensor> {
+    /// Stacks equally shaped tensors along a new dim `axis` (negative counts from the
+    /// end of the result: `-1` appends a last dim).
+    pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+        let Some(first) = tensors.first() else {
+            return Err(Error::EmptyInput { op: "stack" });
+        };
+        let mut out_rank = first.shape().to_vec();
+        out_rank.push(1);
+        let axis = resolve_axis("stack", &out_rank, axis)?;
         let parts = tensors
             .iter()
-            .map(|t| t.unsqueeze(axis))
+            .map(|t| t.unsqueeze(axis as isize))
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&parts, axis as isize)
     }
@@ -271,6 +275,13 @@ impl Tensor {
     /// Splits into `n` equal chunks along `axis` (the last may be shorter).
     pub fn chunk(&self, n: usize, axis: isize) -> Result<Vec<Tensor>> {
         let a = resolve_axis("chunk", self.shape(), axis)?;
+        if n == 0 {
+            return Err(Error::bad_shape(
+                "chunk",
+                self.shape(),
+                "cannot split into 0 chunks",
+            ));
+        }
         let d = self.shape()[a];
         let size = d.div_ceil(n.max(1)).max(1);
         (0..d)
