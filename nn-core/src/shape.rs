@@ -108,3 +108,26 @@ pub fn axis(op: &'static str, shape: &[usize], axis: isize) -> Result<usize> {
     }
     Ok(a as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_numel_rejects_overflow_and_accepts_zero_dims() {
+        assert_eq!(checked_numel("t", &[]).ok(), Some(1));
+        assert_eq!(checked_numel("t", &[3, 4]).ok(), Some(12));
+        assert_eq!(checked_numel("t", &[usize::MAX, 0]).ok(), Some(0));
+        assert_eq!(checked_numel("t", &[0, usize::MAX, 2]).ok(), Some(0));
+        assert!(checked_numel("t", &[1 << 62, 4]).is_err());
+        assert!(checked_numel("t", &[usize::MAX, 2]).is_err());
+        assert!(checked_numel("t", &[MAX_NUMEL + 1]).is_err());
+        assert_eq!(strides(&[0, usize::MAX, 2]).len(), 3);
+    }
+
+    #[test]
+    fn broadcasting_checks_the_result_size() {
+        assert!(broadcast_shapes("add", &[1 << 31, 1], &[1, 1 << 31]).is_err());
+        assert!(broadcast_shapes("add", &[0, 1], &[1, usize::MAX]).is_ok());
+    }
+}

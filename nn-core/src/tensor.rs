@@ -503,3 +503,52 @@ impl fmt::Display for Tensor {
         f.write_str(")")
     }
 }
+
+#[cfg(test)]
+mod print_tests {
+    use crate::{Result, Tensor};
+
+    #[test]
+    fn small_tensors_print_every_value() -> Result<()> {
+        let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+        assert_eq!(
+            x.to_string(),
+            "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]])"
+        );
+        assert_eq!(format!("{x:?}"), x.to_string());
+        assert_eq!(Tensor::scalar(0.5).to_string(), "tensor(0.5000)");
+        assert_eq!(Tensor::arange(0, 3).to_string(), "tensor([0, 1, 2])");
+        let v = vec![Tensor::scalar(1.0), Tensor::arange(0, 2)];
+        assert_eq!(format!("{v:?}"), "[tensor(1.0000), tensor([0, 1])]");
+        Ok(())
+    }
+
+    #[test]
+    fn empty_tensors_print_their_size_without_looping() -> Result<()> {
+        assert_eq!(Tensor::zeros(&[0]).to_string(), "tensor([])");
+        assert_eq!(
+            Tensor::zeros(&[2, 0]).to_string(),
+            "tensor([], size=(2, 0))"
+        );
+        let huge = Tensor::zeros(&[usize::MAX, 0]);
+        assert_eq!(
+            huge.to_string(),
+            format!("tensor([], size=({}, 0))", usize::MAX)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn large_tensors_are_summarized_like_pytorch() -> Result<()> {
+        // torch.arange(2000) prints tensor([   0,    1,    2,  ..., 1997, 1998, 1999])
+        let s = Tensor::arange(0, 2000).to_string();
+        assert_eq!(s, "tensor([0, 1, 2, ..., 1997, 1998, 1999])");
+        let m = Tensor::arange(0, 40 * 50).reshape(&[40, 50])?.to_string();
+        assert_eq!(m.lines().count(), 7, "{m}");
+        assert!(m.starts_with("tensor([[0, 1, 2, ..., 47, 48, 49],"));
+        assert!(m.ends_with("[1950, 1951, 1952, ..., 1997, 1998, 1999]])"));
+        // exactly the threshold: no summary
+        assert!(!Tensor::zeros(&[1000]).to_string().contains("..."));
+        Ok(())
+    }
+}

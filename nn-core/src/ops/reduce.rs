@@ -30,11 +30,13 @@ impl Tensor {
                 "reduction over an empty axis",
             ));
         }
-        let storage = self.storage().reduce(op, self.shape(), &axes)?;
         let mut out: Dims = self.0.shape.clone();
         for &a in &axes {
             out[a] = 1;
         }
+        // [0, usize::MAX] holds nothing, but its sum over dim 0 would hold usize::MAX
+        crate::shape::checked_numel(name, &out)?;
+        let storage = self.storage().reduce(op, self.shape(), &axes)?;
         if op == ReduceOp::ArgMax || self.dtype() != DType::F32 {
             return Ok(Tensor::leaf(storage, out));
         }
