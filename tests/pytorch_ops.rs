@@ -1,0 +1,63 @@
+//! Ops checked against PyTorch on the project's own fixtures (tools/make_fixtures.py,
+//! torch 2.15.0): values, and gradients of sum(out * upstream) for every input.
+
+use nn::{io, Result, StateDict, Tensor};
+
+fn fixtures() -> Result<StateDict> {
+    io::load_safetensors(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/project.safetensors"
+    ))
+}
+
+fn close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    for (i, (a, b)) in got.to_vec::<f32>()?.iter().zip(want.to_vec::<f32>()?).enumerate() {
+        assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{what}[{i}]: ours {a}, PyTorch {b}");
+    }
+    Ok(())
+}
+
+/// Runs `f` on the case's inputs and compares its output and input gradients.
+fn case(sd: &StateDict, name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<()> {
+    let get = |k: String| {
+        sd.get(&k)
+            .cloned()
+            .unwrap_or_else(|| panic!("fixture has no `{k}`: rerun tools/make_fixtures.py"))
+    };
+    let n = (0..).take_while(|i| sd.get(&format!("{name}.in{i}")).is_some()).count();
+    assert!(n > 0, "no inputs for case {name}");
+    let inputs: Vec<Tensor> = (0..n)
+        .map(|i| get(format!("{name}.in{i}")).set_requires_grad(true))
+        .collect();
+    let out = f(&inputs)?;
+    close(&format!("{name}.out"), &out, &get(format!("{name}.out")))?;
+    out.mul(&get(format!("{name}.upstream")))?.sum_all()?.backward()?;
+    for (i, x) in inputs.iter().enumerate() {
+        let g = x.grad().unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
+        close(&format!("{name}.grad{i}"), &g, &get(format!("{name}.grad{i}")))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn max_and_min_over_a_dim_route_the_gradient_to_the_returned_index() -> Result<()> {
+    let sd = fixtures()?;
+    case(&sd, "max_dim_ties", |x| x[0].max(1, false))?;
+    case(&sd, "min_dim0_ties", |x| x[0].min(0, false))?;
+    case(&sd, "max_dim_keepdim_ties", |x| x[0].max(-1, true))
+}
+
+#[test]
+fn amax_amin_and_full_max_split_the_gradient_between_ties() -> Result<()> {
+    let sd = fixtures()?;
+    case(&sd, "amax_ties", |x| x[0].amax(&[1], false))?;
+    case(&sd, "amin_dims_ties", |x| x[0].amin(&[0, 2], false))?;
+    case(&sd, "max_all_ties", |x| x[0].max_all())
+}
+
+#[test]
+fn scalar_operators() -> Result<()> {
+    let sd = fixtures()?;
+    case(&sd, "scalar_left_ops", |x| ((1.0 - &x[0])? / &x[1])? + (2.0 / &x[1])?)
+}
