@@ -12,8 +12,16 @@ fn fixtures() -> Result<StateDict> {
 
 fn close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (a, b)) in got.to_vec::<f32>()?.iter().zip(want.to_vec::<f32>()?).enumerate() {
-        assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{what}[{i}]: ours {a}, PyTorch {b}");
+    for (i, (a, b)) in got
+        .to_vec::<f32>()?
+        .iter()
+        .zip(want.to_vec::<f32>()?)
+        .enumerate()
+    {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
+            "{what}[{i}]: ours {a}, PyTorch {b}"
+        );
     }
     Ok(())
 }
@@ -25,17 +33,27 @@ fn case(sd: &StateDict, name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> 
             .cloned()
             .unwrap_or_else(|| panic!("fixture has no `{k}`: rerun tools/make_fixtures.py"))
     };
-    let n = (0..).take_while(|i| sd.get(&format!("{name}.in{i}")).is_some()).count();
+    let n = (0..)
+        .take_while(|i| sd.get(&format!("{name}.in{i}")).is_some())
+        .count();
     assert!(n > 0, "no inputs for case {name}");
     let inputs: Vec<Tensor> = (0..n)
         .map(|i| get(format!("{name}.in{i}")).set_requires_grad(true))
         .collect();
     let out = f(&inputs)?;
     close(&format!("{name}.out"), &out, &get(format!("{name}.out")))?;
-    out.mul(&get(format!("{name}.upstream")))?.sum_all()?.backward()?;
+    out.mul(&get(format!("{name}.upstream")))?
+        .sum_all()?
+        .backward()?;
     for (i, x) in inputs.iter().enumerate() {
-        let g = x.grad().unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
-        close(&format!("{name}.grad{i}"), &g, &get(format!("{name}.grad{i}")))?;
+        let g = x
+            .grad()
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
+        close(
+            &format!("{name}.grad{i}"),
+            &g,
+            &get(format!("{name}.grad{i}")),
+        )?;
     }
     Ok(())
 }
@@ -59,5 +77,7 @@ fn amax_amin_and_full_max_split_the_gradient_between_ties() -> Result<()> {
 #[test]
 fn scalar_operators() -> Result<()> {
     let sd = fixtures()?;
-    case(&sd, "scalar_left_ops", |x| ((1.0 - &x[0])? / &x[1])? + (2.0 / &x[1])?)
+    case(&sd, "scalar_left_ops", |x| {
+        ((1.0 - &x[0])? / &x[1])? + (2.0 / &x[1])?
+    })
 }
