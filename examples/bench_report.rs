@@ -1,4 +1,4 @@
-//! Times the benchmark workloads (W1, W2, W3, W5 of PEERS.md) with warm-up and medians,
+//! Times the benchmark workloads (W1, W2, W3, W5 of benches/PEERS.md) with warm-up and medians,
 //! and prints them next to PyTorch's figures on the same kind of 2-core machine.
 //!
 //! Run: `cargo run --release --example bench_report` (about 20 s); name workloads to run

@@ -88,7 +88,8 @@ impl Init {
         Init::XavierUniform { gain: 1.0 }
     }
 
-    /// N(0, std^2).
+    /// N(mean, std^2): normal samples with the given mean and standard deviation
+    /// (PyTorch's `nn.init.normal_(t, mean, std)`).
     pub fn normal(mean: f32, std: f32) -> Init {
         Init::Normal { mean, std }
     }

@@ -115,8 +115,8 @@ pub fn derive_module(input: TokenStream) -> TokenStream {
 /// from it are a compile error on `a` ("expected 256 (output of entry 0), found 128");
 /// `_` takes it, or becomes `Linear::lazy(b)` (sized at the first forward) when it is
 /// unknown. A literal `b` (or `Linear::lazy(b)`) sets it; size-preserving layers
-/// (`ReLU`, `Sigmoid`, `Tanh`, `GELU`, `SiLU`, `LeakyReLU`, `Identity`, `Dropout`,
-/// bare or as `X(..)`, `X::new(..)`, `X::default()`) keep it; anything else (`Flatten`,
+/// (`ReLU`, `Sigmoid`, `Tanh`, `Dropout`, bare or as `X(..)`, `X::new(..)`,
+/// `X::default()`) keep it; anything else (`Flatten`,
 /// a nested `sequential!`, a variable) makes it unknown. The shape form uses the
 /// caller's `Linear`, so `nn::Linear` must be in scope. At most 16 entries: nest a
 /// `sequential!` for more.

@@ -18,10 +18,6 @@ const SIZE_PRESERVING: &[&str] = &[
     "ReLU",
     "Sigmoid",
     "Tanh",
-    "GELU",
-    "SiLU",
-    "LeakyReLU",
-    "Identity",
     "Dropout",
 ];
 
@@ -50,9 +46,8 @@ const SIZE_PRESERVING: &[&str] = &[
 ///   or, when it is unknown, the layer is `Linear::lazy(b)` (sized at the first
 ///   forward). Afterwards the known size is `b` if it is a literal, else unknown.
 ///   `Linear::lazy(b)` sets it to `b`.
-/// - size-preserving layers (`ReLU`, `Sigmoid`, `Tanh`, `GELU`, `SiLU`, `LeakyReLU`,
-///   `Identity`, `Dropout`, written bare or as `X(..)`, `X::new(..)`, `X::default()`)
-///   keep it.
+/// - size-preserving layers (`ReLU`, `Sigmoid`, `Tanh`, `Dropout`, written bare or as
+///   `X(..)`, `X::new(..)`, `X::default()`) keep it.
 /// - anything else (`Flatten`, a nested `sequential!`, a variable, a function call)
 ///   makes it unknown.
 pub struct SequentialInput {
