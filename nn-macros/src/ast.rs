@@ -2,7 +2,7 @@
 //! keeping its syn node for spans.
 
 use crate::attr::{self, ContainerAttrs, FieldAttrs};
-use crate::valid::Errors;
+use crate::errors::Errors;
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;

@@ -1,7 +1,7 @@
 //! `#[module(...)]` keys: parsed into [`FieldAttrs`] / [`ContainerAttrs`]; unknown,
 //! duplicate and malformed keys are errors naming the key.
 
-use crate::valid::Errors;
+use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;

@@ -3,7 +3,8 @@
 //! set_training) and `impl Display`; a stub of both on invalid input.
 
 use crate::ast::{Data, Field, Input, Role, Variant};
-use crate::valid::{self, Errors};
+use crate::errors::Errors;
+use crate::valid;
 use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;

@@ -2,7 +2,7 @@
 //! chain, and expands to `::nn::Sequential::new((...))` / `Sequential::named`.
 
 use crate::attr::check_child_name;
-use crate::valid::Errors;
+use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
@@ -14,12 +14,7 @@ const MAX_ENTRIES: usize = 16;
 
 /// Layers whose output has the size of their input (bare `X`, `X(..)`, `X::new(..)`,
 /// `X::default()`): the known size flows through them.
-const SIZE_PRESERVING: &[&str] = &[
-    "ReLU",
-    "Sigmoid",
-    "Tanh",
-    "Dropout",
-];
+const SIZE_PRESERVING: &[&str] = &["ReLU", "Sigmoid", "Tanh", "Dropout"];
 
 /// The input of `sequential!`.
 ///

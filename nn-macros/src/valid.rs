@@ -1,27 +1,8 @@
-//! Rules that span several keys or fields, checked after parsing; and [`Errors`], the
-//! collector that reports every problem at once.
+//! Rules that span several keys or fields, checked after parsing.
 
 use crate::ast::{Data, Field, Input, Role};
 use crate::attr::{CONSTANT, RENAME, SKIP};
-
-/// Every problem found so far, combined into one `syn::Error`.
-#[derive(Default)]
-pub struct Errors(Option<syn::Error>);
-
-impl Errors {
-    /// Records a problem.
-    pub fn push(&mut self, e: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-
-    /// The combined error, if any.
-    pub fn into_error(self) -> Option<syn::Error> {
-        self.0
-    }
-}
+use crate::errors::Errors;
 
 /// Checks the rules below, pushing every violation.
 pub fn check(input: &Input, errors: &mut Errors) {
