@@ -3,6 +3,8 @@
 //! initializers (statistics), custom init, direct writes, and tied parameters (checked
 //! against PyTorch's outputs and gradients).
 
+mod common;
+use common::assert_close;
 use nn::init::Init;
 use nn::{
     sequential, DynSequential, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor,
@@ -54,22 +56,6 @@ fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     Tensor::from_vec(data, v.shape())
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) -> Result<()> {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (a, b)) in got
-        .to_vec::<f32>()?
-        .iter()
-        .zip(want.to_vec::<f32>()?)
-        .enumerate()
-    {
-        assert!(
-            (a - b).abs() <= tol + tol * b.abs(),
-            "{what}[{i}]: ours {a}, PyTorch {b}"
-        );
-    }
-    Ok(())
 }
 
 fn stats(v: &[f32]) -> (f64, f64) {

@@ -2,128 +2,13 @@
 //! and the exercises (tensor reduction, Fourier coefficients, concatenation, factory), with
 //! finite-difference gradient checks for the custom math.
 
+#[path = "../examples/book/mod.rs"]
+mod book;
+
+use book::{replicate, CenteredLayer, Concat, FourierHalf, MyLinear, TensorReduction};
 use nn::init::Init;
-use nn::{
-    sequential, DynSequential, Error, Forward, Layer, Linear, Module, ModuleExt, Param, ReLU,
-    Result, Tensor,
-};
+use nn::{sequential, Error, Forward, Linear, ModuleExt, Param, ReLU, Result, Tensor};
 use std::f64::consts::PI;
-
-#[derive(Module)]
-struct CenteredLayer;
-
-impl Forward for CenteredLayer {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.sub(&x.mean_all()?)
-    }
-}
-
-#[derive(Module)]
-struct MyLinear {
-    weight: Param,
-    bias: Param,
-}
-
-impl MyLinear {
-    fn new(in_units: usize, units: usize) -> Result<MyLinear> {
-        Ok(MyLinear {
-            weight: Param::init(&[in_units, units], Init::normal(0.0, 1.0))?,
-            bias: Param::init(&[units], Init::normal(0.0, 1.0))?,
-        })
-    }
-}
-
-impl Forward for MyLinear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.tensor()?)?
-            .add(&self.bias.tensor()?)?
-            .relu()
-    }
-}
-
-/// y_k = sum_ij W_ijk x_i x_j for each row of x `[n, d]`.
-#[derive(Module)]
-struct TensorReduction {
-    weight: Param,
-}
-
-impl Forward for TensorReduction {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.weight.tensor()?;
-        let (d, k) = (w.shape()[0], w.shape()[2]);
-        let [n, dx] = *x.shape() else {
-            return Err(Error::InputMismatch {
-                layer: "TensorReduction".into(),
-                expected: format!("shape [n, {d}]"),
-                actual: x.shape().to_vec(),
-            });
-        };
-        if dx != d {
-            return Err(Error::InputMismatch {
-                layer: "TensorReduction".into(),
-                expected: format!("shape [n, {d}]"),
-                actual: x.shape().to_vec(),
-            });
-        }
-        let outer = x
-            .unsqueeze(2)?
-            .mul(&x.unsqueeze(1)?)?
-            .reshape(&[n, d * d])?;
-        outer.matmul(&w.reshape(&[d * d, k])?)
-    }
-}
-
-/// The first `ceil(L/2)` DFT coefficients of each row: magnitudes, or `[Re | Im]`.
-#[derive(Module)]
-struct FourierHalf {
-    #[module(skip)]
-    complex: bool,
-}
-
-impl Forward for FourierHalf {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let len = x.shape().last().copied().unwrap_or(0);
-        let m = len.div_ceil(2);
-        let (mut c, mut s) = (Vec::new(), Vec::new());
-        for t in 0..len {
-            for k in 0..m {
-                let a = 2.0 * PI * ((k * t) % len) as f64 / len as f64;
-                c.push(a.cos() as f32);
-                s.push(a.sin() as f32);
-            }
-        }
-        let (c, s) = (
-            Tensor::from_vec(c, &[len, m])?,
-            Tensor::from_vec(s, &[len, m])?,
-        );
-        let re = x.matmul(&c)?;
-        let im = x.matmul(&s)?.neg()?;
-        if self.complex {
-            return Tensor::cat(&[re, im], -1);
-        }
-        re.square()?.add(&im.square()?)?.sqrt()
-    }
-}
-
-#[derive(Module)]
-struct Concat<A, B> {
-    net1: A,
-    net2: B,
-}
-
-impl<A: Forward, B: Forward> Forward for Concat<A, B> {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Tensor::cat(&[self.net1.forward(x)?, self.net2.forward(x)?], -1)
-    }
-}
-
-fn replicate<M: Layer + Clone>(net: &M, n: usize) -> DynSequential {
-    let mut chain = DynSequential::new();
-    for _ in 0..n {
-        chain.push(net.deep_copy());
-    }
-    chain
-}
 
 /// Compares autograd's gradient of sum(f() * u) (u random) with respect to each of
 /// `params` against central differences, perturbing one element at a time.

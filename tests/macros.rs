@@ -394,14 +394,9 @@ fn empty_enum_crate_path_and_own_display() {
 }
 
 // the book's CenteredLayer: a layer without parameters, usable inside sequential!
-#[derive(Module)]
-struct CenteredLayer;
-
-impl Forward for CenteredLayer {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.sub(&x.mean_all()?)
-    }
-}
+#[path = "../examples/book/mod.rs"]
+mod book;
+use book::CenteredLayer;
 
 /// A hand-written leaf that records train/eval switches.
 #[derive(Default)]

@@ -1,29 +1,20 @@
 //! Ops checked against PyTorch on the project's own fixtures (tools/make_fixtures.py,
 //! torch 2.15.0): values, and gradients of sum(out * upstream) for every input.
 
+mod common;
+
+use common::assert_close;
 use nn::{io, Result, StateDict, Tensor};
+
+fn close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
+    assert_close(what, got, want, 1e-5)
+}
 
 fn fixtures() -> Result<StateDict> {
     io::load_safetensors(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/project.safetensors"
     ))
-}
-
-fn close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (a, b)) in got
-        .to_vec::<f32>()?
-        .iter()
-        .zip(want.to_vec::<f32>()?)
-        .enumerate()
-    {
-        assert!(
-            (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
-            "{what}[{i}]: ours {a}, PyTorch {b}"
-        );
-    }
-    Ok(())
 }
 
 /// Runs `f` on the case's inputs and compares its output and input gradients.
