@@ -5,13 +5,14 @@ use crate::device::CudaDevice;
 use crate::error::{Error, Result};
 use crate::kernels::copy::{self, AxisSplit};
 use crate::kernels::reduce::RedSizes;
-use crate::kernels::{elementwise as ew, matmul, reduce};
+use crate::kernels::{elementwise as ew, matmul, optim, reduce};
 use crate::layout::{self, Layout3, RedLayout};
 use cudarc::driver::CudaSlice;
-use nn_core::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
-use nn_core::cpu::CpuStorage;
+use nn_core::backend::{
+    AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
+};
 use nn_core::shape::numel;
-use nn_core::{DType, Device};
+use nn_core::{DType, Device, HostData};
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
@@ -117,21 +118,125 @@ impl CudaStorage {
         }
     }
 
-    fn to_cpu_(&self) -> Result<CpuStorage> {
+    fn to_host_(&self) -> Result<HostData> {
         let s = self.dev.stream();
         Ok(match &self.buf {
-            _ if self.len == 0 => CpuStorage::zeros(0, self.dtype_()),
+            Buf::F32(_) if self.len == 0 => HostData::F32(Vec::new()),
+            Buf::I64(_) if self.len == 0 => HostData::I64(Vec::new()),
             Buf::F32(x) => {
                 let mut v = s.clone_dtoh(x)?;
                 v.truncate(self.len);
-                CpuStorage::F32(v)
+                HostData::F32(v)
             }
             Buf::I64(x) => {
                 let mut v = s.clone_dtoh(x)?;
                 v.truncate(self.len);
-                CpuStorage::I64(v)
+                HostData::I64(v)
             }
         })
+    }
+
+    /// Another operand updated in place: CUDA storage on this same device, f32, of
+    /// this storage's length.
+    fn other_f32_mut<'a>(
+        &self,
+        op: &'static str,
+        s: &'a mut dyn BackendStorage,
+    ) -> Result<&'a mut CudaSlice<f32>> {
+        let rhs = s.device().to_string();
+        let lhs = self.dev.device_name().to_string();
+        let len = self.len;
+        match s.as_any_mut().downcast_mut::<CudaStorage>() {
+            Some(c) if Arc::ptr_eq(&c.dev, &self.dev) => {
+                if c.len != len {
+                    return Err(Error::Core(nn_core::Error::mismatch(op, &[len], &[c.len])));
+                }
+                match &mut c.buf {
+                    Buf::F32(x) => Ok(x),
+                    Buf::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
+                }
+            }
+            _ => Err(Error::Core(nn_core::Error::DeviceMismatch { op, lhs, rhs })),
+        }
+    }
+
+    /// The gradient operand of a fused update: f32, this length, this device.
+    fn grad_of<'a>(
+        &self,
+        op: &'static str,
+        g: &'a dyn BackendStorage,
+    ) -> Result<&'a CudaSlice<f32>> {
+        let g = self.other(op, g)?;
+        if g.len != self.len {
+            return Err(Error::Core(nn_core::Error::mismatch(
+                op,
+                &[self.len],
+                &[g.len],
+            )));
+        }
+        g.f32s(op)
+    }
+
+    fn sgd_step_(
+        &mut self,
+        grad: &dyn BackendStorage,
+        buf: Option<&mut dyn BackendStorage>,
+        step: &SgdStep,
+    ) -> Result<()> {
+        let g = self.grad_of("sgd_step", grad)?;
+        let buf = match buf {
+            Some(b) => Some(self.other_f32_mut("sgd_step", b)?),
+            None => None,
+        };
+        let (dev, n) = (self.dev.clone(), self.len);
+        let p = match &mut self.buf {
+            Buf::F32(x) => x,
+            Buf::I64(_) => return Err(dtype_err("sgd_step", DType::I64, DType::F32)),
+        };
+        optim::sgd_step_f32(&dev, step, p, g, buf, n)
+    }
+
+    fn adam_step_(
+        &mut self,
+        grad: &dyn BackendStorage,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        step: &AdamStep,
+    ) -> Result<()> {
+        let g = self.grad_of("adam_step", grad)?;
+        let m = self.other_f32_mut("adam_step", m)?;
+        let v = self.other_f32_mut("adam_step", v)?;
+        let (dev, n) = (self.dev.clone(), self.len);
+        let p = match &mut self.buf {
+            Buf::F32(x) => x,
+            Buf::I64(_) => return Err(dtype_err("adam_step", DType::I64, DType::F32)),
+        };
+        optim::adam_step_f32(&dev, step, p, g, m, v, n)
+    }
+
+    fn write_at_(&mut self, offset: usize, src: &HostData) -> Result<()> {
+        let end = offset.checked_add(src.len()).filter(|&e| e <= self.len);
+        let Some(end) = end else {
+            return Err(Error::Core(nn_core::Error::IndexOutOfRange {
+                op: "write_at",
+                index: i64::try_from(offset.saturating_add(src.len())).unwrap_or(i64::MAX),
+                size: self.len,
+            }));
+        };
+        if offset == end {
+            return Ok(());
+        }
+        let stream = self.dev.stream().clone();
+        match (&mut self.buf, src) {
+            (Buf::F32(d), HostData::F32(s)) => {
+                stream.memcpy_htod(s.as_slice(), &mut d.slice_mut(offset..end))?
+            }
+            (Buf::I64(d), HostData::I64(s)) => {
+                stream.memcpy_htod(s.as_slice(), &mut d.slice_mut(offset..end))?
+            }
+            (_, s) => return Err(dtype_err("write_at", s.dtype(), self.dtype_())),
+        }
+        Ok(())
     }
 
     /// Reads `indices` back, checks them against `size` (negative ones count from the
@@ -143,8 +248,8 @@ impl CudaStorage {
         size: usize,
     ) -> Result<(CudaSlice<i64>, usize)> {
         let idx = self.other(op, indices)?;
-        let host = idx.to_cpu_()?;
-        let CpuStorage::I64(v) = host else {
+        let host = idx.to_host_()?;
+        let HostData::I64(v) = host else {
             return Err(dtype_err(op, DType::F32, DType::I64));
         };
         let fixed = v
@@ -451,7 +556,7 @@ impl CudaStorage {
 
 impl BackendStorage for CudaStorage {
     fn device(&self) -> Device {
-        Device::Cuda(self.dev.clone())
+        Device::Backend(self.dev.clone())
     }
     fn dtype(&self) -> DType {
         self.dtype_()
@@ -459,8 +564,34 @@ impl BackendStorage for CudaStorage {
     fn len(&self) -> usize {
         self.len
     }
-    fn to_cpu(&self) -> nn_core::Result<CpuStorage> {
-        self.core(self.to_cpu_())
+    fn to_host(&self) -> nn_core::Result<HostData> {
+        self.core(self.to_host_())
+    }
+    fn deep_copy(&self) -> nn_core::Result<Storage> {
+        self.core(self.cast_(self.dtype_()))
+    }
+    fn write_at(&mut self, offset: usize, src: &HostData) -> nn_core::Result<()> {
+        let r = self.write_at_(offset, src);
+        self.core(r)
+    }
+    fn sgd_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        buf: Option<&mut dyn BackendStorage>,
+        step: &SgdStep,
+    ) -> nn_core::Result<bool> {
+        let r = self.sgd_step_(grad, buf, step);
+        self.core(r.map(|()| true))
+    }
+    fn adam_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        step: &AdamStep,
+    ) -> nn_core::Result<bool> {
+        let r = self.adam_step_(grad, m, v, step);
+        self.core(r.map(|()| true))
     }
     fn as_any(&self) -> &dyn Any {
         self

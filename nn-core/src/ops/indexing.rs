@@ -27,9 +27,9 @@ impl Tensor {
         let storage = self
             .storage()
             .index_select(self.shape(), a, indices.storage().as_ref())?;
-        let mut out = self.0.shape.clone();
+        let mut out = self.shape_dims();
         out[a] = indices.numel();
-        let (idx, full) = (indices.clone(), self.0.shape.clone());
+        let (idx, full) = (indices.clone(), self.shape_dims());
         Ok(record(storage, out, &[self], "index_select", move || {
             backward_fn(move |_, g| {
                 let s = g
