@@ -117,6 +117,27 @@ impl Adam {
         &self.cfg
     }
 
+    /// One update of every parameter with a gradient: fused on its device when `fused`
+    /// and the backend has a fused update, with tensor ops otherwise (the reference the
+    /// tests compare the fused path with).
+    pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
+        let _ng = crate::NoGradGuard::new();
+        for i in 0..self.params.len() {
+            let Some(g) = self.params[i].grad() else {
+                continue;
+            };
+            let step = self.state[i].step + 1;
+            let k = coeffs(&self.cfg, step);
+            let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g, &k)?;
+            if !done {
+                self.step_generic(i, &g, &k)?;
+            }
+            self.state[i].step = step;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
     /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
     /// no fused update (nothing was changed then).
     fn step_fused(&mut self, i: usize, g: &Tensor, k: &AdamStep) -> Result<bool> {
@@ -161,10 +182,10 @@ impl Adam {
         let v = v
             .mul_scalar(k.beta2)?
             .add(&g.mul_scalar(k.one_minus_beta2)?.mul(&g)?)?;
-        let denom = v
-            .sqrt()?
-            .mul_scalar(1.0 / k.bias_correction2_sqrt)?
-            .add_scalar(k.eps)?;
+        // a true division, not a product with the reciprocal: the fused updates divide,
+        // and the two paths give identical results
+        let bc2 = Tensor::scalar(k.bias_correction2_sqrt).to_device(&v.device())?;
+        let denom = v.sqrt()?.div(&bc2)?.add_scalar(k.eps)?;
         let new = data.add(&m.mul_scalar(k.neg_step_size)?.div(&denom)?)?;
         st.exp_avg = Some(m);
         st.exp_avg_sq = Some(v);
@@ -174,21 +195,7 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
-        let _ng = crate::NoGradGuard::new();
-        for i in 0..self.params.len() {
-            let Some(g) = self.params[i].grad() else {
-                continue;
-            };
-            let step = self.state[i].step + 1;
-            let k = coeffs(&self.cfg, step);
-            let done = fusable(&self.params[i], &g) && self.step_fused(i, &g, &k)?;
-            if !done {
-                self.step_generic(i, &g, &k)?;
-            }
-            self.state[i].step = step;
-        }
-        self.steps += 1;
-        Ok(())
+        self.step_with(true)
     }
 
     fn lr(&self) -> f64 {

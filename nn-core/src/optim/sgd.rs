@@ -90,6 +90,24 @@ impl Sgd {
         &self.cfg
     }
 
+    /// One update of every parameter with a gradient: fused on its device when `fused`
+    /// and the backend has a fused update, with tensor ops otherwise (the reference the
+    /// tests compare the fused path with).
+    pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
+        let _ng = crate::NoGradGuard::new();
+        for i in 0..self.params.len() {
+            let Some(g) = self.params[i].grad() else {
+                continue;
+            };
+            let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g)?;
+            if !done {
+                self.step_generic(i, &g)?;
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
     /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
     /// no fused update (nothing was changed then).
     fn step_fused(&mut self, i: usize, g: &Tensor) -> Result<bool> {
@@ -150,18 +168,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        let _ng = crate::NoGradGuard::new();
-        for i in 0..self.params.len() {
-            let Some(g) = self.params[i].grad() else {
-                continue;
-            };
-            let done = fusable(&self.params[i], &g) && self.step_fused(i, &g)?;
-            if !done {
-                self.step_generic(i, &g)?;
-            }
-        }
-        self.steps += 1;
-        Ok(())
+        self.step_with(true)
     }
 
     fn lr(&self) -> f64 {
