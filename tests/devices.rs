@@ -48,6 +48,8 @@ device_tests!(
     casts,
     losses,
     mlp_train_step,
+    optimizer_steps,
+    in_place_writes,
     model_move_keeps_ties,
     device_mixing_is_an_error,
     empty_tensors,
@@ -613,6 +615,75 @@ fn mlp_train_step(dev: &Device) -> Result<()> {
             &pc.data()?,
         )?;
     }
+    Ok(())
+}
+
+/// SGD (momentum, Nesterov, weight decay) and Adam on `dev` (the backend's fused
+/// per-parameter update) track the same steps on the CPU, and never change a tensor the
+/// user holds (copy-on-write).
+fn optimizer_steps(dev: &Device) -> Result<()> {
+    use nn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+    let make: [&dyn Fn(Vec<nn::Param>) -> Result<Box<dyn Optimizer>>; 2] = [
+        &|ps| {
+            let cfg = SgdConfig {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 0.01,
+                nesterov: true,
+                ..Default::default()
+            };
+            Ok(Box::new(Sgd::new(ps, cfg)?))
+        },
+        &|ps| {
+            let cfg = AdamConfig {
+                lr: 0.05,
+                weight_decay: 0.1,
+                ..Default::default()
+            };
+            Ok(Box::new(Adam::new(ps, cfg)?))
+        },
+    ];
+    for make in make {
+        nn::manual_seed(3);
+        let pc = nn::Param::new(Tensor::randn(&[3, 5]));
+        let pd = pc.deep_copy();
+        pd.to_device(dev)?;
+        let (mut oc, mut od) = (make(vec![pc.clone()])?, make(vec![pd.clone()])?);
+        let held = pd.data()?;
+        let before = held.to_vec::<f32>()?;
+        for s in 0..4 {
+            let g = Tensor::randn(&[3, 5]).mul_scalar(s as f32 + 0.5)?;
+            pc.set_grad(Some(g.clone()));
+            pd.set_grad(Some(g.to_device(dev)?));
+            oc.step()?;
+            od.step()?;
+        }
+        assert_eq!(pd.device(), *dev);
+        assert_eq!(
+            held.to_vec::<f32>()?,
+            before,
+            "a held tensor changed on {dev}"
+        );
+        assert_same("optimizer steps", dev, &pd.data()?, &pc.data()?)?;
+    }
+    Ok(())
+}
+
+/// `Param::set_item` writes one element where the data lives, copying first when the
+/// data is shared.
+fn in_place_writes(dev: &Device) -> Result<()> {
+    let p = nn::Param::new(Tensor::zeros(&[2, 3]));
+    p.to_device(dev)?;
+    let held = p.data()?;
+    p.set_item(&[1, 2], 5.0)?;
+    p.set_item(&[0, 0], -1.0)?;
+    assert_eq!(p.device(), *dev);
+    assert_eq!(held.to_vec::<f32>()?, vec![0.0; 6]);
+    assert_eq!(
+        p.data()?.to_vec::<f32>()?,
+        vec![-1.0, 0.0, 0.0, 0.0, 0.0, 5.0]
+    );
+    assert!(p.set_item(&[2, 0], 1.0).is_err());
     Ok(())
 }
 
