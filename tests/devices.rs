@@ -623,7 +623,8 @@ fn mlp_train_step(dev: &Device) -> Result<()> {
 /// user holds (copy-on-write).
 fn optimizer_steps(dev: &Device) -> Result<()> {
     use nn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
-    let make: [&dyn Fn(Vec<nn::Param>) -> Result<Box<dyn Optimizer>>; 2] = [
+    type Maker<'a> = &'a dyn Fn(Vec<nn::Param>) -> Result<Box<dyn Optimizer>>;
+    let make: [Maker; 2] = [
         &|ps| {
             let cfg = SgdConfig {
                 lr: 0.1,

@@ -140,7 +140,7 @@ impl Tensor {
     /// tensor and its storage (so a write cannot be observed through any other value).
     pub(crate) fn storage_mut(&mut self) -> Option<&mut dyn BackendStorage> {
         let inner = Arc::get_mut(&mut self.0)?;
-        Some(Arc::get_mut(&mut inner.storage)?)
+        Arc::get_mut(&mut inner.storage)
     }
 
     /// The storage for writing in place, copying it first (copy-on-write) when another

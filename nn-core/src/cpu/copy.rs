@@ -1,6 +1,6 @@
 //! Copies on the host: permutes, slices along an axis, concatenation, row gathers and
 //! their adjoint. Shapes, axes and indices were validated by the caller
-//! ([`super::check`]).
+//! (`check`).
 
 use crate::host::{try_filled, try_with_capacity};
 use crate::shape::{numel, strides};

@@ -1,6 +1,6 @@
 //! Elementwise host loops: unary math, broadcast binary ops and comparisons, `where`,
 //! ReLU's backward, casts. Inputs are contiguous; broadcasting goes by strides. Shapes
-//! were validated by the caller ([`super::check`]).
+//! were validated by the caller (`check`).
 
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::host::{try_collect, try_with_capacity, HostData};

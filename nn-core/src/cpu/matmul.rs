@@ -1,6 +1,6 @@
 //! Matrix products on the host: `gemm` for small and AVX2 products, `matrixmultiply`
 //! for large ones where the CPU has AVX-512, split over the rayon pool. The caller
-//! ([`super::check::matmul`]) validated the spec against the operands' lengths.
+//! (`check::matmul`) validated the spec against the operands' lengths.
 
 use crate::backend::MatmulSpec;
 use crate::host::{try_filled, try_with_capacity};

@@ -1,7 +1,7 @@
 //! The CPU backend: contiguous host vectors ([`HostData`]), with matrix products on the
 //! `gemm` and `matrixmultiply` crates (every core for large products).
 //!
-//! Each trait method validates its arguments first ([`check`]); the loops in
+//! Each trait method validates its arguments first (module `check`); the loops in
 //! `elementwise`, `reduce`, `copy` and `matmul` then index only in bounds, and every
 //! output whose size comes from user input is allocated fallibly (`OutOfMemory`).
 

@@ -1,5 +1,5 @@
 //! Reductions on the host: sum/max/min over a set of axes, argmax over one. Shapes and
-//! axes were validated by the caller ([`super::check`]).
+//! axes were validated by the caller (`check`).
 
 use crate::backend::ReduceOp;
 use crate::host::try_filled;
