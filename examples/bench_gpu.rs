@@ -23,10 +23,7 @@ fn step(net: &Net, x: &Tensor, t: &Tensor, lr: f32) -> Result<Tensor> {
 }
 
 fn sync(dev: &Device) -> Result<()> {
-    match dev {
-        Device::Cpu => Ok(()),
-        Device::Cuda(d) => d.synchronize(),
-    }
+    dev.synchronize()
 }
 
 /// Milliseconds per step (median of `steps` timed steps after `warmup`) and the last loss.

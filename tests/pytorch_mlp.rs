@@ -4,7 +4,7 @@
 
 use nn::optim::{Optimizer, Sgd, SgdConfig};
 use nn::Tensor;
-use nn::{cpu::CpuStorage, DType, Error, Forward, Linear, ModuleExt, ReLU, Result, Sequential};
+use nn::{DType, Error, Forward, HostData, Linear, ModuleExt, ReLU, Result, Sequential};
 
 /// `mlp.losses` from tests/fixtures/fixtures.json (PyTorch 2.x, float32).
 const LOSSES: [f32; 5] = [
@@ -39,8 +39,7 @@ impl Fixture {
             safetensors::Dtype::I64 => DType::I64,
             d => return Err(Error::Msg(format!("fixture {name}: dtype {d:?}"))),
         };
-        let s = CpuStorage::from_le_bytes(dtype, v.data())?;
-        Tensor::from_storage(s.into_storage(), v.shape())
+        Tensor::from_host(HostData::from_le_bytes(dtype, v.data())?, v.shape())
     }
 }
 

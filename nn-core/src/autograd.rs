@@ -8,12 +8,12 @@
 
 use crate::backend::Storage;
 use crate::shape::Dims;
-use crate::tensor::{Inner, Tensor};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The gradients of an op's inputs (None where an input gets none).
 pub type Grads = Vec<Option<Tensor>>;
@@ -113,7 +113,7 @@ pub(crate) fn record(
     name: &'static str,
     make: impl FnOnce() -> BackwardFn,
 ) -> Tensor {
-    let track = inputs.iter().any(|t| t.0.requires_grad) && is_grad_enabled();
+    let track = inputs.iter().any(|t| t.requires_grad()) && is_grad_enabled();
     if !track {
         return Tensor::leaf(storage, shape);
     }
@@ -122,17 +122,11 @@ pub(crate) fn record(
         inputs: inputs.iter().map(|t| (*t).clone()).collect(),
         backward: make(),
     };
-    Tensor(Arc::new(Inner {
-        storage,
-        shape,
-        requires_grad: true,
-        node: Some(Mutex::new(Some(node))),
-        grad: None,
-    }))
+    Tensor::from_op(storage, shape, node)
 }
 
 fn key(t: &Tensor) -> usize {
-    Arc::as_ptr(&t.0) as usize
+    t.node_id()
 }
 
 /// Reverse-mode sweep from `root` with output gradient `grad`.
@@ -154,7 +148,7 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
         if seen.insert(key(&t), ()).is_some() {
             continue;
         }
-        let children: SmallVec<[Tensor; 2]> = match &t.0.node {
+        let children: SmallVec<[Tensor; 2]> = match t.node() {
             Some(cell) => {
                 let guard = cell.lock().unwrap_or_else(|e| e.into_inner());
                 match guard.as_ref() {
@@ -170,7 +164,7 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
         };
         stack.push((t, true));
         for c in children {
-            if c.0.requires_grad && !seen.contains_key(&key(&c)) {
+            if c.requires_grad() && !seen.contains_key(&key(&c)) {
                 stack.push((c, false));
             }
         }
@@ -182,16 +176,16 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
         let Some(g) = grads.remove(&key(t)) else {
             continue;
         };
-        if let Some(slot) = &t.0.grad {
+        if let Some(slot) = t.grad_slot() {
             slot.accumulate(g.clone())?;
         }
-        let Some(cell) = &t.0.node else { continue };
+        let Some(cell) = t.node() else { continue };
         let node = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(node) = node else { continue };
         let input_grads = (node.backward)(&node.inputs, &g)?;
         for (inp, ig) in node.inputs.iter().zip(input_grads) {
             let Some(ig) = ig else { continue };
-            if !inp.0.requires_grad {
+            if !inp.requires_grad() {
                 continue;
             }
             if ig.shape() != inp.shape() {

@@ -3,9 +3,14 @@
 //! Storage is always contiguous and row-major; shapes travel with each call. nn-core
 //! implements this trait for the CPU ([`crate::cpu`]); the `nn-cuda` crate implements it
 //! for CUDA devices without nn-core naming any CUDA type. Backward passes are written with
-//! [`crate::Tensor`] ops, so a backend only implements forward primitives.
+//! [`crate::Tensor`] ops, so a backend only implements forward primitives, plus the
+//! in-place updates optimizers run where a parameter lives.
+//!
+//! Host data crosses the seam as [`HostData`]; no code outside a backend names its
+//! storage type. Every method validates its shapes, axes and lengths and returns `Err`
+//! on a mismatch, never panics.
 
-use crate::{cpu::CpuStorage, DType, Result};
+use crate::{DType, HostData, Result};
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
@@ -113,6 +118,58 @@ pub struct MatmulSpec {
     pub rhs_t: bool,
 }
 
+/// The scalars of one fused SGD update ([`BackendStorage::sgd_step`]), in f32 as the
+/// kernels use them, per element:
+///
+/// ```text
+/// d = g + weight_decay * p
+/// buf = first ? d : momentum * buf + one_minus_dampening * d     (with a buffer)
+/// d = nesterov ? d + momentum * buf : buf                         (with a buffer)
+/// p = p - lr * d
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// Momentum factor (used only with a buffer).
+    pub momentum: f32,
+    /// `1 - dampening`.
+    pub one_minus_dampening: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// The step that creates the buffer: it is overwritten with `d`, not read.
+    pub first: bool,
+}
+
+/// The scalars of one fused Adam update ([`BackendStorage::adam_step`]), computed in f64
+/// by the optimizer and passed in f32, per element:
+///
+/// ```text
+/// g = g + weight_decay * p
+/// m = m + one_minus_beta1 * (g - m)
+/// v = beta2 * v + one_minus_beta2 * g * g
+/// p = p + neg_step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    /// `1 - beta1`.
+    pub one_minus_beta1: f32,
+    /// `beta2`.
+    pub beta2: f32,
+    /// `1 - beta2`.
+    pub one_minus_beta2: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bias_correction2_sqrt: f32,
+    /// `-lr / (1 - beta1^t)`.
+    pub neg_step_size: f32,
+    /// Added to the denominator.
+    pub eps: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+}
+
 /// Storage of one tensor on one device: contiguous, row-major, one dtype.
 pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// The device holding this storage.
@@ -126,11 +183,56 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         self.len() == 0
     }
     /// Copies the data to host memory.
-    fn to_cpu(&self) -> Result<CpuStorage>;
-    /// `self` as `Any`, to downcast to the concrete storage.
+    fn to_host(&self) -> Result<HostData>;
+    /// The data itself when this storage lives in host memory (no copy); `None` on
+    /// devices with memory of their own.
+    fn as_host(&self) -> Option<&HostData> {
+        None
+    }
+    /// Like [`BackendStorage::as_host`], mutable (in-place loading of files).
+    fn as_host_mut(&mut self) -> Option<&mut HostData> {
+        None
+    }
+    /// `self` as `Any`, for a backend to downcast its own operands.
     fn as_any(&self) -> &dyn Any;
-    /// `self` as mutable `Any`, for in-place updates.
+    /// `self` as mutable `Any`, for a backend to downcast its own in-place operands.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// A copy of the data on the same device (for copy-on-write). The default narrows
+    /// the whole storage, which every backend implements as a copy.
+    fn deep_copy(&self) -> Result<Storage> {
+        let n = self.len();
+        self.narrow(&[n], 0, 0, n)
+    }
+
+    /// Overwrites `src.len()` elements starting at `offset` with `src` (same dtype), in
+    /// place.
+    fn write_at(&mut self, offset: usize, src: &HostData) -> Result<()>;
+    /// One fused SGD update of this f32 parameter in place, from `grad` and the optional
+    /// momentum buffer `buf` (updated in place), all of the same length and on this
+    /// device: one pass over the data. `Ok(false)` when this backend has no fused
+    /// update (the default): the optimizer then runs the same rule with tensor ops.
+    fn sgd_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        buf: Option<&mut dyn BackendStorage>,
+        step: &SgdStep,
+    ) -> Result<bool> {
+        let _ = (grad, buf, step);
+        Ok(false)
+    }
+    /// One fused Adam update of this f32 parameter in place, with the moment estimates
+    /// `m` and `v` updated in place, all of the same length and on this device: one pass
+    /// over the data. `Ok(false)` when this backend has no fused update (the default).
+    fn adam_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        step: &AdamStep,
+    ) -> Result<bool> {
+        let _ = (grad, m, v, step);
+        Ok(false)
+    }
 
     /// Elementwise unary op (f32).
     fn unary(&self, op: UnaryOp) -> Result<Storage>;
@@ -212,18 +314,23 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
 /// A shared handle on backend storage.
 pub type Storage = Arc<dyn BackendStorage>;
 
-/// A non-CPU device implementation (a CUDA GPU ...), registered by a backend crate.
+/// A non-CPU device implementation (a CUDA GPU ...), registered by a backend crate and
+/// wrapped as [`crate::Device::Backend`]: nn-core knows no backend by name.
 pub trait DeviceBackend: Send + Sync + fmt::Debug {
-    /// Human-readable name, e.g. `cuda:0`.
-    fn name(&self) -> String;
-    /// Device ordinal.
+    /// The kind of device, e.g. `cuda` (what [`crate::Device::kind`] reports).
+    fn kind(&self) -> &'static str;
+    /// Device ordinal among devices of its kind.
     fn ordinal(&self) -> usize;
+    /// Human-readable name, `kind:ordinal` (e.g. `cuda:0`).
+    fn name(&self) -> String {
+        format!("{}:{}", self.kind(), self.ordinal())
+    }
     /// Whether two handles denote the same device.
     fn same(&self, other: &dyn DeviceBackend) -> bool {
-        self.name() == other.name()
+        self.kind() == other.kind() && self.ordinal() == other.ordinal()
     }
     /// Copies host data to the device.
-    fn upload(&self, data: &CpuStorage) -> Result<Storage>;
+    fn upload(&self, data: &HostData) -> Result<Storage>;
     /// Zero-filled storage.
     fn zeros(&self, len: usize, dtype: DType) -> Result<Storage>;
     /// Waits for all queued work.

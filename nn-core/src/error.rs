@@ -83,6 +83,9 @@ pub enum Error {
     /// Anything else, with a message.
     #[error("{0}")]
     Msg(String),
+    /// An allocation that the machine cannot satisfy (sizes come from user input).
+    #[error("{op}: out of memory allocating {bytes} bytes")]
+    OutOfMemory { bytes: u128, op: &'static str },
 }
 
 impl Error {

@@ -1,10 +1,9 @@
 //! `Tensor`: a cheap-to-clone handle on device storage, a shape and its autograd record.
 
 use crate::autograd::{self, GradSlot, Node};
-use crate::backend::Storage;
-use crate::cpu::CpuStorage;
+use crate::backend::{BackendStorage, Storage};
 use crate::shape::{numel, Dims};
-use crate::{DType, Device, Error, Result};
+use crate::{DType, Device, Error, HostData, Result};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::fmt;
@@ -24,37 +23,39 @@ use std::sync::{Arc, Mutex};
 /// # Ok::<(), nn_core::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct Tensor(pub(crate) Arc<Inner>);
+pub struct Tensor(Arc<Inner>);
 
-pub(crate) struct Inner {
-    pub(crate) storage: Storage,
-    pub(crate) shape: Dims,
-    pub(crate) requires_grad: bool,
+/// A tensor's internals: built and read only in this file (others use the constructors
+/// and accessors below).
+struct Inner {
+    storage: Storage,
+    shape: Dims,
+    requires_grad: bool,
     /// Set for results of recorded ops; taken (freed) by backward.
-    pub(crate) node: Option<Mutex<Option<Node>>>,
+    node: Option<Mutex<Option<Node>>>,
     /// Set for leaves that require grad: where their gradient accumulates.
-    pub(crate) grad: Option<Arc<GradSlot>>,
+    grad: Option<Arc<GradSlot>>,
 }
 
 /// Element types a tensor can be built from and read back as.
 pub trait Element: Copy + Send + Sync + 'static + fmt::Debug {
     /// The runtime dtype.
     const DTYPE: DType;
-    #[doc(hidden)]
-    fn into_storage(v: Vec<Self>) -> CpuStorage;
-    #[doc(hidden)]
-    fn from_storage(s: CpuStorage) -> Result<Vec<Self>>;
+    /// Wraps a vector as host data.
+    fn into_host(v: Vec<Self>) -> HostData;
+    /// Unwraps host data of this type, or a dtype error.
+    fn from_host(s: HostData) -> Result<Vec<Self>>;
 }
 
 impl Element for f32 {
     const DTYPE: DType = DType::F32;
-    fn into_storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F32(v)
+    fn into_host(v: Vec<Self>) -> HostData {
+        HostData::F32(v)
     }
-    fn from_storage(s: CpuStorage) -> Result<Vec<Self>> {
+    fn from_host(s: HostData) -> Result<Vec<Self>> {
         match s {
-            CpuStorage::F32(v) => Ok(v),
-            CpuStorage::I64(_) => Err(Error::DType {
+            HostData::F32(v) => Ok(v),
+            HostData::I64(_) => Err(Error::DType {
                 op: "to_vec::<f32>",
                 dtype: DType::I64,
                 expected: Some(DType::F32),
@@ -65,13 +66,13 @@ impl Element for f32 {
 
 impl Element for i64 {
     const DTYPE: DType = DType::I64;
-    fn into_storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::I64(v)
+    fn into_host(v: Vec<Self>) -> HostData {
+        HostData::I64(v)
     }
-    fn from_storage(s: CpuStorage) -> Result<Vec<Self>> {
+    fn from_host(s: HostData) -> Result<Vec<Self>> {
         match s {
-            CpuStorage::I64(v) => Ok(v),
-            CpuStorage::F32(_) => Err(Error::DType {
+            HostData::I64(v) => Ok(v),
+            HostData::F32(_) => Err(Error::DType {
                 op: "to_vec::<i64>",
                 dtype: DType::F32,
                 expected: Some(DType::I64),
@@ -91,6 +92,77 @@ impl Tensor {
             ));
         }
         Ok(Self::leaf(storage, Dims::from_slice(shape)))
+    }
+
+    /// A CPU tensor from host data and a shape (row-major).
+    pub fn from_host(data: HostData, shape: &[usize]) -> Result<Tensor> {
+        Self::from_storage(crate::cpu::storage(data), shape)
+    }
+
+    /// A CPU leaf from host data whose length the caller computed from `shape`.
+    fn host_leaf(data: HostData, shape: Dims) -> Tensor {
+        Self::leaf(crate::cpu::storage(data), shape)
+    }
+
+    /// The result of a recorded op: a tensor that requires grad, with `node` as the
+    /// record backward walks (see [`autograd::record`]).
+    pub(crate) fn from_op(storage: Storage, shape: Dims, node: Node) -> Tensor {
+        Tensor(Arc::new(Inner {
+            storage,
+            shape,
+            requires_grad: true,
+            node: Some(Mutex::new(Some(node))),
+            grad: None,
+        }))
+    }
+
+    /// The op record of a result tensor (None for leaves).
+    pub(crate) fn node(&self) -> Option<&Mutex<Option<Node>>> {
+        self.0.node.as_ref()
+    }
+
+    /// Where a leaf's gradient accumulates (None for results and plain leaves).
+    pub(crate) fn grad_slot(&self) -> Option<&Arc<GradSlot>> {
+        self.0.grad.as_ref()
+    }
+
+    /// The shape as inline dims (for building results).
+    pub(crate) fn shape_dims(&self) -> Dims {
+        self.0.shape.clone()
+    }
+
+    /// An identity of this handle's tensor (shared by its clones), for graph walks.
+    pub(crate) fn node_id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// The storage for writing in place, when this handle is the only one on both its
+    /// tensor and its storage (so a write cannot be observed through any other value).
+    pub(crate) fn storage_mut(&mut self) -> Option<&mut dyn BackendStorage> {
+        let inner = Arc::get_mut(&mut self.0)?;
+        Arc::get_mut(&mut inner.storage)
+    }
+
+    /// The storage for writing in place, copying it first (copy-on-write) when another
+    /// handle shares the tensor or its storage: the copy replaces `self` as a tensor
+    /// with the same shape, requires-grad flag and gradient slot, and no op record.
+    pub(crate) fn make_mut(&mut self) -> Result<&mut dyn BackendStorage> {
+        if self.storage_mut().is_none() {
+            let copy = self.0.storage.deep_copy()?;
+            *self = Tensor(Arc::new(Inner {
+                storage: copy,
+                shape: self.shape_dims(),
+                requires_grad: self.0.requires_grad,
+                node: None,
+                grad: self.0.grad.clone(),
+            }));
+        }
+        self.storage_mut().ok_or_else(|| {
+            Error::Backward(
+                "make_mut: a fresh copy is shared (a backend's deep_copy returned a shared handle)"
+                    .into(),
+            )
+        })
     }
 
     pub(crate) fn leaf(storage: Storage, shape: Dims) -> Tensor {
@@ -124,10 +196,7 @@ impl Tensor {
                 format!("{} elements given", data.len()),
             ));
         }
-        Ok(Self::leaf(
-            T::into_storage(data).into_storage(),
-            Dims::from_slice(shape),
-        ))
+        Ok(Self::host_leaf(T::into_host(data), Dims::from_slice(shape)))
     }
 
     /// A tensor copied from a slice.
@@ -137,7 +206,7 @@ impl Tensor {
 
     /// A 0-d f32 tensor.
     pub fn scalar(v: f32) -> Tensor {
-        Self::leaf(CpuStorage::F32(vec![v]).into_storage(), Dims::new())
+        Self::host_leaf(HostData::F32(vec![v]), Dims::new())
     }
 
     /// Zeros (f32).
@@ -152,18 +221,19 @@ impl Tensor {
 
     /// A tensor filled with `v` (f32).
     pub fn full(shape: &[usize], v: f32) -> Tensor {
-        Self::leaf(
-            CpuStorage::F32(vec![v; numel(shape)]).into_storage(),
+        Self::host_leaf(
+            HostData::F32(vec![v; numel(shape)]),
             Dims::from_slice(shape),
         )
     }
 
     /// Zeros of a given dtype.
     pub fn zeros_dtype(shape: &[usize], dtype: DType) -> Tensor {
-        Self::leaf(
-            CpuStorage::zeros(numel(shape), dtype).into_storage(),
-            Dims::from_slice(shape),
-        )
+        let data = match dtype {
+            DType::F32 => HostData::F32(vec![0.0; numel(shape)]),
+            DType::I64 => HostData::I64(vec![0; numel(shape)]),
+        };
+        Self::host_leaf(data, Dims::from_slice(shape))
     }
 
     /// Zeros with the shape, dtype and device of `self`.
@@ -180,7 +250,7 @@ impl Tensor {
     pub fn arange(start: i64, end: i64) -> Tensor {
         let v: Vec<i64> = (start..end).collect();
         let n = v.len();
-        Self::leaf(CpuStorage::I64(v).into_storage(), smallvec::smallvec![n])
+        Self::host_leaf(HostData::I64(v), smallvec::smallvec![n])
     }
 
     /// `[start, start+step, ...)` below `end`, as f32.
@@ -192,10 +262,7 @@ impl Tensor {
         }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let v: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
-        Ok(Self::leaf(
-            CpuStorage::F32(v).into_storage(),
-            smallvec::smallvec![n],
-        ))
+        Ok(Self::host_leaf(HostData::F32(v), smallvec::smallvec![n]))
     }
 
     /// Uniform samples in `[0, 1)` from the global generator.
@@ -210,7 +277,7 @@ impl Tensor {
                 .map(|_| lo + (hi - lo) * r.random::<f32>())
                 .collect()
         });
-        Self::leaf(CpuStorage::F32(v).into_storage(), Dims::from_slice(shape))
+        Self::host_leaf(HostData::F32(v), Dims::from_slice(shape))
     }
 
     /// Standard normal samples from the global generator.
@@ -228,7 +295,7 @@ impl Tensor {
                 })
                 .collect()
         });
-        Self::leaf(CpuStorage::F32(v).into_storage(), Dims::from_slice(shape))
+        Self::host_leaf(HostData::F32(v), Dims::from_slice(shape))
     }
 
     /// Integer samples in `[lo, hi)` (i64).
@@ -238,17 +305,14 @@ impl Tensor {
         }
         let v =
             crate::rng::with_rng(|r| (0..numel(shape)).map(|_| r.random_range(lo..hi)).collect());
-        Ok(Self::leaf(
-            CpuStorage::I64(v).into_storage(),
-            Dims::from_slice(shape),
-        ))
+        Ok(Self::host_leaf(HostData::I64(v), Dims::from_slice(shape)))
     }
 
     /// Copies an ndarray array into a tensor.
     pub fn from_ndarray(a: &ndarray::ArrayD<f32>) -> Tensor {
         let shape = a.shape().to_vec();
         let v: Vec<f32> = a.iter().copied().collect();
-        Self::leaf(CpuStorage::F32(v).into_storage(), Dims::from_slice(&shape))
+        Self::host_leaf(HostData::F32(v), Dims::from_slice(&shape))
     }
 
     /// Copies the tensor into an ndarray array (f32).
@@ -293,14 +357,14 @@ impl Tensor {
         &self.0.storage
     }
 
-    /// A host copy of the storage.
-    pub fn to_cpu_storage(&self) -> Result<CpuStorage> {
-        self.0.storage.to_cpu()
+    /// A host copy of the data.
+    pub fn to_host(&self) -> Result<HostData> {
+        self.0.storage.to_host()
     }
 
     /// Copies the elements to a host vector (row-major).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        T::from_storage(self.0.storage.to_cpu()?)
+        T::from_host(self.0.storage.to_host()?)
     }
 
     /// Copies a 2-d tensor into nested vectors.
@@ -321,9 +385,9 @@ impl Tensor {
                 "expected one element",
             ));
         }
-        Ok(match self.0.storage.to_cpu()? {
-            CpuStorage::F32(v) => v[0],
-            CpuStorage::I64(v) => v[0] as f32,
+        Ok(match self.0.storage.to_host()? {
+            HostData::F32(v) => v[0],
+            HostData::I64(v) => v[0] as f32,
         })
     }
 
@@ -338,7 +402,7 @@ impl Tensor {
         if on {
             Self::leaf_with_slot(
                 self.0.storage.clone(),
-                self.0.shape.clone(),
+                self.shape_dims(),
                 Arc::new(GradSlot::default()),
             )
         } else {
@@ -360,7 +424,7 @@ impl Tensor {
 
     /// The same data, cut from the graph.
     pub fn detach(&self) -> Tensor {
-        Self::leaf(self.0.storage.clone(), self.0.shape.clone())
+        Self::leaf(self.0.storage.clone(), self.shape_dims())
     }
 
     /// Whether two handles share one storage.
@@ -395,15 +459,11 @@ impl Tensor {
         if &self.device() == device {
             return Ok(self.clone());
         }
-        let host = self.0.storage.to_cpu()?;
-        let storage = match device {
-            Device::Cpu => host.into_storage(),
-            Device::Cuda(d) => d.upload(&host)?,
-        };
+        let storage = device.upload(self.0.storage.to_host()?)?;
         let src = self.device();
         Ok(autograd::record(
             storage,
-            self.0.shape.clone(),
+            self.shape_dims(),
             &[self],
             "to_device",
             move || autograd::backward_fn(move |_, g| Ok(vec![Some(g.to_device(&src)?)])),
@@ -479,16 +539,16 @@ impl fmt::Display for Tensor {
                 write!(f, ", size=({})", dims.join(", "))?;
             }
         } else {
-            let Ok(host) = self.0.storage.to_cpu() else {
+            let Ok(host) = self.storage().to_host() else {
                 return write!(f, "<unreadable on {}>)", self.device());
             };
             let summarize = self.numel() > PRINT_THRESHOLD;
             match host {
-                CpuStorage::F32(v) => {
+                HostData::F32(v) => {
                     let val = |i: usize| v.get(i).map(|x| format!("{x:.4}")).unwrap_or_default();
                     fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
                 }
-                CpuStorage::I64(v) => {
+                HostData::I64(v) => {
                     let val = |i: usize| v.get(i).map(i64::to_string).unwrap_or_default();
                     fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
                 }

@@ -11,8 +11,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 use nn_core::backend::{DeviceBackend, Storage};
-use nn_core::cpu::CpuStorage;
-use nn_core::DType;
+use nn_core::{DType, HostData};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -186,12 +185,12 @@ impl CudaDevice {
         Ok(Arc::new(CudaStorage::new(buf, len, self.arc()?)))
     }
 
-    fn upload_impl(&self, data: &CpuStorage) -> Result<Storage> {
+    fn upload_impl(&self, data: &HostData) -> Result<Storage> {
         let (buf, len) = match data {
-            CpuStorage::F32(v) if v.is_empty() => (Buf::F32(self.alloc_zeros(0)?), 0),
-            CpuStorage::I64(v) if v.is_empty() => (Buf::I64(self.alloc_zeros(0)?), 0),
-            CpuStorage::F32(v) => (Buf::F32(self.stream.clone_htod(v.as_slice())?), v.len()),
-            CpuStorage::I64(v) => (Buf::I64(self.stream.clone_htod(v.as_slice())?), v.len()),
+            HostData::F32(v) if v.is_empty() => (Buf::F32(self.alloc_zeros(0)?), 0),
+            HostData::I64(v) if v.is_empty() => (Buf::I64(self.alloc_zeros(0)?), 0),
+            HostData::F32(v) => (Buf::F32(self.stream.clone_htod(v.as_slice())?), v.len()),
+            HostData::I64(v) => (Buf::I64(self.stream.clone_htod(v.as_slice())?), v.len()),
         };
         self.storage(buf, len)
     }
@@ -230,13 +229,16 @@ fn keep_freed_memory_pooled(ctx: &Arc<CudaContext>) {
 }
 
 impl DeviceBackend for CudaDevice {
+    fn kind(&self) -> &'static str {
+        "cuda"
+    }
     fn name(&self) -> String {
         self.name.clone()
     }
     fn ordinal(&self) -> usize {
         self.ordinal
     }
-    fn upload(&self, data: &CpuStorage) -> nn_core::Result<Storage> {
+    fn upload(&self, data: &HostData) -> nn_core::Result<Storage> {
         self.upload_impl(data).map_err(|e| e.into_core(&self.name))
     }
     fn zeros(&self, len: usize, dtype: DType) -> nn_core::Result<Storage> {

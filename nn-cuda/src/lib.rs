@@ -67,7 +67,7 @@ pub fn is_available() -> bool {
 /// library is missing.
 pub fn device(ordinal: usize) -> nn_core::Result<Device> {
     CudaDevice::open(ordinal)
-        .map(|d| Device::Cuda(d))
+        .map(|d| Device::Backend(d))
         .map_err(|e| e.into_core(&format!("cuda:{ordinal}")))
 }
 

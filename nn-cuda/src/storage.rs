@@ -8,10 +8,11 @@ use crate::kernels::reduce::RedSizes;
 use crate::kernels::{elementwise as ew, matmul, reduce};
 use crate::layout::{self, Layout3, RedLayout};
 use cudarc::driver::CudaSlice;
-use nn_core::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
-use nn_core::cpu::CpuStorage;
+use nn_core::backend::{
+    AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
+};
 use nn_core::shape::numel;
-use nn_core::{DType, Device};
+use nn_core::{DType, Device, HostData};
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ fn axis_split(shape: &[usize], axis: usize) -> (usize, usize) {
     )
 }
 
+mod inplace;
+
 impl CudaStorage {
     pub(crate) fn new(buf: Buf, len: usize, dev: Arc<CudaDevice>) -> Self {
         CudaStorage { buf, len, dev }
@@ -117,19 +120,20 @@ impl CudaStorage {
         }
     }
 
-    fn to_cpu_(&self) -> Result<CpuStorage> {
+    fn to_host_(&self) -> Result<HostData> {
         let s = self.dev.stream();
         Ok(match &self.buf {
-            _ if self.len == 0 => CpuStorage::zeros(0, self.dtype_()),
+            Buf::F32(_) if self.len == 0 => HostData::F32(Vec::new()),
+            Buf::I64(_) if self.len == 0 => HostData::I64(Vec::new()),
             Buf::F32(x) => {
                 let mut v = s.clone_dtoh(x)?;
                 v.truncate(self.len);
-                CpuStorage::F32(v)
+                HostData::F32(v)
             }
             Buf::I64(x) => {
                 let mut v = s.clone_dtoh(x)?;
                 v.truncate(self.len);
-                CpuStorage::I64(v)
+                HostData::I64(v)
             }
         })
     }
@@ -143,8 +147,8 @@ impl CudaStorage {
         size: usize,
     ) -> Result<(CudaSlice<i64>, usize)> {
         let idx = self.other(op, indices)?;
-        let host = idx.to_cpu_()?;
-        let CpuStorage::I64(v) = host else {
+        let host = idx.to_host_()?;
+        let HostData::I64(v) = host else {
             return Err(dtype_err(op, DType::F32, DType::I64));
         };
         let fixed = v
@@ -451,7 +455,7 @@ impl CudaStorage {
 
 impl BackendStorage for CudaStorage {
     fn device(&self) -> Device {
-        Device::Cuda(self.dev.clone())
+        Device::Backend(self.dev.clone())
     }
     fn dtype(&self) -> DType {
         self.dtype_()
@@ -459,8 +463,34 @@ impl BackendStorage for CudaStorage {
     fn len(&self) -> usize {
         self.len
     }
-    fn to_cpu(&self) -> nn_core::Result<CpuStorage> {
-        self.core(self.to_cpu_())
+    fn to_host(&self) -> nn_core::Result<HostData> {
+        self.core(self.to_host_())
+    }
+    fn deep_copy(&self) -> nn_core::Result<Storage> {
+        self.core(self.cast_(self.dtype_()))
+    }
+    fn write_at(&mut self, offset: usize, src: &HostData) -> nn_core::Result<()> {
+        let r = self.write_at_(offset, src);
+        self.core(r)
+    }
+    fn sgd_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        buf: Option<&mut dyn BackendStorage>,
+        step: &SgdStep,
+    ) -> nn_core::Result<bool> {
+        let r = self.sgd_step_(grad, buf, step);
+        self.core(r.map(|()| true))
+    }
+    fn adam_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        step: &AdamStep,
+    ) -> nn_core::Result<bool> {
+        let r = self.adam_step_(grad, m, v, step);
+        self.core(r.map(|()| true))
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -1,132 +1,100 @@
-//! The CPU backend: contiguous host vectors, viewed through ndarray where it helps,
-//! with matrix products on the `gemm` crate (both cores for large products).
+//! The CPU backend: contiguous host vectors ([`HostData`]), with matrix products on the
+//! `gemm` and `matrixmultiply` crates (every core for large products).
+//!
+//! Each trait method validates its arguments first (module `check`); the loops in
+//! `elementwise`, `reduce`, `copy` and `matmul` then index only in bounds, and every
+//! output whose size comes from user input is allocated fallibly (`OutOfMemory`).
 
-mod kernels;
+mod check;
+mod copy;
+mod elementwise;
+mod matmul;
+mod optim;
+mod reduce;
 mod small_gemm;
 
-use crate::backend::{BackendStorage, BinaryOp, MatmulSpec, ReduceOp, Storage, UnaryOp};
-use crate::{DType, Device, Error, Result};
+#[cfg(test)]
+mod tests;
+
+use crate::backend::{
+    AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
+};
+use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;
 use std::sync::Arc;
 
-/// Host storage of one tensor.
+/// Host storage of one tensor: the CPU backend's [`BackendStorage`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum CpuStorage {
-    /// f32 elements.
-    F32(Vec<f32>),
-    /// i64 elements.
-    I64(Vec<i64>),
-}
+pub struct CpuStorage(HostData);
 
 impl CpuStorage {
-    /// Element type.
-    pub fn dtype(&self) -> DType {
-        match self {
-            CpuStorage::F32(_) => DType::F32,
-            CpuStorage::I64(_) => DType::I64,
-        }
+    /// Wraps host data.
+    pub fn new(data: HostData) -> Self {
+        CpuStorage(data)
     }
 
-    /// The f32 data, or a dtype error naming `op`.
-    pub fn f32s(&self, op: &'static str) -> Result<&[f32]> {
-        match self {
-            CpuStorage::F32(v) => Ok(v),
-            CpuStorage::I64(_) => Err(Error::DType {
-                op,
-                dtype: DType::I64,
-                expected: Some(DType::F32),
-            }),
-        }
+    /// The host data.
+    pub fn data(&self) -> &HostData {
+        &self.0
     }
 
-    /// The i64 data, or a dtype error naming `op`.
-    pub fn i64s(&self, op: &'static str) -> Result<&[i64]> {
-        match self {
-            CpuStorage::I64(v) => Ok(v),
-            CpuStorage::F32(_) => Err(Error::DType {
-                op,
-                dtype: DType::F32,
-                expected: Some(DType::I64),
-            }),
-        }
-    }
-
-    /// Zeros of a dtype.
-    pub fn zeros(len: usize, dtype: DType) -> Self {
-        match dtype {
-            DType::F32 => CpuStorage::F32(vec![0.0; len]),
-            DType::I64 => CpuStorage::I64(vec![0; len]),
-        }
-    }
-
-    /// Shares this storage as a backend handle.
-    pub fn into_storage(self) -> Storage {
-        Arc::new(self)
-    }
-
-    /// The raw little-endian bytes of the elements.
-    pub fn to_le_bytes(&self) -> Vec<u8> {
-        match self {
-            CpuStorage::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            CpuStorage::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
-    }
-
-    /// Rebuilds storage from little-endian bytes; the length must be a multiple of the
-    /// element size.
-    pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<Self> {
-        let sz = dtype.size_in_bytes();
-        if bytes.len() % sz != 0 {
-            return Err(Error::Msg(format!(
-                "{} bytes is not a whole number of {dtype} elements",
-                bytes.len()
-            )));
-        }
-        Ok(match dtype {
-            DType::F32 => CpuStorage::F32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::I64 => CpuStorage::I64(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect(),
-            ),
-        })
+    /// Takes the host data out.
+    pub fn into_data(self) -> HostData {
+        self.0
     }
 }
 
-/// The f32 host data of `t` as a mutable slice, when `t` is the only handle on its
-/// tensor and on its storage (so a write cannot be observed through any other value).
-pub(crate) fn tensor_f32_mut(t: &mut crate::Tensor) -> Option<&mut [f32]> {
-    let inner = Arc::get_mut(&mut t.0)?;
-    let s = Arc::get_mut(&mut inner.storage)?;
-    match s.as_any_mut().downcast_mut::<CpuStorage>()? {
-        CpuStorage::F32(v) => Some(v.as_mut_slice()),
-        CpuStorage::I64(_) => None,
-    }
+/// Host data as a CPU storage handle (how [`Device::upload`] reaches the CPU backend).
+pub(crate) fn storage(data: HostData) -> Storage {
+    Arc::new(CpuStorage(data))
 }
 
-/// The f32 host data of `t`, when it lives on the CPU.
-pub(crate) fn tensor_f32(t: &crate::Tensor) -> Option<&[f32]> {
-    match t.storage().as_any().downcast_ref::<CpuStorage>()? {
-        CpuStorage::F32(v) => Some(v.as_slice()),
-        CpuStorage::I64(_) => None,
-    }
+fn out(data: HostData) -> Result<Storage> {
+    Ok(storage(data))
 }
 
 /// Downcasts a storage handle of another operand to the CPU, or reports a device mismatch.
-fn cpu<'a>(op: &'static str, s: &'a dyn BackendStorage) -> Result<&'a CpuStorage> {
-    s.as_any()
-        .downcast_ref::<CpuStorage>()
-        .ok_or_else(|| Error::DeviceMismatch {
+fn cpu<'a>(op: &'static str, s: &'a dyn BackendStorage) -> Result<&'a HostData> {
+    match s.as_any().downcast_ref::<CpuStorage>() {
+        Some(c) => Ok(&c.0),
+        None => Err(mismatch(op, s)),
+    }
+}
+
+/// Like [`cpu`], for an operand updated in place.
+fn cpu_mut<'a>(op: &'static str, s: &'a mut dyn BackendStorage) -> Result<&'a mut HostData> {
+    let dev = s.device().to_string();
+    match s.as_any_mut().downcast_mut::<CpuStorage>() {
+        Some(c) => Ok(&mut c.0),
+        None => Err(Error::DeviceMismatch {
             op,
             lhs: "cpu".into(),
-            rhs: s.device().to_string(),
-        })
+            rhs: dev,
+        }),
+    }
+}
+
+fn mismatch(op: &'static str, s: &dyn BackendStorage) -> Error {
+    Error::DeviceMismatch {
+        op,
+        lhs: "cpu".into(),
+        rhs: s.device().to_string(),
+    }
+}
+
+fn dtype_err(op: &'static str, got: DType, want: DType) -> Error {
+    Error::DType {
+        op,
+        dtype: got,
+        expected: Some(want),
+    }
+}
+
+fn f32s_mut<'a>(op: &'static str, h: &'a mut HostData) -> Result<&'a mut [f32]> {
+    match h {
+        HostData::F32(v) => Ok(v),
+        HostData::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
+    }
 }
 
 impl BackendStorage for CpuStorage {
@@ -134,16 +102,19 @@ impl BackendStorage for CpuStorage {
         Device::Cpu
     }
     fn dtype(&self) -> DType {
-        CpuStorage::dtype(self)
+        self.0.dtype()
     }
     fn len(&self) -> usize {
-        match self {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::I64(v) => v.len(),
-        }
+        self.0.len()
     }
-    fn to_cpu(&self) -> Result<CpuStorage> {
-        Ok(self.clone())
+    fn to_host(&self) -> Result<HostData> {
+        elementwise::cast(&self.0, self.0.dtype())
+    }
+    fn as_host(&self) -> Option<&HostData> {
+        Some(&self.0)
+    }
+    fn as_host_mut(&mut self) -> Option<&mut HostData> {
+        Some(&mut self.0)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -151,10 +122,69 @@ impl BackendStorage for CpuStorage {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn deep_copy(&self) -> Result<Storage> {
+        out(self.to_host()?)
+    }
+
+    fn write_at(&mut self, offset: usize, src: &HostData) -> Result<()> {
+        let len = self.0.len();
+        let end = offset.checked_add(src.len()).filter(|&e| e <= len);
+        let Some(end) = end else {
+            return Err(Error::IndexOutOfRange {
+                op: "write_at",
+                index: i64::try_from(offset.saturating_add(src.len())).unwrap_or(i64::MAX),
+                size: len,
+            });
+        };
+        match (&mut self.0, src) {
+            (HostData::F32(d), HostData::F32(s)) => d[offset..end].copy_from_slice(s),
+            (HostData::I64(d), HostData::I64(s)) => d[offset..end].copy_from_slice(s),
+            (d, s) => return Err(dtype_err("write_at", s.dtype(), d.dtype())),
+        }
+        Ok(())
+    }
+
+    fn sgd_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        buf: Option<&mut dyn BackendStorage>,
+        step: &SgdStep,
+    ) -> Result<bool> {
+        let g = cpu("sgd_step", grad)?.f32s("sgd_step")?;
+        let p = f32s_mut("sgd_step", &mut self.0)?;
+        match buf {
+            None => {
+                check::lens("sgd_step", p.len(), &[g.len()])?;
+                optim::sgd(step, p, g, None);
+            }
+            Some(b) => {
+                let b = f32s_mut("sgd_step", cpu_mut("sgd_step", b)?)?;
+                check::lens("sgd_step", p.len(), &[g.len(), b.len()])?;
+                optim::sgd(step, p, g, Some(b));
+            }
+        }
+        Ok(true)
+    }
+
+    fn adam_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        step: &AdamStep,
+    ) -> Result<bool> {
+        let g = cpu("adam_step", grad)?.f32s("adam_step")?;
+        let p = f32s_mut("adam_step", &mut self.0)?;
+        let m = f32s_mut("adam_step", cpu_mut("adam_step", m)?)?;
+        let v = f32s_mut("adam_step", cpu_mut("adam_step", v)?)?;
+        check::lens("adam_step", p.len(), &[g.len(), m.len(), v.len()])?;
+        optim::adam(step, p, g, m, v);
+        Ok(true)
+    }
 
     fn unary(&self, op: UnaryOp) -> Result<Storage> {
-        let x = self.f32s("unary")?;
-        Ok(CpuStorage::F32(kernels::unary(op, x)).into_storage())
+        let x = self.0.f32s("unary")?;
+        out(HostData::F32(elementwise::unary(op, x)?))
     }
 
     fn binary(
@@ -166,22 +196,20 @@ impl BackendStorage for CpuStorage {
         out_shape: &[usize],
     ) -> Result<Storage> {
         let rhs = cpu("binary", rhs)?;
-        let out = match (self, rhs) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                kernels::binary_f32(op, a, lhs_shape, b, rhs_shape, out_shape)
+        check::len("binary", lhs_shape, self.0.len())?;
+        check::len("binary", rhs_shape, rhs.len())?;
+        check::numel("binary", out_shape)?;
+        check::broadcasts("binary", lhs_shape, out_shape)?;
+        check::broadcasts("binary", rhs_shape, out_shape)?;
+        out(match (&self.0, rhs) {
+            (HostData::F32(a), HostData::F32(b)) => {
+                elementwise::binary_f32(op, a, lhs_shape, b, rhs_shape, out_shape)?
             }
-            (CpuStorage::I64(a), CpuStorage::I64(b)) => {
-                kernels::binary_i64(op, a, lhs_shape, b, rhs_shape, out_shape)
+            (HostData::I64(a), HostData::I64(b)) => {
+                elementwise::binary_i64(op, a, lhs_shape, b, rhs_shape, out_shape)?
             }
-            _ => {
-                return Err(Error::DType {
-                    op: "binary",
-                    dtype: rhs.dtype(),
-                    expected: Some(self.dtype()),
-                })
-            }
-        };
-        Ok(out.into_storage())
+            _ => return Err(dtype_err("binary", rhs.dtype(), self.0.dtype())),
+        })
     }
 
     fn where_cond(
@@ -193,30 +221,34 @@ impl BackendStorage for CpuStorage {
         b_shape: &[usize],
         out_shape: &[usize],
     ) -> Result<Storage> {
-        let cond = self.i64s("where")?;
+        let cond = self.0.i64s("where")?;
         let (a, b) = (cpu("where", a)?, cpu("where", b)?);
-        let out = match (a, b) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(kernels::where_cond(
-                cond, cond_shape, a, a_shape, b, b_shape, out_shape,
-            )),
-            (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(kernels::where_cond(
-                cond, cond_shape, a, a_shape, b, b_shape, out_shape,
-            )),
-            _ => {
-                return Err(Error::DType {
-                    op: "where",
-                    dtype: b.dtype(),
-                    expected: Some(a.dtype()),
-                })
-            }
-        };
-        Ok(out.into_storage())
+        check::numel("where", out_shape)?;
+        for (shape, len) in [
+            (cond_shape, cond.len()),
+            (a_shape, a.len()),
+            (b_shape, b.len()),
+        ] {
+            check::len("where", shape, len)?;
+            check::broadcasts("where", shape, out_shape)?;
+        }
+        let (sc, so) = (cond_shape, out_shape);
+        out(match (a, b) {
+            (HostData::F32(a), HostData::F32(b)) => HostData::F32(elementwise::where_cond(
+                cond, sc, a, a_shape, b, b_shape, so,
+            )?),
+            (HostData::I64(a), HostData::I64(b)) => HostData::I64(elementwise::where_cond(
+                cond, sc, a, a_shape, b, b_shape, so,
+            )?),
+            _ => return Err(dtype_err("where", b.dtype(), a.dtype())),
+        })
     }
 
     fn matmul(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage> {
-        let a = self.f32s("matmul")?;
+        let a = self.0.f32s("matmul")?;
         let b = cpu("matmul", rhs)?.f32s("matmul")?;
-        Ok(CpuStorage::F32(kernels::matmul(a, b, spec)).into_storage())
+        let n_out = check::matmul(spec, a.len(), b.len())?;
+        out(HostData::F32(matmul::matmul(a, b, spec, n_out)?))
     }
 
     fn matmul_bias(
@@ -225,55 +257,61 @@ impl BackendStorage for CpuStorage {
         spec: &MatmulSpec,
         bias: &dyn BackendStorage,
     ) -> Result<Storage> {
-        let a = self.f32s("linear")?;
+        let a = self.0.f32s("linear")?;
         let b = cpu("linear", rhs)?.f32s("linear")?;
         let bias = cpu("linear", bias)?.f32s("linear")?;
         if bias.len() != spec.n {
             return Err(Error::mismatch("linear", &[bias.len()], &[spec.n]));
         }
-        Ok(CpuStorage::F32(kernels::matmul_bias(a, b, spec, bias)).into_storage())
+        let n_out = check::matmul(spec, a.len(), b.len())?;
+        out(HostData::F32(matmul::matmul_bias(a, b, spec, bias, n_out)?))
     }
 
     fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
-        let x = self.f32s("relu_backward")?;
+        let x = self.0.f32s("relu_backward")?;
         let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
-        if x.len() != g.len() {
-            return Err(Error::mismatch("relu_backward", &[x.len()], &[g.len()]));
-        }
-        Ok(CpuStorage::F32(kernels::relu_backward(x, g)).into_storage())
+        check::lens("relu_backward", x.len(), &[g.len()])?;
+        out(HostData::F32(elementwise::relu_backward(x, g)?))
     }
 
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
-        let out = match (self, op) {
-            (CpuStorage::F32(x), ReduceOp::ArgMax) => {
-                let ax = axes.first().copied().unwrap_or(0);
-                CpuStorage::I64(kernels::argmax(x, shape, ax))
-            }
-            (CpuStorage::I64(x), ReduceOp::ArgMax) => {
-                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let ax = axes.first().copied().unwrap_or(0);
-                CpuStorage::I64(kernels::argmax(&xf, shape, ax))
-            }
-            (CpuStorage::F32(x), op) => CpuStorage::F32(kernels::reduce(op, x, shape, axes)),
-            (CpuStorage::I64(x), op) => CpuStorage::I64(kernels::reduce(op, x, shape, axes)),
-        };
-        Ok(out.into_storage())
+        check::len("reduce", shape, self.0.len())?;
+        check::axes("reduce", shape, axes)?;
+        if op == ReduceOp::ArgMax {
+            let [ax] = *axes else {
+                return Err(Error::bad_shape(
+                    "argmax",
+                    shape,
+                    format!("needs exactly one axis, got {axes:?}"),
+                ));
+            };
+            return out(HostData::I64(match &self.0 {
+                HostData::F32(x) => reduce::argmax(x, shape, ax)?,
+                HostData::I64(x) => reduce::argmax(x, shape, ax)?,
+            }));
+        }
+        out(match &self.0 {
+            HostData::F32(x) => HostData::F32(reduce::reduce(op, x, shape, axes)?),
+            HostData::I64(x) => HostData::I64(reduce::reduce(op, x, shape, axes)?),
+        })
     }
 
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Result<Storage> {
-        Ok(match self {
-            CpuStorage::F32(x) => CpuStorage::F32(kernels::permute(x, shape, perm)),
-            CpuStorage::I64(x) => CpuStorage::I64(kernels::permute(x, shape, perm)),
-        }
-        .into_storage())
+        check::len("permute", shape, self.0.len())?;
+        check::perm(shape, perm)?;
+        out(match &self.0 {
+            HostData::F32(x) => HostData::F32(copy::permute(x, shape, perm)?),
+            HostData::I64(x) => HostData::I64(copy::permute(x, shape, perm)?),
+        })
     }
 
     fn narrow(&self, shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Storage> {
-        Ok(match self {
-            CpuStorage::F32(x) => CpuStorage::F32(kernels::narrow(x, shape, axis, start, len)),
-            CpuStorage::I64(x) => CpuStorage::I64(kernels::narrow(x, shape, axis, start, len)),
-        }
-        .into_storage())
+        check::len("narrow", shape, self.0.len())?;
+        check::range(shape, axis, start, len)?;
+        out(match &self.0 {
+            HostData::F32(x) => HostData::F32(copy::narrow(x, shape, axis, start, len)?),
+            HostData::I64(x) => HostData::I64(copy::narrow(x, shape, axis, start, len)?),
+        })
     }
 
     fn cat(
@@ -282,35 +320,38 @@ impl BackendStorage for CpuStorage {
         others: &[(&dyn BackendStorage, &[usize])],
         axis: usize,
     ) -> Result<Storage> {
-        let mut parts: Vec<(&CpuStorage, &[usize])> = vec![(self, shape)];
+        check::len("cat", shape, self.0.len())?;
+        check::axis("cat", shape, axis)?;
+        let mut parts: Vec<(&HostData, &[usize])> = vec![(&self.0, shape)];
+        let mut total = self.0.len();
         for (s, sh) in others {
             let c = cpu("cat", *s)?;
-            if c.dtype() != self.dtype() {
-                return Err(Error::DType {
-                    op: "cat",
-                    dtype: c.dtype(),
-                    expected: Some(self.dtype()),
-                });
+            if c.dtype() != self.0.dtype() {
+                return Err(dtype_err("cat", c.dtype(), self.0.dtype()));
             }
+            check::len("cat", sh, c.len())?;
+            check::same_but_axis("cat", shape, sh, axis)?;
+            total = total
+                .checked_add(c.len())
+                .ok_or_else(|| Error::bad_shape("cat", sh, "total size overflows usize"))?;
             parts.push((c, sh));
         }
-        Ok(match self {
-            CpuStorage::F32(_) => {
+        out(match &self.0 {
+            HostData::F32(_) => {
                 let p: Vec<(&[f32], &[usize])> = parts
                     .iter()
                     .map(|(c, s)| c.f32s("cat").map(|v| (v, *s)))
                     .collect::<Result<_>>()?;
-                CpuStorage::F32(kernels::cat(&p, axis))
+                HostData::F32(copy::cat(&p, axis)?)
             }
-            CpuStorage::I64(_) => {
+            HostData::I64(_) => {
                 let p: Vec<(&[i64], &[usize])> = parts
                     .iter()
                     .map(|(c, s)| c.i64s("cat").map(|v| (v, *s)))
                     .collect::<Result<_>>()?;
-                CpuStorage::I64(kernels::cat(&p, axis))
+                HostData::I64(copy::cat(&p, axis)?)
             }
-        }
-        .into_storage())
+        })
     }
 
     fn index_select(
@@ -320,13 +361,14 @@ impl BackendStorage for CpuStorage {
         indices: &dyn BackendStorage,
     ) -> Result<Storage> {
         let idx = cpu("index_select", indices)?.i64s("index_select")?;
-        let size = shape[axis];
-        let idx = kernels::check_indices("index_select", idx, size)?;
-        Ok(match self {
-            CpuStorage::F32(x) => CpuStorage::F32(kernels::index_select(x, shape, axis, &idx)),
-            CpuStorage::I64(x) => CpuStorage::I64(kernels::index_select(x, shape, axis, &idx)),
-        }
-        .into_storage())
+        check::len("index_select", shape, self.0.len())?;
+        check::axis("index_select", shape, axis)?;
+        let size = shape.get(axis).copied().unwrap_or(0);
+        let idx = copy::check_indices("index_select", idx, size)?;
+        out(match &self.0 {
+            HostData::F32(x) => HostData::F32(copy::index_select(x, shape, axis, &idx)?),
+            HostData::I64(x) => HostData::I64(copy::index_select(x, shape, axis, &idx)?),
+        })
     }
 
     fn index_add(
@@ -337,21 +379,21 @@ impl BackendStorage for CpuStorage {
         out_shape: &[usize],
     ) -> Result<Storage> {
         let idx = cpu("index_add", indices)?.i64s("index_add")?;
-        let idx = kernels::check_indices("index_add", idx, out_shape[axis])?;
-        let x = self.f32s("index_add")?;
-        Ok(CpuStorage::F32(kernels::index_add(x, shape, axis, &idx, out_shape)).into_storage())
+        check::len("index_add", shape, self.0.len())?;
+        check::axis("index_add", shape, axis)?;
+        check::same_but_axis("index_add", out_shape, shape, axis)?;
+        check::numel("index_add", out_shape)?;
+        if shape.get(axis) != Some(&idx.len()) {
+            return Err(Error::mismatch("index_add", shape, &[idx.len()]));
+        }
+        let idx = copy::check_indices("index_add", idx, out_shape[axis])?;
+        let x = self.0.f32s("index_add")?;
+        out(HostData::F32(copy::index_add(
+            x, shape, axis, &idx, out_shape,
+        )?))
     }
 
     fn cast(&self, dtype: DType) -> Result<Storage> {
-        Ok(match (self, dtype) {
-            (CpuStorage::F32(x), DType::I64) => {
-                CpuStorage::I64(x.iter().map(|&v| v as i64).collect())
-            }
-            (CpuStorage::I64(x), DType::F32) => {
-                CpuStorage::F32(x.iter().map(|&v| v as f32).collect())
-            }
-            (s, _) => s.clone(),
-        }
-        .into_storage())
+        out(elementwise::cast(&self.0, dtype)?)
     }
 }

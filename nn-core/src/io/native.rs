@@ -521,20 +521,17 @@ impl TensorFile {
     }
 
     fn read_tensor(&self, e: &Entry) -> Result<crate::Tensor> {
-        use crate::cpu::CpuStorage;
+        use crate::HostData;
         let n = crate::shape::numel(&e.shape);
-        let mut st = CpuStorage::zeros(n, e.dtype);
+        let mut st = HostData::zeros(n, e.dtype)?;
         if cfg!(target_endian = "little") {
-            match &mut st {
-                CpuStorage::F32(v) => self.read_at(e, bytemuck::cast_slice_mut(v))?,
-                CpuStorage::I64(v) => self.read_at(e, bytemuck::cast_slice_mut(v))?,
-            }
+            self.read_at(e, st.bytes_mut())?;
         } else {
             let mut bytes = vec![0u8; e.len];
             self.read_at(e, &mut bytes)?;
-            st = CpuStorage::from_le_bytes(e.dtype, &bytes)?;
+            st = HostData::from_le_bytes(e.dtype, &bytes)?;
         }
-        crate::Tensor::from_storage(st.into_storage(), &e.shape)
+        crate::Tensor::from_host(st, &e.shape)
     }
 }
 

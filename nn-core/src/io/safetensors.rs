@@ -140,11 +140,8 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StateDict> {
             }
         };
         // the crate checked that offsets, shape and dtype agree with the buffer
-        let data = tensor_serde::storage_from_le_bytes(dtype, view.data())?;
-        entries.push((
-            name,
-            Tensor::from_storage(data.into_storage(), view.shape())?,
-        ));
+        let data = crate::HostData::from_le_bytes(dtype, view.data())?;
+        entries.push((name, Tensor::from_host(data, view.shape())?));
     }
     Ok(StateDict::from_unique_entries(entries))
 }

@@ -5,9 +5,8 @@
 //! checks) before it allocates, so a hostile input cannot ask for more memory than it
 //! carries.
 
-use crate::cpu::CpuStorage;
 use crate::module::StateDict;
-use crate::{DType, Tensor};
+use crate::{DType, HostData, Tensor};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,42 +17,10 @@ use std::fmt;
 /// Element bytes of a tensor as little-endian bytes, borrowed from host storage when the
 /// host is little-endian (no copy), copied otherwise (GPU storage, big-endian hosts).
 pub(crate) fn le_bytes(t: &Tensor) -> crate::Result<Cow<'_, [u8]>> {
-    if let Some(cpu) = t.storage().as_any().downcast_ref::<CpuStorage>() {
-        return Ok(storage_le_bytes(cpu));
+    if let Some(h) = t.storage().as_host() {
+        return Ok(h.le_bytes());
     }
-    Ok(Cow::Owned(t.to_cpu_storage()?.to_le_bytes()))
-}
-
-fn storage_le_bytes(s: &CpuStorage) -> Cow<'_, [u8]> {
-    if cfg!(target_endian = "little") {
-        match s {
-            CpuStorage::F32(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
-            CpuStorage::I64(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
-        }
-    } else {
-        Cow::Owned(s.to_le_bytes())
-    }
-}
-
-/// Host storage of `dtype` from little-endian bytes whose length was already checked to
-/// be a whole number of elements: one allocation and one `memcpy` on little-endian hosts.
-pub(crate) fn storage_from_le_bytes(dtype: DType, bytes: &[u8]) -> crate::Result<CpuStorage> {
-    if cfg!(target_endian = "little") && bytes.len() % dtype.size_in_bytes() == 0 {
-        let n = bytes.len() / dtype.size_in_bytes();
-        return Ok(match dtype {
-            DType::F32 => {
-                let mut v = vec![0f32; n];
-                bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(bytes);
-                CpuStorage::F32(v)
-            }
-            DType::I64 => {
-                let mut v = vec![0i64; n];
-                bytemuck::cast_slice_mut::<i64, u8>(&mut v).copy_from_slice(bytes);
-                CpuStorage::I64(v)
-            }
-        });
-    }
-    CpuStorage::from_le_bytes(dtype, bytes)
+    Ok(Cow::Owned(t.to_host()?.to_le_bytes()))
 }
 
 /// Parses a dtype name as written by [`DType::as_str`].
@@ -141,14 +108,14 @@ struct DataSeed {
 }
 
 impl<'de> DeserializeSeed<'de> for DataSeed {
-    type Value = CpuStorage;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<CpuStorage, D::Error> {
+    type Value = HostData;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HostData, D::Error> {
         d.deserialize_bytes(self)
     }
 }
 
 impl DataSeed {
-    fn take<E: de::Error>(&self, v: &[u8]) -> Result<CpuStorage, E> {
+    fn take<E: de::Error>(&self, v: &[u8]) -> Result<HostData, E> {
         if v.len() != self.len {
             return Err(fail(format_args!(
                 "tensor data has {} bytes, its dtype and shape need {}",
@@ -156,23 +123,23 @@ impl DataSeed {
                 self.len
             )));
         }
-        storage_from_le_bytes(self.dtype, v).map_err(fail)
+        HostData::from_le_bytes(self.dtype, v).map_err(fail)
     }
 }
 
 impl<'de> Visitor<'de> for DataSeed {
-    type Value = CpuStorage;
+    type Value = HostData;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} bytes of {} data", self.len, self.dtype)
     }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<CpuStorage, E> {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HostData, E> {
         self.take(v)
     }
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<CpuStorage, E> {
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<HostData, E> {
         self.take(&v)
     }
     // self-describing formats (JSON) write bytes as a sequence of numbers
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CpuStorage, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostData, A::Error> {
         // never trust a size hint: grow as elements actually arrive
         let mut v = Vec::with_capacity(self.len.min(1 << 16));
         while let Some(b) = seq.next_element::<u8>()? {
@@ -188,8 +155,8 @@ impl<'de> Visitor<'de> for DataSeed {
     }
 }
 
-fn build<E: de::Error>(shape: &[usize], data: CpuStorage) -> Result<Tensor, E> {
-    Tensor::from_storage(data.into_storage(), shape).map_err(fail)
+fn build<E: de::Error>(shape: &[usize], data: HostData) -> Result<Tensor, E> {
+    Tensor::from_host(data, shape).map_err(fail)
 }
 
 fn data_seed<E: de::Error>(dtype: DType, shape: &[usize]) -> Result<DataSeed, E> {

@@ -193,7 +193,7 @@ fn safetensors_roundtrip_and_hostile_bytes() -> Result<()> {
     let back = safetensors_from_bytes(&bytes)?;
     for (k, t) in sd.iter() {
         let u = back.get(k).ok_or_else(|| Error::Msg(k.into()))?;
-        assert_eq!(t.to_cpu_storage()?, u.to_cpu_storage()?);
+        assert_eq!(t.to_host()?, u.to_host()?);
         assert_eq!(t.shape(), u.shape());
     }
     for n in 0..bytes.len() {

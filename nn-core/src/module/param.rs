@@ -1,9 +1,10 @@
 //! `Param`: a shared, named, possibly deferred trainable tensor.
 
 use crate::autograd::GradSlot;
+use crate::backend::BackendStorage;
 use crate::init::{Fans, Init};
 use crate::shape::Dims;
-use crate::{Device, Error, Result, Tensor};
+use crate::{Device, Error, HostData, Result, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -233,18 +234,8 @@ impl Param {
         let State::Ready(t) = &mut *st else {
             return Ok(false);
         };
-        let Some(inner) = Arc::get_mut(&mut t.0) else {
-            return Ok(false);
-        };
-        let Some(storage) = Arc::get_mut(&mut inner.storage) else {
-            return Ok(false);
-        };
-        match storage
-            .as_any_mut()
-            .downcast_mut::<crate::cpu::CpuStorage>()
-        {
-            Some(crate::cpu::CpuStorage::F32(v)) => f(bytemuck::cast_slice_mut(v))?,
-            Some(crate::cpu::CpuStorage::I64(v)) => f(bytemuck::cast_slice_mut(v))?,
+        match t.storage_mut().and_then(|s| s.as_host_mut()) {
+            Some(h) => f(h.bytes_mut())?,
             None => return Ok(false),
         }
         Ok(true)
@@ -264,7 +255,25 @@ impl Param {
     pub fn with_data_mut<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
         let mut st = self.write();
         match &mut *st {
-            State::Ready(t) => Ok(crate::cpu::tensor_f32_mut(t).map(f)),
+            State::Ready(t) => Ok(match t.storage_mut().and_then(|s| s.as_host_mut()) {
+                Some(HostData::F32(v)) => Some(f(v)),
+                _ => None,
+            }),
+            State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
+        }
+    }
+
+    /// Runs `f` on the data's storage in place, on the device where it lives (the
+    /// optimizers' fused updates). Copy-on-write: when a live tensor (a `data()`
+    /// snapshot, a graph) shares the storage, `f` gets a fresh copy that then becomes
+    /// the data, so no value a user holds changes. Errors while deferred.
+    pub(crate) fn update_in_place<R>(
+        &self,
+        f: impl FnOnce(&mut dyn BackendStorage) -> Result<R>,
+    ) -> Result<R> {
+        let mut st = self.write();
+        match &mut *st {
+            State::Ready(t) => f(t.make_mut()?),
             State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
         }
     }
@@ -285,9 +294,8 @@ impl Param {
             .zip(crate::shape::strides(&shape))
             .map(|(i, s)| i * s)
             .sum::<usize>();
-        let mut vals = d.to_vec::<f32>()?;
-        vals[flat] = v;
-        self.set_data(&Tensor::from_vec(vals, &shape)?.to_device(&d.device())?)
+        drop(d);
+        self.update_in_place(|s| s.write_at(flat, &HostData::F32(vec![v])))
     }
 
     /// Fills unknown dims from `shape` and initializes with the stored initializer.

@@ -24,13 +24,13 @@ impl Tensor {
                 ),
             ));
         }
-        let mut out = self.0.shape.clone();
+        let mut out = self.shape_dims();
         out[a] = indices.numel();
         checked_numel("index_select", &out)?;
         let storage = self
             .storage()
             .index_select(self.shape(), a, indices.storage().as_ref())?;
-        let (idx, full) = (indices.clone(), self.0.shape.clone());
+        let (idx, full) = (indices.clone(), self.shape_dims());
         Ok(record(storage, out, &[self], "index_select", move || {
             backward_fn(move |_, g| {
                 let s = g

@@ -70,7 +70,7 @@ impl Tensor {
         };
         let mut out: Dims = Dims::from_slice(&self.shape()[..self.rank() - 1]);
         out.push(out_f);
-        let x_shape = self.0.shape.clone();
+        let x_shape = self.shape_dims();
         let mut inputs: [&Tensor; 3] = [self, weight, weight];
         let n_in = match bias {
             Some(b) => {

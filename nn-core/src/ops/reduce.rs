@@ -30,7 +30,7 @@ impl Tensor {
                 "reduction over an empty axis",
             ));
         }
-        let mut out: Dims = self.0.shape.clone();
+        let mut out: Dims = self.shape_dims();
         for &a in &axes {
             out[a] = 1;
         }

@@ -20,7 +20,7 @@ impl Tensor {
         if shape == self.shape() {
             return Ok(self.clone());
         }
-        let from = self.0.shape.clone();
+        let from = self.shape_dims();
         Ok(record(
             self.storage().clone(),
             Dims::from_slice(shape),
@@ -158,10 +158,7 @@ impl Tensor {
         if self.dtype() == dtype {
             return Ok(self.clone());
         }
-        Ok(Tensor::leaf(
-            self.storage().cast(dtype)?,
-            self.0.shape.clone(),
-        ))
+        Ok(Tensor::leaf(self.storage().cast(dtype)?, self.shape_dims()))
     }
 
     /// `len` entries starting at `start` along `axis` (PyTorch's `narrow`, `x[.., a:b]`).
@@ -182,9 +179,9 @@ impl Tensor {
             return Ok(self.clone());
         }
         let storage = self.storage().narrow(self.shape(), a, start, len)?;
-        let mut out = self.0.shape.clone();
+        let mut out = self.shape_dims();
         out[a] = len;
-        let full = self.0.shape.clone();
+        let full = self.shape_dims();
         Ok(record(storage, out, &[self], "narrow", move || {
             backward_fn(move |_, g| {
                 let mut parts = Vec::new();
@@ -211,7 +208,7 @@ impl Tensor {
             return Err(Error::Msg("cat: no tensors given".into()));
         };
         let a = resolve_axis("cat", first.shape(), axis)?;
-        let mut out = first.0.shape.clone();
+        let mut out = first.shape_dims();
         out[a] = 0;
         for t in tensors {
             same_device("cat", first, t)?;

@@ -110,8 +110,7 @@ fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
         safetensors::Dtype::I64 => DType::I64,
         d => return Err(Error::Msg(format!("fixture {name}: dtype {d:?}"))),
     };
-    let s = crate::cpu::CpuStorage::from_le_bytes(dtype, v.data())?;
-    Tensor::from_storage(s.into_storage(), v.shape())
+    Tensor::from_host(crate::HostData::from_le_bytes(dtype, v.data())?, v.shape())
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {

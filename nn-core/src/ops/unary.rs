@@ -19,10 +19,10 @@ impl Tensor {
             });
         }
         let storage = self.storage().unary(op)?;
-        let (saved, shape) = (storage.clone(), self.0.shape.clone());
+        let (saved, shape) = (storage.clone(), self.shape_dims());
         Ok(record(
             storage,
-            self.0.shape.clone(),
+            self.shape_dims(),
             &[self],
             name,
             move || {
@@ -38,7 +38,7 @@ impl Tensor {
                         UnaryOp::Sqrt => g.div(&y.mul_scalar(2.0)?)?,
                         UnaryOp::Relu => {
                             let gs = x.storage().relu_backward(g.storage().as_ref())?;
-                            Tensor::leaf(gs, g.0.shape.clone())
+                            Tensor::leaf(gs, g.shape_dims())
                         }
                         UnaryOp::Sigmoid => g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?,
                         UnaryOp::Tanh => g.mul(&y.mul(&y)?.affine(-1.0, 1.0)?)?,

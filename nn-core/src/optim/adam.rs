@@ -15,9 +15,10 @@
 //! is corrected as PyTorch corrects it.
 
 use super::{
-    check_hyper, dedupe, problems_to_result, read_buffer, read_step, snapshot, split_key,
-    step_tensor, Optimizer,
+    check_hyper, dedupe, fusable, problems_to_result, read_buffer, read_step, snapshot, split_key,
+    step_tensor, zeros_on_device, Optimizer,
 };
+use crate::backend::AdamStep;
 use crate::{Error, Param, Result, StateDict, Tensor};
 
 /// Hyperparameters of [`Adam`] (PyTorch's defaults).
@@ -62,43 +63,20 @@ pub struct Adam {
 }
 
 /// Scalars of one update, computed in f64 as PyTorch computes them in Python.
-#[derive(Clone, Copy)]
-struct Coeffs {
-    one_minus_b1: f32,
-    b2: f32,
-    one_minus_b2: f32,
-    bc2_sqrt: f32,
-    neg_step_size: f32,
-    eps: f32,
-    wd: f32,
-}
-
-impl Coeffs {
-    fn new(c: &AdamConfig, step: u64) -> Coeffs {
-        let (b1, b2) = c.betas;
-        // Python's `beta ** step`
-        let t = step as f64;
-        let bc1 = 1.0 - b1.powf(t);
-        let bc2 = 1.0 - b2.powf(t);
-        Coeffs {
-            one_minus_b1: (1.0 - b1) as f32,
-            b2: b2 as f32,
-            one_minus_b2: (1.0 - b2) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
-            neg_step_size: (-(c.lr / bc1)) as f32,
-            eps: c.eps as f32,
-            wd: c.weight_decay as f32,
-        }
-    }
-}
-
-fn adam_kernel(k: Coeffs, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        let g = if k.wd != 0.0 { g + k.wd * *p } else { g };
-        *m += k.one_minus_b1 * (g - *m);
-        *v = *v * k.b2 + k.one_minus_b2 * g * g;
-        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
-        *p += k.neg_step_size * *m / denom;
+fn coeffs(c: &AdamConfig, step: u64) -> AdamStep {
+    let (b1, b2) = c.betas;
+    // Python's `beta ** step`
+    let t = step as f64;
+    let bc1 = 1.0 - b1.powf(t);
+    let bc2 = 1.0 - b2.powf(t);
+    AdamStep {
+        one_minus_beta1: (1.0 - b1) as f32,
+        beta2: b2 as f32,
+        one_minus_beta2: (1.0 - b2) as f32,
+        bias_correction2_sqrt: bc2.sqrt() as f32,
+        neg_step_size: (-(c.lr / bc1)) as f32,
+        eps: c.eps as f32,
+        weight_decay: c.weight_decay as f32,
     }
 }
 
@@ -139,12 +117,55 @@ impl Adam {
         &self.cfg
     }
 
-    /// One parameter with tensor ops (any device; data shared with live tensors).
-    fn step_generic(&mut self, i: usize, g: &Tensor, k: Coeffs) -> Result<()> {
+    /// One update of every parameter with a gradient: fused on its device when `fused`
+    /// and the backend has a fused update, with tensor ops otherwise (the reference the
+    /// tests compare the fused path with).
+    pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
+        let _ng = crate::NoGradGuard::new();
+        for i in 0..self.params.len() {
+            let Some(g) = self.params[i].grad() else {
+                continue;
+            };
+            let step = self.state[i].step + 1;
+            let k = coeffs(&self.cfg, step);
+            let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g, &k)?;
+            if !done {
+                self.step_generic(i, &g, &k)?;
+            }
+            self.state[i].step = step;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
+    /// no fused update (nothing was changed then).
+    fn step_fused(&mut self, i: usize, g: &Tensor, k: &AdamStep) -> Result<bool> {
+        let st = &mut self.state[i];
+        let fresh = st.exp_avg.is_none() || st.exp_avg_sq.is_none();
+        if fresh {
+            st.exp_avg = Some(zeros_on_device(g)?);
+            st.exp_avg_sq = Some(zeros_on_device(g)?);
+        }
+        let done = match (&mut st.exp_avg, &mut st.exp_avg_sq) {
+            (Some(m), Some(v)) => self.params[i].update_in_place(|p| {
+                p.adam_step(g.storage().as_ref(), m.make_mut()?, v.make_mut()?, k)
+            }),
+            _ => Ok(false),
+        };
+        if fresh && !matches!(done, Ok(true)) {
+            st.exp_avg = None;
+            st.exp_avg_sq = None;
+        }
+        done
+    }
+
+    /// One parameter with tensor ops (backends without a fused update).
+    fn step_generic(&mut self, i: usize, g: &Tensor, k: &AdamStep) -> Result<()> {
         let p = &self.params[i];
         let data = p.data()?;
-        let g = if k.wd != 0.0 {
-            g.add(&data.mul_scalar(k.wd)?)?
+        let g = if k.weight_decay != 0.0 {
+            g.add(&data.mul_scalar(k.weight_decay)?)?
         } else {
             g.clone()
         };
@@ -157,11 +178,14 @@ impl Adam {
             Some(v) => v,
             None => g.zeros_like()?,
         };
-        let m = m.add(&g.sub(&m)?.mul_scalar(k.one_minus_b1)?)?;
+        let m = m.add(&g.sub(&m)?.mul_scalar(k.one_minus_beta1)?)?;
         let v = v
-            .mul_scalar(k.b2)?
-            .add(&g.mul_scalar(k.one_minus_b2)?.mul(&g)?)?;
-        let denom = v.sqrt()?.mul_scalar(1.0 / k.bc2_sqrt)?.add_scalar(k.eps)?;
+            .mul_scalar(k.beta2)?
+            .add(&g.mul_scalar(k.one_minus_beta2)?.mul(&g)?)?;
+        // a true division, not a product with the reciprocal: the fused updates divide,
+        // and the two paths give identical results
+        let bc2 = Tensor::scalar(k.bias_correction2_sqrt).to_device(&v.device())?;
+        let denom = v.sqrt()?.div(&bc2)?.add_scalar(k.eps)?;
         let new = data.add(&m.mul_scalar(k.neg_step_size)?.div(&denom)?)?;
         st.exp_avg = Some(m);
         st.exp_avg_sq = Some(v);
@@ -171,44 +195,7 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
-        let _ng = crate::NoGradGuard::new();
-        for i in 0..self.params.len() {
-            let Some(g) = self.params[i].grad() else {
-                continue;
-            };
-            let step = self.state[i].step + 1;
-            let k = Coeffs::new(&self.cfg, step);
-            let mut done = false;
-            if let Some(gs) = crate::cpu::tensor_f32(&g) {
-                let st = &mut self.state[i];
-                let fresh = st.exp_avg.is_none() || st.exp_avg_sq.is_none();
-                if fresh {
-                    st.exp_avg = Some(Tensor::zeros(g.shape()));
-                    st.exp_avg_sq = Some(Tensor::zeros(g.shape()));
-                }
-                if let (Some(m), Some(v)) = (&mut st.exp_avg, &mut st.exp_avg_sq) {
-                    if let (Some(m), Some(v)) =
-                        (crate::cpu::tensor_f32_mut(m), crate::cpu::tensor_f32_mut(v))
-                    {
-                        if gs.len() == m.len() && gs.len() == self.params[i].numel() {
-                            done = self.params[i]
-                                .with_data_mut(|p| adam_kernel(k, p, gs, m, v))?
-                                .is_some();
-                        }
-                    }
-                }
-                if fresh && !done {
-                    st.exp_avg = None;
-                    st.exp_avg_sq = None;
-                }
-            }
-            if !done {
-                self.step_generic(i, &g, k)?;
-            }
-            self.state[i].step = step;
-        }
-        self.steps += 1;
-        Ok(())
+        self.step_with(true)
     }
 
     fn lr(&self) -> f64 {

@@ -1,10 +1,12 @@
 //! Optimizers: [`Sgd`] and [`Adam`] with PyTorch's update rules, behind one [`Optimizer`]
 //! trait.
 //!
-//! Updates run without recording a graph and, on the CPU, in place: when a parameter's
-//! storage is not shared with any live tensor, the update is one fused pass over the
-//! host slice with no allocation. Anywhere else (another device, data shared with a
-//! tensor the user still holds) the same rule runs with tensor ops and replaces the data.
+//! Updates run without recording a graph, in place, on the device where each parameter
+//! lives: one fused pass per parameter through the backend's
+//! [`crate::backend::BackendStorage::sgd_step`] / `adam_step` (on the CPU with no
+//! allocation, on CUDA one kernel). When the data is shared with a tensor the user still
+//! holds, the update runs on a copy that becomes the data (copy-on-write). A backend
+//! without a fused update gets the same rule with tensor ops.
 //!
 //! `state_dict()` / `load_state_dict()` save and restore the optimizer state exactly
 //! (momentum buffers, moment estimates, step counts) under PyTorch-like keys:
@@ -72,16 +74,26 @@ pub(crate) fn check_hyper(opt: &str, name: &str, v: f64) -> Result<()> {
     }
 }
 
-/// A detached copy of `t` (new storage) on the same device.
+/// A detached copy of `t` (new storage) on the same device, copied there.
 pub(crate) fn snapshot(t: &Tensor) -> Result<Tensor> {
-    let host = t.to_cpu_storage()?;
-    Tensor::from_storage(host.into_storage(), t.shape())?.to_device(&t.device())
+    Tensor::from_storage(t.storage().deep_copy()?, t.shape())
+}
+
+/// Zeros shaped like `t` on its device (a fresh optimizer buffer).
+pub(crate) fn zeros_on_device(t: &Tensor) -> Result<Tensor> {
+    Tensor::from_storage(t.device().zeros(t.numel(), DType::F32)?, t.shape())
+}
+
+/// Whether the fused update applies: an f32 gradient of the parameter's shape, on its
+/// device (anything else takes the tensor-op path, which reports the problem).
+pub(crate) fn fusable(p: &Param, g: &Tensor) -> bool {
+    g.dtype() == DType::F32 && p.shape().as_deref() == Some(g.shape()) && p.device() == g.device()
 }
 
 /// The step count tensor.
 pub(crate) fn step_tensor(step: u64) -> Tensor {
     Tensor::leaf(
-        crate::cpu::CpuStorage::I64(vec![step as i64]).into_storage(),
+        crate::cpu::storage(crate::HostData::I64(vec![step as i64])),
         crate::shape::Dims::new(),
     )
 }

@@ -10,9 +10,10 @@
 //! ```
 
 use super::{
-    check_hyper, dedupe, problems_to_result, read_buffer, read_step, snapshot, split_key,
-    step_tensor, Optimizer,
+    check_hyper, dedupe, fusable, problems_to_result, read_buffer, read_step, snapshot, split_key,
+    step_tensor, zeros_on_device, Optimizer,
 };
+use crate::backend::SgdStep;
 use crate::{Error, Param, Result, StateDict, Tensor};
 
 /// Hyperparameters of [`Sgd`] (PyTorch's defaults apart from `lr`, which has none there).
@@ -89,7 +90,56 @@ impl Sgd {
         &self.cfg
     }
 
-    /// One parameter with tensor ops (any device; data shared with live tensors).
+    /// One update of every parameter with a gradient: fused on its device when `fused`
+    /// and the backend has a fused update, with tensor ops otherwise (the reference the
+    /// tests compare the fused path with).
+    pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
+        let _ng = crate::NoGradGuard::new();
+        for i in 0..self.params.len() {
+            let Some(g) = self.params[i].grad() else {
+                continue;
+            };
+            let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g)?;
+            if !done {
+                self.step_generic(i, &g)?;
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
+    /// no fused update (nothing was changed then).
+    fn step_fused(&mut self, i: usize, g: &Tensor) -> Result<bool> {
+        let c = self.cfg;
+        let momentum = c.momentum != 0.0;
+        let first = momentum && self.bufs[i].is_none();
+        if first {
+            self.bufs[i] = Some(zeros_on_device(g)?);
+        }
+        let step = SgdStep {
+            lr: c.lr as f32,
+            weight_decay: c.weight_decay as f32,
+            momentum: c.momentum as f32,
+            one_minus_dampening: (1.0 - c.dampening) as f32,
+            nesterov: c.nesterov,
+            first,
+        };
+        let buf = &mut self.bufs[i];
+        let done = self.params[i].update_in_place(|p| {
+            let b = match buf {
+                Some(b) if momentum => Some(b.make_mut()?),
+                _ => None,
+            };
+            p.sgd_step(g.storage().as_ref(), b, &step)
+        });
+        if first && !matches!(done, Ok(true)) {
+            self.bufs[i] = None;
+        }
+        done
+    }
+
+    /// One parameter with tensor ops (backends without a fused update).
     fn step_generic(&mut self, i: usize, g: &Tensor) -> Result<()> {
         let c = self.cfg;
         let p = &self.params[i];
@@ -116,65 +166,9 @@ impl Sgd {
     }
 }
 
-/// The fused host update of one parameter; `buf` is None without momentum, `first` on
-/// the step that creates the buffer.
-fn sgd_kernel(c: &SgdConfig, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>, first: bool) {
-    let (lr, wd) = (c.lr as f32, c.weight_decay as f32);
-    let (mom, damp) = (c.momentum as f32, (1.0 - c.dampening) as f32);
-    match buf {
-        None => {
-            for (p, &g) in p.iter_mut().zip(g) {
-                let d = if wd != 0.0 { g + wd * *p } else { g };
-                *p += -lr * d;
-            }
-        }
-        Some(b) => {
-            for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
-                let d = if wd != 0.0 { g + wd * *p } else { g };
-                *b = if first { d } else { *b * mom + damp * d };
-                let d = if c.nesterov { d + mom * *b } else { *b };
-                *p += -lr * d;
-            }
-        }
-    }
-}
-
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        let _ng = crate::NoGradGuard::new();
-        for i in 0..self.params.len() {
-            let Some(g) = self.params[i].grad() else {
-                continue;
-            };
-            let mut done = false;
-            if let Some(gs) = crate::cpu::tensor_f32(&g) {
-                let momentum = self.cfg.momentum != 0.0;
-                let first = momentum && self.bufs[i].is_none();
-                if first {
-                    self.bufs[i] = Some(Tensor::zeros(g.shape()));
-                }
-                let buf = match &mut self.bufs[i] {
-                    Some(b) if momentum => crate::cpu::tensor_f32_mut(b).map(Some),
-                    _ => Some(None),
-                };
-                if let Some(buf) = buf {
-                    let c = self.cfg;
-                    if gs.len() == self.params[i].numel() {
-                        done = self.params[i]
-                            .with_data_mut(|p| sgd_kernel(&c, p, gs, buf, first))?
-                            .is_some();
-                    }
-                }
-                if first && !done {
-                    self.bufs[i] = None;
-                }
-            }
-            if !done {
-                self.step_generic(i, &g)?;
-            }
-        }
-        self.steps += 1;
-        Ok(())
+        self.step_with(true)
     }
 
     fn lr(&self) -> f64 {

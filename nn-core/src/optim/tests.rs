@@ -260,3 +260,120 @@ fn shape_mismatch_in_state_names_the_parameter() -> Result<()> {
     );
     Ok(())
 }
+
+/// Runs `steps` updates over two parameters (one with a gradient that skips a step) with
+/// the fused path or the tensor-op reference; returns the parameters' values.
+fn run_fused_or_reference<O: Optimizer>(
+    make: impl Fn(Vec<Param>) -> Result<O>,
+    step: impl Fn(&mut O, bool) -> Result<()>,
+    fused: bool,
+) -> Result<Vec<Vec<f32>>> {
+    let a = Param::new(Tensor::from_vec(
+        vec![0.3f32, -1.2, 2.0, 0.0, 5.0, -0.01],
+        &[2, 3],
+    )?);
+    let b = Param::new(Tensor::from_vec(vec![1.5f32, -0.25], &[2])?);
+    let mut opt = make(vec![a.clone(), b.clone()])?;
+    for s in 0..5 {
+        let t = s as f32;
+        let ga = vec![0.1 * t, -0.5, 1.5, 0.25 - t, 3.0, 1e-3];
+        a.set_grad(Some(Tensor::from_vec(ga, &[2, 3])?));
+        // `b` misses step 2: its own step count (Adam's bias correction) lags
+        let gb = (s != 2).then(|| Tensor::from_vec(vec![t - 1.0, 0.75], &[2]));
+        b.set_grad(gb.transpose()?);
+        step(&mut opt, fused)?;
+    }
+    Ok(vec![values(&a)?, values(&b)?])
+}
+
+#[test]
+fn fused_updates_equal_the_tensor_op_reference_exactly() -> Result<()> {
+    let sgd_cfgs = [
+        SgdConfig::default(),
+        SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.1,
+            weight_decay: 0.01,
+            nesterov: false,
+        },
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.8,
+            weight_decay: 0.2,
+            nesterov: true,
+            ..Default::default()
+        },
+    ];
+    for cfg in sgd_cfgs {
+        let make = |ps| Sgd::new(ps, cfg);
+        let fused = run_fused_or_reference(make, |o, f| o.step_with(f), true)?;
+        let reference = run_fused_or_reference(make, |o, f| o.step_with(f), false)?;
+        assert_eq!(fused, reference, "SGD {cfg:?}");
+    }
+    let adam_cfgs = [
+        AdamConfig::default(),
+        AdamConfig {
+            lr: 0.05,
+            betas: (0.8, 0.99),
+            eps: 1e-6,
+            weight_decay: 0.1,
+        },
+    ];
+    for cfg in adam_cfgs {
+        let make = |ps| Adam::new(ps, cfg);
+        let fused = run_fused_or_reference(make, |o, f| o.step_with(f), true)?;
+        let reference = run_fused_or_reference(make, |o, f| o.step_with(f), false)?;
+        assert_eq!(fused, reference, "Adam {cfg:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_update_of_shared_data_copies_on_write() -> Result<()> {
+    let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+    let held = p.data()?;
+    let mut opt = Adam::with_lr(vec![p.clone()], 0.1)?;
+    set_grad(&p, &[1.0, -1.0])?;
+    opt.step()?;
+    assert_eq!(held.to_vec::<f32>()?, vec![1.0, 2.0]);
+    // Adam's first step moves every element by lr (sign of the gradient)
+    assert!(close(&values(&p)?, &[0.9, 2.1], 1e-6), "{:?}", values(&p)?);
+    // the copy is the data now: later steps update it in place, the held tensor stays
+    set_grad(&p, &[1.0, -1.0])?;
+    opt.step()?;
+    assert_eq!(held.to_vec::<f32>()?, vec![1.0, 2.0]);
+    Ok(())
+}
+
+/// The fused path really runs on the CPU (so the comparison above compares two paths):
+/// the parameter's memory is updated where it is.
+#[test]
+fn fused_updates_write_the_parameter_memory_in_place() -> Result<()> {
+    let addr = |p: &Param| -> Result<Option<usize>> { p.with_data_mut(|d| d.as_ptr() as usize) };
+    {
+        let fused = true;
+        let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
+        let q = Param::new(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
+        let mut sgd = Sgd::new(
+            vec![p.clone()],
+            SgdConfig {
+                lr: 0.1,
+                momentum: 0.9,
+                ..Default::default()
+            },
+        )?;
+        let mut adam = Adam::with_lr(vec![q.clone()], 0.1)?;
+        let (p0, q0) = (addr(&p)?, addr(&q)?);
+        assert!(p0.is_some() && q0.is_some());
+        for _ in 0..2 {
+            set_grad(&p, &[1.0, -1.0, 0.5])?;
+            set_grad(&q, &[1.0, -1.0, 0.5])?;
+            sgd.step_with(fused)?;
+            adam.step_with(fused)?;
+        }
+        assert_eq!(addr(&p)?, p0, "SGD");
+        assert_eq!(addr(&q)?, q0, "Adam");
+    }
+    Ok(())
+}

@@ -8,6 +8,7 @@
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
+pub(crate) mod optim;
 pub(crate) mod reduce;
 
 use cudarc::driver::LaunchConfig;
@@ -34,7 +35,12 @@ impl KernelModule {
 }
 
 /// Every kernel module of the backend (the CI compile test walks this list).
-pub static ALL_MODULES: [&KernelModule; 3] = [&elementwise::MODULE, &copy::MODULE, &reduce::MODULE];
+pub static ALL_MODULES: [&KernelModule; 4] = [
+    &elementwise::MODULE,
+    &copy::MODULE,
+    &reduce::MODULE,
+    &optim::MODULE,
+];
 
 /// Threads per block of the elementwise kernels.
 const BLOCK: u32 = 256;

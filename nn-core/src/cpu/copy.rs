@@ -1,0 +1,131 @@
+//! Copies on the host: permutes, slices along an axis, concatenation, row gathers and
+//! their adjoint. Shapes, axes and indices were validated by the caller
+//! (`check`).
+
+use crate::host::{try_filled, try_with_capacity};
+use crate::shape::{numel, strides};
+use crate::{Error, Result};
+
+pub(super) fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Result<Vec<T>> {
+    let st = strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let src_st: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+    let n = x.len();
+    let mut res = try_with_capacity(n, "permute")?;
+    if out_shape.is_empty() {
+        res.extend_from_slice(x);
+        return Ok(res);
+    }
+    let last = out_shape.len() - 1;
+    let inner = out_shape[last];
+    let is = src_st[last];
+    let outer = n.checked_div(inner).unwrap_or(0);
+    let mut idx = vec![0usize; last];
+    let mut o = 0usize;
+    for _ in 0..outer {
+        for j in 0..inner {
+            res.push(x[o + j * is]);
+        }
+        for d in (0..last).rev() {
+            idx[d] += 1;
+            o += src_st[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            o -= src_st[d] * out_shape[d];
+            idx[d] = 0;
+        }
+    }
+    Ok(res)
+}
+
+pub(super) fn narrow<T: Copy>(
+    x: &[T],
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    len: usize,
+) -> Result<Vec<T>> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let d = shape[axis];
+    let mut res = try_with_capacity(outer * len * inner, "narrow")?;
+    for o in 0..outer {
+        let base = (o * d + start) * inner;
+        res.extend_from_slice(&x[base..base + len * inner]);
+    }
+    Ok(res)
+}
+
+pub(super) fn cat<T: Copy>(parts: &[(&[T], &[usize])], axis: usize) -> Result<Vec<T>> {
+    let Some((_, s0)) = parts.first() else {
+        return Ok(Vec::new());
+    };
+    let outer: usize = s0[..axis].iter().product();
+    let inner: usize = s0[axis + 1..].iter().product();
+    let total: usize = parts.iter().map(|(x, _)| x.len()).sum();
+    let mut res = try_with_capacity(total, "cat")?;
+    for o in 0..outer {
+        for (x, s) in parts {
+            let blk = s[axis] * inner;
+            res.extend_from_slice(&x[o * blk..(o + 1) * blk]);
+        }
+    }
+    Ok(res)
+}
+
+pub(super) fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Result<Vec<usize>> {
+    idx.iter()
+        .map(|&i| {
+            let j = if i < 0 { i + size as i64 } else { i };
+            if j < 0 || j >= size as i64 {
+                Err(Error::IndexOutOfRange { op, index: i, size })
+            } else {
+                Ok(j as usize)
+            }
+        })
+        .collect()
+}
+
+pub(super) fn index_select<T: Copy>(
+    x: &[T],
+    shape: &[usize],
+    axis: usize,
+    idx: &[usize],
+) -> Result<Vec<T>> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let d = shape[axis];
+    let mut res = try_with_capacity(outer * idx.len() * inner, "index_select")?;
+    for o in 0..outer {
+        for &i in idx {
+            let base = (o * d + i) * inner;
+            res.extend_from_slice(&x[base..base + inner]);
+        }
+    }
+    Ok(res)
+}
+
+pub(super) fn index_add(
+    x: &[f32],
+    shape: &[usize],
+    axis: usize,
+    idx: &[usize],
+    out_shape: &[usize],
+) -> Result<Vec<f32>> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let d_out = out_shape[axis];
+    let d_in = shape[axis];
+    let mut res = try_filled(numel(out_shape), 0.0f32, "index_add")?;
+    for o in 0..outer {
+        for (r, &i) in idx.iter().enumerate() {
+            let src = (o * d_in + r) * inner;
+            let dst = (o * d_out + i) * inner;
+            for j in 0..inner {
+                res[dst + j] += x[src + j];
+            }
+        }
+    }
+    Ok(res)
+}

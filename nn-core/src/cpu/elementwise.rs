@@ -1,0 +1,222 @@
+//! Elementwise host loops: unary math, broadcast binary ops and comparisons, `where`,
+//! ReLU's backward, casts. Inputs are contiguous; broadcasting goes by strides. Shapes
+//! were validated by the caller (`check`).
+
+use crate::backend::{BinaryOp, UnaryOp};
+use crate::host::{try_collect, try_with_capacity, HostData};
+use crate::shape::{broadcast_strides, numel};
+use crate::{DType, Result};
+
+pub(super) fn unary(op: UnaryOp, x: &[f32]) -> Result<Vec<f32>> {
+    // a macro, not a closure taking `fn`: each arm's loop is monomorphic and inlined
+    macro_rules! c {
+        ($f:expr) => {
+            try_collect(x.iter().map(|&v| $f(v)), "unary")
+        };
+    }
+    match op {
+        UnaryOp::Neg => c!(|v: f32| -v),
+        UnaryOp::Exp => c!(f32::exp),
+        UnaryOp::Log => c!(f32::ln),
+        UnaryOp::Abs => c!(f32::abs),
+        UnaryOp::Sqrt => c!(f32::sqrt),
+        UnaryOp::Relu => c!(|v: f32| if v > 0.0 { v } else { 0.0 }),
+        UnaryOp::Sigmoid => c!(|v: f32| 1.0 / (1.0 + (-v).exp())),
+        UnaryOp::Tanh => c!(f32::tanh),
+        UnaryOp::Sign => c!(|v: f32| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+        UnaryOp::Step => c!(|v: f32| if v > 0.0 { 1.0 } else { 0.0 }),
+        UnaryOp::Powf(e) => {
+            if e == 2.0 {
+                c!(|v: f32| v * v)
+            } else {
+                c!(|v: f32| v.powf(e))
+            }
+        }
+        UnaryOp::Affine { mul, add } => c!(|v: f32| v * mul + add),
+    }
+}
+
+/// Applies `f` elementwise over `a` and `b` broadcast to `out`.
+fn map2<A: Copy, B: Copy, O>(
+    a: &[A],
+    sa: &[usize],
+    b: &[B],
+    sb: &[usize],
+    out: &[usize],
+    f: impl Fn(A, B) -> O,
+) -> Result<Vec<O>> {
+    let n = numel(out);
+    if sa == out && sb == out {
+        return try_collect(a.iter().zip(b).map(|(&x, &y)| f(x, y)), "binary");
+    }
+    if let (true, [x]) = (sb == out, a) {
+        return try_collect(b.iter().map(|&y| f(*x, y)), "binary");
+    }
+    if let (true, [y]) = (sa == out, b) {
+        return try_collect(a.iter().map(|&x| f(x, *y)), "binary");
+    }
+    let st_a = broadcast_strides(sa, out);
+    let st_b = broadcast_strides(sb, out);
+    let mut res = try_with_capacity(n, "binary")?;
+    if out.is_empty() {
+        res.push(f(a[0], b[0]));
+        return Ok(res);
+    }
+    let last = out.len() - 1;
+    let inner = out[last];
+    let (ia, ib) = (st_a[last], st_b[last]);
+    let outer = n.checked_div(inner).unwrap_or(0);
+    let mut idx = vec![0usize; last];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for _ in 0..outer {
+        if ia == 1 && ib == 1 {
+            res.extend(
+                a[oa..oa + inner]
+                    .iter()
+                    .zip(&b[ob..ob + inner])
+                    .map(|(&x, &y)| f(x, y)),
+            );
+        } else if ia == 1 && ib == 0 {
+            let y = b[ob];
+            res.extend(a[oa..oa + inner].iter().map(|&x| f(x, y)));
+        } else if ia == 0 && ib == 1 {
+            let x = a[oa];
+            res.extend(b[ob..ob + inner].iter().map(|&y| f(x, y)));
+        } else {
+            for j in 0..inner {
+                res.push(f(a[oa + j * ia], b[ob + j * ib]));
+            }
+        }
+        // odometer over the outer dims
+        for d in (0..last).rev() {
+            idx[d] += 1;
+            oa += st_a[d];
+            ob += st_b[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            oa -= st_a[d] * out[d];
+            ob -= st_b[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+    Ok(res)
+}
+
+pub(super) fn binary_f32(
+    op: BinaryOp,
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    out: &[usize],
+) -> Result<HostData> {
+    use HostData::{F32, I64};
+    let m = |c: bool| c as i64;
+    Ok(match op {
+        BinaryOp::Add => F32(map2(a, sa, b, sb, out, |x, y| x + y)?),
+        BinaryOp::Sub => F32(map2(a, sa, b, sb, out, |x, y| x - y)?),
+        BinaryOp::Mul => F32(map2(a, sa, b, sb, out, |x, y| x * y)?),
+        BinaryOp::Div => F32(map2(a, sa, b, sb, out, |x, y| x / y)?),
+        BinaryOp::Maximum => F32(map2(a, sa, b, sb, out, |x: f32, y| x.max(y))?),
+        BinaryOp::Minimum => F32(map2(a, sa, b, sb, out, |x: f32, y| x.min(y))?),
+        BinaryOp::Eq => I64(map2(a, sa, b, sb, out, |x, y| m(x == y))?),
+        BinaryOp::Ne => I64(map2(a, sa, b, sb, out, |x, y| m(x != y))?),
+        BinaryOp::Lt => I64(map2(a, sa, b, sb, out, |x, y| m(x < y))?),
+        BinaryOp::Le => I64(map2(a, sa, b, sb, out, |x, y| m(x <= y))?),
+        BinaryOp::Gt => I64(map2(a, sa, b, sb, out, |x, y| m(x > y))?),
+        BinaryOp::Ge => I64(map2(a, sa, b, sb, out, |x, y| m(x >= y))?),
+    })
+}
+
+pub(super) fn binary_i64(
+    op: BinaryOp,
+    a: &[i64],
+    sa: &[usize],
+    b: &[i64],
+    sb: &[usize],
+    out: &[usize],
+) -> Result<HostData> {
+    let m = |c: bool| c as i64;
+    Ok(HostData::I64(match op {
+        BinaryOp::Add => map2(a, sa, b, sb, out, |x: i64, y| x.wrapping_add(y))?,
+        BinaryOp::Sub => map2(a, sa, b, sb, out, |x: i64, y| x.wrapping_sub(y))?,
+        BinaryOp::Mul => map2(a, sa, b, sb, out, |x: i64, y| x.wrapping_mul(y))?,
+        BinaryOp::Div => map2(a, sa, b, sb, out, |x: i64, y| x.checked_div(y).unwrap_or(0))?,
+        BinaryOp::Maximum => map2(a, sa, b, sb, out, |x: i64, y| x.max(y))?,
+        BinaryOp::Minimum => map2(a, sa, b, sb, out, |x: i64, y| x.min(y))?,
+        BinaryOp::Eq => map2(a, sa, b, sb, out, |x, y| m(x == y))?,
+        BinaryOp::Ne => map2(a, sa, b, sb, out, |x, y| m(x != y))?,
+        BinaryOp::Lt => map2(a, sa, b, sb, out, |x, y| m(x < y))?,
+        BinaryOp::Le => map2(a, sa, b, sb, out, |x, y| m(x <= y))?,
+        BinaryOp::Gt => map2(a, sa, b, sb, out, |x, y| m(x > y))?,
+        BinaryOp::Ge => map2(a, sa, b, sb, out, |x, y| m(x >= y))?,
+    }))
+}
+
+pub(super) fn where_cond<T: Copy>(
+    cond: &[i64],
+    sc: &[usize],
+    a: &[T],
+    sa: &[usize],
+    b: &[T],
+    sb: &[usize],
+    out: &[usize],
+) -> Result<Vec<T>> {
+    let n = numel(out);
+    let (stc, sta, stb) = (
+        broadcast_strides(sc, out),
+        broadcast_strides(sa, out),
+        broadcast_strides(sb, out),
+    );
+    let mut res = try_with_capacity(n, "where")?;
+    let mut idx = vec![0usize; out.len()];
+    for _ in 0..n {
+        let (mut oc, mut oa, mut ob) = (0, 0, 0);
+        for d in 0..out.len() {
+            oc += idx[d] * stc[d];
+            oa += idx[d] * sta[d];
+            ob += idx[d] * stb[d];
+        }
+        res.push(if cond[oc] != 0 { a[oa] } else { b[ob] });
+        for d in (0..out.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < out[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(res)
+}
+
+/// `x > 0 ? g : 0` in one pass.
+pub(super) fn relu_backward(x: &[f32], g: &[f32]) -> Result<Vec<f32>> {
+    let it = x.iter().zip(g);
+    try_collect(
+        it.map(|(&x, &g)| if x > 0.0 { g } else { 0.0 }),
+        "relu_backward",
+    )
+}
+
+/// Conversion to `dtype` with Rust's `as` semantics (f32 to i64 truncates and saturates).
+pub(super) fn cast(x: &HostData, dtype: DType) -> Result<HostData> {
+    Ok(match (x, dtype) {
+        (HostData::F32(x), DType::I64) => {
+            HostData::I64(try_collect(x.iter().map(|&v| v as i64), "cast")?)
+        }
+        (HostData::I64(x), DType::F32) => {
+            HostData::F32(try_collect(x.iter().map(|&v| v as f32), "cast")?)
+        }
+        (HostData::F32(x), DType::F32) => HostData::F32(try_collect(x.iter().copied(), "cast")?),
+        (HostData::I64(x), DType::I64) => HostData::I64(try_collect(x.iter().copied(), "cast")?),
+    })
+}

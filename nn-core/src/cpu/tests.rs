@@ -1,0 +1,202 @@
+//! The CPU backend called through the public trait with hostile arguments: every bad
+//! axis, shape, length or spec is an `Err`, never a panic; huge sizes are `OutOfMemory`.
+
+use crate::backend::{AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, UnaryOp};
+use crate::{DType, Device, Error, HostData, Result};
+
+fn f32s(v: &[f32]) -> Result<crate::backend::Storage> {
+    Device::Cpu.upload(HostData::F32(v.to_vec()))
+}
+
+fn spec(batch: usize, m: usize, n: usize, k: usize) -> MatmulSpec {
+    MatmulSpec {
+        batch,
+        m,
+        n,
+        k,
+        lhs_batch: vec![0; batch],
+        rhs_batch: vec![0; batch],
+        lhs_t: false,
+        rhs_t: false,
+    }
+}
+
+#[test]
+fn bad_axes_shapes_and_lengths_are_errors() -> Result<()> {
+    let x = f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    let idx = Device::Cpu.upload(HostData::I64(vec![0, 1]))?;
+    let bad_idx = Device::Cpu.upload(HostData::I64(vec![0, 7]))?;
+    let x = x.as_ref();
+    let cases: Vec<(&str, Result<crate::backend::Storage>)> = vec![
+        ("reduce axis", x.reduce(ReduceOp::Sum, &[2, 3], &[2])),
+        ("reduce unsorted", x.reduce(ReduceOp::Sum, &[2, 3], &[1, 0])),
+        ("reduce len", x.reduce(ReduceOp::Max, &[4, 3], &[0])),
+        ("argmax no axis", x.reduce(ReduceOp::ArgMax, &[6], &[])),
+        ("argmax rank 0", x.reduce(ReduceOp::ArgMax, &[], &[0])),
+        ("permute dup", x.permute(&[2, 3], &[0, 0])),
+        ("permute rank", x.permute(&[2, 3], &[0])),
+        ("permute len", x.permute(&[3, 3], &[1, 0])),
+        ("narrow axis", x.narrow(&[2, 3], 2, 0, 1)),
+        ("narrow range", x.narrow(&[2, 3], 1, 2, 2)),
+        ("narrow overflow", x.narrow(&[2, 3], 1, usize::MAX, 2)),
+        ("cat axis", x.cat(&[2, 3], &[(x, &[2, 3])], 5)),
+        ("cat shapes", x.cat(&[2, 3], &[(x, &[3, 2])], 0)),
+        ("cat len", x.cat(&[2, 3], &[(x, &[2, 4])], 1)),
+        (
+            "index_select axis",
+            x.index_select(&[2, 3], 3, idx.as_ref()),
+        ),
+        (
+            "index_select range",
+            x.index_select(&[2, 3], 1, bad_idx.as_ref()),
+        ),
+        (
+            "index_add axis",
+            x.index_add(&[2, 3], 4, idx.as_ref(), &[2, 3]),
+        ),
+        (
+            "index_add rank",
+            x.index_add(&[2, 3], 0, idx.as_ref(), &[2]),
+        ),
+        (
+            "index_add count",
+            x.index_add(&[2, 3], 1, idx.as_ref(), &[2, 5]),
+        ),
+        ("binary len", x.binary(BinaryOp::Add, &[7], x, &[6], &[6])),
+        (
+            "binary broadcast",
+            x.binary(BinaryOp::Add, &[6], x, &[2, 3], &[2, 3]),
+        ),
+        (
+            "binary out",
+            x.binary(BinaryOp::Mul, &[2, 3], x, &[2, 3], &[3]),
+        ),
+        (
+            "binary overflow",
+            x.binary(BinaryOp::Mul, &[2, 3], x, &[2, 3], &[usize::MAX, 2, 3]),
+        ),
+        (
+            "where shapes",
+            idx.where_cond(&[2], x, &[2, 3], x, &[2, 3], &[3, 2]),
+        ),
+        ("matmul short lhs", x.matmul(x, &spec(1, 3, 3, 3))),
+        (
+            "matmul batch",
+            x.matmul(
+                x,
+                &MatmulSpec {
+                    lhs_batch: vec![0],
+                    ..spec(2, 1, 1, 3)
+                },
+            ),
+        ),
+        (
+            "matmul batch index",
+            x.matmul(
+                x,
+                &MatmulSpec {
+                    lhs_batch: vec![9],
+                    ..spec(1, 1, 1, 1)
+                },
+            ),
+        ),
+        ("matmul overflow", x.matmul(x, &spec(1, usize::MAX, 2, 2))),
+        ("matmul_bias", x.matmul_bias(x, &spec(1, 2, 3, 3), x)),
+        ("relu_backward", x.relu_backward(idx.as_ref())),
+        ("unary i64", idx.unary(UnaryOp::Exp)),
+    ];
+    for (what, r) in cases {
+        assert!(r.is_err(), "{what}: expected an error");
+    }
+
+    let mut p = crate::cpu::CpuStorage::new(HostData::F32(vec![0.0; 4]));
+    let short = f32s(&[1.0; 3])?;
+    let sgd = SgdStep {
+        lr: 0.1,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        one_minus_dampening: 1.0,
+        nesterov: false,
+        first: false,
+    };
+    assert!(p.sgd_step(short.as_ref(), None, &sgd).is_err());
+    let mut buf = crate::cpu::CpuStorage::new(HostData::F32(vec![0.0; 2]));
+    let g = f32s(&[1.0; 4])?;
+    assert!(p.sgd_step(g.as_ref(), Some(&mut buf), &sgd).is_err());
+    let adam = AdamStep {
+        one_minus_beta1: 0.1,
+        beta2: 0.999,
+        one_minus_beta2: 0.001,
+        bias_correction2_sqrt: 1.0,
+        neg_step_size: -0.1,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let mut m = crate::cpu::CpuStorage::new(HostData::F32(vec![0.0; 4]));
+    let mut v = crate::cpu::CpuStorage::new(HostData::F32(vec![0.0; 5]));
+    assert!(p.adam_step(g.as_ref(), &mut m, &mut v, &adam).is_err());
+    assert!(p.write_at(3, &HostData::F32(vec![1.0, 2.0])).is_err());
+    assert!(p.write_at(usize::MAX, &HostData::F32(vec![1.0])).is_err());
+    assert!(p.write_at(0, &HostData::I64(vec![1])).is_err());
+    // nothing above changed the parameter
+    assert_eq!(p.data(), &HostData::F32(vec![0.0; 4]));
+    p.write_at(2, &HostData::F32(vec![7.0, 8.0]))?;
+    assert_eq!(p.data(), &HostData::F32(vec![0.0, 0.0, 7.0, 8.0]));
+    Ok(())
+}
+
+#[test]
+fn good_arguments_still_compute() -> Result<()> {
+    let x = f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    let s = x.reduce(ReduceOp::Sum, &[2, 3], &[1])?;
+    assert_eq!(s.to_host()?, HostData::F32(vec![6.0, 15.0]));
+    let a = x.reduce(ReduceOp::ArgMax, &[2, 3], &[0])?;
+    assert_eq!(a.to_host()?, HostData::I64(vec![1, 1, 1]));
+    let t = x.permute(&[2, 3], &[1, 0])?;
+    assert_eq!(
+        t.to_host()?,
+        HostData::F32(vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0])
+    );
+    let n = x.narrow(&[2, 3], 1, 1, 2)?;
+    assert_eq!(n.to_host()?, HostData::F32(vec![2.0, 3.0, 5.0, 6.0]));
+    let xt = MatmulSpec {
+        rhs_t: true,
+        ..spec(1, 2, 2, 3)
+    };
+    let y = x.matmul(x.as_ref(), &xt)?;
+    assert_eq!(y.to_host()?, HostData::F32(vec![14.0, 32.0, 32.0, 77.0]));
+    Ok(())
+}
+
+/// 2^46 f32 (256 TiB): more than any machine here has, or than a 47-bit address space
+/// holds, and no overflow in the byte count.
+const HUGE: usize = 1 << 46;
+
+#[test]
+fn huge_allocations_are_out_of_memory_errors() -> Result<()> {
+    for dtype in [DType::F32, DType::I64] {
+        match Device::Cpu.zeros(HUGE, dtype) {
+            Err(Error::OutOfMemory { bytes, op }) => {
+                assert_eq!(bytes, HUGE as u128 * dtype.size_in_bytes() as u128);
+                assert_eq!(op, "zeros");
+            }
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+    }
+    // an op output sized from the arguments: a broadcast of one element to 2^46
+    let one = f32s(&[1.0])?;
+    let r = one.binary(BinaryOp::Add, &[1], one.as_ref(), &[1], &[HUGE]);
+    assert!(
+        matches!(r, Err(Error::OutOfMemory { op: "binary", .. })),
+        "{r:?}"
+    );
+    let e = Device::Cpu
+        .zeros(HUGE, DType::F32)
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("zeros: out of memory allocating 281474976710656 bytes")
+    );
+    Ok(())
+}
