@@ -80,6 +80,14 @@ pub enum Error {
     /// Anything else, with a message.
     #[error("{0}")]
     Msg(String),
+    /// A training checkpoint that cannot be used as asked ([`crate::io::TrainingCheckpoint`]).
+    #[error("training checkpoint{}: {problem}", path.as_ref().map(|p| format!(" {p}")).unwrap_or_default())]
+    InvalidCheckpoint {
+        /// The file it was read from, when it came from one.
+        path: Option<String>,
+        /// What is wrong.
+        problem: crate::io::CheckpointProblem,
+    },
 }
 
 impl Error {
