@@ -79,6 +79,7 @@ pub enum JobError {
         trained: Accuracy,
     },
     /// CUDA asked for in a build without it.
+    #[cfg(not(feature = "cuda"))]
     #[error(
         "cuda:{0}: this build has no CUDA support; rebuild with `--features cuda` \
          (cargo run --release --features cuda --example train -- --device cuda:{0})"
