@@ -9,6 +9,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Parser)]
 #[command(
     name = "train",
+    about = "Trains an MLP (64-128-64-10, ReLU, Adam) on the UCI handwritten digits.",
     override_usage = "cargo run --release --example train -- [OPTIONS]",
     disable_help_flag = true
 )]
