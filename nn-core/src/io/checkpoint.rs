@@ -375,15 +375,19 @@ mod tests {
         Sequential::new((Linear::lazy(8), ReLU, Dropout::new(0.5), Linear::new(8, 1)))
     }
 
+    fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: p.display().to_string(),
+            source,
+        }
+    }
+
     struct Scratch(PathBuf);
 
     impl Scratch {
         fn new(name: &str) -> Result<Scratch> {
             let dir = std::env::temp_dir().join(format!("nn-ckpt-{}-{name}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             Ok(Scratch(dir))
         }
     }
@@ -455,12 +459,7 @@ mod tests {
         assert!(!back.optimizer.is_empty());
         let again = dir.0.join("again.nn");
         back.save(&again)?;
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| Error::Io {
-                path: p.display().to_string(),
-                source,
-            })
-        };
+        let read = |p: &Path| std::fs::read(p).map_err(io(p));
         assert!(read(&path)? == read(&again)?);
         Ok(())
     }
@@ -539,17 +538,11 @@ mod tests {
         );
 
         // one flipped byte anywhere in the payload: the checksum says so
-        let mut bytes = std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let mut bytes = std::fs::read(&path).map_err(io(&path))?;
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
         let flipped = dir.0.join("flipped.nn");
-        std::fs::write(&flipped, &bytes).map_err(|source| Error::Io {
-            path: flipped.display().to_string(),
-            source,
-        })?;
+        std::fs::write(&flipped, &bytes).map_err(io(&flipped))?;
         let e = TrainingCheckpoint::load(&flipped);
         assert!(matches!(e, Err(Error::Format { .. })), "{e:?}");
 
