@@ -12,6 +12,9 @@ mod cli;
 #[path = "../examples/train/digits.rs"]
 mod digits;
 #[allow(dead_code)]
+#[path = "../examples/train/history.rs"]
+mod history;
+#[allow(dead_code)]
 #[path = "../examples/train/job.rs"]
 mod job;
 #[allow(dead_code)]

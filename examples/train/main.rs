@@ -11,11 +11,12 @@
 //! epoch and generator state, every epoch) and `out/train/loss.svg`.
 //!
 //! The files: `cli.rs` (flags), `job.rs` (the run itself, which `tests/train.rs` calls
-//! too), `digits.rs` (the data set), `model.rs` (the MLP), `plot.rs` (the loss curve);
+//! too), `digits.rs` (the data set), `history.rs` (the loss history in the checkpoint), `model.rs` (the MLP), `plot.rs` (the loss curve);
 //! this one draws progress and prints the summary.
 
 mod cli;
 mod digits;
+mod history;
 mod job;
 mod model;
 mod plot;
