@@ -2,9 +2,6 @@
 //!
 #![doc = include_str!("tutorial.md")]
 
-// lets `#[derive(Module)]` (which names `::nn::...`) work inside this crate too
-extern crate self as nn;
-
 pub use nn_core::*;
 /// The CUDA backend (`nn::cuda::device(0)`, `nn::cuda::device_count()`), with the `cuda` feature.
 #[cfg(feature = "cuda")]
@@ -12,6 +9,3 @@ pub use nn_cuda as cuda;
 /// `#[derive(Module)]` (the derive shares the trait's name, like serde's `Serialize`)
 /// and `sequential![...]`.
 pub use nn_macros::{sequential, Module};
-
-pub mod data;
-pub mod train;

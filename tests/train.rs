@@ -1,11 +1,34 @@
 //! The main job's guarantees on short runs: a resumed run ends with the same weights as
 //! an uninterrupted one, a model reloaded from the checkpoint file scores exactly the
-//! same, and bad requests are errors. Everything goes through `nn::train::run`, the
-//! function `examples/train.rs` calls.
+//! same, and bad requests are errors. Everything goes through `job::run`, the function
+//! `examples/train/main.rs` calls: the example's files are compiled into this test (their
+//! own unit tests run here too), not copied.
 
-use nn::train::{self, accuracy, Checkpoint, Config, DeviceSpec, Mlp};
-use nn::{data::Digits, Result};
-use std::path::PathBuf;
+// the example's modules; the binary uses what this test does not, and the reverse
+#[allow(dead_code)]
+#[path = "../examples/train/cli.rs"]
+mod cli;
+#[allow(dead_code)]
+#[path = "../examples/train/digits.rs"]
+mod digits;
+#[allow(dead_code)]
+#[path = "../examples/train/history.rs"]
+mod history;
+#[allow(dead_code)]
+#[path = "../examples/train/job.rs"]
+mod job;
+#[allow(dead_code)]
+#[path = "../examples/train/model.rs"]
+mod model;
+#[allow(dead_code)]
+#[path = "../examples/train/plot.rs"]
+mod plot;
+
+use digits::Digits;
+use job::{accuracy, Config, DeviceSpec, JobError, Result};
+use model::Mlp;
+use nn::io::TrainingCheckpoint;
+use std::path::{Path, PathBuf};
 
 /// A fresh scratch directory, removed on drop.
 struct Scratch(PathBuf);
@@ -36,8 +59,15 @@ fn short(out: &Scratch, epochs: usize) -> Config {
     }
 }
 
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|source| JobError::Io {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
 /// Every entry's exact bits (f32 as bit patterns, i64 as is).
-fn bits(sd: &nn::StateDict) -> Result<Vec<(String, Vec<u64>)>> {
+fn bits(sd: &nn::StateDict) -> nn::Result<Vec<(String, Vec<u64>)>> {
     sd.iter()
         .map(|(k, t)| {
             let v = match t.dtype() {
@@ -56,12 +86,12 @@ fn bits(sd: &nn::StateDict) -> Result<Vec<(String, Vec<u64>)>> {
 #[test]
 fn resume_equals_uninterrupted() -> Result<()> {
     let (a, b) = (Scratch::new("straight"), Scratch::new("resumed"));
-    let straight = train::run(&short(&a, 3), &mut ())?;
+    let straight = job::run(&short(&a, 3), &mut ())?;
 
     // "crash" after epoch 1, then resume up to epoch 3
-    let first = train::run(&short(&b, 1), &mut ())?;
+    let first = job::run(&short(&b, 1), &mut ())?;
     assert_eq!(first.history.len(), 1);
-    let resumed = train::run(
+    let resumed = job::run(
         &Config {
             resume: true,
             ..short(&b, 3)
@@ -72,7 +102,7 @@ fn resume_equals_uninterrupted() -> Result<()> {
     assert_eq!(straight.steps, 3 * 12);
 
     assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
-    let losses = |r: &train::Report| {
+    let losses = |r: &job::Report| {
         r.history
             .iter()
             .map(|s| s.loss.to_bits())
@@ -81,17 +111,17 @@ fn resume_equals_uninterrupted() -> Result<()> {
     assert_eq!(losses(&resumed), losses(&straight));
     assert_eq!(resumed.test_accuracy, straight.test_accuracy);
     let (ca, cb) = (
-        Checkpoint::load(&a.0.join(train::CHECKPOINT))?,
-        Checkpoint::load(&b.0.join(train::CHECKPOINT))?,
+        TrainingCheckpoint::load(a.0.join(job::CHECKPOINT))?,
+        TrainingCheckpoint::load(b.0.join(job::CHECKPOINT))?,
     );
     assert_eq!(ca.epoch, 3);
     assert!(!ca.optimizer.is_empty());
     assert_eq!(bits(&ca.optimizer)?, bits(&cb.optimizer)?);
+    assert_eq!(ca.rng, cb.rng);
     // nothing in a checkpoint depends on how the run got there: the files are identical
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| nn::Error::Msg(e.to_string()));
     assert!(read(&straight.checkpoint)? == read(&resumed.checkpoint)?);
     // the plot covers all three epochs on both sides
-    let svg = std::fs::read_to_string(&resumed.plot).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    let svg = String::from_utf8_lossy(&read(&resumed.plot)?).into_owned();
     assert_eq!(svg.matches("<circle").count(), 3);
     Ok(())
 }
@@ -99,22 +129,22 @@ fn resume_equals_uninterrupted() -> Result<()> {
 #[test]
 fn reload_reproduces_accuracy() -> Result<()> {
     let dir = Scratch::new("reload");
-    let r = train::run(&short(&dir, 2), &mut ())?;
+    let r = job::run(&short(&dir, 2), &mut ())?;
     assert_eq!(r.reloaded_test_accuracy, r.test_accuracy);
     assert!(r.test_accuracy.fraction() > 0.5, "{}", r.test_accuracy);
-    assert_eq!(r.test_accuracy.total, train::TEST_LEN);
+    assert_eq!(r.test_accuracy.total, job::TEST_LEN);
 
     // by hand, as a user would: a fresh lazy model, weights from the file
-    let ck = Checkpoint::load(&r.checkpoint)?;
+    let ck = TrainingCheckpoint::load(&r.checkpoint)?;
     let fresh = Mlp::new();
     for (name, p) in nn::ModuleExt::named_parameters(&fresh) {
-        let t = ck
-            .model
-            .get(&name)
-            .ok_or_else(|| nn::Error::Msg(format!("no {name}")))?;
-        p.set_data(t)?;
+        let t = ck.model.get(&name);
+        assert!(t.is_some(), "the checkpoint lacks {name}");
+        if let Some(t) = t {
+            p.set_data(t)?;
+        }
     }
-    let (_, test) = Digits::load()?.split(train::TEST_LEN, 11)?;
+    let (_, test) = Digits::load()?.split(job::TEST_LEN, 11)?;
     let (x, y) = test.tensors()?;
     assert_eq!(accuracy(&fresh, &x, &y)?, r.test_accuracy);
     Ok(())
@@ -124,7 +154,7 @@ fn reload_reproduces_accuracy() -> Result<()> {
 fn bad_requests_are_errors() -> Result<()> {
     let dir = Scratch::new("bad");
     let msg = |cfg: &Config| {
-        train::run(cfg, &mut ())
+        job::run(cfg, &mut ())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
@@ -133,8 +163,8 @@ fn bad_requests_are_errors() -> Result<()> {
         resume: true,
         ..short(&dir, 1)
     });
-    assert!(none.contains(train::CHECKPOINT), "{none}");
-    train::run(&short(&dir, 1), &mut ())?;
+    assert!(none.contains(job::CHECKPOINT), "{none}");
+    job::run(&short(&dir, 1), &mut ())?;
     let other_seed = msg(&Config {
         resume: true,
         seed: 12,
@@ -162,7 +192,7 @@ fn defaults_reach_95_percent() -> Result<()> {
         out_dir: dir.0.clone(),
         ..Config::default()
     };
-    let r = train::run(&cfg, &mut ())?;
+    let r = job::run(&cfg, &mut ())?;
     assert_eq!(r.history.len(), 20);
     assert!(r.test_accuracy.fraction() >= 0.95, "{}", r.test_accuracy);
     Ok(())

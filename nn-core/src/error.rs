@@ -86,6 +86,14 @@ pub enum Error {
     /// An allocation that the machine cannot satisfy (sizes come from user input).
     #[error("{op}: out of memory allocating {bytes} bytes")]
     OutOfMemory { bytes: u128, op: &'static str },
+    /// A training checkpoint that cannot be used as asked ([`crate::io::TrainingCheckpoint`]).
+    #[error("training checkpoint{}: {problem}", path.as_ref().map(|p| format!(" {p}")).unwrap_or_default())]
+    InvalidCheckpoint {
+        /// The file it was read from, when it came from one.
+        path: Option<String>,
+        /// What is wrong.
+        problem: crate::io::CheckpointProblem,
+    },
 }
 
 impl Error {

@@ -38,3 +38,51 @@ pub fn next_key() -> u64 {
 pub fn stream(key: u64) -> StdRng {
     StdRng::seed_from_u64(key)
 }
+
+/// Where the generators stand, as a training checkpoint stores it
+/// ([`crate::io::TrainingCheckpoint`]): [`RngState::restore`] makes every later draw on
+/// this thread (initializers, random tensors, dropout masks) what it was after
+/// [`RngState::capture`] in the run it came from.
+///
+/// `rand` does not expose its generator's internal state, so capturing *re-keys* the
+/// generator: it draws a fresh key from the current stream, reseeds the thread's
+/// generator from that key and returns it. A run that captures (say, at the end of every
+/// epoch) and a run restored from one of its captures therefore continue with identical
+/// draws; capturing is not free of effect on the stream, so capture at the same points
+/// in every run you want to compare.
+///
+/// ```
+/// use nn_core::{rng::RngState, Tensor};
+/// nn_core::manual_seed(7);
+/// let state = RngState::capture();
+/// let a = Tensor::rand(&[3]).to_vec::<f32>()?;
+/// state.restore();
+/// assert_eq!(Tensor::rand(&[3]).to_vec::<f32>()?, a);
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RngState {
+    /// The key this thread's generator was reseeded from at the capture.
+    pub key: u64,
+    /// The seed threads started afterwards begin from (what [`manual_seed`] set).
+    pub default_seed: u64,
+}
+
+impl RngState {
+    /// Re-keys this thread's generator and returns the state to restore later.
+    pub fn capture() -> RngState {
+        let key = next_key();
+        RNG.with(|r| *r.borrow_mut() = StdRng::seed_from_u64(key));
+        RngState {
+            key,
+            default_seed: DEFAULT_SEED.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Puts this thread's generator (and the seed of threads started later) back where
+    /// [`RngState::capture`] left them.
+    pub fn restore(&self) {
+        DEFAULT_SEED.store(self.default_seed, Ordering::Relaxed);
+        RNG.with(|r| *r.borrow_mut() = StdRng::seed_from_u64(self.key));
+    }
+}

@@ -67,6 +67,7 @@
 //! inside tensor data is not detected.
 
 mod atomic;
+mod checkpoint;
 mod load;
 mod native;
 mod report;
@@ -76,6 +77,7 @@ mod tensor_serde;
 pub use self::safetensors::{
     load_safetensors, safetensors_from_bytes, safetensors_to_bytes, save_safetensors,
 };
+pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
 pub use load::LoadOptions;
 pub use native::{frame, from_bytes, to_bytes, HEADER_LEN, MAGIC, VERSION};
 pub use report::{LoadReport, Mismatch};

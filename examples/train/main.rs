@@ -7,13 +7,25 @@
 //! cargo run --release --example train -- --help
 //! ```
 //!
-//! Writes `out/train/checkpoint.nn` (model, optimizer and epoch, every epoch) and
-//! `out/train/loss.svg`. All the work is in `nn::train::run`, which the tests call too.
+//! Writes `out/train/checkpoint.nn` (an [`nn::io::TrainingCheckpoint`]: model, optimizer,
+//! epoch and generator state, every epoch) and `out/train/loss.svg`.
+//!
+//! The files: `cli.rs` (flags), `job.rs` (the run itself, which `tests/train.rs` calls
+//! too), `digits.rs` (the data set), `history.rs` (the loss history in the checkpoint), `model.rs` (the MLP), `plot.rs` (the loss curve);
+//! this one draws progress and prints the summary.
 
+mod cli;
+mod digits;
+mod history;
+mod job;
+mod model;
+mod plot;
+
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nn::train::cli::{parse_args, Command, USAGE};
-use nn::train::{EpochStats, Observer, RunInfo};
+use job::{EpochStats, Observer, RunInfo};
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 /// One progress bar per epoch on a terminal; one line per epoch otherwise.
 struct Progress {
@@ -72,36 +84,21 @@ impl Observer for Progress {
     }
 }
 
-/// An error printed as its message (what `main` returning `Err` shows), not as a
-/// debug dump of the enum.
-struct Failure(nn::Error);
-
-impl std::fmt::Debug for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl From<nn::Error> for Failure {
-    fn from(e: nn::Error) -> Self {
-        Failure(e)
-    }
-}
-
-fn main() -> Result<(), Failure> {
-    let cfg = match parse_args(std::env::args().skip(1))? {
-        Command::Help => {
-            print!("{USAGE}");
-            return Ok(());
-        }
-        Command::Run(cfg) => cfg,
-    };
+fn main() -> ExitCode {
+    // a usage error or --help: clap prints it and exits (status 2, or 0 for --help)
+    let cfg = cli::Args::parse().config();
     let mut progress = Progress {
         bar: None,
         epochs: cfg.epochs,
         terminal: std::io::stderr().is_terminal(),
     };
-    let r = nn::train::run(&cfg, &mut progress)?;
+    let r = match job::run(&cfg, &mut progress) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let t = r.timings;
     println!("train accuracy {}", r.train_accuracy);
     println!("test accuracy  {}", r.test_accuracy);
@@ -122,5 +119,5 @@ fn main() -> Result<(), Failure> {
         t.checkpoint.as_secs_f64() * 1e3,
         t.total.as_secs_f64() * 1e3
     );
-    Ok(())
+    ExitCode::SUCCESS
 }

@@ -1,14 +1,81 @@
 //! The UCI optical handwritten digits (1797 8x8 images, 10 classes), shipped inside the
-//! crate (`data/digits/digits.csv.gz`, scikit-learn's copy; licence note beside it), so
-//! loading needs no network.
+//! repository (`data/digits/digits.csv.gz`, scikit-learn's copy; licence note beside it),
+//! so loading needs no network; and a seeded permutation for the split and the batch
+//! order that neither depends on the `rand` version nor on global state.
 //!
 //! Each CSV line holds 64 pixel counts in `0..=16` (row-major 8x8) and the label.
 //! Pixels are scaled to `[0, 1]` (divided by 16) on load.
 
-use super::permutation;
-use crate::{Error, Result, Tensor};
+use nn::Tensor;
 use std::io::Read;
-use std::path::Path;
+
+/// Why the data could not be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The bytes are not a digits CSV.
+    #[error("{origin}: {msg}")]
+    Format {
+        /// The file (or `<embedded digits.csv.gz>`).
+        origin: String,
+        /// What is wrong, with the line number.
+        msg: String,
+    },
+    /// A request the data set cannot satisfy.
+    #[error("{op}: {msg}")]
+    Request {
+        /// The method called.
+        op: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Building tensors failed.
+    #[error(transparent)]
+    Nn(#[from] nn::Error),
+}
+
+/// Results of this module.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// A splitmix64 generator: tiny, fast, and stable forever (the data split and batch
+/// order must not change when a dependency is upgraded).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A draw in `0..n` (`n > 0`; Lemire's multiply-shift, bias below 2^-40 for n < 2^24).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
+/// A uniformly shuffled `0..n` (Fisher-Yates), fully determined by `seed`.
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed);
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        p.swap(i, rng.below(i + 1));
+    }
+    p
+}
+
+/// Mixes a seed with a stream number (an epoch, a purpose), so derived streams differ.
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    SplitMix64::new(seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03)).next_u64()
+}
 
 /// The compressed CSV, embedded at build time.
 const EMBEDDED: &[u8] = include_bytes!(concat!(
@@ -21,17 +88,6 @@ const EMBEDDED: &[u8] = include_bytes!(concat!(
 const MAX_CSV_BYTES: u64 = 64 << 20;
 
 /// An in-memory set of digit images with their labels.
-///
-/// ```
-/// use nn::data::Digits;
-/// let all = Digits::load()?;
-/// assert_eq!(all.len(), 1797);
-/// let (train, test) = all.split(360, 0)?;
-/// assert_eq!((train.len(), test.len()), (1437, 360));
-/// let (x, y) = test.tensors()?;
-/// assert_eq!((x.shape(), y.shape()), (&[360, 64][..], &[360][..]));
-/// # Ok::<(), nn::Error>(())
-/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Digits {
     /// `len * FEATURES` pixels in `[0, 1]`, row-major.
@@ -53,20 +109,10 @@ impl Digits {
         Self::from_bytes(EMBEDDED, "<embedded digits.csv.gz>")
     }
 
-    /// Reads a digits CSV file, gzip-compressed or plain (told apart by the gzip magic).
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Digits> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_bytes(&bytes, &path.display().to_string())
-    }
-
     /// Parses CSV bytes, gzip-compressed or plain; `origin` names the source in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Digits> {
-        let format = |msg: String| Error::Format {
-            path: origin.to_string(),
+        let format = |msg: String| DataError::Format {
+            origin: origin.to_string(),
             msg,
         };
         let mut text = String::new();
@@ -137,16 +183,6 @@ impl Digits {
         self.labels.len()
     }
 
-    /// Whether there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The labels, in order.
-    pub fn labels(&self) -> &[i64] {
-        &self.labels
-    }
-
     /// Image `i` (64 pixels in `[0, 1]`), None when out of range.
     pub fn image(&self, i: usize) -> Option<&[f32]> {
         self.pixels
@@ -159,10 +195,9 @@ impl Digits {
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             let (Some(img), Some(&l)) = (self.image(i), self.labels.get(i)) else {
-                return Err(Error::IndexOutOfRange {
+                return Err(DataError::Request {
                     op: "Digits::select",
-                    index: i as i64,
-                    size: self.len(),
+                    msg: format!("index {i} out of range for {} images", self.len()),
                 });
             };
             pixels.extend_from_slice(img);
@@ -176,10 +211,13 @@ impl Digits {
     /// (the reference split is `split(360, seed)`: 1437 / 360).
     pub fn split(&self, test_len: usize, seed: u64) -> Result<(Digits, Digits)> {
         if test_len > self.len() {
-            return Err(Error::Msg(format!(
-                "Digits::split: {test_len} test images asked, only {} available",
-                self.len()
-            )));
+            return Err(DataError::Request {
+                op: "Digits::split",
+                msg: format!(
+                    "{test_len} test images asked, only {} available",
+                    self.len()
+                ),
+            });
         }
         let p = permutation(self.len(), seed);
         let (train, test) = p.split_at(self.len() - test_len);
@@ -198,7 +236,10 @@ impl Digits {
     /// permutation seeded by `shuffle` (the last batch may be smaller).
     pub fn batches(&self, batch_size: usize, shuffle: Option<u64>) -> Result<Batches<'_>> {
         if batch_size == 0 {
-            return Err(Error::Msg("Digits::batches: batch size must be > 0".into()));
+            return Err(DataError::Request {
+                op: "Digits::batches",
+                msg: "batch size must be > 0".into(),
+            });
         }
         let order = match shuffle {
             Some(seed) => permutation(self.len(), seed),
@@ -252,16 +293,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn permutation_is_a_seeded_shuffle() {
+        let a = permutation(100, 1);
+        let mut s = a.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, permutation(100, 1));
+        assert_ne!(a, permutation(100, 2));
+        assert_ne!(a, s, "a shuffle of 100 elements should move something");
+        assert!(permutation(0, 3).is_empty());
+        assert_eq!(permutation(1, 3), vec![0]);
+    }
+
+    #[test]
+    fn derived_seeds_differ_per_stream() {
+        assert_ne!(derive_seed(0, 0), derive_seed(0, 1));
+        assert_ne!(derive_seed(0, 1), derive_seed(1, 1));
+        assert_eq!(derive_seed(5, 7), derive_seed(5, 7));
+    }
+
+    #[test]
     fn embedded_set_loads_whole() -> Result<()> {
         let d = Digits::load()?;
         assert_eq!(d.len(), Digits::LEN);
         assert_eq!(d.pixels.len(), Digits::LEN * Digits::FEATURES);
         // the first image of the file is a 0; pixel 2 of it is 5/16
-        assert_eq!(d.labels()[0], 0);
+        assert_eq!(d.labels[0], 0);
         assert_eq!(d.image(0).map(|img| img[2]), Some(5.0 / 16.0));
         assert!(d.pixels.iter().all(|&p| (0.0..=1.0).contains(&p)));
         let mut per_class = [0usize; 10];
-        for &l in d.labels() {
+        for &l in &d.labels {
             per_class[l as usize] += 1;
         }
         assert!(
@@ -284,7 +345,7 @@ mod tests {
                 .unwrap_or_default()
                 .iter()
                 .map(|p| (p * 16.0) as u8)
-                .chain([x.labels()[i] as u8])
+                .chain([x.labels[i] as u8])
                 .collect()
         };
         let mut all: Vec<Vec<u8>> = (0..d.len()).map(|i| key(&d, i)).collect();
@@ -313,7 +374,7 @@ mod tests {
             seen.extend(y.to_vec::<i64>()?);
         }
         assert_eq!(sizes, [64, 64, 2]);
-        let mut want = d.labels().to_vec();
+        let mut want = d.labels.to_vec();
         want.sort_unstable();
         seen.sort_unstable();
         assert_eq!(seen, want);
@@ -324,7 +385,7 @@ mod tests {
             .map(|(_, y)| y.to_vec::<i64>())
             .transpose()?
             .unwrap_or_default();
-        assert_eq!(plain, d.labels());
+        assert_eq!(plain, d.labels);
         assert!(d.batches(0, None).is_err());
         Ok(())
     }
@@ -346,6 +407,5 @@ mod tests {
         assert!(msg("").contains("no images"));
         // a truncated gzip stream
         assert!(Digits::from_bytes(&EMBEDDED[..EMBEDDED.len() / 2], "half.gz").is_err());
-        assert!(Digits::from_file("/nonexistent/digits.csv").is_err());
     }
 }

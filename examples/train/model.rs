@@ -1,7 +1,7 @@
 //! The digits classifier: an MLP 64 -> 128 -> 64 -> 10 with ReLU, its input size
 //! inferred at the first forward (or from a loaded state dict).
 
-use crate::{sequential, Forward, Linear, Module, ReLU, Result, Sequential, Tensor};
+use nn::{sequential, Forward, Linear, Module, ReLU, Result, Sequential, Tensor};
 
 /// The layers of [`Mlp`], in order.
 pub type MlpLayers = Sequential<(Linear, ReLU, Linear, ReLU, Linear)>;
@@ -16,7 +16,7 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// A fresh model (weights drawn from the generator seeded by [`crate::manual_seed`]).
+    /// A fresh model (weights drawn from the generator seeded by [`nn::manual_seed`]).
     pub fn new() -> Mlp {
         Mlp {
             layers: sequential![

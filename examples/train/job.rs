@@ -1,27 +1,113 @@
-//! The main job: train an MLP on the UCI digits end to end, with checkpoints that resume
-//! exactly, a loss curve and a final reload check. `examples/train.rs` is a thin
-//! command-line front end over [`run`]; the integration tests call [`run`] too.
+//! The digits job: train the MLP, evaluate, checkpoint every epoch, plot, and check
+//! that a model reloaded from the checkpoint file scores exactly the same. `main.rs`
+//! is a command-line front end over [`run`]; `tests/train.rs` calls [`run`] too.
 //!
 //! Determinism: the split, the initial weights and every epoch's batch order derive from
-//! [`Config::seed`] only (the batch order of epoch `e` from `(seed, e)`), so a run resumed
-//! from the checkpoint of epoch `k` replays epochs `k+1..` exactly as an uninterrupted
-//! run does and ends with bit-identical weights.
+//! [`Config::seed`] only (the batch order of epoch `e` from `(seed, e)`), and the
+//! checkpoint ([`nn::io::TrainingCheckpoint`]) holds the model, Adam's state and the
+//! generator state, so a run resumed from the checkpoint of epoch `k` replays epochs
+//! `k+1..` exactly as an uninterrupted run does and ends with bit-identical weights and
+//! a byte-identical checkpoint file.
 
-mod checkpoint;
-pub mod cli;
-mod model;
-pub mod plot;
-
-pub use checkpoint::{Checkpoint, EpochRecord};
-pub use model::{Mlp, MlpLayers};
-
-use crate::data::{derive_seed, Digits};
-use crate::io::LoadOptions;
-use crate::optim::{Adam, Optimizer};
-use crate::{Device, Error, Forward, ModuleExt, Result, StateDict, Tensor};
+use crate::digits::{derive_seed, DataError, Digits};
+use crate::history::{history_from, history_tensors, EpochRecord};
+use crate::model::Mlp;
+use crate::plot::{self, PlotError};
+use nn::io::{LoadOptions, TrainingCheckpoint};
+use nn::optim::{Adam, Optimizer};
+use nn::{Device, Forward, ModuleExt, StateDict, Tensor};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// Why the job stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// `--resume` without a checkpoint to resume from.
+    #[error("--resume: no checkpoint at {path} (train without --resume first)")]
+    NoCheckpoint {
+        /// Where it was looked for.
+        path: String,
+    },
+    /// `--resume` with flags that would not replay the same run.
+    #[error(
+        "{path}: written with --seed {seed} --batch-size {batch_size}; resume with the same \
+         values (given --seed {given_seed} --batch-size {given_batch_size})"
+    )]
+    ResumeMismatch {
+        /// The checkpoint.
+        path: String,
+        /// Its seed.
+        seed: i64,
+        /// Its batch size.
+        batch_size: i64,
+        /// The seed asked for.
+        given_seed: u64,
+        /// The batch size asked for.
+        given_batch_size: usize,
+    },
+    /// The checkpoint's loss history does not fit its epoch count.
+    #[error("{path}: {msg}")]
+    BadHistory {
+        /// The checkpoint.
+        path: String,
+        /// What does not fit.
+        msg: String,
+    },
+    /// A batch size of 0.
+    #[error("the batch size must be at least 1")]
+    ZeroBatch,
+    /// Training diverged.
+    #[error("epoch {epoch}, step {step}: the loss is {loss}; lower --lr")]
+    NonFiniteLoss {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step of the epoch.
+        step: usize,
+        /// The loss.
+        loss: f32,
+    },
+    /// The reload check failed.
+    #[error(
+        "the model reloaded from {path} scores {reloaded} on the test set, the trained one {trained}"
+    )]
+    ReloadMismatch {
+        /// The checkpoint.
+        path: String,
+        /// Accuracy of the reloaded model.
+        reloaded: Accuracy,
+        /// Accuracy of the trained model.
+        trained: Accuracy,
+    },
+    /// CUDA asked for in a build without it.
+    #[cfg(not(feature = "cuda"))]
+    #[error(
+        "cuda:{0}: this build has no CUDA support; rebuild with `--features cuda` \
+         (cargo run --release --features cuda --example train -- --device cuda:{0})"
+    )]
+    NoCuda(usize),
+    /// The output directory or the plot could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// From the data set.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// From the plot.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    /// From the library.
+    #[error(transparent)]
+    Nn(#[from] nn::Error),
+}
+
+/// Results of the job.
+pub type Result<T, E = JobError> = std::result::Result<T, E>;
 
 /// Test images held out of the 1797 (the reference split: 1437 train / 360 test).
 pub const TEST_LEN: usize = 360;
@@ -52,15 +138,29 @@ impl DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(n: usize) -> Result<Device> {
-    crate::cuda::device(n)
+    Ok(nn::cuda::device(n)?)
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(n: usize) -> Result<Device> {
-    Err(Error::DeviceUnavailable(format!(
-        "cuda:{n}: this build has no CUDA support; rebuild with `--features cuda` \
-         (cargo run --release --features cuda --example train -- --device cuda:{n})"
-    )))
+    Err(JobError::NoCuda(n))
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+
+    /// `cpu`, `cuda` (GPU 0) or `cuda:N`.
+    fn from_str(s: &str) -> Result<DeviceSpec, String> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device (cpu, cuda or cuda:N)")),
+        }
+    }
 }
 
 impl fmt::Display for DeviceSpec {
@@ -216,8 +316,10 @@ pub struct Timings {
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Epochs that were already done when this run started (0 unless resumed).
+    #[allow(dead_code)] // read by tests/train.rs
     pub start_epoch: usize,
     /// Every epoch so far, resumed ones included.
+    #[allow(dead_code)] // read by tests/train.rs
     pub history: Vec<EpochStats>,
     /// Optimizer steps taken in this run.
     pub steps: usize,
@@ -229,6 +331,7 @@ pub struct Report {
     /// `test_accuracy`: [`run`] fails otherwise).
     pub reloaded_test_accuracy: Accuracy,
     /// The final weights (CPU copies, as saved).
+    #[allow(dead_code)] // read by tests/train.rs
     pub weights: StateDict,
     /// The checkpoint file.
     pub checkpoint: PathBuf,
@@ -238,9 +341,25 @@ pub struct Report {
     pub timings: Timings,
 }
 
+/// The checkpoint after `epoch` epochs: model, optimizer, generator state, the flags a
+/// resume must repeat, and the history.
+fn checkpoint(
+    epoch: usize,
+    model: &Mlp,
+    opt: &Adam,
+    cfg: &Config,
+    history: &[EpochRecord],
+) -> Result<TrainingCheckpoint> {
+    let mut ck = TrainingCheckpoint::capture(epoch as u64, model, opt)?
+        .with_meta("seed", cfg.seed as i64)
+        .with_meta("batch_size", cfg.batch_size as i64);
+    ck.tensors = history_tensors(history)?;
+    Ok(ck)
+}
+
 /// The model's predictions on `x` compared with `y`, without recording a graph.
 pub fn accuracy(model: &impl Forward, x: &Tensor, y: &Tensor) -> Result<Accuracy> {
-    let pred = crate::no_grad(|| model.forward(x)?.argmax(-1, false))?.to_vec::<i64>()?;
+    let pred = nn::no_grad(|| model.forward(x)?.argmax(-1, false))?.to_vec::<i64>()?;
     let want = y.to_vec::<i64>()?;
     Ok(Accuracy {
         correct: pred.iter().zip(&want).filter(|(a, b)| a == b).count(),
@@ -248,12 +367,19 @@ pub fn accuracy(model: &impl Forward, x: &Tensor, y: &Tensor) -> Result<Accuracy
     })
 }
 
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| JobError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// Trains, evaluates, checkpoints every epoch, plots, and checks that a fresh model
 /// loaded from the final checkpoint reproduces the test accuracy exactly.
 pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let t_total = Instant::now();
     if cfg.batch_size == 0 {
-        return Err(Error::Msg("batch size must be at least 1".into()));
+        return Err(JobError::ZeroBatch);
     }
     let device = cfg.device.device()?;
     let t_data = Instant::now();
@@ -261,45 +387,33 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let data_time = t_data.elapsed();
     let (x_test, y_test) = test.tensors()?;
     let (x_test, y_test) = (x_test.to_device(&device)?, y_test.to_device(&device)?);
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| Error::Io {
-        path: cfg.out_dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&cfg.out_dir).map_err(io_err(&cfg.out_dir))?;
     let ck_path = cfg.checkpoint_path();
+    let ck_name = ck_path.display().to_string();
 
-    crate::manual_seed(cfg.seed);
+    nn::manual_seed(cfg.seed);
     let mut model = Mlp::new();
     let model_repr = model.repr();
-    let mut history: Vec<EpochRecord> = Vec::new();
-    let opt_state = if cfg.resume {
-        if !ck_path.exists() {
-            return Err(Error::Msg(format!(
-                "--resume: no checkpoint at {} (train without --resume first)",
-                ck_path.display()
-            )));
-        }
-        let ck = Checkpoint::load(&ck_path)?;
-        if ck.seed != cfg.seed || ck.batch_size != cfg.batch_size {
-            return Err(Error::Msg(format!(
-                "{}: written with --seed {} --batch-size {}; resume with the same values \
-                 (given --seed {} --batch-size {})",
-                ck_path.display(),
-                ck.seed,
-                ck.batch_size,
-                cfg.seed,
-                cfg.batch_size
-            )));
-        }
-        model.load_state_dict(&ck.model, &LoadOptions::strict())?;
-        history = ck.history;
-        Some(ck.optimizer)
-    } else {
-        None
-    };
     model.to_device(&device)?;
     let mut opt = Adam::with_lr(model.parameters(), cfg.lr)?;
-    if let Some(state) = &opt_state {
-        opt.load_state_dict(state)?;
+    let mut history: Vec<EpochRecord> = Vec::new();
+    if cfg.resume {
+        if !ck_path.exists() {
+            return Err(JobError::NoCheckpoint { path: ck_name });
+        }
+        let ck = TrainingCheckpoint::load(&ck_path)?;
+        let (seed, batch_size) = (ck.meta_i64("seed")?, ck.meta_i64("batch_size")?);
+        if seed != cfg.seed as i64 || batch_size != cfg.batch_size as i64 {
+            return Err(JobError::ResumeMismatch {
+                path: ck_name,
+                seed,
+                batch_size,
+                given_seed: cfg.seed,
+                given_batch_size: cfg.batch_size,
+            });
+        }
+        history = history_from(&ck, &ck_name)?;
+        ck.restore_into(&model, &mut opt)?;
     }
 
     let start_epoch = history.len();
@@ -348,10 +462,11 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
             opt.step()?;
             let l = loss.item()?;
             if !l.is_finite() {
-                return Err(Error::Msg(format!(
-                    "epoch {epoch}, step {}: the loss is {l}; lower --lr",
-                    losses.len() + 1
-                )));
+                return Err(JobError::NonFiniteLoss {
+                    epoch,
+                    step: losses.len() + 1,
+                    loss: l,
+                });
             }
             losses.push(l);
             sum += f64::from(l);
@@ -372,15 +487,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         });
 
         let t = Instant::now();
-        Checkpoint {
-            epoch,
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
-            model: model.state_dict()?,
-            optimizer: opt.state_dict(),
-            history: history.clone(),
-        }
-        .save(&ck_path)?;
+        checkpoint(epoch, &model, &opt, cfg, &history)?.save(&ck_path)?;
         saved = true;
         timings.checkpoint += t.elapsed();
 
@@ -403,15 +510,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let test_accuracy = accuracy(&model, &x_test, &y_test)?;
     if !saved && !cfg.resume {
         // zero epochs asked: still leave a checkpoint of the initial model
-        Checkpoint {
-            epoch: 0,
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
-            model: model.state_dict()?,
-            optimizer: opt.state_dict(),
-            history: Vec::new(),
-        }
-        .save(&ck_path)?;
+        checkpoint(0, &model, &opt, cfg, &[])?.save(&ck_path)?;
     }
 
     let step_losses: Vec<Vec<f32>> = history.iter().map(|h| h.step_losses.clone()).collect();
@@ -419,25 +518,22 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let plot_path = cfg.plot_path();
     std::fs::write(
         &plot_path,
-        plot::loss_curve_svg(&step_losses, &epoch_losses),
+        plot::loss_curve_svg(&step_losses, &epoch_losses)?,
     )
-    .map_err(|source| Error::Io {
-        path: plot_path.display().to_string(),
-        source,
-    })?;
+    .map_err(io_err(&plot_path))?;
 
     // the reload check: a fresh lazy model, shapes and values from the file only
-    let ck = Checkpoint::load(&ck_path)?;
+    let ck = TrainingCheckpoint::load(&ck_path)?;
     let mut fresh = Mlp::new();
     fresh.load_state_dict(&ck.model, &LoadOptions::strict())?;
     fresh.to_device(&device)?;
     let reloaded_test_accuracy = accuracy(&fresh, &x_test, &y_test)?;
     if reloaded_test_accuracy != test_accuracy {
-        return Err(Error::Msg(format!(
-            "the model reloaded from {} scores {reloaded_test_accuracy} on the test set, \
-             the trained one {test_accuracy}",
-            ck_path.display()
-        )));
+        return Err(JobError::ReloadMismatch {
+            path: ck_name,
+            reloaded: reloaded_test_accuracy,
+            trained: test_accuracy,
+        });
     }
     timings.total = t_total.elapsed();
     Ok(Report {

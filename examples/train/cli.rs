@@ -1,0 +1,158 @@
+//! Command-line flags of the training job (clap, derived), checked here: a bad value is
+//! a usage error naming the flag, before any work starts.
+
+use crate::job::{Config, DeviceSpec};
+use clap::{ArgAction, Parser};
+use std::path::PathBuf;
+
+/// Trains an MLP (64-128-64-10, ReLU, Adam) on the UCI handwritten digits.
+#[derive(Debug, Clone, PartialEq, Parser)]
+#[command(
+    name = "train",
+    about = "Trains an MLP (64-128-64-10, ReLU, Adam) on the UCI handwritten digits.",
+    override_usage = "cargo run --release --example train -- [OPTIONS]",
+    disable_help_flag = true
+)]
+pub struct Args {
+    /// epochs to train
+    #[arg(long, value_name = "N", default_value_t = Config::default().epochs)]
+    pub epochs: usize,
+    /// mini-batch size
+    #[arg(long, value_name = "N", default_value_t = Config::default().batch_size, value_parser = at_least_one)]
+    pub batch_size: usize,
+    /// Adam learning rate
+    #[arg(long, value_name = "F", default_value_t = Config::default().lr, value_parser = positive)]
+    pub lr: f64,
+    /// seed of the split, the init and the batch order
+    #[arg(long, value_name = "N", default_value_t = Config::default().seed)]
+    pub seed: u64,
+    /// where checkpoint.nn and loss.svg go
+    #[arg(long, value_name = "DIR", default_value_os_t = Config::default().out_dir)]
+    pub out: PathBuf,
+    /// continue from DIR/checkpoint.nn
+    #[arg(long)]
+    pub resume: bool,
+    /// cpu, cuda or cuda:N (cuda needs --features cuda)
+    #[arg(long, value_name = "D", default_value_t = Config::default().device)]
+    pub device: DeviceSpec,
+    /// print this help
+    #[arg(short, long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl Args {
+    /// The job's configuration.
+    pub fn config(&self) -> Config {
+        Config {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            seed: self.seed,
+            out_dir: self.out.clone(),
+            resume: self.resume,
+            device: self.device,
+        }
+    }
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a positive integer".into()),
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| "not a positive number".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+    }
+
+    fn err(args: &[&str]) -> String {
+        parse(args).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_and_every_flag() -> Result<(), clap::Error> {
+        assert_eq!(parse(&[])?.config(), Config::default());
+        let c = parse(&[
+            "--epochs",
+            "3",
+            "--batch-size=32",
+            "--lr",
+            "0.01",
+            "--seed",
+            "7",
+            "--out",
+            "x/y",
+            "--resume",
+            "--device",
+            "cuda:1",
+        ])?
+        .config();
+        assert_eq!(
+            (c.epochs, c.batch_size, c.lr, c.seed, c.resume),
+            (3, 32, 0.01, 7, true)
+        );
+        assert_eq!(c.out_dir, PathBuf::from("x/y"));
+        assert_eq!(c.device, DeviceSpec::Cuda(1));
+        assert_eq!(parse(&["--device", "cuda"])?.device, DeviceSpec::Cuda(0));
+        Ok(())
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let help = parse(&["--help"]).err();
+        assert_eq!(
+            help.as_ref().map(|e| e.kind()),
+            Some(clap::error::ErrorKind::DisplayHelp)
+        );
+        let text = help.map(|e| e.to_string()).unwrap_or_default();
+        for flag in [
+            "--epochs <N>",
+            "--batch-size <N>",
+            "--lr <F>",
+            "--seed <N>",
+            "--out <DIR>",
+            "--resume",
+            "--device <D>",
+            "-h, --help",
+            "[default: out/train]",
+            "[default: 0.001]",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from\n{text}");
+        }
+        assert_eq!(
+            parse(&["-h"]).err().map(|e| e.kind()),
+            Some(clap::error::ErrorKind::DisplayHelp)
+        );
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        for (args, want) in [
+            (&["--epochs"][..], "--epochs <N>"),
+            (&["--epochs=-1"], "--epochs <N>"),
+            (&["--epochs", "two"], "--epochs <N>"),
+            (&["--batch-size", "0"], "at least 1"),
+            (&["--lr", "nan"], "--lr <F>"),
+            (&["--lr=-1e-3"], "--lr <F>"),
+            (&["--device", "tpu"], "`tpu` is not a device"),
+            (&["--frobnicate"], "--frobnicate"),
+            (&["--resume=yes"], "--resume"),
+        ] {
+            let e = err(args);
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! A crash-safe training checkpoint: model, optimizer, epoch, generator state and your
+//! own metadata in one native file, so an interrupted run resumes exactly.
+
+use crate::module::{Module, ModuleExt, StateDict};
+use crate::optim::Optimizer;
+use crate::rng::RngState;
+use crate::{DType, Error, LoadOptions, Result, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The format tag at the start of the payload (the version is its last part).
+const FORMAT: &str = "nn-training-checkpoint/1";
+
+/// One metadata value: an integer or a string (a seed, a batch size, a git revision,
+/// a data set name ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaValue {
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+}
+
+impl MetaValue {
+    fn kind(&self) -> &'static str {
+        match self {
+            MetaValue::Int(_) => "an integer",
+            MetaValue::Str(_) => "a string",
+        }
+    }
+}
+
+impl From<i64> for MetaValue {
+    fn from(v: i64) -> Self {
+        MetaValue::Int(v)
+    }
+}
+
+impl From<i32> for MetaValue {
+    fn from(v: i32) -> Self {
+        MetaValue::Int(v.into())
+    }
+}
+
+impl From<&str> for MetaValue {
+    fn from(v: &str) -> Self {
+        MetaValue::Str(v.to_string())
+    }
+}
+
+impl From<String> for MetaValue {
+    fn from(v: String) -> Self {
+        MetaValue::Str(v)
+    }
+}
+
+/// What is wrong with a training checkpoint (inside [`Error::InvalidCheckpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointProblem {
+    /// A metadata entry that was asked for is absent.
+    #[error("no metadata entry `{key}`")]
+    MissingMeta {
+        /// The key asked for.
+        key: String,
+    },
+    /// A metadata entry holds another kind of value than the one asked for.
+    #[error("metadata entry `{key}` is {found}, expected {expected}")]
+    MetaType {
+        /// The key asked for.
+        key: String,
+        /// The kind asked for.
+        expected: &'static str,
+        /// The kind stored.
+        found: &'static str,
+    },
+    /// The file is a plain state dict (what `save_state_dict` or `ModuleExt::save`
+    /// write), not a checkpoint.
+    #[error("the file holds a plain state dict, not a training checkpoint (load it with ModuleExt::load)")]
+    StateDictFile,
+    /// The payload starts with another format tag (another program's file, or a newer
+    /// version of this format).
+    #[error("unknown format `{found}` (this version reads `{FORMAT}`)")]
+    UnknownFormat {
+        /// The tag found.
+        found: String,
+    },
+}
+
+/// Everything needed to continue training exactly where it stopped: the model's and the
+/// optimizer's state dicts, the number of finished epochs, the generator state, your
+/// metadata and your own tensors (a loss history, an average of the weights ...).
+///
+/// [`TrainingCheckpoint::capture`] takes one, [`TrainingCheckpoint::save`] writes it
+/// crash-safely (the previous file survives a crash during the write),
+/// [`TrainingCheckpoint::resume`] reads it back into a model and an optimizer built
+/// from code.
+///
+/// ```
+/// use nn_core::io::TrainingCheckpoint;
+/// use nn_core::optim::{Adam, Optimizer};
+/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// # let dir = std::env::temp_dir().join(format!("nn-ckpt-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).map_err(|source| nn_core::Error::Io { path: dir.display().to_string(), source })?;
+/// let path = dir.join("checkpoint.nn");
+///
+/// nn_core::manual_seed(0);
+/// let net = Linear::new(3, 1);
+/// let mut opt = Adam::with_lr(net.parameters(), 1e-2)?;
+/// let step = |opt: &mut Adam| -> nn_core::Result<()> {
+///     let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean_all()?;
+///     opt.zero_grad();
+///     loss.backward()?;
+///     opt.step()
+/// };
+/// step(&mut opt)?;
+/// TrainingCheckpoint::capture(1, &net, &opt)?
+///     .with_meta("batch_size", 4)
+///     .save(&path)?;
+///
+/// // later, maybe in another process: the same architecture and optimizer from code ...
+/// let net2 = Linear::new(3, 1);
+/// let mut opt2 = Adam::with_lr(net2.parameters(), 1e-2)?;
+/// // ... and everything else from the file (strictly: every key must fit)
+/// let ck = TrainingCheckpoint::resume(&path, &net2, &mut opt2)?;
+/// assert_eq!((ck.epoch, ck.meta_i64("batch_size")?), (1, 4));
+/// assert_eq!(net2.weight.data()?.to_vec::<f32>()?, net.weight.data()?.to_vec::<f32>()?);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+///
+/// # File layout
+///
+/// A native file (see [`crate::io`]: header, checksum, postcard payload, written through
+/// the crash-safe writer) whose payload is, in order: the format tag
+/// `nn-training-checkpoint/1` (a string), the epoch (u64), the generator state (two
+/// u64, [`RngState`]), the metadata (a map from string to [`MetaValue`]), then three
+/// state dicts: the model's, the optimizer's and your own tensors. Nothing in it depends
+/// on how the run got there (no time stamps, maps in a fixed order), so a resumed run
+/// writes byte-identical checkpoints to an uninterrupted one.
+#[derive(Debug, Clone)]
+pub struct TrainingCheckpoint {
+    /// Epochs finished (or any progress counter you like: steps ...).
+    pub epoch: u64,
+    /// The model's state dict (parameters and buffers).
+    pub model: StateDict,
+    /// The optimizer's state dict (moments, step counts).
+    pub optimizer: StateDict,
+    /// The generators' state at the capture.
+    pub rng: RngState,
+    /// Your scalars, by name.
+    pub metadata: BTreeMap<String, MetaValue>,
+    /// Your tensors, by name (not loaded into anything by [`TrainingCheckpoint::resume`]).
+    pub tensors: StateDict,
+    /// The file it was read from (named in errors).
+    origin: Option<String>,
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    format: &'a str,
+    epoch: u64,
+    rng_key: u64,
+    rng_default_seed: u64,
+    metadata: &'a BTreeMap<String, MetaValue>,
+    model: &'a StateDict,
+    optimizer: &'a StateDict,
+    tensors: &'a StateDict,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    format: String,
+    epoch: u64,
+    rng_key: u64,
+    rng_default_seed: u64,
+    metadata: BTreeMap<String, MetaValue>,
+    model: StateDict,
+    optimizer: StateDict,
+    tensors: StateDict,
+}
+
+impl TrainingCheckpoint {
+    /// A checkpoint of `model` and `optimizer` after `epoch` epochs, with no metadata
+    /// and no extra tensors. Captures the generator state, which re-keys this thread's
+    /// generator (see [`RngState`]): capture at the same points in runs you compare.
+    pub fn capture(
+        epoch: u64,
+        model: &(impl Module + ?Sized),
+        optimizer: &(impl Optimizer + ?Sized),
+    ) -> Result<TrainingCheckpoint> {
+        Ok(TrainingCheckpoint {
+            epoch,
+            model: model.state_dict()?,
+            optimizer: optimizer.state_dict(),
+            rng: RngState::capture(),
+            metadata: BTreeMap::new(),
+            tensors: StateDict::new(),
+            origin: None,
+        })
+    }
+
+    /// Adds (or replaces) a metadata entry.
+    #[must_use]
+    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<MetaValue>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds (or replaces) one of your tensors.
+    #[must_use]
+    pub fn with_tensor(mut self, key: impl Into<String>, t: Tensor) -> Self {
+        self.tensors.insert(key, t);
+        self
+    }
+
+    fn invalid(&self, problem: CheckpointProblem) -> Error {
+        Error::InvalidCheckpoint {
+            path: self.origin.clone(),
+            problem,
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<&MetaValue> {
+        self.metadata.get(key).ok_or_else(|| {
+            self.invalid(CheckpointProblem::MissingMeta {
+                key: key.to_string(),
+            })
+        })
+    }
+
+    /// The integer metadata entry `key`; an [`Error::InvalidCheckpoint`] when it is
+    /// absent or a string.
+    pub fn meta_i64(&self, key: &str) -> Result<i64> {
+        match self.meta(key)? {
+            MetaValue::Int(v) => Ok(*v),
+            other => Err(self.invalid(CheckpointProblem::MetaType {
+                key: key.to_string(),
+                expected: "an integer",
+                found: other.kind(),
+            })),
+        }
+    }
+
+    /// The string metadata entry `key`; an [`Error::InvalidCheckpoint`] when it is
+    /// absent or an integer.
+    pub fn meta_str(&self, key: &str) -> Result<&str> {
+        match self.meta(key)? {
+            MetaValue::Str(v) => Ok(v),
+            other => Err(self.invalid(CheckpointProblem::MetaType {
+                key: key.to_string(),
+                expected: "a string",
+                found: other.kind(),
+            })),
+        }
+    }
+
+    /// Writes the checkpoint in the native format through the crash-safe writer: at
+    /// any moment `path` holds the previous checkpoint or this one, never a mix.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let wire = WireRef {
+            format: FORMAT,
+            epoch: self.epoch,
+            rng_key: self.rng.key,
+            rng_default_seed: self.rng.default_seed,
+            metadata: &self.metadata,
+            model: &self.model,
+            optimizer: &self.optimizer,
+            tensors: &self.tensors,
+        };
+        super::save(&wire, path)
+    }
+
+    /// Reads a checkpoint file (checksum verified first). A damaged file is an
+    /// [`Error::Format`]; a plain state dict file or another format is an
+    /// [`Error::InvalidCheckpoint`].
+    pub fn load(path: impl AsRef<Path>) -> Result<TrainingCheckpoint> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let invalid = |problem| Error::InvalidCheckpoint {
+            path: Some(origin.clone()),
+            problem,
+        };
+        let wire: Wire = match super::load(path) {
+            Ok(w) => w,
+            // the costly second look only on the error path, to say what the file is
+            Err(e @ Error::Format { .. }) => {
+                return Err(match super::load_state_dict_file(path) {
+                    Ok(_) => invalid(CheckpointProblem::StateDictFile),
+                    Err(_) => e,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        if wire.format != FORMAT {
+            return Err(invalid(CheckpointProblem::UnknownFormat {
+                found: wire.format,
+            }));
+        }
+        Ok(TrainingCheckpoint {
+            epoch: wire.epoch,
+            model: wire.model,
+            optimizer: wire.optimizer,
+            rng: RngState {
+                key: wire.rng_key,
+                default_seed: wire.rng_default_seed,
+            },
+            metadata: wire.metadata,
+            tensors: wire.tensors,
+            origin: Some(origin),
+        })
+    }
+
+    /// Puts the state back: the model's state dict strictly (every key must match a
+    /// parameter or buffer of the same shape and dtype; deferred parameters take their
+    /// shapes from the checkpoint), then the optimizer's state, then the generators.
+    /// The model and the optimizer may already live on any device; values are copied
+    /// there. On error the generators are untouched; a failing model load changes
+    /// nothing, a failing optimizer load leaves the model loaded and the optimizer as
+    /// it was.
+    pub fn restore_into(
+        &self,
+        model: &(impl Module + ?Sized),
+        optimizer: &mut (impl Optimizer + ?Sized),
+    ) -> Result<()> {
+        // the model gets memory of its own: a deferred parameter would otherwise adopt the
+        // checkpoint's tensor, and an optimizer updates shared memory by another (not
+        // bit-identical) path than memory it owns, so the resumed run would drift
+        let own: StateDict = self
+            .model
+            .iter()
+            .map(|(k, t)| Ok((k.to_string(), own_copy(t)?)))
+            .collect::<Result<_>>()?;
+        model.load_state_dict(&own, &LoadOptions::strict())?;
+        drop(own);
+        optimizer.load_state_dict(&self.optimizer)?;
+        self.rng.restore();
+        Ok(())
+    }
+
+    /// [`TrainingCheckpoint::load`] then [`TrainingCheckpoint::restore_into`]; returns the
+    /// checkpoint for its epoch, metadata and tensors.
+    pub fn resume(
+        path: impl AsRef<Path>,
+        model: &(impl Module + ?Sized),
+        optimizer: &mut (impl Optimizer + ?Sized),
+    ) -> Result<TrainingCheckpoint> {
+        let ck = Self::load(path)?;
+        ck.restore_into(model, optimizer)?;
+        Ok(ck)
+    }
+}
+
+/// A copy of `t` in new memory.
+fn own_copy(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::F32 => Tensor::from_vec(t.to_vec::<f32>()?, t.shape()),
+        DType::I64 => Tensor::from_vec(t.to_vec::<i64>()?, t.shape()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::Adam;
+    use crate::{Dropout, Forward, Linear, ReLU, Sequential};
+    use std::path::PathBuf;
+
+    type Net = Sequential<(Linear, ReLU, Dropout, Linear)>;
+
+    /// Input size deferred, so resuming also exercises shapes taken from the file; the
+    /// dropout draws from the thread generator every step.
+    fn net() -> Net {
+        Sequential::new((Linear::lazy(8), ReLU, Dropout::new(0.5), Linear::new(8, 1)))
+    }
+
+    fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: p.display().to_string(),
+            source,
+        }
+    }
+
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Result<Scratch> {
+            let dir = std::env::temp_dir().join(format!("nn-ckpt-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            Ok(Scratch(dir))
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn steps(net: &Net, opt: &mut Adam, n: usize) -> Result<Vec<f32>> {
+        let x = Tensor::from_vec((0..24).map(|i| i as f32 / 24.0).collect(), &[6, 4])?;
+        (0..n)
+            .map(|_| {
+                let loss = net.forward(&x)?.square()?.mean_all()?;
+                opt.zero_grad();
+                loss.backward()?;
+                opt.step()?;
+                loss.item()
+            })
+            .collect()
+    }
+
+    /// Every entry's exact bits.
+    fn bits(sd: &StateDict) -> Result<Vec<(String, Vec<u64>)>> {
+        sd.iter()
+            .map(|(k, t)| {
+                let v = match t.dtype() {
+                    DType::F32 => t
+                        .to_vec::<f32>()?
+                        .iter()
+                        .map(|x| u64::from(x.to_bits()))
+                        .collect(),
+                    DType::I64 => t.to_vec::<i64>()?.iter().map(|&x| x as u64).collect(),
+                };
+                Ok((k.to_string(), v))
+            })
+            .collect()
+    }
+
+    fn problem(r: Result<impl std::fmt::Debug>) -> Option<CheckpointProblem> {
+        match r {
+            Err(Error::InvalidCheckpoint { problem, .. }) => Some(problem),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_everything_and_the_bytes() -> Result<()> {
+        let dir = Scratch::new("round-trip")?;
+        crate::manual_seed(3);
+        let model = net();
+        let mut opt = Adam::with_lr(model.parameters(), 1e-2)?;
+        steps(&model, &mut opt, 2)?;
+        let ck = TrainingCheckpoint::capture(2, &model, &opt)?
+            .with_meta("seed", 3)
+            .with_meta("data", "digits")
+            .with_tensor("history.loss", Tensor::from_vec(vec![1.5f32, 0.5], &[2])?);
+        let path = dir.0.join("ck.nn");
+        ck.save(&path)?;
+        let back = TrainingCheckpoint::load(&path)?;
+        assert_eq!((back.epoch, back.rng), (2, ck.rng));
+        assert_eq!(back.metadata, ck.metadata);
+        assert_eq!(back.meta_i64("seed")?, 3);
+        assert_eq!(back.meta_str("data")?, "digits");
+        assert_eq!(bits(&back.model)?, bits(&ck.model)?);
+        assert_eq!(bits(&back.optimizer)?, bits(&ck.optimizer)?);
+        assert_eq!(bits(&back.tensors)?, bits(&ck.tensors)?);
+        assert!(!back.optimizer.is_empty());
+        let again = dir.0.join("again.nn");
+        back.save(&again)?;
+        let read = |p: &Path| std::fs::read(p).map_err(io(p));
+        assert!(read(&path)? == read(&again)?);
+        Ok(())
+    }
+
+    #[test]
+    fn resume_continues_exactly() -> Result<()> {
+        let dir = Scratch::new("resume")?;
+        let path = dir.0.join("ck.nn");
+        crate::manual_seed(5);
+        let model = net();
+        let mut opt = Adam::with_lr(model.parameters(), 1e-2)?;
+        steps(&model, &mut opt, 3)?;
+        TrainingCheckpoint::capture(1, &model, &opt)?.save(&path)?;
+        let straight = steps(&model, &mut opt, 3)?;
+
+        // another process: other weights, other generator, nothing shaped yet
+        crate::manual_seed(99);
+        let model2 = net();
+        let mut opt2 = Adam::with_lr(model2.parameters(), 1e-2)?;
+        let ck = TrainingCheckpoint::resume(&path, &model2, &mut opt2)?;
+        assert_eq!(ck.epoch, 1);
+        let resumed = steps(&model2, &mut opt2, 3)?;
+        let loss_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(loss_bits(&resumed), loss_bits(&straight));
+        assert_eq!(bits(&model2.state_dict()?)?, bits(&model.state_dict()?)?);
+        assert_eq!(bits(&opt2.state_dict())?, bits(&opt.state_dict())?);
+
+        // the generator matters here: without it the dropout masks differ
+        let model3 = net();
+        let mut opt3 = Adam::with_lr(model3.parameters(), 1e-2)?;
+        let ck = TrainingCheckpoint::load(&path)?;
+        model3.load_state_dict(&ck.model, &LoadOptions::strict())?;
+        opt3.load_state_dict(&ck.optimizer)?;
+        assert_ne!(
+            loss_bits(&steps(&model3, &mut opt3, 3)?),
+            loss_bits(&straight)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_checkpoints_are_typed_errors() -> Result<()> {
+        let dir = Scratch::new("bad")?;
+        crate::manual_seed(1);
+        let model = net();
+        let mut opt = Adam::with_lr(model.parameters(), 1e-2)?;
+        steps(&model, &mut opt, 1)?;
+        let path = dir.0.join("ck.nn");
+        TrainingCheckpoint::capture(1, &model, &opt)?
+            .with_meta("seed", 1)
+            .save(&path)?;
+        let ck = TrainingCheckpoint::load(&path)?;
+
+        assert_eq!(
+            problem(ck.meta_i64("lr")),
+            Some(CheckpointProblem::MissingMeta { key: "lr".into() })
+        );
+        assert_eq!(
+            problem(ck.meta_str("seed")),
+            Some(CheckpointProblem::MetaType {
+                key: "seed".into(),
+                expected: "a string",
+                found: "an integer"
+            })
+        );
+        let msg = ck.meta_i64("lr").err().map(|e| e.to_string());
+        assert_eq!(
+            msg.as_deref(),
+            Some(
+                format!(
+                    "training checkpoint {}: no metadata entry `lr`",
+                    path.display()
+                )
+                .as_str()
+            )
+        );
+
+        // one flipped byte anywhere in the payload: the checksum says so
+        let mut bytes = std::fs::read(&path).map_err(io(&path))?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        let flipped = dir.0.join("flipped.nn");
+        std::fs::write(&flipped, &bytes).map_err(io(&flipped))?;
+        let e = TrainingCheckpoint::load(&flipped);
+        assert!(matches!(e, Err(Error::Format { .. })), "{e:?}");
+
+        let plain = dir.0.join("plain.nn");
+        model.save(&plain)?;
+        assert_eq!(
+            problem(TrainingCheckpoint::load(&plain)),
+            Some(CheckpointProblem::StateDictFile)
+        );
+        let other = dir.0.join("other.nn");
+        super::super::save(&("not-a-checkpoint".to_string(), 0u64), &other)?;
+        assert!(TrainingCheckpoint::load(&other).is_err());
+
+        let e = TrainingCheckpoint::load(dir.0.join("missing.nn"));
+        assert!(matches!(e, Err(Error::Io { .. })), "{e:?}");
+
+        // strict: a model of another shape is refused and left as it was
+        let small = Linear::new(4, 2);
+        let before = small.weight.data()?.to_vec::<f32>()?;
+        let mut small_opt = Adam::with_lr(small.parameters(), 1e-2)?;
+        let e = ck.restore_into(&small, &mut small_opt);
+        assert!(matches!(e, Err(Error::StateDict(_))), "{e:?}");
+        assert_eq!(small.weight.data()?.to_vec::<f32>()?, before);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_format_tags_are_named() -> Result<()> {
+        let dir = Scratch::new("tag")?;
+        let path = dir.0.join("future.nn");
+        let empty = BTreeMap::<String, MetaValue>::new();
+        let sd = StateDict::new();
+        let wire = WireRef {
+            format: "nn-training-checkpoint/2",
+            epoch: 0,
+            rng_key: 0,
+            rng_default_seed: 0,
+            metadata: &empty,
+            model: &sd,
+            optimizer: &sd,
+            tensors: &sd,
+        };
+        super::super::save(&wire, &path)?;
+        assert_eq!(
+            problem(TrainingCheckpoint::load(&path)),
+            Some(CheckpointProblem::UnknownFormat {
+                found: "nn-training-checkpoint/2".into()
+            })
+        );
+        Ok(())
+    }
+}
