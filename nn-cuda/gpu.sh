@@ -30,8 +30,8 @@ run)
     [ -d "$d" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
   done
   export NN_CUDA_REQUIRE=1 NN_NVRTC_REQUIRE=1
-  "$BIN/nn_cuda" --test-threads=1
-  "$BIN/devices" --test-threads=4
+  "$BIN/nn_cuda" --test-threads=1 --include-ignored
+  "$BIN/devices" --test-threads=4 --include-ignored
   NN_BENCH_STEPS=20 "$BIN/bench_gpu"
   ;;
 *)

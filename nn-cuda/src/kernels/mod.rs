@@ -61,19 +61,14 @@ mod tests {
     use crate::compile::{compile, Target};
 
     /// Compiles every kernel module to `compute_90` PTX with NVRTC (no GPU needed) and
-    /// checks each entry point the launchers name is in it. Skips where libnvrtc is
-    /// missing, unless `NN_NVRTC_REQUIRE=1` (set by CI, which installs NVRTC from PyPI).
+    /// checks each entry point the launchers name is in it. Ignored when libnvrtc was not
+    /// found at build time, unless `NN_NVRTC_REQUIRE=1` (set by CI, which installs NVRTC
+    /// from PyPI): then it runs and fails without the library.
     #[test]
+    #[cfg_attr(not(nn_nvrtc_found), ignore = "libnvrtc not found when this was built")]
     fn all_kernel_sources_compile_with_nvrtc() -> Result<(), String> {
-        let require = std::env::var("NN_NVRTC_REQUIRE").is_ok_and(|v| v == "1");
         if !crate::probe::nvrtc_present() {
-            if require {
-                return Err("NN_NVRTC_REQUIRE=1 but libnvrtc could not be loaded (put nvidia/cu13/lib of the nvidia-cuda-nvrtc wheel on LD_LIBRARY_PATH)".into());
-            }
-            println!(
-                "skipped: libnvrtc not found (set LD_LIBRARY_PATH, or NN_NVRTC_REQUIRE=1 to fail)"
-            );
-            return Ok(());
+            return Err("libnvrtc could not be loaded (put nvidia/cu13/lib of the nvidia-cuda-nvrtc wheel on LD_LIBRARY_PATH)".into());
         }
         let version = crate::compile::nvrtc_version().map_err(|e| e.to_string())?;
         println!("NVRTC {}.{}", version.0, version.1);
@@ -103,11 +98,12 @@ mod tests {
 
     /// A broken source must fail with the compiler's log, not panic.
     #[test]
+    #[cfg_attr(not(nn_nvrtc_found), ignore = "libnvrtc not found when this was built")]
     fn compile_errors_carry_the_log() {
-        if !crate::probe::nvrtc_present() {
-            println!("skipped: libnvrtc not found");
-            return;
-        }
+        assert!(
+            crate::probe::nvrtc_present(),
+            "libnvrtc could not be loaded"
+        );
         static BAD: KernelModule = KernelModule {
             name: "bad",
             src: "extern \"C\" __global__ void k(float* y) { y[0] = undefined_thing; }",
