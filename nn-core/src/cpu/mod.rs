@@ -77,10 +77,11 @@ impl CpuStorage {
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<Self> {
         let sz = dtype.size_in_bytes();
         if bytes.len() % sz != 0 {
-            return Err(Error::Msg(format!(
-                "{} bytes is not a whole number of {dtype} elements",
-                bytes.len()
-            )));
+            return Err(Error::bad_shape(
+                "from_le_bytes",
+                &[bytes.len()],
+                format!("not a whole number of {dtype} elements"),
+            ));
         }
         Ok(match dtype {
             DType::F32 => CpuStorage::F32(

@@ -48,14 +48,20 @@ impl DynSequential {
     pub fn push_named(&mut self, name: impl Into<String>, layer: impl Layer) -> Result<&mut Self> {
         let name = name.into();
         if name.is_empty() || name.contains('.') {
-            return Err(Error::Msg(format!(
-                "DynSequential: invalid child name `{name}` (must be non-empty and contain no '.')"
-            )));
+            return Err(Error::invalid_config(
+                "DynSequential::push_named",
+                "child name",
+                format!("`{name}`"),
+                "must be non-empty and contain no '.'",
+            ));
         }
         if self.layers.iter().any(|(n, _)| *n == name) {
-            return Err(Error::Msg(format!(
-                "DynSequential: duplicate child name `{name}`"
-            )));
+            return Err(Error::invalid_config(
+                "DynSequential::push_named",
+                "child name",
+                format!("`{name}`"),
+                "a child of that name exists already",
+            ));
         }
         self.layers.push((name, Box::new(layer)));
         Ok(self)
@@ -93,11 +99,11 @@ impl DynSequential {
     pub fn layer<T: Module>(&self, i: usize) -> Result<&T> {
         let l = self.get(i)?;
         l.downcast_ref::<T>().ok_or_else(|| {
-            Error::Msg(format!(
-                "DynSequential: layer {i} is a {}, not a {}",
-                l.module_name(),
-                crate::module::short_type_name(std::any::type_name::<T>())
-            ))
+            Error::WrongType {
+                what: format!("DynSequential layer {i}"),
+                expected: crate::module::short_type_name(std::any::type_name::<T>()),
+                found: l.module_name(),
+            }
         })
     }
 

@@ -83,10 +83,12 @@ impl Linear {
     pub fn from_params(weight: Param, bias: Option<Param>) -> Result<Linear> {
         let shape = weight.partial_shape();
         let [Some(out), _] = shape[..] else {
-            return Err(Error::Msg(format!(
-                "Linear::from_params: weight must be [out, in], got {}",
-                crate::module::fmt_partial(&shape)
-            )));
+            return Err(Error::invalid_config(
+                "Linear::from_params",
+                "weight shape",
+                crate::module::fmt_partial(&shape),
+                "must be [out_features, in_features] with out_features known",
+            ));
         };
         Ok(Linear {
             weight,

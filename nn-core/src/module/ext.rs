@@ -237,7 +237,14 @@ pub trait ModuleExt: Module {
     /// (Gluon's `collect_params('.*weight')`; anchor with `^...$` for whole names).
     fn parameters_matching(&self, pattern: &str) -> Result<Vec<(String, Param)>> {
         let re = regex_lite::Regex::new(pattern)
-            .map_err(|e| Error::Msg(format!("invalid parameter pattern `{pattern}`: {e}")))?;
+            .map_err(|e| {
+                Error::invalid_config(
+                    "parameters_matching",
+                    "pattern",
+                    format!("`{pattern}`"),
+                    e.to_string(),
+                )
+            })?;
         Ok(self
             .named_parameters()
             .into_iter()

@@ -214,7 +214,10 @@ impl Tensor {
     /// Concatenation along `axis`; all other dims must agree.
     pub fn cat(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
         let Some(first) = tensors.first() else {
-            return Err(Error::Msg("cat: no tensors given".into()));
+            return Err(Error::EmptyInput {
+                op: "cat",
+                what: "the list of tensors".into(),
+            });
         };
         let a = resolve_axis("cat", first.shape(), axis)?;
         let mut out = first.0.shape.clone();

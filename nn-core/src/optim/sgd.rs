@@ -10,8 +10,8 @@
 //! ```
 
 use super::{
-    check_hyper, dedupe, problems_to_result, read_buffer, read_step, snapshot, split_key,
-    step_tensor, Optimizer,
+    check_hyper, dedupe, next_step, problems_to_result, read_buffer, read_step, snapshot,
+    split_key, step_tensor, Optimizer,
 };
 use crate::{Error, Param, Result, StateDict, Tensor};
 
@@ -59,8 +59,14 @@ impl Sgd {
         check_hyper("SGD", "dampening", cfg.dampening)?;
         check_hyper("SGD", "weight_decay", cfg.weight_decay)?;
         if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
-            return Err(Error::Msg(
-                "SGD: nesterov momentum requires a momentum and zero dampening".into(),
+            return Err(Error::invalid_config(
+                "SGD",
+                "nesterov",
+                format!(
+                    "true (momentum {}, dampening {})",
+                    cfg.momentum, cfg.dampening
+                ),
+                "nesterov momentum requires a momentum and zero dampening",
             ));
         }
         let params = dedupe(params);
@@ -173,7 +179,7 @@ impl Optimizer for Sgd {
                 self.step_generic(i, &g)?;
             }
         }
-        self.steps += 1;
+        self.steps = next_step(self.steps);
         Ok(())
     }
 
@@ -181,23 +187,25 @@ impl Optimizer for Sgd {
         self.cfg.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_hyper("SGD.set_lr", "lr", lr)?;
         self.cfg.lr = lr;
+        Ok(())
     }
 
     fn params(&self) -> &[Param] {
         &self.params
     }
 
-    fn state_dict(&self) -> StateDict {
+    fn state_dict(&self) -> Result<StateDict> {
         let mut sd = StateDict::new();
-        sd.insert("step", step_tensor(self.steps));
+        sd.insert("step", step_tensor("SGD.state_dict", self.steps)?);
         for (i, b) in self.bufs.iter().enumerate() {
-            if let Some(b) = b.as_ref().and_then(|b| snapshot(b).ok()) {
-                sd.insert(format!("{i}.momentum_buffer"), b);
+            if let Some(b) = b {
+                sd.insert(format!("{i}.momentum_buffer"), snapshot(b)?);
             }
         }
-        sd
+        Ok(sd)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
@@ -213,7 +221,7 @@ impl Optimizer for Sgd {
                 _ => problems.push(format!("unexpected key `{key}`")),
             }
         }
-        problems_to_result("SGD", problems)?;
+        problems_to_result("SGD.load_state_dict", problems)?;
         self.steps = steps;
         self.bufs = bufs;
         Ok(())
