@@ -196,4 +196,61 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         Ok(())
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_next_save_removes_stale_temp_files_but_not_live_ones() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("nn-atomic-stale-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let target = dir.join("m.bin");
+        let put = |p: &Path| fs::write(p, b"junk").map_err(|e| io_err(p, e));
+        // what killed saves leave: one of this process (no save is writing it), one of a
+        // process that has exited
+        let me = std::process::id();
+        let mine = dir.join(format!(".m.bin{TMP_TAG}{me}.999999"));
+        put(&mine)?;
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .map_err(|e| io_err(Path::new("true"), e))?;
+        let dead = child.id();
+        child.wait().map_err(|e| io_err(Path::new("true"), e))?;
+        let gone = dir.join(format!(".m.bin{TMP_TAG}{dead}.0"));
+        put(&gone)?;
+        // not ours: other targets, other names
+        let other = dir.join(format!(".n.bin{TMP_TAG}{me}.999999"));
+        put(&other)?;
+        let unrelated = dir.join(".m.bin.nn-tmp.notes");
+        put(&unrelated)?;
+
+        // a save in flight on another thread holds its temp file open while the main
+        // thread saves to the same target
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t2 = target.clone();
+        let slow = std::thread::spawn(move || {
+            write(&t2, |f, tmp| {
+                let _ = started_tx.send(tmp.to_path_buf());
+                let _ = go_rx.recv();
+                std::io::Write::write_all(f, b"slow").map_err(|e| io_err(tmp, e))
+            })
+        });
+        let live_tmp = started_rx
+            .recv()
+            .map_err(|_| io_err(&target, std::io::ErrorKind::BrokenPipe.into()))?;
+        write(&target, |f, _| {
+            std::io::Write::write_all(f, b"new").map_err(|e| io_err(&target, e))
+        })?;
+        assert!(!mine.exists(), "stale temp file of this process removed");
+        assert!(!gone.exists(), "temp file of an exited process removed");
+        assert!(live_tmp.exists(), "a save in flight keeps its temp file");
+        assert!(other.exists() && unrelated.exists(), "other files untouched");
+        let _ = go_tx.send(());
+        slow.join()
+            .map_err(|_| io_err(&target, std::io::ErrorKind::Other.into()))??;
+        assert_eq!(fs::read(&target).map_err(|e| io_err(&target, e))?, b"slow");
+        assert!(!live_tmp.exists());
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
 }

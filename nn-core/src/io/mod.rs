@@ -155,3 +155,6 @@ pub(crate) fn load_state_dict(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_files;
