@@ -43,9 +43,7 @@ fn parameters_exist_without_shapes_until_the_first_forward() -> Result<()> {
     match net.2.weight.data() {
         Err(Error::Uninitialized { param }) => assert_eq!(param, "2.weight"),
         other => {
-            return Err(Error::Msg(format!(
-                "expected an Uninitialized error, got {other:?}"
-            )))
+            panic!("expected an Uninitialized error, got {other:?}")
         }
     }
     let msg = net
@@ -103,9 +101,7 @@ fn mismatched_input_is_an_error_naming_layer_expected_and_actual() -> Result<()>
             assert_eq!(actual, [2, 5]);
         }
         other => {
-            return Err(Error::Msg(format!(
-                "expected an InputMismatch error, got {other:?}"
-            )))
+            panic!("expected an InputMismatch error, got {other:?}")
         }
     }
     // eager layers report the same way
@@ -191,7 +187,10 @@ fn lazy_and_eager_twins_agree_and_state_dicts_give_shapes() -> Result<()> {
     for (name, p) in fresh.named_parameters() {
         let t = saved
             .get(&name)
-            .ok_or_else(|| Error::Msg(format!("missing {name}")))?;
+            .ok_or_else(|| Error::MissingKey {
+                container: "saved state dict".into(),
+                key: name.clone(),
+            })?;
         p.set_data(t)?;
     }
     assert_eq!(fresh.0.in_features(), Some(20));
@@ -241,7 +240,7 @@ fn concurrent_first_forwards_materialize_once() -> Result<()> {
         hs.into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Msg("thread panicked".into())))
+                    .unwrap_or_else(|_| panic!("a worker thread panicked"))
             })
             .collect()
     });

@@ -776,7 +776,7 @@ mod fake_gpu {
     struct FakeStorage(CpuStorage);
 
     fn refuse<T>() -> Result<T> {
-        Err(Error::Msg("fake backend op reached".into()))
+        Err(Error::backend("fake", "fake backend op reached"))
     }
 
     impl DeviceBackend for FakeGpu {

@@ -25,19 +25,30 @@ impl Fixture {
         );
         std::fs::read(path)
             .map(Fixture)
-            .map_err(|e| Error::Msg(format!("{path}: {e}")))
+            .map_err(|e| Error::io(path, e))
     }
 
     fn get(&self, name: &str) -> Result<Tensor> {
         let st = safetensors::SafeTensors::deserialize(&self.0)
-            .map_err(|e| Error::Msg(e.to_string()))?;
+            .map_err(|e| Error::Format {
+                path: "fixture".into(),
+                msg: e.to_string(),
+            })?;
         let v = st
             .tensor(name)
-            .map_err(|e| Error::Msg(format!("fixture {name}: {e}")))?;
+            .map_err(|e| Error::MissingKey {
+                container: format!("fixture ({e})"),
+                key: name.into(),
+            })?;
         let dtype = match v.dtype() {
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::I64 => DType::I64,
-            d => return Err(Error::Msg(format!("fixture {name}: dtype {d:?}"))),
+            d => {
+                return Err(Error::Format {
+                    path: format!("fixture `{name}`"),
+                    msg: format!("unsupported dtype {d:?}"),
+                })
+            }
         };
         let s = CpuStorage::from_le_bytes(dtype, v.data())?;
         Tensor::from_storage(s.into_storage(), v.shape())
@@ -138,7 +149,10 @@ fn forward_and_gradients_match_pytorch() -> Result<()> {
     for (name, p) in net.named_parameters() {
         let g = p
             .grad()
-            .ok_or_else(|| Error::Msg(format!("{name}: no gradient")))?;
+            .ok_or_else(|| Error::MissingKey {
+                container: "gradients".into(),
+                key: name.clone(),
+            })?;
         let want = fx.get(&format!("mlp.grad.{name}"))?;
         assert_close(&format!("grad {name}"), &g, &want, 1e-5)?;
     }

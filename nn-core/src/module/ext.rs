@@ -240,7 +240,7 @@ pub trait ModuleExt: Module {
             .map_err(|e| {
                 Error::invalid_config(
                     "parameters_matching",
-                    "pattern",
+                    "parameter pattern",
                     format!("`{pattern}`"),
                     e.to_string(),
                 )
