@@ -94,7 +94,7 @@ fn mismatched_input_is_an_error_naming_layer_expected_and_actual() -> Result<()>
             actual,
         }) => {
             assert!(
-                layer.contains("Linear(in_features=20, out_features=8") && layer.contains("`0`"),
+                layer.starts_with("0 (Linear(in_features=20, out_features=8"),
                 "{layer}"
             );
             assert!(expected.contains("20"), "{expected}");

@@ -33,15 +33,21 @@ impl DynSequential {
     /// Appends a layer named by its position.
     pub fn push(&mut self, layer: impl Layer) -> &mut Self {
         let name = self.layers.len().to_string();
-        self.layers.push((name, Box::new(layer)));
+        self.push_boxed_as(name, Box::new(layer));
         self
     }
 
     /// Appends a boxed layer named by its position.
     pub fn push_boxed(&mut self, layer: Box<dyn Layer>) -> &mut Self {
         let name = self.layers.len().to_string();
-        self.layers.push((name, layer));
+        self.push_boxed_as(name, layer);
         self
+    }
+
+    /// Places `layer` under `name`: its parameters learn their paths (`3.weight`).
+    fn push_boxed_as(&mut self, name: String, layer: Box<dyn Layer>) {
+        crate::module::learn_paths(&name, layer.as_module());
+        self.layers.push((name, layer));
     }
 
     /// Appends a named layer; a name already present is an error.
@@ -63,7 +69,7 @@ impl DynSequential {
                 "a child of that name exists already",
             ));
         }
-        self.layers.push((name, Box::new(layer)));
+        self.push_boxed_as(name, Box::new(layer));
         Ok(self)
     }
 

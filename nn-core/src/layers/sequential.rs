@@ -15,21 +15,29 @@ pub struct Sequential<T> {
     names: Option<&'static [&'static str]>,
 }
 
-impl<T> Sequential<T> {
-    /// Children named by position (`0`, `1`, ...).
+impl<T: Module> Sequential<T> {
+    /// Children named by position (`0`, `1`, ...). Their parameters learn their paths
+    /// (`0.weight`), so errors name the layer from the start.
     pub fn new(layers: T) -> Self {
-        Sequential {
+        Self::placed(Sequential {
             layers,
             names: None,
-        }
+        })
     }
     /// Children with explicit names, in order (one per tuple element).
     pub fn named(layers: T, names: &'static [&'static str]) -> Self {
-        Sequential {
+        Self::placed(Sequential {
             layers,
             names: Some(names),
-        }
+        })
     }
+    fn placed(s: Self) -> Self {
+        crate::module::walk(&s, |_| {});
+        s
+    }
+}
+
+impl<T> Sequential<T> {
     /// The layer tuple.
     pub fn layers(&self) -> &T {
         &self.layers
