@@ -90,9 +90,9 @@ impl Forward for Dropout {
         if !(0.0..=1.0).contains(&self.p) {
             return Err(Error::invalid_config(
                 "Dropout",
-                "p",
-                self.p,
-                "a probability must be in [0, 1]",
+                "probability",
+                format!("p={}", self.p),
+                "must be in [0, 1]",
             ));
         }
         if !self.training || self.p == 0.0 {
