@@ -143,3 +143,22 @@ fn shared_layers_keep_the_path_of_their_first_placement() -> Result<()> {
     opt.set_lr(0.2)?;
     Ok(())
 }
+
+#[test]
+fn layers_without_parameters_are_located_by_their_container() -> Result<()> {
+    use nn::layers::{DynSequential, Flatten};
+    let net = sequential![Flatten::range(0, 5), ReLU];
+    let m = err(net.forward(&Tensor::rand(&[2, 3])));
+    assert!(m.starts_with("0 (Flatten(start_dim=0, end_dim=5)): expected"), "{m}");
+    let mut dynamic = DynSequential::new();
+    dynamic.push(ReLU);
+    dynamic.push_named("flat", Flatten::range(3, 4))?;
+    let m = err(dynamic.forward(&Tensor::rand(&[2, 3])));
+    assert!(m.starts_with("flat (Flatten(start_dim=3, end_dim=4)): expected"), "{m}");
+    // a Linear inside says its own path once, not twice
+    let mut with_linear = DynSequential::new();
+    with_linear.push(Linear::new(4, 2));
+    let m = err(with_linear.forward(&Tensor::rand(&[1, 3])));
+    assert!(m.starts_with("0 (Linear(in_features=4"), "{m}");
+    Ok(())
+}

@@ -154,8 +154,10 @@ impl Module for DynSequential {
 impl Forward for DynSequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = x.clone();
-        for (_, l) in &self.layers {
-            y = l.forward(&y)?;
+        for (name, l) in &self.layers {
+            y = l
+                .forward(&y)
+                .map_err(|e| super::sequential::locate(e, name))?;
         }
         Ok(y)
     }
