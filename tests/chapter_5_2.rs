@@ -48,12 +48,10 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 
 /// The f32 tensor `name` of a safetensors file.
 fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
-    let v = st
-        .tensor(name)
-        .map_err(|e| nn::Error::MissingKey {
-            container: format!("fixture ({e})"),
-            key: name.into(),
-        })?;
+    let v = st.tensor(name).map_err(|e| nn::Error::MissingKey {
+        container: format!("fixture ({e})"),
+        key: name.into(),
+    })?;
     let data: Vec<f32> = v
         .data()
         .chunks_exact(4)
@@ -97,14 +95,10 @@ fn typed_access_and_parameter_objects() -> Result<()> {
         Some(vec![1, 8])
     );
     // type(net[2].bias), print(net[2].bias), net[2].bias.data
-    let bias = net
-        .2
-        .bias
-        .clone()
-        .ok_or_else(|| nn::Error::MissingKey {
-            container: "layer".into(),
-            key: "bias".into(),
-        })?;
+    let bias = net.2.bias.clone().ok_or_else(|| nn::Error::MissingKey {
+        container: "layer".into(),
+        key: "bias".into(),
+    })?;
     assert!(bias
         .to_string()
         .starts_with("Parameter containing:\ntensor(["));
@@ -149,12 +143,10 @@ fn all_parameters_at_once() -> Result<()> {
     );
     // net.state_dict()['2.bias'].data
     let sd = net.state_dict()?;
-    let b = sd
-        .get("2.bias")
-        .ok_or_else(|| nn::Error::MissingKey {
-            container: "state dict".into(),
-            key: "2.bias".into(),
-        })?;
+    let b = sd.get("2.bias").ok_or_else(|| nn::Error::MissingKey {
+        container: "state dict".into(),
+        key: "2.bias".into(),
+    })?;
     let want = net.2.bias.as_ref().map(|p| p.data()).transpose()?;
     assert_eq!(
         Some(b.to_vec::<f32>()?),
@@ -198,14 +190,10 @@ fn nested_rgnet_names_and_tree_match_pytorch() -> Result<()> {
     assert_eq!(rgnet.repr(), want);
     // rgnet[0][1][0].bias
     let inner = rgnet.0.layer::<Block1>(1)?;
-    let bias = inner
-        .0
-        .bias
-        .as_ref()
-        .ok_or_else(|| nn::Error::MissingKey {
-            container: "layer".into(),
-            key: "bias".into(),
-        })?;
+    let bias = inner.0.bias.as_ref().ok_or_else(|| nn::Error::MissingKey {
+        container: "layer".into(),
+        key: "bias".into(),
+    })?;
     let by_name = rgnet.state_dict()?.get("0.block 1.0.bias").cloned();
     assert_eq!(
         Some(bias.data()?.to_vec::<f32>()?),
@@ -299,12 +287,10 @@ fn tied_net_matches_pytorch() -> Result<()> {
     assert_close("tied.y", &y, &load(&st, "tied.y")?, 1e-5)?;
     y.sum_all()?.backward()?;
     for (name, p) in net.named_parameters() {
-        let g = p
-            .grad()
-            .ok_or_else(|| nn::Error::MissingKey {
-                container: "gradients".into(),
-                key: name.to_string(),
-            })?;
+        let g = p.grad().ok_or_else(|| nn::Error::MissingKey {
+            container: "gradients".into(),
+            key: name.to_string(),
+        })?;
         assert_close(
             &format!("tied.grad.{name}"),
             &g,

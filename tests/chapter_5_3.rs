@@ -185,12 +185,10 @@ fn lazy_and_eager_twins_agree_and_state_dicts_give_shapes() -> Result<()> {
     let fresh = sequential![Linear::lazy(16), ReLU, Linear::lazy(3)];
     let saved = eager.state_dict()?;
     for (name, p) in fresh.named_parameters() {
-        let t = saved
-            .get(&name)
-            .ok_or_else(|| Error::MissingKey {
-                container: "saved state dict".into(),
-                key: name.clone(),
-            })?;
+        let t = saved.get(&name).ok_or_else(|| Error::MissingKey {
+            container: "saved state dict".into(),
+            key: name.clone(),
+        })?;
         p.set_data(t)?;
     }
     assert_eq!(fresh.0.in_features(), Some(20));

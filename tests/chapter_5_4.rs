@@ -227,13 +227,10 @@ fn my_linear_gets_naming_init_saving_and_sharing_for_free() -> Result<()> {
     let sd = net.state_dict()?;
     let twin = sequential![MyLinear::new(64, 8)?, MyLinear::new(8, 1)?];
     for (name, p) in twin.named_parameters() {
-        p.set_data(
-            sd.get(&name)
-                .ok_or_else(|| Error::MissingKey {
-                    container: "state dict".into(),
-                    key: name.clone(),
-                })?,
-        )?;
+        p.set_data(sd.get(&name).ok_or_else(|| Error::MissingKey {
+            container: "state dict".into(),
+            key: name.clone(),
+        })?)?;
     }
     let x = Tensor::rand(&[3, 64]);
     assert_eq!(

@@ -172,9 +172,7 @@ fn our_safetensors_have_pytorch_names_dtypes_and_layouts() -> Result<()> {
     let mut names = st.names();
     names.sort();
     assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight"]);
-    let w = st
-        .tensor("0.weight")
-        .map_err(st_err)?;
+    let w = st.tensor("0.weight").map_err(st_err)?;
     assert_eq!(w.dtype(), safetensors::Dtype::F32);
     assert_eq!(w.shape(), &[8, 4]);
     let ours = net.0.weight.data()?.to_vec::<f32>()?;
@@ -294,7 +292,9 @@ fn kill_during_save_never_damages_old_file() -> Result<()> {
         }
     }
     // the kills did land mid-save: interrupted saves left their temporary files
-    eprintln!("{interrupted} temp files of interrupted saves seen, {saw_new} tensors seen replaced");
+    eprintln!(
+        "{interrupted} temp files of interrupted saves seen, {saw_new} tensors seen replaced"
+    );
     assert!(interrupted > 0);
     // and the next saves cleaned every one of them up
     io::save(&big_dict(1.0)?, &target)?;

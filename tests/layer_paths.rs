@@ -123,7 +123,11 @@ struct Tied {
 fn shared_layers_keep_the_path_of_their_first_placement() -> Result<()> {
     let shared = Linear::new(4, 4);
     let chain = sequential![shared.clone(), ReLU, shared.clone()];
-    let names: Vec<String> = chain.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = chain
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, ["0.weight", "0.bias"]);
     assert_eq!(shared.weight.name(), "0.weight");
     // the same name an error through either use reports
@@ -136,7 +140,11 @@ fn shared_layers_keep_the_path_of_their_first_placement() -> Result<()> {
         b: fc,
     };
     let mut opt = Sgd::with_lr(tied.parameters(), 0.1)?;
-    assert_eq!(opt.params().len(), 2, "a tied layer's parameters counted once");
+    assert_eq!(
+        opt.params().len(),
+        2,
+        "a tied layer's parameters counted once"
+    );
     assert_eq!(tied.b.weight.name(), "a.weight");
     let m = err(tied.b.weight.data());
     assert!(m.contains("`a.weight`"), "{m}");
@@ -149,12 +157,18 @@ fn layers_without_parameters_are_located_by_their_container() -> Result<()> {
     use nn::layers::{DynSequential, Flatten};
     let net = sequential![Flatten::range(0, 5), ReLU];
     let m = err(net.forward(&Tensor::rand(&[2, 3])));
-    assert!(m.starts_with("0 (Flatten(start_dim=0, end_dim=5)): expected"), "{m}");
+    assert!(
+        m.starts_with("0 (Flatten(start_dim=0, end_dim=5)): expected"),
+        "{m}"
+    );
     let mut dynamic = DynSequential::new();
     dynamic.push(ReLU);
     dynamic.push_named("flat", Flatten::range(3, 4))?;
     let m = err(dynamic.forward(&Tensor::rand(&[2, 3])));
-    assert!(m.starts_with("flat (Flatten(start_dim=3, end_dim=4)): expected"), "{m}");
+    assert!(
+        m.starts_with("flat (Flatten(start_dim=3, end_dim=4)): expected"),
+        "{m}"
+    );
     // a Linear inside says its own path once, not twice
     let mut with_linear = DynSequential::new();
     with_linear.push(Linear::new(4, 2));

@@ -29,17 +29,14 @@ impl Fixture {
     }
 
     fn get(&self, name: &str) -> Result<Tensor> {
-        let st = safetensors::SafeTensors::deserialize(&self.0)
-            .map_err(|e| Error::Format {
-                path: "fixture".into(),
-                msg: e.to_string(),
-            })?;
-        let v = st
-            .tensor(name)
-            .map_err(|e| Error::MissingKey {
-                container: format!("fixture ({e})"),
-                key: name.into(),
-            })?;
+        let st = safetensors::SafeTensors::deserialize(&self.0).map_err(|e| Error::Format {
+            path: "fixture".into(),
+            msg: e.to_string(),
+        })?;
+        let v = st.tensor(name).map_err(|e| Error::MissingKey {
+            container: format!("fixture ({e})"),
+            key: name.into(),
+        })?;
         let dtype = match v.dtype() {
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::I64 => DType::I64,
@@ -147,12 +144,10 @@ fn forward_and_gradients_match_pytorch() -> Result<()> {
     assert_close("mlp.y", &y, &fx.get("mlp.y")?, 1e-5)?;
     y.sum_all()?.backward()?;
     for (name, p) in net.named_parameters() {
-        let g = p
-            .grad()
-            .ok_or_else(|| Error::MissingKey {
-                container: "gradients".into(),
-                key: name.clone(),
-            })?;
+        let g = p.grad().ok_or_else(|| Error::MissingKey {
+            container: "gradients".into(),
+            key: name.clone(),
+        })?;
         let want = fx.get(&format!("mlp.grad.{name}"))?;
         assert_close(&format!("grad {name}"), &g, &want, 1e-5)?;
     }

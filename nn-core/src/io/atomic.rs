@@ -244,7 +244,10 @@ mod tests {
         assert!(!mine.exists(), "stale temp file of this process removed");
         assert!(!gone.exists(), "temp file of an exited process removed");
         assert!(live_tmp.exists(), "a save in flight keeps its temp file");
-        assert!(other.exists() && unrelated.exists(), "other files untouched");
+        assert!(
+            other.exists() && unrelated.exists(),
+            "other files untouched"
+        );
         let _ = go_tx.send(());
         slow.join()
             .map_err(|_| io_err(&target, std::io::ErrorKind::Other.into()))??;

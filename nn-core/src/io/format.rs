@@ -177,14 +177,12 @@ impl<'a> TensorFile<'a> {
         let entries = if head == super::native::MAGIC {
             super::native::scan_state_dict(&mut Cursor::new(bytes), len, &what)?
         } else {
-            super::safetensors::scan(&mut Cursor::new(bytes), len, &what).map_err(|e| {
-                match e {
-                    Error::Format { .. } => Error::Format {
-                        path: what.clone(),
-                        msg: neither(head, e),
-                    },
-                    other => other,
-                }
+            super::safetensors::scan(&mut Cursor::new(bytes), len, &what).map_err(|e| match e {
+                Error::Format { .. } => Error::Format {
+                    path: what.clone(),
+                    msg: neither(head, e),
+                },
+                other => other,
             })?
         };
         Ok(Self::with_entries(Backing::Memory(bytes), what, entries))

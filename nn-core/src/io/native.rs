@@ -251,7 +251,6 @@ pub(crate) fn save<T: Serialize + ?Sized>(value: &T, path: &Path) -> Result<()> 
     atomic::write(path, |file, _tmp| write_to(value, file, path))
 }
 
-
 /// Loads a native file (a regular file only, read no further than its length).
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = super::format::read_regular(path)?;
@@ -504,7 +503,8 @@ pub(crate) fn scan_state_dict<R: Read + Seek>(
             payload_len,
         );
         let parsed = sc.state_dict();
-        sc.drain().map_err(|m| fmt_err(format!("bad payload: {m}")))?;
+        sc.drain()
+            .map_err(|m| fmt_err(format!("bad payload: {m}")))?;
         (parsed, sc.crc.finalize())
     };
     check_crc(want, crc).map_err(fmt_err)?;

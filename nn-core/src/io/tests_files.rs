@@ -34,13 +34,24 @@ fn a_file_in_neither_format_says_what_both_readers_found() -> Result<()> {
     write_raw(&path, b"hello, this is not a model file at all")?;
     let net = Linear::new(2, 1);
     let m = message(net.load(&path));
-    assert!(m.contains("bad magic number") && m.contains("safetensors"), "{m}");
+    assert!(
+        m.contains("bad magic number") && m.contains("safetensors"),
+        "{m}"
+    );
     assert!(m.contains("neither an nn native file"), "{m}");
     let m = message(load_state_dict_file(&path));
-    assert!(m.contains("bad magic number") && m.contains("safetensors"), "{m}");
+    assert!(
+        m.contains("bad magic number") && m.contains("safetensors"),
+        "{m}"
+    );
     // the in-memory twin says the same
-    let m = message(state_dict_from_bytes(b"hello, this is not a model file at all"));
-    assert!(m.contains("bad magic number") && m.contains("safetensors"), "{m}");
+    let m = message(state_dict_from_bytes(
+        b"hello, this is not a model file at all",
+    ));
+    assert!(
+        m.contains("bad magic number") && m.contains("safetensors"),
+        "{m}"
+    );
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
@@ -93,7 +104,10 @@ fn a_flipped_byte_anywhere_in_the_payload_is_a_checksum_mismatch() -> Result<()>
                 assert!(m.contains("checksum mismatch"), "byte {pos}: {m}");
             } else {
                 // the header is not under the checksum; it is judged on its own
-                assert!(!m.contains("bad payload") && !m.starts_with("unexpectedly"), "byte {pos}: {m}");
+                assert!(
+                    !m.contains("bad payload") && !m.starts_with("unexpectedly"),
+                    "byte {pos}: {m}"
+                );
             }
         }
     }
@@ -105,7 +119,10 @@ fn a_flipped_byte_anywhere_in_the_payload_is_a_checksum_mismatch() -> Result<()>
 #[test]
 fn fifos_and_devices_are_refused_without_reading() -> Result<()> {
     let m = message(load::<Tensor>("/dev/zero"));
-    assert!(m.contains("character device") && m.contains("only regular files"), "{m}");
+    assert!(
+        m.contains("character device") && m.contains("only regular files"),
+        "{m}"
+    );
     let m = message(load_state_dict_file("/dev/zero"));
     assert!(m.contains("character device"), "{m}");
     let m = message(load_safetensors("/dev/zero"));
@@ -125,7 +142,10 @@ fn fifos_and_devices_are_refused_without_reading() -> Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let f2 = fifo.clone();
     std::thread::spawn(move || {
-        let _ = tx.send((message(load::<Tensor>(&f2)), message(Linear::new(1, 1).load(&f2))));
+        let _ = tx.send((
+            message(load::<Tensor>(&f2)),
+            message(Linear::new(1, 1).load(&f2)),
+        ));
     });
     let (a, b) = rx
         .recv_timeout(std::time::Duration::from_secs(10))
@@ -139,10 +159,16 @@ fn fifos_and_devices_are_refused_without_reading() -> Result<()> {
 fn state_dict_from_bytes_agrees_with_the_file_reader() -> Result<()> {
     let sd = small_dict()?;
     let (native, st) = (to_bytes(&sd)?, safetensors_to_bytes(&sd)?);
-    let refs = [from_bytes::<StateDict>(&native)?, safetensors_from_bytes(&st)?];
+    let refs = [
+        from_bytes::<StateDict>(&native)?,
+        safetensors_from_bytes(&st)?,
+    ];
     for (bytes, want) in [native, st].iter().zip(&refs) {
         let back = state_dict_from_bytes(bytes)?;
-        assert_eq!(back.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
         for (k, t) in sd.iter() {
             let u = back.get(k).ok_or_else(|| Error::MissingKey {
                 container: "decoded".into(),

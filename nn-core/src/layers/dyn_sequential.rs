@@ -104,12 +104,10 @@ impl DynSequential {
     /// Layer `i` as a concrete type (the book's `net[0]` then `.weight`), or an error.
     pub fn layer<T: Module>(&self, i: usize) -> Result<&T> {
         let l = self.get(i)?;
-        l.downcast_ref::<T>().ok_or_else(|| {
-            Error::WrongType {
-                what: format!("DynSequential layer {i}"),
-                expected: crate::module::short_type_name(std::any::type_name::<T>()),
-                found: l.module_name(),
-            }
+        l.downcast_ref::<T>().ok_or_else(|| Error::WrongType {
+            what: format!("DynSequential layer {i}"),
+            expected: crate::module::short_type_name(std::any::type_name::<T>()),
+            found: l.module_name(),
         })
     }
 

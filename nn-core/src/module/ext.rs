@@ -249,15 +249,14 @@ pub trait ModuleExt: Module {
     /// Parameters whose full name matches the regular expression `pattern` anywhere
     /// (Gluon's `collect_params('.*weight')`; anchor with `^...$` for whole names).
     fn parameters_matching(&self, pattern: &str) -> Result<Vec<(String, Param)>> {
-        let re = regex_lite::Regex::new(pattern)
-            .map_err(|e| {
-                Error::invalid_config(
-                    "parameters_matching",
-                    "parameter pattern",
-                    format!("`{pattern}`"),
-                    e.to_string(),
-                )
-            })?;
+        let re = regex_lite::Regex::new(pattern).map_err(|e| {
+            Error::invalid_config(
+                "parameters_matching",
+                "parameter pattern",
+                format!("`{pattern}`"),
+                e.to_string(),
+            )
+        })?;
         Ok(self
             .named_parameters()
             .into_iter()

@@ -104,12 +104,10 @@ fn fixtures() -> Result<Vec<u8>> {
 }
 
 fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
-    let v = st
-        .tensor(name)
-        .map_err(|e| Error::MissingKey {
-            container: format!("ops fixtures ({e})"),
-            key: name.into(),
-        })?;
+    let v = st.tensor(name).map_err(|e| Error::MissingKey {
+        container: format!("ops fixtures ({e})"),
+        key: name.into(),
+    })?;
     let dtype = match v.dtype() {
         safetensors::Dtype::F32 => DType::F32,
         safetensors::Dtype::I64 => DType::I64,
@@ -163,12 +161,10 @@ pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) 
     out.backward_with(&up)?;
     for (k, x) in inputs.iter().enumerate() {
         if let Ok(want) = load(&st, &format!("{name}.grad{k}")) {
-            let got = x
-                .grad()
-                .ok_or_else(|| Error::MissingKey {
-                    container: format!("{name} gradients"),
-                    key: format!("input {k}"),
-                })?;
+            let got = x.grad().ok_or_else(|| Error::MissingKey {
+                container: format!("{name} gradients"),
+                key: format!("input {k}"),
+            })?;
             assert_close(&format!("{name}.grad{k}"), &got, &want)?;
         }
     }

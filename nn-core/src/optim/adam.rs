@@ -242,7 +242,10 @@ impl Optimizer for Adam {
                     })
                 }
             };
-            sd.insert(format!("{i}.step"), step_tensor("Adam.state_dict", st.step)?);
+            sd.insert(
+                format!("{i}.step"),
+                step_tensor("Adam.state_dict", st.step)?,
+            );
             sd.insert(format!("{i}.exp_avg"), snapshot(m)?);
             sd.insert(format!("{i}.exp_avg_sq"), snapshot(v)?);
         }

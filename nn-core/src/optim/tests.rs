@@ -316,7 +316,10 @@ fn adam_step_counter_saturates_at_what_its_loader_accepts() -> Result<()> {
 
 #[test]
 fn sgd_state_dict_keeps_every_buffer() -> Result<()> {
-    let (a, b) = (Param::new(Tensor::ones(&[2])), Param::new(Tensor::ones(&[1])));
+    let (a, b) = (
+        Param::new(Tensor::ones(&[2])),
+        Param::new(Tensor::ones(&[1])),
+    );
     let cfg = SgdConfig {
         lr: 0.1,
         momentum: 0.9,
