@@ -56,7 +56,14 @@
 //!
 //! Writes are crash-safe: a temporary file in the same directory is written, fsynced
 //! and renamed over the target, then the directory is fsynced; at any moment the
-//! target holds either the old or the new file.
+//! target holds either the old or the new file. A save that was killed leaves its
+//! temporary file (`.<name>.nn-tmp.<pid>.<n>`); the next save to the same target removes
+//! it.
+//!
+//! Loading reads only regular files (a FIFO or a device such as `/dev/zero` is an
+//! error, returned at once) and never more bytes than the file had when opened. Every
+//! loader has an in-memory twin ([`from_bytes`], [`state_dict_from_bytes`],
+//! [`safetensors_from_bytes`]) running the same checks.
 //!
 //! # safetensors
 //!
