@@ -31,7 +31,7 @@ impl Forward for MLP {
 
 fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("nn-05-file-io-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
 
     // In [37]/[38]: one tensor
     let x = Tensor::arange(0, 4);
@@ -100,6 +100,6 @@ fn main() -> Result<()> {
         from_st.forward(&x)?.to_vec::<f32>()? == y.to_vec::<f32>()?
     );
 
-    std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
     Ok(())
 }

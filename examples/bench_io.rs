@@ -30,7 +30,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| {
             std::env::temp_dir().join(format!("nn-bench-io-{}", std::process::id()))
         });
-    std::fs::create_dir_all(&dir).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
     // 4 x Linear(5000, 5000): 100.02M parameters, 400 MB of f32
     let net = Sequential::new((
         Linear::new(5000, 5000),
@@ -73,7 +73,11 @@ fn main() -> Result<()> {
         use nn::Forward;
         fresh.load(&path)?;
         if fresh.forward(&x)?.to_vec::<f32>()? != net.forward(&x)?.to_vec::<f32>()? {
-            return Err(nn::Error::Msg(format!("{name}: reloaded model differs")));
+            return Err(nn::Error::NotClose {
+                what: format!("{name}: reloaded model's output"),
+                got: "different values".into(),
+                expected: "the saved model's".into(),
+            });
         }
     }
     // the pieces of a native load, to show where the time goes
@@ -86,9 +90,9 @@ fn main() -> Result<()> {
     let (read, _) = time(5, || {
         std::fs::read(&path)
             .map(|_| ())
-            .map_err(|e| nn::Error::Msg(e.to_string()))
+            .map_err(|e| nn::Error::io(&path, e))
     })?;
-    let bytes = std::fs::read(&path).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    let bytes = std::fs::read(&path).map_err(|e| nn::Error::io(&path, e))?;
     let (crc, _) = time(5, || {
         std::hint::black_box(crc32fast::hash(&bytes));
         Ok(())
@@ -97,7 +101,7 @@ fn main() -> Result<()> {
     let raw = dir.join("raw.bin");
     let (write, _) = time(5, || {
         let _ = std::fs::remove_file(&raw);
-        std::fs::write(&raw, &bytes).map_err(|e| nn::Error::Msg(e.to_string()))
+        std::fs::write(&raw, &bytes).map_err(|e| nn::Error::io(&raw, e))
     })?;
     println!(
         "machine baseline: plain fs::write of the same bytes to a new file (no fsync) {:.2} GB/s",
@@ -109,6 +113,6 @@ fn main() -> Result<()> {
         gb / crc,
         gb / decode
     );
-    std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
     Ok(())
 }

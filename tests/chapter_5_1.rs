@@ -168,7 +168,10 @@ fn fixed_hidden_mlp_constant_reuse_loop_and_scalar() -> Result<()> {
         .iter()
         .zip(first.parameters().into_iter().zip(second.parameters()))
     {
-        let missing = || nn::Error::Msg("missing gradient".into());
+        let missing = || nn::Error::MissingKey {
+            container: "gradients".into(),
+            key: "shared parameter".into(),
+        };
         let g = shared.grad().ok_or_else(missing)?;
         let (ga, gb) = (a.grad().ok_or_else(missing)?, b.grad().ok_or_else(missing)?);
         assert!(close(&g, &ga.add(&gb)?, 1e-5)?);
@@ -288,7 +291,7 @@ fn a_model_is_send_and_sync_and_shared_across_threads() -> Result<()> {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(nn::Error::Msg("thread panicked".into())))
+                    .unwrap_or_else(|_| panic!("a worker thread panicked"))
             })
             .collect()
     });

@@ -31,8 +31,11 @@ fn names(m: &dyn Module) -> Vec<String> {
 
 fn fixtures_json() -> Result<serde_json::Value> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fixtures.json");
-    let text = std::fs::read_to_string(path).map_err(|e| nn::Error::Msg(format!("{path}: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| nn::Error::Msg(format!("{path}: {e}")))
+    let text = std::fs::read_to_string(path).map_err(|e| nn::Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| nn::Error::Format {
+        path: path.into(),
+        msg: e.to_string(),
+    })
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -47,9 +50,10 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 
 /// The f32 tensor `name` of a safetensors file.
 fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
-    let v = st
-        .tensor(name)
-        .map_err(|e| nn::Error::Msg(format!("fixture {name}: {e}")))?;
+    let v = st.tensor(name).map_err(|e| nn::Error::MissingKey {
+        container: format!("fixture ({e})"),
+        key: name.into(),
+    })?;
     let data: Vec<f32> = v
         .data()
         .chunks_exact(4)
@@ -77,11 +81,10 @@ fn typed_access_and_parameter_objects() -> Result<()> {
         Some(vec![1, 8])
     );
     // type(net[2].bias), print(net[2].bias), net[2].bias.data
-    let bias = net
-        .2
-        .bias
-        .clone()
-        .ok_or_else(|| nn::Error::Msg("no bias".into()))?;
+    let bias = net.2.bias.clone().ok_or_else(|| nn::Error::MissingKey {
+        container: "layer".into(),
+        key: "bias".into(),
+    })?;
     assert!(bias
         .to_string()
         .starts_with("Parameter containing:\ntensor(["));
@@ -126,9 +129,10 @@ fn all_parameters_at_once() -> Result<()> {
     );
     // net.state_dict()['2.bias'].data
     let sd = net.state_dict()?;
-    let b = sd
-        .get("2.bias")
-        .ok_or_else(|| nn::Error::Msg("no 2.bias".into()))?;
+    let b = sd.get("2.bias").ok_or_else(|| nn::Error::MissingKey {
+        container: "state dict".into(),
+        key: "2.bias".into(),
+    })?;
     let want = net.2.bias.as_ref().map(|p| p.data()).transpose()?;
     assert_eq!(
         Some(b.to_vec::<f32>()?),
@@ -172,11 +176,10 @@ fn nested_rgnet_names_and_tree_match_pytorch() -> Result<()> {
     assert_eq!(rgnet.repr(), want);
     // rgnet[0][1][0].bias
     let inner = rgnet.0.layer::<Block1>(1)?;
-    let bias = inner
-        .0
-        .bias
-        .as_ref()
-        .ok_or_else(|| nn::Error::Msg("no bias".into()))?;
+    let bias = inner.0.bias.as_ref().ok_or_else(|| nn::Error::MissingKey {
+        container: "layer".into(),
+        key: "bias".into(),
+    })?;
     let by_name = rgnet.state_dict()?.get("0.block 1.0.bias").cloned();
     assert_eq!(
         Some(bias.data()?.to_vec::<f32>()?),
@@ -207,7 +210,10 @@ fn typed_nested_access_when_the_macro_knows_the_types() -> Result<()> {
         .0
         .bias
         .as_ref()
-        .ok_or_else(|| nn::Error::Msg("no bias".into()))?;
+        .ok_or_else(|| nn::Error::MissingKey {
+            container: "layer".into(),
+            key: "bias".into(),
+        })?;
     assert_eq!(bias.shape(), Some(vec![8]));
     assert_eq!(
         names(&rgnet),
@@ -228,9 +234,11 @@ fn tied_net_matches_pytorch() -> Result<()> {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/tied.safetensors"
     );
-    let bytes = std::fs::read(path).map_err(|e| nn::Error::Msg(format!("{path}: {e}")))?;
-    let st =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| nn::Error::Msg(e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| nn::Error::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| nn::Error::Format {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
 
     let shared = Linear::new(8, 8);
     let net = sequential![
@@ -265,9 +273,10 @@ fn tied_net_matches_pytorch() -> Result<()> {
     assert_close("tied.y", &y, &load(&st, "tied.y")?, 1e-5)?;
     y.sum_all()?.backward()?;
     for (name, p) in net.named_parameters() {
-        let g = p
-            .grad()
-            .ok_or_else(|| nn::Error::Msg(format!("no grad for {name}")))?;
+        let g = p.grad().ok_or_else(|| nn::Error::MissingKey {
+            container: "gradients".into(),
+            key: name.to_string(),
+        })?;
         assert_close(
             &format!("tied.grad.{name}"),
             &g,
@@ -295,7 +304,10 @@ fn tied_gradient_is_the_sum_of_both_uses() -> Result<()> {
     let x = Tensor::rand(&[3, 4]);
     tied.forward(&x)?.sum_all()?.backward()?;
     untied.forward(&x)?.sum_all()?.backward()?;
-    let missing = || nn::Error::Msg("missing gradient".into());
+    let missing = || nn::Error::MissingKey {
+        container: "gradients".into(),
+        key: "2.weight".into(),
+    };
     let g = tied.2.weight.grad().ok_or_else(missing)?;
     let g2 = untied.2.weight.grad().ok_or_else(missing)?;
     let g4 = untied.4.weight.grad().ok_or_else(missing)?;

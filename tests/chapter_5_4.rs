@@ -44,9 +44,11 @@ fn check_grads(params: &[&Param], f: impl Fn() -> Result<Tensor>) -> Result<()> 
             p.set_data(&base)?;
             let a = analytic[j] as f64;
             if (numeric - a).abs() > 1e-2 + 1e-2 * numeric.abs() {
-                return Err(Error::Msg(format!(
-                    "gradient check failed for parameter {i} element {j}: autograd {a}, finite difference {numeric}"
-                )));
+                return Err(Error::NotClose {
+                    what: format!("gradient check, parameter {i} element {j}"),
+                    got: format!("autograd {a}"),
+                    expected: format!("finite difference {numeric}"),
+                });
             }
         }
     }
@@ -110,10 +112,10 @@ fn my_linear_gets_naming_init_saving_and_sharing_for_free() -> Result<()> {
     let sd = net.state_dict()?;
     let twin = sequential![MyLinear::new(64, 8)?, MyLinear::new(8, 1)?];
     for (name, p) in twin.named_parameters() {
-        p.set_data(
-            sd.get(&name)
-                .ok_or_else(|| Error::Msg(format!("missing {name}")))?,
-        )?;
+        p.set_data(sd.get(&name).ok_or_else(|| Error::MissingKey {
+            container: "state dict".into(),
+            key: name.clone(),
+        })?)?;
     }
     let x = Tensor::rand(&[3, 64]);
     assert_eq!(

@@ -14,7 +14,7 @@ impl TempDir {
     fn new(tag: &str) -> Result<TempDir> {
         let p = std::env::temp_dir().join(format!("nn-file-io-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).map_err(|e| Error::Msg(e.to_string()))?;
+        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
         Ok(TempDir(p))
     }
     fn path(&self, name: &str) -> PathBuf {
@@ -114,9 +114,12 @@ fn strict_error_lists_all_problems_and_non_strict_reuses_first_layers() -> Resul
     let err = other
         .load(dir.path("mlp.params"))
         .err()
-        .ok_or_else(|| Error::Msg("strict load must fail".into()))?;
+        .ok_or_else(|| Error::MissingKey {
+            container: "strict load result".into(),
+            key: "error".into(),
+        })?;
     let Error::StateDict(rep) = &err else {
-        return Err(Error::Msg(format!("wrong error: {err}")));
+        panic!("wrong error: {err}");
     };
     assert_eq!(rep.mismatched.len(), 2);
     let text = err.to_string();
@@ -144,7 +147,7 @@ fn pytorch_state_dict_loads_and_matches_pytorch_output() -> Result<()> {
     assert!(rep.is_clean(), "{rep}");
     let io_sd = io::load_safetensors(fixture("torch_state_dict_4_8_1.io.safetensors"))?;
     let (Some(x), Some(want)) = (io_sd.get("x"), io_sd.get("y")) else {
-        return Err(Error::Msg("fixture lacks x or y".into()));
+        panic!("fixture lacks x or y");
     };
     let got = net.forward(x)?.to_vec::<f32>()?;
     for (g, w) in got.iter().zip(want.to_vec::<f32>()?) {
@@ -159,16 +162,17 @@ fn our_safetensors_have_pytorch_names_dtypes_and_layouts() -> Result<()> {
     let net = Sequential::new((Linear::new(4, 8), ReLU, Linear::new(8, 1)));
     let path = dir.path("net.safetensors");
     net.save(&path)?;
-    let bytes = std::fs::read(&path).map_err(|e| Error::Msg(e.to_string()))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     // read back with the safetensors crate itself, as PyTorch's loader would
-    let st =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Msg(e.to_string()))?;
+    let st_err = |e: safetensors::SafeTensorError| Error::Format {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(st_err)?;
     let mut names = st.names();
     names.sort();
     assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight"]);
-    let w = st
-        .tensor("0.weight")
-        .map_err(|e| Error::Msg(e.to_string()))?;
+    let w = st.tensor("0.weight").map_err(st_err)?;
     assert_eq!(w.dtype(), safetensors::Dtype::F32);
     assert_eq!(w.shape(), &[8, 4]);
     let ours = net.0.weight.data()?.to_vec::<f32>()?;
@@ -176,7 +180,7 @@ fn our_safetensors_have_pytorch_names_dtypes_and_layouts() -> Result<()> {
     assert_eq!(w.data(), le.as_slice());
     // and our loader takes it back (format sniffed by content, not name)
     let copy = dir.path("renamed.bin");
-    std::fs::copy(&path, &copy).map_err(|e| Error::Msg(e.to_string()))?;
+    std::fs::copy(&path, &copy).map_err(|e| Error::io(&copy, e))?;
     let fresh = Sequential::new((Linear::new(4, 8), ReLU, Linear::new(8, 1)));
     fresh.load(&copy)?;
     assert_eq!(fresh.0.weight.data()?.to_vec::<f32>()?, ours);
@@ -241,7 +245,15 @@ fn kill_during_save_never_damages_old_file() -> Result<()> {
     let st_target = dir.path("model.params.safetensors");
     io::save(&big_dict(1.0)?, &target)?;
     io::save_state_dict(&big_dict(1.0)?, &st_target)?;
-    let exe = std::env::current_exe().map_err(|e| Error::Msg(e.to_string()))?;
+    let exe = std::env::current_exe()?;
+    let temp_files = || -> Result<usize> {
+        Ok(std::fs::read_dir(&dir.0)
+            .map_err(|e| Error::io(&dir.0, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".nn-tmp."))
+            .count())
+    };
+    let mut interrupted = 0;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut saw_new = 0;
     for _ in 0..40 {
@@ -254,14 +266,18 @@ fn kill_during_save_never_damages_old_file() -> Result<()> {
             .env(CHILD_ENV, &target)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| Error::Msg(e.to_string()))?;
+            .spawn()?;
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(std::time::Duration::from_micros(2_000 + seed % 60_000));
-        child.kill().map_err(|e| Error::Msg(e.to_string()))?;
-        child.wait().map_err(|e| Error::Msg(e.to_string()))?;
+        child.kill()?;
+        child.wait()?;
+        // each save removes what killed saves to its target left: at most the last
+        // two children's temp files (one per target) are ever around
+        let left = temp_files()?;
+        assert!(left <= 4, "{left} temp files piled up");
+        interrupted += left;
         for (sd, name) in [
             (io::load_state_dict_file(&target)?, "native"),
             (io::load_state_dict_file(&st_target)?, "safetensors"),
@@ -276,13 +292,14 @@ fn kill_during_save_never_damages_old_file() -> Result<()> {
         }
     }
     // the kills did land mid-save: interrupted saves left their temporary files
-    let interrupted = std::fs::read_dir(&dir.0)
-        .map_err(|e| Error::Msg(e.to_string()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .count();
-    eprintln!("{interrupted} saves interrupted, {saw_new} tensors seen replaced");
+    eprintln!(
+        "{interrupted} temp files of interrupted saves seen, {saw_new} tensors seen replaced"
+    );
     assert!(interrupted > 0);
+    // and the next saves cleaned every one of them up
+    io::save(&big_dict(1.0)?, &target)?;
+    io::save_state_dict(&big_dict(1.0)?, &st_target)?;
+    assert_eq!(temp_files()?, 0);
     Ok(())
 }
 

@@ -25,19 +25,27 @@ impl Fixture {
         );
         std::fs::read(path)
             .map(Fixture)
-            .map_err(|e| Error::Msg(format!("{path}: {e}")))
+            .map_err(|e| Error::io(path, e))
     }
 
     fn get(&self, name: &str) -> Result<Tensor> {
-        let st = safetensors::SafeTensors::deserialize(&self.0)
-            .map_err(|e| Error::Msg(e.to_string()))?;
-        let v = st
-            .tensor(name)
-            .map_err(|e| Error::Msg(format!("fixture {name}: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&self.0).map_err(|e| Error::Format {
+            path: "fixture".into(),
+            msg: e.to_string(),
+        })?;
+        let v = st.tensor(name).map_err(|e| Error::MissingKey {
+            container: format!("fixture ({e})"),
+            key: name.into(),
+        })?;
         let dtype = match v.dtype() {
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::I64 => DType::I64,
-            d => return Err(Error::Msg(format!("fixture {name}: dtype {d:?}"))),
+            d => {
+                return Err(Error::Format {
+                    path: format!("fixture `{name}`"),
+                    msg: format!("unsupported dtype {d:?}"),
+                })
+            }
         };
         Tensor::from_host(HostData::from_le_bytes(dtype, v.data())?, v.shape())
     }
@@ -135,9 +143,10 @@ fn forward_and_gradients_match_pytorch() -> Result<()> {
     assert_close("mlp.y", &y, &fx.get("mlp.y")?, 1e-5)?;
     y.sum_all()?.backward()?;
     for (name, p) in net.named_parameters() {
-        let g = p
-            .grad()
-            .ok_or_else(|| Error::Msg(format!("{name}: no gradient")))?;
+        let g = p.grad().ok_or_else(|| Error::MissingKey {
+            container: "gradients".into(),
+            key: name.clone(),
+        })?;
         let want = fx.get(&format!("mlp.grad.{name}"))?;
         assert_close(&format!("grad {name}"), &g, &want, 1e-5)?;
     }

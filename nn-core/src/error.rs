@@ -61,28 +61,74 @@ pub enum Error {
     /// Loading a state dict failed: all problems are listed together (nothing was loaded).
     #[error("{0}")]
     StateDict(crate::io::LoadReport),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written. `path` is empty when the failing call did
+    /// not name a file (an `std::io::Error` converted with `?`).
+    #[error("{}{source}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    /// A file that is not a valid tensor/state-dict file.
+    /// A damaged or hostile tensor/state-dict file: what is wrong with it.
     #[error("{path}: invalid file: {msg}")]
     Format { path: String, msg: String },
-    /// An error reported by a device backend (CUDA ...).
-    #[error("{device}: {msg}")]
-    Backend { device: String, msg: String },
+    /// A valid file of another kind than the one asked for (a tensor file loaded as a
+    /// state dict, a file in neither supported format).
+    #[error("{path}: this file holds {found}, expected {expected}")]
+    FileKind {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    /// A value could not be encoded (a user `Serialize` impl failed).
+    #[error("{path}: cannot serialize: {msg}")]
+    Serialize { path: String, msg: String },
+    /// A key looked up in a container (a state dict, a file, a fixture) is absent.
+    #[error("{container}: no entry `{key}`")]
+    MissingKey { container: String, key: String },
+    /// A configuration value (hyperparameter, layer option, name) is out of range.
+    #[error("{op}: invalid {field} {value}: {reason}")]
+    InvalidConfig {
+        op: &'static str,
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// An op given no input where it needs at least one (`cat` of no tensors ...).
+    #[error("{op}: {what} is empty")]
+    EmptyInput { op: &'static str, what: String },
+    /// A value of another kind than the one asked for (a layer downcast ...).
+    #[error("{what}: expected {expected}, found {found}")]
+    WrongType {
+        what: String,
+        expected: String,
+        found: String,
+    },
+    /// Two computations that should agree do not (gradient checks, reference
+    /// comparisons); `what` names the compared quantity.
+    #[error("{what}: got {got}, expected {expected}")]
+    NotClose {
+        what: String,
+        got: String,
+        expected: String,
+    },
+    /// An optimizer state that cannot be saved or restored: every problem found.
+    #[error("{op}: {}", problems.join("; "))]
+    OptimizerState {
+        op: &'static str,
+        problems: Vec<String>,
+    },
+    /// An error reported by a device backend (CUDA ...), with the backend's own error
+    /// kept as the source.
+    #[error("{device}: {source}")]
+    Backend {
+        device: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A requested device does not exist or is not usable here.
     #[error("device unavailable: {0}")]
     DeviceUnavailable(String),
-    /// An op that needs at least one input was given none.
-    #[error("{op}: no input given (expected at least one tensor)")]
-    EmptyInput { op: &'static str },
-    /// Anything else, with a message.
-    #[error("{0}")]
-    Msg(String),
     /// An allocation that the machine cannot satisfy (sizes come from user input).
     #[error("{op}: out of memory allocating {bytes} bytes")]
     OutOfMemory { bytes: u128, op: &'static str },
@@ -94,6 +140,17 @@ pub enum Error {
         /// What is wrong.
         problem: crate::io::CheckpointProblem,
     },
+}
+
+impl From<std::io::Error> for Error {
+    /// An I/O error whose path is unknown at the call site; prefer building
+    /// [`Error::Io`] with the path where one is at hand.
+    fn from(source: std::io::Error) -> Self {
+        Error::Io {
+            path: String::new(),
+            source,
+        }
+    }
 }
 
 impl Error {
@@ -112,6 +169,40 @@ impl Error {
             op,
             lhs: lhs.to_vec(),
             rhs: rhs.to_vec(),
+        }
+    }
+
+    /// [`Error::Io`] naming the file concerned.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// [`Error::InvalidConfig`].
+    pub fn invalid_config(
+        op: &'static str,
+        field: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidConfig {
+            op,
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::Backend`] from any backend error.
+    pub fn backend(
+        device: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Backend {
+            device: device.into(),
+            source: source.into(),
         }
     }
 }

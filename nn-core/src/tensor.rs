@@ -256,9 +256,12 @@ impl Tensor {
     /// `[start, start+step, ...)` below `end`, as f32.
     pub fn arange_f32(start: f32, end: f32, step: f32) -> Result<Tensor> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            return Err(Error::Msg(format!(
-                "arange_f32: invalid range {start}..{end} step {step}"
-            )));
+            return Err(Error::invalid_config(
+                "arange_f32",
+                "range",
+                format!("{start}..{end} step {step}"),
+                "bounds and step must be finite and the step non-zero",
+            ));
         }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let v: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
@@ -301,7 +304,10 @@ impl Tensor {
     /// Integer samples in `[lo, hi)` (i64).
     pub fn randint(shape: &[usize], lo: i64, hi: i64) -> Result<Tensor> {
         if hi <= lo {
-            return Err(Error::Msg(format!("randint: empty range {lo}..{hi}")));
+            return Err(Error::EmptyInput {
+                op: "randint",
+                what: format!("the range {lo}..{hi}"),
+            });
         }
         let v =
             crate::rng::with_rng(|r| (0..numel(shape)).map(|_| r.random_range(lo..hi)).collect());
@@ -319,7 +325,7 @@ impl Tensor {
     pub fn to_ndarray(&self) -> Result<ndarray::ArrayD<f32>> {
         let v = self.to_vec::<f32>()?;
         ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(self.shape()), v)
-            .map_err(|e| Error::Msg(format!("to_ndarray: {e}")))
+            .map_err(|e| Error::bad_shape("to_ndarray", self.shape(), e.to_string()))
     }
 
     /// The shape.

@@ -71,10 +71,7 @@ impl Error {
             Error::DriverNotFound | Error::NoDevice { .. } | Error::LibraryNotFound { .. } => {
                 nn_core::Error::DeviceUnavailable(format!("{device}: {self}"))
             }
-            other => nn_core::Error::Backend {
-                device: device.to_string(),
-                msg: other.to_string(),
-            },
+            other => nn_core::Error::backend(device, other),
         }
     }
 }
@@ -107,6 +104,9 @@ mod tests {
         }
         .into_core("cuda:0");
         assert_eq!(failed.to_string(), "cuda:0: matmul: too big");
+        // the CUDA error stays reachable as the source, not only as text
+        let source = std::error::Error::source(&failed);
+        assert!(source.is_some_and(|s| s.downcast_ref::<Error>().is_some()));
     }
 
     #[test]

@@ -41,10 +41,7 @@ mod fake_gpu {
     struct FakeStorage(HostData);
 
     fn refuse<T>() -> Result<T> {
-        Err(Error::Backend {
-            device: "fake:0".into(),
-            msg: "fake backend op reached".into(),
-        })
+        Err(Error::backend("fake:0", "fake backend op reached"))
     }
 
     /// A third backend needs no edit of nn-core: a kind, the traits, `Device::Backend`.

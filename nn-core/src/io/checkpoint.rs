@@ -193,7 +193,7 @@ impl TrainingCheckpoint {
         Ok(TrainingCheckpoint {
             epoch,
             model: model.state_dict()?,
-            optimizer: optimizer.state_dict(),
+            optimizer: optimizer.state_dict()?,
             rng: RngState::capture(),
             metadata: BTreeMap::new(),
             tensors: StateDict::new(),
@@ -485,7 +485,7 @@ mod tests {
         let loss_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(loss_bits(&resumed), loss_bits(&straight));
         assert_eq!(bits(&model2.state_dict()?)?, bits(&model.state_dict()?)?);
-        assert_eq!(bits(&opt2.state_dict())?, bits(&opt.state_dict())?);
+        assert_eq!(bits(&opt2.state_dict()?)?, bits(&opt.state_dict()?)?);
 
         // the generator matters here: without it the dropout masks differ
         let model3 = net();

@@ -96,9 +96,10 @@ impl Source for StateDict {
         self.get(key).map(|t| (t.dtype(), t.shape()))
     }
     fn tensor(&self, key: &str) -> Result<Tensor> {
-        self.get(key)
-            .cloned()
-            .ok_or_else(|| Error::Msg(format!("no key `{key}`")))
+        self.get(key).cloned().ok_or_else(|| Error::MissingKey {
+            container: "state dict".into(),
+            key: key.to_string(),
+        })
     }
     // sharing the storage (set_data) beats copying it
     fn fill(&self, _key: &str, _dst: &mut [u8]) -> Result<bool> {

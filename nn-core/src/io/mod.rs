@@ -5,7 +5,7 @@
 //! use nn_core::{io, Tensor};
 //! use std::collections::BTreeMap;
 //! # let dir = std::env::temp_dir().join(format!("nn-io-doc-{}", std::process::id()));
-//! # std::fs::create_dir_all(&dir).map_err(|e| nn_core::Error::Msg(e.to_string()))?;
+//! # std::fs::create_dir_all(&dir).map_err(|e| nn_core::Error::io(&dir, e))?;
 //! let x = Tensor::arange(0, 4);
 //! io::save(&x, dir.join("x-file"))?;
 //! let x2: Tensor = io::load(dir.join("x-file"))?;
@@ -56,7 +56,14 @@
 //!
 //! Writes are crash-safe: a temporary file in the same directory is written, fsynced
 //! and renamed over the target, then the directory is fsynced; at any moment the
-//! target holds either the old or the new file.
+//! target holds either the old or the new file. A save that was killed leaves its
+//! temporary file (`.<name>.nn-tmp.<pid>.<n>`); the next save to the same target removes
+//! it.
+//!
+//! Loading reads only regular files (a FIFO or a device such as `/dev/zero` is an
+//! error, returned at once) and never more bytes than the file had when opened. Every
+//! loader has an in-memory twin ([`from_bytes`], [`state_dict_from_bytes`],
+//! [`safetensors_from_bytes`]) running the same checks.
 //!
 //! # safetensors
 //!
@@ -68,6 +75,7 @@
 
 mod atomic;
 mod checkpoint;
+mod format;
 mod load;
 mod native;
 mod report;
@@ -96,7 +104,10 @@ pub fn save<T: Serialize + ?Sized>(value: &T, path: impl AsRef<Path>) -> Result<
 }
 
 /// Loads what [`save`] wrote, as the type asked for; a damaged, truncated or hostile
-/// file is an [`crate::Error::Format`].
+/// file is an [`crate::Error::Format`] (a damaged payload: "checksum mismatch"), a valid
+/// file of another kind an [`crate::Error::FileKind`] ("this file holds a Tensor,
+/// expected a StateDict"). Only regular files are read: a FIFO or a device is an
+/// [`crate::Error::Io`].
 pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
     native::load(path.as_ref())
 }
@@ -120,7 +131,14 @@ pub fn save_state_dict(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
 /// Reads a state dict from a native or a safetensors file (told apart by the native
 /// magic number, whatever the file's name).
 pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
-    native::TensorFile::open(path.as_ref())?.into_state_dict()
+    format::TensorFile::open(path.as_ref())?.into_state_dict()
+}
+
+/// The in-memory twin of [`load_state_dict_file`]: a state dict from the bytes of a
+/// native or safetensors file, through the same scanners (layout and checksum verified
+/// before any tensor is read).
+pub fn state_dict_from_bytes(bytes: &[u8]) -> Result<StateDict> {
+    format::TensorFile::from_bytes(bytes)?.into_state_dict()
 }
 
 /// [`crate::ModuleExt::save`].
@@ -131,7 +149,7 @@ pub(crate) fn save_module(m: &dyn Module, path: &Path) -> Result<()> {
 /// [`crate::ModuleExt::load_with`].
 pub(crate) fn load_module(m: &dyn Module, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
     // scanned and verified first, then read straight into the model's memory
-    let file = native::TensorFile::open(path)?;
+    let file = format::TensorFile::open(path)?;
     load::load_from(m, &file, opts)
 }
 
@@ -146,3 +164,6 @@ pub(crate) fn load_state_dict(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_files;

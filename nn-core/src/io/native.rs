@@ -2,6 +2,7 @@
 //! CRC-32 of the payload) followed by a postcard payload. See the [`crate::io`] docs.
 
 use super::atomic;
+use super::format::Entry;
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,6 +13,8 @@ use std::path::Path;
 /// The first 8 bytes of every native file (PNG-style: a high byte to catch 7-bit
 /// transfers, CR-LF and LF to catch newline translation, ^Z to stop `type` on Windows).
 pub const MAGIC: [u8; 8] = *b"\x89NNT\r\n\x1a\n";
+/// [`MAGIC`] as the docs and error messages write it.
+pub(crate) const MAGIC_TEXT: &str = "[89 4e 4e 54 0d 0a 1a 0a] (\\x89NNT\\r\\n\\x1a\\n)";
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
 /// Size of the fixed header.
@@ -93,7 +96,10 @@ pub(crate) fn payload(file: &[u8]) -> std::result::Result<&[u8], String> {
 
 /// Encodes `value` as a complete native file in memory.
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let body = postcard::to_stdvec(value).map_err(|e| Error::Msg(format!("serialize: {e}")))?;
+    let body = postcard::to_stdvec(value).map_err(|e| Error::Serialize {
+        path: "<memory>".into(),
+        msg: e.to_string(),
+    })?;
     Ok(frame(&body))
 }
 
@@ -115,10 +121,22 @@ pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> 
     };
     let body = payload(file).map_err(fmt_err)?;
     let _ = super::tensor_serde::take_last_error();
-    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| {
-        let detail = super::tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
-        fmt_err(format!("bad payload: {detail}"))
-    })?;
+    let (value, rest) = match postcard::take_from_bytes::<T>(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let detail = super::tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
+            let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
+            // a valid file of another kind says what it holds
+            return Err(match payload_kind(body) {
+                Some(found) if found != expected => Error::FileKind {
+                    path: what.to_string(),
+                    expected,
+                    found,
+                },
+                _ => fmt_err(format!("bad payload: {detail}")),
+            });
+        }
+    };
     if !rest.is_empty() {
         return Err(fmt_err(format!(
             "{} unexpected bytes after the payload",
@@ -211,7 +229,12 @@ pub(crate) fn write_to<T: Serialize + ?Sized>(
     let bw = BufWriter::with_capacity(64 * 1024, hw);
     let bw = match postcard::to_io(value, bw) {
         Ok(bw) => bw,
-        Err(e) => return Err(Error::Msg(format!("{}: serialize: {e}", path.display()))),
+        Err(e) => {
+            return Err(Error::Serialize {
+                path: path.display().to_string(),
+                msg: e.to_string(),
+            })
+        }
     };
     let mut hw = bw.into_inner().map_err(|e| io_err(e.into_error()))?;
     if let Some(e) = hw.error.take() {
@@ -228,40 +251,30 @@ pub(crate) fn save<T: Serialize + ?Sized>(value: &T, path: &Path) -> Result<()> 
     atomic::write(path, |file, _tmp| write_to(value, file, path))
 }
 
-/// Reads a whole file into memory, refusing files too large to address.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let io_err = |source: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut f = File::open(path).map_err(io_err)?;
-    let len = f.metadata().map_err(io_err)?.len();
-    let len = usize::try_from(len).map_err(|_| Error::Format {
-        path: path.display().to_string(),
-        msg: format!("{len} bytes is too large for this platform"),
-    })?;
-    let mut buf = Vec::with_capacity(len);
-    // read_to_end stops at the real end even if the file changed size meanwhile
-    f.read_to_end(&mut buf).map_err(io_err)?;
-    Ok(buf)
-}
-
-/// Loads a native file.
+/// Loads a native file (a regular file only, read no further than its length).
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = read_file(path)?;
+    let bytes = super::format::read_regular(path)?;
     decode(&bytes, &path.display().to_string())
 }
 
-/// Where one tensor of a state-dict file lies, found without reading its data.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
-    pub name: String,
-    pub dtype: crate::DType,
-    pub shape: Vec<usize>,
-    /// Absolute file offset of the first data byte.
-    pub offset: u64,
-    /// Data length in bytes (checked against dtype and shape).
-    pub len: usize,
+/// A type name without module paths: `Vec<Tensor>`, `StateDict`, `(Tensor, Tensor)`.
+fn pretty_type(full: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(word.rsplit("::").next().unwrap_or(word));
+        word.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Reads a payload sequentially, hashing every byte and never going past its end.
@@ -272,14 +285,31 @@ struct Scan<R> {
     remaining: u64,
 }
 
+/// The layout of one tensor: dtype, shape, and where its data lies.
+struct TensorMeta {
+    dtype: crate::DType,
+    shape: Vec<usize>,
+    offset: u64,
+    len: usize,
+}
+
 impl<R: std::io::BufRead> Scan<R> {
+    fn new(inner: R, pos: u64, remaining: u64) -> Self {
+        Scan {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            pos,
+            remaining,
+        }
+    }
+
     fn eof() -> String {
         "unexpected end of payload (truncated or damaged file)".into()
     }
 
     fn byte(&mut self) -> std::result::Result<u8, String> {
         let mut b = 0;
-        self.skip(1, |c| b = c[0])?;
+        self.skip(1, |c| b = c.first().copied().unwrap_or(0))?;
         Ok(b)
     }
 
@@ -329,10 +359,9 @@ impl<R: std::io::BufRead> Scan<R> {
             }
             let buf = self.inner.fill_buf().map_err(|e| e.to_string())?;
             let k = buf.len().min(n);
-            if k == 0 {
+            let Some(chunk) = buf.get(..k).filter(|c| !c.is_empty()) else {
                 return Err(Self::eof());
-            }
-            let chunk = &buf[..k];
+            };
             sink(chunk);
             self.crc.update(chunk);
             self.inner.consume(k);
@@ -342,212 +371,166 @@ impl<R: std::io::BufRead> Scan<R> {
         }
         Ok(())
     }
+
+    /// Hashes whatever the parser left unread, so the checksum covers the whole payload
+    /// even when parsing stopped early.
+    fn drain(&mut self) -> std::result::Result<(), String> {
+        while self.remaining > 0 {
+            let k = usize::try_from(self.remaining.min(1 << 30)).unwrap_or(1 << 30);
+            self.skip(k, |_| {})?;
+        }
+        Ok(())
+    }
+
+    /// One tensor as the serde impl writes it: dtype name, shape, data bytes (skipped).
+    fn tensor(&mut self, name: &str) -> std::result::Result<TensorMeta, String> {
+        let dt = self.string()?;
+        let dtype = super::tensor_serde::dtype_from_str(&dt)
+            .ok_or_else(|| format!("`{name}`: unknown dtype `{dt}`"))?;
+        let rank = self.length()?;
+        let mut shape = Vec::with_capacity(rank);
+        for _ in 0..rank {
+            let d = self.varint()?;
+            shape.push(usize::try_from(d).map_err(|_| format!("`{name}`: dim {d} too large"))?);
+        }
+        let len = self.length()?;
+        let need = super::tensor_serde::byte_len(dtype, &shape);
+        if need != Some(len) {
+            return Err(format!(
+                "`{name}`: {len} data bytes for a {dtype} tensor of shape {shape:?}"
+            ));
+        }
+        let offset = self.pos;
+        self.skip(len, |_| {})?;
+        Ok(TensorMeta {
+            dtype,
+            shape,
+            offset,
+            len,
+        })
+    }
+
+    /// A state dict: a count, then (name, tensor) pairs with distinct names.
+    fn state_dict(&mut self) -> std::result::Result<Vec<Entry>, String> {
+        let count = self.varint()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let name = self.string()?;
+            let t = self.tensor(&name)?;
+            if !seen.insert(name.clone()) {
+                return Err(format!("duplicate key `{name}`"));
+            }
+            entries.push(Entry {
+                name,
+                dtype: t.dtype,
+                shape: t.shape,
+                offset: t.offset,
+                len: t.len,
+            });
+        }
+        self.end()?;
+        Ok(entries)
+    }
+
+    fn end(&self) -> std::result::Result<(), String> {
+        if self.remaining != 0 {
+            return Err(format!(
+                "{} unexpected bytes after the payload",
+                self.remaining
+            ));
+        }
+        Ok(())
+    }
 }
 
-/// One sequential pass over a native state-dict file: checks the header, the layout of
-/// every entry and the checksum, and returns where each tensor's data lies, reading the
-/// data only through a small reused buffer (so nothing is allocated per tensor).
-pub(crate) fn scan_state_dict(file: &mut File, path: &Path) -> Result<Vec<Entry>> {
-    let what = path.display().to_string();
+/// What a checksum-verified payload holds, for "this file holds X, expected Y": one or
+/// more tensors back to back (`a Tensor`, a tuple), a counted list of tensors, or a
+/// state dict. None if it is none of these.
+fn payload_kind(body: &[u8]) -> Option<String> {
+    let n = body.len() as u64;
+    if Scan::new(body, 0, n).state_dict().is_ok() {
+        return Some("a StateDict".into());
+    }
+    let mut sc = Scan::new(body, 0, n);
+    if let Ok(count) = sc.varint() {
+        if (0..count).all(|_| sc.tensor("").is_ok()) && sc.end().is_ok() {
+            return Some(format!("a Vec<Tensor> ({count} tensors)"));
+        }
+    }
+    let mut sc = Scan::new(body, 0, n);
+    let mut count = 0;
+    while sc.remaining > 0 {
+        sc.tensor("").ok()?;
+        count += 1;
+    }
+    match count {
+        0 => None,
+        1 => Some("a Tensor".into()),
+        k => Some(format!("a tuple of {k} tensors")),
+    }
+}
+
+/// One sequential pass over a native state-dict file of `file_len` bytes: checks the
+/// header, the layout of every entry and the checksum, and returns where each tensor's
+/// data lies, reading the data only through a small reused buffer (so nothing is
+/// allocated per tensor). The checksum is judged first: a damaged file is a checksum
+/// mismatch whatever its payload looks like; a sound file of another kind (a tensor
+/// file) says what it holds.
+pub(crate) fn scan_state_dict<R: Read + Seek>(
+    file: &mut R,
+    file_len: u64,
+    what: &str,
+) -> Result<Vec<Entry>> {
     let fmt_err = |msg: String| Error::Format {
-        path: what.clone(),
+        path: what.to_string(),
         msg,
     };
     let io_err = |source: std::io::Error| Error::Io {
-        path: path.display().to_string(),
+        path: what.to_string(),
         source,
     };
-    let file_len = file.metadata().map_err(io_err)?.len();
     let mut h = [0u8; HEADER_LEN];
     if file_len >= HEADER_LEN as u64 {
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         file.read_exact(&mut h).map_err(io_err)?;
     }
     let (payload_len, want) = check_header(&h, file_len).map_err(fmt_err)?;
-    let mut sc = Scan {
-        inner: std::io::BufReader::with_capacity(1 << 20, &mut *file),
-        crc: crc32fast::Hasher::new(),
-        pos: HEADER_LEN as u64,
-        remaining: payload_len,
+    let (parsed, crc) = {
+        let mut sc = Scan::new(
+            std::io::BufReader::with_capacity(1 << 20, &mut *file),
+            HEADER_LEN as u64,
+            payload_len,
+        );
+        let parsed = sc.state_dict();
+        sc.drain()
+            .map_err(|m| fmt_err(format!("bad payload: {m}")))?;
+        (parsed, sc.crc.finalize())
     };
-    let mut parse = || -> std::result::Result<Vec<Entry>, String> {
-        let count = sc.varint()?;
-        let mut seen = std::collections::HashSet::new();
-        let mut entries = Vec::new();
-        for _ in 0..count {
-            let name = sc.string()?;
-            let dt = sc.string()?;
-            let dtype = super::tensor_serde::dtype_from_str(&dt)
-                .ok_or_else(|| format!("`{name}`: unknown dtype `{dt}`"))?;
-            let rank = sc.length()?;
-            let mut shape = Vec::with_capacity(rank);
-            for _ in 0..rank {
-                let d = sc.varint()?;
-                shape.push(usize::try_from(d).map_err(|_| format!("`{name}`: dim {d} too large"))?);
-            }
-            let len = sc.length()?;
-            let need = super::tensor_serde::byte_len(dtype, &shape);
-            if need != Some(len) {
-                return Err(format!(
-                    "`{name}`: {len} data bytes for a {dtype} tensor of shape {shape:?}"
-                ));
-            }
-            let offset = sc.pos;
-            sc.skip(len, |_| {})?;
-            if !seen.insert(name.clone()) {
-                return Err(format!("duplicate key `{name}`"));
-            }
-            entries.push(Entry {
-                name,
-                dtype,
-                shape,
-                offset,
-                len,
-            });
+    check_crc(want, crc).map_err(fmt_err)?;
+    match parsed {
+        Ok(entries) => Ok(entries),
+        Err(m) => {
+            // sound but not a state dict: look at the payload again to say what it is
+            let kind = if payload_len <= 1 << 26 {
+                let mut body = Vec::new();
+                file.seek(SeekFrom::Start(HEADER_LEN as u64))
+                    .map_err(io_err)?;
+                file.take(payload_len)
+                    .read_to_end(&mut body)
+                    .map_err(io_err)?;
+                payload_kind(&body)
+            } else {
+                None
+            };
+            Err(match kind {
+                Some(found) => Error::FileKind {
+                    path: what.to_string(),
+                    expected: "a StateDict".into(),
+                    found,
+                },
+                None => fmt_err(format!("bad payload: {m}")),
+            })
         }
-        if sc.remaining != 0 {
-            return Err(format!(
-                "{} unexpected bytes after the payload",
-                sc.remaining
-            ));
-        }
-        Ok(entries)
-    };
-    let entries = parse().map_err(|m| fmt_err(format!("bad payload: {m}")))?;
-    check_crc(want, sc.crc.finalize()).map_err(fmt_err)?;
-    Ok(entries)
-}
-
-/// A state-dict file (native or safetensors) opened for loading: entries scanned and
-/// verified, data read on demand, straight into its destination.
-pub(crate) struct TensorFile {
-    file: File,
-    path: String,
-    entries: Vec<Entry>,
-    index: std::collections::HashMap<String, usize>,
-}
-
-impl TensorFile {
-    /// Opens a state-dict file, native (scanned, checksum verified) or safetensors
-    /// (header validated against the file size), told apart by the native magic number.
-    pub(crate) fn open(path: &Path) -> Result<TensorFile> {
-        let mut file = File::open(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut head = Vec::with_capacity(MAGIC.len());
-        (&mut file)
-            .take(MAGIC.len() as u64)
-            .read_to_end(&mut head)
-            .map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let entries = if head == MAGIC {
-            scan_state_dict(&mut file, path)?
-        } else {
-            super::safetensors::scan(&mut file, path)?
-        };
-        Ok(Self::with_entries(file, path, entries))
-    }
-
-    /// Opens a safetensors file (whatever its first bytes).
-    pub(crate) fn open_safetensors(path: &Path) -> Result<TensorFile> {
-        let mut file = File::open(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let entries = super::safetensors::scan(&mut file, path)?;
-        Ok(Self::with_entries(file, path, entries))
-    }
-
-    fn with_entries(file: File, path: &Path, entries: Vec<Entry>) -> TensorFile {
-        let index = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
-            .collect();
-        TensorFile {
-            file,
-            path: path.display().to_string(),
-            entries,
-            index,
-        }
-    }
-
-    fn entry(&self, key: &str) -> Result<&Entry> {
-        self.index
-            .get(key)
-            .map(|&i| &self.entries[i])
-            .ok_or_else(|| Error::Msg(format!("{}: no key `{key}`", self.path)))
-    }
-
-    fn read_at(&self, e: &Entry, dst: &mut [u8]) -> Result<()> {
-        if dst.len() != e.len {
-            return Err(Error::Msg(format!(
-                "{}: `{}` has {} bytes, destination {}",
-                self.path,
-                e.name,
-                e.len,
-                dst.len()
-            )));
-        }
-        let io_err = |source: std::io::Error| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::FileExt::read_exact_at(&self.file, dst, e.offset).map_err(io_err)
-        }
-        #[cfg(not(unix))]
-        {
-            let mut f = &self.file;
-            f.seek(SeekFrom::Start(e.offset)).map_err(io_err)?;
-            f.read_exact(dst).map_err(io_err)
-        }
-    }
-
-    /// Every tensor, in file order.
-    pub(crate) fn into_state_dict(self) -> Result<crate::module::StateDict> {
-        use rayon::prelude::*;
-        // fresh memory is paid for in page faults: two threads fault (and read) in parallel
-        let out = self
-            .entries
-            .par_iter()
-            .map(|e| Ok((e.name.clone(), self.read_tensor(e)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(crate::module::StateDict::from_unique_entries(out))
-    }
-
-    fn read_tensor(&self, e: &Entry) -> Result<crate::Tensor> {
-        use crate::HostData;
-        let n = crate::shape::numel(&e.shape);
-        let mut st = HostData::zeros(n, e.dtype)?;
-        if cfg!(target_endian = "little") {
-            self.read_at(e, st.bytes_mut())?;
-        } else {
-            let mut bytes = vec![0u8; e.len];
-            self.read_at(e, &mut bytes)?;
-            st = HostData::from_le_bytes(e.dtype, &bytes)?;
-        }
-        crate::Tensor::from_host(st, &e.shape)
-    }
-}
-
-impl super::load::Source for TensorFile {
-    fn keys(&self) -> Vec<&str> {
-        self.entries.iter().map(|e| e.name.as_str()).collect()
-    }
-    fn meta(&self, key: &str) -> Option<(crate::DType, &[usize])> {
-        let e = &self.entries[*self.index.get(key)?];
-        Some((e.dtype, &e.shape))
-    }
-    fn tensor(&self, key: &str) -> Result<crate::Tensor> {
-        self.read_tensor(self.entry(key)?)
-    }
-    fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool> {
-        self.read_at(self.entry(key)?, dst)?;
-        Ok(true)
     }
 }

@@ -1,7 +1,7 @@
 //! PyTorch interop through safetensors: the same names (`0.weight`) and layouts
 //! (Linear weight `[out, in]`, row-major, little-endian) as `torch.save_file(state_dict)`.
 
-use super::native::Entry;
+use super::format::Entry;
 use super::{atomic, tensor_serde};
 use crate::module::StateDict;
 use crate::{DType, Error, Result, Tensor};
@@ -148,23 +148,25 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StateDict> {
 
 /// Reads a safetensors file (e.g. PyTorch's `save_file(net.state_dict(), path)`).
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
-    super::native::TensorFile::open_safetensors(path.as_ref())?.into_state_dict()
+    super::format::TensorFile::open_safetensors(path.as_ref())?.into_state_dict()
 }
 
 /// Reads and validates a safetensors header without reading the data: offsets must tile
 /// the data section exactly and agree with each dtype and shape.
-pub(crate) fn scan(file: &mut std::fs::File, path: &Path) -> Result<Vec<Entry>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let what = path.display().to_string();
+pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
+    file: &mut R,
+    file_len: u64,
+    what: &str,
+) -> Result<Vec<Entry>> {
+    use std::io::SeekFrom;
     let bad = |msg: String| Error::Format {
-        path: what.clone(),
+        path: what.to_string(),
         msg: format!("safetensors: {msg}"),
     };
     let io_err = |source: std::io::Error| Error::Io {
-        path: path.display().to_string(),
+        path: what.to_string(),
         source,
     };
-    let file_len = file.metadata().map_err(io_err)?.len();
     if file_len < 8 {
         return Err(bad(format!("{file_len} bytes is too short for a header")));
     }

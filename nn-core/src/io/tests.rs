@@ -192,7 +192,10 @@ fn safetensors_roundtrip_and_hostile_bytes() -> Result<()> {
     let bytes = safetensors_to_bytes(&sd)?;
     let back = safetensors_from_bytes(&bytes)?;
     for (k, t) in sd.iter() {
-        let u = back.get(k).ok_or_else(|| Error::Msg(k.into()))?;
+        let u = back.get(k).ok_or_else(|| Error::MissingKey {
+            container: "decoded".into(),
+            key: k.into(),
+        })?;
         assert_eq!(t.to_host()?, u.to_host()?);
         assert_eq!(t.shape(), u.shape());
     }
@@ -221,8 +224,9 @@ fn strict_load_reports_everything_and_changes_nothing() -> Result<()> {
     sd[2].1 = Tensor::zeros(&[3, 9]);
     sd[0].1 = Tensor::zeros_dtype(&[8, 4], DType::I64);
     let sd: StateDict = sd.into_iter().collect();
-    let Err(Error::StateDict(rep)) = net.load_state_dict(&sd, &LoadOptions::strict()) else {
-        return Err(Error::Msg("strict load should fail".into()));
+    let r = net.load_state_dict(&sd, &LoadOptions::strict());
+    let Err(Error::StateDict(rep)) = r else {
+        panic!("strict load should fail, got {r:?}");
     };
     assert_eq!(rep.missing, ["2.bias"]);
     assert_eq!(rep.unexpected, ["3.weight"]);
@@ -327,7 +331,7 @@ fn scratch(tag: &str) -> std::path::PathBuf {
 }
 
 fn write_raw(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::Msg(e.to_string()))
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 #[test]
@@ -442,9 +446,13 @@ fn safetensors_file_scanner_agrees_with_the_crate() -> Result<()> {
 #[test]
 fn self_describing_formats_roundtrip_too() -> Result<()> {
     let sd = small_dict()?;
-    let json = serde_json::to_string(&sd).map_err(|e| Error::Msg(e.to_string()))?;
+    let json_err = |e: serde_json::Error| Error::Format {
+        path: "<json>".into(),
+        msg: e.to_string(),
+    };
+    let json = serde_json::to_string(&sd).map_err(json_err)?;
     assert!(json.starts_with(r#"{"w":{"dtype":"float32","shape":[2,2],"data":["#));
-    let back: StateDict = serde_json::from_str(&json).map_err(|e| Error::Msg(e.to_string()))?;
+    let back: StateDict = serde_json::from_str(&json).map_err(json_err)?;
     assert_same(&sd, &back)?;
     // too many data bytes, wrong field order, unknown field: errors
     for bad in [

@@ -88,10 +88,12 @@ impl Module for Dropout {
 impl Forward for Dropout {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if !(0.0..=1.0).contains(&self.p) {
-            return Err(Error::Msg(format!(
-                "Dropout: probability p={} is not in [0, 1]",
-                self.p
-            )));
+            return Err(Error::invalid_config(
+                "Dropout",
+                "probability",
+                format!("p={}", self.p),
+                "must be in [0, 1]",
+            ));
         }
         if !self.training || self.p == 0.0 {
             return Ok(x.clone());
@@ -121,7 +123,10 @@ mod tests {
         let x = Tensor::full(&[4, 5], 3.0).set_requires_grad(true);
         let y = drop.forward(&x)?;
         y.sum_all()?.backward()?;
-        let g = x.grad().ok_or_else(|| Error::Msg("no grad".into()))?;
+        let g = x.grad().ok_or_else(|| Error::MissingKey {
+            container: "gradients".into(),
+            key: "x".into(),
+        })?;
         let (g, y) = (g.to_vec::<f32>()?, y.to_vec::<f32>()?);
         for (gi, yi) in g.iter().zip(&y) {
             assert!((gi - yi / 3.0).abs() < 1e-6);

@@ -33,31 +33,43 @@ impl DynSequential {
     /// Appends a layer named by its position.
     pub fn push(&mut self, layer: impl Layer) -> &mut Self {
         let name = self.layers.len().to_string();
-        self.layers.push((name, Box::new(layer)));
+        self.push_boxed_as(name, Box::new(layer));
         self
     }
 
     /// Appends a boxed layer named by its position.
     pub fn push_boxed(&mut self, layer: Box<dyn Layer>) -> &mut Self {
         let name = self.layers.len().to_string();
-        self.layers.push((name, layer));
+        self.push_boxed_as(name, layer);
         self
+    }
+
+    /// Places `layer` under `name`: its parameters learn their paths (`3.weight`).
+    fn push_boxed_as(&mut self, name: String, layer: Box<dyn Layer>) {
+        crate::module::learn_paths(&name, layer.as_module());
+        self.layers.push((name, layer));
     }
 
     /// Appends a named layer; a name already present is an error.
     pub fn push_named(&mut self, name: impl Into<String>, layer: impl Layer) -> Result<&mut Self> {
         let name = name.into();
         if name.is_empty() || name.contains('.') {
-            return Err(Error::Msg(format!(
-                "DynSequential: invalid child name `{name}` (must be non-empty and contain no '.')"
-            )));
+            return Err(Error::invalid_config(
+                "DynSequential::push_named",
+                "child name",
+                format!("`{name}`"),
+                "must be non-empty and contain no '.'",
+            ));
         }
         if self.layers.iter().any(|(n, _)| *n == name) {
-            return Err(Error::Msg(format!(
-                "DynSequential: duplicate child name `{name}`"
-            )));
+            return Err(Error::invalid_config(
+                "DynSequential::push_named",
+                "child name",
+                format!("`{name}`"),
+                "a child of that name exists already",
+            ));
         }
-        self.layers.push((name, Box::new(layer)));
+        self.push_boxed_as(name, Box::new(layer));
         Ok(self)
     }
 
@@ -92,12 +104,10 @@ impl DynSequential {
     /// Layer `i` as a concrete type (the book's `net[0]` then `.weight`), or an error.
     pub fn layer<T: Module>(&self, i: usize) -> Result<&T> {
         let l = self.get(i)?;
-        l.downcast_ref::<T>().ok_or_else(|| {
-            Error::Msg(format!(
-                "DynSequential: layer {i} is a {}, not a {}",
-                l.module_name(),
-                crate::module::short_type_name(std::any::type_name::<T>())
-            ))
+        l.downcast_ref::<T>().ok_or_else(|| Error::WrongType {
+            what: format!("DynSequential layer {i}"),
+            expected: crate::module::short_type_name(std::any::type_name::<T>()),
+            found: l.module_name(),
         })
     }
 
@@ -142,8 +152,10 @@ impl Module for DynSequential {
 impl Forward for DynSequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = x.clone();
-        for (_, l) in &self.layers {
-            y = l.forward(&y)?;
+        for (name, l) in &self.layers {
+            y = l
+                .forward(&y)
+                .map_err(|e| super::sequential::locate(e, name))?;
         }
         Ok(y)
     }

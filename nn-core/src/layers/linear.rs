@@ -83,10 +83,12 @@ impl Linear {
     pub fn from_params(weight: Param, bias: Option<Param>) -> Result<Linear> {
         let shape = weight.partial_shape();
         let [Some(out), _] = shape[..] else {
-            return Err(Error::Msg(format!(
-                "Linear::from_params: weight must be [out, in], got {}",
-                crate::module::fmt_partial(&shape)
-            )));
+            return Err(Error::invalid_config(
+                "Linear::from_params",
+                "weight shape",
+                crate::module::fmt_partial(&shape),
+                "must be [out_features, in_features] with out_features known",
+            ));
         };
         Ok(Linear {
             weight,
@@ -121,14 +123,15 @@ impl Linear {
         self.weight.partial_shape().get(1).copied().flatten()
     }
 
+    /// `layers.2 (Linear(in_features=4, out_features=8, bias=true))`: the layer's path
+    /// in its model (learned by its weight, see [`Param::name`]) and what it is; just
+    /// the description for a layer no model has placed yet.
     fn layer_name(&self) -> String {
         let n = self.weight.name();
-        let owner = n.strip_suffix(".weight").unwrap_or("");
         let desc = format!("Linear({})", self.extra_repr());
-        if owner.is_empty() || n.starts_with("param#") {
-            desc
-        } else {
-            format!("{desc} at `{owner}`")
+        match n.strip_suffix(".weight") {
+            Some(owner) if !owner.is_empty() => format!("{owner} ({desc})"),
+            _ => desc,
         }
     }
 }
@@ -175,7 +178,7 @@ impl Forward for Linear {
             if inf != last {
                 return Err(Error::InputMismatch {
                     layer: self.layer_name(),
-                    expected: format!("last dim {inf} (shape [*, {inf}])"),
+                    expected: format!("last dim {inf}"),
                     actual: x.shape().to_vec(),
                 });
             }

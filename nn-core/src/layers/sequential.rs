@@ -15,21 +15,29 @@ pub struct Sequential<T> {
     names: Option<&'static [&'static str]>,
 }
 
-impl<T> Sequential<T> {
-    /// Children named by position (`0`, `1`, ...).
+impl<T: Module> Sequential<T> {
+    /// Children named by position (`0`, `1`, ...). Their parameters learn their paths
+    /// (`0.weight`), so errors name the layer from the start.
     pub fn new(layers: T) -> Self {
-        Sequential {
+        Self::placed(Sequential {
             layers,
             names: None,
-        }
+        })
     }
     /// Children with explicit names, in order (one per tuple element).
     pub fn named(layers: T, names: &'static [&'static str]) -> Self {
-        Sequential {
+        Self::placed(Sequential {
             layers,
             names: Some(names),
-        }
+        })
     }
+    fn placed(s: Self) -> Self {
+        crate::module::walk(&s, |_| {});
+        s
+    }
+}
+
+impl<T> Sequential<T> {
     /// The layer tuple.
     pub fn layers(&self) -> &T {
         &self.layers
@@ -121,7 +129,36 @@ impl<T: Module> Module for Sequential<T> {
 
 impl<T: Chain> Forward for Sequential<T> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.layers.chain(x)
+        self.layers.chain_named(x, self.names)
+    }
+}
+
+/// Gives a layer error that does not say where it happened (a layer without
+/// parameters, which has nothing to learn its path with) the child's name in its
+/// container: `Flatten(..)` becomes `1 (Flatten(..))`. Errors that name a path already
+/// (`0 (Linear(..))`, learned by the layer's parameters) pass unchanged.
+pub(crate) fn locate(e: crate::Error, name: &str) -> crate::Error {
+    match e {
+        crate::Error::InputMismatch {
+            layer,
+            expected,
+            actual,
+        } => {
+            let located = match (layer.find(" ("), layer.find('(')) {
+                (Some(p), Some(q)) => p < q,
+                _ => false,
+            };
+            crate::Error::InputMismatch {
+                layer: if located {
+                    layer
+                } else {
+                    format!("{name} ({layer})")
+                },
+                expected,
+                actual,
+            }
+        }
+        other => other,
     }
 }
 
@@ -134,16 +171,24 @@ impl<T: Module> std::fmt::Display for Sequential<T> {
 /// A tuple of blocks run one after the other.
 pub trait Chain {
     /// Runs every element in order.
-    fn chain(&self, x: &Tensor) -> Result<Tensor>;
+    fn chain(&self, x: &Tensor) -> Result<Tensor> {
+        self.chain_named(x, None)
+    }
+    /// Runs every element in order; a layer error is located by the element's name
+    /// (`names[i]`, or its position).
+    fn chain_named(&self, x: &Tensor, names: Option<&[&str]>) -> Result<Tensor>;
 }
 
 // Up to 16 elements, like the tuple `Module` impls (`sequential!` rejects more).
 macro_rules! chain_tuple {
     ($($T:ident $i:tt),+) => {
         impl<$($T: Forward),+> Chain for ($($T,)+) {
-            fn chain(&self, x: &Tensor) -> Result<Tensor> {
+            fn chain_named(&self, x: &Tensor, names: Option<&[&str]>) -> Result<Tensor> {
                 let y = x.clone();
-                $(let y = self.$i.forward(&y)?;)+
+                $(let y = self.$i.forward(&y).map_err(|e| {
+                    let name = names.and_then(|n| n.get($i)).copied();
+                    locate(e, name.unwrap_or(stringify!($i)))
+                })?;)+
                 Ok(y)
             }
         }

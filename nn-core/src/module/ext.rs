@@ -30,7 +30,9 @@ struct Walk<F> {
 
 impl<'a, F: FnMut(Item<'a>)> Visitor<'a> for Walk<F> {
     fn param(&mut self, name: &str, p: &'a Param) {
-        (self.f)(Item::Param(join(&self.path, name), p))
+        let full = join(&self.path, name);
+        p.learn_path(&full);
+        (self.f)(Item::Param(full, p))
     }
     fn buffer(&mut self, name: &str, b: &'a Buffer) {
         (self.f)(Item::Buffer(join(&self.path, name), b))
@@ -48,13 +50,24 @@ impl<'a, F: FnMut(Item<'a>)> Visitor<'a> for Walk<F> {
 }
 
 /// Walks `root` depth-first in registration order, calling `f` on every item with its
-/// full dotted name (the root itself is not reported).
+/// full dotted name (the root itself is not reported). Every parameter met learns its
+/// path ([`Param::name`]).
 pub(crate) fn walk<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(Item<'a>)) {
     let mut w = Walk {
         path: String::new(),
         f,
     };
     root.visit(&mut w);
+}
+
+/// Teaches the parameters of `child`, about to be placed under `name` in a container,
+/// their paths relative to that container (an outer model's traversal extends them).
+pub(crate) fn learn_paths(name: &str, child: &dyn Module) {
+    let mut w = Walk {
+        path: String::new(),
+        f: |_: Item<'_>| {},
+    };
+    child.register(name, &mut w);
 }
 
 /// One item met by a mutable walk.
@@ -74,6 +87,7 @@ struct WalkMut<F> {
 impl<F: FnMut(ItemMut<'_>)> VisitorMut for WalkMut<F> {
     fn param(&mut self, name: &str, p: &mut Param) {
         let n = join(&self.path, name);
+        p.learn_path(&n);
         (self.f)(ItemMut::Param(&n, p))
     }
     fn buffer(&mut self, name: &str, b: &mut Buffer) {
@@ -171,7 +185,6 @@ pub trait ModuleExt: Module {
         walk(self, |it| {
             if let Item::Param(name, p) = it {
                 if seen.insert(p.id()) {
-                    p.set_name(&name);
                     out.push((name, p.clone()));
                 }
             }
@@ -236,8 +249,14 @@ pub trait ModuleExt: Module {
     /// Parameters whose full name matches the regular expression `pattern` anywhere
     /// (Gluon's `collect_params('.*weight')`; anchor with `^...$` for whole names).
     fn parameters_matching(&self, pattern: &str) -> Result<Vec<(String, Param)>> {
-        let re = regex_lite::Regex::new(pattern)
-            .map_err(|e| Error::Msg(format!("invalid parameter pattern `{pattern}`: {e}")))?;
+        let re = regex_lite::Regex::new(pattern).map_err(|e| {
+            Error::invalid_config(
+                "parameters_matching",
+                "parameter pattern",
+                format!("`{pattern}`"),
+                e.to_string(),
+            )
+        })?;
         Ok(self
             .named_parameters()
             .into_iter()

@@ -10,7 +10,7 @@ mod repr;
 
 pub use buffer::Buffer;
 pub use constant::Constant;
-pub(crate) use ext::{walk, Item};
+pub(crate) use ext::{learn_paths, walk, Item};
 pub use ext::{ModuleExt, StateDict};
 pub use param::{fmt_partial, Param};
 pub use repr::repr;

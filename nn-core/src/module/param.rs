@@ -115,7 +115,15 @@ impl Param {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    /// The last name a traversal gave this parameter (e.g. `0.weight`), for messages.
+    /// The parameter's dotted path in its model (`0.weight`, `encoder.layers.2.bias`),
+    /// for messages. A parameter learns its path when it is placed: when a
+    /// [`crate::layers::Sequential`] is built around it, and at every traversal of a
+    /// model holding it (`parameters()`, an optimizer, `state_dict()`, `apply`, save and
+    /// load, printing). A traversal from a larger model extends the path it knows
+    /// (`0.weight` becomes `encoder.0.weight`); one from a sub-module does not shorten it.
+    /// A tied or shared parameter keeps the path of its first placement, the name
+    /// [`crate::ModuleExt::named_parameters`] lists it under. Before any placement: the
+    /// local name its layer gave it (`weight`), or `param#<id>`.
     pub fn name(&self) -> String {
         let n = self
             .0
@@ -130,11 +138,30 @@ impl Param {
         }
     }
 
-    /// Records the name under which a traversal found this parameter.
+    /// Sets the name messages use for this parameter (replacing any learned path).
     pub fn set_name(&self, name: &str) {
         let mut n = self.0.name.write().unwrap_or_else(|e| e.into_inner());
         if n.as_str() != name {
             *n = name.to_string();
+        }
+    }
+
+    /// Records `path`, where a traversal found this parameter, if it is the first path
+    /// known or extends the known one (`encoder.0.weight` extends `0.weight` and the
+    /// local `weight`); see [`Param::name`].
+    pub(crate) fn learn_path(&self, path: &str) {
+        let extends = |known: &str| {
+            known.is_empty()
+                || path
+                    .strip_suffix(known)
+                    .is_some_and(|outer| outer.ends_with('.'))
+        };
+        if !extends(&self.0.name.read().unwrap_or_else(|e| e.into_inner())) {
+            return;
+        }
+        let mut n = self.0.name.write().unwrap_or_else(|e| e.into_inner());
+        if extends(&n) {
+            *n = path.to_string();
         }
     }
 

@@ -205,7 +205,10 @@ impl Tensor {
     /// Concatenation along `axis`; all other dims must agree.
     pub fn cat(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
         let Some(first) = tensors.first() else {
-            return Err(Error::Msg("cat: no tensors given".into()));
+            return Err(Error::EmptyInput {
+                op: "cat",
+                what: "the list of tensors".into(),
+            });
         };
         let a = resolve_axis("cat", first.shape(), axis)?;
         let mut out = first.shape_dims();
@@ -257,7 +260,10 @@ impl Tensor {
     /// end of the result: `-1` appends a last dim).
     pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
         let Some(first) = tensors.first() else {
-            return Err(Error::EmptyInput { op: "stack" });
+            return Err(Error::EmptyInput {
+                op: "stack",
+                what: "the list of tensors".into(),
+            });
         };
         let mut out_rank = first.shape().to_vec();
         out_rank.push(1);

@@ -81,9 +81,11 @@ fn check_grad_with(
             let numeric = (probe(eps)? - probe(-eps)?) / (2.0 * eps as f64);
             let a = analytic[j] as f64;
             if (numeric - a).abs() > 2e-2 + 2e-2 * numeric.abs() {
-                return Err(Error::Msg(format!(
-                    "gradient check failed for input {i} element {j}: autograd {a}, finite difference {numeric}"
-                )));
+                return Err(Error::NotClose {
+                    what: format!("gradient check, input {i} element {j}"),
+                    got: format!("autograd {a}"),
+                    expected: format!("finite difference {numeric}"),
+                });
             }
         }
     }
@@ -102,29 +104,35 @@ fn fixtures() -> Result<Vec<u8>> {
 }
 
 fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
-    let v = st
-        .tensor(name)
-        .map_err(|e| Error::Msg(format!("fixture {name}: {e}")))?;
+    let v = st.tensor(name).map_err(|e| Error::MissingKey {
+        container: format!("ops fixtures ({e})"),
+        key: name.into(),
+    })?;
     let dtype = match v.dtype() {
         safetensors::Dtype::F32 => DType::F32,
         safetensors::Dtype::I64 => DType::I64,
-        d => return Err(Error::Msg(format!("fixture {name}: dtype {d:?}"))),
+        d => {
+            return Err(Error::Format {
+                path: format!("ops fixtures, `{name}`"),
+                msg: format!("unsupported dtype {d:?}"),
+            })
+        }
     };
     Tensor::from_host(crate::HostData::from_le_bytes(dtype, v.data())?, v.shape())
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
     if got.shape() != want.shape() {
-        return Err(Error::Msg(format!(
-            "{what}: shape {:?}, PyTorch {:?}",
-            got.shape(),
-            want.shape()
-        )));
+        return Err(Error::mismatch("assert_close", got.shape(), want.shape()));
     }
     let (g, w) = (got.to_vec::<f32>()?, want.to_vec::<f32>()?);
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         if (a - b).abs() > 1e-4 + 1e-4 * b.abs() {
-            return Err(Error::Msg(format!("{what}[{i}]: ours {a}, PyTorch {b}")));
+            return Err(Error::NotClose {
+                what: format!("{what}[{i}]"),
+                got: a.to_string(),
+                expected: format!("{b} (PyTorch)"),
+            });
         }
     }
     Ok(())
@@ -134,8 +142,10 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
 /// fixture's upstream gradient) against PyTorch's.
 pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<()> {
     let bytes = fixtures()?;
-    let st =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Msg(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+        path: "ops fixtures".into(),
+        msg: e.to_string(),
+    })?;
     let mut inputs = Vec::new();
     while let Ok(t) = load(&st, &format!("{name}.in{}", inputs.len())) {
         inputs.push(t.set_requires_grad(true));
@@ -150,9 +160,10 @@ pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) 
     out.backward_with(&up)?;
     for (k, x) in inputs.iter().enumerate() {
         if let Ok(want) = load(&st, &format!("{name}.grad{k}")) {
-            let got = x
-                .grad()
-                .ok_or_else(|| Error::Msg(format!("{name}: no grad for input {k}")))?;
+            let got = x.grad().ok_or_else(|| Error::MissingKey {
+                container: format!("{name} gradients"),
+                key: format!("input {k}"),
+            })?;
             assert_close(&format!("{name}.grad{k}"), &got, &want)?;
         }
     }
@@ -162,14 +173,19 @@ pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) 
 /// The cross-entropy fixture: logits, int64 targets, mean loss and its gradient.
 pub(crate) fn fixture_ce() -> Result<()> {
     let bytes = fixtures()?;
-    let st =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Msg(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+        path: "ops fixtures".into(),
+        msg: e.to_string(),
+    })?;
     let x = load(&st, "cross_entropy.in0")?.set_requires_grad(true);
     let t = load(&st, "cross_entropy.target")?;
     let l = x.cross_entropy(&t)?;
     assert_close("cross_entropy.out", &l, &load(&st, "cross_entropy.out")?)?;
     l.backward()?;
-    let g = x.grad().ok_or_else(|| Error::Msg("no grad".into()))?;
+    let g = x.grad().ok_or_else(|| Error::MissingKey {
+        container: "cross_entropy gradients".into(),
+        key: "input 0".into(),
+    })?;
     assert_close(
         "cross_entropy.grad0",
         &g,

@@ -15,8 +15,8 @@
 //! is corrected as PyTorch corrects it.
 
 use super::{
-    check_hyper, dedupe, fusable, problems_to_result, read_buffer, read_step, snapshot, split_key,
-    step_tensor, zeros_on_device, Optimizer,
+    check_hyper, dedupe, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
+    split_key, step_tensor, zeros_on_device, Optimizer,
 };
 use crate::backend::AdamStep;
 use crate::{Error, Param, Result, StateDict, Tensor};
@@ -88,7 +88,7 @@ impl Adam {
         check_hyper("Adam", "weight_decay", cfg.weight_decay)?;
         for (name, b) in [("beta1", cfg.betas.0), ("beta2", cfg.betas.1)] {
             if !(0.0..1.0).contains(&b) {
-                return Err(Error::Msg(format!("Adam: invalid {name} {b}")));
+                return Err(Error::invalid_config("Adam", name, b, "must be in [0, 1)"));
             }
         }
         let params = dedupe(params);
@@ -126,7 +126,7 @@ impl Adam {
             let Some(g) = self.params[i].grad() else {
                 continue;
             };
-            let step = self.state[i].step + 1;
+            let step = next_step(self.state[i].step);
             let k = coeffs(&self.cfg, step);
             let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g, &k)?;
             if !done {
@@ -134,7 +134,7 @@ impl Adam {
             }
             self.state[i].step = step;
         }
-        self.steps += 1;
+        self.steps = next_step(self.steps);
         Ok(())
     }
 
@@ -202,29 +202,41 @@ impl Optimizer for Adam {
         self.cfg.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_hyper("Adam.set_lr", "lr", lr)?;
         self.cfg.lr = lr;
+        Ok(())
     }
 
     fn params(&self) -> &[Param] {
         &self.params
     }
 
-    fn state_dict(&self) -> StateDict {
+    fn state_dict(&self) -> Result<StateDict> {
         let mut sd = StateDict::new();
-        sd.insert("step", step_tensor(self.steps));
+        sd.insert("step", step_tensor("Adam.state_dict", self.steps)?);
         for (i, st) in self.state.iter().enumerate() {
-            let (Some(m), Some(v)) = (&st.exp_avg, &st.exp_avg_sq) else {
-                continue;
+            let (m, v) = match (&st.exp_avg, &st.exp_avg_sq) {
+                (Some(m), Some(v)) => (m, v),
+                // never stepped: PyTorch has no state for it either
+                (None, None) => continue,
+                _ => {
+                    return Err(Error::OptimizerState {
+                        op: "Adam.state_dict",
+                        problems: vec![format!(
+                            "parameter {i} has only one of its two moment estimates"
+                        )],
+                    })
+                }
             };
-            let (Ok(m), Ok(v)) = (snapshot(m), snapshot(v)) else {
-                continue;
-            };
-            sd.insert(format!("{i}.step"), step_tensor(st.step));
-            sd.insert(format!("{i}.exp_avg"), m);
-            sd.insert(format!("{i}.exp_avg_sq"), v);
+            sd.insert(
+                format!("{i}.step"),
+                step_tensor("Adam.state_dict", st.step)?,
+            );
+            sd.insert(format!("{i}.exp_avg"), snapshot(m)?);
+            sd.insert(format!("{i}.exp_avg_sq"), snapshot(v)?);
         }
-        sd
+        Ok(sd)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
@@ -256,7 +268,7 @@ impl Optimizer for Adam {
                 ));
             }
         }
-        problems_to_result("Adam", problems)?;
+        problems_to_result("Adam.load_state_dict", problems)?;
         self.steps = steps;
         self.state = moments;
         Ok(())

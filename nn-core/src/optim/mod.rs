@@ -48,12 +48,14 @@ pub trait Optimizer {
     }
     /// The learning rate.
     fn lr(&self) -> f64;
-    /// Changes the learning rate (for schedules).
-    fn set_lr(&mut self, lr: f64);
+    /// Changes the learning rate (for schedules); a NaN, infinite or negative rate is
+    /// an [`Error::InvalidConfig`] and leaves the rate unchanged.
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
     /// The parameters, in the order the state keys number them.
     fn params(&self) -> &[Param];
-    /// A snapshot of the state (copies, unaffected by later steps).
-    fn state_dict(&self) -> StateDict;
+    /// A snapshot of the state (copies, unaffected by later steps). Every buffer is in
+    /// it: a buffer that cannot be copied is an error, never silently left out.
+    fn state_dict(&self) -> Result<StateDict>;
     /// Restores a snapshot taken from an optimizer of the same kind over parameters of the
     /// same shapes; all problems are reported together and nothing is changed on error.
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()>;
@@ -66,12 +68,26 @@ pub(crate) fn dedupe(params: Vec<Param>) -> Vec<Param> {
 }
 
 /// Fails unless `v` is finite and non-negative.
-pub(crate) fn check_hyper(opt: &str, name: &str, v: f64) -> Result<()> {
+pub(crate) fn check_hyper(opt: &'static str, name: &'static str, v: f64) -> Result<()> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(Error::Msg(format!("{opt}: invalid {name} {v}")))
+        Err(Error::invalid_config(
+            opt,
+            name,
+            v,
+            "must be finite and non-negative",
+        ))
     }
+}
+
+/// The largest step count a state dict can hold (it is saved as an int64); counters
+/// saturate there instead of wrapping into a negative value the loader rejects.
+pub(crate) const MAX_STEP: u64 = i64::MAX as u64;
+
+/// The step count after `step`, saturating at [`MAX_STEP`].
+pub(crate) fn next_step(step: u64) -> u64 {
+    step.saturating_add(1).min(MAX_STEP)
 }
 
 /// A detached copy of `t` (new storage) on the same device, copied there.
@@ -90,12 +106,15 @@ pub(crate) fn fusable(p: &Param, g: &Tensor) -> bool {
     g.dtype() == DType::F32 && p.shape().as_deref() == Some(g.shape()) && p.device() == g.device()
 }
 
-/// The step count tensor.
-pub(crate) fn step_tensor(step: u64) -> Tensor {
-    Tensor::leaf(
-        crate::cpu::storage(crate::HostData::I64(vec![step as i64])),
+/// The step count tensor (an int64 scalar); a count beyond `i64::MAX` is an error.
+pub(crate) fn step_tensor(opt: &'static str, step: u64) -> Result<Tensor> {
+    let v = i64::try_from(step).map_err(|_| {
+        Error::invalid_config(opt, "step count", step, "does not fit an int64 state entry")
+    })?;
+    Ok(Tensor::leaf(
+        crate::cpu::storage(crate::HostData::I64(vec![v])),
         crate::shape::Dims::new(),
-    )
+    ))
 }
 
 /// Reads a step count saved by [`step_tensor`].
@@ -152,14 +171,11 @@ pub(crate) fn split_key(key: &str) -> Option<(usize, &str)> {
 }
 
 /// Turns collected problems into one error.
-pub(crate) fn problems_to_result(opt: &str, problems: Vec<String>) -> Result<()> {
+pub(crate) fn problems_to_result(op: &'static str, problems: Vec<String>) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Msg(format!(
-            "{opt}.load_state_dict: {}",
-            problems.join("; ")
-        )))
+        Err(Error::OptimizerState { op, problems })
     }
 }
 

@@ -10,8 +10,8 @@
 //! ```
 
 use super::{
-    check_hyper, dedupe, fusable, problems_to_result, read_buffer, read_step, snapshot, split_key,
-    step_tensor, zeros_on_device, Optimizer,
+    check_hyper, dedupe, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
+    split_key, step_tensor, zeros_on_device, Optimizer,
 };
 use crate::backend::SgdStep;
 use crate::{Error, Param, Result, StateDict, Tensor};
@@ -60,8 +60,14 @@ impl Sgd {
         check_hyper("SGD", "dampening", cfg.dampening)?;
         check_hyper("SGD", "weight_decay", cfg.weight_decay)?;
         if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
-            return Err(Error::Msg(
-                "SGD: nesterov momentum requires a momentum and zero dampening".into(),
+            return Err(Error::invalid_config(
+                "SGD",
+                "nesterov",
+                format!(
+                    "true (momentum {}, dampening {})",
+                    cfg.momentum, cfg.dampening
+                ),
+                "nesterov momentum requires a momentum and zero dampening",
             ));
         }
         let params = dedupe(params);
@@ -104,7 +110,7 @@ impl Sgd {
                 self.step_generic(i, &g)?;
             }
         }
-        self.steps += 1;
+        self.steps = next_step(self.steps);
         Ok(())
     }
 
@@ -175,23 +181,25 @@ impl Optimizer for Sgd {
         self.cfg.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_hyper("SGD.set_lr", "lr", lr)?;
         self.cfg.lr = lr;
+        Ok(())
     }
 
     fn params(&self) -> &[Param] {
         &self.params
     }
 
-    fn state_dict(&self) -> StateDict {
+    fn state_dict(&self) -> Result<StateDict> {
         let mut sd = StateDict::new();
-        sd.insert("step", step_tensor(self.steps));
+        sd.insert("step", step_tensor("SGD.state_dict", self.steps)?);
         for (i, b) in self.bufs.iter().enumerate() {
-            if let Some(b) = b.as_ref().and_then(|b| snapshot(b).ok()) {
-                sd.insert(format!("{i}.momentum_buffer"), b);
+            if let Some(b) = b {
+                sd.insert(format!("{i}.momentum_buffer"), snapshot(b)?);
             }
         }
-        sd
+        Ok(sd)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
@@ -207,7 +215,7 @@ impl Optimizer for Sgd {
                 _ => problems.push(format!("unexpected key `{key}`")),
             }
         }
-        problems_to_result("SGD", problems)?;
+        problems_to_result("SGD.load_state_dict", problems)?;
         self.steps = steps;
         self.bufs = bufs;
         Ok(())

@@ -194,7 +194,7 @@ fn round_trip(make: &Maker) -> Result<()> {
         }
         opt.step()?;
     }
-    let sd = opt.state_dict();
+    let sd = opt.state_dict()?;
     assert_eq!(
         sd.get("step").map(|t| t.to_vec::<i64>()).transpose()?,
         Some(vec![2])
@@ -212,7 +212,7 @@ fn round_trip(make: &Maker) -> Result<()> {
     assert_eq!(values(&a)?, values(&a2)?);
     assert_eq!(values(&b)?, values(&b2)?);
     // the snapshot did not move with the steps
-    let sd2 = opt.state_dict();
+    let sd2 = opt.state_dict()?;
     assert_eq!(sd.keys().count(), sd2.keys().count());
     assert_eq!(
         sd2.get("step").map(|t| t.to_vec::<i64>()).transpose()?,
@@ -375,5 +375,77 @@ fn fused_updates_write_the_parameter_memory_in_place() -> Result<()> {
         assert_eq!(addr(&p)?, p0, "SGD");
         assert_eq!(addr(&q)?, q0, "Adam");
     }
+    Ok(())
+}
+#[test]
+fn set_lr_rejects_nan_infinite_and_negative_rates() -> Result<()> {
+    let p = Param::new(Tensor::ones(&[2]));
+    let mut opts: Vec<Box<dyn Optimizer>> = vec![
+        Box::new(Sgd::with_lr(vec![p.clone()], 0.1)?),
+        Box::new(Adam::with_lr(vec![p], 0.1)?),
+    ];
+    for opt in &mut opts {
+        for bad in [f64::NAN, -0.5, f64::INFINITY] {
+            let e = opt.set_lr(bad).err().map(|e| e.to_string());
+            assert!(
+                matches!(e.as_deref(), Some(m) if m.contains("set_lr: invalid lr")),
+                "{e:?}"
+            );
+            assert_eq!(opt.lr(), 0.1, "a rejected rate leaves the old one");
+        }
+        opt.set_lr(0.0)?;
+        opt.set_lr(0.25)?;
+        assert_eq!(opt.lr(), 0.25);
+    }
+    Ok(())
+}
+
+#[test]
+fn adam_step_counter_saturates_at_what_its_loader_accepts() -> Result<()> {
+    let p = Param::new(Tensor::ones(&[2]));
+    let mut opt = Adam::with_lr(vec![p.clone()], 0.01)?;
+    set_grad(&p, &[0.1, 0.2])?;
+    opt.step()?;
+    // a state at the largest count an int64 entry holds
+    let mut sd = crate::StateDict::new();
+    for (k, t) in opt.state_dict()?.iter() {
+        let t = if k.ends_with("step") {
+            Tensor::from_vec(vec![i64::MAX], &[])?
+        } else {
+            t.clone()
+        };
+        sd.insert(k, t);
+    }
+    opt.load_state_dict(&sd)?;
+    opt.step()?;
+    let after = opt.state_dict()?;
+    for key in ["step", "0.step"] {
+        let v = after.get(key).map(|t| t.to_vec::<i64>()).transpose()?;
+        assert_eq!(v, Some(vec![i64::MAX]), "{key}");
+    }
+    // what it saves, it loads
+    let mut twin = Adam::with_lr(vec![p.clone()], 0.01)?;
+    twin.load_state_dict(&after)?;
+    assert!(values(&p)?.iter().all(|v| v.is_finite()));
+    Ok(())
+}
+
+#[test]
+fn sgd_state_dict_keeps_every_buffer() -> Result<()> {
+    let (a, b) = (
+        Param::new(Tensor::ones(&[2])),
+        Param::new(Tensor::ones(&[1])),
+    );
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        ..Default::default()
+    };
+    let mut opt = Sgd::new(vec![a.clone(), b.clone()], cfg)?;
+    set_grad(&a, &[1.0, 1.0])?;
+    set_grad(&b, &[1.0])?;
+    opt.step()?;
+    let keys: Vec<String> = opt.state_dict()?.keys().map(String::from).collect();
+    assert_eq!(keys, ["step", "0.momentum_buffer", "1.momentum_buffer"]);
     Ok(())
 }
