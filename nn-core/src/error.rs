@@ -129,6 +129,15 @@ pub enum Error {
     /// A requested device does not exist or is not usable here.
     #[error("device unavailable: {0}")]
     DeviceUnavailable(String),
+    /// A call on a parameter from inside a closure that holds that same parameter's
+    /// data (`Param::with_data_mut`): refused instead of deadlocking.
+    #[error("{op} on parameter `{param}` from inside with_data_mut on that same parameter (its data is being written); do it after the closure returns")]
+    Reentrant {
+        /// The refused call.
+        op: &'static str,
+        /// The parameter's name (its path in the model where known).
+        param: String,
+    },
     /// An allocation that the machine cannot satisfy (sizes come from user input).
     #[error("{op}: out of memory allocating {bytes} bytes")]
     OutOfMemory { bytes: u128, op: &'static str },

@@ -5,7 +5,6 @@
 //! on the seed and the parameter's creation order only, never on when its shape became
 //! known: a lazy model and an eager one built under one seed get identical weights.
 
-use crate::shape::numel;
 use crate::{Error, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -35,10 +34,11 @@ impl Fans {
                 fan_out: *n,
             },
             [o, i, rest @ ..] => {
-                let r: usize = rest.iter().product();
+                // saturating: with a zero dim elsewhere the product need not fit
+                let r = rest.iter().fold(1usize, |n, &d| n.saturating_mul(d));
                 Fans {
-                    fan_in: i * r,
-                    fan_out: o * r,
+                    fan_in: i.saturating_mul(r),
+                    fan_out: o.saturating_mul(r),
                 }
             }
         }
@@ -104,45 +104,44 @@ impl Init {
     /// A tensor of `shape` drawn from the stream `key`.
     pub fn tensor(&self, shape: &[usize], fans: Fans, key: u64) -> Result<Tensor> {
         let mut rng = crate::rng::stream(key);
-        let n = numel(shape);
-        let uniform = |rng: &mut StdRng, lo: f32, hi: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| lo + (hi - lo) * rng.random::<f32>())
-                .collect()
+        // sizes come from the caller: checked, and allocated fallibly (OutOfMemory)
+        let n = crate::shape::checked_numel("init", shape)?;
+        let uniform = |rng: &mut StdRng, lo: f32, hi: f32| -> Result<Vec<f32>> {
+            crate::host::try_collect((0..n).map(|_| lo + (hi - lo) * rng.random::<f32>()), "init")
         };
-        let normal = |rng: &mut StdRng, mean: f32, std: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(rng);
-                    mean + std * z
-                })
-                .collect()
+        let normal = |rng: &mut StdRng, mean: f32, std: f32| -> Result<Vec<f32>> {
+            let draw = (0..n).map(|_| {
+                let z: f32 = StandardNormal.sample(rng);
+                mean + std * z
+            });
+            crate::host::try_collect(draw, "init")
         };
+        let filled = |v: f32| crate::host::try_filled(n, v, "init");
         let fi = fans.fan_in.max(1) as f32;
         let fo = fans.fan_out.max(1) as f32;
         let v = match self {
-            Init::Zeros => vec![0.0; n],
-            Init::Ones => vec![1.0; n],
-            Init::Constant(c) => vec![*c; n],
-            Init::Uniform { lo, hi } => uniform(&mut rng, *lo, *hi),
-            Init::Normal { mean, std } => normal(&mut rng, *mean, *std),
+            Init::Zeros => filled(0.0)?,
+            Init::Ones => filled(1.0)?,
+            Init::Constant(c) => filled(*c)?,
+            Init::Uniform { lo, hi } => uniform(&mut rng, *lo, *hi)?,
+            Init::Normal { mean, std } => normal(&mut rng, *mean, *std)?,
             Init::XavierUniform { gain } => {
                 let a = gain * (6.0 / (fi + fo)).sqrt();
-                uniform(&mut rng, -a, a)
+                uniform(&mut rng, -a, a)?
             }
-            Init::XavierNormal { gain } => normal(&mut rng, 0.0, gain * (2.0 / (fi + fo)).sqrt()),
+            Init::XavierNormal { gain } => normal(&mut rng, 0.0, gain * (2.0 / (fi + fo)).sqrt())?,
             Init::KaimingUniform { a } => {
                 let gain = (2.0 / (1.0 + a * a)).sqrt();
                 let b = gain * (3.0 / fi).sqrt();
-                uniform(&mut rng, -b, b)
+                uniform(&mut rng, -b, b)?
             }
             Init::KaimingNormal { a } => {
                 let gain = (2.0 / (1.0 + a * a)).sqrt();
-                normal(&mut rng, 0.0, gain / fi.sqrt())
+                normal(&mut rng, 0.0, gain / fi.sqrt())?
             }
             Init::FanInUniform => {
                 let b = 1.0 / fi.sqrt();
-                uniform(&mut rng, -b, b)
+                uniform(&mut rng, -b, b)?
             }
             Init::Custom(f) => {
                 let t = f(shape, &mut rng)?;

@@ -2,7 +2,7 @@
 
 use crate::autograd::{self, GradSlot, Node};
 use crate::backend::{BackendStorage, Storage};
-use crate::shape::{numel, Dims};
+use crate::shape::{checked_numel, numel, Dims};
 use crate::{DType, Device, Error, HostData, Result};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -101,6 +101,11 @@ impl Tensor {
 
     /// A CPU leaf from host data whose length the caller computed from `shape`.
     fn host_leaf(data: HostData, shape: Dims) -> Tensor {
+        debug_assert_eq!(
+            data.len(),
+            numel(&shape),
+            "host data does not match its shape"
+        );
         Self::leaf(crate::cpu::storage(data), shape)
     }
 
@@ -210,30 +215,62 @@ impl Tensor {
     }
 
     /// Zeros (f32).
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_zeros`]).
     pub fn zeros(shape: &[usize]) -> Tensor {
         Self::full(shape, 0.0)
     }
 
     /// Ones (f32).
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_full`]).
     pub fn ones(shape: &[usize]) -> Tensor {
         Self::full(shape, 1.0)
     }
 
     /// A tensor filled with `v` (f32).
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can; [`Tensor::try_full`] returns
+    /// that as an error.
     pub fn full(shape: &[usize], v: f32) -> Tensor {
-        Self::host_leaf(
-            HostData::F32(vec![v; numel(shape)]),
-            Dims::from_slice(shape),
-        )
+        infallible(Self::try_full(shape, v))
     }
 
     /// Zeros of a given dtype.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_zeros_dtype`]).
     pub fn zeros_dtype(shape: &[usize], dtype: DType) -> Tensor {
-        let data = match dtype {
-            DType::F32 => HostData::F32(vec![0.0; numel(shape)]),
-            DType::I64 => HostData::I64(vec![0; numel(shape)]),
-        };
-        Self::host_leaf(data, Dims::from_slice(shape))
+        infallible(Self::try_zeros_dtype(shape, dtype))
+    }
+
+    /// Zeros (f32), or [`Error::BadShape`] / [`Error::OutOfMemory`] for a shape no
+    /// allocation can hold.
+    pub fn try_zeros(shape: &[usize]) -> Result<Tensor> {
+        Self::try_full(shape, 0.0)
+    }
+
+    /// A tensor filled with `v` (f32), or an error for a shape no allocation can hold.
+    pub fn try_full(shape: &[usize], v: f32) -> Result<Tensor> {
+        let n = checked_numel("full", shape)?;
+        let data = HostData::F32(crate::host::try_filled(n, v, "full")?);
+        Ok(Self::host_leaf(data, Dims::from_slice(shape)))
+    }
+
+    /// Zeros of a given dtype, or an error for a shape no allocation can hold.
+    pub fn try_zeros_dtype(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let n = checked_numel("zeros", shape)?;
+        Ok(Self::host_leaf(
+            HostData::zeros(n, dtype)?,
+            Dims::from_slice(shape),
+        ))
     }
 
     /// Zeros with the shape, dtype and device of `self`.
@@ -246,11 +283,31 @@ impl Tensor {
         Self::ones(self.shape()).to_device(&self.device())
     }
 
-    /// `[start, start+step, ...)` below `end`, as i64 (PyTorch's `arange` on integers).
+    /// `[start, start + 1, ...)` below `end`, as i64 (PyTorch's `arange` on integers).
+    ///
+    /// # Panics
+    ///
+    /// When the range holds more elements than memory can (see [`Tensor::try_arange`]).
     pub fn arange(start: i64, end: i64) -> Tensor {
-        let v: Vec<i64> = (start..end).collect();
+        infallible(Self::try_arange(start, end))
+    }
+
+    /// `[start, start + 1, ...)` below `end` (i64), or an error when the range holds
+    /// more elements than memory can.
+    pub fn try_arange(start: i64, end: i64) -> Result<Tensor> {
+        let n = usize::try_from(end.saturating_sub(start).max(0))
+            .ok()
+            .filter(|&n| n <= crate::shape::MAX_NUMEL)
+            .ok_or_else(|| {
+                Error::bad_shape(
+                    "arange",
+                    &[],
+                    format!("{start}..{end} has too many elements"),
+                )
+            })?;
+        let v = crate::host::try_collect((0..n).map(|i| start + i as i64), "arange")?;
         let n = v.len();
-        Self::host_leaf(HostData::I64(v), smallvec::smallvec![n])
+        Ok(Self::host_leaf(HostData::I64(v), smallvec::smallvec![n]))
     }
 
     /// `[start, start+step, ...)` below `end`, as f32.
@@ -263,45 +320,80 @@ impl Tensor {
                 "bounds and step must be finite and the step non-zero",
             ));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let v: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
+        let count = ((end - start) / step).ceil().max(0.0);
+        // `as usize` saturates: 1e30 / 1e-30 would ask for usize::MAX elements
+        if !(count <= crate::shape::MAX_NUMEL as f32) {
+            return Err(Error::bad_shape(
+                "arange_f32",
+                &[],
+                format!("{start}..{end} step {step} has {count} elements"),
+            ));
+        }
+        let n = count as usize;
+        let v = crate::host::try_collect((0..n).map(|i| start + i as f32 * step), "arange_f32")?;
         Ok(Self::host_leaf(HostData::F32(v), smallvec::smallvec![n]))
     }
 
     /// Uniform samples in `[0, 1)` from the global generator.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_rand_uniform`]).
     pub fn rand(shape: &[usize]) -> Tensor {
         Self::rand_uniform(shape, 0.0, 1.0)
     }
 
     /// Uniform samples in `[lo, hi)` from the global generator.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_rand_uniform`]).
     pub fn rand_uniform(shape: &[usize], lo: f32, hi: f32) -> Tensor {
+        infallible(Self::try_rand_uniform(shape, lo, hi))
+    }
+
+    /// Uniform samples in `[lo, hi)`, or an error for a shape no allocation can hold.
+    pub fn try_rand_uniform(shape: &[usize], lo: f32, hi: f32) -> Result<Tensor> {
+        let n = checked_numel("rand", shape)?;
         let v = crate::rng::with_rng(|r| {
-            (0..numel(shape))
-                .map(|_| lo + (hi - lo) * r.random::<f32>())
-                .collect()
-        });
-        Self::host_leaf(HostData::F32(v), Dims::from_slice(shape))
+            crate::host::try_collect((0..n).map(|_| lo + (hi - lo) * r.random::<f32>()), "rand")
+        })?;
+        Ok(Self::host_leaf(HostData::F32(v), Dims::from_slice(shape)))
     }
 
     /// Standard normal samples from the global generator.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_randn_with`]).
     pub fn randn(shape: &[usize]) -> Tensor {
         Self::randn_with(shape, 0.0, 1.0)
     }
 
     /// Normal samples with the given mean and standard deviation.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_randn_with`]).
     pub fn randn_with(shape: &[usize], mean: f32, std: f32) -> Tensor {
-        let v = crate::rng::with_rng(|r| {
-            (0..numel(shape))
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(r);
-                    mean + std * z
-                })
-                .collect()
-        });
-        Self::host_leaf(HostData::F32(v), Dims::from_slice(shape))
+        infallible(Self::try_randn_with(shape, mean, std))
     }
 
-    /// Integer samples in `[lo, hi)` (i64).
+    /// Normal samples, or an error for a shape no allocation can hold.
+    pub fn try_randn_with(shape: &[usize], mean: f32, std: f32) -> Result<Tensor> {
+        let n = checked_numel("randn", shape)?;
+        let v = crate::rng::with_rng(|r| {
+            let draw = (0..n).map(|_| {
+                let z: f32 = StandardNormal.sample(r);
+                mean + std * z
+            });
+            crate::host::try_collect(draw, "randn")
+        })?;
+        Ok(Self::host_leaf(HostData::F32(v), Dims::from_slice(shape)))
+    }
+
+    /// Integer samples in `[lo, hi)` (i64); an error for an empty range or a shape no
+    /// allocation can hold.
     pub fn randint(shape: &[usize], lo: i64, hi: i64) -> Result<Tensor> {
         if hi <= lo {
             return Err(Error::EmptyInput {
@@ -309,8 +401,10 @@ impl Tensor {
                 what: format!("the range {lo}..{hi}"),
             });
         }
-        let v =
-            crate::rng::with_rng(|r| (0..numel(shape)).map(|_| r.random_range(lo..hi)).collect());
+        let n = checked_numel("randint", shape)?;
+        let v = crate::rng::with_rng(|r| {
+            crate::host::try_collect((0..n).map(|_| r.random_range(lo..hi)), "randint")
+        })?;
         Ok(Self::host_leaf(HostData::I64(v), Dims::from_slice(shape)))
     }
 
@@ -482,6 +576,15 @@ impl fmt::Debug for Tensor {
     /// they are not the defaults), so `{:?}` of a `Vec` or a map of tensors is readable.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// The value of an infallible constructor, whose only failure is a size no allocation
+/// can hold: documented on each as its panic, with a `try_` form beside it.
+fn infallible(r: Result<Tensor>) -> Tensor {
+    match r {
+        Ok(t) => t,
+        Err(e) => panic!("{e} (the try_ form of this constructor returns it as an error)"),
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) fn optimizer_steps(dev: &Device) -> Result<()> {
     ];
     for make in make {
         nn::manual_seed(3);
-        let pc = nn::Param::new(Tensor::randn(&[3, 5]));
+        let pc = nn::Param::new(Tensor::randn(&[3, 5]))?;
         let pd = pc.deep_copy();
         pd.to_device(dev)?;
         let (mut oc, mut od) = (make(vec![pc.clone()])?, make(vec![pd.clone()])?);
@@ -99,7 +99,7 @@ pub(crate) fn optimizer_steps(dev: &Device) -> Result<()> {
 /// `Param::set_item` writes one element where the data lives, copying first when the
 /// data is shared.
 pub(crate) fn in_place_writes(dev: &Device) -> Result<()> {
-    let p = nn::Param::new(Tensor::zeros(&[2, 3]));
+    let p = nn::Param::new(Tensor::zeros(&[2, 3]))?;
     p.to_device(dev)?;
     let held = p.data()?;
     p.set_item(&[1, 2], 5.0)?;

@@ -285,7 +285,7 @@ impl TrainingCheckpoint {
         let wire: Wire = match super::load(path) {
             Ok(w) => w,
             // the costly second look only on the error path, to say what the file is
-            Err(e @ Error::Format { .. }) => {
+            Err(e @ (Error::Format { .. } | Error::FileKind { .. })) => {
                 return Err(match super::load_state_dict_file(path) {
                     Ok(_) => invalid(CheckpointProblem::StateDictFile),
                     Err(_) => e,

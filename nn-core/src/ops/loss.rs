@@ -59,7 +59,9 @@ impl Tensor {
 
     /// `[n]` i64 classes to an `[n, classes]` i64 0/1 matrix.
     pub fn one_hot(&self, classes: usize) -> Result<Tensor> {
-        let cls = Tensor::arange(0, classes as i64).to_device(&self.device())?;
+        let classes = i64::try_from(classes)
+            .map_err(|_| Error::bad_shape("one_hot", self.shape(), format!("{classes} classes")))?;
+        let cls = Tensor::try_arange(0, classes)?.to_device(&self.device())?;
         self.unsqueeze(-1)?.eq(&cls)
     }
 

@@ -149,7 +149,7 @@ impl Tensor {
             return Err(Error::mismatch("broadcast_as", self.shape(), shape));
         }
         checked_numel("broadcast_as", shape)?;
-        let zeros = Tensor::zeros_dtype(shape, self.dtype()).to_device(&self.device())?;
+        let zeros = Tensor::try_zeros_dtype(shape, self.dtype())?.to_device(&self.device())?;
         self.add(&zeros)
     }
 
