@@ -141,7 +141,7 @@ fn forward_and_gradients_match_pytorch() -> Result<()> {
     }
     let y = net.forward(&x)?;
     assert_close("mlp.y", &y, &fx.get("mlp.y")?, 1e-5)?;
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     for (name, p) in net.named_parameters() {
         let g = p.grad().ok_or_else(|| Error::MissingKey {
             container: "gradients".into(),

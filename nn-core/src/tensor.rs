@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 ///
 /// ```
 /// use nn_core::Tensor;
-/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.set_requires_grad(true);
-/// let y = x.mul(&x)?.sum_all()?;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.with_requires_grad(true);
+/// let y = x.mul(&x)?.sum()?;
 /// y.backward()?;
 /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 8.0]);
 /// # Ok::<(), nn_core::Error>(())
@@ -496,9 +496,20 @@ impl Tensor {
         self.0.requires_grad
     }
 
-    /// A leaf sharing the data, with requires-grad set as asked. Gradients of a leaf that
-    /// requires grad accumulate into [`Tensor::grad`].
-    pub fn set_requires_grad(&self, on: bool) -> Tensor {
+    /// A NEW leaf tensor sharing the data, with requires-grad set as asked (`self` is
+    /// unchanged: tensors are values). Gradients of a leaf that requires grad accumulate
+    /// into [`Tensor::grad`] of the returned tensor: PyTorch's
+    /// `x = x.detach().requires_grad_(on)`.
+    ///
+    /// ```
+    /// use nn_core::Tensor;
+    /// let x = Tensor::ones(&[2]).with_requires_grad(true);
+    /// x.sum()?.backward()?;
+    /// assert!(x.grad().is_some());
+    /// # Ok::<(), nn_core::Error>(())
+    /// ```
+    #[must_use = "with_requires_grad returns a new tensor; it does not change `self`"]
+    pub fn with_requires_grad(&self, on: bool) -> Tensor {
         if on {
             Self::leaf_with_slot(
                 self.0.storage.clone(),

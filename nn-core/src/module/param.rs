@@ -639,7 +639,7 @@ impl std::fmt::Display for Param {
             Ok(t) => write!(
                 f,
                 "Parameter containing:\n{}",
-                t.set_requires_grad(self.requires_grad())
+                t.with_requires_grad(self.requires_grad())
             ),
             Err(_) => write!(
                 f,
@@ -663,7 +663,7 @@ mod tests {
         q.set_item(&[0], 5.0)?;
         assert_eq!(p.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
         // the copy's gradient lands in its own slot
-        q.tensor()?.sum_all()?.backward()?;
+        q.tensor()?.sum()?.backward()?;
         assert!(q.grad().is_some() && p.grad().is_none());
         let d = Param::deferred(&[Some(3), None], Init::Ones).deep_copy();
         assert!(!d.is_initialized());

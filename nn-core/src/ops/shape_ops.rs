@@ -320,8 +320,8 @@ mod tests {
     #[test]
     fn narrow_hand_derived() -> Result<()> {
         // the gradient of a slice is the upstream gradient padded with zeros
-        let x = Tensor::zeros(&[4]).set_requires_grad(true);
-        x.narrow(0, 1, 2)?.sum_all()?.backward()?;
+        let x = Tensor::zeros(&[4]).with_requires_grad(true);
+        x.narrow(0, 1, 2)?.sum()?.backward()?;
         assert_eq!(
             x.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![0.0, 1.0, 1.0, 0.0])

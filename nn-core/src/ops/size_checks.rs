@@ -25,7 +25,9 @@ mod tests {
             0
         )));
         assert!(is_bad_shape(empty.matmul(&Tensor::zeros(&[0, usize::MAX]))));
-        assert!(is_bad_shape(Tensor::zeros(&[0, usize::MAX]).sum(0, false)));
+        assert!(is_bad_shape(
+            Tensor::zeros(&[0, usize::MAX]).sum_dim(0, false)
+        ));
         assert!(is_bad_shape(
             Tensor::zeros(&[1]).broadcast_as(&[1 << 40, 1 << 40])
         ));
@@ -88,11 +90,11 @@ mod tests {
         );
         refused(
             "mean over [0, HUGE]",
-            Tensor::zeros(&[0, HUGE]).mean(0, false),
+            Tensor::zeros(&[0, HUGE]).mean_dim(0, false),
         );
         refused(
             "sum of [0, MAX]",
-            Tensor::zeros(&[0, usize::MAX]).sum(0, false),
+            Tensor::zeros(&[0, usize::MAX]).sum_dim(0, false),
         );
         // layers: a lazy layer sized at the first forward, and one sized at once (its
         // parameters stay deferred and the error comes at the first use)
