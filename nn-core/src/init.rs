@@ -58,18 +58,40 @@ pub enum Init {
     /// A constant.
     Constant(f32),
     /// U(lo, hi).
-    Uniform { lo: f32, hi: f32 },
+    Uniform {
+        /// Lower bound.
+        lo: f32,
+        /// Upper bound.
+        hi: f32,
+    },
     /// N(mean, std^2).
-    Normal { mean: f32, std: f32 },
+    Normal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+    },
     /// Xavier/Glorot uniform: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)).
-    XavierUniform { gain: f32 },
+    XavierUniform {
+        /// Scale factor on the bound (1 for linear/sigmoid layers).
+        gain: f32,
+    },
     /// Xavier/Glorot normal: std = gain * sqrt(2 / (fan_in + fan_out)).
-    XavierNormal { gain: f32 },
+    XavierNormal {
+        /// Scale factor on the standard deviation (1 for linear/sigmoid layers).
+        gain: f32,
+    },
     /// Kaiming/He uniform (fan-in mode, leaky-ReLU slope `a`): bound = gain * sqrt(3 / fan_in),
     /// gain = sqrt(2 / (1 + a^2)).
-    KaimingUniform { a: f32 },
+    KaimingUniform {
+        /// Negative slope of the leaky ReLU that follows (0 for ReLU).
+        a: f32,
+    },
     /// Kaiming/He normal (fan-in mode): std = gain / sqrt(fan_in).
-    KaimingNormal { a: f32 },
+    KaimingNormal {
+        /// Negative slope of the leaky ReLU that follows (0 for ReLU); gain as above.
+        a: f32,
+    },
     /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's Linear bias default.
     FanInUniform,
     /// A user-defined function.
