@@ -322,7 +322,7 @@ impl Tensor {
         }
         let count = ((end - start) / step).ceil().max(0.0);
         // `as usize` saturates: 1e30 / 1e-30 would ask for usize::MAX elements
-        if !(count <= crate::shape::MAX_NUMEL as f32) {
+        if count.is_nan() || count > crate::shape::MAX_NUMEL as f32 {
             return Err(Error::bad_shape(
                 "arange_f32",
                 &[],
