@@ -21,6 +21,7 @@ pub mod layers;
 pub mod module;
 mod ops;
 pub mod optim;
+mod print;
 pub mod rng;
 pub mod shape;
 mod tensor;
