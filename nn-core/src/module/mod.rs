@@ -5,6 +5,7 @@ mod buffer;
 mod constant;
 mod ext;
 mod impls;
+mod lend;
 mod param;
 mod repr;
 
@@ -12,7 +13,8 @@ pub use buffer::Buffer;
 pub use constant::Constant;
 pub(crate) use ext::{learn_paths, walk, Item};
 pub use ext::{ModuleExt, StateDict};
-pub use param::{fmt_partial, Param};
+pub use param::Param;
+pub use repr::fmt_partial;
 pub use repr::repr;
 
 use crate::{Result, Tensor};

@@ -1,5 +1,7 @@
 //! `Param`: a shared, named, possibly deferred trainable tensor.
 
+use super::lend::{Lend, LENT};
+use super::repr::fmt_partial;
 use crate::autograd::GradSlot;
 use crate::backend::BackendStorage;
 use crate::init::{Fans, Init};
@@ -36,32 +38,6 @@ enum State {
         key: u64,
         device: Device,
     },
-}
-
-thread_local! {
-    /// Parameters whose data this thread is lending to a `with_data_mut` closure, with
-    /// their shape and device: the write lock is held meanwhile, so a call on the same
-    /// parameter from inside the closure must not touch the lock (it would deadlock).
-    /// Metadata is answered from here; everything that needs the data is an
-    /// [`Error::Reentrant`].
-    static LENT: std::cell::RefCell<Vec<(u64, Vec<usize>, Device)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Marks a parameter as lent by this thread for as long as it lives.
-struct Lend(u64);
-
-impl Lend {
-    fn new(id: u64, shape: Vec<usize>, device: Device) -> Lend {
-        LENT.with(|l| l.borrow_mut().push((id, shape, device)));
-        Lend(id)
-    }
-}
-
-impl Drop for Lend {
-    fn drop(&mut self) {
-        LENT.with(|l| l.borrow_mut().retain(|(id, ..)| *id != self.0));
-    }
 }
 
 fn next_id() -> u64 {
@@ -608,45 +584,6 @@ impl Param {
         }
         p.set_requires_grad(self.requires_grad());
         p
-    }
-}
-
-/// Formats a partial shape with `?` for unknown dims.
-pub fn fmt_partial(shape: &[Option<usize>]) -> String {
-    let parts: Vec<String> = shape
-        .iter()
-        .map(|d| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into()))
-        .collect();
-    format!("[{}]", parts.join(", "))
-}
-
-impl std::fmt::Debug for Param {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Param({}, shape={}, requires_grad={})",
-            self.name(),
-            fmt_partial(&self.partial_shape()),
-            self.requires_grad()
-        )
-    }
-}
-
-impl std::fmt::Display for Param {
-    /// PyTorch-style: `Parameter containing:\ntensor(...)`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.data() {
-            Ok(t) => write!(
-                f,
-                "Parameter containing:\n{}",
-                t.with_requires_grad(self.requires_grad())
-            ),
-            Err(_) => write!(
-                f,
-                "<UninitializedParameter {}>",
-                fmt_partial(&self.partial_shape())
-            ),
-        }
     }
 }
 

@@ -53,3 +53,42 @@ fn write_node(m: &dyn Module, indent: usize, out: &mut String) {
     out.push_str(&" ".repeat(indent));
     out.push(')');
 }
+
+/// Formats a partial shape with `?` for unknown dims.
+pub fn fmt_partial(shape: &[Option<usize>]) -> String {
+    let parts: Vec<String> = shape
+        .iter()
+        .map(|d| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into()))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+impl std::fmt::Debug for crate::Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Param({}, shape={}, requires_grad={})",
+            self.name(),
+            fmt_partial(&self.partial_shape()),
+            self.requires_grad()
+        )
+    }
+}
+
+impl std::fmt::Display for crate::Param {
+    /// PyTorch-style: `Parameter containing:\ntensor(...)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.data() {
+            Ok(t) => write!(
+                f,
+                "Parameter containing:\n{}",
+                t.with_requires_grad(self.requires_grad())
+            ),
+            Err(_) => write!(
+                f,
+                "<UninitializedParameter {}>",
+                fmt_partial(&self.partial_shape())
+            ),
+        }
+    }
+}
