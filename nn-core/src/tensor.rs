@@ -112,6 +112,7 @@ impl Tensor {
     /// The result of a recorded op: a tensor that requires grad, with `node` as the
     /// record backward walks (see [`autograd::record`]).
     pub(crate) fn from_op(storage: Storage, shape: Dims, node: Node) -> Tensor {
+        debug_assert_storage_fits(&storage, &shape);
         Tensor(Arc::new(Inner {
             storage,
             shape,
@@ -171,6 +172,7 @@ impl Tensor {
     }
 
     pub(crate) fn leaf(storage: Storage, shape: Dims) -> Tensor {
+        debug_assert_storage_fits(&storage, &shape);
         Tensor(Arc::new(Inner {
             storage,
             shape,
@@ -183,6 +185,7 @@ impl Tensor {
     /// A leaf sharing `slot` as its gradient accumulator (how a [`crate::Param`] keeps its
     /// gradient across data replacements).
     pub(crate) fn leaf_with_slot(storage: Storage, shape: Dims, slot: Arc<GradSlot>) -> Tensor {
+        debug_assert_storage_fits(&storage, &shape);
         Tensor(Arc::new(Inner {
             storage,
             shape,
@@ -210,6 +213,7 @@ impl Tensor {
     }
 
     /// A 0-d f32 tensor.
+    #[must_use]
     pub fn scalar(v: f32) -> Tensor {
         Self::host_leaf(HostData::F32(vec![v]), Dims::new())
     }
@@ -219,6 +223,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_zeros`]).
+    #[must_use]
     pub fn zeros(shape: &[usize]) -> Tensor {
         Self::full(shape, 0.0)
     }
@@ -228,6 +233,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_full`]).
+    #[must_use]
     pub fn ones(shape: &[usize]) -> Tensor {
         Self::full(shape, 1.0)
     }
@@ -238,6 +244,7 @@ impl Tensor {
     ///
     /// When `shape` holds more elements than memory can; [`Tensor::try_full`] returns
     /// that as an error.
+    #[must_use]
     pub fn full(shape: &[usize], v: f32) -> Tensor {
         infallible(Self::try_full(shape, v))
     }
@@ -247,6 +254,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_zeros_dtype`]).
+    #[must_use]
     pub fn zeros_dtype(shape: &[usize], dtype: DType) -> Tensor {
         infallible(Self::try_zeros_dtype(shape, dtype))
     }
@@ -288,6 +296,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When the range holds more elements than memory can (see [`Tensor::try_arange`]).
+    #[must_use]
     pub fn arange(start: i64, end: i64) -> Tensor {
         infallible(Self::try_arange(start, end))
     }
@@ -339,6 +348,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_rand_uniform`]).
+    #[must_use]
     pub fn rand(shape: &[usize]) -> Tensor {
         Self::rand_uniform(shape, 0.0, 1.0)
     }
@@ -348,6 +358,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_rand_uniform`]).
+    #[must_use]
     pub fn rand_uniform(shape: &[usize], lo: f32, hi: f32) -> Tensor {
         infallible(Self::try_rand_uniform(shape, lo, hi))
     }
@@ -366,6 +377,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_randn_with`]).
+    #[must_use]
     pub fn randn(shape: &[usize]) -> Tensor {
         Self::randn_with(shape, 0.0, 1.0)
     }
@@ -375,6 +387,7 @@ impl Tensor {
     /// # Panics
     ///
     /// When `shape` holds more elements than memory can (see [`Tensor::try_randn_with`]).
+    #[must_use]
     pub fn randn_with(shape: &[usize], mean: f32, std: f32) -> Tensor {
         infallible(Self::try_randn_with(shape, mean, std))
     }
@@ -409,6 +422,7 @@ impl Tensor {
     }
 
     /// Copies an ndarray array into a tensor.
+    #[must_use]
     pub fn from_ndarray(a: &ndarray::ArrayD<f32>) -> Tensor {
         let shape = a.shape().to_vec();
         let v: Vec<f32> = a.iter().copied().collect();
@@ -534,6 +548,7 @@ impl Tensor {
     }
 
     /// The same data, cut from the graph.
+    #[must_use]
     pub fn detach(&self) -> Tensor {
         Self::leaf(self.0.storage.clone(), self.shape_dims())
     }
@@ -580,6 +595,17 @@ impl Tensor {
             move || autograd::backward_fn(move |_, g| Ok(vec![Some(g.to_device(&src)?)])),
         ))
     }
+}
+
+/// The invariant every constructor keeps: the storage holds exactly the elements the
+/// shape says (an op that breaks it is a bug: caught in debug builds, at its source).
+fn debug_assert_storage_fits(storage: &Storage, shape: &[usize]) {
+    debug_assert_eq!(
+        storage.len(),
+        numel(shape),
+        "storage of {} elements for shape {shape:?}",
+        storage.len()
+    );
 }
 
 /// The value of an infallible constructor, whose only failure is a size no allocation
