@@ -14,7 +14,7 @@ fn w1(c: &mut Criterion) {
     c.bench_function("W1 forward 20-256-10 batch 2 (layers)", |b| {
         b.iter(|| net.forward(&x))
     });
-    let leaf = |t: Tensor| t.set_requires_grad(true);
+    let leaf = |t: Tensor| t.with_requires_grad(true);
     let w0 = leaf(Tensor::rand(&[20, 256]));
     let w2 = leaf(Tensor::rand(&[256, 10]));
     let (b0, b2) = (leaf(Tensor::zeros(&[256])), leaf(Tensor::zeros(&[10])));
@@ -78,7 +78,7 @@ fn w5(c: &mut Criterion) {
     c.bench_function("W5 100x(Linear(64,64)+ReLU) batch 8 fwd+sum+bwd", |b| {
         b.iter(|| -> nn::Result<()> {
             deep.zero_grad();
-            deep.forward(&x)?.sum_all()?.backward()
+            deep.forward(&x)?.sum()?.backward()
         })
     });
 }

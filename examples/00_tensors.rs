@@ -33,17 +33,17 @@ fn main() -> Result<()> {
     // matrix product and reductions
     let w = Tensor::ones(&[4, 2]);
     println!("x @ ones(4, 2) = {}", x.matmul(&w)?);
-    println!("sum = {}, mean = {}", x.sum_all()?, x.mean_all()?);
-    println!("sum over rows = {}", x.sum(0, false)?);
-    println!("max over columns = {}", x.max(1, false)?);
+    println!("sum = {}, mean = {}", x.sum()?, x.mean()?);
+    println!("sum over rows = {}", x.sum_dim(0, false)?);
+    println!("max over columns = {}", x.max_dim(1, false)?);
     println!(
         "cat along dim 0: shape {:?}",
         Tensor::cat(&[x.clone(), x.clone()], 0)?.shape()
     );
 
     // autograd: y = 2 x.x, dy/dx = 4x
-    let x = Tensor::arange_f32(0.0, 4.0, 1.0)?.set_requires_grad(true);
-    let y = x.mul(&x)?.sum_all()?.mul_scalar(2.0)?;
+    let x = Tensor::arange_f32(0.0, 4.0, 1.0)?.with_requires_grad(true);
+    let y = x.mul(&x)?.sum()?.mul_scalar(2.0)?;
     y.backward()?;
     println!("y = {y}");
     if let Some(g) = x.grad() {
@@ -51,8 +51,8 @@ fn main() -> Result<()> {
     }
 
     // a graph that reuses a value sums the gradients of both uses: d(x*x + x)/dx = 2x + 1
-    let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0], &[3])?.set_requires_grad(true);
-    x.mul(&x)?.add(&x)?.sum_all()?.backward()?;
+    let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0], &[3])?.with_requires_grad(true);
+    x.mul(&x)?.add(&x)?.sum()?.backward()?;
     println!(
         "d(x^2 + x)/dx = {}",
         x.grad().map(|g| g.to_string()).unwrap_or_default()

@@ -57,10 +57,10 @@ impl Forward for FixedHiddenMlp {
         let x = x.matmul(&self.rand_weight)?.add_scalar(1.0)?.relu()?;
         // the same layer again: its parameters are shared between both uses
         let mut x = self.linear.forward(&x)?;
-        while x.abs()?.sum_all()?.item()? > 1.0 {
+        while x.abs()?.sum()?.item()? > 1.0 {
             x = x.div_scalar(2.0)?;
         }
-        x.sum_all()
+        x.sum()
     }
 }
 

@@ -167,7 +167,7 @@ fn main() -> Result<()> {
     let keys: Vec<String> = net.state_dict()?.keys().map(String::from).collect();
     println!("named_parameters (tied once): {names:?}");
     println!("state_dict keys (tied twice): {keys:?}");
-    net.forward(&x)?.sum_all()?.backward()?;
+    net.forward(&x)?.sum()?.backward()?;
     // the same values untied (independent copies at 2 and 4) show each use's gradient
     let untied = sequential![
         net.0.clone(),
@@ -178,13 +178,13 @@ fn main() -> Result<()> {
         ReLU,
         net.6.clone(),
     ];
-    untied.forward(&x)?.sum_all()?.backward()?;
+    untied.forward(&x)?.sum()?.backward()?;
     if let (Some(g), Some(g2), Some(g4)) = (
         net.2.weight.grad(),
         untied.2.weight.grad(),
         untied.4.weight.grad(),
     ) {
-        let diff = g.sub(&g2.add(&g4)?)?.abs()?.max_all()?.item()?;
+        let diff = g.sub(&g2.add(&g4)?)?.abs()?.max()?.item()?;
         println!("grad of the shared weight = grad of use 1 + grad of use 2 (max diff {diff:e})");
     }
     Ok(())

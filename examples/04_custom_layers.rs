@@ -22,7 +22,7 @@ fn main() -> Result<()> {
     );
     let net = sequential![Linear(8 => 128), CenteredLayer];
     let y = net.forward(&Tensor::rand(&[4, 8]))?;
-    println!("mean of the output: {:e}", y.mean_all()?.item()?);
+    println!("mean of the output: {:e}", y.mean()?.item()?);
 
     println!("\n# 5.4.2 a layer with parameters");
     let dense = MyLinear::new(5, 3)?;

@@ -64,7 +64,7 @@ fn w1() -> Result<()> {
         "36.7 µs / ≤2"
     );
     // the same weights as plain leaves requiring grad, pre-transposed to [in, out]
-    let leaf = |t: Tensor| t.detach().set_requires_grad(true);
+    let leaf = |t: Tensor| t.detach().with_requires_grad(true);
     let w0 = leaf(net.0.weight.data()?.t()?);
     let w2 = leaf(net.2.weight.data()?.t()?);
     let b0 = leaf(Tensor::zeros(&[256]));
@@ -140,7 +140,7 @@ fn w5() -> Result<()> {
     let x = Tensor::rand(&[8, 64]);
     let (m, b) = time(15, 20, || {
         deep.zero_grad();
-        deep.forward(&x)?.sum_all()?.backward()
+        deep.forward(&x)?.sum()?.backward()
     })?;
     println!(
         "{:<58} {:>9.3} ms {:>9.3} ms {:>14}",

@@ -36,11 +36,11 @@ impl Forward for FixedHiddenMlp {
         let x = x.matmul(&self.rand_weight)?.add_scalar(1.0)?.relu()?;
         let mut x = self.linear.forward(&x)?; // shared weights
         let mut n = 0;
-        while x.abs()?.sum_all()?.item()? > 1.0 && n < self.max_halvings {
+        while x.abs()?.sum()?.item()? > 1.0 && n < self.max_halvings {
             x = x.mul_scalar(0.5)?;
             n += 1;
         }
-        x.sum_all()
+        x.sum()
     }
 }
 

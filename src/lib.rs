@@ -1,6 +1,8 @@
 //! `nn`: a PyTorch-style deep-learning library for Rust.
 //!
 #![doc = include_str!("tutorial.md")]
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub use nn_core::*;
 /// The CUDA backend (`nn::cuda::device(0)`, `nn::cuda::device_count()`), with the `cuda` feature.

@@ -37,10 +37,10 @@ impl FixedHiddenMlp {
         let x = first.forward(x)?;
         let x = x.matmul(&self.rand_weight)?.add_scalar(1.0)?.relu()?;
         let mut x = second.forward(&x)?;
-        while x.abs()?.sum_all()?.item()? > 1.0 {
+        while x.abs()?.sum()?.item()? > 1.0 {
             x = x.div_scalar(2.0)?;
         }
-        x.sum_all()
+        x.sum()
     }
 }
 
@@ -109,7 +109,7 @@ fn user_block_is_a_module_with_named_parameters() -> Result<()> {
     );
     let y = net.forward(&Tensor::rand(&[2, 20]))?;
     assert_eq!(y.shape(), &[2, 10]);
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     assert!(net.parameters().iter().all(|p| p.grad().is_some()));
     Ok(())
 }

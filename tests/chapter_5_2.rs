@@ -93,7 +93,7 @@ fn typed_access_and_parameter_objects() -> Result<()> {
     assert!(bias.requires_grad());
     // net[2].weight.grad == None, until a backward
     assert!(net.2.weight.grad().is_none());
-    net.forward(&Tensor::rand(&[2, 4]))?.sum_all()?.backward()?;
+    net.forward(&Tensor::rand(&[2, 4]))?.sum()?.backward()?;
     assert_eq!(
         net.2.weight.grad().map(|g| g.shape().to_vec()),
         Some(vec![1, 8])
@@ -102,7 +102,7 @@ fn typed_access_and_parameter_objects() -> Result<()> {
     assert!(net.2.weight.grad().is_none());
     // freezing: no gradient reaches a frozen parameter
     net.0.weight.set_requires_grad(false);
-    net.forward(&Tensor::rand(&[2, 4]))?.sum_all()?.backward()?;
+    net.forward(&Tensor::rand(&[2, 4]))?.sum()?.backward()?;
     assert!(net.0.weight.grad().is_none() && net.2.weight.grad().is_some());
     Ok(())
 }
@@ -271,7 +271,7 @@ fn tied_net_matches_pytorch() -> Result<()> {
 
     let y = net.forward(&load(&st, "tied.x")?)?;
     assert_close("tied.y", &y, &load(&st, "tied.y")?, 1e-5)?;
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     for (name, p) in net.named_parameters() {
         let g = p.grad().ok_or_else(|| nn::Error::MissingKey {
             container: "gradients".into(),
@@ -302,8 +302,8 @@ fn tied_gradient_is_the_sum_of_both_uses() -> Result<()> {
         tied.6.clone(),
     ];
     let x = Tensor::rand(&[3, 4]);
-    tied.forward(&x)?.sum_all()?.backward()?;
-    untied.forward(&x)?.sum_all()?.backward()?;
+    tied.forward(&x)?.sum()?.backward()?;
+    untied.forward(&x)?.sum()?.backward()?;
     let missing = || nn::Error::MissingKey {
         container: "gradients".into(),
         key: "2.weight".into(),
@@ -502,7 +502,7 @@ fn direct_writes_and_force_reinit() -> Result<()> {
     assert!(err.contains("0.weight") && err.contains("[8, 0]"), "{err}");
     assert!(net.0.weight.set_data(&Tensor::zeros(&[3, 3])).is_err());
     assert!(
-        net.0.weight.update(|d| d.sum_all()).is_err(),
+        net.0.weight.update(|d| d.sum()).is_err(),
         "an update may not change the shape"
     );
     assert_eq!(names(&net), names_before);
@@ -535,7 +535,7 @@ fn training_a_net_with_a_shared_layer() -> Result<()> {
     let shared = Linear::new(8, 8);
     let net = sequential![Linear(4 => 8), ReLU, shared.clone(), ReLU, shared, ReLU, Linear(8 => 1)];
     let x = Tensor::randn(&[16, 4]);
-    let target = x.sum(1, true)?.mul_scalar(0.5)?;
+    let target = x.sum_dim(1, true)?.mul_scalar(0.5)?;
     let lr = 0.1;
     let mut losses = Vec::new();
     for _ in 0..60 {

@@ -18,7 +18,7 @@ fn check_grads(params: &[&Param], f: impl Fn() -> Result<Tensor>) -> Result<()> 
     }
     let out = f()?;
     let u = Tensor::rand_uniform(out.shape(), -1.0, 1.0);
-    out.mul(&u)?.sum_all()?.backward()?;
+    out.mul(&u)?.sum()?.backward()?;
     let uv = u.to_vec::<f32>()?;
     let objective = || -> Result<f64> {
         let y = nn::no_grad(&f)?.to_vec::<f32>()?;
@@ -70,10 +70,10 @@ fn centered_layer_alone_and_in_a_chain() -> Result<()> {
     assert_eq!(CenteredLayer.to_string(), "CenteredLayer()");
     let net = sequential![Linear(8 => 128), CenteredLayer];
     let y = net.forward(&Tensor::rand(&[4, 8]))?;
-    assert!(y.mean_all()?.item()?.abs() < 1e-5);
+    assert!(y.mean()?.item()?.abs() < 1e-5);
     assert_eq!(net.to_string(), "Sequential(\n  (0): Linear(in_features=8, out_features=128, bias=true)\n  (1): CenteredLayer()\n)");
     // d(x - mean x)/dx = I - 1/n
-    let x = Param::new(Tensor::rand(&[3, 4]));
+    let x = Param::new(Tensor::rand(&[3, 4]))?;
     check_grads(&[&x], || CenteredLayer.forward(&x.tensor()?))
 }
 
@@ -136,7 +136,7 @@ fn my_linear_gets_naming_init_saving_and_sharing_for_free() -> Result<()> {
     // unlike the book's `.data` version, gradients flow: checked against finite differences
     let layer = MyLinear::new(4, 3)?;
     layer.bias.set_data(&Tensor::full(&[3], 0.5))?; // away from the relu kink
-    let x = Param::new(Tensor::rand(&[2, 4]));
+    let x = Param::new(Tensor::rand(&[2, 4]))?;
     check_grads(&[&layer.weight, &layer.bias, &x], || {
         layer.forward(&x.tensor()?)
     })
@@ -173,7 +173,7 @@ fn tensor_reduction_layer() -> Result<()> {
         .collect();
     assert_eq!(names, ["weight"]);
     // dy_k/dx_i = sum_j (W_ijk + W_jik) x_j, dy_k/dW_ijk = x_i x_j: checked numerically
-    let xp = Param::new(x);
+    let xp = Param::new(x)?;
     check_grads(&[&layer.weight, &xp], || layer.forward(&xp.tensor()?))
 }
 
@@ -216,7 +216,7 @@ fn fourier_layer_matches_a_naive_dft() -> Result<()> {
         }
     }
     // gradients, both forms (random inputs keep |X| away from 0, where sqrt has no derivative)
-    let x = Param::new(Tensor::randn(&[2, 6]));
+    let x = Param::new(Tensor::randn(&[2, 6]))?;
     check_grads(&[&x], || {
         FourierHalf { complex: true }.forward(&x.tensor()?)
     })?;
@@ -245,7 +245,7 @@ fn concatenating_two_nets() -> Result<()> {
         names,
         ["net1.0.weight", "net1.0.bias", "net2.weight", "net2.bias"]
     );
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     assert!(both.parameters().iter().all(|p| p.grad().is_some()));
     // outputs whose other dims disagree cannot be concatenated: an error, not a panic
     let odd = Concat {
@@ -281,7 +281,7 @@ fn factory_makes_independent_copies() -> Result<()> {
     assert_ne!(block.0.weight.data()?.to_vec::<f32>()?[0], 7.0);
     let y = chain.forward(&Tensor::rand(&[2, 8]))?;
     assert_eq!(y.shape(), &[2, 8]);
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     assert!(block.0.weight.grad().is_none(), "the original is untouched");
     assert!(ps.iter().all(|p| p.grad().is_some()));
     Ok(())

@@ -112,12 +112,12 @@ fn grads_on(
     let run = |d: &Device| -> Result<(Tensor, Vec<Option<Tensor>>)> {
         let xs: Vec<Tensor> = inputs
             .iter()
-            .map(|x| Ok(x.to_device(d)?.set_requires_grad(x.dtype() == DType::F32)))
+            .map(|x| Ok(x.to_device(d)?.with_requires_grad(x.dtype() == DType::F32)))
             .collect::<Result<_>>()?;
         let y = f(&xs)?;
         nn::manual_seed(99);
         let w = Tensor::randn(y.shape()).to_device(d)?;
-        y.mul(&w)?.sum_all()?.backward()?;
+        y.mul(&w)?.sum()?.backward()?;
         Ok((y, xs.iter().map(|x| x.grad()).collect()))
     };
     let (want_y, want_g) = run(&Device::Cpu)?;
@@ -156,11 +156,8 @@ fn upload_download(dev: &Device) -> Result<()> {
     // moving to the device it is on is a handle clone
     assert!(d.to_device(dev)?.same_storage(&d));
     // gradients flow back through a device copy
-    let leaf = x.set_requires_grad(true);
-    leaf.to_device(dev)?
-        .mul_scalar(2.0)?
-        .sum_all()?
-        .backward()?;
+    let leaf = x.with_requires_grad(true);
+    leaf.to_device(dev)?.mul_scalar(2.0)?.sum()?.backward()?;
     assert_eq!(leaf.grad().map(|g| g.device()), Some(Device::Cpu));
     assert_eq!(
         leaf.grad().map(|g| g.to_vec::<f32>()).transpose()?,
@@ -392,34 +389,34 @@ fn reductions(dev: &Device) -> Result<()> {
             v[0].max_axes_keepdim(ax)
         })?;
     }
-    grads_on(dev, "sum(1)", &[x.clone()], |v| v[0].sum(1, false))?;
-    grads_on(dev, "mean(-1)", &[x.clone()], |v| v[0].mean(-1, true))?;
-    grads_on(dev, "mean_all", &[x.clone()], |v| v[0].mean_all())?;
-    grads_on(dev, "min(0)", &[x.clone()], |v| v[0].min(0, false))?;
-    grads_on(dev, "min_all", &[x.clone()], |v| v[0].min_all())?;
+    grads_on(dev, "sum(1)", &[x.clone()], |v| v[0].sum_dim(1, false))?;
+    grads_on(dev, "mean(-1)", &[x.clone()], |v| v[0].mean_dim(-1, true))?;
+    grads_on(dev, "mean_all", &[x.clone()], |v| v[0].mean())?;
+    grads_on(dev, "min(0)", &[x.clone()], |v| v[0].min_dim(0, false))?;
+    grads_on(dev, "min_all", &[x.clone()], |v| v[0].min())?;
     // ties split the gradient of max
     let t = Tensor::from_vec(vec![1.0f32, 3.0, 3.0, 2.0, 0.0, 0.0], &[2, 3])?;
-    grads_on(dev, "max with ties", &[t], |v| v[0].max(1, false))?;
+    grads_on(dev, "max with ties", &[t], |v| v[0].max_dim(1, false))?;
     // long rows: more elements than threads per block
     let long = seeded_randn(6, &[3, 1000]);
     same_on(dev, "sum long rows", &[long.clone()], |v| {
-        v[0].sum(1, false)
+        v[0].sum_dim(1, false)
     })?;
     same_on(dev, "max long rows", &[long.clone()], |v| {
-        v[0].max(1, false)
+        v[0].max_dim(1, false)
     })?;
     same_on(dev, "sum long cols", &[long.clone()], |v| {
-        v[0].sum(0, false)
+        v[0].sum_dim(0, false)
     })?;
-    same_on(dev, "sum everything", &[long], |v| v[0].sum_all())?;
+    same_on(dev, "sum everything", &[long], |v| v[0].sum())?;
     // NaN propagates through max/min
     let n = Tensor::from_vec(vec![1.0f32, f32::NAN, 2.0, 0.0], &[2, 2])?;
-    same_on(dev, "max NaN", &[n.clone()], |v| v[0].max(1, false))?;
-    same_on(dev, "min NaN", &[n], |v| v[0].min(0, false))?;
+    same_on(dev, "max NaN", &[n.clone()], |v| v[0].max_dim(1, false))?;
+    same_on(dev, "min NaN", &[n], |v| v[0].min_dim(0, false))?;
     let i = Tensor::from_vec(vec![5i64, -3, 1 << 40, 1, 1, -8], &[2, 3])?;
-    same_on(dev, "i64 sum", &[i.clone()], |v| v[0].sum(1, false))?;
-    same_on(dev, "i64 max", &[i.clone()], |v| v[0].max(0, false))?;
-    same_on(dev, "i64 min", &[i], |v| v[0].min_all())?;
+    same_on(dev, "i64 sum", &[i.clone()], |v| v[0].sum_dim(1, false))?;
+    same_on(dev, "i64 max", &[i.clone()], |v| v[0].max_dim(0, false))?;
+    same_on(dev, "i64 min", &[i], |v| v[0].min())?;
     Ok(())
 }
 

@@ -249,7 +249,7 @@ fn constants_skips_and_buffers() -> Result<()> {
     assert_eq!(seen.0, ["rand_weight", "maybe"]);
     net.to_device(&nn::Device::Cpu)?;
     let y = net.forward(&Tensor::rand(&[2, 20]))?;
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     assert!(net.linear.weight.grad().is_some());
     assert_eq!(net.steps + ((net.hook)(1.0) as usize), 5);
     Ok(())

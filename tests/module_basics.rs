@@ -26,7 +26,7 @@ fn tied_layer_names_and_grad_sum() -> Result<()> {
     net.2.weight.set_item(&[0, 0], 42.0)?;
     assert_eq!(net.4.weight.data()?.to_vec::<f32>()?[0], 42.0);
     let y = net.forward(&Tensor::rand(&[2, 4]))?;
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     assert!(net.2.weight.grad().is_some());
     assert!(net.repr().starts_with(
         "Sequential(\n  (0): Linear(in_features=4, out_features=8, bias=true)\n  (1): ReLU()"

@@ -2,6 +2,9 @@
 //! loaded with PyTorch's initial weights gives PyTorch's output, gradients, and, after
 //! five SGD(lr=0.05, momentum=0.9) steps on cross-entropy, PyTorch's losses and weights.
 
+mod common;
+
+use common::assert_close;
 use nn::optim::{Optimizer, Sgd, SgdConfig};
 use nn::Tensor;
 use nn::{DType, Error, Forward, HostData, Linear, ModuleExt, ReLU, Result, Sequential};
@@ -12,7 +15,7 @@ const LOSSES: [f32; 5] = [
     1.998_676_5,
     1.556_470_9,
     1.080_393_1,
-    0.710_030_44,
+    0.710_030_56,
 ];
 
 struct Fixture(Vec<u8>);
@@ -51,18 +54,6 @@ impl Fixture {
     }
 }
 
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) -> Result<()> {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let (g, w) = (got.to_vec::<f32>()?, want.to_vec::<f32>()?);
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        assert!(
-            (a - b).abs() <= tol + tol * b.abs(),
-            "{what}[{i}]: ours {a}, PyTorch {b}"
-        );
-    }
-    Ok(())
-}
-
 type Mlp = Sequential<(Linear, ReLU, Linear)>;
 
 const NAMES: [&str; 4] = ["0.weight", "0.bias", "2.weight", "2.bias"];
@@ -93,34 +84,25 @@ fn train(net: &Mlp, start: &[Tensor], x: &Tensor, target: &Tensor) -> Result<Vec
     Ok(losses)
 }
 
-/// PyTorch's initial parameters, or None when the fixture does not hold them.
-///
-/// NOTE: in the fixture as generated on 2026-11-24, `mlp.init.*` are bit-identical to
-/// `mlp.trained.*` (the generator saved the live tensors after training instead of copies
-/// taken before it), so PyTorch's start point is lost; forward(mlp.init) does not give
-/// mlp.y. Inverting the five steps by fixed-point iteration does not converge (ReLU masks
-/// flip). Until the fixture is regenerated with `.clone()`d initial weights, the
-/// comparisons that need the start point are skipped with a message, and the training
-/// loop is still run from the stored weights.
-fn initial_params(fx: &Fixture) -> Result<Option<Vec<Tensor>>> {
+/// PyTorch's initial parameters. A fixture whose `mlp.init.*` equal `mlp.trained.*`
+/// (the 2026-11-24 generator saved the live tensors after training) is a broken
+/// fixture, and this test fails on it rather than skipping the comparison.
+fn initial_params(fx: &Fixture) -> Result<Vec<Tensor>> {
     let mut init = Vec::new();
-    let mut corrupt = true;
+    let mut same = true;
     for n in NAMES {
         let (i, t) = (
             fx.get(&format!("mlp.init.{n}"))?,
             fx.get(&format!("mlp.trained.{n}"))?,
         );
-        corrupt &= i.to_vec::<f32>()? == t.to_vec::<f32>()?;
+        same &= i.to_vec::<f32>()? == t.to_vec::<f32>()?;
         init.push(i);
     }
-    if corrupt {
-        eprintln!(
-            "SKIPPED PyTorch comparison: tests/fixtures/mlp.safetensors has mlp.init == mlp.trained \
-             (regenerate the fixture saving copies of the initial weights)"
-        );
-        return Ok(None);
-    }
-    Ok(Some(init))
+    assert!(
+        !same,
+        "tests/fixtures/mlp.safetensors has mlp.init == mlp.trained: copy the fixed fixture"
+    );
+    Ok(init)
 }
 
 fn setup() -> Result<(Fixture, Mlp, Tensor, Tensor)> {
@@ -133,15 +115,13 @@ fn setup() -> Result<(Fixture, Mlp, Tensor, Tensor)> {
 #[test]
 fn forward_and_gradients_match_pytorch() -> Result<()> {
     let (fx, net, x, _) = setup()?;
-    let Some(init) = initial_params(&fx)? else {
-        return Ok(());
-    };
+    let init = initial_params(&fx)?;
     for (p, t) in net.parameters().iter().zip(&init) {
         p.set_data(t)?;
     }
     let y = net.forward(&x)?;
     assert_close("mlp.y", &y, &fx.get("mlp.y")?, 1e-5)?;
-    y.sum_all()?.backward()?;
+    y.sum()?.backward()?;
     for (name, p) in net.named_parameters() {
         let g = p.grad().ok_or_else(|| Error::MissingKey {
             container: "gradients".into(),
@@ -156,16 +136,7 @@ fn forward_and_gradients_match_pytorch() -> Result<()> {
 #[test]
 fn five_sgd_momentum_steps_match_pytorch() -> Result<()> {
     let (fx, net, x, target) = setup()?;
-    let Some(init) = initial_params(&fx)? else {
-        // what can still be checked: the loop runs from the stored weights and learns
-        let start: Vec<Tensor> = NAMES
-            .iter()
-            .map(|n| fx.get(&format!("mlp.trained.{n}")))
-            .collect::<Result<_>>()?;
-        let losses = train(&net, &start, &x, &target)?;
-        assert!(losses.windows(2).all(|w| w[1] < w[0]), "{losses:?}");
-        return Ok(());
-    };
+    let init = initial_params(&fx)?;
     let losses = train(&net, &init, &x, &target)?;
     for (step, (got, want)) in losses.iter().zip(LOSSES).enumerate() {
         assert!(

@@ -29,12 +29,12 @@ fn case(sd: &StateDict, name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> 
         .count();
     assert!(n > 0, "no inputs for case {name}");
     let inputs: Vec<Tensor> = (0..n)
-        .map(|i| get(format!("{name}.in{i}")).set_requires_grad(true))
+        .map(|i| get(format!("{name}.in{i}")).with_requires_grad(true))
         .collect();
     let out = f(&inputs)?;
     close(&format!("{name}.out"), &out, &get(format!("{name}.out")))?;
     out.mul(&get(format!("{name}.upstream")))?
-        .sum_all()?
+        .sum()?
         .backward()?;
     for (i, x) in inputs.iter().enumerate() {
         let g = x
@@ -52,9 +52,9 @@ fn case(sd: &StateDict, name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> 
 #[test]
 fn max_and_min_over_a_dim_route_the_gradient_to_the_returned_index() -> Result<()> {
     let sd = fixtures()?;
-    case(&sd, "max_dim_ties", |x| x[0].max(1, false))?;
-    case(&sd, "min_dim0_ties", |x| x[0].min(0, false))?;
-    case(&sd, "max_dim_keepdim_ties", |x| x[0].max(-1, true))
+    case(&sd, "max_dim_ties", |x| x[0].max_dim(1, false))?;
+    case(&sd, "min_dim0_ties", |x| x[0].min_dim(0, false))?;
+    case(&sd, "max_dim_keepdim_ties", |x| x[0].max_dim(-1, true))
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn amax_amin_and_full_max_split_the_gradient_between_ties() -> Result<()> {
     let sd = fixtures()?;
     case(&sd, "amax_ties", |x| x[0].amax(&[1], false))?;
     case(&sd, "amin_dims_ties", |x| x[0].amin(&[0, 2], false))?;
-    case(&sd, "max_all_ties", |x| x[0].max_all())
+    case(&sd, "max_all_ties", |x| x[0].max())
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub struct CenteredLayer;
 
 impl Forward for CenteredLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.sub(&x.mean_all()?)
+        x.sub(&x.mean()?)
     }
 }
 

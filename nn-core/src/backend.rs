@@ -41,7 +41,12 @@ pub enum UnaryOp {
     /// `x^e` for a scalar exponent
     Powf(f32),
     /// `x * mul + add`
-    Affine { mul: f32, add: f32 },
+    Affine {
+        /// Multiplier.
+        mul: f32,
+        /// Offset added after the multiplication.
+        add: f32,
+    },
 }
 
 /// Elementwise binary primitives (with NumPy broadcasting).

@@ -13,49 +13,70 @@ pub enum Error {
     /// Two operands whose shapes do not fit together.
     #[error("{op}: shape mismatch between {lhs:?} and {rhs:?}")]
     ShapeMismatch {
+        /// The op that was called.
         op: &'static str,
+        /// The shape of the first (left) operand.
         lhs: Vec<usize>,
+        /// The shape of the second (right) operand.
         rhs: Vec<usize>,
     },
     /// A shape that is invalid for an op on its own (bad axis, bad element count ...).
     #[error("{op}: {msg} (shape {shape:?})")]
     BadShape {
+        /// The op that was called.
         op: &'static str,
+        /// The offending shape.
         shape: Vec<usize>,
+        /// What is wrong with it.
         msg: String,
     },
     /// An op that does not support the given dtype.
     #[error("{op}: unsupported dtype {dtype:?}{}", expected.map(|e| format!(", expected {e:?}")).unwrap_or_default())]
     DType {
+        /// The op that was called.
         op: &'static str,
+        /// The dtype it was given.
         dtype: DType,
+        /// The dtype it needs, when there is exactly one.
         expected: Option<DType>,
     },
     /// Operands live on different devices.
     #[error("{op}: operands are on different devices ({lhs} and {rhs}); move them with .to_device() first")]
     DeviceMismatch {
+        /// The op that was called.
         op: &'static str,
+        /// The device of the first operand, as displayed (`cpu`, `cuda:0` ...).
         lhs: String,
+        /// The device of the second operand, as displayed.
         rhs: String,
     },
     /// A layer received an input whose size does not match what it was built for.
     #[error("{layer}: expected input with {expected}, got shape {actual:?}")]
     InputMismatch {
+        /// The layer, by its path in the model where known.
         layer: String,
+        /// What the layer accepts, in words (`last dim 784` ...).
         expected: String,
+        /// The shape of the input it got.
         actual: Vec<usize>,
     },
     /// A parameter whose shape is still deferred was read.
     #[error("parameter `{param}` is not initialized yet (deferred shape); run a forward pass or load a state dict first")]
-    Uninitialized { param: String },
+    Uninitialized {
+        /// The parameter's name (its path in the model where known).
+        param: String,
+    },
     /// Gradient computation failed.
     #[error("backward: {0}")]
     Backward(String),
     /// An index out of range.
     #[error("{op}: index {index} out of range for size {size}")]
     IndexOutOfRange {
+        /// The op that was called.
         op: &'static str,
+        /// The index as given (possibly negative).
         index: i64,
+        /// The size of the dimension it indexes.
         size: usize,
     },
     /// Loading a state dict failed: all problems are listed together (nothing was loaded).
@@ -65,73 +86,126 @@ pub enum Error {
     /// not name a file (an `std::io::Error` converted with `?`).
     #[error("{}{source}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
     Io {
+        /// The file concerned, or empty.
         path: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A damaged or hostile tensor/state-dict file: what is wrong with it.
     #[error("{path}: invalid file: {msg}")]
-    Format { path: String, msg: String },
+    Format {
+        /// The file (or other byte source) that was read.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// A valid file of another kind than the one asked for (a tensor file loaded as a
     /// state dict, a file in neither supported format).
     #[error("{path}: this file holds {found}, expected {expected}")]
     FileKind {
+        /// The file that was read.
         path: String,
+        /// The kind of file the caller asked for.
         expected: String,
+        /// The kind of file it holds.
         found: String,
     },
     /// A value could not be encoded (a user `Serialize` impl failed).
     #[error("{path}: cannot serialize: {msg}")]
-    Serialize { path: String, msg: String },
+    Serialize {
+        /// The file being written (`<memory>` when encoding to bytes).
+        path: String,
+        /// The encoder's message.
+        msg: String,
+    },
     /// A key looked up in a container (a state dict, a file, a fixture) is absent.
     #[error("{container}: no entry `{key}`")]
-    MissingKey { container: String, key: String },
+    MissingKey {
+        /// What was searched.
+        container: String,
+        /// The key that is absent.
+        key: String,
+    },
     /// A configuration value (hyperparameter, layer option, name) is out of range.
     #[error("{op}: invalid {field} {value}: {reason}")]
     InvalidConfig {
+        /// The op, layer or optimizer that was configured.
         op: &'static str,
+        /// The name of the setting.
         field: &'static str,
+        /// The value it was given, as displayed.
         value: String,
+        /// Why the value is rejected (the accepted range ...).
         reason: String,
     },
     /// An op given no input where it needs at least one (`cat` of no tensors ...).
     #[error("{op}: {what} is empty")]
-    EmptyInput { op: &'static str, what: String },
+    EmptyInput {
+        /// The op that was called.
+        op: &'static str,
+        /// The input that is empty (`the list of tensors` ...).
+        what: String,
+    },
     /// A value of another kind than the one asked for (a layer downcast ...).
     #[error("{what}: expected {expected}, found {found}")]
     WrongType {
+        /// The value concerned (`DynSequential layer 2` ...).
         what: String,
+        /// The type asked for.
         expected: String,
+        /// The type it has.
         found: String,
     },
     /// Two computations that should agree do not (gradient checks, reference
     /// comparisons); `what` names the compared quantity.
     #[error("{what}: got {got}, expected {expected}")]
     NotClose {
+        /// The compared quantity.
         what: String,
+        /// The value computed, as displayed.
         got: String,
+        /// The reference value, as displayed.
         expected: String,
     },
     /// An optimizer state that cannot be saved or restored: every problem found.
     #[error("{op}: {}", problems.join("; "))]
     OptimizerState {
+        /// The optimizer method that was called (`Adam.state_dict` ...).
         op: &'static str,
+        /// One line per problem found.
         problems: Vec<String>,
     },
     /// An error reported by a device backend (CUDA ...), with the backend's own error
     /// kept as the source.
     #[error("{device}: {source}")]
     Backend {
+        /// The device that failed, as displayed (`cuda:0` ...).
         device: String,
+        /// The backend's own error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A requested device does not exist or is not usable here.
     #[error("device unavailable: {0}")]
     DeviceUnavailable(String),
+    /// A call on a parameter from inside a closure that holds that same parameter's
+    /// data (`Param::with_data_mut`): refused instead of deadlocking.
+    #[error("{op} on parameter `{param}` from inside with_data_mut on that same parameter (its data is being written); do it after the closure returns")]
+    Reentrant {
+        /// The refused call.
+        op: &'static str,
+        /// The parameter's name (its path in the model where known).
+        param: String,
+    },
     /// An allocation that the machine cannot satisfy (sizes come from user input).
     #[error("{op}: out of memory allocating {bytes} bytes")]
-    OutOfMemory { bytes: u128, op: &'static str },
+    OutOfMemory {
+        /// The size of the allocation that failed.
+        bytes: u128,
+        /// The op that allocated.
+        op: &'static str,
+    },
     /// A training checkpoint that cannot be used as asked ([`crate::io::TrainingCheckpoint`]).
     #[error("training checkpoint{}: {problem}", path.as_ref().map(|p| format!(" {p}")).unwrap_or_default())]
     InvalidCheckpoint {

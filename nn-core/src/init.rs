@@ -5,7 +5,6 @@
 //! on the seed and the parameter's creation order only, never on when its shape became
 //! known: a lazy model and an eager one built under one seed get identical weights.
 
-use crate::shape::numel;
 use crate::{Error, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -35,10 +34,11 @@ impl Fans {
                 fan_out: *n,
             },
             [o, i, rest @ ..] => {
-                let r: usize = rest.iter().product();
+                // saturating: with a zero dim elsewhere the product need not fit
+                let r = rest.iter().fold(1usize, |n, &d| n.saturating_mul(d));
                 Fans {
-                    fan_in: i * r,
-                    fan_out: o * r,
+                    fan_in: i.saturating_mul(r),
+                    fan_out: o.saturating_mul(r),
                 }
             }
         }
@@ -58,18 +58,40 @@ pub enum Init {
     /// A constant.
     Constant(f32),
     /// U(lo, hi).
-    Uniform { lo: f32, hi: f32 },
+    Uniform {
+        /// Lower bound.
+        lo: f32,
+        /// Upper bound.
+        hi: f32,
+    },
     /// N(mean, std^2).
-    Normal { mean: f32, std: f32 },
+    Normal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+    },
     /// Xavier/Glorot uniform: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)).
-    XavierUniform { gain: f32 },
+    XavierUniform {
+        /// Scale factor on the bound (1 for linear/sigmoid layers).
+        gain: f32,
+    },
     /// Xavier/Glorot normal: std = gain * sqrt(2 / (fan_in + fan_out)).
-    XavierNormal { gain: f32 },
+    XavierNormal {
+        /// Scale factor on the standard deviation (1 for linear/sigmoid layers).
+        gain: f32,
+    },
     /// Kaiming/He uniform (fan-in mode, leaky-ReLU slope `a`): bound = gain * sqrt(3 / fan_in),
     /// gain = sqrt(2 / (1 + a^2)).
-    KaimingUniform { a: f32 },
+    KaimingUniform {
+        /// Negative slope of the leaky ReLU that follows (0 for ReLU).
+        a: f32,
+    },
     /// Kaiming/He normal (fan-in mode): std = gain / sqrt(fan_in).
-    KaimingNormal { a: f32 },
+    KaimingNormal {
+        /// Negative slope of the leaky ReLU that follows (0 for ReLU); gain as above.
+        a: f32,
+    },
     /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's Linear bias default.
     FanInUniform,
     /// A user-defined function.
@@ -104,45 +126,44 @@ impl Init {
     /// A tensor of `shape` drawn from the stream `key`.
     pub fn tensor(&self, shape: &[usize], fans: Fans, key: u64) -> Result<Tensor> {
         let mut rng = crate::rng::stream(key);
-        let n = numel(shape);
-        let uniform = |rng: &mut StdRng, lo: f32, hi: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| lo + (hi - lo) * rng.random::<f32>())
-                .collect()
+        // sizes come from the caller: checked, and allocated fallibly (OutOfMemory)
+        let n = crate::shape::checked_numel("init", shape)?;
+        let uniform = |rng: &mut StdRng, lo: f32, hi: f32| -> Result<Vec<f32>> {
+            crate::host::try_collect((0..n).map(|_| lo + (hi - lo) * rng.random::<f32>()), "init")
         };
-        let normal = |rng: &mut StdRng, mean: f32, std: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(rng);
-                    mean + std * z
-                })
-                .collect()
+        let normal = |rng: &mut StdRng, mean: f32, std: f32| -> Result<Vec<f32>> {
+            let draw = (0..n).map(|_| {
+                let z: f32 = StandardNormal.sample(rng);
+                mean + std * z
+            });
+            crate::host::try_collect(draw, "init")
         };
+        let filled = |v: f32| crate::host::try_filled(n, v, "init");
         let fi = fans.fan_in.max(1) as f32;
         let fo = fans.fan_out.max(1) as f32;
         let v = match self {
-            Init::Zeros => vec![0.0; n],
-            Init::Ones => vec![1.0; n],
-            Init::Constant(c) => vec![*c; n],
-            Init::Uniform { lo, hi } => uniform(&mut rng, *lo, *hi),
-            Init::Normal { mean, std } => normal(&mut rng, *mean, *std),
+            Init::Zeros => filled(0.0)?,
+            Init::Ones => filled(1.0)?,
+            Init::Constant(c) => filled(*c)?,
+            Init::Uniform { lo, hi } => uniform(&mut rng, *lo, *hi)?,
+            Init::Normal { mean, std } => normal(&mut rng, *mean, *std)?,
             Init::XavierUniform { gain } => {
                 let a = gain * (6.0 / (fi + fo)).sqrt();
-                uniform(&mut rng, -a, a)
+                uniform(&mut rng, -a, a)?
             }
-            Init::XavierNormal { gain } => normal(&mut rng, 0.0, gain * (2.0 / (fi + fo)).sqrt()),
+            Init::XavierNormal { gain } => normal(&mut rng, 0.0, gain * (2.0 / (fi + fo)).sqrt())?,
             Init::KaimingUniform { a } => {
                 let gain = (2.0 / (1.0 + a * a)).sqrt();
                 let b = gain * (3.0 / fi).sqrt();
-                uniform(&mut rng, -b, b)
+                uniform(&mut rng, -b, b)?
             }
             Init::KaimingNormal { a } => {
                 let gain = (2.0 / (1.0 + a * a)).sqrt();
-                normal(&mut rng, 0.0, gain / fi.sqrt())
+                normal(&mut rng, 0.0, gain / fi.sqrt())?
             }
             Init::FanInUniform => {
                 let b = 1.0 / fi.sqrt();
-                uniform(&mut rng, -b, b)
+                uniform(&mut rng, -b, b)?
             }
             Init::Custom(f) => {
                 let t = f(shape, &mut rng)?;

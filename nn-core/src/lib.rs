@@ -5,6 +5,8 @@
 //! Everything fallible returns [`Result`]; errors name the op, the shapes and the
 //! parameters involved. Nothing here names a CUDA type: GPU backends plug in through
 //! [`backend::DeviceBackend`] and [`backend::BackendStorage`].
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod autograd;
 pub mod backend;
@@ -19,6 +21,7 @@ pub mod layers;
 pub mod module;
 mod ops;
 pub mod optim;
+mod print;
 pub mod rng;
 pub mod shape;
 mod tensor;

@@ -2,7 +2,7 @@
 
 use crate::autograd::{self, GradSlot, Node};
 use crate::backend::{BackendStorage, Storage};
-use crate::shape::{numel, Dims};
+use crate::shape::{checked_numel, numel, Dims};
 use crate::{DType, Device, Error, HostData, Result};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 ///
 /// ```
 /// use nn_core::Tensor;
-/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.set_requires_grad(true);
-/// let y = x.mul(&x)?.sum_all()?;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.with_requires_grad(true);
+/// let y = x.mul(&x)?.sum()?;
 /// y.backward()?;
 /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 8.0]);
 /// # Ok::<(), nn_core::Error>(())
@@ -101,6 +101,11 @@ impl Tensor {
 
     /// A CPU leaf from host data whose length the caller computed from `shape`.
     fn host_leaf(data: HostData, shape: Dims) -> Tensor {
+        debug_assert_eq!(
+            data.len(),
+            numel(&shape),
+            "host data does not match its shape"
+        );
         Self::leaf(crate::cpu::storage(data), shape)
     }
 
@@ -210,30 +215,62 @@ impl Tensor {
     }
 
     /// Zeros (f32).
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_zeros`]).
     pub fn zeros(shape: &[usize]) -> Tensor {
         Self::full(shape, 0.0)
     }
 
     /// Ones (f32).
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_full`]).
     pub fn ones(shape: &[usize]) -> Tensor {
         Self::full(shape, 1.0)
     }
 
     /// A tensor filled with `v` (f32).
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can; [`Tensor::try_full`] returns
+    /// that as an error.
     pub fn full(shape: &[usize], v: f32) -> Tensor {
-        Self::host_leaf(
-            HostData::F32(vec![v; numel(shape)]),
-            Dims::from_slice(shape),
-        )
+        infallible(Self::try_full(shape, v))
     }
 
     /// Zeros of a given dtype.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_zeros_dtype`]).
     pub fn zeros_dtype(shape: &[usize], dtype: DType) -> Tensor {
-        let data = match dtype {
-            DType::F32 => HostData::F32(vec![0.0; numel(shape)]),
-            DType::I64 => HostData::I64(vec![0; numel(shape)]),
-        };
-        Self::host_leaf(data, Dims::from_slice(shape))
+        infallible(Self::try_zeros_dtype(shape, dtype))
+    }
+
+    /// Zeros (f32), or [`Error::BadShape`] / [`Error::OutOfMemory`] for a shape no
+    /// allocation can hold.
+    pub fn try_zeros(shape: &[usize]) -> Result<Tensor> {
+        Self::try_full(shape, 0.0)
+    }
+
+    /// A tensor filled with `v` (f32), or an error for a shape no allocation can hold.
+    pub fn try_full(shape: &[usize], v: f32) -> Result<Tensor> {
+        let n = checked_numel("full", shape)?;
+        let data = HostData::F32(crate::host::try_filled(n, v, "full")?);
+        Ok(Self::host_leaf(data, Dims::from_slice(shape)))
+    }
+
+    /// Zeros of a given dtype, or an error for a shape no allocation can hold.
+    pub fn try_zeros_dtype(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let n = checked_numel("zeros", shape)?;
+        Ok(Self::host_leaf(
+            HostData::zeros(n, dtype)?,
+            Dims::from_slice(shape),
+        ))
     }
 
     /// Zeros with the shape, dtype and device of `self`.
@@ -246,11 +283,31 @@ impl Tensor {
         Self::ones(self.shape()).to_device(&self.device())
     }
 
-    /// `[start, start+step, ...)` below `end`, as i64 (PyTorch's `arange` on integers).
+    /// `[start, start + 1, ...)` below `end`, as i64 (PyTorch's `arange` on integers).
+    ///
+    /// # Panics
+    ///
+    /// When the range holds more elements than memory can (see [`Tensor::try_arange`]).
     pub fn arange(start: i64, end: i64) -> Tensor {
-        let v: Vec<i64> = (start..end).collect();
+        infallible(Self::try_arange(start, end))
+    }
+
+    /// `[start, start + 1, ...)` below `end` (i64), or an error when the range holds
+    /// more elements than memory can.
+    pub fn try_arange(start: i64, end: i64) -> Result<Tensor> {
+        let n = usize::try_from(end.saturating_sub(start).max(0))
+            .ok()
+            .filter(|&n| n <= crate::shape::MAX_NUMEL)
+            .ok_or_else(|| {
+                Error::bad_shape(
+                    "arange",
+                    &[],
+                    format!("{start}..{end} has too many elements"),
+                )
+            })?;
+        let v = crate::host::try_collect((0..n).map(|i| start + i as i64), "arange")?;
         let n = v.len();
-        Self::host_leaf(HostData::I64(v), smallvec::smallvec![n])
+        Ok(Self::host_leaf(HostData::I64(v), smallvec::smallvec![n]))
     }
 
     /// `[start, start+step, ...)` below `end`, as f32.
@@ -263,45 +320,80 @@ impl Tensor {
                 "bounds and step must be finite and the step non-zero",
             ));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let v: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
+        let count = ((end - start) / step).ceil().max(0.0);
+        // `as usize` saturates: 1e30 / 1e-30 would ask for usize::MAX elements
+        if count.is_nan() || count > crate::shape::MAX_NUMEL as f32 {
+            return Err(Error::bad_shape(
+                "arange_f32",
+                &[],
+                format!("{start}..{end} step {step} has {count} elements"),
+            ));
+        }
+        let n = count as usize;
+        let v = crate::host::try_collect((0..n).map(|i| start + i as f32 * step), "arange_f32")?;
         Ok(Self::host_leaf(HostData::F32(v), smallvec::smallvec![n]))
     }
 
     /// Uniform samples in `[0, 1)` from the global generator.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_rand_uniform`]).
     pub fn rand(shape: &[usize]) -> Tensor {
         Self::rand_uniform(shape, 0.0, 1.0)
     }
 
     /// Uniform samples in `[lo, hi)` from the global generator.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_rand_uniform`]).
     pub fn rand_uniform(shape: &[usize], lo: f32, hi: f32) -> Tensor {
+        infallible(Self::try_rand_uniform(shape, lo, hi))
+    }
+
+    /// Uniform samples in `[lo, hi)`, or an error for a shape no allocation can hold.
+    pub fn try_rand_uniform(shape: &[usize], lo: f32, hi: f32) -> Result<Tensor> {
+        let n = checked_numel("rand", shape)?;
         let v = crate::rng::with_rng(|r| {
-            (0..numel(shape))
-                .map(|_| lo + (hi - lo) * r.random::<f32>())
-                .collect()
-        });
-        Self::host_leaf(HostData::F32(v), Dims::from_slice(shape))
+            crate::host::try_collect((0..n).map(|_| lo + (hi - lo) * r.random::<f32>()), "rand")
+        })?;
+        Ok(Self::host_leaf(HostData::F32(v), Dims::from_slice(shape)))
     }
 
     /// Standard normal samples from the global generator.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_randn_with`]).
     pub fn randn(shape: &[usize]) -> Tensor {
         Self::randn_with(shape, 0.0, 1.0)
     }
 
     /// Normal samples with the given mean and standard deviation.
+    ///
+    /// # Panics
+    ///
+    /// When `shape` holds more elements than memory can (see [`Tensor::try_randn_with`]).
     pub fn randn_with(shape: &[usize], mean: f32, std: f32) -> Tensor {
-        let v = crate::rng::with_rng(|r| {
-            (0..numel(shape))
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(r);
-                    mean + std * z
-                })
-                .collect()
-        });
-        Self::host_leaf(HostData::F32(v), Dims::from_slice(shape))
+        infallible(Self::try_randn_with(shape, mean, std))
     }
 
-    /// Integer samples in `[lo, hi)` (i64).
+    /// Normal samples, or an error for a shape no allocation can hold.
+    pub fn try_randn_with(shape: &[usize], mean: f32, std: f32) -> Result<Tensor> {
+        let n = checked_numel("randn", shape)?;
+        let v = crate::rng::with_rng(|r| {
+            let draw = (0..n).map(|_| {
+                let z: f32 = StandardNormal.sample(r);
+                mean + std * z
+            });
+            crate::host::try_collect(draw, "randn")
+        })?;
+        Ok(Self::host_leaf(HostData::F32(v), Dims::from_slice(shape)))
+    }
+
+    /// Integer samples in `[lo, hi)` (i64); an error for an empty range or a shape no
+    /// allocation can hold.
     pub fn randint(shape: &[usize], lo: i64, hi: i64) -> Result<Tensor> {
         if hi <= lo {
             return Err(Error::EmptyInput {
@@ -309,8 +401,10 @@ impl Tensor {
                 what: format!("the range {lo}..{hi}"),
             });
         }
-        let v =
-            crate::rng::with_rng(|r| (0..numel(shape)).map(|_| r.random_range(lo..hi)).collect());
+        let n = checked_numel("randint", shape)?;
+        let v = crate::rng::with_rng(|r| {
+            crate::host::try_collect((0..n).map(|_| r.random_range(lo..hi)), "randint")
+        })?;
         Ok(Self::host_leaf(HostData::I64(v), Dims::from_slice(shape)))
     }
 
@@ -402,9 +496,20 @@ impl Tensor {
         self.0.requires_grad
     }
 
-    /// A leaf sharing the data, with requires-grad set as asked. Gradients of a leaf that
-    /// requires grad accumulate into [`Tensor::grad`].
-    pub fn set_requires_grad(&self, on: bool) -> Tensor {
+    /// A NEW leaf tensor sharing the data, with requires-grad set as asked (`self` is
+    /// unchanged: tensors are values). Gradients of a leaf that requires grad accumulate
+    /// into [`Tensor::grad`] of the returned tensor: PyTorch's
+    /// `x = x.detach().requires_grad_(on)`.
+    ///
+    /// ```
+    /// use nn_core::Tensor;
+    /// let x = Tensor::ones(&[2]).with_requires_grad(true);
+    /// x.sum()?.backward()?;
+    /// assert!(x.grad().is_some());
+    /// # Ok::<(), nn_core::Error>(())
+    /// ```
+    #[must_use = "with_requires_grad returns a new tensor; it does not change `self`"]
+    pub fn with_requires_grad(&self, on: bool) -> Tensor {
         if on {
             Self::leaf_with_slot(
                 self.0.storage.clone(),
@@ -477,144 +582,11 @@ impl Tensor {
     }
 }
 
-impl fmt::Debug for Tensor {
-    /// The same as `Display` (values, then the device and the requires-grad flag where
-    /// they are not the defaults), so `{:?}` of a `Vec` or a map of tensors is readable.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Above this many elements a tensor prints summarized (PyTorch's `threshold`).
-const PRINT_THRESHOLD: usize = 1000;
-/// Entries kept at each end of a summarized dim (PyTorch's `edgeitems`).
-const PRINT_EDGE: usize = 3;
-
-/// Writes one dim of a tensor for `Display`: nested brackets, rows aligned under
-/// `tensor(`, and `...` in place of the middle entries of long dims when summarizing.
-/// Recursion visits at most `2 * PRINT_EDGE + 1` entries per dim when summarizing and
-/// every element otherwise, so its work is bounded by the element count.
-fn fmt_dim(
-    f: &mut fmt::Formatter<'_>,
-    val: &dyn Fn(usize) -> String,
-    shape: &[usize],
-    offset: usize,
-    depth: usize,
-    summarize: bool,
-) -> fmt::Result {
-    let Some((&n, rest)) = shape.split_first() else {
-        return f.write_str(&val(offset));
-    };
-    let inner = crate::shape::numel(rest);
-    let picks: Vec<Option<usize>> = if summarize && n > 2 * PRINT_EDGE {
-        (0..PRINT_EDGE)
-            .map(Some)
-            .chain(std::iter::once(None))
-            .chain((n - PRINT_EDGE..n).map(Some))
-            .collect()
-    } else {
-        (0..n).map(Some).collect()
-    };
-    f.write_str("[")?;
-    for (j, pick) in picks.into_iter().enumerate() {
-        if j > 0 {
-            if rest.is_empty() {
-                f.write_str(", ")?;
-            } else {
-                write!(f, ",\n{}", " ".repeat(depth + 8))?;
-            }
-        }
-        match pick {
-            Some(i) => fmt_dim(f, val, rest, offset + i * inner, depth + 1, summarize)?,
-            None => f.write_str("...")?,
-        }
-    }
-    f.write_str("]")
-}
-
-impl fmt::Display for Tensor {
-    /// PyTorch-like printing: nested brackets, f32 values with 4 decimals; tensors of
-    /// more than 1000 elements show 3 entries at each end of every dim around `...`;
-    /// empty tensors print as `tensor([], size=(2, 0))`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("tensor(")?;
-        if self.numel() == 0 {
-            f.write_str("[]")?;
-            if self.rank() != 1 {
-                let dims: Vec<String> = self.shape().iter().map(usize::to_string).collect();
-                write!(f, ", size=({})", dims.join(", "))?;
-            }
-        } else {
-            let Ok(host) = self.storage().to_host() else {
-                return write!(f, "<unreadable on {}>)", self.device());
-            };
-            let summarize = self.numel() > PRINT_THRESHOLD;
-            match host {
-                HostData::F32(v) => {
-                    let val = |i: usize| v.get(i).map(|x| format!("{x:.4}")).unwrap_or_default();
-                    fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
-                }
-                HostData::I64(v) => {
-                    let val = |i: usize| v.get(i).map(i64::to_string).unwrap_or_default();
-                    fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
-                }
-            }
-        }
-        if !self.device().is_cpu() {
-            write!(f, ", device='{}'", self.device())?;
-        }
-        if self.requires_grad() {
-            f.write_str(", requires_grad=True")?;
-        }
-        f.write_str(")")
-    }
-}
-
-#[cfg(test)]
-mod print_tests {
-    use crate::{Result, Tensor};
-
-    #[test]
-    fn small_tensors_print_every_value() -> Result<()> {
-        let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
-        assert_eq!(
-            x.to_string(),
-            "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]])"
-        );
-        assert_eq!(format!("{x:?}"), x.to_string());
-        assert_eq!(Tensor::scalar(0.5).to_string(), "tensor(0.5000)");
-        assert_eq!(Tensor::arange(0, 3).to_string(), "tensor([0, 1, 2])");
-        let v = vec![Tensor::scalar(1.0), Tensor::arange(0, 2)];
-        assert_eq!(format!("{v:?}"), "[tensor(1.0000), tensor([0, 1])]");
-        Ok(())
-    }
-
-    #[test]
-    fn empty_tensors_print_their_size_without_looping() -> Result<()> {
-        assert_eq!(Tensor::zeros(&[0]).to_string(), "tensor([])");
-        assert_eq!(
-            Tensor::zeros(&[2, 0]).to_string(),
-            "tensor([], size=(2, 0))"
-        );
-        let huge = Tensor::zeros(&[usize::MAX, 0]);
-        assert_eq!(
-            huge.to_string(),
-            format!("tensor([], size=({}, 0))", usize::MAX)
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn large_tensors_are_summarized_like_pytorch() -> Result<()> {
-        // torch.arange(2000) prints tensor([   0,    1,    2,  ..., 1997, 1998, 1999])
-        let s = Tensor::arange(0, 2000).to_string();
-        assert_eq!(s, "tensor([0, 1, 2, ..., 1997, 1998, 1999])");
-        let m = Tensor::arange(0, 40 * 50).reshape(&[40, 50])?.to_string();
-        assert_eq!(m.lines().count(), 7, "{m}");
-        assert!(m.starts_with("tensor([[0, 1, 2, ..., 47, 48, 49],"));
-        assert!(m.ends_with("[1950, 1951, 1952, ..., 1997, 1998, 1999]])"));
-        // exactly the threshold: no summary
-        assert!(!Tensor::zeros(&[1000]).to_string().contains("..."));
-        Ok(())
+/// The value of an infallible constructor, whose only failure is a size no allocation
+/// can hold: documented on each as its panic, with a `try_` form beside it.
+fn infallible(r: Result<Tensor>) -> Tensor {
+    match r {
+        Ok(t) => t,
+        Err(e) => panic!("{e} (the try_ form of this constructor returns it as an error)"),
     }
 }

@@ -61,13 +61,13 @@ proptest! {
         consistent("exp", x.exp());
         consistent("relu", x.relu());
         consistent("sigmoid", x.sigmoid());
-        consistent("sum_all", x.sum_all());
-        consistent("mean_all", x.mean_all());
-        consistent("max_all", x.max_all());
-        consistent("sum", x.sum(axis, axis % 2 == 0));
-        consistent("mean", x.mean(axis, false));
-        consistent("max", x.max(axis, true));
-        consistent("min", x.min(axis, false));
+        consistent("sum_all", x.sum());
+        consistent("mean_all", x.mean());
+        consistent("max_all", x.max());
+        consistent("sum", x.sum_dim(axis, axis % 2 == 0));
+        consistent("mean", x.mean_dim(axis, false));
+        consistent("max", x.max_dim(axis, true));
+        consistent("min", x.min_dim(axis, false));
         consistent("amax", x.amax(&[axis, -1], false));
         consistent("argmax", x.argmax(axis, false));
         consistent("softmax", x.softmax(axis));
@@ -127,8 +127,8 @@ proptest! {
 
     #[test]
     fn gradients_of_valid_results_have_the_input_shape(s in shape(), axis in -3isize..3, seed in 0u64..1000) {
-        let x = tensor(&s, seed).set_requires_grad(true);
-        let y = x.mul_scalar(2.0).and_then(|y| y.max(axis, false)).and_then(|y| y.sum_all());
+        let x = tensor(&s, seed).with_requires_grad(true);
+        let y = x.mul_scalar(2.0).and_then(|y| y.max_dim(axis, false)).and_then(|y| y.sum());
         if let Ok(y) = y {
             if y.backward().is_ok() {
                 if let Some(g) = x.grad() {

@@ -34,6 +34,8 @@
 //! }
 //! # Ok::<(), nn_core::Error>(())
 //! ```
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod compile;
 mod device;

@@ -6,6 +6,8 @@
 //! then generates code (`expand.rs`). Every problem is a `syn::Error` on the offending
 //! tokens, all reported at once; invalid input still gets a stub impl so that one
 //! mistake does not cascade into unrelated errors.
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod ast;
 mod attr;

@@ -47,8 +47,12 @@ pub(crate) fn empty_tensors(dev: &Device) -> Result<()> {
     same_on(dev, "empty add", &[e.clone(), Tensor::ones(&[3])], |v| {
         v[0].add(&v[1])
     })?;
-    same_on(dev, "empty sum(0)", &[e.clone()], |v| v[0].sum(0, false))?;
-    same_on(dev, "empty sum(1)", &[e.clone()], |v| v[0].sum(1, false))?;
+    same_on(dev, "empty sum(0)", &[e.clone()], |v| {
+        v[0].sum_dim(0, false)
+    })?;
+    same_on(dev, "empty sum(1)", &[e.clone()], |v| {
+        v[0].sum_dim(1, false)
+    })?;
     same_on(
         dev,
         "empty matmul k=0",

@@ -72,7 +72,7 @@ pub(crate) fn optimizer_steps(dev: &Device) -> Result<()> {
     ];
     for make in make {
         nn::manual_seed(3);
-        let pc = nn::Param::new(Tensor::randn(&[3, 5]));
+        let pc = nn::Param::new(Tensor::randn(&[3, 5]))?;
         let pd = pc.deep_copy();
         pd.to_device(dev)?;
         let (mut oc, mut od) = (make(vec![pc.clone()])?, make(vec![pd.clone()])?);
@@ -99,7 +99,7 @@ pub(crate) fn optimizer_steps(dev: &Device) -> Result<()> {
 /// `Param::set_item` writes one element where the data lives, copying first when the
 /// data is shared.
 pub(crate) fn in_place_writes(dev: &Device) -> Result<()> {
-    let p = nn::Param::new(Tensor::zeros(&[2, 3]));
+    let p = nn::Param::new(Tensor::zeros(&[2, 3]))?;
     p.to_device(dev)?;
     let held = p.data()?;
     p.set_item(&[1, 2], 5.0)?;
@@ -134,8 +134,8 @@ pub(crate) fn model_move_keeps_ties(dev: &Device) -> Result<()> {
     let x = seeded_randn(20, &[3, 4]);
     let (yc, yd) = (cpu_net.forward(&x)?, net.forward(&x.to_device(dev)?)?);
     assert_same("tied forward", dev, &yd, &yc)?;
-    yc.sum_all()?.backward()?;
-    yd.sum_all()?.backward()?;
+    yc.sum()?.backward()?;
+    yd.sum()?.backward()?;
     let (gc, gd) = (cpu_net.2.weight.grad(), net.4.weight.grad());
     match (gd, gc) {
         (Some(gd), Some(gc)) => assert_same("tied grad", dev, &gd, &gc)?,

@@ -228,8 +228,9 @@ fn mm_crate(
 /// `matrixmultiply` into an `m x n` block at `dst` with row stride `ldc`.
 ///
 /// # Safety
-/// `a` and `b` must fit their shapes (`Operand::fits`) and `dst` must address an
-/// `m x n` block with row stride `ldc` that nothing else accesses during the call.
+/// 1. `a` fits `m x k` and `b` fits `k x n` (`Operand::fits`).
+/// 2. `dst` addresses an `m x n` block with row stride `ldc`, valid for reads and
+///    writes, that nothing else accesses during the call.
 unsafe fn mm_raw(
     dst: *mut f32,
     ldc: usize,
@@ -238,20 +239,24 @@ unsafe fn mm_raw(
     (m, n, k): (usize, usize, usize),
     acc: bool,
 ) {
-    matrixmultiply::sgemm(
-        m,
-        k,
-        n,
-        1.0,
-        a.data.as_ptr(),
-        a.rs as isize,
-        a.cs as isize,
-        b.data.as_ptr(),
-        b.rs as isize,
-        b.cs as isize,
-        if acc { 1.0 } else { 0.0 },
-        dst,
-        ldc as isize,
-        1,
-    );
+    // SAFETY: every element sgemm reads at the given strides lies inside `a.data` and
+    // `b.data` (1), and every element it writes lies in the exclusive `dst` block (2).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            if acc { 1.0 } else { 0.0 },
+            dst,
+            ldc as isize,
+            1,
+        );
+    }
 }

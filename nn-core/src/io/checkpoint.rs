@@ -109,7 +109,7 @@ pub enum CheckpointProblem {
 /// let net = Linear::new(3, 1);
 /// let mut opt = Adam::with_lr(net.parameters(), 1e-2)?;
 /// let step = |opt: &mut Adam| -> nn_core::Result<()> {
-///     let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean_all()?;
+///     let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean()?;
 ///     opt.zero_grad();
 ///     loss.backward()?;
 ///     opt.step()
@@ -285,7 +285,7 @@ impl TrainingCheckpoint {
         let wire: Wire = match super::load(path) {
             Ok(w) => w,
             // the costly second look only on the error path, to say what the file is
-            Err(e @ Error::Format { .. }) => {
+            Err(e @ (Error::Format { .. } | Error::FileKind { .. })) => {
                 return Err(match super::load_state_dict_file(path) {
                     Ok(_) => invalid(CheckpointProblem::StateDictFile),
                     Err(_) => e,
@@ -402,7 +402,7 @@ mod tests {
         let x = Tensor::from_vec((0..24).map(|i| i as f32 / 24.0).collect(), &[6, 4])?;
         (0..n)
             .map(|_| {
-                let loss = net.forward(&x)?.square()?.mean_all()?;
+                let loss = net.forward(&x)?.square()?.mean()?;
                 opt.zero_grad();
                 loss.backward()?;
                 opt.step()?;

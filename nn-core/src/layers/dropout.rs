@@ -14,7 +14,7 @@
 //! let y = drop.forward(&x)?;
 //! // every output is 0 or 1 / (1 - p) = 2, and the expectation is kept
 //! assert!(y.to_vec::<f32>()?.iter().all(|&v| v == 0.0 || v == 2.0));
-//! assert!((y.mean_all()?.item()? - 1.0).abs() < 0.1);
+//! assert!((y.mean()?.item()? - 1.0).abs() < 0.1);
 //! drop.eval();
 //! assert_eq!(drop.forward(&x)?.to_vec::<f32>()?, x.to_vec::<f32>()?);
 //! # Ok::<(), nn_core::Error>(())
@@ -120,9 +120,9 @@ mod tests {
         })?;
         // hand-derived: y = x * m / (1 - p), so dy/dx = m / (1 - p) = y / x (x != 0)
         crate::manual_seed(11);
-        let x = Tensor::full(&[4, 5], 3.0).set_requires_grad(true);
+        let x = Tensor::full(&[4, 5], 3.0).with_requires_grad(true);
         let y = drop.forward(&x)?;
-        y.sum_all()?.backward()?;
+        y.sum()?.backward()?;
         let g = x.grad().ok_or_else(|| Error::MissingKey {
             container: "gradients".into(),
             key: "x".into(),

@@ -229,13 +229,13 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(y.to_vec::<f32>()?, [b.clone(), b].concat());
             assert_eq!(
-                y.sum_all()?.item()?,
+                y.sum()?.item()?,
                 2.0 * fc
                     .bias
                     .as_ref()
                     .map(|b| b.data())
                     .transpose()?
-                    .map(|b| b.sum_all())
+                    .map(|b| b.sum())
                     .transpose()?
                     .map(|s| s.item())
                     .transpose()?

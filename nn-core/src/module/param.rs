@@ -38,6 +38,32 @@ enum State {
     },
 }
 
+thread_local! {
+    /// Parameters whose data this thread is lending to a `with_data_mut` closure, with
+    /// their shape and device: the write lock is held meanwhile, so a call on the same
+    /// parameter from inside the closure must not touch the lock (it would deadlock).
+    /// Metadata is answered from here; everything that needs the data is an
+    /// [`Error::Reentrant`].
+    static LENT: std::cell::RefCell<Vec<(u64, Vec<usize>, Device)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks a parameter as lent by this thread for as long as it lives.
+struct Lend(u64);
+
+impl Lend {
+    fn new(id: u64, shape: Vec<usize>, device: Device) -> Lend {
+        LENT.with(|l| l.borrow_mut().push((id, shape, device)));
+        Lend(id)
+    }
+}
+
+impl Drop for Lend {
+    fn drop(&mut self) {
+        LENT.with(|l| l.borrow_mut().retain(|(id, ..)| *id != self.0));
+    }
+}
+
 fn next_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -62,12 +88,21 @@ impl Param {
         )
     }
 
-    /// A parameter holding `data` (f32), requiring grad.
-    pub fn new(data: Tensor) -> Param {
+    /// A parameter holding `data`, requiring grad. Only f32 data can be trained: any
+    /// other dtype is an [`Error::DType`], as PyTorch refuses `nn.Parameter` of an
+    /// integer tensor.
+    pub fn new(data: Tensor) -> Result<Param> {
+        if data.dtype() != crate::DType::F32 {
+            return Err(Error::DType {
+                op: "Param::new",
+                dtype: data.dtype(),
+                expected: Some(crate::DType::F32),
+            });
+        }
         let p = Param::from_state(State::Ready(Tensor::scalar(0.0)));
         let leaf = p.leaf(&data);
         *p.write() = State::Ready(leaf);
-        p
+        Ok(p)
     }
 
     /// A parameter of a known shape, initialized now with `init` from its own random
@@ -81,7 +116,7 @@ impl Param {
     pub fn init_with_fans(shape: &[usize], init: Init, fans: Fans) -> Result<Param> {
         let key = crate::rng::next_key();
         let t = init.tensor(shape, fans, key)?;
-        Ok(Param::new(t))
+        Param::new(t)
     }
 
     /// A deferred parameter: `None` dims are unknown until [`Param::materialize`].
@@ -95,6 +130,27 @@ impl Param {
             key,
             device: Device::Cpu,
         })
+    }
+
+    /// Shape and device when this thread is inside `with_data_mut` on this parameter.
+    fn lent(&self) -> Option<(Vec<usize>, Device)> {
+        LENT.with(|l| {
+            l.borrow()
+                .iter()
+                .find(|(id, ..)| *id == self.0.id)
+                .map(|(_, s, d)| (s.clone(), d.clone()))
+        })
+    }
+
+    /// The re-entrancy check of every call that needs the data or the lock for writing.
+    fn not_lent(&self, op: &'static str) -> Result<()> {
+        match self.lent() {
+            Some(_) => Err(Error::Reentrant {
+                op,
+                param: self.name(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -167,11 +223,14 @@ impl Param {
 
     /// Whether the shape is known and data exists.
     pub fn is_initialized(&self) -> bool {
-        matches!(*self.read(), State::Ready(_))
+        self.lent().is_some() || matches!(*self.read(), State::Ready(_))
     }
 
     /// The shape, or None while deferred.
     pub fn shape(&self) -> Option<Vec<usize>> {
+        if let Some((shape, _)) = self.lent() {
+            return Some(shape);
+        }
         match &*self.read() {
             State::Ready(t) => Some(t.shape().to_vec()),
             State::Deferred { .. } => None,
@@ -180,6 +239,9 @@ impl Param {
 
     /// The shape with unknown dims as None (PyTorch prints them as `?`/`-1`).
     pub fn partial_shape(&self) -> Vec<Option<usize>> {
+        if let Some((shape, _)) = self.lent() {
+            return shape.into_iter().map(Some).collect();
+        }
         match &*self.read() {
             State::Ready(t) => t.shape().iter().map(|&d| Some(d)).collect(),
             State::Deferred { shape, .. } => shape.clone(),
@@ -193,6 +255,7 @@ impl Param {
 
     /// The data, detached from the graph. Errors while deferred.
     pub fn data(&self) -> Result<Tensor> {
+        self.not_lent("data")?;
         match &*self.read() {
             State::Ready(t) => Ok(t.detach()),
             State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
@@ -202,6 +265,7 @@ impl Param {
     /// The tensor to use in a forward pass: a graph leaf whose gradient accumulates in
     /// this parameter when it requires grad, a detached tensor otherwise.
     pub fn tensor(&self) -> Result<Tensor> {
+        self.not_lent("tensor")?;
         match &*self.read() {
             State::Ready(t) if self.requires_grad() => Ok(t.clone()),
             State::Ready(t) => Ok(t.detach()),
@@ -212,6 +276,7 @@ impl Param {
     /// Replaces the data (same shape required unless the param is deferred, in which case
     /// the new data materializes it). Every tied handle sees the new data.
     pub fn set_data(&self, data: &Tensor) -> Result<()> {
+        self.not_lent("set_data")?;
         let mut st = self.write();
         match &*st {
             State::Ready(t) if t.shape() != data.shape() => {
@@ -257,6 +322,7 @@ impl Param {
         if cfg!(target_endian = "big") {
             return Ok(false);
         }
+        self.not_lent("load")?;
         let mut st = self.write();
         let State::Ready(t) = &mut *st else {
             return Ok(false);
@@ -279,13 +345,24 @@ impl Param {
     /// Returns `Ok(None)` without calling `f` when the data cannot be borrowed that way
     /// (shared with a live tensor, on another device, another dtype): callers then fall
     /// back to [`Param::set_data`]. Errors while deferred.
+    ///
+    /// Inside `f`, this parameter (through any of its handles) answers its shape,
+    /// device and initialization state; whatever needs its data or replaces it
+    /// (`data()`, `set_data`, a nested `with_data_mut` ...) is an [`Error::Reentrant`]
+    /// instead of a deadlock. [`Param::deep_copy`] of it there panics (it cannot fail).
     pub fn with_data_mut<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
+        self.not_lent("with_data_mut")?;
         let mut st = self.write();
         match &mut *st {
-            State::Ready(t) => Ok(match t.storage_mut().and_then(|s| s.as_host_mut()) {
-                Some(HostData::F32(v)) => Some(f(v)),
-                _ => None,
-            }),
+            State::Ready(t) => {
+                let lend = Lend::new(self.0.id, t.shape().to_vec(), t.device());
+                let r = match t.storage_mut().and_then(|s| s.as_host_mut()) {
+                    Some(HostData::F32(v)) => Some(f(v)),
+                    _ => None,
+                };
+                drop(lend);
+                Ok(r)
+            }
             State::Deferred { .. } => Err(Error::Uninitialized { param: self.name() }),
         }
     }
@@ -298,6 +375,7 @@ impl Param {
         &self,
         f: impl FnOnce(&mut dyn BackendStorage) -> Result<R>,
     ) -> Result<R> {
+        self.not_lent("update")?;
         let mut st = self.write();
         match &mut *st {
             State::Ready(t) => f(t.make_mut()?),
@@ -329,18 +407,11 @@ impl Param {
     /// A no-op when already initialized with that shape; an error naming the parameter
     /// when the known dims disagree.
     pub fn materialize(&self, shape: &[usize], fans: Option<Fans>) -> Result<()> {
-        let mut st = self.write();
-        match &*st {
-            State::Ready(t) => {
-                if t.shape() != shape {
-                    return Err(Error::ShapeMismatch {
-                        op: "materialize",
-                        lhs: t.shape().to_vec(),
-                        rhs: shape.to_vec(),
-                    });
-                }
-                Ok(())
-            }
+        self.not_lent("materialize")?;
+        // The initializer may be a user closure: it runs without the lock held, so one
+        // that reads this very parameter gets `Uninitialized` rather than a deadlock.
+        let (init, key, device) = match &*self.read() {
+            State::Ready(t) => return self.check_materialized(t.shape(), shape),
             State::Deferred {
                 shape: partial,
                 init,
@@ -363,13 +434,32 @@ impl Param {
                         ),
                     ));
                 }
-                let t = init
-                    .tensor(shape, fans.unwrap_or_else(|| Fans::of(shape)), *key)?
-                    .to_device(device)?;
+                (init.clone(), *key, device.clone())
+            }
+        };
+        let t = init
+            .tensor(shape, fans.unwrap_or_else(|| Fans::of(shape)), key)?
+            .to_device(&device)?;
+        let mut st = self.write();
+        match &*st {
+            // another thread got there first: its values are ours too (same stream key)
+            State::Ready(t) => self.check_materialized(t.shape(), shape),
+            State::Deferred { .. } => {
                 *st = State::Ready(self.leaf(&t));
                 Ok(())
             }
         }
+    }
+
+    fn check_materialized(&self, have: &[usize], want: &[usize]) -> Result<()> {
+        if have != want {
+            return Err(Error::ShapeMismatch {
+                op: "materialize",
+                lhs: have.to_vec(),
+                rhs: want.to_vec(),
+            });
+        }
+        Ok(())
     }
 
     /// Re-initializes with `init` now (Gluon's `force_reinit`), drawing a fresh stream key;
@@ -381,21 +471,41 @@ impl Param {
     /// Like [`Param::reinit`] with explicit fans (None: from the parameter's own shape).
     /// A Linear bias uses its weight's fans, as PyTorch's `reset_parameters` does.
     pub fn reinit_with_fans(&self, init: &Init, fans: Option<Fans>) -> Result<()> {
+        self.not_lent("reinit")?;
         let key = crate::rng::next_key();
+        // draw outside the lock: the initializer may be a closure reading this parameter
+        let ready = match &*self.read() {
+            State::Ready(t) => Some((t.shape().to_vec(), t.device())),
+            State::Deferred { .. } => None,
+        };
+        let new = match &ready {
+            Some((shape, device)) => Some(
+                init.tensor(shape, fans.unwrap_or_else(|| Fans::of(shape)), key)?
+                    .to_device(device)?,
+            ),
+            None => None,
+        };
         let mut st = self.write();
-        match &mut *st {
-            State::Ready(t) => {
+        match (&mut *st, new) {
+            (State::Ready(t), Some(new)) if t.shape() == new.shape() => {
+                *st = State::Ready(self.leaf(&new));
+            }
+            (
+                State::Deferred {
+                    init: i, key: k, ..
+                },
+                _,
+            ) => {
+                *i = init.clone();
+                *k = key;
+            }
+            (State::Ready(t), _) => {
+                // replaced meanwhile by data of another shape (or materialized): redraw
                 let shape = t.shape().to_vec();
                 let new = init
                     .tensor(&shape, fans.unwrap_or_else(|| Fans::of(&shape)), key)?
                     .to_device(&t.device())?;
                 *st = State::Ready(self.leaf(&new));
-            }
-            State::Deferred {
-                init: i, key: k, ..
-            } => {
-                *i = init.clone();
-                *k = key;
             }
         }
         Ok(())
@@ -428,6 +538,9 @@ impl Param {
 
     /// The device of the data (for a deferred param, where it will materialize).
     pub fn device(&self) -> Device {
+        if let Some((_, device)) = self.lent() {
+            return device;
+        }
         match &*self.read() {
             State::Ready(t) => t.device(),
             State::Deferred { device, .. } => device.clone(),
@@ -436,6 +549,7 @@ impl Param {
 
     /// Moves the data (and gradient) to `device`, in place: every tied handle follows.
     pub fn to_device(&self, device: &Device) -> Result<()> {
+        self.not_lent("to_device")?;
         let mut st = self.write();
         match &mut *st {
             State::Ready(t) => {
@@ -454,7 +568,19 @@ impl Param {
     }
 
     /// An independent copy (new identity, copied data, same requires-grad, no grad).
+    ///
+    /// # Panics
+    ///
+    /// From inside [`Param::with_data_mut`]'s closure on this same parameter, where
+    /// its data is being written and no copy of it exists (as `RefCell` does on a
+    /// conflicting borrow); everywhere else it cannot fail.
     pub fn deep_copy(&self) -> Param {
+        if self.lent().is_some() {
+            panic!(
+                "Param::deep_copy of `{}` inside its own with_data_mut closure",
+                self.name()
+            );
+        }
         let state = match &*self.read() {
             State::Ready(t) => State::Ready(t.detach()),
             State::Deferred {
@@ -513,7 +639,7 @@ impl std::fmt::Display for Param {
             Ok(t) => write!(
                 f,
                 "Parameter containing:\n{}",
-                t.set_requires_grad(self.requires_grad())
+                t.with_requires_grad(self.requires_grad())
             ),
             Err(_) => write!(
                 f,
@@ -525,22 +651,5 @@ impl std::fmt::Display for Param {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deep_copy_is_independent() -> Result<()> {
-        let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
-        let q = p.deep_copy();
-        assert!(!q.ptr_eq(&p));
-        assert_eq!(q.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
-        q.set_item(&[0], 5.0)?;
-        assert_eq!(p.data()?.to_vec::<f32>()?, vec![1.0, 2.0]);
-        // the copy's gradient lands in its own slot
-        q.tensor()?.sum_all()?.backward()?;
-        assert!(q.grad().is_some() && p.grad().is_none());
-        let d = Param::deferred(&[Some(3), None], Init::Ones).deep_copy();
-        assert!(!d.is_initialized());
-        Ok(())
-    }
-}
+#[path = "param_tests.rs"]
+mod tests;

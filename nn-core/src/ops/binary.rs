@@ -220,9 +220,9 @@ mod tests {
     #[test]
     fn mul_hand_derived() -> Result<()> {
         // d(sum(a*b))/da = b, /db = a
-        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?.set_requires_grad(true);
-        let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?.set_requires_grad(true);
-        a.mul(&b)?.sum_all()?.backward()?;
+        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?.with_requires_grad(true);
+        let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?.with_requires_grad(true);
+        a.mul(&b)?.sum()?.backward()?;
         assert_eq!(
             a.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![3.0, 4.0])

@@ -126,9 +126,9 @@ mod tests {
     #[test]
     fn index_select_hand_derived() -> Result<()> {
         // picking row 0 twice gives it gradient 2
-        let x = Tensor::zeros(&[2, 2]).set_requires_grad(true);
+        let x = Tensor::zeros(&[2, 2]).with_requires_grad(true);
         let idx = Tensor::from_vec(vec![0i64, 0], &[2])?;
-        x.index_select(0, &idx)?.sum_all()?.backward()?;
+        x.index_select(0, &idx)?.sum()?.backward()?;
         assert_eq!(
             x.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![2.0, 2.0, 0.0, 0.0])

@@ -117,12 +117,12 @@ mod tests {
     fn hand_derived() -> Result<()> {
         // y = x w^T + b with x [1,2] = (1,2), w [1,2] = (3,4), b = 5: y = 16;
         // dy/dx = w = (3,4), dy/dw = x = (1,2), dy/db = 1
-        let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?.set_requires_grad(true);
-        let w = Tensor::from_vec(vec![3.0f32, 4.0], &[1, 2])?.set_requires_grad(true);
-        let b = Tensor::from_vec(vec![5.0f32], &[1])?.set_requires_grad(true);
+        let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?.with_requires_grad(true);
+        let w = Tensor::from_vec(vec![3.0f32, 4.0], &[1, 2])?.with_requires_grad(true);
+        let b = Tensor::from_vec(vec![5.0f32], &[1])?.with_requires_grad(true);
         let y = x.linear(&w, Some(&b))?;
         assert_eq!(y.to_vec::<f32>()?, vec![16.0]);
-        y.sum_all()?.backward()?;
+        y.sum()?.backward()?;
         let g = |t: &Tensor| t.grad().map(|g| g.to_vec::<f32>()).transpose();
         assert_eq!(g(&x)?, Some(vec![3.0, 4.0]));
         assert_eq!(g(&w)?, Some(vec![1.0, 2.0]));
@@ -173,8 +173,8 @@ mod tests {
     #[test]
     fn relu_backward_is_the_step_mask() -> Result<()> {
         // d relu(x)/dx = 1 for x > 0, 0 for x <= 0 (0 at the kink, as PyTorch)
-        let x = Tensor::from_vec(vec![-1.0f32, 0.0, 2.0], &[3])?.set_requires_grad(true);
-        x.relu()?.mul_scalar(3.0)?.sum_all()?.backward()?;
+        let x = Tensor::from_vec(vec![-1.0f32, 0.0, 2.0], &[3])?.with_requires_grad(true);
+        x.relu()?.mul_scalar(3.0)?.sum()?.backward()?;
         let g = x.grad().map(|g| g.to_vec::<f32>()).transpose()?;
         assert_eq!(g, Some(vec![0.0, 0.0, 3.0]));
         Ok(())

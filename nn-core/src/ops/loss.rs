@@ -52,20 +52,20 @@ impl Tensor {
         }
         let onehot = targets.one_hot(c)?.to_dtype(DType::F32)?;
         let lp = self.log_softmax(-1)?;
-        lp.mul(&onehot)?
-            .sum_all()?
-            .mul_scalar(-1.0 / b.max(1) as f32)
+        lp.mul(&onehot)?.sum()?.mul_scalar(-1.0 / b.max(1) as f32)
     }
 
     /// `[n]` i64 classes to an `[n, classes]` i64 0/1 matrix.
     pub fn one_hot(&self, classes: usize) -> Result<Tensor> {
-        let cls = Tensor::arange(0, classes as i64).to_device(&self.device())?;
+        let classes = i64::try_from(classes)
+            .map_err(|_| Error::bad_shape("one_hot", self.shape(), format!("{classes} classes")))?;
+        let cls = Tensor::try_arange(0, classes)?.to_device(&self.device())?;
         self.unsqueeze(-1)?.eq(&cls)
     }
 
     /// Mean squared error `mean((self - target)^2)`.
     pub fn mse(&self, target: &Tensor) -> Result<Tensor> {
-        self.sub(target)?.square()?.mean_all()
+        self.sub(target)?.square()?.mean()
     }
 }
 
@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn cross_entropy_hand_derived() -> Result<()> {
         // uniform logits over 4 classes: loss = ln 4; d/dlogit = (softmax - onehot)/batch
-        let x = Tensor::zeros(&[1, 4]).set_requires_grad(true);
+        let x = Tensor::zeros(&[1, 4]).with_requires_grad(true);
         let t = Tensor::from_vec(vec![2i64], &[1])?;
         let l = x.cross_entropy(&t)?;
         assert!((l.item()? - 4f32.ln()).abs() < 1e-6);
@@ -122,7 +122,7 @@ mod tests {
         fixture_case("softmax_last", |x| x[0].softmax(-1))?;
         fixture_case("log_softmax_last", |x| x[0].log_softmax(-1))?;
         fixture_case("mse", |x| x[0].mse(&x[1]))?;
-        fixture_case("centered", |x| x[0].sub(&x[0].mean_all()?))?;
+        fixture_case("centered", |x| x[0].sub(&x[0].mean()?))?;
         fixture_ce()?;
         Ok(())
     }

@@ -135,9 +135,9 @@ mod tests {
     #[test]
     fn hand_derived() -> Result<()> {
         // C = A B with A 1x2, B 2x1: dA = B^T, dB = A^T
-        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?.set_requires_grad(true);
-        let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2, 1])?.set_requires_grad(true);
-        a.matmul(&b)?.sum_all()?.backward()?;
+        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?.with_requires_grad(true);
+        let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2, 1])?.with_requires_grad(true);
+        a.matmul(&b)?.sum()?.backward()?;
         assert_eq!(
             a.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![3.0, 4.0])

@@ -1,9 +1,11 @@
-//! Reductions: sum, mean, max, min (all elements or over axes, with keepdim), argmax.
+//! Reductions, named as in PyTorch: `sum()`, `mean()`, `max()`, `min()` reduce every
+//! element; `sum_dim(dim, keepdim)`, `mean_dim`, `max_dim`, `min_dim` one dim; `amax` /
+//! `amin` a set of dims; `argmax`.
 //!
 //! d sum = broadcast of the upstream gradient; d mean = that / count. For the extremes,
-//! as in PyTorch: `max(dim)` / `min(dim)` (which pick one index per slice, the first
-//! extreme, as `argmax` does) route the gradient to that index only; `amax` / `amin` and
-//! the full reductions `max_all` / `min_all` split it evenly between ties.
+//! as in PyTorch: `max_dim` / `min_dim` (PyTorch's `max(dim).values`, which pick one index
+//! per slice, the first extreme, as `argmax` does) route the gradient to that index only;
+//! `amax` / `amin` and the full `max()` / `min()` split it evenly between ties.
 
 use crate::autograd::{backward_fn, record};
 use crate::backend::ReduceOp;
@@ -65,13 +67,13 @@ impl Tensor {
     }
 
     /// Sum of all elements (a 0-d tensor).
-    pub fn sum_all(&self) -> Result<Tensor> {
+    pub fn sum(&self) -> Result<Tensor> {
         let axes: Vec<usize> = (0..self.rank()).collect();
         self.sum_axes_keepdim(&axes)?.reshape(&[])
     }
 
     /// Sum over one axis (negative counts from the end).
-    pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+    pub fn sum_dim(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let a = resolve_axis("sum", self.shape(), axis)?;
         self.sum_axes_keepdim(&[a])?.drop_dim(a, keepdim)
     }
@@ -89,24 +91,24 @@ impl Tensor {
 
     /// Mean of all elements (f32; NaN for an empty tensor, as in PyTorch). An i64 tensor
     /// is an error, as in PyTorch: convert with `to_dtype(DType::F32)` first.
-    pub fn mean_all(&self) -> Result<Tensor> {
+    pub fn mean(&self) -> Result<Tensor> {
         self.check_float("mean")?;
         // 0 elements: 0 * (1/0) = NaN
-        self.sum_all()?.mul_scalar(1.0 / self.numel() as f32)
+        self.sum()?.mul_scalar(1.0 / self.numel() as f32)
     }
 
     /// Mean over one axis (f32; NaN over an empty axis).
-    pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+    pub fn mean_dim(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         self.check_float("mean")?;
         let a = resolve_axis("mean", self.shape(), axis)?;
         let n = self.shape()[a] as f32;
-        self.sum(axis, keepdim)?.mul_scalar(1.0 / n)
+        self.sum_dim(axis, keepdim)?.mul_scalar(1.0 / n)
     }
 
     /// Maximum over one axis: the values of PyTorch's `max(dim)`. The gradient goes to
     /// the one index [`Tensor::argmax`] returns (the first maximum of each slice), as
     /// PyTorch routes `max(dim).values`; [`Tensor::amax`] splits it between ties instead.
-    pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+    pub fn max_dim(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         self.extreme_at_index(axis, keepdim, ReduceOp::Max, "max")
     }
 
@@ -190,19 +192,19 @@ impl Tensor {
 
     /// Maximum of all elements (the gradient is split evenly between ties, as for
     /// PyTorch's full `x.max()`).
-    pub fn max_all(&self) -> Result<Tensor> {
+    pub fn max(&self) -> Result<Tensor> {
         let axes: Vec<usize> = (0..self.rank()).collect();
         self.reduce_op(ReduceOp::Max, &axes, "max")?.reshape(&[])
     }
 
     /// Minimum over one axis: PyTorch's `min(dim).values`, the gradient going to the
-    /// first minimum of each slice (see [`Tensor::max`]).
-    pub fn min(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+    /// first minimum of each slice (see [`Tensor::max_dim`]).
+    pub fn min_dim(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         self.extreme_at_index(axis, keepdim, ReduceOp::Min, "min")
     }
 
     /// Minimum of all elements (gradient split between ties).
-    pub fn min_all(&self) -> Result<Tensor> {
+    pub fn min(&self) -> Result<Tensor> {
         let axes: Vec<usize> = (0..self.rank()).collect();
         self.reduce_op(ReduceOp::Min, &axes, "min")?.reshape(&[])
     }
@@ -235,13 +237,13 @@ mod tests {
     #[test]
     fn values() -> Result<()> {
         let x = Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 4.0, 2.0, 6.0], &[2, 3])?;
-        assert_eq!(x.sum(1, false)?.to_vec::<f32>()?, vec![9.0, 12.0]);
-        assert_eq!(x.sum(0, true)?.shape(), &[1, 3]);
-        assert_eq!(x.max(1, false)?.to_vec::<f32>()?, vec![5.0, 6.0]);
-        assert_eq!(x.min(0, false)?.to_vec::<f32>()?, vec![1.0, 2.0, 3.0]);
+        assert_eq!(x.sum_dim(1, false)?.to_vec::<f32>()?, vec![9.0, 12.0]);
+        assert_eq!(x.sum_dim(0, true)?.shape(), &[1, 3]);
+        assert_eq!(x.max_dim(1, false)?.to_vec::<f32>()?, vec![5.0, 6.0]);
+        assert_eq!(x.min_dim(0, false)?.to_vec::<f32>()?, vec![1.0, 2.0, 3.0]);
         assert_eq!(x.argmax(-1, false)?.to_vec::<i64>()?, vec![1, 2]);
-        assert_eq!(x.mean_all()?.item()?, 3.5);
-        assert!(x.sum(2, false).is_err());
+        assert_eq!(x.mean()?.item()?, 3.5);
+        assert!(x.sum_dim(2, false).is_err());
         Ok(())
     }
 
@@ -253,25 +255,25 @@ mod tests {
         //   x.min(0).values.sum().backward() -> [[1, 0, 0], [0, 1, 1]]
         let data = vec![1.0f32, 3.0, 3.0, 2.0, 2.0, 1.0];
         let grad_of = |f: &dyn Fn(&Tensor) -> Result<Tensor>| -> Result<Vec<f32>> {
-            let x = Tensor::from_vec(data.clone(), &[2, 3])?.set_requires_grad(true);
-            f(&x)?.sum_all()?.backward()?;
+            let x = Tensor::from_vec(data.clone(), &[2, 3])?.with_requires_grad(true);
+            f(&x)?.sum()?.backward()?;
             x.grad()
                 .map(|g| g.to_vec::<f32>())
                 .transpose()?
                 .ok_or(crate::Error::Backward("no grad".into()))
         };
-        assert_eq!(grad_of(&|x| x.max(1, false))?, [0., 1., 0., 1., 0., 0.]);
+        assert_eq!(grad_of(&|x| x.max_dim(1, false))?, [0., 1., 0., 1., 0., 0.]);
         assert_eq!(
             grad_of(&|x| x.amax(&[1], false))?,
             [0., 0.5, 0.5, 0.5, 0.5, 0.]
         );
-        assert_eq!(grad_of(&|x| x.min(0, false))?, [1., 0., 0., 0., 1., 1.]);
+        assert_eq!(grad_of(&|x| x.min_dim(0, false))?, [1., 0., 0., 0., 1., 1.]);
         assert_eq!(
             grad_of(&|x| x.amin(&[-1, 0], true))?,
             [0.5, 0., 0., 0., 0., 0.5]
         );
         let x = Tensor::from_vec(data, &[2, 3])?;
-        assert_eq!(x.max(1, false)?.to_vec::<f32>()?, [3., 2.]);
+        assert_eq!(x.max_dim(1, false)?.to_vec::<f32>()?, [3., 2.]);
         assert_eq!(x.amax(&[0, 1], false)?.shape(), &[] as &[usize]);
         assert_eq!(x.amax(&[-1], true)?.shape(), &[2, 1]);
         assert!(x.amax(&[2], false).is_err());
@@ -280,30 +282,30 @@ mod tests {
 
     #[test]
     fn mean_of_empty_is_nan_and_of_ints_is_an_error() -> Result<()> {
-        assert!(Tensor::zeros(&[0]).mean_all()?.item()?.is_nan());
-        let m = Tensor::zeros(&[2, 0]).mean(1, false)?;
+        assert!(Tensor::zeros(&[0]).mean()?.item()?.is_nan());
+        let m = Tensor::zeros(&[2, 0]).mean_dim(1, false)?;
         assert_eq!(m.shape(), &[2]);
         assert!(m.to_vec::<f32>()?.iter().all(|v| v.is_nan()));
         assert!(matches!(
-            Tensor::arange(0, 4).mean_all(),
+            Tensor::arange(0, 4).mean(),
             Err(crate::Error::DType { op: "mean", .. })
         ));
-        assert!(Tensor::arange(0, 4).mean(0, false).is_err());
+        assert!(Tensor::arange(0, 4).mean_dim(0, false).is_err());
         Ok(())
     }
 
     #[test]
     fn int_sum_wraps_instead_of_panicking() -> Result<()> {
         let x = Tensor::from_vec(vec![i64::MAX, 1], &[2])?;
-        assert_eq!(x.sum_all()?.to_vec::<i64>()?, vec![i64::MIN]);
+        assert_eq!(x.sum()?.to_vec::<i64>()?, vec![i64::MIN]);
         Ok(())
     }
 
     #[test]
     fn mean_hand_derived() -> Result<()> {
         // d mean(x) / dx_i = 1/n
-        let x = Tensor::ones(&[4]).set_requires_grad(true);
-        x.mean_all()?.backward()?;
+        let x = Tensor::ones(&[4]).with_requires_grad(true);
+        x.mean()?.backward()?;
         assert_eq!(
             x.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![0.25; 4])
@@ -313,14 +315,14 @@ mod tests {
 
     #[test]
     fn grads_finite_difference() -> Result<()> {
-        check_grad(&[&[3, 4, 2]], |x| x[0].sum_all())?;
-        check_grad(&[&[3, 4, 2]], |x| x[0].sum(1, true))?;
+        check_grad(&[&[3, 4, 2]], |x| x[0].sum())?;
+        check_grad(&[&[3, 4, 2]], |x| x[0].sum_dim(1, true))?;
         check_grad(&[&[3, 4, 2]], |x| x[0].sum_axes_keepdim(&[0, 2]))?;
-        check_grad(&[&[3, 4, 2]], |x| x[0].mean(-1, false))?;
-        check_grad(&[&[3, 4]], |x| x[0].mean_all())?;
-        check_grad(&[&[3, 4]], |x| x[0].max(1, false))?;
-        check_grad(&[&[3, 4]], |x| x[0].min(0, true))?;
-        check_grad(&[&[3, 4]], |x| x[0].max_all())?;
+        check_grad(&[&[3, 4, 2]], |x| x[0].mean_dim(-1, false))?;
+        check_grad(&[&[3, 4]], |x| x[0].mean())?;
+        check_grad(&[&[3, 4]], |x| x[0].max_dim(1, false))?;
+        check_grad(&[&[3, 4]], |x| x[0].min_dim(0, true))?;
+        check_grad(&[&[3, 4]], |x| x[0].max())?;
         check_grad(&[&[3, 4, 2]], |x| x[0].amax(&[0, 2], true))?;
         check_grad(&[&[3, 4]], |x| x[0].amin(&[-1], false))?;
         Ok(())
@@ -328,11 +330,11 @@ mod tests {
 
     #[test]
     fn against_pytorch() -> Result<()> {
-        fixture_case("sum_all", |x| x[0].sum_all())?;
-        fixture_case("sum_axis1_keepdim", |x| x[0].sum(1, true))?;
-        fixture_case("mean_axis0", |x| x[0].mean(0, false))?;
-        fixture_case("mean_all", |x| x[0].mean_all())?;
-        fixture_case("max_axis1", |x| x[0].max(1, false))?;
+        fixture_case("sum_all", |x| x[0].sum())?;
+        fixture_case("sum_axis1_keepdim", |x| x[0].sum_dim(1, true))?;
+        fixture_case("mean_axis0", |x| x[0].mean_dim(0, false))?;
+        fixture_case("mean_all", |x| x[0].mean())?;
+        fixture_case("max_axis1", |x| x[0].max_dim(1, false))?;
         Ok(())
     }
 }

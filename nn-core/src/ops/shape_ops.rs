@@ -149,7 +149,7 @@ impl Tensor {
             return Err(Error::mismatch("broadcast_as", self.shape(), shape));
         }
         checked_numel("broadcast_as", shape)?;
-        let zeros = Tensor::zeros_dtype(shape, self.dtype()).to_device(&self.device())?;
+        let zeros = Tensor::try_zeros_dtype(shape, self.dtype())?.to_device(&self.device())?;
         self.add(&zeros)
     }
 
@@ -320,8 +320,8 @@ mod tests {
     #[test]
     fn narrow_hand_derived() -> Result<()> {
         // the gradient of a slice is the upstream gradient padded with zeros
-        let x = Tensor::zeros(&[4]).set_requires_grad(true);
-        x.narrow(0, 1, 2)?.sum_all()?.backward()?;
+        let x = Tensor::zeros(&[4]).with_requires_grad(true);
+        x.narrow(0, 1, 2)?.sum()?.backward()?;
         assert_eq!(
             x.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![0.0, 1.0, 1.0, 0.0])

@@ -49,14 +49,14 @@ fn check_grad_with(
     let inputs: Vec<Tensor> = vals
         .iter()
         .zip(shapes)
-        .map(|(v, s)| Tensor::from_slice(v, s).map(|t| t.set_requires_grad(true)))
+        .map(|(v, s)| Tensor::from_slice(v, s).map(|t| t.with_requires_grad(true)))
         .collect::<Result<_>>()?;
     let out = f(&inputs)?;
     let u: Vec<f32> = (0..out.numel())
         .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();
     let ut = Tensor::from_slice(&u, out.shape())?;
-    out.mul(&ut)?.sum_all()?.backward()?;
+    out.mul(&ut)?.sum()?.backward()?;
     let objective = |xs: &[Tensor]| -> Result<f64> {
         let y = crate::no_grad(|| f(xs))?.to_vec::<f32>()?;
         Ok(y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum())
@@ -148,7 +148,7 @@ pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) 
     })?;
     let mut inputs = Vec::new();
     while let Ok(t) = load(&st, &format!("{name}.in{}", inputs.len())) {
-        inputs.push(t.set_requires_grad(true));
+        inputs.push(t.with_requires_grad(true));
     }
     let out = f(&inputs)?;
     assert_close(
@@ -177,7 +177,7 @@ pub(crate) fn fixture_ce() -> Result<()> {
         path: "ops fixtures".into(),
         msg: e.to_string(),
     })?;
-    let x = load(&st, "cross_entropy.in0")?.set_requires_grad(true);
+    let x = load(&st, "cross_entropy.in0")?.with_requires_grad(true);
     let t = load(&st, "cross_entropy.target")?;
     let l = x.cross_entropy(&t)?;
     assert_close("cross_entropy.out", &l, &load(&st, "cross_entropy.out")?)?;

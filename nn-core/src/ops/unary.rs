@@ -129,8 +129,8 @@ mod tests {
     #[test]
     fn sigmoid_hand_derived() -> Result<()> {
         // sigmoid(0) = 1/2, sigmoid'(0) = 1/2 * (1 - 1/2) = 1/4
-        let x = Tensor::zeros(&[1]).set_requires_grad(true);
-        x.sigmoid()?.sum_all()?.backward()?;
+        let x = Tensor::zeros(&[1]).with_requires_grad(true);
+        x.sigmoid()?.sum()?.backward()?;
         let g = x.grad().map(|g| g.to_vec::<f32>()).transpose()?;
         assert_eq!(g, Some(vec![0.25]));
         Ok(())

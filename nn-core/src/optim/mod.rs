@@ -19,7 +19,7 @@
 //! use nn_core::{Linear, ModuleExt, Forward, Tensor};
 //! let net = Linear::new(3, 1);
 //! let mut opt = Sgd::new(net.parameters(), SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })?;
-//! let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean_all()?;
+//! let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean()?;
 //! opt.zero_grad();
 //! loss.backward()?;
 //! opt.step()?;

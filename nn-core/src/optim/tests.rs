@@ -21,7 +21,7 @@ fn set_grad(p: &Param, g: &[f32]) -> Result<()> {
 fn sgd_momentum_hand_computed() -> Result<()> {
     // p0 = 1, g = 1 each step, lr 0.1, momentum 0.9:
     // step 1: buf = 1, p = 0.9; step 2: buf = 0.9 + 1 = 1.9, p = 0.9 - 0.19 = 0.71
-    let p = Param::new(Tensor::ones(&[2]));
+    let p = Param::new(Tensor::ones(&[2]))?;
     let cfg = SgdConfig {
         lr: 0.1,
         momentum: 0.9,
@@ -44,7 +44,7 @@ fn sgd_momentum_hand_computed() -> Result<()> {
 fn sgd_nesterov_and_weight_decay_hand_computed() -> Result<()> {
     // p0 = 1, grad 1, wd 0.5 -> g = 1.5; buf = 1.5; nesterov g = 1.5 + 0.9*1.5 = 2.85;
     // p = 1 - 0.1 * 2.85 = 0.715
-    let p = Param::new(Tensor::ones(&[1]));
+    let p = Param::new(Tensor::ones(&[1]))?;
     let cfg = SgdConfig {
         lr: 0.1,
         momentum: 0.9,
@@ -75,7 +75,7 @@ fn adam_two_steps_hand_computed() -> Result<()> {
     // step_size = 0.1 / 0.1 = 1, denom = sqrt(0.00025) / sqrt(0.001) = 0.5, p = 1 - 0.1.
     // Step 2: m = 0.095, v = 0.00049975, step_size = 0.1 / 0.19, denom = 0.5,
     // p = 0.9 - (0.1 / 0.19) * 0.095 / 0.5 = 0.8.
-    let p = Param::new(Tensor::ones(&[3]));
+    let p = Param::new(Tensor::ones(&[3]))?;
     let mut opt = Adam::with_lr(vec![p.clone()], 0.1)?;
     let mut seen = Vec::new();
     for _ in 0..2 {
@@ -91,7 +91,7 @@ fn adam_two_steps_hand_computed() -> Result<()> {
 #[test]
 fn adam_weight_decay_hand_computed() -> Result<()> {
     // wd 1: g = grad + p = 0 + 2 = 2 at p = 2; first step moves by lr regardless of |g|
-    let p = Param::new(Tensor::full(&[1], 2.0));
+    let p = Param::new(Tensor::full(&[1], 2.0))?;
     let cfg = AdamConfig {
         lr: 0.01,
         weight_decay: 1.0,
@@ -110,7 +110,7 @@ type Maker = dyn Fn(Vec<Param>) -> Result<Box<dyn Optimizer>>;
 /// Runs `steps` updates of `make`'s optimizer on a fresh param, optionally keeping a
 /// handle on the data so the in-place path cannot be taken.
 fn run(make: &Maker, hold: bool) -> Result<Vec<f32>> {
-    let p = Param::new(Tensor::from_vec(vec![0.3f32, -1.2, 2.0, 0.0], &[2, 2])?);
+    let p = Param::new(Tensor::from_vec(vec![0.3f32, -1.2, 2.0, 0.0], &[2, 2])?)?;
     let mut opt = make(vec![p.clone()])?;
     let mut held = Vec::new();
     for s in 0..4 {
@@ -157,7 +157,7 @@ fn in_place_and_tensor_paths_agree() -> Result<()> {
 
 #[test]
 fn in_place_update_never_changes_a_held_tensor() -> Result<()> {
-    let p = Param::new(Tensor::ones(&[2]));
+    let p = Param::new(Tensor::ones(&[2]))?;
     let before = p.data()?;
     let mut opt = Sgd::with_lr(vec![p.clone()], 0.5)?;
     set_grad(&p, &[1.0, 1.0])?;
@@ -169,7 +169,7 @@ fn in_place_update_never_changes_a_held_tensor() -> Result<()> {
 
 #[test]
 fn tied_params_are_updated_once() -> Result<()> {
-    let p = Param::new(Tensor::ones(&[1]));
+    let p = Param::new(Tensor::ones(&[1]))?;
     let mut opt = Sgd::with_lr(vec![p.clone(), p.clone()], 0.5)?;
     assert_eq!(opt.params().len(), 1);
     set_grad(&p, &[1.0])?;
@@ -183,8 +183,8 @@ fn tied_params_are_updated_once() -> Result<()> {
 /// Saves after 2 steps, restores into a fresh optimizer over a copy of the params, and
 /// checks both take the identical third step.
 fn round_trip(make: &Maker) -> Result<()> {
-    let a = Param::new(Tensor::from_vec(vec![0.5f32, -0.5, 1.0], &[3])?);
-    let b = Param::new(Tensor::from_vec(vec![2.0f32], &[1])?);
+    let a = Param::new(Tensor::from_vec(vec![0.5f32, -0.5, 1.0], &[3])?)?;
+    let b = Param::new(Tensor::from_vec(vec![2.0f32], &[1])?)?;
     let mut opt = make(vec![a.clone(), b.clone()])?;
     for s in 0..2 {
         set_grad(&a, &[0.3, -0.1 * s as f32, 0.7])?;
@@ -248,7 +248,7 @@ fn state_dict_round_trip_is_exact() -> Result<()> {
 
 #[test]
 fn shape_mismatch_in_state_names_the_parameter() -> Result<()> {
-    let p = Param::new(Tensor::ones(&[2]));
+    let p = Param::new(Tensor::ones(&[2]))?;
     p.set_name("0.weight");
     let mut opt = Sgd::with_lr(vec![p], 0.1)?;
     let mut sd = crate::StateDict::new();
@@ -271,8 +271,8 @@ fn run_fused_or_reference<O: Optimizer>(
     let a = Param::new(Tensor::from_vec(
         vec![0.3f32, -1.2, 2.0, 0.0, 5.0, -0.01],
         &[2, 3],
-    )?);
-    let b = Param::new(Tensor::from_vec(vec![1.5f32, -0.25], &[2])?);
+    )?)?;
+    let b = Param::new(Tensor::from_vec(vec![1.5f32, -0.25], &[2])?)?;
     let mut opt = make(vec![a.clone(), b.clone()])?;
     for s in 0..5 {
         let t = s as f32;
@@ -331,7 +331,7 @@ fn fused_updates_equal_the_tensor_op_reference_exactly() -> Result<()> {
 
 #[test]
 fn fused_update_of_shared_data_copies_on_write() -> Result<()> {
-    let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+    let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0], &[2])?)?;
     let held = p.data()?;
     let mut opt = Adam::with_lr(vec![p.clone()], 0.1)?;
     set_grad(&p, &[1.0, -1.0])?;
@@ -353,8 +353,8 @@ fn fused_updates_write_the_parameter_memory_in_place() -> Result<()> {
     let addr = |p: &Param| -> Result<Option<usize>> { p.with_data_mut(|d| d.as_ptr() as usize) };
     {
         let fused = true;
-        let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
-        let q = Param::new(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
+        let p = Param::new(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?)?;
+        let q = Param::new(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?)?;
         let mut sgd = Sgd::new(
             vec![p.clone()],
             SgdConfig {
@@ -379,7 +379,7 @@ fn fused_updates_write_the_parameter_memory_in_place() -> Result<()> {
 }
 #[test]
 fn set_lr_rejects_nan_infinite_and_negative_rates() -> Result<()> {
-    let p = Param::new(Tensor::ones(&[2]));
+    let p = Param::new(Tensor::ones(&[2]))?;
     let mut opts: Vec<Box<dyn Optimizer>> = vec![
         Box::new(Sgd::with_lr(vec![p.clone()], 0.1)?),
         Box::new(Adam::with_lr(vec![p], 0.1)?),
@@ -402,7 +402,7 @@ fn set_lr_rejects_nan_infinite_and_negative_rates() -> Result<()> {
 
 #[test]
 fn adam_step_counter_saturates_at_what_its_loader_accepts() -> Result<()> {
-    let p = Param::new(Tensor::ones(&[2]));
+    let p = Param::new(Tensor::ones(&[2]))?;
     let mut opt = Adam::with_lr(vec![p.clone()], 0.01)?;
     set_grad(&p, &[0.1, 0.2])?;
     opt.step()?;
@@ -433,8 +433,8 @@ fn adam_step_counter_saturates_at_what_its_loader_accepts() -> Result<()> {
 #[test]
 fn sgd_state_dict_keeps_every_buffer() -> Result<()> {
     let (a, b) = (
-        Param::new(Tensor::ones(&[2])),
-        Param::new(Tensor::ones(&[1])),
+        Param::new(Tensor::ones(&[2]))?,
+        Param::new(Tensor::ones(&[1]))?,
     );
     let cfg = SgdConfig {
         lr: 0.1,

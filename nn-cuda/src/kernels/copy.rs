@@ -171,7 +171,7 @@ mod tests {
     fn gather_and_scatter_match_the_cpu_backend() -> nn_core::Result<()> {
         let shape = [3usize, 4, 5];
         let x: Vec<f32> = (0..60).map(|v| v as f32).collect();
-        let t = Tensor::from_vec(x.clone(), &shape)?.set_requires_grad(true);
+        let t = Tensor::from_vec(x.clone(), &shape)?.with_requires_grad(true);
         let idx = [3i64, 0, 3, 1];
         for axis in 0..3 {
             let idx: Vec<i64> = idx.iter().map(|&i| i.min(shape[axis] as i64 - 1)).collect();
