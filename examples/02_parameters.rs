@@ -5,7 +5,7 @@
 
 use nn::init::Init;
 use nn::{sequential, DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
-use rand::Rng;
+use rand::RngExt;
 
 /// The book's `block1()`.
 type Block1 = Sequential<(Linear, ReLU, Linear, ReLU)>;

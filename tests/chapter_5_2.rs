@@ -9,7 +9,7 @@ use nn::init::Init;
 use nn::{
     sequential, DynSequential, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor,
 };
-use rand::Rng;
+use rand::RngExt;
 
 type Block1 = Sequential<(Linear, ReLU, Linear, ReLU)>;
 

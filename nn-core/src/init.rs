@@ -7,7 +7,7 @@
 
 use crate::{Error, Result, Tensor};
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use std::fmt;
 use std::sync::Arc;

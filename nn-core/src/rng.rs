@@ -31,7 +31,7 @@ pub fn with_rng<R>(f: impl FnOnce(&mut StdRng) -> R) -> R {
 /// Draws a fresh 64-bit stream key (one per parameter), so a parameter's initial values
 /// depend only on the seed and its creation order, not on when its shape becomes known.
 pub fn next_key() -> u64 {
-    with_rng(rand::Rng::random)
+    with_rng(rand::RngExt::random)
 }
 
 /// A generator for one stream key.

@@ -4,7 +4,7 @@ use crate::autograd::{self, GradSlot, Node};
 use crate::backend::{BackendStorage, Storage};
 use crate::shape::{checked_numel, numel, Dims};
 use crate::{DType, Device, Error, HostData, Result};
-use rand::Rng;
+use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -22,7 +22,7 @@
 
 use crate::module::{Forward, Module, Visitor, VisitorMut};
 use crate::{Error, Result, Tensor};
-use rand::Rng;
+use rand::RngExt;
 
 /// Randomly zeroes elements with probability `p` while training and rescales the rest by
 /// `1 / (1 - p)`; the identity in evaluation mode.

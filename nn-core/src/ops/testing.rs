@@ -25,7 +25,7 @@ fn check_grad_with(
     f: impl Fn(&[Tensor]) -> Result<Tensor>,
 ) -> Result<()> {
     let mut rng = crate::rng::stream(shapes.len() as u64 * 7919 + shapes[0].len() as u64);
-    use rand::Rng;
+    use rand::RngExt;
     let vals: Vec<Vec<f32>> = shapes
         .iter()
         .map(|s| {
