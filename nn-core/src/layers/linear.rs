@@ -165,15 +165,22 @@ impl Module for Linear {
     }
 }
 
-impl Forward for Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some(&last) = x.shape().last() else {
-            return Err(Error::InputMismatch {
-                layer: self.layer_name(),
-                expected: "at least 1 dim".into(),
-                actual: x.shape().to_vec(),
-            });
-        };
+impl Linear {
+    /// The weight's and the bias's graph tensors, or `Uninitialized` while either is
+    /// still deferred.
+    fn ready_tensors(&self) -> Result<(Tensor, Option<Tensor>)> {
+        let w = self.weight.tensor()?;
+        let b = self.bias.as_ref().map(Param::tensor).transpose()?;
+        Ok((w, b))
+    }
+
+    /// The first forward of a lazy layer: sizes the pending parameters from the input.
+    ///
+    /// NOTE: decide per parameter, not on "in_features known": a thread racing another
+    /// one's first forward can see the weight materialized and the bias not yet.
+    /// Materializing is idempotent (and draws from each parameter's own stream), so
+    /// whoever gets there first fills it, and all see the same values.
+    fn materialize(&self, x: &Tensor, last: usize) -> Result<()> {
         if let Some(inf) = self.in_features() {
             if inf != last {
                 return Err(Error::InputMismatch {
@@ -183,27 +190,45 @@ impl Forward for Linear {
                 });
             }
         }
-        // NOTE: decide on "every parameter ready", not on "in_features known": a thread
-        // racing another one's first forward can see the weight materialized and the
-        // bias not yet. Materializing is idempotent (and draws from each parameter's own
-        // stream), so whoever gets there first fills it, and all see the same values.
-        let bias_pending = self.bias.as_ref().is_some_and(|b| !b.is_initialized());
-        if !self.weight.is_initialized() || bias_pending {
-            let fans = Fans {
-                fan_in: last,
-                fan_out: self.out_features,
-            };
-            self.weight
-                .materialize(&[self.out_features, last], Some(fans))?;
-            if let Some(b) = &self.bias {
-                b.materialize(&[self.out_features], Some(fans))?;
-            }
+        let fans = Fans {
+            fan_in: last,
+            fan_out: self.out_features,
+        };
+        self.weight
+            .materialize(&[self.out_features, last], Some(fans))?;
+        if let Some(b) = &self.bias {
+            b.materialize(&[self.out_features], Some(fans))?;
         }
-        // one fused GEMM + bias over all leading dims
-        let w = self.weight.tensor()?;
-        match &self.bias {
-            Some(b) => x.linear(&w, Some(&b.tensor()?)),
-            None => x.linear(&w, None),
+        Ok(())
+    }
+}
+
+impl Forward for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(&last) = x.shape().last() else {
+            return Err(Error::InputMismatch {
+                layer: self.layer_name(),
+                expected: "at least 1 dim".into(),
+                actual: x.shape().to_vec(),
+            });
+        };
+        // Hot path: both parameters ready, two lock reads and no allocation.
+        let (w, b) = match self.ready_tensors() {
+            Err(Error::Uninitialized { .. }) => {
+                self.materialize(x, last)?;
+                self.ready_tensors()?
+            }
+            r => r?,
+        };
+        match w.shape() {
+            [_, inf] if *inf == last => x.linear(&w, b.as_ref()),
+            [_, inf] => Err(Error::InputMismatch {
+                layer: self.layer_name(),
+                expected: format!("last dim {inf}"),
+                actual: x.shape().to_vec(),
+            }),
+            // from_params accepts any 2-d weight; linear() names anything else
+            _ => x.linear(&w, b.as_ref()),
         }
     }
 }
