@@ -4,7 +4,7 @@
 use crate::module::{Module, ModuleExt, StateDict};
 use crate::optim::Optimizer;
 use crate::rng::RngState;
-use crate::{DType, Error, LoadOptions, Result, Tensor};
+use crate::{Error, LoadOptions, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -324,16 +324,9 @@ impl TrainingCheckpoint {
         model: &(impl Module + ?Sized),
         optimizer: &mut (impl Optimizer + ?Sized),
     ) -> Result<()> {
-        // the model gets memory of its own: a deferred parameter would otherwise adopt the
-        // checkpoint's tensor, and an optimizer updates shared memory by another (not
-        // bit-identical) path than memory it owns, so the resumed run would drift
-        let own: StateDict = self
-            .model
-            .iter()
-            .map(|(k, t)| Ok((k.to_string(), own_copy(t)?)))
-            .collect::<Result<_>>()?;
-        model.load_state_dict(&own, &LoadOptions::strict())?;
-        drop(own);
+        // A deferred parameter adopts the checkpoint's tensor (shared memory): the fused
+        // optimizer update copies it on write at the first step, bit-identically.
+        model.load_state_dict(&self.model, &LoadOptions::strict())?;
         optimizer.load_state_dict(&self.optimizer)?;
         self.rng.restore();
         Ok(())
@@ -352,19 +345,11 @@ impl TrainingCheckpoint {
     }
 }
 
-/// A copy of `t` in new memory.
-fn own_copy(t: &Tensor) -> Result<Tensor> {
-    match t.dtype() {
-        DType::F32 => Tensor::from_vec(t.to_vec::<f32>()?, t.shape()),
-        DType::I64 => Tensor::from_vec(t.to_vec::<i64>()?, t.shape()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::optim::Adam;
-    use crate::{Dropout, Forward, Linear, ReLU, Sequential};
+    use crate::{DType, Dropout, Forward, Linear, ReLU, Sequential};
     use std::path::PathBuf;
 
     type Net = Sequential<(Linear, ReLU, Dropout, Linear)>;
