@@ -449,42 +449,31 @@ impl Param {
     pub fn reinit_with_fans(&self, init: &Init, fans: Option<Fans>) -> Result<()> {
         self.not_lent("reinit")?;
         let key = crate::rng::next_key();
-        // draw outside the lock: the initializer may be a closure reading this parameter
-        let ready = match &*self.read() {
-            State::Ready(t) => Some((t.shape().to_vec(), t.device())),
-            State::Deferred { .. } => None,
-        };
-        let new = match &ready {
-            Some((shape, device)) => Some(
-                init.tensor(shape, fans.unwrap_or_else(|| Fans::of(shape)), key)?
-                    .to_device(device)?,
-            ),
-            None => None,
-        };
-        let mut st = self.write();
-        match (&mut *st, new) {
-            (State::Ready(t), Some(new)) if t.shape() == new.shape() => {
-                *st = State::Ready(self.leaf(&new));
-            }
-            (
-                State::Deferred {
+        // A state only goes from deferred to ready (and a ready shape never changes), so
+        // at most two rounds: draw outside the lock (the initializer may be a closure
+        // reading this parameter), then install unless it was materialized meanwhile.
+        loop {
+            let ready = match &*self.read() {
+                State::Ready(t) => Some((t.shape().to_vec(), t.device())),
+                State::Deferred { .. } => None,
+            };
+            let Some((shape, device)) = ready else {
+                if let State::Deferred {
                     init: i, key: k, ..
-                },
-                _,
-            ) => {
-                *i = init.clone();
-                *k = key;
-            }
-            (State::Ready(t), _) => {
-                // replaced meanwhile by data of another shape (or materialized): redraw
-                let shape = t.shape().to_vec();
-                let new = init
-                    .tensor(&shape, fans.unwrap_or_else(|| Fans::of(&shape)), key)?
-                    .to_device(&t.device())?;
-                *st = State::Ready(self.leaf(&new));
-            }
+                } = &mut *self.write()
+                {
+                    *i = init.clone();
+                    *k = key;
+                    return Ok(());
+                }
+                continue;
+            };
+            let new = init
+                .tensor(&shape, fans.unwrap_or_else(|| Fans::of(&shape)), key)?
+                .to_device(&device)?;
+            *self.write() = State::Ready(self.leaf(&new));
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Whether gradients are computed for this parameter.

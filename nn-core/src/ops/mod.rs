@@ -12,6 +12,7 @@ mod matmul;
 mod operators;
 mod reduce;
 mod shape_ops;
+#[cfg(test)]
 mod size_checks;
 mod unary;
 

@@ -265,9 +265,9 @@ impl Tensor {
                 what: "the list of tensors".into(),
             });
         };
-        let mut out_rank = first.shape().to_vec();
-        out_rank.push(1);
-        let axis = resolve_axis("stack", &out_rank, axis)?;
+        // the axis counts in the result, which has one dim more than each input
+        let stacked = [first.shape(), &[1]].concat();
+        let axis = resolve_axis("stack", &stacked, axis)?;
         let parts = tensors
             .iter()
             .map(|t| t.unsqueeze(axis as isize))
