@@ -304,18 +304,10 @@ impl Tensor {
     /// `[start, start + 1, ...)` below `end` (i64), or an error when the range holds
     /// more elements than memory can.
     pub fn try_arange(start: i64, end: i64) -> Result<Tensor> {
-        let n = usize::try_from(end.saturating_sub(start).max(0))
-            .ok()
-            .filter(|&n| n <= crate::shape::MAX_NUMEL)
-            .ok_or_else(|| {
-                Error::bad_shape(
-                    "arange",
-                    &[],
-                    format!("{start}..{end} has too many elements"),
-                )
-            })?;
+        // saturating: a range wider than i64 is as refused as any other too long one
+        let len = usize::try_from(end.saturating_sub(start).max(0)).unwrap_or(usize::MAX);
+        let n = checked_numel("arange", &[len])?;
         let v = crate::host::try_collect((0..n).map(|i| start + i as i64), "arange")?;
-        let n = v.len();
         Ok(Self::host_leaf(HostData::I64(v), smallvec::smallvec![n]))
     }
 
@@ -329,16 +321,12 @@ impl Tensor {
                 "bounds and step must be finite and the step non-zero",
             ));
         }
-        let count = ((end - start) / step).ceil().max(0.0);
-        // `as usize` saturates: 1e30 / 1e-30 would ask for usize::MAX elements
-        if count.is_nan() || count > crate::shape::MAX_NUMEL as f32 {
-            return Err(Error::bad_shape(
-                "arange_f32",
-                &[],
-                format!("{start}..{end} step {step} has {count} elements"),
-            ));
-        }
-        let n = count as usize;
+        // `as usize` saturates (1e30 / 1e-30 asks for usize::MAX elements), and the
+        // shared size check then refuses it with that shape
+        let n = checked_numel(
+            "arange_f32",
+            &[((end - start) / step).ceil().max(0.0) as usize],
+        )?;
         let v = crate::host::try_collect((0..n).map(|i| start + i as f32 * step), "arange_f32")?;
         Ok(Self::host_leaf(HostData::F32(v), smallvec::smallvec![n]))
     }

@@ -57,8 +57,13 @@ impl Tensor {
 
     /// `[n]` i64 classes to an `[n, classes]` i64 0/1 matrix.
     pub fn one_hot(&self, classes: usize) -> Result<Tensor> {
-        let classes = i64::try_from(classes)
-            .map_err(|_| Error::bad_shape("one_hot", self.shape(), format!("{classes} classes")))?;
+        let classes = i64::try_from(classes).map_err(|_| {
+            Error::bad_shape(
+                "one_hot",
+                self.shape(),
+                format!("{classes} classes do not fit an int64 class index"),
+            )
+        })?;
         let cls = Tensor::try_arange(0, classes)?.to_device(&self.device())?;
         self.unsqueeze(-1)?.eq(&cls)
     }
