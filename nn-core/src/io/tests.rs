@@ -7,7 +7,7 @@ use crate::module::ModuleExt;
 use crate::{DType, Error, Tensor};
 use std::collections::BTreeMap;
 
-fn small_dict() -> Result<StateDict> {
+pub(super) fn small_dict() -> Result<StateDict> {
     let mut sd = StateDict::new();
     sd.insert(
         "w",
@@ -18,7 +18,20 @@ fn small_dict() -> Result<StateDict> {
     Ok(sd)
 }
 
-fn assert_same(a: &StateDict, b: &StateDict) -> Result<()> {
+/// Asserts `back` holds every entry of `sd`, in any order, with the same shape and data.
+pub(super) fn assert_holds(back: &StateDict, sd: &StateDict) -> Result<()> {
+    for (k, t) in sd.iter() {
+        let u = back.get(k).ok_or_else(|| Error::MissingKey {
+            container: "decoded".into(),
+            key: k.into(),
+        })?;
+        assert_eq!(t.shape(), u.shape(), "{k}");
+        assert_eq!(t.to_host()?, u.to_host()?, "{k}");
+    }
+    Ok(())
+}
+
+pub(super) fn assert_same(a: &StateDict, b: &StateDict) -> Result<()> {
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for ((_, x), (_, y)) in a.iter().zip(b.iter()) {
         assert_eq!(x.shape(), y.shape());
@@ -191,14 +204,7 @@ fn safetensors_roundtrip_and_hostile_bytes() -> Result<()> {
     let sd = small_dict()?;
     let bytes = safetensors_to_bytes(&sd)?;
     let back = safetensors_from_bytes(&bytes)?;
-    for (k, t) in sd.iter() {
-        let u = back.get(k).ok_or_else(|| Error::MissingKey {
-            container: "decoded".into(),
-            key: k.into(),
-        })?;
-        assert_eq!(t.to_host()?, u.to_host()?);
-        assert_eq!(t.shape(), u.shape());
-    }
+    assert_holds(&back, &sd)?;
     for n in 0..bytes.len() {
         assert!(safetensors_from_bytes(&bytes[..n]).is_err(), "cut at {n}");
     }

@@ -1,6 +1,7 @@
 //! Unit tests of what file errors say: the kind of file found, checksum before any
 //! decoder message, only regular files read, the in-memory scanner twin.
 
+use super::tests::{assert_holds, assert_same, small_dict};
 use super::*;
 use crate::layers::{Linear, ReLU, Sequential};
 use crate::module::ModuleExt;
@@ -19,13 +20,6 @@ fn message<T: std::fmt::Debug>(r: Result<T>) -> String {
         Ok(v) => format!("unexpectedly Ok: {v:?}"),
         Err(e) => e.to_string(),
     }
-}
-
-fn small_dict() -> Result<StateDict> {
-    let mut sd = StateDict::new();
-    sd.insert("w", Tensor::from_vec(vec![1.5f32, -2.0], &[2])?);
-    sd.insert("i", Tensor::from_vec(vec![3i64], &[1])?);
-    Ok(sd)
 }
 
 #[test]
@@ -165,17 +159,8 @@ fn state_dict_from_bytes_agrees_with_the_file_reader() -> Result<()> {
     ];
     for (bytes, want) in [native, st].iter().zip(&refs) {
         let back = state_dict_from_bytes(bytes)?;
-        assert_eq!(
-            back.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>()
-        );
-        for (k, t) in sd.iter() {
-            let u = back.get(k).ok_or_else(|| Error::MissingKey {
-                container: "decoded".into(),
-                key: k.into(),
-            })?;
-            assert_eq!(t.to_host()?, u.to_host()?);
-        }
+        assert_same(&back, want)?;
+        assert_holds(&back, &sd)?;
         for n in 0..bytes.len() {
             assert!(state_dict_from_bytes(&bytes[..n]).is_err(), "cut at {n}");
         }
