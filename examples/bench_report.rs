@@ -1,8 +1,10 @@
-//! Times the benchmark workloads (W1, W2, W3, W5 of benches/PEERS.md) with warm-up and medians,
-//! and prints them next to PyTorch's figures on the same kind of 2-core machine.
+//! Times the benchmark workloads (W1, W2, W3, W5 of benches/PEERS.md) with warm-up and medians.
 //!
-//! Run: `cargo run --release --example bench_report` (about 20 s); name workloads to run
-//! only those (`... -- w1 w5`), e.g. under `valgrind --tool=callgrind`.
+//! Run: `cargo run --release --example bench_report` (about 20 s) for a table, or with `--json`
+//! for one JSON object per line (`workload`, `variant`, `median_s`, `best_s`, and `gflops` where
+//! it means something), which `benches/side_by_side.py` reads to put PyTorch's figures beside
+//! ours from the same run. Name workloads to run only those (`... -- w1 w5`), e.g. under
+//! `valgrind --tool=callgrind`. Threads: `RAYON_NUM_THREADS=1` runs everything on one core.
 
 use nn::optim::{Optimizer, Sgd};
 use nn::{DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
@@ -27,42 +29,79 @@ fn time(reps: usize, inner: usize, mut f: impl FnMut() -> Result<()>) -> Result<
     Ok((v[v.len() / 2], v[0]))
 }
 
+/// One measured variant of a workload.
+struct Row {
+    workload: &'static str,
+    variant: &'static str,
+    label: &'static str,
+    median_s: f64,
+    best_s: f64,
+    /// Floating-point operations per call, where a GFLOP/s figure means something.
+    flop: Option<f64>,
+}
+
+impl Row {
+    fn print(&self, json: bool) {
+        let gflops = |s: f64| self.flop.map(|f| f / s / 1e9);
+        if json {
+            let mut line = format!(
+                "{{\"workload\":\"{}\",\"variant\":\"{}\",\"median_s\":{:e},\"best_s\":{:e}",
+                self.workload, self.variant, self.median_s, self.best_s
+            );
+            if let (Some(m), Some(b)) = (gflops(self.median_s), gflops(self.best_s)) {
+                line.push_str(&format!(",\"gflops\":{m:.2},\"gflops_best\":{b:.2}"));
+            }
+            println!("{line}}}");
+            return;
+        }
+        let unit = |s: f64| match (gflops(s), s) {
+            (Some(g), _) => format!("{g:.1} GFLOP/s"),
+            (None, s) if s < 1e-3 => format!("{:.2} µs", s * 1e6),
+            (None, s) => format!("{:.3} ms", s * 1e3),
+        };
+        println!(
+            "{:<58} {:>16} {:>16}",
+            format!("{} {}", self.workload, self.label),
+            unit(self.median_s),
+            unit(self.best_s)
+        );
+    }
+}
+
 fn main() -> Result<()> {
     nn::manual_seed(0);
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let want = |w: &str| args.is_empty() || args.iter().any(|a| a.eq_ignore_ascii_case(w));
-    println!(
-        "{:<58} {:>12} {:>12} {:>14}",
-        "workload", "ours (med)", "best", "PyTorch / target"
-    );
-
-    if want("w1") {
-        w1()?;
+    let json = args.iter().any(|a| a == "--json");
+    let names: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let want = |w: &str| names.is_empty() || names.iter().any(|a| a.eq_ignore_ascii_case(w));
+    if !json {
+        println!("{:<58} {:>16} {:>16}", "workload", "median", "best");
     }
-    if want("w2") {
-        w2()?;
-    }
-    if want("w3") {
-        w3()?;
-    }
-    if want("w5") {
-        w5()?;
+    let workloads: [(&str, fn() -> Result<Vec<Row>>); 4] =
+        [("w1", w1), ("w2", w2), ("w3", w3), ("w5", w5)];
+    for (name, run) in workloads {
+        if want(name) {
+            for row in run()? {
+                row.print(json);
+            }
+        }
     }
     Ok(())
 }
 
-fn w1() -> Result<()> {
+fn w1() -> Result<Vec<Row>> {
     // W1: forward of the book's MLP, batch 2, grad tracking on
     let net = Sequential::new((Linear::new(20, 256), ReLU, Linear::new(256, 10)));
     let x = Tensor::rand(&[2, 20]);
     let (m, b) = time(30, 2000, || net.forward(&x).map(drop))?;
-    println!(
-        "{:<58} {:>9.2} µs {:>9.2} µs {:>14}",
-        "W1 forward 20-256-10 batch 2 (layers)",
-        m * 1e6,
-        b * 1e6,
-        "36.7 µs / ≤2"
-    );
+    let layers = Row {
+        workload: "W1",
+        variant: "layers",
+        label: "forward 20-256-10 batch 2 (layers)",
+        median_s: m,
+        best_s: b,
+        flop: None,
+    };
     // the same weights as plain leaves requiring grad, pre-transposed to [in, out]
     let leaf = |t: Tensor| t.detach().with_requires_grad(true);
     let w0 = leaf(net.0.weight.data()?.t()?);
@@ -73,18 +112,18 @@ fn w1() -> Result<()> {
         let h = x.matmul(&w0)?.add(&b0)?.relu()?;
         h.matmul(&w2)?.add(&b2).map(drop)
     })?;
-    println!(
-        "{:<58} {:>9.2} µs {:>9.2} µs {:>14}",
-        "W1 raw ops (matmul, add, relu)",
-        m * 1e6,
-        b * 1e6,
-        "13.8 µs"
-    );
-
-    Ok(())
+    let raw = Row {
+        workload: "W1",
+        variant: "raw ops",
+        label: "raw ops (matmul, add, relu)",
+        median_s: m,
+        best_s: b,
+        flop: None,
+    };
+    Ok(vec![layers, raw])
 }
 
-fn w2() -> Result<()> {
+fn w2() -> Result<Vec<Row>> {
     // W2: train step 784-1024-1024-10, batch 128
     let net = Sequential::new((
         Linear::new(784, 1024),
@@ -102,35 +141,32 @@ fn w2() -> Result<()> {
         loss.backward()?;
         opt.step()
     })?;
-    println!(
-        "{:<58} {:>6.1} steps/s {:>6.1} steps/s {:>14}",
-        "W2 train step 784-1024-1024-10 batch 128 (CE+bwd+SGD)",
-        1.0 / m,
-        1.0 / b,
-        "87 / ≥115"
-    );
-
-    Ok(())
+    Ok(vec![Row {
+        workload: "W2",
+        variant: "sgd-step",
+        label: "train step 784-1024-1024-10 batch 128 (CE+bwd+SGD)",
+        median_s: m,
+        best_s: b,
+        flop: None,
+    }])
 }
 
-fn w3() -> Result<()> {
+fn w3() -> Result<Vec<Row>> {
     // W3: 1024^3 matmul
     let a = Tensor::rand(&[1024, 1024]);
     let c = Tensor::rand(&[1024, 1024]);
     let (m, b) = time(9, 3, || a.matmul(&c).map(drop))?;
-    let flop = 2.0 * 1024f64.powi(3);
-    println!(
-        "{:<58} {:>6.1} GFLOP/s {:>6.1} GFLOP/s {:>14}",
-        "W3 matmul 1024^3 f32",
-        flop / m / 1e9,
-        flop / b / 1e9,
-        "179 / ≥178"
-    );
-
-    Ok(())
+    Ok(vec![Row {
+        workload: "W3",
+        variant: "matmul1024",
+        label: "matmul 1024^3 f32",
+        median_s: m,
+        best_s: b,
+        flop: Some(2.0 * 1024f64.powi(3)),
+    }])
 }
 
-fn w5() -> Result<()> {
+fn w5() -> Result<Vec<Row>> {
     // W5: 100 x (Linear(64,64) + ReLU), batch 8, forward + sum + backward
     let mut deep = DynSequential::new();
     for _ in 0..100 {
@@ -142,12 +178,12 @@ fn w5() -> Result<()> {
         deep.zero_grad();
         deep.forward(&x)?.sum()?.backward()
     })?;
-    println!(
-        "{:<58} {:>9.3} ms {:>9.3} ms {:>14}",
-        "W5 100x(Linear(64,64)+ReLU) batch 8 fwd+sum+bwd",
-        m * 1e3,
-        b * 1e3,
-        "6.28 ms / ≤0.6"
-    );
-    Ok(())
+    Ok(vec![Row {
+        workload: "W5",
+        variant: "fwd+bwd",
+        label: "100x(Linear(64,64)+ReLU) batch 8 fwd+sum+bwd",
+        median_s: m,
+        best_s: b,
+        flop: None,
+    }])
 }

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Ours beside PyTorch in one run: builds our benchmark examples, runs them and
+benches/torch_peers.py interleaved round after round (ours, torch, ours, torch, ...) so that
+load on a shared machine hits both alike, and prints medians over rounds with ratios.
+
+usage (from the repository root):
+    python3 benches/side_by_side.py [--rounds 3] [--only w1,w2,w3,w5,w4,m1] [--threads 2]
+                                    [--py PYTHON | --setup-venv DIR] [--out results.jsonl]
+
+PyTorch: `--py` names a python that has torch==2.15.0, numpy and safetensors; `--setup-venv DIR`
+creates that venv at DIR if it is missing (pip install of the pinned versions; the PyPI wheel is
+the CUDA build, about 5 GB, and runs on the CPU). Without either, $PY or python3 is used.
+`--threads N` gives both sides N threads (RAYON_NUM_THREADS for ours, torch.set_num_threads).
+
+Each side prints JSON lines {workload, variant, median_s, best_s[, gflops | gbps]}:
+`bench_report --json`, `bench_io --json`, the main job's "training loop" time for M1, and
+torch_peers.py. The table compares the pairs in PAIRS; everything measured is in --out.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PINNED = ["torch==2.15.0", "numpy", "safetensors"]
+
+# (workload, our variant, torch's variant): the rows of the ratio table
+PAIRS = [
+    ("W1", "layers", "layers"),
+    ("W1", "raw ops", "raw ops"),
+    ("W2", "sgd-step", "sgd-step"),
+    ("W3", "matmul1024", "matmul1024"),
+    ("W5", "fwd+bwd", "fwd+bwd"),
+    ("W4", "native save (fsync)", "torch.save(state_dict)"),
+    ("W4", "safetensors save (fsync)", "torch.save(state_dict)"),
+    ("W4", "native load into model, checksum verified", "torch.load(weights_only)+load_state_dict"),
+    ("W4", "safetensors load into model", "torch.load(weights_only)+load_state_dict"),
+    ("W4", "safetensors load into model", "torch.load(weights_only, mmap)+load_state_dict"),
+    ("M1", "training loop, 20 epochs", "training loop, 20 epochs"),
+]
+# ours against the machine itself, same run: (workload, ours, baseline measured by ours)
+BASELINES = [
+    ("W4", "native save (fsync)", "baseline: plain write to a new file + fsync"),
+    ("W4", "safetensors save (fsync)", "baseline: plain write to a new file + fsync"),
+]
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="w1,w2,w3,w5,w4,m1")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--py", default=os.environ.get("PY", ""))
+    ap.add_argument("--setup-venv", default="")
+    ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "nn-side-by-side.jsonl"))
+    return ap.parse_args()
+
+
+def python_with_torch(a):
+    if a.setup_venv:
+        py = os.path.join(a.setup_venv, "bin", "python")
+        if not os.path.exists(py):
+            subprocess.run([sys.executable, "-m", "venv", a.setup_venv], check=True)
+            subprocess.run([py, "-m", "pip", "install", "-q", *PINNED], check=True)
+        return py
+    return a.py or "python3"
+
+
+def run_json(cmd, env, peer):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    for r in rows:
+        r["peer"] = peer
+    return rows
+
+
+def ours_m1(train, env):
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run([train, "--epochs", "20", "--out", d], capture_output=True, text=True,
+                           env=env, cwd=ROOT)
+    m = re.search(r"training loop ([\d.]+) ms", p.stdout)
+    if p.returncode != 0 or not m:
+        sys.exit(f"the main job failed or printed no training-loop time:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+    s = float(m.group(1)) / 1e3
+    return [dict(peer="ours", workload="M1", variant="training loop, 20 epochs", median_s=s, best_s=s)]
+
+
+def main():
+    a = parse_args()
+    py = python_with_torch(a)
+    only = [w.strip().lower() for w in a.only.split(",") if w.strip()]
+    subprocess.run(["cargo", "build", "-q", "--release", "--example", "bench_report",
+                    "--example", "bench_io", "--example", "train"], cwd=ROOT, check=True)
+    ex = os.path.join(ROOT, "target", "release", "examples")
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
+    w4dir = tempfile.mkdtemp(prefix="nn-side-w4-")
+    ours = {
+        "w4": lambda: run_json([os.path.join(ex, "bench_io"), "--json", w4dir], env, "ours"),
+        "m1": lambda: ours_m1(os.path.join(ex, "train"), env),
+    }
+    rows = []
+    for rnd in range(a.rounds):
+        for w in only:
+            got = ours[w]() if w in ours else run_json(
+                [os.path.join(ex, "bench_report"), "--json", w], env, "ours")
+            got += run_json([py, os.path.join(HERE, "torch_peers.py"), w, "--threads", str(a.threads),
+                             "--dir", w4dir], env, "torch")
+            for r in got:
+                r["round"] = rnd
+            rows += got
+            load = open("/proc/loadavg").read().split()[0]
+            print(f"round {rnd + 1}/{a.rounds} {w} done (load {load})", file=sys.stderr, flush=True)
+    with open(a.out, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(report(rows, a))
+
+
+def median_of(rows, peer, w, variant):
+    key = "gflops" if w == "W3" else "median_s"
+    v = [r[key] for r in rows if r["peer"] == peer and r["workload"] == w and r["variant"] == variant]
+    return statistics.median(v) if v else None
+
+
+def fmt(w, v, gb=None):
+    if v is None:
+        return "-"
+    if w == "W3":
+        return f"{v:.0f} GFLOP/s"
+    if gb:
+        return f"{gb / v:.2f} GB/s"
+    return f"{v * 1e6:.2f} µs" if v < 1e-3 else f"{v * 1e3:.2f} ms"
+
+
+def report(rows, a):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    torch_v = next((r for r in rows if r["peer"] == "torch"), {})
+    gb = {r["workload"]: r["gbps"] * r["median_s"] for r in rows if "gbps" in r}
+    out = [f"{cpu}, {os.cpu_count()} CPUs; {a.threads} threads each; medians of {a.rounds} interleaved rounds; "
+           f"torch threads={torch_v.get('threads', '?')}", "",
+           "| workload | ours | PyTorch | ours vs PyTorch |", "|---|---|---|---|"]
+    for w, ov, tv in PAIRS:
+        o, t = median_of(rows, "ours", w, ov), median_of(rows, "torch", w, tv)
+        if o is None or t is None:
+            continue
+        r = o / t if w == "W3" else t / o
+        word = "faster" if r >= 1 else "slower"
+        label = f"{w} {ov}" if ov == tv else f"{w} {ov} / torch: {tv}"
+        out.append(f"| {label} | {fmt(w, o, gb.get(w))} | {fmt(w, t, gb.get(w))} | {r:.2f}x ({word}) |")
+    for w, ov, base in BASELINES:
+        o, b = median_of(rows, "ours", w, ov), median_of(rows, "ours", w, base)
+        if o is not None and b is not None:
+            out.append(f"| {w} {ov} vs {base} | {fmt(w, o, gb.get(w))} | {fmt(w, b, gb.get(w))} (machine) | {b / o:.2f}x of the machine |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
