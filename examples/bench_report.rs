@@ -68,6 +68,9 @@ impl Row {
     }
 }
 
+/// A workload: runs and returns its measured variants.
+type Workload = fn() -> Result<Vec<Row>>;
+
 fn main() -> Result<()> {
     nn::manual_seed(0);
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,8 +80,7 @@ fn main() -> Result<()> {
     if !json {
         println!("{:<58} {:>16} {:>16}", "workload", "median", "best");
     }
-    let workloads: [(&str, fn() -> Result<Vec<Row>>); 4] =
-        [("w1", w1), ("w2", w2), ("w3", w3), ("w5", w5)];
+    let workloads: [(&str, Workload); 4] = [("w1", w1), ("w2", w2), ("w3", w3), ("w5", w5)];
     for (name, run) in workloads {
         if want(name) {
             for row in run()? {
