@@ -4,15 +4,28 @@
 //! for one JSON object per line (`workload`, `variant`, `median_s`, `best_s`, and `gflops` where
 //! it means something), which `benches/side_by_side.py` reads to put PyTorch's figures beside
 //! ours from the same run. Name workloads to run only those (`... -- w1 w5`), e.g. under
-//! `valgrind --tool=callgrind`. Threads: `RAYON_NUM_THREADS=1` runs everything on one core.
+//! `valgrind --tool=callgrind`; `--calls N` then runs each workload's body exactly N times with
+//! no warm-up and no timing, so instruction counts divide evenly. Threads: `RAYON_NUM_THREADS=1`
+//! runs everything on one core.
 
 use nn::optim::{Optimizer, Sgd};
 use nn::{DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// `--calls N`: run each body exactly N times, untimed (0: time as usual).
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Median and best seconds per call of `f`, timed in `reps` batches of `inner` calls after
 /// a warm-up.
 fn time(reps: usize, inner: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    let calls = CALLS.load(Ordering::Relaxed);
+    if calls > 0 {
+        for _ in 0..calls {
+            f()?;
+        }
+        return Ok((f64::NAN, f64::NAN));
+    }
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(300) {
         f()?;
@@ -75,7 +88,18 @@ fn main() -> Result<()> {
     nn::manual_seed(0);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
-    let names: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let mut names: Vec<&String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--calls" {
+            let n = it.next().and_then(|n| n.parse().ok()).ok_or_else(|| {
+                nn::Error::invalid_config("bench_report", "--calls", "", "expected a count")
+            })?;
+            CALLS.store(n, Ordering::Relaxed);
+        } else if !a.starts_with("--") {
+            names.push(a);
+        }
+    }
     let want = |w: &str| names.is_empty() || names.iter().any(|a| a.eq_ignore_ascii_case(w));
     if !json {
         println!("{:<58} {:>16} {:>16}", "workload", "median", "best");

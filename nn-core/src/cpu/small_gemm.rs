@@ -223,7 +223,10 @@ pub(super) fn gemm_bt(
     }
 }
 
-/// The AVX2/FMA body of [`gemm_bt`]: one 8-lane dot product per element of C.
+/// The AVX2/FMA body of [`gemm_bt`]: C in blocks of 4 rows (of A) x 2 columns (rows of B),
+/// eight 8-lane dot products kept in registers while the shared dimension is walked once
+/// (each A load serves two columns, each B load four rows), then summed across lanes
+/// together.
 ///
 /// # Safety
 /// 1. The CPU supports AVX2 and FMA.
@@ -242,55 +245,168 @@ unsafe fn dots_avx2(
     k: usize,
     acc: bool,
 ) {
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(4);
+        let mut j = 0;
+        while j < n {
+            let cols = (n - j).min(2);
+            // SAFETY: (1)-(3) are ours; the block's `rows` rows of A start at row `i` with
+            // `i + rows <= m`, and its `cols` rows of B at row `j` with `j + cols <= n`.
+            unsafe {
+                match (rows, cols) {
+                    (4, 2) => dot_block::<4, 2>(c, a, a_rs, b, n, k, i, j, acc),
+                    (3, 2) => dot_block::<3, 2>(c, a, a_rs, b, n, k, i, j, acc),
+                    (2, 2) => dot_block::<2, 2>(c, a, a_rs, b, n, k, i, j, acc),
+                    (1, 2) => dot_block::<1, 2>(c, a, a_rs, b, n, k, i, j, acc),
+                    (4, _) => dot_block::<4, 1>(c, a, a_rs, b, n, k, i, j, acc),
+                    (3, _) => dot_block::<3, 1>(c, a, a_rs, b, n, k, i, j, acc),
+                    (2, _) => dot_block::<2, 1>(c, a, a_rs, b, n, k, i, j, acc),
+                    _ => dot_block::<1, 1>(c, a, a_rs, b, n, k, i, j, acc),
+                }
+            }
+            j += 2;
+        }
+        i += 4;
+    }
+}
+
+/// The `R x S` block of C at (i, j) of [`dots_avx2`]: `R` rows of A against `S` rows of B.
+///
+/// # Safety
+/// 1. The CPU supports AVX2 and FMA.
+/// 2. `i + R <= m`, `j + S <= n`, with `(m - 1) * a_rs + k <= a.len()`,
+///    `b.len() >= n * k` and `c.len() >= m * n`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_block<const R: usize, const S: usize>(
+    c: &mut [f32],
+    a: &[f32],
+    a_rs: usize,
+    b: &[f32],
+    n: usize,
+    k: usize,
+    i: usize,
+    j: usize,
+    acc: bool,
+) {
     let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
     let tail = k % 8;
+    let body = k - tail;
     // SAFETY: AVX2 is enabled here (1).
     let (tmask, _) = unsafe { masks(tail) };
-    let body = k - tail;
-    // SAFETY: A row `i < m` is `a[i * a_rs..i * a_rs + k]`, inside `a` (2); B row `j < n`
-    // is `b[j * k..(j + 1) * k]`, inside `b` (3). Full loads read lanes `p..p + 8` with
-    // `p + 8 <= body <= k`; the tail mask enables lanes `body..k` only, and masked-off
-    // lanes are not accessed. `i * n + j < m * n <= c.len()` (3), and `c` is borrowed
-    // mutably, so nothing else accesses it meanwhile.
+    let mut s = [[_mm256_setzero_ps(); S]; R];
+    // SAFETY: A row `i + r < m` is `a[(i + r) * a_rs..][..k]` and B row `j + t < n` is
+    // `b[(j + t) * k..][..k]`, inside the slices (2). Full loads read lanes `p..p + 8`
+    // with `p + 8 <= body <= k`; the tail mask enables lanes `body..k` only, and
+    // masked-off lanes are not accessed.
     unsafe {
-        for j in 0..n {
-            let brow = bp.add(j * k);
-            for i in 0..m {
-                let arow = ap.add(i * a_rs);
-                let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                let mut p = 0;
-                while p + 16 <= body {
-                    s0 = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(arow.add(p)),
-                        _mm256_loadu_ps(brow.add(p)),
-                        s0,
-                    );
-                    s1 = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(arow.add(p + 8)),
-                        _mm256_loadu_ps(brow.add(p + 8)),
-                        s1,
-                    );
-                    p += 16;
+        let mut p = 0;
+        while p < body {
+            let mut bv = [_mm256_setzero_ps(); S];
+            for (t, v) in bv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(bp.add((j + t) * k + p));
+            }
+            for (r, row) in s.iter_mut().enumerate() {
+                let av = _mm256_loadu_ps(ap.add((i + r) * a_rs + p));
+                for (acc, bv) in row.iter_mut().zip(bv) {
+                    *acc = _mm256_fmadd_ps(av, bv, *acc);
                 }
-                if p < body {
-                    s0 = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(arow.add(p)),
-                        _mm256_loadu_ps(brow.add(p)),
-                        s0,
-                    );
+            }
+            p += 8;
+        }
+        if tail > 0 {
+            let mut bv = [_mm256_setzero_ps(); S];
+            for (t, v) in bv.iter_mut().enumerate() {
+                *v = _mm256_maskload_ps(bp.add((j + t) * k + body), tmask);
+            }
+            for (r, row) in s.iter_mut().enumerate() {
+                let av = _mm256_maskload_ps(ap.add((i + r) * a_rs + body), tmask);
+                for (acc, bv) in row.iter_mut().zip(bv) {
+                    *acc = _mm256_fmadd_ps(av, bv, *acc);
                 }
-                if tail > 0 {
-                    let x = _mm256_maskload_ps(arow.add(body), tmask);
-                    let y = _mm256_maskload_ps(brow.add(body), tmask);
-                    s1 = _mm256_fmadd_ps(x, y, s1);
+            }
+        }
+    }
+    for (r, row) in s.iter().enumerate() {
+        for (t, v) in row.iter().enumerate() {
+            // SAFETY: AVX is enabled here (1).
+            let sum = unsafe { hsum(*v) };
+            // SAFETY: `(i + r) * n + j + t < m * n <= c.len()` (2), and `c` is borrowed
+            // mutably, so nothing else accesses it meanwhile.
+            unsafe {
+                let dst = cp.add((i + r) * n + j + t);
+                *dst = if acc { *dst + sum } else { sum };
+            }
+        }
+    }
+}
+
+/// The sum of the 8 lanes of `v`.
+///
+/// # Safety
+/// 1. The CPU supports AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    _mm_cvtss_f32(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `C (+)= A op(B)` the slow way, in f64.
+    fn naive(a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize), bt: bool) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let bv = if bt { b[j * k + p] } else { b[p * n + j] };
+                    s += a[i * k + p] as f64 * bv as f64;
                 }
-                let s = _mm256_add_ps(s0, s1);
-                let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-                let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-                let v = _mm_cvtss_f32(h);
-                let dst = cp.add(i * n + j);
-                *dst = if acc { *dst + v } else { v };
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn kernels_match_the_naive_product_on_every_edge_shape() {
+        if !available() {
+            return;
+        }
+        let val = |x: usize| ((x * 7919) % 23) as f32 / 11.0 - 1.0;
+        for m in 1..=9 {
+            for n in [1, 2, 3, 7, 8, 15, 16, 17, 33] {
+                for k in [1, 3, 7, 8, 9, 16, 17, 31, 64] {
+                    let a: Vec<f32> = (0..m * k).map(val).collect();
+                    let b: Vec<f32> = (0..k * n).map(|x| val(x + 5)).collect();
+                    for bt in [false, true] {
+                        let want = naive(&a, &b, (m, n, k), bt);
+                        for acc in [false, true] {
+                            let mut c = vec![if acc { 1.0 } else { f32::NAN }; m * n];
+                            let done = if bt {
+                                gemm_bt(&mut c, &a, k, &b, (m, n, k), acc)
+                            } else {
+                                gemm(&mut c, &a, k, 1, &b, (m, n, k), acc)
+                            };
+                            assert!(done, "kernel refused {m}x{n}x{k}");
+                            for (x, (g, w)) in c.iter().zip(&want).enumerate() {
+                                let w = if acc { w + 1.0 } else { *w };
+                                assert!(
+                                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                                    "{m}x{n}x{k} bt={bt} acc={acc} element {x}: {g} vs {w}"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
     }
