@@ -137,11 +137,6 @@ impl Tensor {
         self.0.shape.clone()
     }
 
-    /// An identity of this handle's tensor (shared by its clones), for graph walks.
-    pub(crate) fn node_id(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
-    }
-
     /// The storage for writing in place, when this handle is the only one on both its
     /// tensor and its storage (so a write cannot be observed through any other value).
     pub(crate) fn storage_mut(&mut self) -> Option<&mut dyn BackendStorage> {
