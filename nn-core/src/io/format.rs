@@ -270,6 +270,7 @@ impl<'a> TensorFile<'a> {
         let mut st = HostData::zeros(n, e.dtype)?;
         if cfg!(target_endian = "little") {
             self.read_at(e, st.bytes_mut())?;
+            st.normalize_bools();
         } else {
             let mut bytes = vec![0u8; e.len];
             self.read_at(e, &mut bytes)?;

@@ -39,8 +39,8 @@
 //! | 28 | 4 | reserved, 0 |
 //! | 32 | n | payload: the value in [postcard](https://docs.rs/postcard) |
 //!
-//! In the payload a tensor is a struct of three fields: `dtype` (the string `float32`
-//! or `int64`), `shape` (a sequence of varint sizes) and `data` (a byte string: varint
+//! In the payload a tensor is a struct of three fields: `dtype` (the string `float32`,
+//! `int64`, `float16`, `bfloat16`, `float64`, `int32`, `uint8` or `bool`), `shape` (a sequence of varint sizes) and `data` (a byte string: varint
 //! length, then the elements row-major, little-endian). A state dict or a map is a
 //! postcard map of string to tensor, a list a postcard sequence. Readers reject a wrong
 //! magic number, an unknown version or flags, a length that is not the file's, a bad
@@ -167,3 +167,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_files;
+
+#[cfg(test)]
+mod tests_dtypes;
