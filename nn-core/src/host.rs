@@ -257,8 +257,9 @@ impl HostData {
 
     /// The same elements converted to `dtype`, a new vector: floats round to nearest
     /// (f32 to f16/bf16 as PyTorch's `.half()` / `.bfloat16()`), float to integer
-    /// truncates toward zero and saturates (Rust's `as`), integers wrap when narrowed
-    /// (as PyTorch's `.to(torch.uint8)`), anything nonzero is `true`.
+    /// truncates toward zero and saturates (Rust's `as`; to u8 through i64, so -3.0
+    /// wraps to 253 as in PyTorch), integers wrap when narrowed (as PyTorch's
+    /// `.to(torch.uint8)`), anything nonzero is `true`.
     pub fn to_dtype(&self, dtype: DType) -> Result<HostData> {
         const OP: &str = "to_dtype";
         use half::{bf16, f16};
@@ -316,7 +317,8 @@ impl HostData {
             DType::U8 => HostData::U8(try_collect(
                 it.map(|n| match n {
                     Num::I(i) => i as u8,
-                    Num::F(f) => f as u8,
+                    // through i64, as torch on x86 (-3.0 becomes 253)
+                    Num::F(f) => f as i64 as u8,
                 }),
                 OP,
             )?),

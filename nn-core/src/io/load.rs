@@ -185,6 +185,7 @@ pub(crate) fn load_from(
     });
 
     let mut report = LoadReport::default();
+    let mut converted = Vec::new();
     let mut used: HashSet<&str> = HashSet::new();
     // a tied parameter is visited under each of its names: load it once
     let mut first_of: HashMap<u64, String> = HashMap::new();
@@ -237,11 +238,12 @@ pub(crate) fn load_from(
             first_of.insert(p.id(), k.to_string());
         }
         if convert.is_some() {
-            report.converted.push((key.clone(), found_dtype, dtype));
+            converted.push((key.clone(), found_dtype, dtype));
         }
         report.loaded.push(key);
         plan.push((target, k, convert));
     }
+    report.converted = converted.into_boxed_slice();
     report.unexpected = src_keys
         .iter()
         .filter(|k| k.starts_with(prefix.as_str()) && !used.contains(*k))

@@ -90,8 +90,9 @@ pub struct LoadReport {
     /// Keys present on both sides whose shape, dtype or tie does not fit.
     pub mismatched: Vec<Mismatch>,
     /// Loaded keys whose data was converted (with [`crate::io::LoadOptions::convert_dtypes`]):
-    /// the key, the file's dtype, the model's dtype.
-    pub converted: Vec<(String, DType, DType)>,
+    /// the key, the file's dtype, the model's dtype. (A boxed slice, not a `Vec`, keeps
+    /// [`crate::Error`], which carries this report, small.)
+    pub converted: Box<[(String, DType, DType)]>,
 }
 
 impl LoadReport {

@@ -234,6 +234,7 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
             shape: info.shape.clone(),
             offset: data_start + s as u64,
             len: e - s,
+            strides: None,
         });
     }
     if next != data_len {

@@ -11,6 +11,7 @@ fn mlp() -> Sequential<(Linear, ReLU, Linear)> {
 }
 
 #[test]
+#[allow(clippy::excessive_precision)] // the exact values torch prints
 fn conversions_follow_pytorch_rounding_and_truncation() -> Result<()> {
     let x = Tensor::from_vec(vec![1.0f32, -2.5, 0.1, 65520.0, 3.9], &[5])?;
     let h = x.to_dtype(DType::F16)?;
