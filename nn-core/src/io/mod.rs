@@ -200,3 +200,6 @@ mod tests_files;
 
 #[cfg(test)]
 mod tests_dtypes;
+
+#[cfg(test)]
+mod tests_torch;
