@@ -72,6 +72,20 @@
 //! the equivalent PyTorch model loads with [`crate::ModuleExt::load`] (which recognizes
 //! both formats) and gives the same outputs. safetensors has no checksum: corruption
 //! inside tensor data is not detected.
+//!
+//! # PyTorch `torch.save` files
+//!
+//! The zip archives PyTorch writes since 1.6 (`.pt`, `.pth`, `.bin`) are read by a
+//! restricted unpickler that accepts what `torch.load(weights_only=True)` accepts and
+//! refuses every other global by name; storages and views are checked against the file
+//! (sizes, offsets, strides, no overlapping elements) before anything is allocated.
+//! Nested dicts give dotted keys, so [`LoadOptions::prefix`] selects the model of a
+//! whole training checkpoint and [`LoadOptions::strip_prefix`] removes `module.`.
+//! [`save_torch`] (or a `.pt` name) writes an archive PyTorch loads with
+//! `weights_only=True`. Legacy (pre-1.6) files, TorchScript archives and compressed
+//! (repacked) archives are errors that say how to convert them. Files are told apart by
+//! their first bytes ([`inspect`] reports the [`FileFormat`]); names only choose the
+//! format written.
 
 mod atomic;
 mod checkpoint;

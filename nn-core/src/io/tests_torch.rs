@@ -111,6 +111,21 @@ fn written_archives_round_trip_every_dtype_and_shape() -> Result<()> {
 }
 
 #[test]
+fn an_empty_tensor_may_have_any_offset() -> Result<()> {
+    // {"w": _rebuild_tensor_v2(storage "0" of 32 floats, offset 2^62, size (0,), stride (1,))}
+    let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK tQ".to_vec();
+    p.extend_from_slice(b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40K\x00\x85K\x01\x85\x89)tRs.");
+    let mut z = zip::ZipWriter::new(Vec::new());
+    z.entry("a/data.pkl", &[&p]).map_err(crate::Error::from)?;
+    z.entry("a/data/0", &[&[0u8; 128]])
+        .map_err(crate::Error::from)?;
+    let bytes = z.finish().map_err(crate::Error::from)?;
+    let sd = state_dict_from_bytes(&bytes)?;
+    assert_eq!(sd.get("w").map(|t| t.shape().to_vec()), Some(vec![0]));
+    Ok(())
+}
+
+#[test]
 fn views_gather_as_pytorch_indexes() -> Result<()> {
     let sd = state_dict_from_bytes(VIEWS)?;
     let t = sd.get("t").map(|t| t.to_vec::<f32>()).transpose()?;

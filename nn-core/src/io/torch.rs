@@ -244,7 +244,13 @@ fn view_entry(
             }
         }
     }
-    let at = storage_at + offset * el as u64;
+    // an empty tensor reads nothing: its offset need not lie in the storage
+    let at = if numel == 0 {
+        storage_at
+    } else {
+        // bounded: offset <= last < storage_numel, whose bytes lie in the file
+        storage_at + offset * el as u64
+    };
     Ok(Entry {
         name: key.to_string(),
         dtype,
