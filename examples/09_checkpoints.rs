@@ -8,20 +8,26 @@
 //! PyTorch.
 
 use nn::io::{self, LoadOptions};
-use nn::{DType, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
+use nn::{DType, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pt")).join(name)
 }
 
+/// Two layers sharing one weight (PyTorch: `self.b.weight = self.a.weight`).
+#[derive(Module)]
+struct Tied {
+    a: Linear,
+    b: Linear,
+}
+
 fn main() -> Result<()> {
-    let out = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("nn-09-checkpoints-{}", std::process::id()))
-        });
+    let given = std::env::args().nth(1);
+    let keep = given.is_some();
+    let out = given.map(PathBuf::from).unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("nn-09-checkpoints-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&out).map_err(|e| nn::Error::io(&out, e))?;
 
     // torch.save(net.state_dict(), "mlp_f32.pt") from Sequential(Linear(4, 8), ReLU, Linear(8, 3))
@@ -81,6 +87,14 @@ fn main() -> Result<()> {
         io::save_safetensors(&half, out.join(format!("{name}.expect.safetensors")))?;
     }
     net.save(out.join("model.pt"))?;
+    // a tied weight is one storage in the file, and one tensor again in PyTorch
+    let a = Linear::new(4, 4);
+    let mut b = Linear::new(4, 4);
+    b.weight = a.weight.clone();
+    let tied = Tied { a, b };
+    tied.load(fixture("tied.pt"))?;
+    tied.save(out.join("tied.pt"))?;
+    io::save_safetensors(&tied.state_dict()?, out.join("tied.expect.safetensors"))?;
     io::save_safetensors(&net.state_dict()?, out.join("model.expect.safetensors"))?;
     for t in io::inspect(out.join("mlp_bf16.pt"))?.tensors {
         println!(
@@ -90,6 +104,10 @@ fn main() -> Result<()> {
             t.shape
         );
     }
-    println!("wrote {}", out.display());
+    if keep {
+        println!("wrote {}", out.display());
+    } else {
+        std::fs::remove_dir_all(&out).map_err(|e| nn::Error::io(&out, e))?;
+    }
     Ok(())
 }

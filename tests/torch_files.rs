@@ -148,6 +148,21 @@ fn tied_weights_saved_once_load_into_a_tied_model() -> Result<()> {
     assert_eq!(Some(net.b.weight.data()?.to_vec::<f32>()?), w);
     // still one parameter
     assert!(net.a.weight.data()?.same_storage(&net.b.weight.data()?));
+    // written back with the weight stored once: the bytes PyTorch loaded (verified.json:
+    // a.weight and b.weight one storage again after torch.load)
+    // (same file name: the archive inside is named after it)
+    let dir = std::env::temp_dir().join(format!("nn-torch-tied-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let out = dir.join("tied.pt");
+    net.save(&out)?;
+    let bytes = std::fs::read(&out).map_err(|e| Error::io(&out, e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let accepted = fixture("written/tied.pt");
+    let want = std::fs::read(&accepted).map_err(|e| Error::io(&accepted, e))?;
+    assert!(
+        bytes == want,
+        "tied.pt differs from the file PyTorch accepted"
+    );
     Ok(())
 }
 

@@ -176,7 +176,10 @@ def verify(d):
             continue
         path = os.path.join(d, name)
         sd = torch.load(path, weights_only=True)
-        net = mlp()
+        net = Tied() if name.startswith("tied") else mlp()
+        if name.startswith("tied"):
+            # written once, loaded as one storage
+            assert sd["a.weight"].data_ptr() == sd["b.weight"].data_ptr(), name
         if name.startswith("mlp_f16") or name.startswith("mlp_bf16"):
             net = net.to(next(iter(sd.values())).dtype)
         net.load_state_dict(sd, strict=True)

@@ -111,6 +111,28 @@ fn written_archives_round_trip_every_dtype_and_shape() -> Result<()> {
 }
 
 #[test]
+fn tied_tensors_are_written_once() -> Result<()> {
+    let w = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    let mut sd = StateDict::new();
+    sd.insert("a.weight", w.clone());
+    sd.insert("a.bias", Tensor::zeros(&[2]));
+    sd.insert("b.weight", w);
+    let bytes = torch_to_bytes(&sd)?;
+    let entries = zip::read_entries(bytes.as_slice(), bytes.len() as u64, "mem")?;
+    let storages: Vec<&str> = entries
+        .iter()
+        .map(|e| e.name.as_str())
+        .filter(|n| n.contains("/data/"))
+        .collect();
+    assert_eq!(storages, ["archive/data/0", "archive/data/1"]);
+    let back = state_dict_from_bytes(&bytes)?;
+    let get = |k: &str| back.get(k).map(|t| t.to_vec::<f32>()).transpose();
+    assert_eq!(get("b.weight")?, Some(vec![1.0, 2.0, 3.0, 4.0]));
+    assert_eq!(get("a.bias")?, Some(vec![0.0, 0.0]));
+    Ok(())
+}
+
+#[test]
 fn an_empty_tensor_may_have_any_offset() -> Result<()> {
     // {"w": _rebuild_tensor_v2(storage "0" of 32 floats, offset 2^62, size (0,), stride (1,))}
     let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK tQ".to_vec();

@@ -407,9 +407,29 @@ impl Pk {
     }
 }
 
+/// For each tensor of `sd`, the index of the storage it is written to, and the tensor
+/// holding each storage: tensors sharing memory (tied parameters) share one storage,
+/// as `torch.save` writes them.
+fn storage_ids(sd: &StateDict) -> (Vec<usize>, Vec<usize>) {
+    let ts: Vec<&crate::Tensor> = sd.iter().map(|(_, t)| t).collect();
+    let mut ids = Vec::with_capacity(ts.len());
+    let mut owners: Vec<usize> = Vec::new();
+    for (i, t) in ts.iter().enumerate() {
+        let same = owners
+            .iter()
+            .position(|&o| ts[o].same_storage(t) && ts[o].shape() == t.shape());
+        ids.push(same.unwrap_or_else(|| {
+            owners.push(i);
+            owners.len() - 1
+        }));
+    }
+    (ids, owners)
+}
+
 /// The `data.pkl` of a state dict: an `OrderedDict` of `_rebuild_tensor_v2` calls on
-/// storages `0`, `1`, ... (one per tensor), as `torch.save(state_dict)` writes it.
-fn state_dict_pickle(sd: &StateDict) -> Vec<u8> {
+/// storages `0`, `1`, ... (one per distinct storage), as `torch.save(state_dict)`
+/// writes it.
+fn state_dict_pickle(sd: &StateDict, ids: &[usize]) -> Vec<u8> {
     let mut p = Pk {
         out: Vec::new(),
         memo: HashMap::new(),
@@ -426,7 +446,7 @@ fn state_dict_pickle(sd: &StateDict) -> Vec<u8> {
         p.op(b"((");
         p.str("storage");
         p.global("torch", storage_name(t.dtype()));
-        p.str(&i.to_string());
+        p.str(&ids[i].to_string());
         p.str("cpu");
         p.int(t.numel() as u64);
         p.op(b"tQ");
@@ -459,16 +479,21 @@ pub(crate) fn write_state_dict<W: std::io::Write>(
 ) -> Result<W> {
     let io = Error::from;
     let mut z = zip::ZipWriter::new(w);
-    z.entry(&format!("{archive}/data.pkl"), &[&state_dict_pickle(sd)])
-        .map_err(io)?;
+    let (ids, owners) = storage_ids(sd);
+    z.entry(
+        &format!("{archive}/data.pkl"),
+        &[&state_dict_pickle(sd, &ids)],
+    )
+    .map_err(io)?;
     z.entry(&format!("{archive}/.format_version"), &[b"1"])
         .map_err(io)?;
     z.entry(&format!("{archive}/.storage_alignment"), &[b"64"])
         .map_err(io)?;
     z.entry(&format!("{archive}/byteorder"), &[b"little"])
         .map_err(io)?;
-    for (i, (_, t)) in sd.iter().enumerate() {
-        let bytes = super::tensor_serde::le_bytes(t)?;
+    let ts: Vec<&crate::Tensor> = sd.iter().map(|(_, t)| t).collect();
+    for (i, &o) in owners.iter().enumerate() {
+        let bytes = super::tensor_serde::le_bytes(ts[o])?;
         z.entry(&format!("{archive}/data/{i}"), &[&bytes])
             .map_err(io)?;
     }
