@@ -133,6 +133,35 @@ fn tied_tensors_are_written_once() -> Result<()> {
 }
 
 #[test]
+fn repeated_views_of_one_storage_are_bounded_by_the_file() -> Result<()> {
+    // 400 keys, each the whole of one 64 KiB storage: 26 MB of copies from a 70 KB file
+    let mut p = b"\x80\x02}(".to_vec();
+    for i in 0..400 {
+        let key = format!("k{i:03}");
+        p.extend_from_slice(b"X\x04\x00\x00\x00");
+        p.extend_from_slice(key.as_bytes());
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuM\x00\x40tQK\x00M\x00\x40\x85K\x01\x85\x89)tR");
+    }
+    p.extend_from_slice(b"u.");
+    let zip_of = |n: usize| -> Result<Vec<u8>> {
+        let mut z = zip::ZipWriter::new(Vec::new());
+        z.entry("a/data.pkl", &[&p]).map_err(crate::Error::from)?;
+        z.entry("a/data/0", &[&vec![0u8; n]])
+            .map_err(crate::Error::from)?;
+        z.finish().map_err(crate::Error::from)
+    };
+    let e = state_dict_from_bytes(&zip_of(1 << 16)?)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_ref()
+            .is_some_and(|e| e.contains("one storage viewed again and again")),
+        "{e:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn an_empty_tensor_may_have_any_offset() -> Result<()> {
     // {"w": _rebuild_tensor_v2(storage "0" of 32 floats, offset 2^62, size (0,), stride (1,))}
     let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK tQ".to_vec();

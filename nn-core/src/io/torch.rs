@@ -39,6 +39,11 @@ pub(crate) fn foreign_kind(head: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// Views are copied on load, so the tensors of a file may total at most this many times
+/// its size (tied weights make it 2x or 3x; a file repeating one view of a large storage
+/// thousands of times is refused rather than multiplied).
+const VIEW_BOUND: u64 = 8;
+
 /// What a torch archive holds besides tensors: non-tensor leaves (`epoch`, optimizer
 /// hyper-parameters) as `(dotted key, Python-like text)`.
 pub(crate) type Extras = Vec<(String, String)>;
@@ -118,6 +123,7 @@ pub(crate) fn scan<R: ReadAt + ?Sized>(
     let mut entries = Vec::new();
     let mut extras = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
     for (key, leaf) in leaves {
         let t = match leaf {
             Leaf::Tensor(t) => t,
@@ -155,7 +161,18 @@ pub(crate) fn scan<R: ReadAt + ?Sized>(
                 ),
             ));
         }
-        entries.push(view_entry(what, &key, *dtype, *numel, ze.offset, t)?);
+        let e = view_entry(what, &key, *dtype, *numel, ze.offset, t)?;
+        // many views of one storage would each be a copy: bound them by the file
+        total = total.saturating_add(e.len as u64);
+        if total > len.saturating_mul(VIEW_BOUND).saturating_add(1 << 16) {
+            return Err(bad(
+                what,
+                format!(
+                    "its tensors claim more than {total} bytes from a {len}-byte file (one storage viewed again and again); nn copies each view, so it reads at most {VIEW_BOUND}x the file"
+                ),
+            ));
+        }
+        entries.push(e);
     }
     Ok((entries, extras))
 }
