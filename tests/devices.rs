@@ -81,6 +81,7 @@ fn assert_same(what: &str, dev: &Device, got: &Tensor, want: &Tensor) -> Result<
             }
         }
         DType::I64 => assert_eq!(got.to_vec::<i64>()?, want.to_vec::<i64>()?, "{what}"),
+        _ => assert_eq!(got.to_host()?, want.to_host()?, "{what}"),
     }
     Ok(())
 }

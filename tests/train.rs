@@ -77,6 +77,12 @@ fn bits(sd: &nn::StateDict) -> nn::Result<Vec<(String, Vec<u64>)>> {
                     .map(|x| u64::from(x.to_bits()))
                     .collect(),
                 nn::DType::I64 => t.to_vec::<i64>()?.iter().map(|&x| x as u64).collect(),
+                _ => t
+                    .to_host()?
+                    .to_le_bytes()
+                    .iter()
+                    .map(|&b| u64::from(b))
+                    .collect(),
             };
             Ok((k.to_string(), v))
         })

@@ -214,6 +214,14 @@ pub enum Error {
         /// What is wrong.
         problem: crate::io::CheckpointProblem,
     },
+    /// A compute op on a storage-only dtype (f16, bf16, f64, i32, u8, bool).
+    #[error("{op}: {dtype} tensors are storage only; convert first with .to_dtype(DType::F32)")]
+    StorageOnly {
+        /// The op that was called.
+        op: &'static str,
+        /// The tensor's dtype.
+        dtype: DType,
+    },
 }
 
 impl From<std::io::Error> for Error {

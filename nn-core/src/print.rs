@@ -1,7 +1,7 @@
 //! Printing tensors: PyTorch's layout (`tensor([[1.0000, 2.0000], ...])`), bounded by
 //! the element count, with PyTorch's summarization (`...`) above 1000 elements.
 
-use crate::{HostData, Tensor};
+use crate::{DType, HostData, Tensor};
 use std::fmt;
 
 impl fmt::Debug for Tensor {
@@ -83,6 +83,24 @@ impl fmt::Display for Tensor {
                 }
                 HostData::I64(v) => {
                     let val = |i: usize| v.get(i).map(i64::to_string).unwrap_or_default();
+                    fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
+                }
+                other => {
+                    let float = other.dtype().is_float();
+                    let Ok(HostData::F64(v)) = other.to_dtype(DType::F64) else {
+                        return write!(f, "<unreadable {}>)", other.dtype());
+                    };
+                    let val = |i: usize| {
+                        v.get(i)
+                            .map(|x| {
+                                if float {
+                                    format!("{x:.4}")
+                                } else {
+                                    format!("{x}")
+                                }
+                            })
+                            .unwrap_or_default()
+                    };
                     fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
                 }
             }

@@ -55,9 +55,9 @@ impl Element for f32 {
     fn from_host(s: HostData) -> Result<Vec<Self>> {
         match s {
             HostData::F32(v) => Ok(v),
-            HostData::I64(_) => Err(Error::DType {
+            other => Err(Error::DType {
                 op: "to_vec::<f32>",
-                dtype: DType::I64,
+                dtype: other.dtype(),
                 expected: Some(DType::F32),
             }),
         }
@@ -72,9 +72,9 @@ impl Element for i64 {
     fn from_host(s: HostData) -> Result<Vec<Self>> {
         match s {
             HostData::I64(v) => Ok(v),
-            HostData::F32(_) => Err(Error::DType {
+            other => Err(Error::DType {
                 op: "to_vec::<i64>",
-                dtype: DType::F32,
+                dtype: other.dtype(),
                 expected: Some(DType::I64),
             }),
         }
@@ -485,6 +485,7 @@ impl Tensor {
         Ok(match self.0.storage.to_host()? {
             HostData::F32(v) => v[0],
             HostData::I64(v) => v[0] as f32,
+            other => other.to_dtype(DType::F32)?.f32s("item")?[0],
         })
     }
 

@@ -191,6 +191,12 @@ impl CudaDevice {
             HostData::I64(v) if v.is_empty() => (Buf::I64(self.alloc_zeros(0)?), 0),
             HostData::F32(v) => (Buf::F32(self.stream.clone_htod(v.as_slice())?), v.len()),
             HostData::I64(v) => (Buf::I64(self.stream.clone_htod(v.as_slice())?), v.len()),
+            other => {
+                return Err(Error::Core(nn_core::Error::StorageOnly {
+                    op: "upload to CUDA",
+                    dtype: other.dtype(),
+                }))
+            }
         };
         self.storage(buf, len)
     }
@@ -199,6 +205,12 @@ impl CudaDevice {
         let buf = match dtype {
             DType::F32 => Buf::F32(self.alloc_zeros(len)?),
             DType::I64 => Buf::I64(self.alloc_zeros(len)?),
+            other => {
+                return Err(Error::Core(nn_core::Error::StorageOnly {
+                    op: "zeros on CUDA",
+                    dtype: other,
+                }))
+            }
         };
         self.storage(buf, len)
     }

@@ -444,6 +444,12 @@ impl CudaStorage {
 
     fn cast_(&self, dtype: DType) -> Result<Storage> {
         let buf = match (&self.buf, dtype) {
+            (_, other) if !other.is_compute() => {
+                return Err(Error::Core(nn_core::Error::StorageOnly {
+                    op: "to_dtype on CUDA (move the tensor to the CPU first)",
+                    dtype: other,
+                }))
+            }
             (Buf::F32(x), DType::I64) => Buf::I64(ew::cast_f32_i64(&self.dev, x, self.len)?),
             (Buf::I64(x), DType::F32) => Buf::F32(ew::cast_i64_f32(&self.dev, x, self.len)?),
             (Buf::F32(x), _) => Buf::F32(x.try_clone()?),

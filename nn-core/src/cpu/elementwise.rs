@@ -218,5 +218,6 @@ pub(super) fn cast(x: &HostData, dtype: DType) -> Result<HostData> {
         }
         (HostData::F32(x), DType::F32) => HostData::F32(try_collect(x.iter().copied(), "cast")?),
         (HostData::I64(x), DType::I64) => HostData::I64(try_collect(x.iter().copied(), "cast")?),
+        (x, dtype) => x.to_dtype(dtype)?,
     })
 }

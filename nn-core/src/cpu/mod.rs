@@ -83,6 +83,9 @@ fn mismatch(op: &'static str, s: &dyn BackendStorage) -> Error {
 }
 
 fn dtype_err(op: &'static str, got: DType, want: DType) -> Error {
+    if !got.is_compute() {
+        return Error::StorageOnly { op, dtype: got };
+    }
     Error::DType {
         op,
         dtype: got,
@@ -94,6 +97,14 @@ fn f32s_mut<'a>(op: &'static str, h: &'a mut HostData) -> Result<&'a mut [f32]> 
     match h {
         HostData::F32(v) => Ok(v),
         HostData::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
+        other => Err(storage_only(op, other)),
+    }
+}
+
+fn storage_only(op: &'static str, h: &HostData) -> Error {
+    Error::StorageOnly {
+        op,
+        dtype: h.dtype(),
     }
 }
 
@@ -288,11 +299,13 @@ impl BackendStorage for CpuStorage {
             return out(HostData::I64(match &self.0 {
                 HostData::F32(x) => reduce::argmax(x, shape, ax)?,
                 HostData::I64(x) => reduce::argmax(x, shape, ax)?,
+                other => return Err(storage_only("argmax", other)),
             }));
         }
         out(match &self.0 {
             HostData::F32(x) => HostData::F32(reduce::reduce(op, x, shape, axes)?),
             HostData::I64(x) => HostData::I64(reduce::reduce(op, x, shape, axes)?),
+            other => return Err(storage_only("reduce", other)),
         })
     }
 
@@ -302,6 +315,7 @@ impl BackendStorage for CpuStorage {
         out(match &self.0 {
             HostData::F32(x) => HostData::F32(copy::permute(x, shape, perm)?),
             HostData::I64(x) => HostData::I64(copy::permute(x, shape, perm)?),
+            other => return Err(storage_only("permute", other)),
         })
     }
 
@@ -311,6 +325,7 @@ impl BackendStorage for CpuStorage {
         out(match &self.0 {
             HostData::F32(x) => HostData::F32(copy::narrow(x, shape, axis, start, len)?),
             HostData::I64(x) => HostData::I64(copy::narrow(x, shape, axis, start, len)?),
+            other => return Err(storage_only("narrow", other)),
         })
     }
 
@@ -351,6 +366,7 @@ impl BackendStorage for CpuStorage {
                     .collect::<Result<_>>()?;
                 HostData::I64(copy::cat(&p, axis)?)
             }
+            other => return Err(storage_only("cat", other)),
         })
     }
 
@@ -368,6 +384,7 @@ impl BackendStorage for CpuStorage {
         out(match &self.0 {
             HostData::F32(x) => HostData::F32(copy::index_select(x, shape, axis, &idx)?),
             HostData::I64(x) => HostData::I64(copy::index_select(x, shape, axis, &idx)?),
+            other => return Err(storage_only("index_select", other)),
         })
     }
 

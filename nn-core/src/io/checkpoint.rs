@@ -407,6 +407,12 @@ mod tests {
                         .map(|x| u64::from(x.to_bits()))
                         .collect(),
                     DType::I64 => t.to_vec::<i64>()?.iter().map(|&x| x as u64).collect(),
+                    _ => t
+                        .to_host()?
+                        .to_le_bytes()
+                        .iter()
+                        .map(|&b| u64::from(b))
+                        .collect(),
                 };
                 Ok((k.to_string(), v))
             })

@@ -18,6 +18,75 @@ pub(crate) struct Entry {
     pub offset: u64,
     /// Data length in bytes (checked against dtype and shape).
     pub len: usize,
+    /// Element strides of a non-contiguous view (a `.pt` file's transposes and
+    /// slices), checked not to overlap and to stay inside the file; `None`: row-major.
+    pub strides: Option<Vec<usize>>,
+}
+
+/// The formats a state-dict file can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// nn's own format ([`crate::io::save`]).
+    Native,
+    /// safetensors.
+    Safetensors,
+    /// PyTorch's `torch.save` zip archive (`.pt`, `.pth`, `.bin`).
+    Torch,
+}
+
+impl FileFormat {
+    /// A short name (`nn`, `safetensors`, `torch`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Native => "nn",
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::Torch => "torch",
+        }
+    }
+
+    /// The format a path's extension names: `.safetensors`, `.pt`/`.pth`/`.bin`, and
+    /// the native format for anything else.
+    pub fn from_extension(path: &Path) -> FileFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("safetensors") => FileFormat::Safetensors,
+            Some("pt" | "pth" | "bin") => FileFormat::Torch,
+            _ => FileFormat::Native,
+        }
+    }
+}
+
+/// Scans `len` bytes whose first bytes are `head` with the reader the magic bytes call
+/// for: native magic, a zip archive (PyTorch), a legacy PyTorch pickle (an error
+/// saying how to convert it), else safetensors (which has no magic number).
+fn scan_any<R: Read + std::io::Seek>(
+    r: &mut R,
+    at: &(impl super::zip::ReadAt + ?Sized),
+    head: &[u8],
+    len: u64,
+    what: &str,
+) -> Result<(FileFormat, Vec<Entry>, super::torch::Extras)> {
+    if head.starts_with(&super::native::MAGIC) {
+        let e = super::native::scan_state_dict(r, len, what)?;
+        return Ok((FileFormat::Native, e, Vec::new()));
+    }
+    if super::zip::is_zip(head) {
+        let (e, x) = super::torch::scan(at, len, what)?;
+        return Ok((FileFormat::Torch, e, x));
+    }
+    if let Some(kind) = super::torch::foreign_kind(head) {
+        return Err(Error::Format {
+            path: what.to_string(),
+            msg: kind.to_string(),
+        });
+    }
+    let e = super::safetensors::scan(r, len, what).map_err(|e| match e {
+        Error::Format { .. } => Error::Format {
+            path: what.to_string(),
+            msg: neither(head, e),
+        },
+        other => other,
+    })?;
+    Ok((FileFormat::Safetensors, e, Vec::new()))
 }
 
 /// What a path names when it is not a regular file.
@@ -118,17 +187,20 @@ pub(crate) struct TensorFile<'a> {
     path: String,
     entries: Vec<Entry>,
     index: std::collections::HashMap<String, usize>,
+    format: FileFormat,
+    extras: super::torch::Extras,
 }
 
 /// The message for a file that is in neither supported format: what each reader found.
 fn neither(head: &[u8], st: Error) -> String {
+    let head = head.get(..8).unwrap_or(head);
     let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
     let st = match st {
         Error::Format { msg, .. } => msg,
         other => other.to_string(),
     };
     format!(
-        "neither an nn native file (bad magic number: starts with [{}], expected {}) nor a valid safetensors file ({st})",
+        "neither an nn native file (bad magic number: starts with [{}], expected {}), a PyTorch zip archive, nor a valid safetensors file ({st})",
         hex.join(" "),
         super::native::MAGIC_TEXT
     )
@@ -140,23 +212,17 @@ impl TensorFile<'static> {
     pub(crate) fn open(path: &Path) -> Result<TensorFile<'static>> {
         let (mut file, len) = open_regular(path)?;
         let what = path.display().to_string();
-        let mut head = Vec::with_capacity(super::native::MAGIC.len());
+        let mut head = Vec::with_capacity(16);
         (&mut file)
-            .take(super::native::MAGIC.len() as u64)
+            .take(16)
             .read_to_end(&mut head)
             .map_err(|e| Error::io(path, e))?;
-        let entries = if head == super::native::MAGIC {
-            super::native::scan_state_dict(&mut file, len, &what)?
-        } else {
-            super::safetensors::scan(&mut file, len, &what).map_err(|e| match e {
-                Error::Format { .. } => Error::Format {
-                    path: what.clone(),
-                    msg: neither(&head, e),
-                },
-                other => other,
-            })?
-        };
-        Ok(Self::with_entries(Backing::File(file), what, entries))
+        let at = file.try_clone().map_err(|e| Error::io(path, e))?;
+        let (format, entries, extras) = scan_any(&mut file, &at, &head, len, &what)?;
+        let mut f = Self::with_entries(Backing::File(file), what, entries);
+        f.format = format;
+        f.extras = extras;
+        Ok(f)
     }
 
     /// Opens a safetensors file (whatever its first bytes).
@@ -173,19 +239,12 @@ impl<'a> TensorFile<'a> {
     pub(crate) fn from_bytes(bytes: &'a [u8]) -> Result<TensorFile<'a>> {
         let what = "<memory>".to_string();
         let len = bytes.len() as u64;
-        let head = bytes.get(..super::native::MAGIC.len()).unwrap_or(bytes);
-        let entries = if head == super::native::MAGIC {
-            super::native::scan_state_dict(&mut Cursor::new(bytes), len, &what)?
-        } else {
-            super::safetensors::scan(&mut Cursor::new(bytes), len, &what).map_err(|e| match e {
-                Error::Format { .. } => Error::Format {
-                    path: what.clone(),
-                    msg: neither(head, e),
-                },
-                other => other,
-            })?
-        };
-        Ok(Self::with_entries(Backing::Memory(bytes), what, entries))
+        let head = bytes.get(..16).unwrap_or(bytes);
+        let (format, entries, extras) = scan_any(&mut Cursor::new(bytes), bytes, head, len, &what)?;
+        let mut f = Self::with_entries(Backing::Memory(bytes), what, entries);
+        f.format = format;
+        f.extras = extras;
+        Ok(f)
     }
 
     fn with_entries(backing: Backing<'a>, path: String, entries: Vec<Entry>) -> TensorFile<'a> {
@@ -199,7 +258,24 @@ impl<'a> TensorFile<'a> {
             path,
             entries,
             index,
+            format: FileFormat::Safetensors,
+            extras: Vec::new(),
         }
+    }
+
+    /// The file's format.
+    pub(crate) fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// The tensors' entries, in file order.
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Non-tensor leaves of a `.pt` file (`epoch`, hyper-parameters), as text.
+    pub(crate) fn extras(&self) -> &[(String, String)] {
+        &self.extras
     }
 
     fn entry(&self, key: &str) -> Result<&Entry> {
@@ -220,11 +296,22 @@ impl<'a> TensorFile<'a> {
                 rhs: vec![dst.len()],
             });
         }
+        if let Some(strides) = &e.strides {
+            // a view: read the span it covers (checked inside its storage), then gather
+            let mut span = vec![0u8; super::torch::span(e)];
+            self.read_span(e, &mut span)?;
+            super::torch::gather(&span, dst, &e.shape, strides, e.dtype.size_in_bytes());
+            return Ok(());
+        }
+        self.read_span(e, dst)
+    }
+
+    fn read_span(&self, e: &Entry, dst: &mut [u8]) -> Result<()> {
         match &self.backing {
             Backing::Memory(bytes) => {
                 let src = usize::try_from(e.offset)
                     .ok()
-                    .and_then(|s| bytes.get(s..s.checked_add(e.len)?))
+                    .and_then(|s| bytes.get(s..s.checked_add(dst.len())?))
                     .ok_or_else(|| Error::Format {
                         path: self.path.clone(),
                         msg: format!("`{}` lies past the end of the data", e.name),
@@ -270,6 +357,7 @@ impl<'a> TensorFile<'a> {
         let mut st = HostData::zeros(n, e.dtype)?;
         if cfg!(target_endian = "little") {
             self.read_at(e, st.bytes_mut())?;
+            st.normalize_bools();
         } else {
             let mut bytes = vec![0u8; e.len];
             self.read_at(e, &mut bytes)?;

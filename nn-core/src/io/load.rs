@@ -16,7 +16,19 @@ pub struct LoadOptions {
     /// removed: `prefix = "encoder"` loads `encoder.0.weight` into the model's `0.weight`
     /// (how a sub-module is loaded from a whole model's file). Keys outside the prefix
     /// are ignored, not unexpected. Empty: every key.
+    ///
+    /// This also selects a sub-dict of a whole training checkpoint: nested dicts of a
+    /// `.pt` file are read as dotted keys, so `prefix = "model"` loads the state dict
+    /// saved as `torch.save({"model": net.state_dict(), "optimizer": ...})`.
     pub prefix: String,
+    /// After `prefix` is applied, this is removed from the keys that start with it;
+    /// keys without it are kept as they are (`"module."`, which `DataParallel` and
+    /// `DistributedDataParallel` add to every name). Empty: nothing is stripped.
+    pub strip_prefix: String,
+    /// Whether a tensor whose dtype differs from the model's (an f16, bf16 or f64 file
+    /// loaded into an f32 model) is converted (each conversion is listed in
+    /// [`LoadReport::converted`]) or refused as a [`Mismatch::DType`] (the default).
+    pub convert_dtypes: bool,
 }
 
 impl Default for LoadOptions {
@@ -24,6 +36,8 @@ impl Default for LoadOptions {
         LoadOptions {
             strict: true,
             prefix: String::new(),
+            strip_prefix: String::new(),
+            convert_dtypes: false,
         }
     }
 }
@@ -43,6 +57,17 @@ impl LoadOptions {
     /// The same options with a key prefix (`"encoder"` or `"encoder."`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+    /// The same options, stripping `prefix` (`"module."`) from the keys that have it.
+    pub fn strip_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.strip_prefix = prefix.into();
+        self
+    }
+    /// The same options, converting tensors to the model's dtypes (`true`) or refusing
+    /// other dtypes (`false`, the default).
+    pub fn convert_dtypes(mut self, convert: bool) -> Self {
+        self.convert_dtypes = convert;
         self
     }
 }
@@ -139,11 +164,18 @@ pub(crate) fn load_from(
         p => format!("{p}."),
     };
     let src_keys = src.keys();
-    // model name -> full source key
-    let index: HashMap<&str, &str> = src_keys
-        .iter()
-        .filter_map(|k| k.strip_prefix(prefix.as_str()).map(|r| (r, *k)))
-        .collect();
+    // model name -> full source key; when stripping makes two keys one name, the first
+    // wins and the other is reported unexpected
+    let mut index: HashMap<&str, &str> = HashMap::new();
+    for k in &src_keys {
+        if let Some(r) = k.strip_prefix(prefix.as_str()) {
+            let r = match opts.strip_prefix.as_str() {
+                "" => r,
+                s => r.strip_prefix(s).unwrap_or(r),
+            };
+            index.entry(r).or_insert(*k);
+        }
+    }
 
     let mut targets: Vec<(String, Target)> = Vec::new();
     walk(model, |it| match it {
@@ -153,10 +185,12 @@ pub(crate) fn load_from(
     });
 
     let mut report = LoadReport::default();
+    let mut converted = Vec::new();
     let mut used: HashSet<&str> = HashSet::new();
     // a tied parameter is visited under each of its names: load it once
     let mut first_of: HashMap<u64, String> = HashMap::new();
-    let mut plan: Vec<(Target, &str)> = Vec::new();
+    // (target, source key, dtype to convert to when the file's differs)
+    let mut plan: Vec<(Target, &str, Option<DType>)> = Vec::new();
     for (name, target) in targets {
         let key = format!("{prefix}{name}");
         let Some(&k) = index.get(name.as_str()) else {
@@ -169,13 +203,17 @@ pub(crate) fn load_from(
             continue;
         };
         let (shape, dtype) = expectation(&target);
+        let mut convert = None;
         if found_dtype != dtype {
-            report.mismatched.push(Mismatch::DType {
-                key,
-                expected: dtype,
-                found: found_dtype,
-            });
-            continue;
+            if !opts.convert_dtypes {
+                report.mismatched.push(Mismatch::DType {
+                    key,
+                    expected: dtype,
+                    found: found_dtype,
+                });
+                continue;
+            }
+            convert = Some(dtype);
         }
         if !fits(&shape, found_shape) {
             report.mismatched.push(Mismatch::Shape {
@@ -199,9 +237,13 @@ pub(crate) fn load_from(
             }
             first_of.insert(p.id(), k.to_string());
         }
+        if convert.is_some() {
+            converted.push((key.clone(), found_dtype, dtype));
+        }
         report.loaded.push(key);
-        plan.push((target, k));
+        plan.push((target, k, convert));
     }
+    report.converted = converted.into_boxed_slice();
     report.unexpected = src_keys
         .iter()
         .filter(|k| k.starts_with(prefix.as_str()) && !used.contains(*k))
@@ -211,23 +253,27 @@ pub(crate) fn load_from(
     if opts.strict && !report.is_clean() {
         return Err(Error::StateDict(report));
     }
-    for (target, k) in plan {
+    for (target, k, convert) in plan {
+        let read = |k: &str| match convert {
+            Some(d) => src.tensor(k)?.to_dtype(d),
+            None => src.tensor(k),
+        };
         match target {
             Target::Param(p) => {
                 let mut filled = false;
-                if p.device().is_cpu() {
+                if p.device().is_cpu() && convert.is_none() {
                     p.overwrite_in_place(|dst| {
                         filled = src.fill(k, dst)?;
                         Ok(())
                     })?;
                 }
                 if !filled {
-                    p.set_data(&src.tensor(k)?.to_device(&p.device())?)?;
+                    p.set_data(&read(k)?.to_device(&p.device())?)?;
                 }
             }
             Target::Buffer(b) => {
                 let dev = b.get().device();
-                b.set(&src.tensor(k)?.to_device(&dev)?)
+                b.set(&read(k)?.to_device(&dev)?)
             }
         }
     }

@@ -39,8 +39,8 @@
 //! | 28 | 4 | reserved, 0 |
 //! | 32 | n | payload: the value in [postcard](https://docs.rs/postcard) |
 //!
-//! In the payload a tensor is a struct of three fields: `dtype` (the string `float32`
-//! or `int64`), `shape` (a sequence of varint sizes) and `data` (a byte string: varint
+//! In the payload a tensor is a struct of three fields: `dtype` (the string `float32`,
+//! `int64`, `float16`, `bfloat16`, `float64`, `int32`, `uint8` or `bool`), `shape` (a sequence of varint sizes) and `data` (a byte string: varint
 //! length, then the elements row-major, little-endian). A state dict or a map is a
 //! postcard map of string to tensor, a list a postcard sequence. Readers reject a wrong
 //! magic number, an unknown version or flags, a length that is not the file's, a bad
@@ -72,26 +72,46 @@
 //! the equivalent PyTorch model loads with [`crate::ModuleExt::load`] (which recognizes
 //! both formats) and gives the same outputs. safetensors has no checksum: corruption
 //! inside tensor data is not detected.
+//!
+//! # PyTorch `torch.save` files
+//!
+//! The zip archives PyTorch writes since 1.6 (`.pt`, `.pth`, `.bin`) are read by a
+//! restricted unpickler that accepts what `torch.load(weights_only=True)` accepts and
+//! refuses every other global by name; storages and views are checked against the file
+//! (sizes, offsets, strides, no overlapping elements) before anything is allocated.
+//! Nested dicts give dotted keys, so [`LoadOptions::prefix`] selects the model of a
+//! whole training checkpoint and [`LoadOptions::strip_prefix`] removes `module.`.
+//! [`save_torch`] (or a `.pt` name) writes an archive PyTorch loads with
+//! `weights_only=True`. Legacy (pre-1.6) files, TorchScript archives and compressed
+//! (repacked) archives are errors that say how to convert them. Files are told apart by
+//! their first bytes ([`inspect`] reports the [`FileFormat`]); names only choose the
+//! format written.
 
 mod atomic;
 mod checkpoint;
 mod format;
 mod load;
 mod native;
+mod pickle;
 mod report;
 mod safetensors;
+mod summary;
 mod tensor_serde;
+mod torch;
+mod zip;
 
 pub use self::safetensors::{
     load_safetensors, safetensors_from_bytes, safetensors_to_bytes, save_safetensors,
 };
 pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
+pub use format::FileFormat;
 pub use load::LoadOptions;
 pub use native::{frame, from_bytes, to_bytes, HEADER_LEN, MAGIC, VERSION};
 pub use report::{LoadReport, Mismatch};
+pub use summary::{inspect, inspect_bytes, select, to_float_dtype, FileSummary, TensorSummary};
 
 use crate::module::{Module, StateDict};
-use crate::Result;
+use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
@@ -112,30 +132,54 @@ pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
     native::load(path.as_ref())
 }
 
-/// Whether a path names a safetensors file by its extension.
-fn is_safetensors(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "safetensors")
-}
-
-/// Saves a state dict: safetensors when the file name ends in `.safetensors`, the
-/// native format otherwise.
+/// Saves a state dict in the format its extension names ([`FileFormat::from_extension`]):
+/// safetensors for `.safetensors`, PyTorch's zip archive for `.pt`, `.pth` and `.bin`,
+/// the native format otherwise.
 pub fn save_state_dict(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    if is_safetensors(path) {
-        save_safetensors(sd, path)
-    } else {
-        save(sd, path)
+    match FileFormat::from_extension(path) {
+        FileFormat::Safetensors => save_safetensors(sd, path),
+        FileFormat::Torch => save_torch(sd, path),
+        FileFormat::Native => save(sd, path),
     }
 }
 
-/// Reads a state dict from a native or a safetensors file (told apart by the native
-/// magic number, whatever the file's name).
+/// Writes `sd` as a `torch.save` zip archive (atomically) that PyTorch reads with
+/// `torch.load(path, weights_only=True)`; tensors keep their dtypes (convert with
+/// [`to_float_dtype`] first to write f16 or bf16).
+pub fn save_torch(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let name = torch::archive_name(path);
+    let what = path.display().to_string();
+    atomic::write(path, |file, _tmp| {
+        let w = std::io::BufWriter::with_capacity(1 << 20, &*file);
+        torch::write_state_dict(sd, w, &name)
+            .map(|_| ())
+            .map_err(|e| match e {
+                Error::Io { source, .. } => Error::Io {
+                    path: what.clone(),
+                    source,
+                },
+                other => other,
+            })
+    })
+}
+
+/// The bytes of a `torch.save` archive of `sd` (archive name `archive`).
+pub fn torch_to_bytes(sd: &StateDict) -> Result<Vec<u8>> {
+    torch::write_state_dict(sd, Vec::new(), "archive")
+}
+
+/// Reads a state dict from a native, safetensors or `torch.save` file, told apart by
+/// their first bytes whatever the file's name. A nested `.pt` checkpoint
+/// (`{"model": state_dict, ...}`) gives dotted keys (`model.0.weight`); its non-tensor
+/// values are left out ([`inspect`] lists them).
 pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
     format::TensorFile::open(path.as_ref())?.into_state_dict()
 }
 
 /// The in-memory twin of [`load_state_dict_file`]: a state dict from the bytes of a
-/// native or safetensors file, through the same scanners (layout and checksum verified
+/// native, safetensors or `torch.save` file, through the same scanners (layout and checksum verified
 /// before any tensor is read).
 pub fn state_dict_from_bytes(bytes: &[u8]) -> Result<StateDict> {
     format::TensorFile::from_bytes(bytes)?.into_state_dict()
@@ -167,3 +211,9 @@ mod tests;
 
 #[cfg(test)]
 mod tests_files;
+
+#[cfg(test)]
+mod tests_dtypes;
+
+#[cfg(test)]
+mod tests_torch;

@@ -427,6 +427,7 @@ impl<R: std::io::BufRead> Scan<R> {
                 shape: t.shape,
                 offset: t.offset,
                 len: t.len,
+                strides: None,
             });
         }
         self.end()?;

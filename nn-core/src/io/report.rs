@@ -63,7 +63,7 @@ impl fmt::Display for Mismatch {
                 found,
             } => write!(
                 f,
-                "dtype mismatch for `{key}`: the model has {expected}, the file has {found}"
+                "dtype mismatch for `{key}`: the model has {expected}, the file has {found} (LoadOptions::convert_dtypes(true) converts it)"
             ),
             Mismatch::Tied { key, first } => write!(
                 f,
@@ -89,6 +89,10 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
     /// Keys present on both sides whose shape, dtype or tie does not fit.
     pub mismatched: Vec<Mismatch>,
+    /// Loaded keys whose data was converted (with [`crate::io::LoadOptions::convert_dtypes`]):
+    /// the key, the file's dtype, the model's dtype. (A boxed slice, not a `Vec`, keeps
+    /// [`crate::Error`], which carries this report, small.)
+    pub converted: Box<[(String, DType, DType)]>,
 }
 
 impl LoadReport {
@@ -114,7 +118,15 @@ fn keys(f: &mut fmt::Formatter<'_>, what: &str, ks: &[String]) -> fmt::Result {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_clean() {
-            return write!(f, "loaded all {} keys", self.loaded.len());
+            write!(f, "loaded all {} keys", self.loaded.len())?;
+            if !self.converted.is_empty() {
+                write!(f, " ({} converted", self.converted.len())?;
+                if let Some((_, from, to)) = self.converted.first() {
+                    write!(f, ", e.g. {from} to {to}")?;
+                }
+                f.write_str(")")?;
+            }
+            return Ok(());
         }
         write!(
             f,

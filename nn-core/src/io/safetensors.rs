@@ -37,8 +37,32 @@ fn st_dtype(d: DType) -> Dtype {
     match d {
         DType::F32 => Dtype::F32,
         DType::I64 => Dtype::I64,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::F64 => Dtype::F64,
+        DType::I32 => Dtype::I32,
+        DType::U8 => Dtype::U8,
+        DType::Bool => Dtype::BOOL,
     }
 }
+
+/// Our dtype for a safetensors dtype, or None for one we do not hold (I8, U16, F8...).
+fn our_dtype(d: Dtype) -> Option<DType> {
+    Some(match d {
+        Dtype::F32 => DType::F32,
+        Dtype::I64 => DType::I64,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F64 => DType::F64,
+        Dtype::I32 => DType::I32,
+        Dtype::U8 => DType::U8,
+        Dtype::BOOL => DType::Bool,
+        _ => return None,
+    })
+}
+
+const SUPPORTED: &str =
+    "supported: F32, I64, F16, BF16, F64, I32, U8, BOOL (convert it in PyTorch with .float())";
 
 fn views(sd: &StateDict) -> Result<Vec<(String, StView<'_>)>> {
     sd.iter()
@@ -114,8 +138,8 @@ pub fn safetensors_to_bytes(sd: &StateDict) -> Result<Vec<u8>> {
         .map_err(|e| st_err("<memory>", e))
 }
 
-/// Decodes safetensors bytes; tensors come in file order. `float32` and `int64` are
-/// supported; any other dtype is an error naming the tensor.
+/// Decodes safetensors bytes; tensors come in file order. F32, I64, F16, BF16, F64, I32,
+/// U8 and BOOL are supported; any other dtype is an error naming the tensor.
 pub fn safetensors_from_bytes(bytes: &[u8]) -> Result<StateDict> {
     decode(bytes, "<memory>")
 }
@@ -127,17 +151,14 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StateDict> {
     // file order (by offset), not the crate's hash-map order
     for name in meta.offset_keys() {
         let view = st.tensor(&name).map_err(|e| st_err(what, e))?;
-        let dtype = match view.dtype() {
-            Dtype::F32 => DType::F32,
-            Dtype::I64 => DType::I64,
-            other => {
-                return Err(Error::Format {
-                    path: what.to_string(),
-                    msg: format!(
-                        "safetensors: tensor `{name}` has dtype {other:?}; supported: F32, I64 (convert it in PyTorch with .float() or .long())"
-                    ),
-                })
-            }
+        let Some(dtype) = our_dtype(view.dtype()) else {
+            return Err(Error::Format {
+                path: what.to_string(),
+                msg: format!(
+                    "safetensors: tensor `{name}` has dtype {:?}; {SUPPORTED}",
+                    view.dtype()
+                ),
+            });
         };
         // the crate checked that offsets, shape and dtype agree with the buffer
         let data = crate::HostData::from_le_bytes(dtype, view.data())?;
@@ -192,14 +213,11 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
         let Some(info) = infos.get(&name) else {
             return Err(bad(format!("no entry for `{name}`")));
         };
-        let dtype = match info.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::I64 => DType::I64,
-            other => {
-                return Err(bad(format!(
-                    "tensor `{name}` has dtype {other:?}; supported: F32, I64 (convert it in PyTorch with .float() or .long())"
-                )))
-            }
+        let Some(dtype) = our_dtype(info.dtype) else {
+            return Err(bad(format!(
+                "tensor `{name}` has dtype {:?}; {SUPPORTED}",
+                info.dtype
+            )));
         };
         let (s, e) = info.data_offsets;
         let need = super::tensor_serde::byte_len(dtype, &info.shape);
@@ -216,6 +234,7 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
             shape: info.shape.clone(),
             offset: data_start + s as u64,
             len: e - s,
+            strides: None,
         });
     }
     if next != data_len {

@@ -25,11 +25,7 @@ pub(crate) fn le_bytes(t: &Tensor) -> crate::Result<Cow<'_, [u8]>> {
 
 /// Parses a dtype name as written by [`DType::as_str`].
 pub(crate) fn dtype_from_str(s: &str) -> Option<DType> {
-    match s {
-        "float32" => Some(DType::F32),
-        "int64" => Some(DType::I64),
-        _ => None,
-    }
+    DType::ALL.into_iter().find(|d| d.as_str() == s)
 }
 
 /// Bytes needed for `shape` of `dtype`, or None on overflow.

@@ -127,6 +127,7 @@ impl Tensor {
         let s = match self.dtype() {
             DType::F32 => Tensor::scalar(v),
             DType::I64 => Tensor::from_vec(vec![v as i64], &[])?,
+            other => Tensor::scalar(v).to_dtype(other)?,
         };
         s.to_device(&self.device())
     }

@@ -121,7 +121,7 @@ pub(crate) fn step_tensor(opt: &'static str, step: u64) -> Result<Tensor> {
 pub(crate) fn read_step(key: &str, t: &Tensor, problems: &mut Vec<String>) -> u64 {
     let v = match t.dtype() {
         DType::I64 => t.to_vec::<i64>().ok().and_then(|v| v.first().copied()),
-        DType::F32 => None,
+        _ => None,
     };
     match v {
         Some(s) if s >= 0 && t.numel() == 1 => s as u64,
