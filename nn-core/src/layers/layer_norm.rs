@@ -172,10 +172,11 @@ impl Module for LayerNorm {
     }
     fn extra_repr(&self) -> String {
         format!(
-            "{}, eps={}, elementwise_affine={}",
+            "{}, eps={}, elementwise_affine={}, bias={}",
             py_tuple(&self.normalized_shape),
             py_float(self.eps),
-            self.weight.is_some()
+            self.weight.is_some(),
+            self.bias.is_some()
         )
     }
 }
@@ -225,7 +226,7 @@ mod tests {
         let ln = LayerNorm::new(&[64])?;
         assert_eq!(
             crate::module::repr(&ln),
-            "LayerNorm((64,), eps=1e-05, elementwise_affine=true)"
+            "LayerNorm((64,), eps=1e-05, elementwise_affine=true, bias=true)"
         );
         let e = ln
             .forward(&Tensor::zeros(&[2, 63]))
@@ -233,7 +234,7 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("LayerNorm((64,), eps=1e-05, elementwise_affine=true): expected input with trailing dims [64], got shape [2, 63]")
+            Some("LayerNorm((64,), eps=1e-05, elementwise_affine=true, bias=true): expected input with trailing dims [64], got shape [2, 63]")
         );
         assert_eq!(py_float(0.01), "0.01");
         assert_eq!(py_float(1.0), "1.0");
