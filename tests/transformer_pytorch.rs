@@ -139,7 +139,12 @@ fn norms_match_pytorch() -> Result<()> {
     let (sd, meta) = (fixtures()?, meta()?);
     let ln = LayerNorm::new(&[6])?;
     let rms = RMSNorm::with_options(&[2, 6], Some(1e-6), true)?;
-    let cases: [(&str, &dyn Fn(&Tensor) -> Result<Tensor>, &dyn Module); 2] = [
+    type Case<'a> = (
+        &'a str,
+        &'a dyn Fn(&Tensor) -> Result<Tensor>,
+        &'a dyn Module,
+    );
+    let cases: [Case; 2] = [
         ("ln", &|x| ln.forward(x), &ln),
         ("rms", &|x| rms.forward(x), &rms),
     ];
