@@ -307,7 +307,9 @@ impl MultiheadAttention {
             let want: &[usize] = if unbatched { &[s] } else { &[b, s] };
             scores = scores.add(&self.additive("key_padding_mask", m, want, &[b, 1, 1, s])?)?;
         }
-        let attn = scores.softmax(-1)?;
+        // no keys: nothing to normalize (the max of an empty row is an error), and the
+        // empty product below gives zeros, as in PyTorch
+        let attn = if s == 0 { scores } else { scores.softmax(-1)? };
         let dropped = if self.training && self.dropout > 0.0 {
             Dropout::new(self.dropout).forward(&attn)?
         } else {

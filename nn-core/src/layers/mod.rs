@@ -11,6 +11,8 @@ pub(crate) mod grad_check;
 mod layer_norm;
 mod linear;
 mod rms_norm;
+#[cfg(test)]
+mod seq_bad_input;
 mod sequential;
 mod transformer;
 
