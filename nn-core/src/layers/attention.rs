@@ -276,7 +276,12 @@ impl MultiheadAttention {
         let d = e / h;
         let w = self.in_proj_weight.tensor()?;
         let bias = self.in_proj_bias.as_ref().map(Param::tensor).transpose()?;
-        let self_attention = query.same_storage(key) && key.same_storage(value);
+        // one tensor passed three times (storage is contiguous, so storage and shape
+        // identify it): one packed projection instead of three
+        let self_attention = query.same_storage(key)
+            && key.same_storage(value)
+            && query.shape() == key.shape()
+            && key.shape() == value.shape();
         let (q, k, v) = if self_attention {
             let qkv = q_in.linear(&w, bias.as_ref())?;
             let p = qkv.chunk(3, -1)?;
@@ -408,6 +413,27 @@ mod tests {
                     .transpose(0, 1)?,
             )
         })?;
+        Ok(())
+    }
+
+    #[test]
+    fn packed_and_split_projections_agree() -> Result<()> {
+        // key = a reshape of the query's storage: must not take the self-attention path
+        let mha = MultiheadAttention::new(4, 2)?.batch_first(true);
+        let q = Tensor::randn(&[2, 3, 4]);
+        let k = q.reshape(&[3, 2, 4])?;
+        let none = AttnMasks::default();
+        assert!(mha.attend(&q, &k, &k, &none).is_err()); // batch 2 vs 3
+        let (a, _) = mha.attend(&q, &q, &q, &none)?;
+        let (b, _) = mha.attend(
+            &q,
+            &q.detach().add_scalar(0.0)?,
+            &q.detach().add_scalar(0.0)?,
+            &none,
+        )?;
+        for (x, y) in a.to_vec::<f32>()?.iter().zip(b.to_vec::<f32>()?) {
+            assert!((x - y).abs() < 1e-5);
+        }
         Ok(())
     }
 
