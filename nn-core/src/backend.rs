@@ -47,6 +47,8 @@ pub enum UnaryOp {
         /// Offset added after the multiplication.
         add: f32,
     },
+    /// the error function `erf(x) = 2/sqrt(pi) int_0^x e^(-t^2) dt` (exact GELU)
+    Erf,
 }
 
 /// Elementwise binary primitives (with NumPy broadcasting).

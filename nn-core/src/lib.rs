@@ -34,6 +34,9 @@ pub use host::HostData;
 pub use init::Init;
 pub use io::{LoadOptions, LoadReport};
 pub use layers::{Dropout, DynSequential, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh};
+pub use layers::{
+    Embedding, LayerNorm, MultiheadAttention, TransformerEncoder, TransformerEncoderLayer,
+};
 pub use module::{Buffer, Forward, Layer, Module, ModuleExt, Param, StateDict};
 pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 pub use rng::manual_seed;

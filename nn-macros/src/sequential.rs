@@ -14,7 +14,20 @@ const MAX_ENTRIES: usize = 16;
 
 /// Layers whose output has the size of their input (bare `X`, `X(..)`, `X::new(..)`,
 /// `X::default()`): the known size flows through them.
-const SIZE_PRESERVING: &[&str] = &["ReLU", "Sigmoid", "Tanh", "Dropout"];
+const SIZE_PRESERVING: &[&str] = &[
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Dropout",
+    "GELU",
+    "SiLU",
+    "LeakyReLU",
+    "Softmax",
+    "LogSoftmax",
+    "Identity",
+    "LayerNorm",
+    "RMSNorm",
+];
 
 /// The input of `sequential!`.
 ///
@@ -41,8 +54,9 @@ const SIZE_PRESERVING: &[&str] = &["ReLU", "Sigmoid", "Tanh", "Dropout"];
 ///   or, when it is unknown, the layer is `Linear::lazy(b)` (sized at the first
 ///   forward). Afterwards the known size is `b` if it is a literal, else unknown.
 ///   `Linear::lazy(b)` sets it to `b`.
-/// - size-preserving layers (`ReLU`, `Sigmoid`, `Tanh`, `Dropout`, written bare or as
-///   `X(..)`, `X::new(..)`, `X::default()`) keep it.
+/// - size-preserving layers (`ReLU`, `Sigmoid`, `Tanh`, `Dropout`, `GELU`, `SiLU`,
+///   `LeakyReLU`, `Softmax`, `LogSoftmax`, `Identity`, `LayerNorm`, `RMSNorm`, written
+///   bare or as `X(..)`, `X::new(..)`, `X::default()`) keep it.
 /// - anything else (`Flatten`, a nested `sequential!`, a variable, a function call)
 ///   makes it unknown.
 pub struct SequentialInput {

@@ -1,5 +1,6 @@
 //! Parameter-free activation layers: `ReLU` (max(x, 0)), `Sigmoid` (1/(1+e^-x)),
-//! `Tanh`. Any shape in, the same shape out.
+//! `Tanh`, `GELU` (exact or tanh form), `SiLU`, `LeakyReLU`, `Softmax(dim)`,
+//! `LogSoftmax(dim)`, `Identity`. Any shape in, the same shape out.
 
 use crate::module::Forward;
 use crate::{Result, Tensor};
@@ -40,5 +41,194 @@ impl Forward for Sigmoid {
 impl Forward for Tanh {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.tanh()
+    }
+}
+
+/// GELU, `x Phi(x)`; with [`GELU::tanh`] the tanh approximation (PyTorch's
+/// `nn.GELU(approximate='tanh')`).
+///
+/// ```
+/// use nn_core::{layers::GELU, module::Forward, Tensor};
+/// let y = GELU::default().forward(&Tensor::from_vec(vec![0.0f32, 1.0], &[2])?)?;
+/// assert!((y.to_vec::<f32>()?[1] - 0.841_344_7).abs() < 1e-6); // 1 * Phi(1)
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GELU {
+    /// Use the tanh approximation instead of the exact erf form.
+    pub tanh: bool,
+}
+
+impl GELU {
+    /// The exact form (PyTorch's default, `approximate='none'`).
+    pub fn new() -> GELU {
+        GELU { tanh: false }
+    }
+    /// The tanh approximation.
+    pub fn tanh() -> GELU {
+        GELU { tanh: true }
+    }
+}
+
+/// SiLU (swish), `x sigmoid(x)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiLU;
+
+/// Leaky ReLU: `x` for `x > 0`, `negative_slope * x` otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct LeakyReLU {
+    /// The slope for negative inputs.
+    pub negative_slope: f32,
+}
+
+impl LeakyReLU {
+    /// With the given slope for negative inputs.
+    pub fn new(negative_slope: f32) -> LeakyReLU {
+        LeakyReLU { negative_slope }
+    }
+}
+
+impl Default for LeakyReLU {
+    /// `negative_slope = 0.01`, PyTorch's default.
+    fn default() -> Self {
+        LeakyReLU::new(0.01)
+    }
+}
+
+/// Softmax along `dim` (negative counts from the end).
+#[derive(Debug, Clone, Copy)]
+pub struct Softmax {
+    /// The dim the probabilities sum to 1 over.
+    pub dim: isize,
+}
+
+impl Softmax {
+    /// Along `dim`.
+    pub fn new(dim: isize) -> Softmax {
+        Softmax { dim }
+    }
+}
+
+/// Log-softmax along `dim`, computed stably.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSoftmax {
+    /// The dim normalized over.
+    pub dim: isize,
+}
+
+impl LogSoftmax {
+    /// Along `dim`.
+    pub fn new(dim: isize) -> LogSoftmax {
+        LogSoftmax { dim }
+    }
+}
+
+/// The identity: returns its input (a placeholder, PyTorch's `nn.Identity`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity;
+
+crate::__leaf_module!(SiLU, "SiLU");
+crate::__leaf_module!(Identity, "Identity");
+
+macro_rules! leaf_with_repr {
+    ($t:ty, $name:expr, |$s:ident| $repr:expr) => {
+        impl crate::module::Module for $t {
+            fn visit<'a>(&'a self, _v: &mut dyn crate::module::Visitor<'a>) {}
+            fn visit_mut(&mut self, _v: &mut dyn crate::module::VisitorMut) {}
+            fn module_name(&self) -> String {
+                $name.into()
+            }
+            fn extra_repr(&self) -> String {
+                let $s = self;
+                $repr
+            }
+        }
+    };
+}
+
+leaf_with_repr!(GELU, "GELU", |s| format!(
+    "approximate='{}'",
+    if s.tanh { "tanh" } else { "none" }
+));
+leaf_with_repr!(LeakyReLU, "LeakyReLU", |s| format!(
+    "negative_slope={}",
+    super::layer_norm::py_float_f32(s.negative_slope)
+));
+leaf_with_repr!(Softmax, "Softmax", |s| format!("dim={}", s.dim));
+leaf_with_repr!(LogSoftmax, "LogSoftmax", |s| format!("dim={}", s.dim));
+
+impl Forward for GELU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.tanh {
+            x.gelu_tanh()
+        } else {
+            x.gelu()
+        }
+    }
+}
+impl Forward for SiLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.silu()
+    }
+}
+impl Forward for LeakyReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.leaky_relu(self.negative_slope)
+    }
+}
+impl Forward for Softmax {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.softmax(self.dim)
+    }
+}
+impl Forward for LogSoftmax {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.log_softmax(self.dim)
+    }
+}
+impl Forward for Identity {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::Module;
+    use crate::ops::testing::check_grad;
+
+    #[test]
+    fn layers_are_their_ops_and_print_as_in_pytorch() -> Result<()> {
+        let s: &[usize] = &[2, 5];
+        check_grad(&[s], |x| GELU::new().forward(&x[0]))?;
+        check_grad(&[s], |x| GELU::tanh().forward(&x[0]))?;
+        check_grad(&[s], |x| SiLU.forward(&x[0]))?;
+        check_grad(&[s], |x| LeakyReLU::default().forward(&x[0]))?;
+        check_grad(&[s], |x| Softmax::new(-1).forward(&x[0]))?;
+        check_grad(&[s], |x| LogSoftmax::new(0).forward(&x[0]))?;
+        check_grad(&[s], |x| Identity.forward(&x[0]))?;
+        let reprs = [
+            crate::module::repr(&GELU::new()),
+            crate::module::repr(&GELU::tanh()),
+            crate::module::repr(&SiLU),
+            crate::module::repr(&LeakyReLU::default()),
+            crate::module::repr(&Softmax::new(-1)),
+            crate::module::repr(&LogSoftmax::new(1)),
+            crate::module::repr(&Identity),
+        ];
+        // str(nn.GELU()), str(nn.GELU('tanh')), ... in PyTorch 2.15
+        let torch = [
+            "GELU(approximate='none')",
+            "GELU(approximate='tanh')",
+            "SiLU()",
+            "LeakyReLU(negative_slope=0.01)",
+            "Softmax(dim=-1)",
+            "LogSoftmax(dim=1)",
+            "Identity()",
+        ];
+        assert_eq!(reprs, torch);
+        assert_eq!(Identity.module_name(), "Identity");
+        Ok(())
     }
 }

@@ -1,18 +1,35 @@
 //! Built-in layers. Each file opens with its math and shapes.
 
 mod activation;
+mod attention;
 mod dropout;
 mod dyn_sequential;
+mod embedding;
 mod flatten;
+#[cfg(test)]
+pub(crate) mod grad_check;
+mod layer_norm;
 mod linear;
+mod rms_norm;
+#[cfg(test)]
+mod seq_bad_input;
 mod sequential;
+mod transformer;
 
+pub use activation::{Identity, LeakyReLU, LogSoftmax, SiLU, Softmax, GELU};
 pub use activation::{ReLU, Sigmoid, Tanh};
+pub use attention::{causal_mask, AttnMasks, MultiheadAttention, NonDynamicallyQuantizableLinear};
 pub use dropout::Dropout;
 pub use dyn_sequential::DynSequential;
+pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use rms_norm::RMSNorm;
 pub use sequential::Sequential;
+pub use transformer::{
+    Activation, EncoderLayerConfig, TransformerEncoder, TransformerEncoderLayer,
+};
 
 /// Implements `Module` for a layer without parameters or children.
 #[macro_export]

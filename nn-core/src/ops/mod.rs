@@ -4,10 +4,12 @@
 //! primitive here maps to one backend call) such as `mean`, `softmax`, `mse` and
 //! `cross_entropy` are written with primitives and need no backward of their own.
 
+mod activations;
 mod binary;
 mod indexing;
 mod linear;
 mod loss;
+mod masking;
 mod matmul;
 mod operators;
 mod reduce;

@@ -46,6 +46,13 @@ impl Tensor {
                         UnaryOp::Affine { mul, .. } => g.mul_scalar(mul)?,
                         // piecewise constant: zero gradient
                         UnaryOp::Sign | UnaryOp::Step => g.mul_scalar(0.0)?,
+                        // 2/sqrt(pi) e^(-x^2)
+                        UnaryOp::Erf => g.mul(
+                            &x.square()?
+                                .neg()?
+                                .exp()?
+                                .mul_scalar(std::f32::consts::FRAC_2_SQRT_PI)?,
+                        )?,
                     };
                     Ok(vec![Some(d)])
                 })

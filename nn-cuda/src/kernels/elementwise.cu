@@ -15,6 +15,7 @@ __device__ __forceinline__ float nn_unary(int op, float v, float p0, float p1) {
         case 9: return v > 0.0f ? 1.0f : 0.0f;                    // step
         case 10: return p0 == 2.0f ? v * v : powf(v, p0);         // powf
         case 11: return v * p0 + p1;                              // affine
+        case 12: return erff(v);
         default: return v;
     }
 }

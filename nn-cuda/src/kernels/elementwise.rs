@@ -48,6 +48,7 @@ fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
         UnaryOp::Step => (9, 0.0, 0.0),
         UnaryOp::Powf(e) => (10, e, 0.0),
         UnaryOp::Affine { mul, add } => (11, mul, add),
+        UnaryOp::Erf => (12, 0.0, 0.0),
     }
 }
 

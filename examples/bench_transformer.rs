@@ -1,0 +1,59 @@
+//! W7 / W7i: one `TransformerEncoderLayer` (d_model 256, 4 heads, ff 1024, batch_first,
+//! PyTorch's defaults otherwise: dropout 0.1, ReLU, post-norm) on a batch of 16 sequences
+//! of 64 tokens, on the CPU. W7 is a training-mode forward + sum + backward; W7i the
+//! eval-mode forward under `no_grad` (inference latency). Medians after a warm-up.
+//!
+//! Run beside PyTorch, interleaved, on an otherwise idle machine:
+//!
+//! ```text
+//! cargo build --release --example bench_transformer
+//! for i in 1 2 3; do
+//!   ./target/release/examples/bench_transformer
+//!   /work/venv-torch/bin/python tools/bench_transformer_torch.py --threads 2
+//! done
+//! ```
+
+use nn::layers::EncoderLayerConfig;
+use nn::{Forward, ModuleExt, Result, Tensor, TransformerEncoderLayer};
+use std::time::{Duration, Instant};
+
+/// Median and best seconds per call of `f`, `reps` timed calls after a warm-up.
+fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(500) {
+        f()?;
+    }
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    v.sort_by(f64::total_cmp);
+    Ok((v[v.len() / 2], v[0]))
+}
+
+fn main() -> Result<()> {
+    nn::manual_seed(0);
+    let cfg = EncoderLayerConfig {
+        dim_feedforward: 1024,
+        batch_first: true,
+        ..EncoderLayerConfig::new(256, 4)
+    };
+    let mut layer = TransformerEncoderLayer::new(&cfg)?;
+    let x = Tensor::randn(&[16, 64, 256]);
+    let (m, b) = time(20, || {
+        layer.zero_grad();
+        let xg = x.with_requires_grad(true);
+        layer.forward(&xg)?.sum()?.backward()
+    })?;
+    println!(
+        "{{\"peer\": \"nn\", \"w\": \"w7\", \"variant\": \"encoder layer fwd+sum+bwd train\", \"median\": {m:.6}, \"min\": {b:.6}}}"
+    );
+    layer.eval();
+    let (m, b) = time(30, || nn::no_grad(|| layer.forward(&x).map(drop)))?;
+    println!(
+        "{{\"peer\": \"nn\", \"w\": \"w7i\", \"variant\": \"encoder layer fwd eval no_grad\", \"median\": {m:.6}, \"min\": {b:.6}}}"
+    );
+    Ok(())
+}

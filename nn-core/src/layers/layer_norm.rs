@@ -1,0 +1,245 @@
+//! `LayerNorm`: normalization over the trailing dims of each sample.
+//!
+//! With `normalized_shape` the last k dims of x and mu, var the mean and the biased
+//! variance over them: y = (x - mu) / sqrt(var + eps) * gamma + beta, gamma (ones) and
+//! beta (zeros) of shape `normalized_shape` when `elementwise_affine`. Any `[*, ...shape]`
+//! in, the same shape out. The backward comes from the composite's primitives (mean, sub,
+//! square, sqrt, div), which autograd differentiates through mu and var.
+//!
+//! ```
+//! use nn_core::{layers::LayerNorm, module::Forward, Tensor};
+//! let ln = LayerNorm::new(&[4])?;
+//! let y = ln.forward(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 4])?)?;
+//! assert!(y.mean()?.item()?.abs() < 1e-6);
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+
+use crate::init::Init;
+use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::{Error, Result, Tensor};
+
+/// Layer normalization over the last `normalized_shape.len()` dims.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    /// gamma, `normalized_shape`, ones (absent without `elementwise_affine`).
+    pub weight: Option<Param>,
+    /// beta, `normalized_shape`, zeros (absent without `elementwise_affine`).
+    pub bias: Option<Param>,
+    normalized_shape: Vec<usize>,
+    eps: f64,
+}
+
+/// Python's `repr` of a float (`1e-05`, `0.01`, `1.0`), for PyTorch-identical printing.
+pub(crate) fn py_float(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e16) {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        let s = format!("{v}");
+        if s.contains('.') || s.contains("inf") || s.contains("NaN") {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    }
+}
+
+/// Python's `repr` of the shortest decimal that reads back as `v` (`0.01` for 0.01f32,
+/// where the f64 widening would print 0.009999999776482582).
+pub(crate) fn py_float_f32(v: f32) -> String {
+    py_float(v.to_string().parse::<f64>().unwrap_or(f64::from(v)))
+}
+
+/// `(64,)` / `(2, 3)`: a shape as a Python tuple.
+pub(crate) fn py_tuple(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The dims to normalize over (the last `shape.len()`), after checking the input ends
+/// with `shape`.
+pub(crate) fn trailing_axes(
+    layer: impl FnOnce() -> String,
+    x: &Tensor,
+    shape: &[usize],
+) -> Result<Vec<usize>> {
+    let r = x.rank();
+    if r < shape.len() || x.shape()[r - shape.len()..] != *shape {
+        return Err(Error::InputMismatch {
+            layer: layer(),
+            expected: format!("trailing dims {shape:?}"),
+            actual: x.shape().to_vec(),
+        });
+    }
+    Ok((r - shape.len()..r).collect())
+}
+
+/// `norm1 (LayerNorm((64,), ...))`: a layer's path, learned by `p`, and its description.
+pub(crate) fn named(p: Option<&Param>, desc: String) -> String {
+    match p.map(|p| p.name()) {
+        Some(n) => match n.strip_suffix(".weight") {
+            Some(owner) if !owner.is_empty() => format!("{owner} ({desc})"),
+            _ => desc,
+        },
+        None => desc,
+    }
+}
+
+impl LayerNorm {
+    /// Over the trailing dims `normalized_shape`, eps 1e-5, with gamma and beta.
+    pub fn new(normalized_shape: &[usize]) -> Result<LayerNorm> {
+        LayerNorm::with_options(normalized_shape, 1e-5, true)
+    }
+
+    /// With every option of PyTorch's constructor (`bias` follows `elementwise_affine`).
+    pub fn with_options(
+        normalized_shape: &[usize],
+        eps: f64,
+        elementwise_affine: bool,
+    ) -> Result<LayerNorm> {
+        if eps.is_nan() || eps < 0.0 {
+            return Err(Error::invalid_config(
+                "LayerNorm",
+                "eps",
+                eps,
+                "must be >= 0",
+            ));
+        }
+        let (weight, bias) = if elementwise_affine {
+            let w = Param::init(normalized_shape, Init::Ones)?;
+            let b = Param::init(normalized_shape, Init::Zeros)?;
+            w.set_name("weight");
+            b.set_name("bias");
+            (Some(w), Some(b))
+        } else {
+            (None, None)
+        };
+        Ok(LayerNorm {
+            weight,
+            bias,
+            normalized_shape: normalized_shape.to_vec(),
+            eps,
+        })
+    }
+
+    /// The trailing dims normalized over.
+    pub fn normalized_shape(&self) -> &[usize] {
+        &self.normalized_shape
+    }
+    /// The value added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    fn layer_name(&self) -> String {
+        named(
+            self.weight.as_ref(),
+            format!("LayerNorm({})", self.extra_repr()),
+        )
+    }
+}
+
+impl Module for LayerNorm {
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            v.param("weight", w);
+            v.param("bias", b);
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        if let (Some(w), Some(b)) = (&mut self.weight, &mut self.bias) {
+            v.param("weight", w);
+            v.param("bias", b);
+        }
+    }
+    fn module_name(&self) -> String {
+        "LayerNorm".into()
+    }
+    fn extra_repr(&self) -> String {
+        format!(
+            "{}, eps={}, elementwise_affine={}, bias={}",
+            py_tuple(&self.normalized_shape),
+            py_float(self.eps),
+            self.weight.is_some(),
+            self.bias.is_some()
+        )
+    }
+}
+
+impl Forward for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let axes = trailing_axes(|| self.layer_name(), x, &self.normalized_shape)?;
+        let count = self.normalized_shape.iter().product::<usize>().max(1) as f32;
+        let mu = x.sum_axes_keepdim(&axes)?.div_scalar(count)?;
+        let c = x.sub(&mu)?;
+        let var = c.square()?.sum_axes_keepdim(&axes)?.div_scalar(count)?;
+        let y = c.div(&var.add_scalar(self.eps as f32)?.sqrt()?)?;
+        match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) => y.mul(&w.tensor()?)?.add(&b.tensor()?),
+            _ => Ok(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::check_grad;
+
+    #[test]
+    fn finite_difference_and_hand_derived() -> Result<()> {
+        let ln = LayerNorm::new(&[5])?;
+        if let (Some(w), Some(b)) = (&ln.weight, &ln.bias) {
+            w.set_data(&Tensor::randn(&[5]))?;
+            b.set_data(&Tensor::randn(&[5]))?;
+        }
+        check_grad(&[&[3, 5]], |x| ln.forward(&x[0]))?;
+        let x = Tensor::randn(&[3, 5]);
+        crate::layers::grad_check::check_param_grads(&ln, 5, || ln.forward(&x))?;
+        check_grad(&[&[2, 2, 3]], |x| {
+            LayerNorm::with_options(&[2, 3], 1e-5, false)?.forward(&x[0])
+        })?;
+        // x = [1, 3]: mu = 2, var = 1, y = [-1, 1] / sqrt(1 + eps)
+        let y = LayerNorm::with_options(&[2], 0.0, false)?
+            .forward(&Tensor::from_vec(vec![1.0f32, 3.0], &[2])?)?;
+        assert_eq!(y.to_vec::<f32>()?, vec![-1.0, 1.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn prints_and_fails_as_expected() -> Result<()> {
+        let ln = LayerNorm::new(&[64])?;
+        assert_eq!(
+            crate::module::repr(&ln),
+            "LayerNorm((64,), eps=1e-05, elementwise_affine=true, bias=true)"
+        );
+        let e = ln
+            .forward(&Tensor::zeros(&[2, 63]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("LayerNorm((64,), eps=1e-05, elementwise_affine=true, bias=true): expected input with trailing dims [64], got shape [2, 63]")
+        );
+        assert_eq!(py_float(0.01), "0.01");
+        assert_eq!(py_float(1.0), "1.0");
+        assert_eq!(py_float(1e-6), "1e-06");
+        assert_eq!(py_float(0.0001), "0.0001");
+        Ok(())
+    }
+}
