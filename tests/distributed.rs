@@ -90,6 +90,46 @@ fn a_hung_rank_trips_the_collective_timeout() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn train_distributed_resumes_exactly_on_two_ranks() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "train_distributed_resumes_exactly_on_two_ranks",
+        &[],
+        ranks::train_job,
+    );
+}
+
+// the training example's modules (for `train --distributed`), as tests/train.rs does
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/digits.rs"]
+mod digits;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/distributed.rs"]
+mod distributed;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/history.rs"]
+mod history;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/job.rs"]
+mod job;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/model.rs"]
+mod model;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/plot.rs"]
+mod plot;
+
+#[test]
 fn the_skip_reason_names_the_feature() {
     assert!(NO_MPI.contains("--features mpi"));
 }
@@ -545,6 +585,80 @@ mod ranks {
                 p.name()
             );
         }
+        Ok(())
+    }
+
+    /// `train --distributed`: 3 epochs straight, and 1 epoch then `--resume` to 3, end
+    /// with bit-identical weights; the test accuracy is the single-process job's class.
+    pub fn train_job(group: &ProcessGroup) -> Result<()> {
+        use crate::job::Config;
+        let job = |cfg: &Config| {
+            crate::distributed::run_in(group, cfg, &mut ())
+                .map_err(|e| Error::Backward(e.to_string()))
+        };
+        let cfg = |epochs: usize, resume: bool, dir: &str| Config {
+            epochs,
+            resume,
+            out_dir: scratch(dir),
+            ..Config::default()
+        };
+        let straight = job(&cfg(3, false, "a"))?;
+        job(&cfg(1, false, "b"))?;
+        let resumed = job(&cfg(3, true, "b"))?;
+        assert_eq!(resumed.start_epoch, 1);
+        assert_eq!(
+            straight.history,
+            resumed
+                .history
+                .iter()
+                .map(|s| crate::job::EpochStats {
+                    time: s.time,
+                    ..s.clone()
+                })
+                .collect::<Vec<_>>()
+                .iter()
+                .zip(&straight.history)
+                .map(|(r, s)| crate::job::EpochStats {
+                    time: s.time,
+                    ..r.clone()
+                })
+                .collect::<Vec<_>>()
+        );
+        for ((n, a), (m, b)) in straight.weights.iter().zip(resumed.weights.iter()) {
+            assert_eq!(n, m);
+            let same = a
+                .to_vec::<f32>()?
+                .iter()
+                .zip(b.to_vec::<f32>()?)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{n} differs after the resume");
+        }
+        assert!(
+            straight.test_accuracy.fraction() > 0.8,
+            "{}",
+            straight.test_accuracy
+        );
+        assert_ranks_identical(
+            group,
+            &{
+                let m = crate::model::Mlp::new();
+                m.load_state_dict(&resumed.weights, &nn::io::LoadOptions::strict())?;
+                m
+            },
+            "train --distributed",
+        )?;
+        // a global batch the world cannot split is a clear error on every rank
+        let err = job(&Config {
+            batch_size: 63,
+            ..cfg(1, false, "c")
+        })
+        .err()
+        .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("not a multiple of the world size 2")),
+            "{err:?}"
+        );
         Ok(())
     }
 
