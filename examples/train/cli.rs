@@ -35,6 +35,9 @@ pub struct Args {
     /// cpu, cuda or cuda:N (cuda needs --features cuda)
     #[arg(long, value_name = "D", default_value_t = Config::default().device)]
     pub device: DeviceSpec,
+    /// data-parallel over the ranks of `mpirun -np N` (needs --features mpi)
+    #[arg(long)]
+    pub distributed: bool,
     /// print this help
     #[arg(short, long, action = ArgAction::Help)]
     pub help: Option<bool>,

@@ -5,6 +5,7 @@
 //! cargo run --release --example train -- --epochs 5        # stop early ...
 //! cargo run --release --example train -- --epochs 20 --resume   # ... and continue
 //! cargo run --release --example train -- --help
+//! mpirun -np 2 target/release/examples/train --distributed    # data-parallel (--features mpi)
 //! ```
 //!
 //! Writes `out/train/checkpoint.nn` (an [`nn::io::TrainingCheckpoint`]: model, optimizer,
@@ -16,6 +17,7 @@
 
 mod cli;
 mod digits;
+mod distributed;
 mod history;
 mod job;
 mod model;
@@ -86,14 +88,20 @@ impl Observer for Progress {
 
 fn main() -> ExitCode {
     // a usage error or --help: clap prints it and exits (status 2, or 0 for --help)
-    let cfg = cli::Args::parse().config();
+    let args = cli::Args::parse();
+    let cfg = args.config();
     let mut progress = Progress {
         bar: None,
         epochs: cfg.epochs,
         terminal: std::io::stderr().is_terminal(),
     };
-    let r = match job::run(&cfg, &mut progress) {
-        Ok(r) => r,
+    let outcome = match args.distributed {
+        true => distributed::run(&cfg, &mut progress),
+        false => job::run(&cfg, &mut progress).map(Some).map_err(Into::into),
+    };
+    let r = match outcome {
+        Ok(Some(r)) => r,
+        Ok(None) => return ExitCode::SUCCESS, // a rank other than 0: rank 0 reports
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

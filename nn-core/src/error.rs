@@ -222,6 +222,15 @@ pub enum Error {
         /// The tensor's dtype.
         dtype: DType,
     },
+    /// A distributed run that cannot go on ([`crate::distributed`], feature `mpi`).
+    #[cfg(feature = "mpi")]
+    #[error("{op}: {problem}")]
+    Distributed {
+        /// The call that failed (`all_reduce`, `DistributedDataParallel::new`, `resume` ...).
+        op: &'static str,
+        /// What is wrong.
+        problem: crate::distributed::DistributedProblem,
+    },
 }
 
 impl From<std::io::Error> for Error {

@@ -12,6 +12,8 @@ pub mod autograd;
 pub mod backend;
 pub mod cpu;
 mod device;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod dtype;
 mod error;
 pub mod host;

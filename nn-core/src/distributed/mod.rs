@@ -1,0 +1,755 @@
+//! Data-parallel training across processes (and hosts): a [`ProcessGroup`] on Open MPI,
+//! collectives on tensors, [`DistributedDataParallel`] and [`DistributedSampler`].
+//!
+//! Behind the `mpi` cargo feature (it needs Open MPI's headers and libclang at build
+//! time: `apt-get install libopenmpi-dev openmpi-bin libclang-dev`). Start the processes
+//! with `mpirun`; each one calls [`ProcessGroup::init`] once and keeps the group alive
+//! until it is done (dropping the last handle finalizes MPI):
+//!
+//! ```no_run
+//! use nn_core::distributed::{DistributedDataParallel, DistributedSampler, ProcessGroup};
+//! use nn_core::optim::{Adam, Optimizer};
+//! use nn_core::{Forward, Linear, ModuleExt, Tensor};
+//! let group = ProcessGroup::init()?;            // rank and world size from mpirun
+//! nn_core::manual_seed(0);
+//! let ddp = DistributedDataParallel::new(Linear::new(4, 1), &group)?; // rank 0's weights everywhere
+//! let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
+//! let sampler = DistributedSampler::new(1000, group.world_size(), group.rank(), Some(7))?;
+//! for epoch in 0..2 {
+//!     let mine = sampler.indices(epoch);     // this rank's shard of the epoch's permutation
+//!     # let _ = mine;
+//!     let loss = ddp.forward(&Tensor::ones(&[8, 4]))?.square()?.mean()?;
+//!     opt.zero_grad();
+//!     ddp.backward(&loss)?;                  // backward, then gradients averaged over ranks
+//!     opt.step()?;
+//! }
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+//!
+//! # Engines
+//!
+//! The tensor's device decides the engine: CPU tensors go through MPI; CUDA tensors
+//! through the [`DeviceEngine`] registered with [`ProcessGroup::set_device_engine`]
+//! (nn-cuda's NCCL engine, feature `nccl`), or, without one, through MPI staged via host
+//! memory.
+//!
+//! # Failures
+//!
+//! Every collective is watched: one that has not completed after the group's timeout
+//! ([`ProcessGroup::set_timeout`], `NN_DIST_TIMEOUT_S`, default 300 s) means a peer died
+//! or hangs, and the process exits with status [`TIMEOUT_EXIT_CODE`] after printing
+//! which collective on which rank timed out, so `mpirun` tears the job down instead of
+//! waiting forever. A rank that dies outright is noticed by `mpirun` itself, which
+//! stops the others.
+
+mod ddp;
+mod sampler;
+
+pub use ddp::DistributedDataParallel;
+pub use sampler::DistributedSampler;
+
+use crate::io::{MetaValue, TrainingCheckpoint};
+use crate::module::Module;
+use crate::optim::Optimizer;
+use crate::{DType, Device, Error, HostData, Result, Tensor};
+use mpi::collective::SystemOperation;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The exit status of a process whose collective timed out (as `timeout(1)` uses).
+pub const TIMEOUT_EXIT_CODE: i32 = 124;
+
+/// The metadata key under which [`save_checkpoint`] records the world size.
+pub const WORLD_SIZE_KEY: &str = "nn.distributed.world_size";
+
+/// Elements per MPI call (MPI counts are `int`).
+const MAX_CHUNK: usize = 1 << 27;
+
+/// What carries a group's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Open MPI (CPU tensors; CUDA tensors staged through host memory).
+    Mpi,
+    /// NCCL (CUDA tensors, through a registered [`DeviceEngine`]).
+    Nccl,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Mpi => "mpi",
+            Backend::Nccl => "nccl",
+        })
+    }
+}
+
+/// The reduction of [`ProcessGroup::all_reduce`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// The elementwise sum over ranks.
+    Sum,
+    /// The elementwise mean over ranks (sum, then divided by the world size).
+    Mean,
+}
+
+/// What went wrong in a distributed run (inside [`Error::Distributed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DistributedProblem {
+    /// MPI was initialized before in this process (a second [`ProcessGroup::init`]).
+    #[error("MPI is already initialized in this process; call ProcessGroup::init once and clone the group")]
+    AlreadyInitialized,
+    /// The MPI library cannot serialize calls from several threads.
+    #[error("the MPI library offers thread level {provided}, at least `serialized` is needed")]
+    ThreadLevel {
+        /// The level it offers.
+        provided: String,
+    },
+    /// Ranks passed tensors of different shapes or dtypes to one collective.
+    #[error("rank {rank} passed {what}, rank {other_rank} passed {other}; every rank must pass the same shape and dtype")]
+    RanksDisagree {
+        /// A rank.
+        rank: usize,
+        /// What it passed.
+        what: String,
+        /// Another rank.
+        other_rank: usize,
+        /// What that one passed.
+        other: String,
+    },
+    /// A root rank outside the world.
+    #[error("root rank {root} does not exist in a world of {world_size}")]
+    BadRoot {
+        /// The root asked for.
+        root: usize,
+        /// The world size.
+        world_size: usize,
+    },
+    /// A checkpoint written by a run of another world size.
+    #[error("{path}: written by a run of {saved} ranks, resumed with {current}; resume with `mpirun -np {saved}` (the data shards and the batch per rank depend on the world size)")]
+    WorldSizeMismatch {
+        /// The checkpoint.
+        path: String,
+        /// Its world size.
+        saved: i64,
+        /// This run's world size.
+        current: usize,
+    },
+    /// A device engine failed or refused a tensor.
+    #[error("{engine}: {msg}")]
+    Engine {
+        /// The engine (`nccl`).
+        engine: &'static str,
+        /// What happened.
+        msg: String,
+    },
+}
+
+/// A collective engine for tensors on an accelerator (nn-cuda's NCCL engine). All
+/// tensors handed to it are contiguous, on a device it [`handles`](Self::handles), of
+/// the same shape on every rank.
+pub trait DeviceEngine: Send + Sync {
+    /// Its backend.
+    fn backend(&self) -> Backend;
+    /// Whether it moves tensors living on `device`.
+    fn handles(&self, device: &Device) -> bool;
+    /// The elementwise sum over ranks of an f32 tensor.
+    fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor>;
+    /// Rank `root`'s values, on every rank.
+    fn broadcast(&self, t: &Tensor, root: usize) -> Result<Tensor>;
+    /// Every rank's tensor, stacked along a new first axis of length world size.
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor>;
+}
+
+/// Counters of the messages a group sent (for benchmarks and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommStats {
+    /// Collective calls (all-reduce, broadcast, all-gather, barrier), headers included.
+    pub calls: u64,
+    /// All-reduce calls on data (no headers).
+    pub all_reduces: u64,
+    /// Bytes this rank contributed to data collectives.
+    pub bytes: u64,
+    /// Time spent inside collectives, in nanoseconds.
+    pub nanos: u64,
+}
+
+struct Armed {
+    op: &'static str,
+    since: Instant,
+}
+
+struct Watchdog {
+    armed: Mutex<Option<Armed>>,
+    wake: Condvar,
+    timeout_ms: AtomicU64,
+}
+
+struct Comm {
+    world: SimpleCommunicator,
+    // Finalizes MPI when the last group handle goes (declared after `world`, dropped after).
+    _universe: mpi::environment::Universe,
+}
+
+// SAFETY: MPI was initialized with `Threading::Serialized` (checked in `init`), which
+// allows MPI calls from any thread as long as they do not overlap; every call goes through
+// `Inner::comm`'s mutex, and the communicator handle itself is a plain value.
+unsafe impl Send for Comm {}
+
+struct Inner {
+    comm: Mutex<Comm>,
+    rank: usize,
+    world_size: usize,
+    engine: Mutex<Option<Arc<dyn DeviceEngine>>>,
+    watchdog: Arc<Watchdog>,
+    calls: AtomicU64,
+    all_reduces: AtomicU64,
+    bytes: AtomicU64,
+    nanos: AtomicU64,
+}
+
+/// The processes of one job: this process's rank, the world size, and collectives on
+/// tensors. Cheap to clone (a shared handle); MPI is finalized when the last handle is
+/// dropped, so keep one until the end of `main`.
+#[derive(Clone)]
+pub struct ProcessGroup(Arc<Inner>);
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("rank", &self.0.rank)
+            .field("world_size", &self.0.world_size)
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+fn problem(op: &'static str, problem: DistributedProblem) -> Error {
+    Error::Distributed { op, problem }
+}
+
+fn timeout_from_env() -> Duration {
+    std::env::var("NN_DIST_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(300))
+}
+
+/// Leaves the process at once: MPI's state is unknown after a timed-out collective, so
+/// no destructor or exit handler may run into it.
+fn exit_now(code: i32) -> ! {
+    #[cfg(unix)]
+    {
+        // SAFETY: `_exit` takes any status and never returns; skipping destructors and
+        // atexit handlers is the point (they would call into a stuck MPI).
+        unsafe { libc::_exit(code) }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = code;
+        std::process::abort()
+    }
+}
+
+fn spawn_watchdog(dog: Arc<Watchdog>, rank: usize, world_size: usize) {
+    let run = move || loop {
+        let armed = dog.armed.lock().unwrap_or_else(|e| e.into_inner());
+        let timeout = Duration::from_millis(dog.timeout_ms.load(Ordering::Relaxed));
+        let wait = match &*armed {
+            None => Duration::from_secs(1),
+            Some(a) => {
+                let waited = a.since.elapsed();
+                if waited >= timeout {
+                    eprintln!(
+                        "nn::distributed: rank {rank} of {world_size}: {} did not complete within {:.1} s \
+                         (a peer rank died or hangs); exiting with status {TIMEOUT_EXIT_CODE}",
+                        a.op,
+                        timeout.as_secs_f64()
+                    );
+                    exit_now(TIMEOUT_EXIT_CODE);
+                }
+                (timeout - waited).min(Duration::from_secs(1))
+            }
+        };
+        drop(
+            dog.wake
+                .wait_timeout(armed, wait)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+    };
+    // Without a watchdog thread collectives are unwatched; that is no reason to fail.
+    let _ = std::thread::Builder::new()
+        .name("nn-dist-watchdog".into())
+        .spawn(run);
+}
+
+/// A locked communicator with the watchdog armed for one collective.
+struct Call<'a> {
+    comm: MutexGuard<'a, Comm>,
+    group: &'a Inner,
+    start: Instant,
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        *self
+            .group
+            .watchdog
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.group.calls.fetch_add(1, Ordering::Relaxed);
+        self.group
+            .nanos
+            .fetch_add(self.start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+impl ProcessGroup {
+    /// Initializes MPI (once per process) and returns the world: rank and size come from
+    /// `mpirun`; a process not started by `mpirun` is a world of one. The collective
+    /// timeout is `NN_DIST_TIMEOUT_S` seconds (default 300).
+    pub fn init() -> Result<ProcessGroup> {
+        let (universe, provided) = mpi::initialize_with_threading(mpi::Threading::Serialized)
+            .ok_or_else(|| problem("ProcessGroup::init", DistributedProblem::AlreadyInitialized))?;
+        if provided < mpi::Threading::Serialized {
+            return Err(problem(
+                "ProcessGroup::init",
+                DistributedProblem::ThreadLevel {
+                    provided: format!("{provided:?}"),
+                },
+            ));
+        }
+        let world = universe.world();
+        let rank = world.rank() as usize;
+        let world_size = world.size() as usize;
+        let watchdog = Arc::new(Watchdog {
+            armed: Mutex::new(None),
+            wake: Condvar::new(),
+            timeout_ms: AtomicU64::new(timeout_from_env().as_millis() as u64),
+        });
+        spawn_watchdog(watchdog.clone(), rank, world_size);
+        Ok(ProcessGroup(Arc::new(Inner {
+            comm: Mutex::new(Comm {
+                world,
+                _universe: universe,
+            }),
+            rank,
+            world_size,
+            engine: Mutex::new(None),
+            watchdog,
+            calls: AtomicU64::new(0),
+            all_reduces: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+        })))
+    }
+
+    /// This process's rank, `0..world_size`.
+    pub fn rank(&self) -> usize {
+        self.0.rank
+    }
+
+    /// The number of processes.
+    pub fn world_size(&self) -> usize {
+        self.0.world_size
+    }
+
+    /// Whether this is rank 0 (the one that prints and writes checkpoints).
+    pub fn is_root(&self) -> bool {
+        self.0.rank == 0
+    }
+
+    /// The group's backend: [`Backend::Nccl`] once an NCCL engine is registered, else
+    /// [`Backend::Mpi`].
+    pub fn backend(&self) -> Backend {
+        self.engine().map(|e| e.backend()).unwrap_or(Backend::Mpi)
+    }
+
+    /// The engine that moves tensors living on `device`.
+    pub fn backend_for(&self, device: &Device) -> Backend {
+        match self.engine_for(device) {
+            Some(e) => e.backend(),
+            None => Backend::Mpi,
+        }
+    }
+
+    /// Registers the engine for accelerator tensors (every rank must do the same).
+    pub fn set_device_engine(&self, engine: Arc<dyn DeviceEngine>) {
+        *self.0.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+    }
+
+    /// How long a collective may take before the process gives up (see the module docs).
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.0
+            .watchdog
+            .timeout_ms
+            .store(timeout.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    /// The collective timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.0.watchdog.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Messages sent so far by this rank.
+    pub fn stats(&self) -> CommStats {
+        CommStats {
+            calls: self.0.calls.load(Ordering::Relaxed),
+            all_reduces: self.0.all_reduces.load(Ordering::Relaxed),
+            bytes: self.0.bytes.load(Ordering::Relaxed),
+            nanos: self.0.nanos.load(Ordering::Relaxed),
+        }
+    }
+
+    fn engine(&self) -> Option<Arc<dyn DeviceEngine>> {
+        self.0
+            .engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn engine_for(&self, device: &Device) -> Option<Arc<dyn DeviceEngine>> {
+        if device.is_cpu() {
+            return None;
+        }
+        self.engine().filter(|e| e.handles(device))
+    }
+
+    fn call(&self, op: &'static str) -> Call<'_> {
+        let comm = self.0.comm.lock().unwrap_or_else(|e| e.into_inner());
+        *self
+            .0
+            .watchdog
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Armed {
+            op,
+            since: Instant::now(),
+        });
+        self.0.watchdog.wake.notify_all();
+        Call {
+            comm,
+            group: &self.0,
+            start: Instant::now(),
+        }
+    }
+
+    fn count_data(&self, bytes: usize, all_reduce: bool) {
+        self.0.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        if all_reduce {
+            self.0.all_reduces.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Blocks until every rank has called it.
+    pub fn barrier(&self) -> Result<()> {
+        let c = self.call("barrier");
+        c.comm.world.barrier();
+        Ok(())
+    }
+
+    /// Every rank's `local` words, concatenated in rank order (one small message).
+    fn gather_words(&self, op: &'static str, local: &[u64]) -> Vec<u64> {
+        let mut all = vec![0u64; local.len() * self.0.world_size];
+        let c = self.call(op);
+        c.comm.world.all_gather_into(local, &mut all[..]);
+        all
+    }
+
+    /// Checks that every rank passed the same shape and dtype (one small all-gather);
+    /// every rank gets the same answer, so either all go on or all return the error.
+    fn check_agree(&self, op: &'static str, t: &Tensor) -> Result<()> {
+        const SLOTS: usize = 10;
+        let mut local = [0u64; SLOTS];
+        local[0] = match t.dtype() {
+            DType::F32 => 1,
+            DType::I64 => 2,
+        };
+        local[1] = t.rank() as u64;
+        for (i, &d) in t.shape().iter().enumerate() {
+            let slot = (2 + i).min(SLOTS - 1);
+            // shapes of more than 8 dims: the tail folds into the last slot
+            local[slot] = local[slot].wrapping_mul(1_000_003).wrapping_add(d as u64);
+        }
+        let all = self.gather_words(op, &local);
+        let describe = |w: &[u64], t: Option<&Tensor>| match t {
+            Some(t) => format!("{:?} {}", t.shape(), t.dtype()),
+            None => format!(
+                "a {}-d {} tensor",
+                w[1],
+                if w[0] == 1 { "f32" } else { "i64" }
+            ),
+        };
+        for (r, w) in all.chunks(SLOTS).enumerate() {
+            if w != local {
+                return Err(problem(
+                    op,
+                    DistributedProblem::RanksDisagree {
+                        rank: self.0.rank,
+                        what: describe(&local, Some(t)),
+                        other_rank: r,
+                        other: describe(w, None),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_root(&self, op: &'static str, root: usize) -> Result<()> {
+        if root >= self.0.world_size {
+            return Err(problem(
+                op,
+                DistributedProblem::BadRoot {
+                    root,
+                    world_size: self.0.world_size,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The elementwise sum or mean over ranks of `t` (f32; an i64 tensor can be summed),
+    /// on `t`'s device. Every rank must pass the same shape and dtype (checked: all
+    /// ranks get the same error otherwise). The result is detached.
+    pub fn all_reduce(&self, t: &Tensor, op: ReduceOp) -> Result<Tensor> {
+        if op == ReduceOp::Mean && t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "all_reduce(mean)",
+                dtype: t.dtype(),
+                expected: Some(DType::F32),
+            });
+        }
+        self.check_agree("all_reduce", t)?;
+        let sum = self.all_reduce_sum_unchecked(t)?;
+        match op {
+            ReduceOp::Sum => Ok(sum),
+            ReduceOp::Mean => crate::no_grad(|| sum.mul_scalar(1.0 / self.0.world_size as f32)),
+        }
+    }
+
+    /// The sum over ranks, shapes trusted (DDP's buckets are built identically everywhere).
+    pub(crate) fn all_reduce_sum_unchecked(&self, t: &Tensor) -> Result<Tensor> {
+        let device = t.device();
+        if let Some(engine) = self.engine_for(&device) {
+            self.count_data(t.numel() * 4, true);
+            let _c = self.call("all_reduce");
+            return engine.all_reduce_sum(t);
+        }
+        let out = match t.to_host()? {
+            HostData::F32(v) => {
+                self.count_data(v.len() * 4, true);
+                HostData::F32(self.reduce_slices(&v, "all_reduce"))
+            }
+            HostData::I64(v) => {
+                self.count_data(v.len() * 8, true);
+                HostData::I64(self.reduce_slices(&v, "all_reduce"))
+            }
+        };
+        self.upload(out, t.shape(), &device)
+    }
+
+    fn reduce_slices<T: Equivalence + Copy + Default>(&self, v: &[T], op: &'static str) -> Vec<T> {
+        let mut out = vec![T::default(); v.len()];
+        for (src, dst) in v.chunks(MAX_CHUNK).zip(out.chunks_mut(MAX_CHUNK)) {
+            let c = self.call(op);
+            c.comm
+                .world
+                .all_reduce_into(src, dst, SystemOperation::sum());
+        }
+        out
+    }
+
+    fn upload(&self, data: HostData, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let t = Tensor::from_host(data, shape)?;
+        if device.is_cpu() {
+            Ok(t)
+        } else {
+            t.to_device(device)
+        }
+    }
+
+    /// Rank `root`'s `t`, on every rank (on each rank's own device). Every rank must
+    /// pass the same shape and dtype (checked).
+    pub fn broadcast(&self, t: &Tensor, root: usize) -> Result<Tensor> {
+        self.check_root("broadcast", root)?;
+        self.check_agree("broadcast", t)?;
+        self.broadcast_unchecked(t, root)
+    }
+
+    pub(crate) fn broadcast_unchecked(&self, t: &Tensor, root: usize) -> Result<Tensor> {
+        let device = t.device();
+        if let Some(engine) = self.engine_for(&device) {
+            self.count_data(t.numel() * t.dtype().size_in_bytes(), false);
+            let _c = self.call("broadcast");
+            return engine.broadcast(t, root);
+        }
+        let out = match t.to_host()? {
+            HostData::F32(mut v) => {
+                self.broadcast_slices(&mut v, root);
+                HostData::F32(v)
+            }
+            HostData::I64(mut v) => {
+                self.broadcast_slices(&mut v, root);
+                HostData::I64(v)
+            }
+        };
+        self.upload(out, t.shape(), &device)
+    }
+
+    fn broadcast_slices<T: Equivalence>(&self, v: &mut [T], root: usize) {
+        self.count_data(std::mem::size_of_val(v), false);
+        for chunk in v.chunks_mut(MAX_CHUNK) {
+            let c = self.call("broadcast");
+            c.comm
+                .world
+                .process_at_rank(root as i32)
+                .broadcast_into(chunk);
+        }
+    }
+
+    /// Every rank's `t`, stacked along a new first axis (`[world_size, ..t.shape]`, in
+    /// rank order), on `t`'s device. Every rank must pass the same shape and dtype.
+    pub fn all_gather(&self, t: &Tensor) -> Result<Tensor> {
+        self.check_agree("all_gather", t)?;
+        let device = t.device();
+        if let Some(engine) = self.engine_for(&device) {
+            self.count_data(t.numel() * t.dtype().size_in_bytes(), false);
+            let _c = self.call("all_gather");
+            return engine.all_gather(t);
+        }
+        let mut shape = vec![self.0.world_size];
+        shape.extend_from_slice(t.shape());
+        let out = match t.to_host()? {
+            HostData::F32(v) => HostData::F32(self.gather_slices(&v)?),
+            HostData::I64(v) => HostData::I64(self.gather_slices(&v)?),
+        };
+        self.upload(out, &shape, &device)
+    }
+
+    fn gather_slices<T: Equivalence + Copy + Default>(&self, v: &[T]) -> Result<Vec<T>> {
+        let w = self.0.world_size;
+        self.count_data(std::mem::size_of_val(v), false);
+        if v.len() <= MAX_CHUNK {
+            let mut out = crate::host::try_filled(v.len() * w, T::default(), "all_gather")?;
+            let c = self.call("all_gather");
+            c.comm.world.all_gather_into(v, &mut out[..]);
+            return Ok(out);
+        }
+        // big tensors: chunk by chunk, then put each rank's pieces in place
+        let mut out = crate::host::try_filled(v.len() * w, T::default(), "all_gather")?;
+        let mut at = 0;
+        for chunk in v.chunks(MAX_CHUNK) {
+            let mut part = vec![T::default(); chunk.len() * w];
+            {
+                let c = self.call("all_gather");
+                c.comm.world.all_gather_into(chunk, &mut part[..]);
+            }
+            for (r, piece) in part.chunks(chunk.len()).enumerate() {
+                let dst = r * v.len() + at;
+                out[dst..dst + chunk.len()].copy_from_slice(piece);
+            }
+            at += chunk.len();
+        }
+        Ok(out)
+    }
+
+    /// Rank `root`'s bytes on every rank (the length travels first). For engines that
+    /// bootstrap over MPI (an NCCL unique id) and for small metadata.
+    pub fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()> {
+        self.check_root("broadcast_bytes", root)?;
+        let mut len = [bytes.len() as u64];
+        {
+            let c = self.call("broadcast_bytes");
+            c.comm
+                .world
+                .process_at_rank(root as i32)
+                .broadcast_into(&mut len[..]);
+        }
+        bytes.resize(len[0] as usize, 0);
+        self.broadcast_slices(&mut bytes[..], root);
+        Ok(())
+    }
+}
+
+/// Writes `checkpoint` from rank 0 only, through the crash-safe writer, recording the
+/// world size (under [`WORLD_SIZE_KEY`]); every rank returns once the file is complete
+/// (a barrier), so any rank may read it next. An error on rank 0 is reported to all
+/// ranks, so none waits for a file that will not come.
+pub fn save_checkpoint(
+    group: &ProcessGroup,
+    checkpoint: TrainingCheckpoint,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let mut result = Ok(());
+    if group.is_root() {
+        result = checkpoint
+            .with_meta(WORLD_SIZE_KEY, group.world_size() as i64)
+            .save(path.as_ref());
+    }
+    let failed = group.all_reduce(
+        &Tensor::from_vec(vec![i64::from(result.is_err())], &[1])?,
+        ReduceOp::Sum,
+    )?;
+    match (result, failed.to_vec::<i64>()?.first()) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(&n)) if n > 0 => Err(Error::Io {
+            path: path.as_ref().display().to_string(),
+            source: std::io::Error::other("rank 0 could not write the checkpoint"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the world size a distributed checkpoint (read from `path`) was written with:
+/// a [`DistributedProblem::WorldSizeMismatch`] when it is not this group's, an
+/// [`Error::InvalidCheckpoint`] when it records none (not written by [`save_checkpoint`]).
+pub fn check_world_size(
+    group: &ProcessGroup,
+    checkpoint: &TrainingCheckpoint,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let saved = checkpoint.meta_i64(WORLD_SIZE_KEY)?;
+    if saved != group.world_size() as i64 {
+        return Err(problem(
+            "resume",
+            DistributedProblem::WorldSizeMismatch {
+                path: path.as_ref().display().to_string(),
+                saved,
+                current: group.world_size(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Every rank reads `path`, checks its world size ([`check_world_size`]) and restores
+/// `model` and `optimizer` from it ([`TrainingCheckpoint::restore_into`]). Every rank
+/// reads the same bytes, so the ranks stay bit-identical.
+pub fn resume_checkpoint(
+    group: &ProcessGroup,
+    path: impl AsRef<Path>,
+    model: &(impl Module + ?Sized),
+    optimizer: &mut (impl Optimizer + ?Sized),
+) -> Result<TrainingCheckpoint> {
+    let ck = TrainingCheckpoint::load(path.as_ref())?;
+    check_world_size(group, &ck, path.as_ref())?;
+    ck.restore_into(model, optimizer)?;
+    Ok(ck)
+}
+
+/// The world size recorded in a checkpoint, if it is a distributed one.
+pub fn checkpoint_world_size(checkpoint: &TrainingCheckpoint) -> Option<i64> {
+    match checkpoint.metadata.get(WORLD_SIZE_KEY) {
+        Some(MetaValue::Int(n)) => Some(*n),
+        _ => None,
+    }
+}

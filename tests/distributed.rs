@@ -1,0 +1,751 @@
+//! Data-parallel training on 2 MPI ranks (`nn::distributed`, feature `mpi`).
+//!
+//! Each test launches this same test binary under
+//! `mpirun --allow-run-as-root --oversubscribe -np 2` (shared memory on this host only)
+//! with `NN_DIST_WORKER=<test name>`; in the ranks the test runs its body instead of
+//! launching. Without the feature the tests are compiled as ignored; with it but without
+//! `mpirun` on the PATH they print why and pass, unless `NN_MPI_REQUIRE=1`, which makes
+//! that a failure (CI sets it).
+//!
+//! ```text
+//! NN_MPI_REQUIRE=1 cargo test --features mpi --test distributed
+//! ```
+
+const NO_MPI: &str = "built without the mpi feature (cargo test --features mpi --test distributed)";
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn collectives_on_two_ranks() {
+    #[cfg(feature = "mpi")]
+    ranks::run("collectives_on_two_ranks", &[], ranks::collectives);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn ddp_matches_one_process_and_ranks_stay_bit_identical() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "ddp_matches_one_process_and_ranks_stay_bit_identical",
+        &[],
+        ranks::ddp_equivalence,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn ddp_reduces_tied_parameters_once() {
+    #[cfg(feature = "mpi")]
+    ranks::run("ddp_reduces_tied_parameters_once", &[], ranks::tied);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn checkpoint_of_two_ranks_resumes_identically_and_world_size_is_checked() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "checkpoint_of_two_ranks_resumes_identically_and_world_size_is_checked",
+        &[],
+        ranks::resume,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn a_killed_rank_stops_the_job_in_bounded_time() {
+    #[cfg(feature = "mpi")]
+    ranks::expect_failure(
+        "a_killed_rank_stops_the_job_in_bounded_time",
+        "KILL",
+        "exited on signal 9",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn a_hung_rank_trips_the_collective_timeout() {
+    #[cfg(feature = "mpi")]
+    ranks::expect_failure(
+        "a_hung_rank_trips_the_collective_timeout",
+        "STOP",
+        "did not complete within 3.0 s (a peer rank died or hangs)",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn train_distributed_resumes_exactly_on_two_ranks() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "train_distributed_resumes_exactly_on_two_ranks",
+        &[],
+        ranks::train_job,
+    );
+}
+
+// the training example's modules (for `train --distributed`), as tests/train.rs does
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/digits.rs"]
+mod digits;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/distributed.rs"]
+mod distributed;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/history.rs"]
+mod history;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/job.rs"]
+mod job;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/model.rs"]
+mod model;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/plot.rs"]
+mod plot;
+
+#[test]
+fn the_skip_reason_names_the_feature() {
+    assert!(NO_MPI.contains("--features mpi"));
+}
+
+#[cfg(feature = "mpi")]
+mod ranks {
+    use nn::distributed::{
+        check_world_size, resume_checkpoint, save_checkpoint, Backend, DistributedDataParallel,
+        DistributedProblem, DistributedSampler, ProcessGroup, ReduceOp, WORLD_SIZE_KEY,
+    };
+    use nn::io::TrainingCheckpoint;
+    use nn::optim::{Adam, Optimizer};
+    use nn::{Error, Forward, Linear, Module, ModuleExt, ReLU, Result, Sequential, Tensor};
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const WORLD: usize = 2;
+    /// A whole mpirun job may take this long before the launcher kills it.
+    const JOB_LIMIT: Duration = Duration::from_secs(120);
+
+    fn mpirun_available() -> bool {
+        Command::new("mpirun")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    struct Job {
+        ok: bool,
+        code: Option<i32>,
+        output: String,
+        elapsed: Duration,
+    }
+
+    /// Runs this test binary's `name` under mpirun on `WORLD` ranks; `None` (after saying
+    /// why) when mpirun is missing and `NN_MPI_REQUIRE` is not 1.
+    fn launch(name: &str, env: &[(&str, &str)]) -> Option<Job> {
+        if !mpirun_available() {
+            let msg = format!("{name}: skipped: no `mpirun` on the PATH (apt-get install openmpi-bin libopenmpi-dev)");
+            assert!(
+                std::env::var("NN_MPI_REQUIRE").as_deref() != Ok("1"),
+                "{msg}, and NN_MPI_REQUIRE=1"
+            );
+            eprintln!("{msg}");
+            return None;
+        }
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let dir = std::env::temp_dir().join(format!("nn-dist-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let mut cmd = Command::new("mpirun");
+        cmd.args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            &WORLD.to_string(),
+        ])
+        // shared memory on this host only; no single-copy (ptrace) in containers
+        .args([
+            "--mca",
+            "btl",
+            "self,vader",
+            "--mca",
+            "btl_vader_single_copy_mechanism",
+            "none",
+        ])
+        .args(["-x", &format!("NN_DIST_WORKER={name}")])
+        .args(["-x", &format!("NN_DIST_DIR={}", dir.display())]);
+        let mut has_timeout = false;
+        for (k, v) in env {
+            has_timeout |= *k == "NN_DIST_TIMEOUT_S";
+            cmd.args(["-x", &format!("{k}={v}")]);
+        }
+        if !has_timeout {
+            // a hang in a test becomes a failure long before JOB_LIMIT
+            cmd.args(["-x", "NN_DIST_TIMEOUT_S=60"]);
+        }
+        cmd.arg(&exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let mut child = cmd.spawn().expect("mpirun starts");
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let readers = [
+            std::thread::spawn(move || read_all(out.as_mut())),
+            std::thread::spawn(move || read_all(err.as_mut())),
+        ];
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break Some(s);
+            }
+            if start.elapsed() > JOB_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output: String = readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_default())
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        let elapsed = start.elapsed();
+        assert!(
+            status.is_some(),
+            "{name}: the mpirun job was still running after {JOB_LIMIT:?} (a hang); output:\n{output}"
+        );
+        let status = status.expect("checked");
+        Some(Job {
+            ok: status.success(),
+            code: status.code(),
+            output,
+            elapsed,
+        })
+    }
+
+    fn read_all(r: Option<&mut impl std::io::Read>) -> String {
+        let mut s = String::new();
+        if let Some(r) = r {
+            let _ = r.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn is_worker(name: &str) -> bool {
+        std::env::var("NN_DIST_WORKER").as_deref() == Ok(name)
+    }
+
+    /// In a rank: the body; otherwise: the 2-rank job, which must succeed.
+    pub fn run(name: &str, env: &[(&str, &str)], body: fn(&ProcessGroup) -> Result<()>) {
+        if is_worker(name) {
+            let group = ProcessGroup::init().expect("MPI initializes");
+            if let Err(e) = body(&group) {
+                panic!("rank {}: {e}", group.rank());
+            }
+            return;
+        }
+        if let Some(job) = launch(name, env) {
+            assert!(
+                job.ok,
+                "{name}: the 2-rank job failed ({:?}):\n{}",
+                job.code, job.output
+            );
+            eprintln!(
+                "{name}: 2 ranks passed in {:.1} s",
+                job.elapsed.as_secs_f64()
+            );
+        }
+    }
+
+    /// In a rank: training in which rank 1 kills (`KILL`) or stops (`STOP`) itself at
+    /// the third step; otherwise: the job must fail within a bounded time, saying `want`.
+    pub fn expect_failure(name: &str, signal: &str, want: &str) {
+        if is_worker(name) {
+            let group = ProcessGroup::init().expect("MPI initializes");
+            if let Err(e) = doomed(&group, signal) {
+                panic!("rank {}: {e}", group.rank());
+            }
+            return;
+        }
+        let Some(job) = launch(name, &[("NN_DIST_TIMEOUT_S", "3")]) else {
+            return;
+        };
+        assert!(
+            !job.ok,
+            "{name}: the job succeeded although a rank was gone:\n{}",
+            job.output
+        );
+        assert!(
+            job.elapsed < Duration::from_secs(60),
+            "{name}: took {:?}",
+            job.elapsed
+        );
+        assert!(
+            job.output.contains(want),
+            "{name}: no `{want}` in:\n{}",
+            job.output
+        );
+        eprintln!(
+            "{name}: the job failed after {:.1} s as expected (status {:?})",
+            job.elapsed.as_secs_f64(),
+            job.code
+        );
+    }
+
+    fn doomed(group: &ProcessGroup, signal: &str) -> Result<()> {
+        let (ddp, x, y) = small_job(group)?;
+        let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
+        for step in 0..1000 {
+            if step == 2 && group.rank() == 1 {
+                let pid = std::process::id().to_string();
+                // this process stops here: killed, or stopped until mpirun kills it
+                let _ = Command::new("kill")
+                    .args([&format!("-{signal}"), &pid])
+                    .status();
+                std::thread::sleep(Duration::from_secs(120));
+            }
+            let loss = ddp.forward(&x)?.cross_entropy(&y)?;
+            opt.zero_grad();
+            ddp.backward(&loss)?;
+            opt.step()?;
+        }
+        Err(Error::Backward(format!(
+            "rank {} trained 1000 steps although its peer was gone",
+            group.rank()
+        )))
+    }
+
+    type Mlp = Sequential<(Linear, ReLU, Linear)>;
+
+    fn mlp() -> Mlp {
+        Sequential::new((Linear::new(16, 32), ReLU, Linear::new(32, 10)))
+    }
+
+    fn small_job(group: &ProcessGroup) -> Result<(DistributedDataParallel<Mlp>, Tensor, Tensor)> {
+        nn::manual_seed(1);
+        let x = Tensor::randn(&[8, 16]);
+        let y = Tensor::randint(&[8], 0, 10)?;
+        Ok((DistributedDataParallel::new(mlp(), group)?, x, y))
+    }
+
+    fn flat_weights(m: &impl Module) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for (_, t) in m.state_dict()?.iter() {
+            out.extend(t.to_vec::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Every rank's weights, bit for bit, are rank 0's.
+    fn assert_ranks_identical(group: &ProcessGroup, m: &impl Module, when: &str) -> Result<()> {
+        let mine = flat_weights(m)?;
+        let all = group.all_gather(&Tensor::from_vec(mine.clone(), &[mine.len()])?)?;
+        let all = all.to_vec::<f32>()?;
+        for (r, w) in all.chunks(mine.len()).enumerate() {
+            let same = w.iter().zip(&mine).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{when}: rank {r}'s weights differ from rank {}'s",
+                group.rank()
+            );
+        }
+        Ok(())
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    pub fn collectives(group: &ProcessGroup) -> Result<()> {
+        assert_eq!(group.world_size(), WORLD);
+        assert_eq!(group.backend(), Backend::Mpi);
+        assert_eq!(group.backend_for(&nn::Device::Cpu), Backend::Mpi);
+        let r = group.rank() as f32;
+        let t = Tensor::from_vec(vec![r + 1.0, 10.0 * r, -r], &[3])?;
+        let sum = group.all_reduce(&t, ReduceOp::Sum)?;
+        assert_eq!(sum.to_vec::<f32>()?, vec![3.0, 10.0, -1.0]);
+        assert_eq!(sum.shape(), &[3]);
+        let mean = group.all_reduce(&t.reshape(&[3, 1])?, ReduceOp::Mean)?;
+        assert_eq!(
+            (mean.shape(), mean.to_vec::<f32>()?),
+            (&[3, 1][..], vec![1.5, 5.0, -0.5])
+        );
+        let ints = Tensor::from_vec(vec![group.rank() as i64 + 40], &[1])?;
+        assert_eq!(
+            group.all_reduce(&ints, ReduceOp::Sum)?.to_vec::<i64>()?,
+            vec![81]
+        );
+        assert!(
+            group.all_reduce(&ints, ReduceOp::Mean).is_err(),
+            "mean of ints"
+        );
+
+        let b = group.broadcast(&Tensor::full(&[2, 2], r + 5.0), 1)?;
+        assert_eq!(b.to_vec::<f32>()?, vec![6.0; 4]);
+        let g = group.all_gather(&Tensor::full(&[2], r))?;
+        assert_eq!(
+            (g.shape(), g.to_vec::<f32>()?),
+            (&[2, 2][..], vec![0.0, 0.0, 1.0, 1.0])
+        );
+        let mut bytes = if group.is_root() {
+            b"nccl id".to_vec()
+        } else {
+            Vec::new()
+        };
+        group.broadcast_bytes(&mut bytes, 0)?;
+        assert_eq!(bytes, b"nccl id");
+        group.barrier()?;
+
+        // ranks that disagree all get the same clear error, and nobody hangs
+        let odd = Tensor::zeros(&[2 + group.rank()]);
+        match group.all_reduce(&odd, ReduceOp::Sum) {
+            Err(Error::Distributed {
+                op: "all_reduce",
+                problem: DistributedProblem::RanksDisagree { .. },
+            }) => {}
+            other => panic!("disagreeing shapes: {other:?}"),
+        }
+        let msg = group
+            .broadcast(&odd, 0)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("every rank must pass the same shape"), "{msg}");
+        let msg = group
+            .broadcast(&t, 2)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("root rank 2 does not exist in a world of 2"),
+            "{msg}"
+        );
+        // and the group still works afterwards
+        assert_eq!(
+            group.all_reduce(&t, ReduceOp::Sum)?.to_vec::<f32>()?[0],
+            3.0
+        );
+        Ok(())
+    }
+
+    pub fn ddp_equivalence(group: &ProcessGroup) -> Result<()> {
+        const N: usize = 96;
+        const LOCAL_BATCH: usize = 8;
+        nn::manual_seed(7);
+        let x = Tensor::randn(&[N, 16]);
+        let y = Tensor::randint(&[N], 0, 10)?;
+        // every rank draws other initial weights: the wrapper must broadcast rank 0's
+        nn::manual_seed(100 + group.rank() as u64);
+        let local = mlp();
+        nn::manual_seed(100);
+        let reference = mlp();
+        let differ_before = flat_weights(&local)? != flat_weights(&reference)?;
+        assert_eq!(differ_before, group.rank() != 0);
+        // small buckets: three gradient messages per step instead of one
+        let ddp = DistributedDataParallel::with_bucket_bytes(local, group, 340 * 4)?;
+        assert_eq!(ddp.bucket_count(), 3);
+        assert_eq!(flat_weights(&ddp)?, flat_weights(&reference)?, "broadcast");
+        let names: Vec<String> = ddp.state_dict()?.keys().map(String::from).collect();
+        assert_eq!(
+            names,
+            ["0.weight", "0.bias", "2.weight", "2.bias"],
+            "no `module.` prefix"
+        );
+        assert_eq!(ddp.module().num_parameters(), reference.num_parameters());
+
+        let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
+        let mut ref_opt = Adam::with_lr(reference.parameters(), 1e-2)?;
+        let samplers = (0..WORLD)
+            .map(|r| DistributedSampler::new(N, WORLD, r, Some(3)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut steps = 0;
+        for epoch in 0..2 {
+            let shards: Vec<Vec<usize>> = samplers.iter().map(|s| s.indices(epoch)).collect();
+            for k in 0..shards[0].len() / LOCAL_BATCH {
+                let part = |r: usize| shards[r][k * LOCAL_BATCH..(k + 1) * LOCAL_BATCH].to_vec();
+                let idx = |v: Vec<usize>| {
+                    Tensor::from_vec(v.iter().map(|&i| i as i64).collect(), &[v.len()])
+                };
+                // this rank: its part of the global batch
+                let mine = idx(part(group.rank()))?;
+                let before = group.stats().all_reduces;
+                let loss = ddp
+                    .forward(&x.index_select(0, &mine)?)?
+                    .cross_entropy(&y.index_select(0, &mine)?)?;
+                opt.zero_grad();
+                ddp.backward(&loss)?;
+                opt.step()?;
+                assert_eq!(
+                    group.stats().all_reduces - before,
+                    3,
+                    "one all-reduce per bucket"
+                );
+                // one process: the whole global batch
+                let all = idx((0..WORLD).flat_map(part).collect())?;
+                let loss = reference
+                    .forward(&x.index_select(0, &all)?)?
+                    .cross_entropy(&y.index_select(0, &all)?)?;
+                ref_opt.zero_grad();
+                loss.backward()?;
+                ref_opt.step()?;
+                steps += 1;
+
+                let d = max_diff(&flat_weights(&ddp)?, &flat_weights(&reference)?);
+                assert!(d <= 1e-5, "step {steps}: DDP and one process differ by {d}");
+                assert_ranks_identical(group, &ddp, &format!("step {steps}"))?;
+            }
+        }
+        assert_eq!(steps, 12);
+        let moved = max_diff(&flat_weights(&ddp)?, &flat_weights(&mlp_at(100))?);
+        assert!(moved > 1e-2, "training moved the weights ({moved})");
+        Ok(())
+    }
+
+    fn mlp_at(seed: u64) -> Mlp {
+        nn::manual_seed(seed);
+        mlp()
+    }
+
+    /// `b` is `a` (tied): one parameter set used twice.
+    #[derive(Module)]
+    struct Tied {
+        a: Linear,
+        b: Linear,
+    }
+
+    impl Forward for Tied {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            self.b.forward(&self.a.forward(x)?.relu()?)
+        }
+    }
+
+    pub fn tied(group: &ProcessGroup) -> Result<()> {
+        nn::manual_seed(5);
+        let a = Linear::new(4, 4);
+        let ddp = DistributedDataParallel::new(Tied { b: a.clone(), a }, group)?;
+        assert_eq!(ddp.parameters().len(), 2, "weight and bias, once each");
+        nn::manual_seed(50 + group.rank() as u64);
+        let x = Tensor::randn(&[3, 4]);
+        let loss = ddp.forward(&x)?.square()?.mean()?;
+        loss.backward()?;
+        let local: Vec<Tensor> = ddp
+            .parameters()
+            .iter()
+            .map(|p| p.grad().ok_or_else(|| Error::Backward("no grad".into())))
+            .collect::<Result<_>>()?;
+        let before = group.stats();
+        ddp.sync_gradients()?;
+        let after = group.stats();
+        assert_eq!(after.all_reduces - before.all_reduces, 1, "one bucket");
+        assert_eq!(
+            after.bytes - before.bytes,
+            (16 + 4) * 4,
+            "each tied parameter once"
+        );
+        for (p, g) in ddp.parameters().iter().zip(&local) {
+            let want = group.all_reduce(g, ReduceOp::Mean)?.to_vec::<f32>()?;
+            let got = p
+                .grad()
+                .map(|g| g.to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default();
+            assert!(
+                max_diff(&got, &want) <= 1e-7,
+                "{}: {got:?} vs {want:?}",
+                p.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// `train --distributed`: 3 epochs straight, and 1 epoch then `--resume` to 3, end
+    /// with bit-identical weights; the test accuracy is the single-process job's class.
+    pub fn train_job(group: &ProcessGroup) -> Result<()> {
+        use crate::job::Config;
+        let job = |cfg: &Config| {
+            crate::distributed::run_in(group, cfg, &mut ())
+                .map_err(|e| Error::Backward(e.to_string()))
+        };
+        let cfg = |epochs: usize, resume: bool, dir: &str| Config {
+            epochs,
+            resume,
+            out_dir: scratch(dir),
+            ..Config::default()
+        };
+        let straight = job(&cfg(3, false, "a"))?;
+        job(&cfg(1, false, "b"))?;
+        let resumed = job(&cfg(3, true, "b"))?;
+        assert_eq!(resumed.start_epoch, 1);
+        assert_eq!(
+            straight.history,
+            resumed
+                .history
+                .iter()
+                .map(|s| crate::job::EpochStats {
+                    time: s.time,
+                    ..s.clone()
+                })
+                .collect::<Vec<_>>()
+                .iter()
+                .zip(&straight.history)
+                .map(|(r, s)| crate::job::EpochStats {
+                    time: s.time,
+                    ..r.clone()
+                })
+                .collect::<Vec<_>>()
+        );
+        for ((n, a), (m, b)) in straight.weights.iter().zip(resumed.weights.iter()) {
+            assert_eq!(n, m);
+            let same = a
+                .to_vec::<f32>()?
+                .iter()
+                .zip(b.to_vec::<f32>()?)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{n} differs after the resume");
+        }
+        assert!(
+            straight.test_accuracy.fraction() > 0.8,
+            "{}",
+            straight.test_accuracy
+        );
+        assert_ranks_identical(
+            group,
+            &{
+                let m = crate::model::Mlp::new();
+                m.load_state_dict(&resumed.weights, &nn::io::LoadOptions::strict())?;
+                m
+            },
+            "train --distributed",
+        )?;
+        // a global batch the world cannot split is a clear error on every rank
+        let err = job(&Config {
+            batch_size: 63,
+            ..cfg(1, false, "c")
+        })
+        .err()
+        .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("not a multiple of the world size 2")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+
+    fn scratch(file: &str) -> PathBuf {
+        PathBuf::from(std::env::var("NN_DIST_DIR").unwrap_or_else(|_| ".".into())).join(file)
+    }
+
+    /// `epochs` epochs of the sampler's shard, batch 8 per rank, from epoch `from`.
+    fn train(
+        ddp: &DistributedDataParallel<Mlp>,
+        opt: &mut Adam,
+        group: &ProcessGroup,
+        from: u64,
+        to: u64,
+        data: &(Tensor, Tensor),
+    ) -> Result<()> {
+        let sampler = DistributedSampler::new(data.0.shape()[0], WORLD, group.rank(), Some(9))?;
+        for epoch in from..to {
+            for part in sampler.indices(epoch).chunks(8) {
+                let idx =
+                    Tensor::from_vec(part.iter().map(|&i| i as i64).collect(), &[part.len()])?;
+                let loss = ddp
+                    .forward(&data.0.index_select(0, &idx)?)?
+                    .cross_entropy(&data.1.index_select(0, &idx)?)?;
+                opt.zero_grad();
+                ddp.backward(&loss)?;
+                opt.step()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn resume(group: &ProcessGroup) -> Result<()> {
+        nn::manual_seed(11);
+        let data = (Tensor::randn(&[60, 16]), Tensor::randint(&[60], 0, 10)?);
+        let path = scratch("checkpoint.nn");
+
+        nn::manual_seed(1);
+        let ddp = DistributedDataParallel::new(mlp(), group)?;
+        let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
+        train(&ddp, &mut opt, group, 0, 1, &data)?;
+        save_checkpoint(group, TrainingCheckpoint::capture(1, &ddp, &opt)?, &path)?;
+        train(&ddp, &mut opt, group, 1, 3, &data)?;
+        let straight = flat_weights(&ddp)?;
+
+        // a fresh replica of other initial weights, resumed from the file on every rank
+        nn::manual_seed(2 + group.rank() as u64);
+        let again = DistributedDataParallel::new(mlp(), group)?;
+        let mut opt2 = Adam::with_lr(again.parameters(), 1e-2)?;
+        let ck = resume_checkpoint(group, &path, &again, &mut opt2)?;
+        assert_eq!(ck.epoch, 1);
+        train(&again, &mut opt2, group, ck.epoch, 3, &data)?;
+        let resumed = flat_weights(&again)?;
+        let same = straight
+            .iter()
+            .zip(&resumed)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "the resumed run ends with other weights");
+        assert_ranks_identical(group, &again, "after the resumed run")?;
+
+        // a checkpoint of another world size, and one of no world size at all
+        let other = scratch("other.nn");
+        let plain = scratch("plain.nn");
+        if group.is_root() {
+            TrainingCheckpoint::capture(1, &ddp, &opt)?
+                .with_meta(WORLD_SIZE_KEY, 3)
+                .save(&other)?;
+            TrainingCheckpoint::capture(1, &ddp, &opt)?.save(&plain)?;
+        }
+        group.barrier()?;
+        let err = resume_checkpoint(group, &other, &again, &mut opt2)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("written by a run of 3 ranks, resumed with 2")
+                && err.contains("mpirun -np 3"),
+            "{err}"
+        );
+        let ck = TrainingCheckpoint::load(&plain)?;
+        let err = check_world_size(group, &ck, &plain)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(WORLD_SIZE_KEY)),
+            "{err:?}"
+        );
+        group.barrier()
+    }
+}
