@@ -35,6 +35,7 @@ pub use init::Init;
 pub use io::{LoadOptions, LoadReport};
 pub use layers::{Dropout, DynSequential, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh};
 pub use module::{Buffer, Forward, Layer, Module, ModuleExt, Param, StateDict};
+pub use ops::{Conv2dOptions, Pool2dOptions};
 pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 pub use rng::manual_seed;
 pub use tensor::{Element, Tensor};

@@ -5,16 +5,20 @@
 //! `cross_entropy` are written with primitives and need no backward of their own.
 
 mod binary;
+mod conv;
 mod indexing;
 mod linear;
 mod loss;
 mod matmul;
 mod operators;
+mod pool;
 mod reduce;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
 mod unary;
+pub use conv::Conv2dOptions;
+pub use pool::Pool2dOptions;
 
 #[cfg(test)]
 pub(crate) mod testing;
