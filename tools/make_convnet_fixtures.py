@@ -19,10 +19,12 @@ Writes (committed, small):
   45 MB stay out of the repository). Keys: `sd.*` its state dict (random BN statistics,
   num_batches_tracked = 3), `x` an input [2, 3, 32, 32], `eval_out` the eval-mode output,
   `train_out` one train-mode output, `after.*` the buffers after that forward, `grad.*`
-  the gradients of train_out.sum(); the .txt is print(model).
+  the gradients of train_out.sum(); the .txt is print(model), the _keys.txt the state
+  dict's keys in PyTorch's order (safetensors does not keep an order).
 
 With `--full DIR`: DIR/resnet18.safetensors from torchvision.models.resnet18(weights=None,
-num_classes=10) (`sd.*`, `x` [1, 3, 64, 64], `eval_out`) and DIR/resnet18.txt, which
+num_classes=10) (`sd.*`, `x` [1, 3, 64, 64], `eval_out`), DIR/resnet18.txt and
+DIR/resnet18_keys.txt, which
 `cargo run --release --example 07_convnet -- DIR` checks.
 """
 import os
@@ -205,6 +207,8 @@ def main():
         save_file(out, os.path.join(sys.argv[2], "resnet18.safetensors"))
         with open(os.path.join(sys.argv[2], "resnet18.txt"), "w") as f:
             f.write(repr(model) + "\n")
+        with open(os.path.join(sys.argv[2], "resnet18_keys.txt"), "w") as f:
+            f.write("".join(k + "\n" for k in model.state_dict()))
         return
     g = torch.Generator().manual_seed(10)
     out = {}
@@ -228,6 +232,8 @@ def main():
     save_file(out, os.path.join(OUT, "resnet_narrow.safetensors"))
     with open(os.path.join(OUT, "resnet_narrow.txt"), "w") as f:
         f.write(repr(model) + "\n")
+    with open(os.path.join(OUT, "resnet_narrow_keys.txt"), "w") as f:
+        f.write("".join(k + "\n" for k in model.state_dict()))
 
 
 if __name__ == "__main__":
