@@ -231,6 +231,16 @@ pub enum Error {
         /// What is wrong.
         problem: crate::distributed::DistributedProblem,
     },
+    /// An op inside a layer failed on that layer's input (`layer1.0.conv1
+    /// (Conv2d(...)): conv2d: kernel [3, 3] ... is larger than the padded input`).
+    #[error("{layer}: {source}")]
+    InLayer {
+        /// The layer, by its path in the model where known, and what it is.
+        layer: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl From<std::io::Error> for Error {

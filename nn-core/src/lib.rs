@@ -40,6 +40,7 @@ pub use layers::{
     Embedding, LayerNorm, MultiheadAttention, TransformerEncoder, TransformerEncoderLayer,
 };
 pub use module::{Buffer, Forward, Layer, Module, ModuleExt, Param, StateDict};
+pub use ops::{Conv2dOptions, Pool2dOptions};
 pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 pub use rng::manual_seed;
 pub use tensor::{Element, Tensor};

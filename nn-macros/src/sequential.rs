@@ -29,6 +29,23 @@ const SIZE_PRESERVING: &[&str] = &[
     "RMSNorm",
 ];
 
+/// Layers that keep the channel count (and any known size) of their input, tracked
+/// like [`SIZE_PRESERVING`] ones: pools and normalizations written as expressions.
+const CHANNEL_PRESERVING: &[&str] = &[
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GroupNorm",
+];
+
+/// The convolutions with a shape form, `Conv2d(3 => 64, 3, stride = 2)`.
+const CONVS: &[&str] = &["Conv1d", "Conv2d"];
+
+/// The batch norms with a shape form, `BatchNorm2d(_)`.
+const NORMS: &[&str] = &["BatchNorm1d", "BatchNorm2d"];
+
 /// The input of `sequential!`.
 ///
 /// ```text
@@ -37,8 +54,14 @@ const SIZE_PRESERVING: &[&str] = &[
 /// name    := string literal, non-empty, without "." (unnamed entries are named by
 ///            their position; all names must differ)
 /// layer   := "Linear" "(" size "=>" size ("," "bias" "=" bool)? ","? ")"   (shape form)
+///          | conv "(" size "=>" size "," expression ("," option)* ","? ")"  (shape form)
+///          | norm "(" size ")"                                             (shape form)
 ///          | expression                        (anything else: a value implementing
 ///                                               nn::Module + nn::Forward)
+/// conv    := "Conv1d" | "Conv2d"               (kernel size after the channels)
+/// option  := ("stride" | "dilation" | "groups") "=" expression
+///          | "padding" "=" (expression | "same") | "bias" "=" bool
+/// norm    := "BatchNorm1d" | "BatchNorm2d"
 /// size    := "_" | integer literal | expression   ("_" only as the input size)
 /// ```
 ///
@@ -57,6 +80,15 @@ const SIZE_PRESERVING: &[&str] = &[
 /// - size-preserving layers (`ReLU`, `Sigmoid`, `Tanh`, `Dropout`, `GELU`, `SiLU`,
 ///   `LeakyReLU`, `Softmax`, `LogSoftmax`, `Identity`, `LayerNorm`, `RMSNorm`, written
 ///   bare or as `X(..)`, `X::new(..)`, `X::default()`) keep it.
+/// - channels follow the same way: `Conv2d(a => b, k, ..)` checks a literal `a` against
+///   the known channel count (error on `a`: "channel mismatch: expected 64 channels
+///   (output of entry 0), found 32"), fills `_` from it or becomes `Conv2d::lazy(b, k)`,
+///   and makes `b` the known channel count; `Conv2d::new(a, b, k)` (with builder calls
+///   after it) checks and sets alike. `BatchNorm2d(_)` / `BatchNorm1d(_)` take the known
+///   size (`BatchNorm2d::lazy()` when unknown), a literal is checked, and they keep it;
+///   pools and normalizations written as expressions keep it too. A known channel
+///   count is not a feature size: `Linear(_ => 10)` after `Conv2d` (through `Flatten`
+///   or not) is lazy, and a `Conv2d` after a `Linear` does not check against it.
 /// - anything else (`Flatten`, a nested `sequential!`, a variable, a function call)
 ///   makes it unknown.
 pub struct SequentialInput {
@@ -71,6 +103,10 @@ struct Entry {
 enum Layer {
     /// `Linear(in => out, bias = false)`.
     Linear(Box<ShapeLinear>),
+    /// `Conv2d(in => out, kernel, stride = 2)`.
+    Conv(Box<ShapeConv>),
+    /// `BatchNorm2d(_)`.
+    Norm(Box<ShapeNorm>),
     /// Any other layer.
     Expr(Expr),
 }
@@ -81,6 +117,24 @@ struct ShapeLinear {
     input: Size,
     output: Size,
     bias: Option<LitBool>,
+}
+
+/// `Conv2d(in => out, kernel, key = value, ..)`.
+struct ShapeConv {
+    /// `Conv2d` as written, reused as the constructor's type.
+    conv: syn::Path,
+    input: Size,
+    output: Size,
+    kernel: Expr,
+    /// Builder calls in the order written: `(method, argument)`; `padding = same`
+    /// becomes `padding_same()` and `bias = false` becomes `no_bias()`.
+    options: Vec<(Ident, Option<Expr>)>,
+}
+
+/// `BatchNorm2d(size)`.
+struct ShapeNorm {
+    norm: syn::Path,
+    size: Size,
 }
 
 enum Size {
@@ -174,6 +228,124 @@ impl ShapeLinear {
     }
 }
 
+impl ShapeConv {
+    fn parse_body(conv: syn::Path, input: ParseStream) -> syn::Result<ShapeConv> {
+        let name = path_name(&conv);
+        let content;
+        syn::parenthesized!(content in input);
+        if content.is_empty() {
+            return Err(content.error(format!(
+                "expected `in => out, kernel`: `{name}(3 => 64, 3)`"
+            )));
+        }
+        find_size_arrow(&content)?;
+        let size_in: Size = content.parse()?;
+        content.parse::<Token![=>]>()?;
+        if content.is_empty() {
+            return Err(content.error("expected the output channels after `=>`"));
+        }
+        let size_out: Size = content.parse()?;
+        if content.is_empty() {
+            return Err(content.error(format!(
+                "expected `, kernel` after the channels: `{name}(3 => 64, 3)`"
+            )));
+        }
+        content.parse::<Token![,]>()?;
+        if content.is_empty() {
+            return Err(content.error(format!("expected the kernel size: `{name}(3 => 64, 3)`")));
+        }
+        let kernel: Expr = content.parse()?;
+        let mut options: Vec<(Ident, Option<Expr>)> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        while !content.is_empty() {
+            content.parse::<Token![,]>()?;
+            if content.is_empty() {
+                break;
+            }
+            let key: Ident = content.parse()?;
+            let k = key.to_string();
+            if !["stride", "padding", "dilation", "groups", "bias"].contains(&k.as_str()) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown `{name}` option `{key}`: expected `stride`, `padding`, `dilation`, `groups` or `bias`"),
+                ));
+            }
+            if seen.contains(&k) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("duplicate `{name}` option `{key}`"),
+                ));
+            }
+            seen.push(k.clone());
+            content.parse::<Token![=]>()?;
+            if k == "bias" {
+                if !content.peek(LitBool) {
+                    return Err(content.error("expected `true` or `false`"));
+                }
+                let b = content.parse::<LitBool>()?;
+                if !b.value {
+                    options.push((Ident::new("no_bias", key.span()), None));
+                }
+                continue;
+            }
+            if k == "padding" && content.peek(Ident) && content.fork().parse::<Ident>()? == "same" {
+                content.parse::<Ident>()?;
+                options.push((Ident::new("padding_same", key.span()), None));
+                continue;
+            }
+            options.push((key, Some(content.parse()?)));
+        }
+        Ok(ShapeConv {
+            conv,
+            input: size_in,
+            output: size_out,
+            kernel,
+            options,
+        })
+    }
+
+    fn span(&self) -> Span {
+        last_span(&self.conv)
+    }
+}
+
+impl ShapeNorm {
+    fn parse_body(norm: syn::Path, input: ParseStream) -> syn::Result<ShapeNorm> {
+        let content;
+        syn::parenthesized!(content in input);
+        if content.is_empty() {
+            let name = path_name(&norm);
+            return Err(content.error(format!(
+                "expected the number of channels or `_`: `{name}(64)`, `{name}(_)`"
+            )));
+        }
+        let size: Size = content.parse()?;
+        if !content.is_empty() {
+            let _ = content.parse::<Option<Token![,]>>()?;
+            if !content.is_empty() {
+                return Err(content.error(
+                    "expected only the number of channels (configure other options with an expression: `BatchNorm2d::new(64).eps(1e-3)`)",
+                ));
+            }
+        }
+        Ok(ShapeNorm { norm, size })
+    }
+}
+
+/// The last identifier of a path (`Conv2d` in `nn::layers::Conv2d`).
+fn path_name(p: &syn::Path) -> String {
+    p.segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
+}
+
+fn last_span(p: &syn::Path) -> Span {
+    p.segments
+        .last()
+        .map_or_else(|| p.span(), |s| s.ident.span())
+}
+
 impl ShapeLinear {
     /// The `Linear` token, where problems with the layer are shown.
     fn span(&self) -> Span {
@@ -196,6 +368,16 @@ impl Parse for Layer {
                 return Ok(Layer::Linear(Box::new(ShapeLinear::parse_body(
                     path, input,
                 )?)));
+            }
+            // the same holds for the convolution and batch-norm structs
+            let name = path_name(&path);
+            if ahead.peek(syn::token::Paren) && CONVS.contains(&name.as_str()) {
+                input.call(syn::Path::parse_mod_style)?;
+                return Ok(Layer::Conv(Box::new(ShapeConv::parse_body(path, input)?)));
+            }
+            if ahead.peek(syn::token::Paren) && NORMS.contains(&name.as_str()) {
+                input.call(syn::Path::parse_mod_style)?;
+                return Ok(Layer::Norm(Box::new(ShapeNorm::parse_body(path, input)?)));
             }
         }
         Ok(Layer::Expr(input.parse()?))
@@ -241,11 +423,26 @@ impl Parse for SequentialInput {
     }
 }
 
-/// A size known at compile time and the entry that produced it.
+/// What a known size counts: the last dim (`Linear`) or the channels, dim 1 (`Conv2d`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Features,
+    Channels,
+}
+
+/// A size known at compile time, what it counts, and the entry that produced it.
 #[derive(Clone, Copy)]
 struct Known {
     size: u64,
     entry: usize,
+    kind: Kind,
+}
+
+impl Known {
+    /// The known size when it counts `kind`.
+    fn of(known: Option<Known>, kind: Kind) -> Option<Known> {
+        known.filter(|k| k.kind == kind)
+    }
 }
 
 fn lit_value(l: &LitInt, errors: &mut Errors) -> Option<u64> {
@@ -262,13 +459,17 @@ fn lit_value(l: &LitInt, errors: &mut Errors) -> Option<u64> {
 fn check_input(l: &LitInt, known: Option<Known>, errors: &mut Errors) {
     if let (Some(k), Some(v)) = (known, lit_value(l, errors)) {
         if k.size != v {
-            errors.push(syn::Error::new(
-                l.span(),
-                format!(
+            let msg = match k.kind {
+                Kind::Features => format!(
                     "size mismatch: expected {} (output of entry {}), found {v}",
                     k.size, k.entry
                 ),
-            ));
+                Kind::Channels => format!(
+                    "channel mismatch: expected {} channels (output of entry {}), found {v}",
+                    k.size, k.entry
+                ),
+            };
+            errors.push(syn::Error::new(l.span(), msg));
         }
     }
 }
@@ -294,8 +495,10 @@ fn path_tail(e: &Expr) -> Option<(Option<String>, String)> {
 /// Tracks the size through an ordinary expression entry (see the rule on
 /// [`SequentialInput`]).
 fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors) -> Option<Known> {
-    let keeps = |name: &str| SIZE_PRESERVING.contains(&name);
+    let keeps = |name: &str| SIZE_PRESERVING.contains(&name) || CHANNEL_PRESERVING.contains(&name);
     match e {
+        // builder calls (`Conv2d::new(3, 8, 3).stride(2)`) keep the base's sizes
+        Expr::MethodCall(m) => track_expr(&m.receiver, entry, known, errors),
         Expr::Path(_) => match path_tail(e) {
             Some((_, last)) if keeps(&last) => known,
             _ => None,
@@ -306,17 +509,49 @@ fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors)
                 Some((Some(ty), f)) if ty == "Linear" => match (f.as_str(), args.as_slice()) {
                     ("new" | "no_bias", [a, b]) => {
                         if let Some(l) = int_lit(a) {
-                            check_input(l, known, errors);
+                            check_input(l, Known::of(known, Kind::Features), errors);
                         }
                         let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
-                        Some(Known { size, entry })
+                        Some(Known {
+                            size,
+                            entry,
+                            kind: Kind::Features,
+                        })
                     }
                     ("lazy", [b]) => {
                         let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
-                        Some(Known { size, entry })
+                        Some(Known {
+                            size,
+                            entry,
+                            kind: Kind::Features,
+                        })
                     }
                     _ => None,
                 },
+                Some((Some(ty), f)) if CONVS.contains(&ty.as_str()) => {
+                    match (f.as_str(), args.as_slice()) {
+                        ("new", [a, b, _]) => {
+                            if let Some(l) = int_lit(a) {
+                                check_input(l, Known::of(known, Kind::Channels), errors);
+                            }
+                            let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
+                            Some(Known {
+                                size,
+                                entry,
+                                kind: Kind::Channels,
+                            })
+                        }
+                        ("lazy", [b, _]) => {
+                            let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
+                            Some(Known {
+                                size,
+                                entry,
+                                kind: Kind::Channels,
+                            })
+                        }
+                        _ => None,
+                    }
+                }
                 Some((Some(ty), f)) if keeps(&ty) && (f == "new" || f == "default") => known,
                 Some((_, last)) if keeps(&last) => known,
                 _ => None,
@@ -339,15 +574,20 @@ fn expand_linear(
     let span = l.span();
     let input = match &l.input {
         Size::Lit(lit) => {
-            check_input(lit, *known, errors);
+            check_input(lit, Known::of(*known, Kind::Features), errors);
             Some(lit.to_token_stream())
         }
-        Size::Infer(t) => known.map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream()),
+        Size::Infer(t) => Known::of(*known, Kind::Features)
+            .map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream()),
         Size::Expr(e) => Some(e.to_token_stream()),
     };
     let output = match &l.output {
         Size::Lit(lit) => {
-            *known = lit_value(lit, errors).map(|size| Known { size, entry });
+            *known = lit_value(lit, errors).map(|size| Known {
+                size,
+                entry,
+                kind: Kind::Features,
+            });
             lit.to_token_stream()
         }
         Size::Expr(e) => {
@@ -373,6 +613,89 @@ fn expand_linear(
             __nn_lazy.bias = ::core::option::Option::None;
             __nn_lazy
         }),
+    }
+}
+
+/// The constructor call for a shape-form convolution, tracking the channels.
+fn expand_conv(
+    c: &ShapeConv,
+    entry: usize,
+    known: &mut Option<Known>,
+    errors: &mut Errors,
+) -> TokenStream {
+    let conv = &c.conv;
+    let span = c.span();
+    let channels = Known::of(*known, Kind::Channels);
+    let input = match &c.input {
+        Size::Lit(lit) => {
+            check_input(lit, channels, errors);
+            Some(lit.to_token_stream())
+        }
+        Size::Infer(t) => {
+            channels.map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream())
+        }
+        Size::Expr(e) => Some(e.to_token_stream()),
+    };
+    let output = match &c.output {
+        Size::Lit(lit) => {
+            *known = lit_value(lit, errors).map(|size| Known {
+                size,
+                entry,
+                kind: Kind::Channels,
+            });
+            lit.to_token_stream()
+        }
+        Size::Expr(e) => {
+            *known = None;
+            e.to_token_stream()
+        }
+        Size::Infer(t) => {
+            errors.push(syn::Error::new(
+                t.span,
+                format!(
+                    "the output channels of a `{}` cannot be inferred: write them (`{}(_ => 64, 3)`)",
+                    path_name(conv),
+                    path_name(conv)
+                ),
+            ));
+            *known = None;
+            quote_spanned!(t.span=> 1)
+        }
+    };
+    let kernel = &c.kernel;
+    let base = match input {
+        Some(i) => quote_spanned!(span=> #conv::new(#i, #output, #kernel)),
+        None => quote_spanned!(span=> #conv::lazy(#output, #kernel)),
+    };
+    let calls = c.options.iter().map(|(m, arg)| match arg {
+        Some(a) => quote_spanned!(m.span()=> .#m(#a)),
+        None => quote_spanned!(m.span()=> .#m()),
+    });
+    quote!(#base #(#calls)*)
+}
+
+/// The constructor call for a shape-form batch norm; the known size flows through.
+fn expand_norm(n: &ShapeNorm, known: Option<Known>, errors: &mut Errors) -> TokenStream {
+    let norm = &n.norm;
+    let span = last_span(norm);
+    // BatchNorm1d normalizes features ([n, c]) or channels ([n, c, l]); 2d channels only
+    let relevant = match path_name(norm).as_str() {
+        "BatchNorm2d" => Known::of(known, Kind::Channels),
+        _ => known,
+    };
+    match &n.size {
+        Size::Lit(lit) => {
+            check_input(lit, relevant, errors);
+            quote_spanned!(span=> #norm::new(#lit))
+        }
+        Size::Expr(e) => quote_spanned!(span=> #norm::new(#e)),
+        Size::Infer(t) => match relevant {
+            Some(k) => {
+                let lit = LitInt::new(&k.size.to_string(), t.span);
+                quote_spanned!(span=> #norm::new(#lit))
+            }
+            None => quote_spanned!(span=> #norm::lazy()),
+        },
     }
 }
 
@@ -425,6 +748,8 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
         let span = match (&extra.name, &extra.layer) {
             (Some(n), _) => n.span(),
             (None, Layer::Linear(l)) => l.span(),
+            (None, Layer::Conv(c)) => c.span(),
+            (None, Layer::Norm(n)) => last_span(&n.norm),
             (None, Layer::Expr(e)) => e.span(),
         };
         errors.push(syn::Error::new(
@@ -443,6 +768,24 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
         .enumerate()
         .map(|(i, e)| match &e.layer {
             Layer::Linear(l) => expand_linear(l, i, &mut known, &mut errors),
+            Layer::Conv(c) => expand_conv(c, i, &mut known, &mut errors),
+            Layer::Norm(n) => {
+                let norm = expand_norm(n, known, &mut errors);
+                let kind = match path_name(&n.norm).as_str() {
+                    "BatchNorm2d" => Kind::Channels,
+                    _ => known.map_or(Kind::Channels, |k| k.kind),
+                };
+                known = match (&n.size, known) {
+                    (Size::Lit(l), _) => lit_value(l, &mut errors).map(|size| Known {
+                        size,
+                        entry: i,
+                        kind,
+                    }),
+                    (Size::Infer(_), k) => k,
+                    (Size::Expr(_), _) => None,
+                };
+                norm
+            }
             Layer::Expr(x) => {
                 known = track_expr(x, i, known, &mut errors);
                 quote_spanned!(x.span()=> __nn_layer(#x))

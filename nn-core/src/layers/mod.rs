@@ -2,14 +2,18 @@
 
 mod activation;
 mod attention;
+mod batchnorm;
+mod conv;
 mod dropout;
 mod dyn_sequential;
 mod embedding;
 mod flatten;
 #[cfg(test)]
 pub(crate) mod grad_check;
+mod groupnorm;
 mod layer_norm;
 mod linear;
+mod pool;
 mod rms_norm;
 #[cfg(test)]
 mod seq_bad_input;
@@ -19,12 +23,16 @@ mod transformer;
 pub use activation::{Identity, LeakyReLU, LogSoftmax, SiLU, Softmax, GELU};
 pub use activation::{ReLU, Sigmoid, Tanh};
 pub use attention::{causal_mask, AttnMasks, MultiheadAttention, NonDynamicallyQuantizableLinear};
+pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d};
+pub use conv::{Conv, Conv1d, Conv2d, IntoDims, Padding};
 pub use dropout::Dropout;
 pub use dyn_sequential::DynSequential;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use groupnorm::GroupNorm;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rms_norm::RMSNorm;
 pub use sequential::Sequential;
 pub use transformer::{

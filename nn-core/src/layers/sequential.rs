@@ -158,6 +158,20 @@ pub(crate) fn locate(e: crate::Error, name: &str) -> crate::Error {
                 actual,
             }
         }
+        crate::Error::InLayer { layer, source } => {
+            let located = match (layer.find(" ("), layer.find('(')) {
+                (Some(p), Some(q)) => p < q,
+                _ => false,
+            };
+            crate::Error::InLayer {
+                layer: if located {
+                    layer
+                } else {
+                    format!("{name} ({layer})")
+                },
+                source,
+            }
+        }
         other => other,
     }
 }

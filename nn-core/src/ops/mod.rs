@@ -6,17 +6,21 @@
 
 mod activations;
 mod binary;
+mod conv;
 mod indexing;
 mod linear;
 mod loss;
 mod masking;
 mod matmul;
 mod operators;
+mod pool;
 mod reduce;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
 mod unary;
+pub use conv::Conv2dOptions;
+pub use pool::Pool2dOptions;
 
 #[cfg(test)]
 pub(crate) mod testing;

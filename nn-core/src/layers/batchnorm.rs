@@ -1,0 +1,456 @@
+//! `BatchNorm1d`, `BatchNorm2d`: batch normalization with running statistics (PyTorch's).
+//!
+//! Shapes: `BatchNorm1d` x `[n, c]` or `[n, c, l]`, `BatchNorm2d` x `[n, c, h, w]`; y like
+//! x. Per channel, over the m = n * (spatial size) values of the batch:
+//!
+//! ```text
+//! mean = sum(x) / m,   var = sum((x - mean)^2) / m          (biased: used to normalize)
+//! y = (x - mean) / sqrt(var + eps) * weight + bias
+//! running_mean = (1 - f) running_mean + f mean
+//! running_var  = (1 - f) running_var  + f var * m / (m - 1) (unbiased, as PyTorch)
+//! num_batches_tracked += 1,   f = momentum, or 1 / num_batches_tracked when momentum
+//! is None (a cumulative average)
+//! ```
+//!
+//! In training mode (modules start in it) the batch statistics normalize and the running
+//! ones are updated; in evaluation mode the running statistics normalize. Without
+//! `track_running_stats` there are no buffers and batch statistics are always used.
+//! The gradient is autograd's through mean and var (both functions of x).
+//! `BatchNorm2d::lazy()` learns `c` at the first forward (PyTorch's `LazyBatchNorm2d`).
+//!
+//! ```
+//! use nn_core::{layers::BatchNorm2d, Forward, ModuleExt, Tensor};
+//! let mut bn = BatchNorm2d::new(3);
+//! let y = bn.forward(&Tensor::randn(&[4, 3, 5, 5]))?;
+//! assert!(y.mean()?.item()?.abs() < 1e-5);
+//! let keys: Vec<String> = bn.state_dict().keys().map(|k| k.to_string()).collect();
+//! assert_eq!(keys, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
+//! bn.eval();
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+
+use crate::init::Init;
+use crate::module::{Buffer, Forward, Module, Param, Visitor, VisitorMut};
+use crate::{DType, Error, Result, Tensor};
+
+/// Batch normalization over `D` spatial dims' worth of input; use [`BatchNorm1d`] and
+/// [`BatchNorm2d`].
+#[derive(Debug, Clone)]
+pub struct BatchNorm<const D: usize> {
+    /// Scale `[c]` (absent without `affine`).
+    pub weight: Option<Param>,
+    /// Shift `[c]` (absent without `affine` or with `bias(false)`).
+    pub bias: Option<Param>,
+    /// Running mean `[c]` (absent without `track_running_stats`).
+    pub running_mean: Option<Buffer>,
+    /// Running (unbiased) variance `[c]`.
+    pub running_var: Option<Buffer>,
+    /// Batches seen in training mode, an i64 0-d tensor.
+    pub num_batches_tracked: Option<Buffer>,
+    num_features: Option<usize>,
+    eps: f64,
+    momentum: Option<f64>,
+    training: bool,
+}
+
+/// Batch normalization of `[n, c]` or `[n, c, l]` (PyTorch's `nn.BatchNorm1d`).
+pub type BatchNorm1d = BatchNorm<1>;
+/// Batch normalization of `[n, c, h, w]` (PyTorch's `nn.BatchNorm2d`).
+pub type BatchNorm2d = BatchNorm<2>;
+
+/// A float as Python prints it (`1e-05`, `0.1`, `1.0`).
+pub(crate) fn py_float(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e16) {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = match e.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', e),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        let s = format!("{v}");
+        if s.contains('.') || s.contains("inf") || s.contains("NaN") {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    }
+}
+
+fn stats_buffers(c: usize) -> Result<(Buffer, Buffer, Buffer)> {
+    Ok((
+        Buffer::new(Tensor::try_zeros(&[c])?),
+        Buffer::new(Tensor::try_full(&[c], 1.0)?),
+        Buffer::new(Tensor::from_vec(vec![0i64], &[])?),
+    ))
+}
+
+impl<const D: usize> BatchNorm<D> {
+    fn build(c: Option<usize>) -> Self {
+        let param = |init: Init, name: &str| {
+            let p = match c {
+                Some(c) => Param::init(&[c], init.clone())
+                    .unwrap_or_else(|_| Param::deferred(&[Some(c)], init)),
+                None => Param::deferred(&[None], init),
+            };
+            p.set_name(name);
+            p
+        };
+        // a size too large to allocate leaves the buffers to the first forward
+        let stats = stats_buffers(c.unwrap_or(0)).ok();
+        BatchNorm {
+            weight: Some(param(Init::Ones, "weight")),
+            bias: Some(param(Init::Zeros, "bias")),
+            running_mean: stats.as_ref().map(|s| s.0.clone()),
+            running_var: stats.as_ref().map(|s| s.1.clone()),
+            num_batches_tracked: stats.map(|s| s.2),
+            num_features: c,
+            eps: 1e-5,
+            momentum: Some(0.1),
+            training: true,
+        }
+    }
+
+    /// Over `num_features` channels: eps 1e-5, momentum 0.1, affine, tracking running
+    /// statistics (PyTorch's defaults).
+    pub fn new(num_features: usize) -> Self {
+        Self::build(Some(num_features))
+    }
+
+    /// Channels learned at the first forward (PyTorch's `LazyBatchNorm`). Its buffers
+    /// are sized then too, so run one forward before loading a state dict into it.
+    pub fn lazy() -> Self {
+        Self::build(None)
+    }
+
+    /// Sets `eps`, added to the variance.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets the momentum of the running statistics; `None` is a cumulative average.
+    pub fn momentum(mut self, momentum: Option<f64>) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Without `weight` and `bias` (`affine=False`).
+    pub fn no_affine(mut self) -> Self {
+        self.weight = None;
+        self.bias = None;
+        self
+    }
+
+    /// Without the `bias` (PyTorch 2.15's `bias=False`), keeping the weight.
+    pub fn no_bias(mut self) -> Self {
+        self.bias = None;
+        self
+    }
+
+    /// Without running statistics (`track_running_stats=False`): batch statistics in
+    /// both modes, no buffers.
+    pub fn no_running_stats(mut self) -> Self {
+        self.running_mean = None;
+        self.running_var = None;
+        self.num_batches_tracked = None;
+        self
+    }
+
+    /// Channels, `None` while lazy and not yet run.
+    pub fn num_features(&self) -> Option<usize> {
+        self.num_features.or_else(|| {
+            self.weight
+                .as_ref()
+                .and_then(|w| w.partial_shape().first().copied().flatten())
+        })
+    }
+
+    /// Whether the layer is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    fn layer_name(&self) -> String {
+        let desc = format!("{}({})", self.module_name(), self.extra_repr());
+        let owner = self
+            .weight
+            .as_ref()
+            .map(|w| w.name())
+            .and_then(|n| n.strip_suffix(".weight").map(str::to_string));
+        match owner {
+            Some(o) if !o.is_empty() => format!("{o} ({desc})"),
+            _ => desc,
+        }
+    }
+
+    fn mismatch(&self, x: &Tensor, expected: String) -> Error {
+        Error::InputMismatch {
+            layer: self.layer_name(),
+            expected,
+            actual: x.shape().to_vec(),
+        }
+    }
+
+    /// Checks the input's rank and channels; sizes a lazy layer. Returns `c`.
+    fn check(&self, x: &Tensor) -> Result<usize> {
+        let ok_rank = match D {
+            1 => x.rank() == 2 || x.rank() == 3,
+            _ => x.rank() == D + 2,
+        };
+        if !ok_rank {
+            let want = match D {
+                1 => "2 or 3 dims ([batch, channels] or [batch, channels, length])".to_string(),
+                _ => format!("{} dims ([batch, channels, {D} spatial])", D + 2),
+            };
+            return Err(self.mismatch(x, want));
+        }
+        if x.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "batch_norm",
+                dtype: x.dtype(),
+                expected: Some(DType::F32),
+            });
+        }
+        let c = x.shape()[1];
+        match self.num_features() {
+            Some(have) if have != c => {
+                return Err(self.mismatch(x, format!("{have} channels (dim 1)")));
+            }
+            Some(_) => {}
+            None => {
+                for p in self.weight.iter().chain(&self.bias) {
+                    p.materialize(&[c], None)?;
+                }
+            }
+        }
+        if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
+            if rm.get().shape() != [c] {
+                let (m, v, _) = stats_buffers(c)?;
+                let dev = x.device();
+                rm.set(&m.get().to_device(&dev)?);
+                rv.set(&v.get().to_device(&dev)?);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Updates the running statistics from the batch's `mean` and biased `var` `[c]`
+    /// over `m` values per channel.
+    fn update_stats(&self, mean: &Tensor, var: &Tensor, m: usize) -> Result<()> {
+        let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) else {
+            return Ok(());
+        };
+        crate::no_grad(|| {
+            let mut count = 0i64;
+            if let Some(nbt) = &self.num_batches_tracked {
+                let t = nbt.get();
+                count = t.to_vec::<i64>()?.first().copied().unwrap_or(0) + 1;
+                nbt.set(&Tensor::from_vec(vec![count], &[])?.to_device(&t.device())?);
+            }
+            let f = match self.momentum {
+                Some(f) => f,
+                None => 1.0 / count.max(1) as f64,
+            } as f32;
+            let unbias = m as f32 / (m as f32 - 1.0);
+            let (old_m, old_v) = (rm.get(), rv.get());
+            rm.set(
+                &old_m
+                    .affine(1.0 - f, 0.0)?
+                    .add(&mean.detach().mul_scalar(f)?)?,
+            );
+            rv.set(
+                &old_v
+                    .affine(1.0 - f, 0.0)?
+                    .add(&var.detach().mul_scalar(f * unbias)?)?,
+            );
+            Ok(())
+        })
+    }
+}
+
+impl<const D: usize> Module for BatchNorm<D> {
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        if let Some(w) = &self.weight {
+            v.param("weight", w);
+        }
+        if let Some(b) = &self.bias {
+            v.param("bias", b);
+        }
+        if let Some(b) = &self.running_mean {
+            v.buffer("running_mean", b);
+        }
+        if let Some(b) = &self.running_var {
+            v.buffer("running_var", b);
+        }
+        if let Some(b) = &self.num_batches_tracked {
+            v.buffer("num_batches_tracked", b);
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        if let Some(w) = &mut self.weight {
+            v.param("weight", w);
+        }
+        if let Some(b) = &mut self.bias {
+            v.param("bias", b);
+        }
+        if let Some(b) = &mut self.running_mean {
+            v.buffer("running_mean", b);
+        }
+        if let Some(b) = &mut self.running_var {
+            v.buffer("running_var", b);
+        }
+        if let Some(b) = &mut self.num_batches_tracked {
+            v.buffer("num_batches_tracked", b);
+        }
+    }
+    fn module_name(&self) -> String {
+        format!("BatchNorm{D}d")
+    }
+    /// PyTorch's: `64, eps=1e-05, momentum=0.1, affine=true, bias=true, track_running_stats=true`.
+    fn extra_repr(&self) -> String {
+        let c = self
+            .num_features()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into());
+        let momentum = self.momentum.map(py_float).unwrap_or_else(|| "None".into());
+        format!(
+            "{c}, eps={}, momentum={momentum}, affine={}, bias={}, track_running_stats={}",
+            py_float(self.eps),
+            self.weight.is_some(),
+            self.bias.is_some(),
+            self.running_mean.is_some()
+        )
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+}
+
+impl<const D: usize> Forward for BatchNorm<D> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.check(x)?;
+        let axes: Vec<usize> = (0..x.rank()).filter(|&a| a != 1).collect();
+        let mut bshape = vec![1; x.rank()];
+        bshape[1] = c;
+        let m = x.numel() / c.max(1);
+        let use_batch = self.training || self.running_mean.is_none();
+        let (xc, var) = if use_batch {
+            if m <= 1 && self.training {
+                return Err(self.mismatch(x, "more than 1 value per channel when training".into()));
+            }
+            let inv_m = 1.0 / m as f32;
+            let mean = x.sum_axes_keepdim(&axes)?.mul_scalar(inv_m)?;
+            let xc = x.sub(&mean)?;
+            let var = xc.square()?.sum_axes_keepdim(&axes)?.mul_scalar(inv_m)?;
+            if self.training {
+                self.update_stats(&mean.reshape(&[c])?, &var.reshape(&[c])?, m)?;
+            }
+            (xc, var)
+        } else {
+            let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) else {
+                return Err(self.mismatch(x, "running statistics".into()));
+            };
+            let xc = x.sub(&rm.get().reshape(&bshape)?)?;
+            (xc, rv.get().reshape(&bshape)?)
+        };
+        let mut y = xc.mul(&var.add_scalar(self.eps as f32)?.powf(-0.5)?)?;
+        if let Some(w) = &self.weight {
+            y = y.mul(&w.tensor()?.reshape(&bshape)?)?;
+        }
+        if let Some(b) = &self.bias {
+            y = y.add(&b.tensor()?.reshape(&bshape)?)?;
+        }
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{py_float, BatchNorm1d, BatchNorm2d};
+    use crate::module::{Forward, ModuleExt};
+    use crate::ops::testing::check_grad;
+    use crate::{Result, Tensor};
+
+    #[test]
+    fn python_floats() {
+        assert_eq!(py_float(1e-5), "1e-05");
+        assert_eq!(py_float(0.1), "0.1");
+        assert_eq!(py_float(1.0), "1.0");
+        assert_eq!(py_float(1e-3), "0.001");
+    }
+
+    #[test]
+    fn hand_derived_stats() -> Result<()> {
+        // one channel, values 1, 3: mean 2, biased var 1 -> y = -1, 1 (eps 0);
+        // running_mean = 0.9*0 + 0.1*2 = 0.2, running_var = 0.9*1 + 0.1*(1*2/1) = 1.1
+        let mut bn = BatchNorm1d::new(1).eps(0.0);
+        let y = bn.forward(&Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1])?)?;
+        assert_eq!(y.to_vec::<f32>()?, vec![-1.0, 1.0]);
+        let rm = bn
+            .running_mean
+            .as_ref()
+            .map(|b| b.get().to_vec::<f32>())
+            .transpose()?;
+        let rv = bn
+            .running_var
+            .as_ref()
+            .map(|b| b.get().to_vec::<f32>())
+            .transpose()?;
+        assert!((rm.unwrap_or_default()[0] - 0.2).abs() < 1e-6);
+        assert!((rv.unwrap_or_default()[0] - 1.1).abs() < 1e-6);
+        let n = bn
+            .num_batches_tracked
+            .as_ref()
+            .map(|b| b.get().to_vec::<i64>())
+            .transpose()?;
+        assert_eq!(n, Some(vec![1]));
+        bn.eval();
+        // eval: (x - 0.2) / sqrt(1.1)
+        let y = bn.forward(&Tensor::from_vec(vec![0.2f32], &[1, 1])?)?;
+        assert!(y.to_vec::<f32>()?[0].abs() < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn grads_finite_difference() -> Result<()> {
+        let bn = BatchNorm2d::new(3);
+        check_grad(&[&[2, 3, 2, 3]], |t| bn.forward(&t[0]))?;
+        let bn1 = BatchNorm1d::new(4).no_running_stats();
+        check_grad(&[&[5, 4]], |t| bn1.forward(&t[0]))
+    }
+
+    #[test]
+    fn lazy_options_repr_and_errors() -> Result<()> {
+        let bn = BatchNorm2d::lazy();
+        assert!(bn.repr().starts_with("BatchNorm2d(?, eps=1e-05"));
+        bn.forward(&Tensor::randn(&[2, 5, 3, 3]))?;
+        assert_eq!(bn.num_features(), Some(5));
+        assert_eq!(
+            bn.repr(),
+            "BatchNorm2d(5, eps=1e-05, momentum=0.1, affine=true, bias=true, track_running_stats=true)"
+        );
+        let e = bn
+            .forward(&Tensor::randn(&[2, 4, 3, 3]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("5 channels") && e.contains("[2, 4, 3, 3]")));
+        assert!(bn.forward(&Tensor::randn(&[2, 5, 3])).is_err());
+        assert!(bn.forward(&Tensor::randn(&[1, 5, 1, 1])).is_err());
+        let plain = BatchNorm1d::new(3)
+            .no_affine()
+            .no_running_stats()
+            .momentum(None);
+        assert_eq!(plain.state_dict()?.len(), 0);
+        assert_eq!(
+            plain.repr(),
+            "BatchNorm1d(3, eps=1e-05, momentum=None, affine=false, bias=false, track_running_stats=false)"
+        );
+        Ok(())
+    }
+}
