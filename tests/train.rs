@@ -26,7 +26,7 @@ mod plot;
 
 use digits::Digits;
 use job::{accuracy, Config, DeviceSpec, JobError, Result};
-use model::Mlp;
+use model::{Cnn, Mlp, ModelKind};
 use nn::io::TrainingCheckpoint;
 use std::path::{Path, PathBuf};
 
@@ -201,5 +201,84 @@ fn defaults_reach_95_percent() -> Result<()> {
     let r = job::run(&cfg, &mut ())?;
     assert_eq!(r.history.len(), 20);
     assert!(r.test_accuracy.fraction() >= 0.95, "{}", r.test_accuracy);
+    Ok(())
+}
+
+#[test]
+fn cnn_resumes_exactly_and_reloads() -> Result<()> {
+    let (a, b) = (Scratch::new("cnn-straight"), Scratch::new("cnn-resumed"));
+    let cnn = |dir: &Scratch, epochs| Config {
+        model: ModelKind::Cnn,
+        ..short(dir, epochs)
+    };
+    let straight = job::run(&cnn(&a, 2), &mut ())?;
+    job::run(&cnn(&b, 1), &mut ())?;
+    let resumed = job::run(
+        &Config {
+            resume: true,
+            ..cnn(&b, 2)
+        },
+        &mut (),
+    )?;
+    // weights and batch-norm buffers (running stats, counters) bit for bit
+    assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
+    let (ca, cb) = (
+        TrainingCheckpoint::load(&straight.checkpoint)?,
+        TrainingCheckpoint::load(&resumed.checkpoint)?,
+    );
+    assert_eq!(bits(&ca.model)?, bits(&cb.model)?);
+    assert_eq!(bits(&ca.optimizer)?, bits(&cb.optimizer)?);
+    assert_eq!(bits(&ca.tensors)?, bits(&cb.tensors)?);
+    assert_eq!(ca.rng, cb.rng);
+    assert_eq!(ca.metadata, cb.metadata);
+    assert!(read(&straight.checkpoint)? == read(&resumed.checkpoint)?);
+    assert!(resumed.weights.get("layers.1.running_var").is_some());
+    let nbt = resumed.weights.get("layers.4.num_batches_tracked").cloned();
+    assert_eq!(nbt.map(|t| t.to_vec::<i64>()).transpose()?, Some(vec![24]));
+    assert_eq!(straight.reloaded_test_accuracy, straight.test_accuracy);
+    assert!(
+        straight.test_accuracy.fraction() > 0.8,
+        "{}",
+        straight.test_accuracy
+    );
+
+    // by hand: a fresh lazy CNN, strictly loaded, in eval mode, scores the same
+    let ck = TrainingCheckpoint::load(&straight.checkpoint)?;
+    let mut fresh = Cnn::new();
+    nn::ModuleExt::load_state_dict(&fresh, &ck.model, &nn::LoadOptions::strict())?;
+    nn::ModuleExt::eval(&mut fresh);
+    let (_, test) = Digits::load()?.split(job::TEST_LEN, 11)?;
+    let (x, y) = test.tensors()?;
+    assert_eq!(accuracy(&fresh, &x, &y)?, straight.test_accuracy);
+
+    // resuming with the other model is refused, naming both
+    let other = job::run(
+        &Config {
+            resume: true,
+            ..short(&b, 3)
+        },
+        &mut (),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        other.contains("--model cnn") && other.contains("--model mlp"),
+        "{other}"
+    );
+    Ok(())
+}
+
+#[test]
+fn cnn_defaults_reach_98_percent() -> Result<()> {
+    let dir = Scratch::new("cnn-defaults");
+    let cfg = Config {
+        model: ModelKind::Cnn,
+        out_dir: dir.0.clone(),
+        ..Config::default()
+    };
+    let r = job::run(&cfg, &mut ())?;
+    assert_eq!(r.history.len(), 20);
+    assert!(r.test_accuracy.fraction() >= 0.98, "{}", r.test_accuracy);
     Ok(())
 }

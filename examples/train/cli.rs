@@ -2,14 +2,15 @@
 //! a usage error naming the flag, before any work starts.
 
 use crate::job::{Config, DeviceSpec};
+use crate::model::ModelKind;
 use clap::{ArgAction, Parser};
 use std::path::PathBuf;
 
-/// Trains an MLP (64-128-64-10, ReLU, Adam) on the UCI handwritten digits.
+/// Trains an MLP (64-128-64-10, ReLU, Adam) or a small CNN on the UCI handwritten digits.
 #[derive(Debug, Clone, PartialEq, Parser)]
 #[command(
     name = "train",
-    about = "Trains an MLP (64-128-64-10, ReLU, Adam) on the UCI handwritten digits.",
+    about = "Trains an MLP (64-128-64-10, ReLU, Adam) or a small CNN (--model cnn) on the UCI handwritten digits.",
     override_usage = "cargo run --release --example train -- [OPTIONS]",
     disable_help_flag = true
 )]
@@ -17,6 +18,9 @@ pub struct Args {
     /// epochs to train
     #[arg(long, value_name = "N", default_value_t = Config::default().epochs)]
     pub epochs: usize,
+    /// mlp (64-128-64-10) or cnn (two 3x3 convolutions with batch norm, on 1x8x8)
+    #[arg(long, value_name = "M", default_value_t = Config::default().model)]
+    pub model: ModelKind,
     /// mini-batch size
     #[arg(long, value_name = "N", default_value_t = Config::default().batch_size, value_parser = at_least_one)]
     pub batch_size: usize,
@@ -49,6 +53,7 @@ impl Args {
         Config {
             epochs: self.epochs,
             batch_size: self.batch_size,
+            model: self.model,
             lr: self.lr,
             seed: self.seed,
             out_dir: self.out.clone(),
@@ -101,6 +106,8 @@ mod tests {
             "--resume",
             "--device",
             "cuda:1",
+            "--model",
+            "cnn",
         ])?
         .config();
         assert_eq!(
@@ -109,6 +116,7 @@ mod tests {
         );
         assert_eq!(c.out_dir, PathBuf::from("x/y"));
         assert_eq!(c.device, DeviceSpec::Cuda(1));
+        assert_eq!(c.model, ModelKind::Cnn);
         assert_eq!(parse(&["--device", "cuda"])?.device, DeviceSpec::Cuda(0));
         Ok(())
     }
@@ -129,6 +137,8 @@ mod tests {
             "--out <DIR>",
             "--resume",
             "--device <D>",
+            "--model <M>",
+            "[default: mlp]",
             "-h, --help",
             "[default: out/train]",
             "[default: 0.001]",
@@ -151,6 +161,7 @@ mod tests {
             (&["--lr", "nan"], "--lr <F>"),
             (&["--lr=-1e-3"], "--lr <F>"),
             (&["--device", "tpu"], "`tpu` is not a device"),
+            (&["--model", "rnn"], "`rnn` is not a model"),
             (&["--frobnicate"], "--frobnicate"),
             (&["--resume=yes"], "--resume"),
         ] {

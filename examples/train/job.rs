@@ -11,7 +11,7 @@
 
 use crate::digits::{derive_seed, DataError, Digits};
 use crate::history::{history_from, history_tensors, EpochRecord};
-use crate::model::Mlp;
+use crate::model::{ModelKind, Net};
 use crate::plot::{self, PlotError};
 use nn::io::{LoadOptions, TrainingCheckpoint};
 use nn::optim::{Adam, Optimizer};
@@ -45,6 +45,16 @@ pub enum JobError {
         given_seed: u64,
         /// The batch size asked for.
         given_batch_size: usize,
+    },
+    /// `--resume` with another `--model` than the checkpoint's.
+    #[error("{path}: written with --model {written}; resume with the same model (given --model {given})")]
+    ModelMismatch {
+        /// The checkpoint.
+        path: String,
+        /// Its model.
+        written: String,
+        /// The model asked for.
+        given: ModelKind,
     },
     /// The checkpoint's loss history does not fit its epoch count.
     #[error("{path}: {msg}")]
@@ -181,6 +191,8 @@ pub struct Config {
     pub batch_size: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// Which classifier to train.
+    pub model: ModelKind,
     /// Seed of the split, the initial weights and the batch order.
     pub seed: u64,
     /// Where the checkpoint and the plot go.
@@ -198,6 +210,7 @@ impl Default for Config {
             epochs: 20,
             batch_size: 64,
             lr: 1e-3,
+            model: ModelKind::Mlp,
             seed: 0,
             out_dir: PathBuf::from("out/train"),
             resume: false,
@@ -345,14 +358,15 @@ pub struct Report {
 /// resume must repeat, and the history.
 fn checkpoint(
     epoch: usize,
-    model: &Mlp,
+    model: &Net,
     opt: &Adam,
     cfg: &Config,
     history: &[EpochRecord],
 ) -> Result<TrainingCheckpoint> {
     let mut ck = TrainingCheckpoint::capture(epoch as u64, model, opt)?
         .with_meta("seed", cfg.seed as i64)
-        .with_meta("batch_size", cfg.batch_size as i64);
+        .with_meta("batch_size", cfg.batch_size as i64)
+        .with_meta("model", cfg.model.to_string().as_str());
     ck.tensors = history_tensors(history)?;
     Ok(ck)
 }
@@ -392,7 +406,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let ck_name = ck_path.display().to_string();
 
     nn::manual_seed(cfg.seed);
-    let mut model = Mlp::new();
+    let mut model = Net::new(cfg.model);
     let model_repr = model.repr();
     model.to_device(&device)?;
     let mut opt = Adam::with_lr(model.parameters(), cfg.lr)?;
@@ -402,6 +416,15 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
             return Err(JobError::NoCheckpoint { path: ck_name });
         }
         let ck = TrainingCheckpoint::load(&ck_path)?;
+        // checkpoints written before --model existed hold the MLP
+        let written = ck.meta_str("model").unwrap_or("mlp").to_string();
+        if written != cfg.model.to_string() {
+            return Err(JobError::ModelMismatch {
+                path: ck_name,
+                written,
+                given: cfg.model,
+            });
+        }
         let (seed, batch_size) = (ck.meta_i64("seed")?, ck.meta_i64("batch_size")?);
         if seed != cfg.seed as i64 || batch_size != cfg.batch_size as i64 {
             return Err(JobError::ResumeMismatch {
@@ -477,7 +500,10 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         timings.train_loop += time;
 
         let t = Instant::now();
+        // evaluation mode: batch norms use their running statistics
+        model.eval();
         let test_acc = accuracy(&model, &x_test, &y_test)?;
+        model.train();
         timings.eval += t.elapsed();
         let mean = (sum / losses.len().max(1) as f64) as f32;
         history.push(EpochRecord {
@@ -502,6 +528,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     }
 
     let (x_train, y_train) = train.tensors()?;
+    model.eval();
     let train_accuracy = accuracy(
         &model,
         &x_train.to_device(&device)?,
@@ -524,9 +551,10 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
 
     // the reload check: a fresh lazy model, shapes and values from the file only
     let ck = TrainingCheckpoint::load(&ck_path)?;
-    let mut fresh = Mlp::new();
+    let mut fresh = Net::new(cfg.model);
     fresh.load_state_dict(&ck.model, &LoadOptions::strict())?;
     fresh.to_device(&device)?;
+    fresh.eval();
     let reloaded_test_accuracy = accuracy(&fresh, &x_test, &y_test)?;
     if reloaded_test_accuracy != test_accuracy {
         return Err(JobError::ReloadMismatch {
