@@ -30,12 +30,18 @@ pub enum DistError {
     #[cfg_attr(feature = "mpi", allow(dead_code))]
     #[error("--distributed: this build has no MPI support; rebuild with `--features mpi` (cargo build --release --features mpi --example train) and start it with mpirun")]
     NoMpi,
-    /// From the job.
+    /// From the job (boxed: the job's error is large, and this one travels by value).
     #[error(transparent)]
-    Job(#[from] JobError),
+    Job(Box<JobError>),
     /// From the library.
     #[error(transparent)]
     Nn(#[from] nn::Error),
+}
+
+impl From<JobError> for DistError {
+    fn from(e: JobError) -> Self {
+        DistError::Job(Box::new(e))
+    }
 }
 
 /// Runs the job on this rank; the report on rank 0, `None` on the others (which print

@@ -143,6 +143,8 @@ impl fmt::Display for ModelKind {
 }
 
 /// One of the classifiers; its parameters are named as the model's own (`layers.0.weight`).
+// one model per run: the size difference between the variants costs nothing
+#[allow(clippy::large_enum_variant)]
 #[derive(Module)]
 pub enum Net {
     /// The MLP.

@@ -469,10 +469,8 @@ impl ProcessGroup {
     fn check_agree(&self, op: &'static str, t: &Tensor) -> Result<()> {
         const SLOTS: usize = 10;
         let mut local = [0u64; SLOTS];
-        local[0] = match t.dtype() {
-            DType::F32 => 1,
-            DType::I64 => 2,
-        };
+        // a fieldless enum: its discriminant names the dtype
+        local[0] = t.dtype() as u64 + 1;
         local[1] = t.rank() as u64;
         for (i, &d) in t.shape().iter().enumerate() {
             let slot = (2 + i).min(SLOTS - 1);
@@ -553,6 +551,7 @@ impl ProcessGroup {
                 self.count_data(v.len() * 8, true);
                 HostData::I64(self.reduce_slices(&v, "all_reduce"))
             }
+            other => return Err(storage_only("all_reduce", other.dtype())),
         };
         self.upload(out, t.shape(), &device)
     }
@@ -601,6 +600,7 @@ impl ProcessGroup {
                 self.broadcast_slices(&mut v, root);
                 HostData::I64(v)
             }
+            other => return Err(storage_only("broadcast", other.dtype())),
         };
         self.upload(out, t.shape(), &device)
     }
@@ -631,6 +631,7 @@ impl ProcessGroup {
         let out = match t.to_host()? {
             HostData::F32(v) => HostData::F32(self.gather_slices(&v)?),
             HostData::I64(v) => HostData::I64(self.gather_slices(&v)?),
+            other => return Err(storage_only("all_gather", other.dtype())),
         };
         self.upload(out, &shape, &device)
     }
@@ -752,4 +753,9 @@ pub fn checkpoint_world_size(checkpoint: &TrainingCheckpoint) -> Option<i64> {
         Some(MetaValue::Int(n)) => Some(*n),
         _ => None,
     }
+}
+
+/// The error for a collective on a storage-only dtype (f16, bf16, ...): convert first.
+fn storage_only(op: &'static str, dtype: DType) -> Error {
+    Error::StorageOnly { op, dtype }
 }
