@@ -64,8 +64,7 @@ mod imp {
     use crate::digits::Digits;
     use crate::history::{history_from, history_tensors, EpochRecord};
     use crate::job::{
-        accuracy, Accuracy, Config, EpochStats, JobError, Observer, Report, RunInfo, Timings,
-        TEST_LEN,
+        accuracy, Config, EpochStats, JobError, Observer, Report, RunInfo, Timings, TEST_LEN,
     };
     use crate::model::Mlp;
     use crate::plot;
@@ -76,7 +75,7 @@ mod imp {
     use nn::io::{LoadOptions, TrainingCheckpoint};
     use nn::optim::{Adam, Optimizer};
     use nn::{Forward, ModuleExt, Tensor};
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     type Result<T> = std::result::Result<T, DistError>;
 
@@ -170,19 +169,7 @@ mod imp {
             batches_per_epoch,
             model: model_repr,
         });
-        let mut stats: Vec<EpochStats> = history
-            .iter()
-            .enumerate()
-            .map(|(e, h)| EpochStats {
-                epoch: e + 1,
-                loss: h.loss,
-                test: Accuracy {
-                    correct: h.test_correct,
-                    total: test.len(),
-                },
-                time: Duration::ZERO,
-            })
-            .collect();
+        let mut stats = crate::job::resumed_stats(&history, test.len());
         let mut timings = Timings {
             data: data_time,
             ..Timings::default()

@@ -262,6 +262,23 @@ impl fmt::Display for Accuracy {
     }
 }
 
+/// The stats of the epochs a resumed run has already done (their times are not kept).
+pub fn resumed_stats(history: &[EpochRecord], test_len: usize) -> Vec<EpochStats> {
+    history
+        .iter()
+        .enumerate()
+        .map(|(e, h)| EpochStats {
+            epoch: e + 1,
+            loss: h.loss,
+            test: Accuracy {
+                correct: h.test_correct,
+                total: test_len,
+            },
+            time: Duration::ZERO,
+        })
+        .collect()
+}
+
 /// One finished epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochStats {
@@ -452,19 +469,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         model: model_repr,
     });
 
-    let mut stats: Vec<EpochStats> = history
-        .iter()
-        .enumerate()
-        .map(|(e, h)| EpochStats {
-            epoch: e + 1,
-            loss: h.loss,
-            test: Accuracy {
-                correct: h.test_correct,
-                total: test.len(),
-            },
-            time: Duration::ZERO,
-        })
-        .collect();
+    let mut stats = resumed_stats(&history, test.len());
     let mut timings = Timings {
         data: data_time,
         ..Timings::default()

@@ -359,15 +359,26 @@ impl<const D: usize> Forward for BatchNorm<D> {
             let xc = x.sub(&rm.get().reshape(&bshape)?)?;
             (xc, rv.get().reshape(&bshape)?)
         };
-        let mut y = xc.mul(&var.add_scalar(self.eps as f32)?.powf(-0.5)?)?;
-        if let Some(w) = &self.weight {
-            y = y.mul(&w.tensor()?.reshape(&bshape)?)?;
-        }
-        if let Some(b) = &self.bias {
-            y = y.add(&b.tensor()?.reshape(&bshape)?)?;
-        }
-        Ok(y)
+        let y = xc.mul(&var.add_scalar(self.eps as f32)?.powf(-0.5)?)?;
+        channel_affine(y, self.weight.as_ref(), self.bias.as_ref(), &bshape)
     }
+}
+
+/// `y * weight + bias` with the per-channel `[c]` parameters viewed as `bshape` (`c` on
+/// axis 1, ones elsewhere): the affine tail of the channel normalizations.
+pub(super) fn channel_affine(
+    mut y: Tensor,
+    weight: Option<&Param>,
+    bias: Option<&Param>,
+    bshape: &[usize],
+) -> Result<Tensor> {
+    if let Some(w) = weight {
+        y = y.mul(&w.tensor()?.reshape(bshape)?)?;
+    }
+    if let Some(b) = bias {
+        y = y.add(&b.tensor()?.reshape(bshape)?)?;
+    }
+    Ok(y)
 }
 
 #[cfg(test)]

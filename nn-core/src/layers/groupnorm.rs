@@ -140,18 +140,12 @@ impl Forward for GroupNorm {
         let mean = grouped.sum_axes_keepdim(&[2])?.mul_scalar(inv)?;
         let xc = grouped.sub(&mean)?;
         let var = xc.square()?.sum_axes_keepdim(&[2])?.mul_scalar(inv)?;
-        let mut y = xc
+        let y = xc
             .mul(&var.add_scalar(self.eps as f32)?.powf(-0.5)?)?
             .reshape(x.shape())?;
         let mut bshape = vec![1; x.rank()];
         bshape[1] = c;
-        if let Some(w) = &self.weight {
-            y = y.mul(&w.tensor()?.reshape(&bshape)?)?;
-        }
-        if let Some(b) = &self.bias {
-            y = y.add(&b.tensor()?.reshape(&bshape)?)?;
-        }
-        Ok(y)
+        super::batchnorm::channel_affine(y, self.weight.as_ref(), self.bias.as_ref(), &bshape)
     }
 }
 
