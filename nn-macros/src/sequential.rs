@@ -562,6 +562,48 @@ fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors)
     }
 }
 
+/// The input size of a shape form: a literal (checked against the known size), `_` (the
+/// known size, or `None` for the lazy form) or an expression.
+fn input_size(size: &Size, known: Option<Known>, errors: &mut Errors) -> Option<TokenStream> {
+    match size {
+        Size::Lit(lit) => {
+            check_input(lit, known, errors);
+            Some(lit.to_token_stream())
+        }
+        Size::Infer(t) => known.map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream()),
+        Size::Expr(e) => Some(e.to_token_stream()),
+    }
+}
+
+/// The output size of a shape form, which becomes the known size of kind `kind` after
+/// entry `entry` (unknown for an expression); `_` is an error (`infer_msg`).
+fn output_size(
+    size: &Size,
+    (entry, kind): (usize, Kind),
+    known: &mut Option<Known>,
+    errors: &mut Errors,
+    infer_msg: impl FnOnce() -> String,
+) -> TokenStream {
+    match size {
+        Size::Lit(lit) => {
+            *known = lit_value(lit, errors).map(|size| Known { size, entry, kind });
+            lit.to_token_stream()
+        }
+        Size::Expr(e) => {
+            *known = None;
+            e.to_token_stream()
+        }
+        Size::Infer(t) => {
+            errors.push(syn::Error::new(t.span, infer_msg()));
+            *known = None;
+            // a placeholder the constructor accepts, so no second error follows
+            let placeholder = if kind == Kind::Channels { 1 } else { 0 };
+            let lit = LitInt::new(&placeholder.to_string(), t.span);
+            quote_spanned!(t.span=> #lit)
+        }
+    }
+}
+
 /// The constructor call for a shape-form Linear, tracking the size.
 fn expand_linear(
     l: &ShapeLinear,
@@ -572,37 +614,10 @@ fn expand_linear(
     // the user's `Linear` token: it resolves in the user's scope (no unused import)
     let linear = &l.linear;
     let span = l.span();
-    let input = match &l.input {
-        Size::Lit(lit) => {
-            check_input(lit, Known::of(*known, Kind::Features), errors);
-            Some(lit.to_token_stream())
-        }
-        Size::Infer(t) => Known::of(*known, Kind::Features)
-            .map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream()),
-        Size::Expr(e) => Some(e.to_token_stream()),
-    };
-    let output = match &l.output {
-        Size::Lit(lit) => {
-            *known = lit_value(lit, errors).map(|size| Known {
-                size,
-                entry,
-                kind: Kind::Features,
-            });
-            lit.to_token_stream()
-        }
-        Size::Expr(e) => {
-            *known = None;
-            e.to_token_stream()
-        }
-        Size::Infer(t) => {
-            errors.push(syn::Error::new(
-                t.span,
-                "the output size of a `Linear` cannot be inferred: write it (`Linear(_ => 10)`)",
-            ));
-            *known = None;
-            quote_spanned!(t.span=> 0)
-        }
-    };
+    let input = input_size(&l.input, Known::of(*known, Kind::Features), errors);
+    let output = output_size(&l.output, (entry, Kind::Features), known, errors, || {
+        "the output size of a `Linear` cannot be inferred: write it (`Linear(_ => 10)`)".into()
+    });
     let bias = l.bias.as_ref().is_none_or(|b| b.value);
     match (input, bias) {
         (Some(i), true) => quote_spanned!(span=> #linear::new(#i, #output)),
@@ -625,43 +640,14 @@ fn expand_conv(
 ) -> TokenStream {
     let conv = &c.conv;
     let span = c.span();
-    let channels = Known::of(*known, Kind::Channels);
-    let input = match &c.input {
-        Size::Lit(lit) => {
-            check_input(lit, channels, errors);
-            Some(lit.to_token_stream())
-        }
-        Size::Infer(t) => {
-            channels.map(|k| LitInt::new(&k.size.to_string(), t.span).to_token_stream())
-        }
-        Size::Expr(e) => Some(e.to_token_stream()),
-    };
-    let output = match &c.output {
-        Size::Lit(lit) => {
-            *known = lit_value(lit, errors).map(|size| Known {
-                size,
-                entry,
-                kind: Kind::Channels,
-            });
-            lit.to_token_stream()
-        }
-        Size::Expr(e) => {
-            *known = None;
-            e.to_token_stream()
-        }
-        Size::Infer(t) => {
-            errors.push(syn::Error::new(
-                t.span,
-                format!(
-                    "the output channels of a `{}` cannot be inferred: write them (`{}(_ => 64, 3)`)",
-                    path_name(conv),
-                    path_name(conv)
-                ),
-            ));
-            *known = None;
-            quote_spanned!(t.span=> 1)
-        }
-    };
+    let input = input_size(&c.input, Known::of(*known, Kind::Channels), errors);
+    let output = output_size(&c.output, (entry, Kind::Channels), known, errors, || {
+        format!(
+            "the output channels of a `{}` cannot be inferred: write them (`{}(_ => 64, 3)`)",
+            path_name(conv),
+            path_name(conv)
+        )
+    });
     let kernel = &c.kernel;
     let base = match input {
         Some(i) => quote_spanned!(span=> #conv::new(#i, #output, #kernel)),
