@@ -73,7 +73,7 @@ fn scan_any<R: Read + std::io::Seek>(
         let (e, x) = super::torch::scan(at, len, what)?;
         return Ok((FileFormat::Torch, e, x));
     }
-    if let Some(kind) = super::torch::foreign_kind(head) {
+    if let Some(kind) = super::torch::foreign_kind(head).filter(|_| !safetensors_like(head, len)) {
         return Err(Error::Format {
             path: what.to_string(),
             msg: kind.to_string(),
@@ -87,6 +87,18 @@ fn scan_any<R: Read + std::io::Seek>(
         other => other,
     })?;
     Ok((FileFormat::Safetensors, e, Vec::new()))
+}
+
+/// Whether `head` opens like a safetensors file of `len` bytes: a little-endian header
+/// length that fits the file, then the header's `{`. Safetensors has no magic number, and
+/// a header length whose low byte is 0x80 starts like a pickle (protocol opcode 0x80).
+fn safetensors_like(head: &[u8], len: u64) -> bool {
+    let (Some(n), Some(&b'{')) = (head.get(..8), head.get(8)) else {
+        return false;
+    };
+    let mut a = [0u8; 8];
+    a.copy_from_slice(n);
+    u64::from_le_bytes(a) <= len.saturating_sub(8)
 }
 
 /// What a path names when it is not a regular file.

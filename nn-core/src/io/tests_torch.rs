@@ -189,3 +189,23 @@ fn views_gather_as_pytorch_indexes() -> Result<()> {
     assert_eq!(row, Some((12..18).map(|x| x as f32).collect()));
     Ok(())
 }
+
+#[test]
+fn a_safetensors_header_length_with_low_byte_0x80_is_not_taken_for_a_pickle() {
+    // safetensors has no magic: its first byte is the header length's low byte, and a
+    // 128-byte header starts like pickle's protocol opcode
+    let json = br#"{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut header = json.to_vec();
+    header.resize(0x80, b' ');
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&header);
+    file.extend_from_slice(&1.5f32.to_le_bytes());
+    assert_eq!(file[0], 0x80);
+    let sd = state_dict_from_bytes(&file).unwrap();
+    assert_eq!(sd.get("t").unwrap().to_vec::<f32>().unwrap(), vec![1.5f32]);
+    // a real bare pickle is still refused with how to convert it
+    let e = state_dict_from_bytes(&[0x80, 2, b'}', b'.'])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bare pickle"), "{e}");
+}
