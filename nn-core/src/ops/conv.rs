@@ -7,13 +7,19 @@
 //! ```
 //!
 //! with `h_out = floor((h + pad_top + pad_bottom - dh*(kh-1) - 1) / sh) + 1` (same for w).
-//! It is computed as a gather then one batched matrix product: the windows of x are
-//! gathered (`index_select` on the flattened input, an index one past the end reading
-//! the padding value) into `cols [n, g, (c/g)*kh*kw, h_out*w_out]`, and
-//! `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`. So the backward needs no code of its
-//! own: d cols = w^T dy, dx = the scatter-add of d cols to the windows' positions
-//! (index_select's adjoint), dw = sum over n of dy cols^T, db = sum of dy over n, h, w.
-//! Every step is a backend primitive, so convolutions run on every backend.
+//! It is computed as a gather then one matrix product per group: the windows of the
+//! whole batch are gathered (`index_select` on the flattened input, an index one past
+//! the end reading the padding value) into `cols [g, (c/g)*kh*kw, n*h_out*w_out]`, and
+//! `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`, `[o, n, h_out, w_out]` permuted to
+//! `[n, o, h_out, w_out]`. So the backward needs no code of its own: d cols = w^T dy,
+//! dx = the scatter-add of d cols to the windows' positions (index_select's adjoint),
+//! dw = dy cols^T, db = sum of dy over n, h, w. Every step is a backend primitive, so
+//! convolutions run on every backend.
+//!
+//! NOTE: the batch goes into the columns, not into a batch dim of the product: with
+//! `cols [n, g, taps, l]` and `w` broadcast over n, autograd computes dw as n products
+//! `[o, taps]` then sums them, an `n * o * taps` temporary per layer (for ResNet-18 at
+//! batch 8, 8x the model's size, summed by a reduction every step).
 
 use crate::{DType, Error, Result, Tensor};
 
@@ -196,6 +202,31 @@ impl Windows {
         }
         idx
     }
+
+    /// Indices into a whole batch's flattened `[batch, channels, h, w]`, laid out
+    /// `[channels, kh, kw, batch, h_out, w_out]` (the sample after the taps, so that one
+    /// matrix product covers the batch); `batch * channels * h * w` marks padding.
+    pub(crate) fn im2col_indices_batched(&self, channels: usize, batch: usize) -> Vec<i64> {
+        let [h, w] = self.input;
+        let [kh, kw] = self.kernel;
+        let [oh, ow] = self.output;
+        let per = channels * h * w;
+        let pad = (batch * per) as i64;
+        // the in-sample offset of each (tap, position) once, shifted per sample
+        let one = self.im2col_indices(channels);
+        let mut idx = Vec::with_capacity(batch * one.len());
+        for tap in one.chunks_exact(oh * ow) {
+            for s in 0..batch {
+                let base = (s * per) as i64;
+                idx.extend(
+                    tap.iter()
+                        .map(|&i| if i == per as i64 { pad } else { base + i }),
+                );
+            }
+        }
+        debug_assert_eq!(idx.len(), channels * kh * kw * batch * oh * ow);
+        idx
+    }
 }
 
 /// Gathers `x [n, c, h, w]` at `idx` (into the flattened `[c, h, w]` of each sample, one
@@ -310,14 +341,20 @@ impl Tensor {
         let direct =
             kh == 1 && kw == 1 && opts.stride == [1, 1] && opts.padding == [[0, 0], [0, 0]];
         let cols = if direct {
-            self.reshape(&[n, g, taps, l])?
+            self.reshape(&[n, c, l])?
+                .permute(&[1, 0, 2])?
+                .contiguous()?
+                .reshape(&[g, taps, n * l])?
         } else {
-            gather(self, win.im2col_indices(c), 0.0)?.reshape(&[n, g, taps, l])?
+            let flat = self.reshape(&[1, n * c * h * w])?;
+            gather(&flat, win.im2col_indices_batched(c, n), 0.0)?.reshape(&[g, taps, n * l])?
         };
         let wm = weight.reshape(&[g, o / g, taps])?;
         let y = wm
             .matmul(&cols)?
-            .reshape(&[n, o, win.output[0], win.output[1]])?;
+            .reshape(&[o, n, win.output[0], win.output[1]])?
+            .permute(&[1, 0, 2, 3])?
+            .contiguous()?;
         match bias {
             Some(b) => y.add(&b.reshape(&[o, 1, 1])?),
             None => Ok(y),
