@@ -755,7 +755,7 @@ impl Geometry {
             return Ok(input);
         }
         let mut dims = [1; 2];
-        for i in 0..input.rank {
+        for (i, out) in dims.iter_mut().enumerate().take(input.rank) {
             let (k, s, p, d) = (
                 self.kernel[i],
                 self.stride[i],
@@ -782,7 +782,7 @@ impl Geometry {
             if self.ceil_mode && (o - 1) * s >= input.dims[i] + p {
                 o -= 1;
             }
-            dims[i] = o;
+            *out = o;
         }
         Ok(Spatial {
             dims,
