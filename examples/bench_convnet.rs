@@ -1,5 +1,5 @@
-//! Times W6 and W6f (the convnet workloads of issue 10): ResNet-18 (10 classes, `examples/convnet/resnet.rs`)
-//! on the CPU, batch 8 of 3x64x64. W6 is one train step (forward in train mode,
+//! Times W6 and W6f (the convnet workloads of issue 10): ResNet-18 (10 classes,
+//! `examples/convnet/resnet.rs`) on the CPU, batch 8 of 3x64x64. W6 is one train step (forward in train mode,
 //! cross-entropy, backward, SGD); W6f the forward alone in eval mode, without autograd.
 //! Each is timed after a warm-up, as the median (and best) of repeated calls; then a
 //! second process that runs only W6 steps reports its peak resident memory (VmHWM).
