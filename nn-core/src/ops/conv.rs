@@ -7,10 +7,10 @@
 //! ```
 //!
 //! with `h_out = floor((h + pad_top + pad_bottom - dh*(kh-1) - 1) / sh) + 1` (same for w).
-//! It is computed as a gather then one matrix product per group: the windows of the
-//! whole batch are gathered (`index_select` on the flattened input, an index one past
-//! the end reading the padding value) into `cols [g, (c/g)*kh*kw, n*h_out*w_out]`, and
-//! `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`, `[o, n, h_out, w_out]` permuted to
+//! It is computed as a gather then one matrix product per group: the windows of each
+//! sample are gathered (`index_select` on the flattened input, an index one past the
+//! end reading the padding value), laid out as `cols [g, (c/g)*kh*kw, n*h_out*w_out]`,
+//! and `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`, `[o, n, h_out, w_out]` permuted to
 //! `[n, o, h_out, w_out]`. So the backward needs no code of its own: d cols = w^T dy,
 //! dx = the scatter-add of d cols to the windows' positions (index_select's adjoint),
 //! dw = dy cols^T, db = sum of dy over n, h, w. Every step is a backend primitive, so
@@ -202,31 +202,6 @@ impl Windows {
         }
         idx
     }
-
-    /// Indices into a whole batch's flattened `[batch, channels, h, w]`, laid out
-    /// `[channels, kh, kw, batch, h_out, w_out]` (the sample after the taps, so that one
-    /// matrix product covers the batch); `batch * channels * h * w` marks padding.
-    pub(crate) fn im2col_indices_batched(&self, channels: usize, batch: usize) -> Vec<i64> {
-        let [h, w] = self.input;
-        let [kh, kw] = self.kernel;
-        let [oh, ow] = self.output;
-        let per = channels * h * w;
-        let pad = (batch * per) as i64;
-        // the in-sample offset of each (tap, position) once, shifted per sample
-        let one = self.im2col_indices(channels);
-        let mut idx = Vec::with_capacity(batch * one.len());
-        for tap in one.chunks_exact(oh * ow) {
-            for s in 0..batch {
-                let base = (s * per) as i64;
-                idx.extend(
-                    tap.iter()
-                        .map(|&i| if i == per as i64 { pad } else { base + i }),
-                );
-            }
-        }
-        debug_assert_eq!(idx.len(), channels * kh * kw * batch * oh * ow);
-        idx
-    }
 }
 
 /// Gathers `x [n, c, h, w]` at `idx` (into the flattened `[c, h, w]` of each sample, one
@@ -340,15 +315,18 @@ impl Tensor {
         crate::shape::checked_numel(OP, &[n, c, kh * kw, l])?;
         let direct =
             kh == 1 && kw == 1 && opts.stride == [1, 1] && opts.padding == [[0, 0], [0, 0]];
-        let cols = if direct {
+        // [n, c * kh * kw, l] -> [c * kh * kw, n, l]: the indices of one sample serve
+        // the whole batch (an index per element of the batch would cost more to build
+        // and check than this copy)
+        let per_sample = if direct {
             self.reshape(&[n, c, l])?
-                .permute(&[1, 0, 2])?
-                .contiguous()?
-                .reshape(&[g, taps, n * l])?
         } else {
-            let flat = self.reshape(&[1, n * c * h * w])?;
-            gather(&flat, win.im2col_indices_batched(c, n), 0.0)?.reshape(&[g, taps, n * l])?
+            gather(self, win.im2col_indices(c), 0.0)?.reshape(&[n, g * taps, l])?
         };
+        let cols = per_sample
+            .permute(&[1, 0, 2])?
+            .contiguous()?
+            .reshape(&[g, taps, n * l])?;
         let wm = weight.reshape(&[g, o / g, taps])?;
         let y = wm
             .matmul(&cols)?
