@@ -4,7 +4,7 @@ benches/torch_peers.py interleaved round after round (ours, torch, ours, torch, 
 load on a shared machine hits both alike, and prints medians over rounds with ratios.
 
 usage (from the repository root):
-    python3 benches/side_by_side.py [--rounds 3] [--only w1,w2,w3,w5,w4,m1] [--threads 2]
+    python3 benches/side_by_side.py [--rounds 3] [--only w1,w2,w3,w5,w4,m1,w6] [--threads 2]
                                     [--py PYTHON | --setup-venv DIR] [--out results.jsonl]
 
 PyTorch: `--py` names a python that has torch==2.15.0, numpy and safetensors; `--setup-venv DIR`
@@ -13,8 +13,9 @@ the CUDA build, about 5 GB, and runs on the CPU). Without either, $PY or python3
 `--threads N` gives both sides N threads (RAYON_NUM_THREADS for ours, torch.set_num_threads).
 
 Each side prints JSON lines {workload, variant, median_s, best_s[, gflops | gbps]}:
-`bench_report --json`, `bench_io --json`, the main job's "training loop" time for M1, and
-torch_peers.py. The table compares the pairs in PAIRS; everything measured is in --out.
+`bench_report --json`, `bench_io --json`, `bench_convnet --json` (W6, W6f and W6's peak RSS,
+`peak_rss_mb`; torch's side needs torchvision), the main job's "training loop" time for M1,
+and torch_peers.py. The table compares the pairs in PAIRS; everything measured is in --out.
 """
 import argparse
 import json
@@ -43,6 +44,9 @@ PAIRS = [
     ("W4", "safetensors load into model", "torch.load(weights_only)+load_state_dict"),
     ("W4", "safetensors load into model", "torch.load(weights_only, mmap)+load_state_dict"),
     ("M1", "training loop, 20 epochs", "training loop, 20 epochs"),
+    ("W6", "sgd-step", "sgd-step"),
+    ("W6f", "eval-forward", "eval-forward"),
+    ("W6", "peak-rss", "peak-rss"),
 ]
 # ours against the machine itself, same run: (workload, ours, baseline measured by ours)
 BASELINES = [
@@ -54,7 +58,7 @@ BASELINES = [
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", default="w1,w2,w3,w5,w4,m1")
+    ap.add_argument("--only", default="w1,w2,w3,w5,w4,m1,w6")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--py", default=os.environ.get("PY", ""))
     ap.add_argument("--setup-venv", default="")
@@ -98,13 +102,16 @@ def main():
     py = python_with_torch(a)
     only = [w.strip().lower() for w in a.only.split(",") if w.strip()]
     subprocess.run(["cargo", "build", "-q", "--release", "--example", "bench_report",
-                    "--example", "bench_io", "--example", "train"], cwd=ROOT, check=True)
+                    "--example", "bench_io", "--example", "train", "--example", "bench_convnet"],
+                   cwd=ROOT, check=True)
     ex = os.path.join(ROOT, "target", "release", "examples")
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
     w4dir = tempfile.mkdtemp(prefix="nn-side-w4-")
     ours = {
         "w4": lambda: run_json([os.path.join(ex, "bench_io"), "--json", w4dir], env, "ours"),
         "m1": lambda: ours_m1(os.path.join(ex, "train"), env),
+        "w6": lambda: run_json([os.path.join(ex, "bench_convnet"), "--json", "--threads", str(a.threads)],
+                               env, "ours"),
     }
     rows = []
     for rnd in range(a.rounds):
@@ -125,7 +132,7 @@ def main():
 
 
 def median_of(rows, peer, w, variant):
-    key = "gflops" if w == "W3" else "median_s"
+    key = "gflops" if w == "W3" else "peak_rss_mb" if variant == "peak-rss" else "median_s"
     v = [r[key] for r in rows if r["peer"] == peer and r["workload"] == w and r["variant"] == variant]
     return statistics.median(v) if v else None
 
@@ -151,9 +158,12 @@ def report(rows, a):
         o, t = median_of(rows, "ours", w, ov), median_of(rows, "torch", w, tv)
         if o is None or t is None:
             continue
+        label = f"{w} {ov}" if ov == tv else f"{w} {ov} / torch: {tv}"
+        if ov == "peak-rss":
+            out.append(f"| {label} | {o:.0f} MiB | {t:.0f} MiB | {o / t:.2f}x the memory |")
+            continue
         r = o / t if w == "W3" else t / o
         word = "faster" if r >= 1 else "slower"
-        label = f"{w} {ov}" if ov == tv else f"{w} {ov} / torch: {tv}"
         out.append(f"| {label} | {fmt(w, o, gb.get(w))} | {fmt(w, t, gb.get(w))} | {r:.2f}x ({word}) |")
     for w, ov, base in BASELINES:
         o, b = median_of(rows, "ours", w, ov), median_of(rows, "ours", w, base)

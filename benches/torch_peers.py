@@ -6,13 +6,17 @@ Pinned: torch==2.15.0, numpy, safetensors (the PyPI wheel runs on the CPU). Each
 where that figure means something: the schema `bench_report --json` and `bench_io --json`
 print, so `side_by_side.py` can put both in one table.
 
-usage: python benches/torch_peers.py [w1 w2 w3 w4 w5 m1 ...] [--threads T] [--dir DIR]
+usage: python benches/torch_peers.py [w1 w2 w3 w4 w5 m1 w6 ...] [--threads T] [--dir DIR]
 
 Workloads (benches/PEERS.md): W1 forward of Linear(20,256)-ReLU-Linear(256,10) at batch 2;
 W2 SGD train step of 784-1024-1024-10 at batch 128; W3 1024^3 f32 matmul; W4 save/load of a
 400 MB state dict (4 x Linear(5000,5000)); W5 100 x (Linear(64,64)+ReLU) forward+backward at
 batch 8; M1 the main job's digits MLP, 20 epochs of Adam, the training loop alone (the same
-split rule, model, optimizer, batch size and epochs as examples/train).
+split rule, model, optimizer, batch size and epochs as examples/train); W6 a ResNet-18 train
+step (torchvision.models.resnet18(weights=None, num_classes=10), batch 8 of 3x64x64: forward,
+cross-entropy, backward, SGD) and W6f its eval-mode forward under no_grad (needs
+torchvision), then W6's peak RSS (ru_maxrss) of a fresh process that runs only the step
+(`peak_rss_mb`; `examples/bench_convnet.rs` is our side).
 
 `--threads` must be applied before torch is imported, hence the environment variables.
 """
@@ -29,6 +33,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("which", nargs="*", default=["w1", "w2", "w3", "w4", "w5", "m1"])
 ap.add_argument("--threads", type=int, default=0, help="0 = torch's default")
 ap.add_argument("--dir", default=tempfile.gettempdir(), help="where W4 writes its files")
+ap.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
 args = ap.parse_args()
 if args.threads:
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -136,6 +141,48 @@ def w5():
     emit("W5", "fwd+bwd", *bench(step, 50, 21, 50))
 
 
+def resnet18_case():
+    import torchvision
+
+    torch.manual_seed(6)
+    m = torchvision.models.resnet18(weights=None, num_classes=10)
+    x, y = torch.randn(8, 3, 64, 64), torch.randint(0, 10, (8,))
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(m(x), y).backward()
+        opt.step()
+
+    return m, x, step
+
+
+def w6_rss_only():
+    import resource
+
+    _, _, step = resnet18_case()
+    for _ in range(3):
+        step()
+    mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps(dict(peer="torch", workload="W6", variant="peak-rss", peak_rss_mb=round(mb, 1),
+                          threads=torch.get_num_threads())), flush=True)
+
+
+def w6():
+    import subprocess
+
+    m, x, step = resnet18_case()
+    emit("W6", "sgd-step", *bench(step, 3, 9, 1))
+    m.eval()
+    with torch.no_grad():
+        emit("W6f", "eval-forward", *bench(lambda: m(x), 3, 15, 1))
+    # a fresh process, so that W6f and the timing loops do not count
+    cmd = [sys.executable, os.path.abspath(__file__), "--rss-only"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    subprocess.run(cmd, check=True)
+
+
 def m1():
     # the main job's data and split: pixels / 16, a random (not stratified) 80/20 split by
     # np.random.RandomState(0).permutation, test = the first ceil(0.2 * n) rows
@@ -172,7 +219,11 @@ def m1():
 if __name__ == "__main__":
     print(f"# torch {torch.__version__} numpy {np.__version__} threads={torch.get_num_threads()} "
           f"python {sys.version.split()[0]}", file=sys.stderr)
-    table = dict(w1=w1, w2=w2, w3=w3, w4=w4, w5=w5, m1=m1)
+    if args.rss_only:
+        w6_rss_only()
+        sys.exit(0)
+    # w6 also measures W6f and W6's peak memory
+    table = dict(w1=w1, w2=w2, w3=w3, w4=w4, w5=w5, m1=m1, w6=w6, w6f=w6)
     for w in args.which:
         if w.lower() not in table:
             sys.exit(f"unknown workload {w!r}: expected one of {', '.join(table)}")

@@ -24,11 +24,10 @@ fn channels_follow_through_the_chain() -> Result<()> {
     assert_eq!(net.1.num_features(), Some(16));
     assert_eq!(net.4.in_channels(), Some(16));
     assert_eq!(net.6.weight.shape(), Some(vec![8, 8, 1, 3]));
-    // Flatten makes the size unknown: the Linear is lazy
-    assert_eq!(net.9.in_features(), None);
+    // the adaptive pool fixes the spatial size: Flatten gives 8 x 1 x 1 features
+    assert_eq!(net.9.in_features(), Some(8));
     let y = net.forward(&Tensor::rand(&[2, 3, 32, 32]))?;
     assert_eq!(y.shape(), &[2, 10]);
-    assert_eq!(net.9.in_features(), Some(8));
     let old = sequential![Conv2d::new(3, 16, 3).padding(1), Conv2d::new(16, 4, 1)];
     assert_eq!(
         old.forward(&Tensor::rand(&[1, 3, 8, 8]))?.shape(),
@@ -89,4 +88,62 @@ fn a_layer_error_inside_names_its_position() {
         .unwrap_or_default();
     assert!(e.starts_with("1 (MaxPool2d(kernel_size=5"), "{e}");
     assert!(e.contains("larger than the padded input [4, 4]"), "{e}");
+}
+
+#[test]
+fn a_declared_input_shape_sizes_the_linear_after_flatten() -> Result<()> {
+    // twin of ui/sequential-flatten-size-mismatch.rs: 4 x 3 x 3 = 36 features
+    let net = sequential![
+        input = [1, 8, 8];
+        Conv2d(1 => 4, 3),
+        ReLU,
+        MaxPool2d::new(2),
+        Flatten::new(),
+        Linear(36 => 10),
+    ];
+    assert_eq!(net.forward(&Tensor::rand(&[2, 1, 8, 8]))?.shape(), &[2, 10]);
+    let old = sequential![
+        input = [3, 7, 7];
+        Conv2d::new(3, 2, 3).stride(2),
+        Flatten::new(),
+        Linear::new(18, 10),
+    ];
+    assert_eq!(old.forward(&Tensor::rand(&[2, 3, 7, 7]))?.shape(), &[2, 10]);
+    // `_` is filled (not lazy) through strides, padding, dilation, pools and `same`
+    let net = sequential![
+        input = [3, 32, 31];
+        Conv2d(3 => 8, 3, stride = 2, padding = 1),  // 16 x 16
+        BatchNorm2d(_),
+        MaxPool2d::new(3).stride(2).padding(1),      // 8 x 8
+        Conv2d(_ => 6, [3, 1], dilation = [2, 1]),   // 4 x 8
+        Conv2d(_ => 6, 3, padding = same),           // 4 x 8
+        MaxPool2d::new(3).stride(2).ceil_mode(true), // 2 x 4
+        Flatten::new(),
+        Linear(_ => 5),
+    ];
+    assert_eq!(net.7.in_features(), Some(6 * 2 * 4));
+    assert_eq!(
+        net.forward(&Tensor::rand(&[2, 3, 32, 31]))?.shape(),
+        &[2, 5]
+    );
+    // 1-d: [channels, length]; an adaptive pool fixes the spatial size on its own
+    let net = sequential![
+        input = [2, 20];
+        Conv1d(2 => 4, 5, stride = 3), // 6
+        Flatten::new(),
+        Linear(_ => 3),
+    ];
+    assert_eq!(net.2.in_features(), Some(24));
+    assert_eq!(net.forward(&Tensor::rand(&[2, 2, 20]))?.shape(), &[2, 3]);
+    let net = sequential![Conv2d(3 => 8, 3), AdaptiveAvgPool2d::new([2, 1]), Flatten::new(), Linear(_ => 4)];
+    assert_eq!(net.3.in_features(), Some(16));
+    // a non-literal hyper-parameter leaves the size to the first forward
+    let s = 2;
+    let net = sequential![input = [1, 8, 8]; Conv2d(1 => 4, 3, stride = s), Flatten::new(), Linear(_ => 2)];
+    assert_eq!(net.2.in_features(), None);
+    assert_eq!(net.forward(&Tensor::rand(&[2, 1, 8, 8]))?.shape(), &[2, 2]);
+    // features declared for a Linear first
+    let mlp = sequential![input = [20]; Linear(_ => 4)];
+    assert_eq!(mlp.0.in_features(), Some(20));
+    Ok(())
 }

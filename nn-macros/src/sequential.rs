@@ -49,7 +49,8 @@ const NORMS: &[&str] = &["BatchNorm1d", "BatchNorm2d"];
 /// The input of `sequential!`.
 ///
 /// ```text
-/// input   := entry ("," entry)* ","?            (1 to 16 entries)
+/// input   := ("input" "=" "[" int ("," int)* ","? "]" ";")?   (one sample's shape, 1 to 3
+///            entry ("," entry)* ","?                          dims, no batch dim; 1 to 16 entries)
 /// entry   := (name "=>")? layer
 /// name    := string literal, non-empty, without "." (unnamed entries are named by
 ///            their position; all names must differ)
@@ -87,11 +88,24 @@ const NORMS: &[&str] = &["BatchNorm1d", "BatchNorm2d"];
 ///   after it) checks and sets alike. `BatchNorm2d(_)` / `BatchNorm1d(_)` take the known
 ///   size (`BatchNorm2d::lazy()` when unknown), a literal is checked, and they keep it;
 ///   pools and normalizations written as expressions keep it too. A known channel
-///   count is not a feature size: `Linear(_ => 10)` after `Conv2d` (through `Flatten`
-///   or not) is lazy, and a `Conv2d` after a `Linear` does not check against it.
-/// - anything else (`Flatten`, a nested `sequential!`, a variable, a function call)
-///   makes it unknown.
+///   count is not a feature size: `Linear(_ => 10)` after `Conv2d` is lazy (unless a
+///   `Flatten` with known spatial sizes comes between, below), and a `Conv2d` after a
+///   `Linear` does not check against it.
+/// - spatial sizes follow too, once known: from a declared input shape (`input = [c, h,
+///   w];`, or `[c, l]` for 1-d layers; `[f]` declares features) or from
+///   `AdaptiveAvgPool2d::new(..)`. Convolutions (both forms) and `MaxPool2d::new(k)` /
+///   `AvgPool2d::new(k)` with literal kernel, stride, padding, dilation (and
+///   `ceil_mode`) compute them by PyTorch's rule (a window larger than the padded input
+///   is an error at the layer); `padding = same` keeps them; a non-literal argument makes
+///   them unknown. `Flatten::new()` (or `Flatten::default()`) turns
+///   known channels and spatial sizes into the feature count `c * h * w`, which the next
+///   `Linear` checks or fills like any known size ("expected 144 (output of entry 3: 16
+///   x 3 x 3 flattened), found 100").
+/// - anything else (`Flatten` without known spatial sizes, a nested `sequential!`, a
+///   variable, a function call) makes it unknown.
 pub struct SequentialInput {
+    /// `input = [c, h, w];`: one sample's shape, without the batch dim.
+    input: Option<Vec<LitInt>>,
     entries: Vec<Entry>,
 }
 
@@ -406,8 +420,50 @@ impl Parse for Entry {
     }
 }
 
+/// Parses `input = [dims];` when the macro opens with it.
+fn parse_input_shape(input: ParseStream) -> syn::Result<Option<Vec<LitInt>>> {
+    let ahead = input.fork();
+    let is_header = ahead.parse::<Ident>().is_ok_and(|i| i == "input")
+        && ahead.peek(Token![=])
+        && !ahead.peek(Token![=>])
+        && !ahead.peek(Token![==]);
+    if !is_header {
+        return Ok(None);
+    }
+    input.parse::<Ident>()?;
+    input.parse::<Token![=]>()?;
+    let msg = "expected the shape of one sample, without the batch dim, as integer literals: `input = [3, 32, 32];`";
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error(msg));
+    }
+    let content;
+    let bracket = syn::bracketed!(content in input);
+    let dims = content.parse_terminated(Expr::parse, Token![,])?;
+    let mut lits = Vec::new();
+    for d in &dims {
+        match int_lit(d) {
+            Some(l) => lits.push(l.clone()),
+            None => return Err(syn::Error::new(d.span(), msg)),
+        }
+    }
+    if lits.is_empty() || lits.len() > 3 {
+        return Err(syn::Error::new(
+            bracket.span.join(),
+            "the input shape has 1 to 3 dims: `[features]`, `[channels, length]` or `[channels, height, width]` (without the batch dim)",
+        ));
+    }
+    if !input.peek(Token![;]) {
+        return Err(input.error(
+            "expected `;` between the input shape and the layers: `input = [1, 8, 8]; Conv2d(1 => 16, 3), ...`",
+        ));
+    }
+    input.parse::<Token![;]>()?;
+    Ok(Some(lits))
+}
+
 impl Parse for SequentialInput {
     fn parse(input: ParseStream) -> syn::Result<SequentialInput> {
+        let declared = parse_input_shape(input)?;
         let mut entries = Vec::new();
         while !input.is_empty() {
             entries.push(input.parse::<Entry>()?);
@@ -419,7 +475,10 @@ impl Parse for SequentialInput {
             }
             input.parse::<Token![,]>()?;
         }
-        Ok(SequentialInput { entries })
+        Ok(SequentialInput {
+            input: declared,
+            entries,
+        })
     }
 }
 
@@ -430,15 +489,60 @@ enum Kind {
     Channels,
 }
 
-/// A size known at compile time, what it counts, and the entry that produced it.
+/// Where a known size comes from: the declared input shape or an entry's output.
+#[derive(Clone, Copy)]
+enum Origin {
+    Declared,
+    Entry(usize),
+    /// A `Flatten` at entry `.0` of `.1` channels of spatial sizes `.2`.
+    Flattened(usize, u64, Spatial),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Declared => f.write_str("the declared input"),
+            Origin::Entry(i) => write!(f, "output of entry {i}"),
+            Origin::Flattened(i, c, s) => {
+                write!(f, "output of entry {i}: {c}")?;
+                for d in &s.dims[..s.rank] {
+                    write!(f, " x {d}")?;
+                }
+                f.write_str(" flattened")
+            }
+        }
+    }
+}
+
+/// A size known at compile time, what it counts, and where it comes from.
 #[derive(Clone, Copy)]
 struct Known {
     size: u64,
-    entry: usize,
+    entry: Origin,
     kind: Kind,
+    /// With channels: the spatial sizes after them (`[h, w]`, or `[l]` for 1-d
+    /// layers) when those are known too, so that `Flatten` gives a feature count.
+    spatial: Option<Spatial>,
+}
+
+/// Spatial sizes of a channels-first sample: `dims[..rank]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Spatial {
+    dims: [u64; 2],
+    rank: usize,
 }
 
 impl Known {
+    /// `size` counting `kind`, made by entry `entry`, spatial sizes unknown.
+    fn new(size: u64, entry: usize, kind: Kind) -> Known {
+        Known {
+            size,
+            entry: Origin::Entry(entry),
+            kind,
+            spatial: None,
+        }
+    }
+
     /// The known size when it counts `kind`.
     fn of(known: Option<Known>, kind: Kind) -> Option<Known> {
         known.filter(|k| k.kind == kind)
@@ -461,11 +565,11 @@ fn check_input(l: &LitInt, known: Option<Known>, errors: &mut Errors) {
         if k.size != v {
             let msg = match k.kind {
                 Kind::Features => format!(
-                    "size mismatch: expected {} (output of entry {}), found {v}",
+                    "size mismatch: expected {} ({}), found {v}",
                     k.size, k.entry
                 ),
                 Kind::Channels => format!(
-                    "channel mismatch: expected {} channels (output of entry {}), found {v}",
+                    "channel mismatch: expected {} channels ({}), found {v}",
                     k.size, k.entry
                 ),
             };
@@ -512,19 +616,11 @@ fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors)
                             check_input(l, Known::of(known, Kind::Features), errors);
                         }
                         let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
-                        Some(Known {
-                            size,
-                            entry,
-                            kind: Kind::Features,
-                        })
+                        Some(Known::new(size, entry, Kind::Features))
                     }
                     ("lazy", [b]) => {
                         let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
-                        Some(Known {
-                            size,
-                            entry,
-                            kind: Kind::Features,
-                        })
+                        Some(Known::new(size, entry, Kind::Features))
                     }
                     _ => None,
                 },
@@ -535,19 +631,11 @@ fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors)
                                 check_input(l, Known::of(known, Kind::Channels), errors);
                             }
                             let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
-                            Some(Known {
-                                size,
-                                entry,
-                                kind: Kind::Channels,
-                            })
+                            Some(Known::new(size, entry, Kind::Channels))
                         }
                         ("lazy", [b, _]) => {
                             let size = int_lit(b).and_then(|l| lit_value(l, errors))?;
-                            Some(Known {
-                                size,
-                                entry,
-                                kind: Kind::Channels,
-                            })
+                            Some(Known::new(size, entry, Kind::Channels))
                         }
                         _ => None,
                     }
@@ -559,6 +647,232 @@ fn track_expr(e: &Expr, entry: usize, known: Option<Known>, errors: &mut Errors)
         }
         Expr::Paren(p) => track_expr(&p.expr, entry, known, errors),
         _ => None,
+    }
+}
+
+/// The known size a declared input shape starts with: features for `[f]`, channels
+/// and spatial sizes for `[c, l]` and `[c, h, w]`.
+fn declared_known(dims: &[LitInt], errors: &mut Errors) -> Option<Known> {
+    let v: Vec<u64> = dims
+        .iter()
+        .map(|d| lit_value(d, errors))
+        .collect::<Option<_>>()?;
+    let (kind, spatial) = match v.as_slice() {
+        [_] => (Kind::Features, None),
+        [_, l] => (
+            Kind::Channels,
+            Some(Spatial {
+                dims: [*l, 1],
+                rank: 1,
+            }),
+        ),
+        [_, h, w] => (
+            Kind::Channels,
+            Some(Spatial {
+                dims: [*h, *w],
+                rank: 2,
+            }),
+        ),
+        _ => return None,
+    };
+    Some(Known {
+        size: v[0],
+        entry: Origin::Declared,
+        kind,
+        spatial,
+    })
+}
+
+/// Per-dim literal sizes of a layer argument: `3` (every dim) or `[3, 2]` (`rank` entries).
+fn lit_dims(e: &Expr, rank: usize) -> Option<[u64; 2]> {
+    match e {
+        Expr::Paren(p) => lit_dims(&p.expr, rank),
+        Expr::Group(g) => lit_dims(&g.expr, rank),
+        Expr::Array(a) if a.elems.len() == rank => {
+            let mut d = [1; 2];
+            for (i, x) in a.elems.iter().enumerate() {
+                d[i] = int_lit(x)?.base10_parse().ok()?;
+            }
+            Some(d)
+        }
+        _ => {
+            let v: u64 = int_lit(e)?.base10_parse().ok()?;
+            Some([v; 2])
+        }
+    }
+}
+
+/// The sliding-window hyper-parameters of a convolution or pool, as literals.
+struct Geometry {
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    padding: [u64; 2],
+    dilation: [u64; 2],
+    ceil_mode: bool,
+    /// `padding = same`: the output keeps the input's size.
+    same: bool,
+}
+
+impl Geometry {
+    /// `kernel` with PyTorch's defaults: stride `stride` (1 for convolutions, the kernel
+    /// for pools), no padding, dilation 1, floor rounding.
+    fn new(kernel: [u64; 2], stride: [u64; 2]) -> Geometry {
+        Geometry {
+            kernel,
+            stride,
+            padding: [0; 2],
+            dilation: [1; 2],
+            ceil_mode: false,
+            same: false,
+        }
+    }
+
+    /// Applies one builder call or shape-form option; `None` when its argument is not
+    /// a literal (the output size is then unknown).
+    fn apply(mut self, method: &str, arg: Option<&Expr>, rank: usize) -> Option<Geometry> {
+        let dims = || arg.and_then(|a| lit_dims(a, rank));
+        match method {
+            "stride" => self.stride = dims()?,
+            "padding" => self.padding = dims()?,
+            "dilation" => self.dilation = dims()?,
+            "padding_same" => self.same = true,
+            "ceil_mode" => match arg? {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => self.ceil_mode = b.value,
+                _ => return None,
+            },
+            // groups, bias, count_include_pad: no effect on the size
+            _ => {}
+        }
+        Some(self)
+    }
+
+    /// The output's spatial sizes for `input` (PyTorch's rule, as `Windows::new` in
+    /// nn-core), or the reason there is none.
+    fn output(&self, input: Spatial, origin: Origin) -> Result<Spatial, String> {
+        if self.same {
+            return Ok(input);
+        }
+        let mut dims = [1; 2];
+        for (i, out) in dims.iter_mut().enumerate().take(input.rank) {
+            let (k, s, p, d) = (
+                self.kernel[i],
+                self.stride[i],
+                self.padding[i],
+                self.dilation[i],
+            );
+            if k == 0 || s == 0 || d == 0 {
+                return Err("kernel size, stride and dilation must be positive".into());
+            }
+            let span = d.saturating_mul(k - 1).saturating_add(1);
+            let padded = input.dims[i].saturating_add(p.saturating_mul(2));
+            if span > padded {
+                let shape = &input.dims[..input.rank];
+                return Err(format!(
+                    "kernel size {k} (dilation {d}) is larger than the padded input size {padded} (spatial dim {i} of {shape:?}, {origin})"
+                ));
+            }
+            let room = padded - span;
+            let mut o = if self.ceil_mode {
+                room.div_ceil(s) + 1
+            } else {
+                room / s + 1
+            };
+            if self.ceil_mode && (o - 1) * s >= input.dims[i] + p {
+                o -= 1;
+            }
+            *out = o;
+        }
+        Ok(Spatial {
+            dims,
+            rank: input.rank,
+        })
+    }
+}
+
+/// The spatial sizes after a window layer with geometry `g` (when it and the input's are
+/// known); a window that cannot fit is an error at `span`.
+fn windowed(
+    g: Option<Geometry>,
+    rank: usize,
+    before: Option<Known>,
+    span: Span,
+    errors: &mut Errors,
+) -> Option<Spatial> {
+    let k = Known::of(before, Kind::Channels)?;
+    let input = k.spatial.filter(|s| s.rank == rank)?;
+    match g?.output(input, k.entry) {
+        Ok(out) => Some(out),
+        Err(msg) => {
+            errors.push(syn::Error::new(span, msg));
+            None
+        }
+    }
+}
+
+/// `A::f(args).m(x).n(y)` split into the base `A::f(args)` and the calls `[(m, [x]), (n, [y])]`.
+fn split_chain(e: &Expr) -> (&Expr, Vec<(String, Vec<&Expr>)>) {
+    let mut calls = Vec::new();
+    let mut e = e;
+    while let Expr::MethodCall(m) = e {
+        calls.push((m.method.to_string(), m.args.iter().collect()));
+        e = &m.receiver;
+    }
+    calls.reverse();
+    (e, calls)
+}
+
+/// The spatial sizes after an expression entry, given the known size before it: window
+/// layers (`Conv2d::new(..)`, `MaxPool2d::new(3).stride(2)`, ..) compute them,
+/// `AdaptiveAvgPool2d::new(..)` sets them, size- and channel-preserving layers keep them.
+fn track_spatial(e: &Expr, before: Option<Known>, errors: &mut Errors) -> Option<Spatial> {
+    let keeps = |name: &str| SIZE_PRESERVING.contains(&name) || CHANNEL_PRESERVING.contains(&name);
+    let (base, calls) = split_chain(e);
+    let Expr::Call(call) = base else {
+        return match path_tail(base) {
+            Some((_, last)) if keeps(&last) && calls.is_empty() => before.and_then(|k| k.spatial),
+            _ => None,
+        };
+    };
+    let args: Vec<&Expr> = call.args.iter().collect();
+    let (ty, f) = match path_tail(&call.func)? {
+        (Some(ty), f) => (ty, f),
+        (None, last) => return before.and_then(|k| k.spatial).filter(|_| keeps(&last)),
+    };
+    let apply = |g: Geometry, rank: usize| {
+        calls
+            .iter()
+            .try_fold(g, |g, (m, a)| g.apply(m, a.first().copied(), rank))
+    };
+    match (ty.as_str(), f.as_str(), args.as_slice()) {
+        ("Conv1d" | "Conv2d", "new" | "lazy", [.., kernel]) => {
+            let rank = if ty == "Conv1d" { 1 } else { 2 };
+            let g = lit_dims(kernel, rank).and_then(|k| apply(Geometry::new(k, [1; 2]), rank));
+            windowed(g, rank, before, e.span(), errors)
+        }
+        ("MaxPool2d" | "AvgPool2d", "new", [kernel]) => {
+            let g = lit_dims(kernel, 2).and_then(|k| apply(Geometry::new(k, k), 2));
+            windowed(g, 2, before, e.span(), errors)
+        }
+        ("AdaptiveAvgPool2d", "new", [size]) => {
+            lit_dims(size, 2).map(|dims| Spatial { dims, rank: 2 })
+        }
+        (ty, "new" | "default", _) if keeps(ty) && ty != "AdaptiveAvgPool2d" => {
+            before.and_then(|k| k.spatial)
+        }
+        _ => None,
+    }
+}
+
+/// `Flatten::new()` or `Flatten::default()` (from dim 1 to the end).
+fn is_flatten(e: &Expr) -> bool {
+    match e {
+        Expr::Call(c) if c.args.is_empty() => matches!(
+            path_tail(&c.func),
+            Some((Some(ty), f)) if ty == "Flatten" && (f == "new" || f == "default")
+        ),
+        _ => false,
     }
 }
 
@@ -586,7 +900,7 @@ fn output_size(
 ) -> TokenStream {
     match size {
         Size::Lit(lit) => {
-            *known = lit_value(lit, errors).map(|size| Known { size, entry, kind });
+            *known = lit_value(lit, errors).map(|size| Known::new(size, entry, kind));
             lit.to_token_stream()
         }
         Size::Expr(e) => {
@@ -640,6 +954,7 @@ fn expand_conv(
 ) -> TokenStream {
     let conv = &c.conv;
     let span = c.span();
+    let before = *known;
     let input = input_size(&c.input, Known::of(*known, Kind::Channels), errors);
     let output = output_size(&c.output, (entry, Kind::Channels), known, errors, || {
         format!(
@@ -649,6 +964,18 @@ fn expand_conv(
         )
     });
     let kernel = &c.kernel;
+    let rank = if path_name(conv) == "Conv1d" { 1 } else { 2 };
+    let geometry = lit_dims(kernel, rank).and_then(|k| {
+        c.options
+            .iter()
+            .try_fold(Geometry::new(k, [1; 2]), |g, (m, a)| {
+                g.apply(&m.to_string(), a.as_ref(), rank)
+            })
+    });
+    let spatial = windowed(geometry, rank, before, kernel.span(), errors);
+    if let Some(k) = known.as_mut() {
+        k.spatial = spatial;
+    }
     let base = match input {
         Some(i) => quote_spanned!(span=> #conv::new(#i, #output, #kernel)),
         None => quote_spanned!(span=> #conv::lazy(#output, #kernel)),
@@ -714,7 +1041,7 @@ fn check_names(entries: &[Entry], errors: &mut Errors) -> Vec<String> {
 /// The whole macro: parse, track sizes, expand; errors come with the expansion so the
 /// binding keeps its type.
 pub fn expand(tokens: TokenStream) -> TokenStream {
-    let input: SequentialInput = match syn::parse2(tokens) {
+    let mut input: SequentialInput = match syn::parse2(tokens) {
         Ok(i) => i,
         Err(e) => return e.to_compile_error(),
     };
@@ -729,7 +1056,7 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
             .map(|e| e.to_compile_error())
             .unwrap_or_default();
     }
-    let mut entries = input.entries;
+    let mut entries = std::mem::take(&mut input.entries);
     if let Some(extra) = entries.get(MAX_ENTRIES) {
         let span = match (&extra.name, &extra.layer) {
             (Some(n), _) => n.span(),
@@ -748,7 +1075,10 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
         entries.truncate(MAX_ENTRIES);
     }
     let names = check_names(&entries, &mut errors);
-    let mut known = None;
+    let mut known = input
+        .input
+        .as_deref()
+        .and_then(|dims| declared_known(dims, &mut errors));
     let layers: Vec<TokenStream> = entries
         .iter()
         .enumerate()
@@ -763,9 +1093,8 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
                 };
                 known = match (&n.size, known) {
                     (Size::Lit(l), _) => lit_value(l, &mut errors).map(|size| Known {
-                        size,
-                        entry: i,
-                        kind,
+                        spatial: known.and_then(|k| k.spatial),
+                        ..Known::new(size, i, kind)
                     }),
                     (Size::Infer(_), k) => k,
                     (Size::Expr(_), _) => None,
@@ -773,7 +1102,24 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
                 norm
             }
             Layer::Expr(x) => {
-                known = track_expr(x, i, known, &mut errors);
+                let before = known;
+                known = if is_flatten(x) {
+                    Known::of(before, Kind::Channels).and_then(|k| {
+                        let s = k.spatial?;
+                        let size = s.dims[..s.rank]
+                            .iter()
+                            .try_fold(k.size, |a, d| a.checked_mul(*d))?;
+                        Some(Known {
+                            entry: Origin::Flattened(i, k.size, s),
+                            ..Known::new(size, i, Kind::Features)
+                        })
+                    })
+                } else {
+                    track_expr(x, i, known, &mut errors)
+                };
+                if let Some(k) = known.as_mut().filter(|k| k.kind == Kind::Channels) {
+                    k.spatial = track_spatial(x, before, &mut errors);
+                }
                 quote_spanned!(x.span()=> __nn_layer(#x))
             }
         })

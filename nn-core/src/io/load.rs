@@ -84,10 +84,7 @@ fn expectation(t: &Target) -> (Vec<Option<usize>>, DType) {
             let dtype = p.data().map(|d| d.dtype()).unwrap_or(DType::F32);
             (p.partial_shape(), dtype)
         }
-        Target::Buffer(b) => {
-            let v = b.get();
-            (v.shape().iter().map(|&d| Some(d)).collect(), v.dtype())
-        }
+        Target::Buffer(b) => (b.partial_shape(), b.get().dtype()),
     }
 }
 
@@ -191,6 +188,9 @@ pub(crate) fn load_from(
     let mut first_of: HashMap<u64, String> = HashMap::new();
     // (target, source key, dtype to convert to when the file's differs)
     let mut plan: Vec<(Target, &str, Option<DType>)> = Vec::new();
+    // module path -> the size its deferred tensors' unknown dims take in this load, and
+    // the key that gave it
+    let mut learned: HashMap<String, (usize, String)> = HashMap::new();
     for (name, target) in targets {
         let key = format!("{prefix}{name}");
         let Some(&k) = index.get(name.as_str()) else {
@@ -222,6 +222,28 @@ pub(crate) fn load_from(
                 found: found_shape.to_vec(),
             });
             continue;
+        }
+        // Rule: the unknown dims of one module's deferred tensors stand for the one size
+        // the lazy module learns (in_features, in_channels / groups, num_features), so
+        // the file must give them one value: LazyBatchNorm's weight [4] with a
+        // running_var [5] is refused, not loaded into a layer that cannot run.
+        let unknown: Vec<usize> = shape
+            .iter()
+            .zip(found_shape)
+            .filter_map(|(e, f)| e.is_none().then_some(*f))
+            .collect();
+        if let Some(&v) = unknown.first() {
+            let owner = name.rsplit_once('.').map_or("", |(o, _)| o).to_string();
+            let (size, first) = learned.entry(owner).or_insert((v, key.clone())).clone();
+            if unknown.iter().any(|&u| u != size) {
+                report.mismatched.push(Mismatch::Deferred {
+                    key,
+                    found: found_shape.to_vec(),
+                    first,
+                    size,
+                });
+                continue;
+            }
         }
         if let Target::Param(p) = &target {
             if let Some(first) = first_of.get(&p.id()) {

@@ -32,6 +32,18 @@ pub enum Mismatch {
         /// The key of the same parameter that was loaded first.
         first: String,
     },
+    /// A lazy layer's tensors give its one unknown size (in_channels, num_features)
+    /// different values.
+    Deferred {
+        /// The key whose shape disagrees.
+        key: String,
+        /// Its shape in the file.
+        found: Vec<usize>,
+        /// The key of the same layer that gave the size first.
+        first: String,
+        /// The size `first` gave.
+        size: usize,
+    },
 }
 
 impl Mismatch {
@@ -40,7 +52,8 @@ impl Mismatch {
         match self {
             Mismatch::Shape { key, .. }
             | Mismatch::DType { key, .. }
-            | Mismatch::Tied { key, .. } => key,
+            | Mismatch::Tied { key, .. }
+            | Mismatch::Deferred { key, .. } => key,
         }
     }
 }
@@ -68,6 +81,15 @@ impl fmt::Display for Mismatch {
             Mismatch::Tied { key, first } => write!(
                 f,
                 "`{key}` is tied to `{first}` (one parameter) but the file gives them different values"
+            ),
+            Mismatch::Deferred {
+                key,
+                found,
+                first,
+                size,
+            } => write!(
+                f,
+                "shape mismatch for `{key}`: the file has {found:?}, but `{first}` sized this lazy layer's unknown dim to {size}"
             ),
         }
     }

@@ -101,8 +101,18 @@ impl<const D: usize> BatchNorm<D> {
             p.set_name(name);
             p
         };
-        // a size too large to allocate leaves the buffers to the first forward
-        let stats = stats_buffers(c.unwrap_or(0)).ok();
+        let stats = match c {
+            // a size too large to allocate leaves the buffers to the first forward
+            Some(c) => stats_buffers(c).ok(),
+            // sized by the first forward or by a state-dict load
+            None => stats_buffers(0).ok().map(|(m, v, count)| {
+                (
+                    Buffer::deferred(m.get(), &[None]),
+                    Buffer::deferred(v.get(), &[None]),
+                    count,
+                )
+            }),
+        };
         BatchNorm {
             weight: Some(param(Init::Ones, "weight")),
             bias: Some(param(Init::Zeros, "bias")),
@@ -122,8 +132,9 @@ impl<const D: usize> BatchNorm<D> {
         Self::build(Some(num_features))
     }
 
-    /// Channels learned at the first forward (PyTorch's `LazyBatchNorm`). Its buffers
-    /// are sized then too, so run one forward before loading a state dict into it.
+    /// Channels learned at the first forward (PyTorch's `LazyBatchNorm`), or from the
+    /// shapes of a state dict loaded before it: the weight, bias and running statistics
+    /// must then agree on one channel count (else the load fails, naming the key).
     pub fn lazy() -> Self {
         Self::build(None)
     }
@@ -162,13 +173,19 @@ impl<const D: usize> BatchNorm<D> {
         self
     }
 
-    /// Channels, `None` while lazy and not yet run.
+    /// Channels, `None` while lazy and neither run nor loaded.
     pub fn num_features(&self) -> Option<usize> {
-        self.num_features.or_else(|| {
-            self.weight
-                .as_ref()
-                .and_then(|w| w.partial_shape().first().copied().flatten())
-        })
+        self.num_features
+            .or_else(|| {
+                self.weight
+                    .as_ref()
+                    .and_then(|w| w.partial_shape().first().copied().flatten())
+            })
+            .or_else(|| {
+                self.running_mean
+                    .as_ref()
+                    .and_then(|b| b.partial_shape().first().copied().flatten())
+            })
     }
 
     /// Whether the layer is in training mode.

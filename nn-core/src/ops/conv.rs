@@ -7,13 +7,19 @@
 //! ```
 //!
 //! with `h_out = floor((h + pad_top + pad_bottom - dh*(kh-1) - 1) / sh) + 1` (same for w).
-//! It is computed as a gather then one batched matrix product: the windows of x are
-//! gathered (`index_select` on the flattened input, an index one past the end reading
-//! the padding value) into `cols [n, g, (c/g)*kh*kw, h_out*w_out]`, and
-//! `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`. So the backward needs no code of its
-//! own: d cols = w^T dy, dx = the scatter-add of d cols to the windows' positions
-//! (index_select's adjoint), dw = sum over n of dy cols^T, db = sum of dy over n, h, w.
-//! Every step is a backend primitive, so convolutions run on every backend.
+//! It is computed as a gather then one matrix product per group: the windows of each
+//! sample are gathered (`index_select` on the flattened input, an index one past the
+//! end reading the padding value), laid out as `cols [g, (c/g)*kh*kw, n*h_out*w_out]`,
+//! and `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`, `[o, n, h_out, w_out]` permuted to
+//! `[n, o, h_out, w_out]`. So the backward needs no code of its own: d cols = w^T dy,
+//! dx = the scatter-add of d cols to the windows' positions (index_select's adjoint),
+//! dw = dy cols^T, db = sum of dy over n, h, w. Every step is a backend primitive, so
+//! convolutions run on every backend.
+//!
+//! NOTE: the batch goes into the columns, not into a batch dim of the product: with
+//! `cols [n, g, taps, l]` and `w` broadcast over n, autograd computes dw as n products
+//! `[o, taps]` then sums them, an `n * o * taps` temporary per layer (for ResNet-18 at
+//! batch 8, 8x the model's size, summed by a reduction every step).
 
 use crate::{DType, Error, Result, Tensor};
 
@@ -309,15 +315,24 @@ impl Tensor {
         crate::shape::checked_numel(OP, &[n, c, kh * kw, l])?;
         let direct =
             kh == 1 && kw == 1 && opts.stride == [1, 1] && opts.padding == [[0, 0], [0, 0]];
-        let cols = if direct {
-            self.reshape(&[n, g, taps, l])?
+        // [n, c * kh * kw, l] -> [c * kh * kw, n, l]: the indices of one sample serve
+        // the whole batch (an index per element of the batch would cost more to build
+        // and check than this copy)
+        let per_sample = if direct {
+            self.reshape(&[n, c, l])?
         } else {
-            gather(self, win.im2col_indices(c), 0.0)?.reshape(&[n, g, taps, l])?
+            gather(self, win.im2col_indices(c), 0.0)?.reshape(&[n, g * taps, l])?
         };
+        let cols = per_sample
+            .permute(&[1, 0, 2])?
+            .contiguous()?
+            .reshape(&[g, taps, n * l])?;
         let wm = weight.reshape(&[g, o / g, taps])?;
         let y = wm
             .matmul(&cols)?
-            .reshape(&[n, o, win.output[0], win.output[1]])?;
+            .reshape(&[o, n, win.output[0], win.output[1]])?
+            .permute(&[1, 0, 2, 3])?
+            .contiguous()?;
         match bias {
             Some(b) => y.add(&b.reshape(&[o, 1, 1])?),
             None => Ok(y),

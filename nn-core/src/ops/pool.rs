@@ -124,10 +124,14 @@ impl Tensor {
     pub fn max_pool2d(&self, opts: &Pool2dOptions) -> Result<Tensor> {
         batched("max_pool2d", self, |x| {
             let win = opts.windows("max_pool2d", x)?;
-            // NOTE: the padding reads f32::MIN, not -inf: max_dim's gradient multiplies
-            // the input by a 0/1 mask, and 0 * -inf would be NaN. A window always holds
-            // a real element (padding <= kernel / 2), so MIN never wins.
-            let cols = windows_of(x, &win, f32::MIN)?;
+            // The padding reads -inf, as PyTorch's: a window of real -inf values pools
+            // to -inf. max_dim's gradient selects with where(mask, x, 0), so no 0 * -inf
+            // NaN; the padding's share of the gradient goes to the padding column that
+            // the gather appended, which its backward drops.
+            // NOTE: a window whose real elements are all -inf ties with its padding; the
+            // first maximum wins, so where the padding comes first that window's
+            // gradient is dropped (PyTorch gives it to the first real element).
+            let cols = windows_of(x, &win, f32::NEG_INFINITY)?;
             let [n, c] = [x.shape()[0], x.shape()[1]];
             cols.max_dim(2, false)?
                 .reshape(&[n, c, win.output[0], win.output[1]])
@@ -249,6 +253,23 @@ mod tests {
     use super::super::testing::check_grad;
     use super::Pool2dOptions;
     use crate::{Result, Tensor};
+
+    #[test]
+    fn max_padding_is_minus_infinity() -> Result<()> {
+        // windows [pad, -inf], [-inf, 5], [pad(-inf) only beyond]: PyTorch gives -inf, 5
+        // (f32::MIN padding gave -3.4e38 for the first)
+        let inf = f32::INFINITY;
+        let x = Tensor::from_vec(vec![-inf, -inf, 5.0], &[1, 1, 1, 3])?.with_requires_grad(true);
+        let o = Pool2dOptions::new([1, 2]).stride([1, 2]).padding([0, 1]);
+        let y = x.max_pool2d(&o)?;
+        assert_eq!(y.to_vec::<f32>()?, vec![-inf, 5.0]);
+        // the gradient reaches only real elements, no NaN from 0 * -inf
+        let up = Tensor::from_vec(vec![0.0f32, 2.0], &[1, 1, 1, 2])?;
+        y.mul(&up)?.sum()?.backward()?;
+        let g = x.grad().map(|g| g.to_vec::<f32>()).transpose()?;
+        assert_eq!(g, Some(vec![0.0, 0.0, 2.0]));
+        Ok(())
+    }
 
     #[test]
     fn hand_derived() -> Result<()> {
