@@ -285,6 +285,19 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         let mask = self.unary(UnaryOp::Step)?;
         grad.binary(BinaryOp::Mul, &shape, mask.as_ref(), &shape, &shape)
     }
+    /// ReLU's backward read from its output `self` (`rows x cols`), fused with the
+    /// column sums of the result (the bias gradient of a linear layer before the ReLU):
+    /// `(g * (self > 0), sum over rows of it)`.
+    fn relu_backward_colsum(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Storage, Storage)> {
+        let gm = self.relu_backward(grad)?;
+        let sums = gm.reduce(ReduceOp::Sum, &[rows, cols], &[0])?;
+        Ok((gm, sums))
+    }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage>;
     /// Copy with permuted dims.
