@@ -9,6 +9,7 @@ mod check;
 mod copy;
 mod denormal;
 mod elementwise;
+mod loss;
 mod matmul;
 mod optim;
 pub mod pool;
@@ -311,6 +312,40 @@ impl BackendStorage for CpuStorage {
         check::len("relu_backward", &[rows, cols], y.len())?;
         let (gm, sums) = elementwise::relu_backward_colsum(y, g, cols)?;
         Ok((storage(HostData::F32(gm)), storage(HostData::F32(sums))))
+    }
+
+    fn cross_entropy(
+        &self,
+        targets: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> Result<Option<(Storage, Storage)>> {
+        let x = self.0.f32s("cross_entropy")?;
+        let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
+        check::len("cross_entropy", &[rows, classes], x.len())?;
+        check::len("cross_entropy", &[rows], t.len())?;
+        let (loss, probs) = loss::cross_entropy(x, t, classes)?;
+        Ok(Some((
+            storage(HostData::F32(vec![loss])),
+            storage(HostData::F32(probs)),
+        )))
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        targets: &dyn BackendStorage,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> Result<Option<Storage>> {
+        let p = self.0.f32s("cross_entropy")?;
+        let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
+        let g = cpu("cross_entropy", grad)?.f32s("cross_entropy")?;
+        check::len("cross_entropy", &[rows, classes], p.len())?;
+        check::len("cross_entropy", &[rows], t.len())?;
+        check::len("cross_entropy", &[], g.len())?;
+        let gx = loss::cross_entropy_backward(p, t, g[0], classes)?;
+        Ok(Some(storage(HostData::F32(gx))))
     }
 
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
