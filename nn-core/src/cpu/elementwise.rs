@@ -234,21 +234,17 @@ pub(super) fn relu_backward_colsum(
     g: &[f32],
     cols: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let mut gm = try_filled(y.len(), 0.0f32, "relu_backward")?;
+    let mut gm = try_with_capacity(y.len(), "relu_backward")?;
     let mut sums = try_filled(cols, 0.0f32, "relu_backward")?;
     if cols == 0 {
         return Ok((gm, sums));
     }
-    for ((o, y), g) in gm
-        .chunks_exact_mut(cols)
-        .zip(y.chunks_exact(cols))
-        .zip(g.chunks_exact(cols))
-    {
-        for (((o, &y), &g), s) in o.iter_mut().zip(y).zip(g).zip(sums.iter_mut()) {
+    for (y, g) in y.chunks_exact(cols).zip(g.chunks_exact(cols)) {
+        gm.extend(y.iter().zip(g).zip(sums.iter_mut()).map(|((&y, &g), s)| {
             let v = if y > 0.0 { g } else { 0.0 };
-            *o = v;
             *s += v;
-        }
+            v
+        }));
     }
     Ok((gm, sums))
 }
