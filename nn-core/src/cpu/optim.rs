@@ -66,15 +66,22 @@ pub(super) fn adam(k: &AdamStep, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mu
 }
 
 fn adam_run(k: &AdamStep, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        let g = if k.weight_decay != 0.0 {
-            g + k.weight_decay * *p
-        } else {
-            g
-        };
-        *m += k.one_minus_beta1 * (g - *m);
-        *v = *v * k.beta2 + k.one_minus_beta2 * g * g;
-        let denom = v.sqrt() / k.bias_correction2_sqrt + k.eps;
-        *p += k.neg_step_size * *m / denom;
+    // two loops, not a branch per element: each body vectorizes on its own
+    if k.weight_decay != 0.0 {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            adam_elem(k, p, g + k.weight_decay * *p, m, v);
+        }
+    } else {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            adam_elem(k, p, g, m, v);
+        }
     }
+}
+
+#[inline(always)]
+fn adam_elem(k: &AdamStep, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
+    *m += k.one_minus_beta1 * (g - *m);
+    *v = *v * k.beta2 + k.one_minus_beta2 * g * g;
+    let denom = v.sqrt() / k.bias_correction2_sqrt + k.eps;
+    *p += k.neg_step_size * *m / denom;
 }
