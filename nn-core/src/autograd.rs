@@ -35,7 +35,8 @@ pub(crate) fn backward_fn(
 /// One recorded op.
 pub(crate) struct Node {
     name: &'static str,
-    inputs: SmallVec<[Tensor; 2]>,
+    /// Inline up to three (a linear layer: input, weight, bias).
+    inputs: SmallVec<[Tensor; 3]>,
     backward: BackwardFn,
     /// The backward run that reached this node last, and its index in that run's sweep.
     mark: Mark,

@@ -285,6 +285,44 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         let mask = self.unary(UnaryOp::Step)?;
         grad.binary(BinaryOp::Mul, &shape, mask.as_ref(), &shape, &shape)
     }
+    /// ReLU's backward read from its output `self` (`rows x cols`), fused with the
+    /// column sums of the result (the bias gradient of a linear layer before the ReLU):
+    /// `(g * (self > 0), sum over rows of it)`.
+    fn relu_backward_colsum(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Storage, Storage)> {
+        let gm = self.relu_backward(grad)?;
+        let sums = gm.reduce(ReduceOp::Sum, &[rows, cols], &[0])?;
+        Ok((gm, sums))
+    }
+    /// Mean softmax cross-entropy of `self` as `[rows, classes]` f32 logits against the
+    /// i64 class of each row in `targets` (the caller checked the classes are in range):
+    /// the loss (one element) and the softmax probabilities (`[rows, classes]`, for the
+    /// backward). `None` when the backend has no fused form (the caller then composes
+    /// it from primitives).
+    fn cross_entropy(
+        &self,
+        _targets: &dyn BackendStorage,
+        _rows: usize,
+        _classes: usize,
+    ) -> Result<Option<(Storage, Storage)>> {
+        Ok(None)
+    }
+    /// The gradient of [`BackendStorage::cross_entropy`] from its probabilities `self`:
+    /// `grad * (probs - onehot(targets)) / rows`, `grad` holding one element; `None`
+    /// without a fused form.
+    fn cross_entropy_backward(
+        &self,
+        _targets: &dyn BackendStorage,
+        _grad: &dyn BackendStorage,
+        _rows: usize,
+        _classes: usize,
+    ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage>;
     /// Copy with permuted dims.

@@ -44,14 +44,25 @@ macro_rules! each {
 
 /// A vector of `n` copies of `v`, or [`Error::OutOfMemory`] naming `op` when the
 /// allocation fails (sizes come from user input: an abort is not an answer).
-pub(crate) fn try_filled<T: Clone>(n: usize, v: T, op: &'static str) -> Result<Vec<T>> {
+pub(crate) fn try_filled<T: Clone + 'static>(n: usize, v: T, op: &'static str) -> Result<Vec<T>> {
     let mut out = try_with_capacity(n, op)?;
     out.resize(n, v);
     Ok(out)
 }
 
 /// An empty vector with room for `n` elements, or [`Error::OutOfMemory`] naming `op`.
-pub(crate) fn try_with_capacity<T>(n: usize, op: &'static str) -> Result<Vec<T>> {
+/// An f32 vector comes from this thread's cache of freed buffers when it holds one of
+/// that size ([`crate::cpu::pool`]).
+pub(crate) fn try_with_capacity<T: 'static>(n: usize, op: &'static str) -> Result<Vec<T>> {
+    let mut cached = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        crate::cpu::pool::take(n)
+    } else {
+        None
+    };
+    let any: &mut dyn std::any::Any = &mut cached;
+    if let Some(v) = any.downcast_mut::<Option<Vec<T>>>().and_then(Option::take) {
+        return Ok(v);
+    }
     let mut out = Vec::new();
     out.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
         bytes: (n as u128) * (std::mem::size_of::<T>() as u128),
@@ -61,7 +72,7 @@ pub(crate) fn try_with_capacity<T>(n: usize, op: &'static str) -> Result<Vec<T>>
 }
 
 /// Collects an exact-size iterator into a vector allocated fallibly.
-pub(crate) fn try_collect<T>(
+pub(crate) fn try_collect<T: 'static>(
     it: impl ExactSizeIterator<Item = T>,
     op: &'static str,
 ) -> Result<Vec<T>> {

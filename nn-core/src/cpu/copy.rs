@@ -6,7 +6,11 @@ use crate::host::{try_filled, try_with_capacity};
 use crate::shape::{numel, strides};
 use crate::{Error, Result};
 
-pub(super) fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Result<Vec<T>> {
+pub(super) fn permute<T: Copy + 'static>(
+    x: &[T],
+    shape: &[usize],
+    perm: &[usize],
+) -> Result<Vec<T>> {
     let st = strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let src_st: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
@@ -39,7 +43,7 @@ pub(super) fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Resu
     Ok(res)
 }
 
-pub(super) fn narrow<T: Copy>(
+pub(super) fn narrow<T: Copy + 'static>(
     x: &[T],
     shape: &[usize],
     axis: usize,
@@ -57,7 +61,7 @@ pub(super) fn narrow<T: Copy>(
     Ok(res)
 }
 
-pub(super) fn cat<T: Copy>(parts: &[(&[T], &[usize])], axis: usize) -> Result<Vec<T>> {
+pub(super) fn cat<T: Copy + 'static>(parts: &[(&[T], &[usize])], axis: usize) -> Result<Vec<T>> {
     let Some((_, s0)) = parts.first() else {
         return Ok(Vec::new());
     };
@@ -87,7 +91,7 @@ pub(super) fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Resul
         .collect()
 }
 
-pub(super) fn index_select<T: Copy>(
+pub(super) fn index_select<T: Copy + 'static>(
     x: &[T],
     shape: &[usize],
     axis: usize,

@@ -3,7 +3,7 @@
 //! were validated by the caller (`check`).
 
 use crate::backend::{BinaryOp, UnaryOp};
-use crate::host::{try_collect, try_with_capacity, HostData};
+use crate::host::{try_collect, try_filled, try_with_capacity, HostData};
 use crate::shape::{broadcast_strides, numel};
 use crate::{DType, Result};
 
@@ -65,7 +65,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// Applies `f` elementwise over `a` and `b` broadcast to `out`.
-fn map2<A: Copy, B: Copy, O>(
+fn map2<A: Copy, B: Copy, O: 'static>(
     a: &[A],
     sa: &[usize],
     b: &[B],
@@ -182,7 +182,7 @@ pub(super) fn binary_i64(
     }))
 }
 
-pub(super) fn where_cond<T: Copy>(
+pub(super) fn where_cond<T: Copy + 'static>(
     cond: &[i64],
     sc: &[usize],
     a: &[T],
@@ -225,6 +225,28 @@ pub(super) fn relu_backward(x: &[f32], g: &[f32]) -> Result<Vec<f32>> {
         it.map(|(&x, &g)| if x > 0.0 { g } else { 0.0 }),
         "relu_backward",
     )
+}
+
+/// `g * (y > 0)` over `rows x cols` (the caller checked `y.len() == g.len()`, a
+/// multiple of `cols`), with the column sums of the result, in one pass.
+pub(super) fn relu_backward_colsum(
+    y: &[f32],
+    g: &[f32],
+    cols: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut gm = try_with_capacity(y.len(), "relu_backward")?;
+    let mut sums = try_filled(cols, 0.0f32, "relu_backward")?;
+    if cols == 0 {
+        return Ok((gm, sums));
+    }
+    for (y, g) in y.chunks_exact(cols).zip(g.chunks_exact(cols)) {
+        gm.extend(y.iter().zip(g).zip(sums.iter_mut()).map(|((&y, &g), s)| {
+            let v = if y > 0.0 { g } else { 0.0 };
+            *s += v;
+            v
+        }));
+    }
+    Ok((gm, sums))
 }
 
 /// Conversion to `dtype` with Rust's `as` semantics (f32 to i64 truncates and saturates).

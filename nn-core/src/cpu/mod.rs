@@ -7,14 +7,19 @@
 
 mod check;
 mod copy;
+mod denormal;
 mod elementwise;
+mod loss;
 mod matmul;
 mod optim;
+pub mod pool;
 mod reduce;
 mod small_gemm;
 
 #[cfg(test)]
 mod tests;
+
+pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
     AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
@@ -39,8 +44,18 @@ impl CpuStorage {
     }
 
     /// Takes the host data out.
-    pub fn into_data(self) -> HostData {
-        self.0
+    pub fn into_data(mut self) -> HostData {
+        std::mem::replace(&mut self.0, HostData::F32(Vec::new()))
+    }
+}
+
+impl Drop for CpuStorage {
+    /// An f32 buffer goes back to this thread's cache ([`pool`]) for the next tensor of
+    /// its size.
+    fn drop(&mut self) {
+        if let HostData::F32(v) = &mut self.0 {
+            pool::give(std::mem::take(v));
+        }
     }
 }
 
@@ -283,6 +298,54 @@ impl BackendStorage for CpuStorage {
         let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
         check::lens("relu_backward", x.len(), &[g.len()])?;
         out(HostData::F32(elementwise::relu_backward(x, g)?))
+    }
+
+    fn relu_backward_colsum(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Storage, Storage)> {
+        let y = self.0.f32s("relu_backward")?;
+        let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
+        check::lens("relu_backward", y.len(), &[g.len()])?;
+        check::len("relu_backward", &[rows, cols], y.len())?;
+        let (gm, sums) = elementwise::relu_backward_colsum(y, g, cols)?;
+        Ok((storage(HostData::F32(gm)), storage(HostData::F32(sums))))
+    }
+
+    fn cross_entropy(
+        &self,
+        targets: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> Result<Option<(Storage, Storage)>> {
+        let x = self.0.f32s("cross_entropy")?;
+        let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
+        check::len("cross_entropy", &[rows, classes], x.len())?;
+        check::len("cross_entropy", &[rows], t.len())?;
+        let (loss, probs) = loss::cross_entropy(x, t, classes)?;
+        Ok(Some((
+            storage(HostData::F32(vec![loss])),
+            storage(HostData::F32(probs)),
+        )))
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        targets: &dyn BackendStorage,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> Result<Option<Storage>> {
+        let p = self.0.f32s("cross_entropy")?;
+        let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
+        let g = cpu("cross_entropy", grad)?.f32s("cross_entropy")?;
+        check::len("cross_entropy", &[rows, classes], p.len())?;
+        check::len("cross_entropy", &[rows], t.len())?;
+        check::len("cross_entropy", &[], g.len())?;
+        let gx = loss::cross_entropy_backward(p, t, g[0], classes)?;
+        Ok(Some(storage(HostData::F32(gx))))
     }
 
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {

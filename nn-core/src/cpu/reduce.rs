@@ -7,7 +7,7 @@ use crate::shape::{broadcast_strides, numel};
 use crate::Result;
 
 /// Element types the reductions understand.
-pub(super) trait Elem: Copy + PartialOrd {
+pub(super) trait Elem: 'static + Copy + PartialOrd {
     fn is_nan(self) -> bool;
     /// Sum that never panics (integers wrap, as PyTorch's int64 sum does).
     fn plus(self, v: Self) -> Self;

@@ -151,13 +151,13 @@ impl Module for DynSequential {
 
 impl Forward for DynSequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
+        // a Linear followed by a ReLU runs fused, as in Sequential
+        let mut run = super::sequential::Fuser::new(x);
         for (name, l) in &self.layers {
-            y = l
-                .forward(&y)
-                .map_err(|e| super::sequential::locate(e, name))?;
+            let is_relu = l.downcast_ref::<super::ReLU>().is_some();
+            run.push(name, l.downcast_ref(), is_relu, |y| l.forward(y))?;
         }
-        Ok(y)
+        run.finish()
     }
 }
 

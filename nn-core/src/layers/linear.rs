@@ -205,6 +205,19 @@ impl Linear {
 
 impl Forward for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, false)
+    }
+}
+
+impl Linear {
+    /// `relu(self.forward(x))` as one fused op ([`Tensor::linear_relu`]): what
+    /// [`crate::Sequential`] and [`crate::DynSequential`] run for a `Linear` followed by a
+    /// `ReLU`.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, true)
+    }
+
+    fn apply(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let Some(&last) = x.shape().last() else {
             return Err(Error::InputMismatch {
                 layer: self.layer_name(),
@@ -220,15 +233,19 @@ impl Forward for Linear {
             }
             r => r?,
         };
+        let run = |x: &Tensor| match relu {
+            true => x.linear_relu(&w, b.as_ref()),
+            false => x.linear(&w, b.as_ref()),
+        };
         match w.shape() {
-            [_, inf] if *inf == last => x.linear(&w, b.as_ref()),
+            [_, inf] if *inf == last => run(x),
             [_, inf] => Err(Error::InputMismatch {
                 layer: self.layer_name(),
                 expected: format!("last dim {inf}"),
                 actual: x.shape().to_vec(),
             }),
             // from_params accepts any 2-d weight; linear() names anything else
-            _ => x.linear(&w, b.as_ref()),
+            _ => run(x),
         }
     }
 }

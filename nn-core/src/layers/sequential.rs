@@ -1,11 +1,15 @@
 //! `Sequential<T>`: a statically typed chain, built by `sequential![...]`.
 //!
+//! A `Linear` immediately followed by a `ReLU` runs as one fused op ([`Fuser`]).
+//!
 //! `T` is a tuple of layers; `net.2` reaches layer 2 with its concrete type (through
 //! `Deref`), so `net.2.weight` compiles. forward(x) = layer_n(...layer_1(layer_0(x))).
 
+use super::{Linear, ReLU};
 use crate::module::Buffer;
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
 use crate::{Result, Tensor};
+use std::any::Any;
 use std::ops::{Deref, DerefMut};
 
 /// A chain of layers of statically known types (usually written `sequential![...]`).
@@ -193,17 +197,74 @@ pub trait Chain {
     fn chain_named(&self, x: &Tensor, names: Option<&[&str]>) -> Result<Tensor>;
 }
 
+/// Runs a chain's layers in order, running a [`Linear`] immediately followed by a
+/// [`ReLU`] as one fused [`Linear::forward_relu`] (one recorded op instead of two, the
+/// same values and gradients). A layer error is located by the layer's name; the fused
+/// pair's by the `Linear`'s (a ReLU cannot fail).
+pub(crate) struct Fuser<'a> {
+    y: Tensor,
+    /// A `Linear` not yet run: the next layer decides whether it runs fused.
+    pending: Option<(&'a Linear, &'a str)>,
+}
+
+impl<'a> Fuser<'a> {
+    /// A chain run on input `x`.
+    pub(crate) fn new(x: &Tensor) -> Self {
+        Fuser {
+            y: x.clone(),
+            pending: None,
+        }
+    }
+
+    /// Feeds the next layer: `linear` when it is a `Linear`, `is_relu` when a `ReLU`,
+    /// `forward` its forward pass.
+    pub(crate) fn push(
+        &mut self,
+        name: &'a str,
+        linear: Option<&'a Linear>,
+        is_relu: bool,
+        forward: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        if let Some((lin, lname)) = self.pending.take() {
+            if is_relu {
+                self.y = lin.forward_relu(&self.y).map_err(|e| locate(e, lname))?;
+                return Ok(());
+            }
+            self.y = lin.forward(&self.y).map_err(|e| locate(e, lname))?;
+        }
+        match linear {
+            Some(lin) => self.pending = Some((lin, name)),
+            None => self.y = forward(&self.y).map_err(|e| locate(e, name))?,
+        }
+        Ok(())
+    }
+
+    /// The chain's output.
+    pub(crate) fn finish(self) -> Result<Tensor> {
+        match self.pending {
+            Some((lin, lname)) => lin.forward(&self.y).map_err(|e| locate(e, lname)),
+            None => Ok(self.y),
+        }
+    }
+}
+
 // Up to 16 elements, like the tuple `Module` impls (`sequential!` rejects more).
 macro_rules! chain_tuple {
     ($($T:ident $i:tt),+) => {
-        impl<$($T: Forward),+> Chain for ($($T,)+) {
+        impl<$($T: Forward + 'static),+> Chain for ($($T,)+) {
             fn chain_named(&self, x: &Tensor, names: Option<&[&str]>) -> Result<Tensor> {
-                let y = x.clone();
-                $(let y = self.$i.forward(&y).map_err(|e| {
+                let mut run = Fuser::new(x);
+                $({
                     let name = names.and_then(|n| n.get($i)).copied();
-                    locate(e, name.unwrap_or(stringify!($i)))
-                })?;)+
-                Ok(y)
+                    let layer: &dyn Any = &self.$i;
+                    run.push(
+                        name.unwrap_or(stringify!($i)),
+                        layer.downcast_ref::<Linear>(),
+                        layer.is::<ReLU>(),
+                        |y| self.$i.forward(y),
+                    )?;
+                })+
+                run.finish()
             }
         }
     };
@@ -225,3 +286,80 @@ chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12)
 chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
 chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
 chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::{DynSequential, Linear, ReLU, Sequential, Tanh};
+    use crate::module::{Forward, ModuleExt};
+    use crate::{Result, Tensor};
+
+    /// The output and every parameter's gradient, for the output gradient `r`.
+    fn run(
+        net: &impl ModuleExt,
+        f: impl Fn() -> Result<Tensor>,
+        r: &Tensor,
+    ) -> Result<Vec<Vec<f32>>> {
+        net.zero_grad();
+        let y = f()?;
+        y.mul(r)?.sum()?.backward()?;
+        let mut out = vec![y.to_vec::<f32>()?];
+        for p in net.parameters() {
+            out.push(
+                p.grad()
+                    .map(|g| g.to_vec::<f32>())
+                    .transpose()?
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(out)
+    }
+
+    fn close(a: &[Vec<f32>], b: &[Vec<f32>]) {
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            assert_eq!(a.len(), b.len());
+            assert!(
+                a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fused_linear_relu_pairs_match_the_layers_run_one_by_one() -> Result<()> {
+        // Linear+ReLU pairs fuse; a ReLU first, a Linear before Tanh and a trailing
+        // Linear do not
+        let net = Sequential::new((
+            ReLU,
+            Linear::new(5, 6),
+            ReLU,
+            Linear::new(6, 4),
+            Tanh,
+            Linear::new(4, 3),
+        ));
+        let mut dyn_net = DynSequential::new();
+        dyn_net.push(ReLU);
+        dyn_net.push(net.1.clone());
+        dyn_net.push(ReLU);
+        dyn_net.push(net.3.clone());
+        dyn_net.push(Tanh);
+        dyn_net.push(net.5.clone());
+        let x = Tensor::randn(&[3, 5]);
+        let r = Tensor::randn(&[3, 3]);
+        let fused = run(&net, || net.forward(&x), &r)?;
+        let fused_dyn = run(&dyn_net, || dyn_net.forward(&x), &r)?;
+        let by_hand = run(
+            &net,
+            || {
+                let h = ReLU.forward(&x)?;
+                let h = ReLU.forward(&net.1.forward(&h)?)?;
+                let h = Tanh.forward(&net.3.forward(&h)?)?;
+                net.5.forward(&h)
+            },
+            &r,
+        )?;
+        close(&fused, &by_hand);
+        close(&fused_dyn, &by_hand);
+        Ok(())
+    }
+}

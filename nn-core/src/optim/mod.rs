@@ -40,7 +40,11 @@ pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient (others are skipped,
     /// as PyTorch does).
     fn step(&mut self) -> Result<()>;
-    /// Forgets every parameter's gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    /// Forgets every parameter's gradient (PyTorch's `zero_grad(set_to_none=True)`, its
+    /// default): `grad()` is `None` afterwards and the next backward writes a fresh
+    /// gradient instead of adding to zeros. On the CPU the freed buffers go to the
+    /// thread's cache ([`crate::cpu::pool`]), where that next backward finds them: a
+    /// steady-state step allocates no gradient memory.
     fn zero_grad(&self) {
         for p in self.params() {
             p.zero_grad();

@@ -261,8 +261,9 @@ fn shape_mismatch_in_state_names_the_parameter() -> Result<()> {
     Ok(())
 }
 
-/// Runs `steps` updates over two parameters (one with a gradient that skips a step) with
-/// the fused path or the tensor-op reference; returns the parameters' values.
+/// Runs `steps` updates over three parameters (one with a gradient that skips a step, one
+/// large enough for the fused update to split it over threads) with the fused path or
+/// the tensor-op reference; returns the parameters' values.
 fn run_fused_or_reference<O: Optimizer>(
     make: impl Fn(Vec<Param>) -> Result<O>,
     step: impl Fn(&mut O, bool) -> Result<()>,
@@ -273,7 +274,11 @@ fn run_fused_or_reference<O: Optimizer>(
         &[2, 3],
     )?)?;
     let b = Param::new(Tensor::from_vec(vec![1.5f32, -0.25], &[2])?)?;
-    let mut opt = make(vec![a.clone(), b.clone()])?;
+    // past the CPU's split threshold (2^18), with a ragged last chunk
+    let n = (1 << 18) + 5;
+    let wave = |k: f32| (0..n).map(move |i| ((i as f32) * 0.37 + k).sin());
+    let c = Param::new(Tensor::from_vec(wave(0.0).collect(), &[n])?)?;
+    let mut opt = make(vec![a.clone(), b.clone(), c.clone()])?;
     for s in 0..5 {
         let t = s as f32;
         let ga = vec![0.1 * t, -0.5, 1.5, 0.25 - t, 3.0, 1e-3];
@@ -281,9 +286,10 @@ fn run_fused_or_reference<O: Optimizer>(
         // `b` misses step 2: its own step count (Adam's bias correction) lags
         let gb = (s != 2).then(|| Tensor::from_vec(vec![t - 1.0, 0.75], &[2]));
         b.set_grad(gb.transpose()?);
+        c.set_grad(Some(Tensor::from_vec(wave(t + 1.0).collect(), &[n])?));
         step(&mut opt, fused)?;
     }
-    Ok(vec![values(&a)?, values(&b)?])
+    Ok(vec![values(&a)?, values(&b)?, values(&c)?])
 }
 
 #[test]
