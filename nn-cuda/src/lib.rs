@@ -42,6 +42,8 @@ mod device;
 mod error;
 pub mod kernels;
 pub mod layout;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 mod probe;
 mod storage;
 

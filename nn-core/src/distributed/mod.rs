@@ -449,6 +449,15 @@ impl ProcessGroup {
         }
     }
 
+    /// Runs `f` (an engine's own collective, such as NCCL's communicator setup) under the
+    /// group's watchdog: if it has not returned after the collective timeout, a peer is
+    /// taken to be gone and the process exits as for a timed-out MPI collective. `f` must
+    /// not call the group's collectives (they would wait for this one).
+    pub fn watch<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> R {
+        let _c = self.call(op);
+        f()
+    }
+
     /// Blocks until every rank has called it.
     pub fn barrier(&self) -> Result<()> {
         let c = self.call("barrier");
