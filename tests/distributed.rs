@@ -103,6 +103,44 @@ fn train_distributed_resumes_exactly_on_two_ranks() {
     );
 }
 
+#[test]
+#[cfg_attr(
+    not(feature = "nccl"),
+    ignore = "built without the nccl feature (cargo test --features nccl --test distributed)"
+)]
+#[cfg_attr(
+    all(feature = "nccl", not(nn_gpu_found)),
+    ignore = "no GPU on the machine that built this (NN_CUDA_REQUIRE=1 or --include-ignored runs it)"
+)]
+fn nccl_collectives_on_a_world_of_one() {
+    #[cfg(feature = "nccl")]
+    ranks::run_on(
+        "nccl_collectives_on_a_world_of_one",
+        1,
+        &[],
+        ranks::nccl_collectives,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "nccl"),
+    ignore = "built without the nccl feature (cargo test --features nccl --test distributed)"
+)]
+#[cfg_attr(
+    all(feature = "nccl", not(nn_gpu_found)),
+    ignore = "no GPU on the machine that built this (NN_CUDA_REQUIRE=1 or --include-ignored runs it)"
+)]
+fn nccl_collectives_on_two_ranks() {
+    #[cfg(feature = "nccl")]
+    ranks::run_on(
+        "nccl_collectives_on_two_ranks",
+        2,
+        &[],
+        ranks::nccl_collectives,
+    );
+}
+
 // the training example's modules (for `train --distributed`), as tests/train.rs does
 #[cfg(feature = "mpi")]
 #[allow(dead_code)]
@@ -170,6 +208,11 @@ mod ranks {
     /// Runs this test binary's `name` under mpirun on `WORLD` ranks; `None` (after saying
     /// why) when mpirun is missing and `NN_MPI_REQUIRE` is not 1.
     fn launch(name: &str, env: &[(&str, &str)]) -> Option<Job> {
+        launch_np(name, WORLD, env)
+    }
+
+    /// [`launch`] on `np` ranks.
+    fn launch_np(name: &str, np: usize, env: &[(&str, &str)]) -> Option<Job> {
         if !mpirun_available() {
             let msg = format!("{name}: skipped: no `mpirun` on the PATH (apt-get install openmpi-bin libopenmpi-dev)");
             assert!(
@@ -187,7 +230,7 @@ mod ranks {
             "--allow-run-as-root",
             "--oversubscribe",
             "-np",
-            &WORLD.to_string(),
+            &np.to_string(),
         ])
         // shared memory on this host only; no single-copy (ptrace) in containers
         .args([
@@ -264,6 +307,16 @@ mod ranks {
 
     /// In a rank: the body; otherwise: the 2-rank job, which must succeed.
     pub fn run(name: &str, env: &[(&str, &str)], body: fn(&ProcessGroup) -> Result<()>) {
+        run_on(name, WORLD, env, body)
+    }
+
+    /// [`run`] on `np` ranks.
+    pub fn run_on(
+        name: &str,
+        np: usize,
+        env: &[(&str, &str)],
+        body: fn(&ProcessGroup) -> Result<()>,
+    ) {
         if is_worker(name) {
             let group = ProcessGroup::init().expect("MPI initializes");
             if let Err(e) = body(&group) {
@@ -271,14 +324,14 @@ mod ranks {
             }
             return;
         }
-        if let Some(job) = launch(name, env) {
+        if let Some(job) = launch_np(name, np, env) {
             assert!(
                 job.ok,
-                "{name}: the 2-rank job failed ({:?}):\n{}",
+                "{name}: the {np}-rank job failed ({:?}):\n{}",
                 job.code, job.output
             );
             eprintln!(
-                "{name}: 2 ranks passed in {:.1} s",
+                "{name}: {np} rank(s) passed in {:.1} s",
                 job.elapsed.as_secs_f64()
             );
         }
@@ -747,5 +800,81 @@ mod ranks {
             "{err:?}"
         );
         group.barrier()
+    }
+
+    /// NCCL's collectives on CUDA tensors, through the group's API (one GPU per rank;
+    /// ranks that would share a GPU must all get NCCL's error, none may hang).
+    #[cfg(feature = "nccl")]
+    pub fn nccl_collectives(group: &ProcessGroup) -> Result<()> {
+        use nn::cuda::nccl::NcclEngine;
+        let gpus = nn::cuda::device_count();
+        let gpu = nn::cuda::device(group.rank() % gpus.max(1))?;
+        let engine = NcclEngine::install(group, &gpu);
+        if group.world_size() > gpus {
+            let msg = engine.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains("nccl"), "ranks sharing a GPU: {msg}");
+            eprintln!(
+                "rank {}: {gpus} GPU(s) for {} ranks: NCCL refused as it should: {msg}",
+                group.rank(),
+                group.world_size()
+            );
+            return Ok(());
+        }
+        let engine = engine?;
+        assert_eq!(group.backend(), Backend::Nccl);
+        assert_eq!(group.backend_for(&gpu), Backend::Nccl);
+        assert_eq!(group.backend_for(&nn::Device::Cpu), Backend::Mpi);
+        assert_eq!(engine.world_size(), group.world_size());
+        let w = group.world_size() as f32;
+        let r = group.rank() as f32;
+        let ranks: Vec<f32> = (0..group.world_size()).map(|i| i as f32).collect();
+        let before = group.stats();
+        let t = Tensor::from_vec(vec![r + 1.0, 10.0 * r, -r], &[3])?.to_device(&gpu)?;
+        let sum = group.all_reduce(&t, ReduceOp::Sum)?;
+        assert_eq!(sum.device(), gpu);
+        let s: f32 = ranks.iter().sum();
+        assert_eq!(sum.to_vec::<f32>()?, vec![s + w, 10.0 * s, -s]);
+        let mean = group.all_reduce(&t.reshape(&[3, 1])?, ReduceOp::Mean)?;
+        assert_eq!(mean.shape(), &[3, 1]);
+        assert!(max_diff(&mean.to_vec::<f32>()?, &[(s + w) / w, 10.0 * s / w, -s / w]) < 1e-6);
+        let ints = Tensor::from_vec(vec![group.rank() as i64 + 40], &[1])?.to_device(&gpu)?;
+        let n = group.world_size() as i64;
+        assert_eq!(
+            group.all_reduce(&ints, ReduceOp::Sum)?.to_vec::<i64>()?,
+            vec![40 * n + n * (n - 1) / 2]
+        );
+        let root = group.world_size() - 1;
+        let b = group.broadcast(&Tensor::full(&[2, 2], r + 5.0).to_device(&gpu)?, root)?;
+        assert_eq!(
+            (b.device(), b.to_vec::<f32>()?),
+            (gpu.clone(), vec![root as f32 + 5.0; 4])
+        );
+        let g = group.all_gather(&Tensor::full(&[2], r).to_device(&gpu)?)?;
+        let want: Vec<f32> = ranks.iter().flat_map(|&i| [i, i]).collect();
+        assert_eq!(
+            (g.shape(), g.to_vec::<f32>()?),
+            (&[group.world_size(), 2][..], want)
+        );
+        // empty tensors move nothing and still come back shaped
+        let e = group.all_reduce(&Tensor::zeros(&[0, 3]).to_device(&gpu)?, ReduceOp::Sum)?;
+        assert_eq!(e.shape(), &[0, 3]);
+        assert!(group.stats().all_reduces > before.all_reduces);
+
+        // DDP on the GPU: gradients averaged by NCCL, ranks stay bit-identical
+        nn::manual_seed(1);
+        let mut model = mlp();
+        model.to_device(&gpu)?;
+        let ddp = DistributedDataParallel::new(model, group)?;
+        let x = Tensor::randn(&[8, 16]).to_device(&gpu)?;
+        let y = Tensor::randint(&[8], 0, 10)?.to_device(&gpu)?;
+        let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
+        for step in 0..3 {
+            let loss = ddp.forward(&x)?.cross_entropy(&y)?;
+            opt.zero_grad();
+            ddp.backward(&loss)?;
+            opt.step()?;
+            assert_ranks_identical(group, ddp.module(), &format!("NCCL step {step}"))?;
+        }
+        Ok(())
     }
 }

@@ -21,6 +21,14 @@
 //! `NN_CUDA_REQUIRE=1`; the kernel compile test needs only libnvrtc, and fails instead of
 //! skipping when `NN_NVRTC_REQUIRE=1`.
 //!
+//! # Several GPUs
+//!
+//! With the `nccl` feature, [`nccl::NcclEngine`] moves CUDA tensors of an
+//! `nn_core::distributed::ProcessGroup` (one process per GPU, started by `mpirun`) through
+//! NCCL: all-reduce, broadcast and all-gather device to device, and so
+//! `DistributedDataParallel`'s gradient averaging. libnccl is loaded at run time, like the
+//! other CUDA libraries; without it the engine's constructor is an error on every rank.
+//!
 //! ```
 //! use nn_core::{Device, Tensor};
 //! // PyTorch's `torch.cuda.device_count()` and `try_gpu()`.
@@ -42,6 +50,8 @@ mod device;
 mod error;
 pub mod kernels;
 pub mod layout;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 mod probe;
 mod storage;
 

@@ -106,14 +106,14 @@ impl CudaStorage {
         }
     }
 
-    fn f32s(&self, op: &'static str) -> Result<&CudaSlice<f32>> {
+    pub(crate) fn f32s(&self, op: &'static str) -> Result<&CudaSlice<f32>> {
         match &self.buf {
             Buf::F32(x) => Ok(x),
             Buf::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
         }
     }
 
-    fn i64s(&self, op: &'static str) -> Result<&CudaSlice<i64>> {
+    pub(crate) fn i64s(&self, op: &'static str) -> Result<&CudaSlice<i64>> {
         match &self.buf {
             Buf::I64(x) => Ok(x),
             Buf::F32(_) => Err(dtype_err(op, DType::F32, DType::I64)),

@@ -2,8 +2,10 @@
 //! rank 0's state once and averaging gradients after every backward.
 
 use super::{problem, DistributedProblem, ProcessGroup};
+use crate::cpu::CpuStorage;
 use crate::module::{Module, ModuleExt, Param, Visitor, VisitorMut};
-use crate::{Error, Forward, Result, Tensor};
+use crate::{Error, Forward, HostData, Result, Tensor};
+use std::sync::Mutex;
 
 /// Default bucket size: PyTorch's `bucket_cap_mb=25`.
 const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
@@ -33,6 +35,10 @@ pub struct DistributedDataParallel<M> {
     group: ProcessGroup,
     /// Buckets of trainable parameters, in reduction order.
     buckets: Vec<Vec<Param>>,
+    /// Host buckets' send and receive buffers, reused every step: fresh multi-MB
+    /// buffers each step made glibc hand pages back to the OS and fault them in again
+    /// (1.3 M page faults in 150 W2 steps, the step 2-4x slower).
+    host: Mutex<(Vec<f32>, Vec<f32>)>,
 }
 
 impl<M: std::fmt::Debug> std::fmt::Debug for DistributedDataParallel<M> {
@@ -112,6 +118,7 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
         let ddp = DistributedDataParallel {
             group: group.clone(),
             buckets: Self::bucketize(&params, bucket_bytes),
+            host: Mutex::new((Vec::new(), Vec::new())),
             module,
         };
         ddp.broadcast_state(&params)?;
@@ -178,6 +185,10 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
         let scale = 1.0 / self.group.world_size() as f32;
         crate::no_grad(|| {
             for bucket in &self.buckets {
+                if bucket.iter().all(|p| p.device().is_cpu()) {
+                    self.sync_host_bucket(bucket, scale)?;
+                    continue;
+                }
                 let flat = flatten(bucket, |p| match p.grad() {
                     Some(g) => Ok(g),
                     None => {
@@ -193,6 +204,45 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
             }
             Ok(())
         })
+    }
+
+    /// A bucket of CPU parameters: the gradients are packed straight into the reused
+    /// send buffer, reduced by MPI into the reused receive buffer, and each parameter's
+    /// mean is cut out of it (one pass, no intermediate tensors).
+    fn sync_host_bucket(&self, bucket: &[Param], scale: f32) -> Result<()> {
+        let mut bufs = self.host.lock().unwrap_or_else(|e| e.into_inner());
+        let (send, recv) = &mut *bufs;
+        send.clear();
+        for p in bucket {
+            let n = p.numel();
+            match p.grad() {
+                None => send.resize(send.len() + n, 0.0),
+                Some(g) => match g.storage().as_any().downcast_ref::<CpuStorage>() {
+                    Some(c) => match c.data() {
+                        HostData::F32(v) if v.len() == n => send.extend_from_slice(v),
+                        other => {
+                            return Err(Error::DType {
+                                op: "DistributedDataParallel::sync_gradients",
+                                dtype: other.dtype(),
+                                expected: Some(crate::DType::F32),
+                            })
+                        }
+                    },
+                    None => send.extend(g.to_vec::<f32>()?),
+                },
+            }
+        }
+        recv.resize(send.len(), 0.0);
+        self.group.all_reduce_sum_into(send, recv, "all_reduce");
+        let mut at = 0;
+        for p in bucket {
+            let shape = p.shape().unwrap_or_default();
+            let n: usize = shape.iter().product();
+            let mean: Vec<f32> = recv[at..at + n].iter().map(|x| x * scale).collect();
+            p.set_grad(Some(Tensor::from_vec(mean, &shape)?));
+            at += n;
+        }
+        Ok(())
     }
 
     /// The number of gradient messages per step.

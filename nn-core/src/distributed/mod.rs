@@ -449,6 +449,15 @@ impl ProcessGroup {
         }
     }
 
+    /// Runs `f` (an engine's own collective, such as NCCL's communicator setup) under the
+    /// group's watchdog: if it has not returned after the collective timeout, a peer is
+    /// taken to be gone and the process exits as for a timed-out MPI collective. `f` must
+    /// not call the group's collectives (they would wait for this one).
+    pub fn watch<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> R {
+        let _c = self.call(op);
+        f()
+    }
+
     /// Blocks until every rank has called it.
     pub fn barrier(&self) -> Result<()> {
         let c = self.call("barrier");
@@ -558,13 +567,24 @@ impl ProcessGroup {
 
     fn reduce_slices<T: Equivalence + Copy + Default>(&self, v: &[T], op: &'static str) -> Vec<T> {
         let mut out = vec![T::default(); v.len()];
+        self.reduce_into(v, &mut out, op);
+        out
+    }
+
+    fn reduce_into<T: Equivalence>(&self, v: &[T], out: &mut [T], op: &'static str) {
         for (src, dst) in v.chunks(MAX_CHUNK).zip(out.chunks_mut(MAX_CHUNK)) {
             let c = self.call(op);
             c.comm
                 .world
                 .all_reduce_into(src, dst, SystemOperation::sum());
         }
-        out
+    }
+
+    /// `out` = the sum over ranks of `v` (same lengths on every rank, trusted), counted
+    /// as one all-reduce (DDP's host buckets, into a reused buffer).
+    pub(crate) fn all_reduce_sum_into(&self, v: &[f32], out: &mut [f32], op: &'static str) {
+        self.count_data(std::mem::size_of_val(v), true);
+        self.reduce_into(v, out, op);
     }
 
     fn upload(&self, data: HostData, shape: &[usize], device: &Device) -> Result<Tensor> {

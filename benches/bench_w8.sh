@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# W8 (benches/PEERS.md): the W2 train step data-parallel over 2 ranks of 1 thread vs 1
+# process of 1 thread, ours (examples/bench_distributed, Open MPI) and PyTorch's DDP on
+# Gloo (tools/bench_ddp_torch.py), interleaved in one run; prints every measurement as a
+# JSON line and then each implementation's scaling efficiency (PyTorch's definition:
+# speedup / world size at the same global batch, t_1proc / t_2ranks / 2).
+#
+#   benches/bench_w8.sh [ROUNDS]        # default 3 rounds; PYTHON=... picks the torch venv
+#
+# Needs Open MPI (apt-get install libopenmpi-dev openmpi-bin libclang-dev) and, for the
+# reference, PyTorch (default /work/venv-torch/bin/python; skipped when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+PY=${PYTHON:-/work/venv-torch/bin/python}
+cargo build --release --quiet --features mpi --example bench_distributed
+BIN=target/release/examples/bench_distributed
+MPIRUN=(mpirun --oversubscribe -np 2 --mca btl self,vader
+        --mca btl_vader_single_copy_mechanism none -x RAYON_NUM_THREADS=1)
+[ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+for r in $(seq "$ROUNDS"); do
+    echo "== round $r of $ROUNDS" >&2
+    RAYON_NUM_THREADS=1 "$BIN" --single --json | tee -a "$OUT"
+    "${MPIRUN[@]}" "$BIN" --json | tee -a "$OUT"
+    if [ -x "$PY" ]; then
+        "$PY" tools/bench_ddp_torch.py --world 1 | tee -a "$OUT"
+        "$PY" tools/bench_ddp_torch.py --world 2 | tee -a "$OUT"
+    fi
+done
+SUMMARY_PY=$PY
+[ -x "$SUMMARY_PY" ] || SUMMARY_PY=python3
+"$SUMMARY_PY" - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+for impl in ("nn", "torch"):
+    def med(variant, key="median_s"):
+        v = [r[key] for r in rows if r["impl"] == impl and r["variant"] == variant and key in r]
+        return statistics.median(v) if v else None
+    t1, t2 = med("1proc"), med("2ranks")
+    if t1 is None or t2 is None:
+        continue
+    speedup = t1 / t2
+    out = {"workload": "W8", "impl": impl, "variant": "efficiency", "world": 2,
+           "t_1proc_s": t1, "t_2ranks_s": t2, "speedup": round(speedup, 3),
+           "efficiency": round(speedup / 2, 3), "allreduce_s": med("2ranks", "allreduce_s"),
+           "allreduce_bytes": med("2ranks", "allreduce_bytes")}
+    if impl == "nn":
+        out["allreduce_in_step_s"] = med("2ranks", "allreduce_in_step_s")
+    print(json.dumps(out))
+    print(f"W8 {impl:5}: 1 proc {t1*1e3:.2f} ms/step, 2 ranks {t2*1e3:.2f} ms/step, "
+          f"speedup {speedup:.2f}, efficiency {100*speedup/2:.0f}% "
+          f"(all-reduce of {out['allreduce_bytes']/1e6:.1f} MB: {out['allreduce_s']*1e3:.2f} ms)",
+          file=sys.stderr)
+PY
