@@ -656,7 +656,7 @@ impl ProcessGroup {
         self.upload(out, &shape, &device)
     }
 
-    fn gather_slices<T: Equivalence + Copy + Default>(&self, v: &[T]) -> Result<Vec<T>> {
+    fn gather_slices<T: Equivalence + Copy + Default + 'static>(&self, v: &[T]) -> Result<Vec<T>> {
         let w = self.0.world_size;
         self.count_data(std::mem::size_of_val(v), false);
         if v.len() <= MAX_CHUNK {
