@@ -23,7 +23,7 @@
 //!
 //! # Several GPUs
 //!
-//! With the `nccl` feature, [`nccl::NcclEngine`] moves CUDA tensors of an
+//! With the `nccl` feature, `nccl::NcclEngine` moves CUDA tensors of an
 //! `nn_core::distributed::ProcessGroup` (one process per GPU, started by `mpirun`) through
 //! NCCL: all-reduce, broadcast and all-gather device to device, and so
 //! `DistributedDataParallel`'s gradient averaging. libnccl is loaded at run time, like the
