@@ -223,10 +223,13 @@ pub(super) fn gemm_bt(
     }
 }
 
-/// The AVX2/FMA body of [`gemm_bt`]: C in blocks of 4 rows (of A) x 2 columns (rows of B),
-/// eight 8-lane dot products kept in registers while the shared dimension is walked once
-/// (each A load serves two columns, each B load four rows), then summed across lanes
-/// together.
+/// The AVX2/FMA body of [`gemm_bt`]: C in blocks of up to 3 rows (of A) x 4 columns (rows
+/// of B), up to twelve 8-lane dot products kept in registers while the shared dimension is
+/// walked once (each A load serves four columns, each B load up to three rows); each row's
+/// four dot products are then summed across lanes together (three horizontal adds for
+/// four sums, where summing one at a time costs six instructions each: for a short shared
+/// dimension, such as a batch-2 `Linear(20, 256)`, the sums are most of the work). The
+/// last `n % 4` columns go one at a time.
 ///
 /// # Safety
 /// 1. The CPU supports AVX2 and FMA.
@@ -247,27 +250,25 @@ unsafe fn dots_avx2(
 ) {
     let mut i = 0;
     while i < m {
-        let rows = (m - i).min(4);
+        let rows = (m - i).min(3);
         let mut j = 0;
         while j < n {
-            let cols = (n - j).min(2);
+            let cols = if n - j >= 4 { 4 } else { 1 };
             // SAFETY: (1)-(3) are ours; the block's `rows` rows of A start at row `i` with
             // `i + rows <= m`, and its `cols` rows of B at row `j` with `j + cols <= n`.
             unsafe {
                 match (rows, cols) {
-                    (4, 2) => dot_block::<4, 2>(c, a, a_rs, b, n, k, i, j, acc),
-                    (3, 2) => dot_block::<3, 2>(c, a, a_rs, b, n, k, i, j, acc),
-                    (2, 2) => dot_block::<2, 2>(c, a, a_rs, b, n, k, i, j, acc),
-                    (1, 2) => dot_block::<1, 2>(c, a, a_rs, b, n, k, i, j, acc),
-                    (4, _) => dot_block::<4, 1>(c, a, a_rs, b, n, k, i, j, acc),
+                    (3, 4) => dot_block::<3, 4>(c, a, a_rs, b, n, k, i, j, acc),
+                    (2, 4) => dot_block::<2, 4>(c, a, a_rs, b, n, k, i, j, acc),
+                    (1, 4) => dot_block::<1, 4>(c, a, a_rs, b, n, k, i, j, acc),
                     (3, _) => dot_block::<3, 1>(c, a, a_rs, b, n, k, i, j, acc),
                     (2, _) => dot_block::<2, 1>(c, a, a_rs, b, n, k, i, j, acc),
                     _ => dot_block::<1, 1>(c, a, a_rs, b, n, k, i, j, acc),
                 }
             }
-            j += 2;
+            j += cols;
         }
-        i += 4;
+        i += rows;
     }
 }
 
@@ -303,33 +304,49 @@ unsafe fn dot_block<const R: usize, const S: usize>(
     // masked-off lanes are not accessed.
     unsafe {
         let mut p = 0;
+        // R A vectors, then one B vector at a time: R * S + R + 1 registers (at most 16)
         while p < body {
-            let mut bv = [_mm256_setzero_ps(); S];
-            for (t, v) in bv.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(bp.add((j + t) * k + p));
+            let mut av = [_mm256_setzero_ps(); R];
+            for (r, v) in av.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(ap.add((i + r) * a_rs + p));
             }
-            for (r, row) in s.iter_mut().enumerate() {
-                let av = _mm256_loadu_ps(ap.add((i + r) * a_rs + p));
-                for (acc, bv) in row.iter_mut().zip(bv) {
-                    *acc = _mm256_fmadd_ps(av, bv, *acc);
+            for t in 0..S {
+                let bv = _mm256_loadu_ps(bp.add((j + t) * k + p));
+                for (row, av) in s.iter_mut().zip(av) {
+                    row[t] = _mm256_fmadd_ps(av, bv, row[t]);
                 }
             }
             p += 8;
         }
         if tail > 0 {
-            let mut bv = [_mm256_setzero_ps(); S];
-            for (t, v) in bv.iter_mut().enumerate() {
-                *v = _mm256_maskload_ps(bp.add((j + t) * k + body), tmask);
+            let mut av = [_mm256_setzero_ps(); R];
+            for (r, v) in av.iter_mut().enumerate() {
+                *v = _mm256_maskload_ps(ap.add((i + r) * a_rs + body), tmask);
             }
-            for (r, row) in s.iter_mut().enumerate() {
-                let av = _mm256_maskload_ps(ap.add((i + r) * a_rs + body), tmask);
-                for (acc, bv) in row.iter_mut().zip(bv) {
-                    *acc = _mm256_fmadd_ps(av, bv, *acc);
+            for t in 0..S {
+                let bv = _mm256_maskload_ps(bp.add((j + t) * k + body), tmask);
+                for (row, av) in s.iter_mut().zip(av) {
+                    row[t] = _mm256_fmadd_ps(av, bv, row[t]);
                 }
             }
         }
     }
     for (r, row) in s.iter().enumerate() {
+        if let &[v0, v1, v2, v3] = &row[..] {
+            // SAFETY: AVX is enabled here (1); the four sums go to `c[(i + r) * n + j..][..4]`
+            // with `j + 4 <= n`, inside `c` (2), borrowed mutably.
+            unsafe {
+                let sums = hsum4(v0, v1, v2, v3);
+                let dst = cp.add((i + r) * n + j);
+                let v = if acc {
+                    _mm_add_ps(_mm_loadu_ps(dst), sums)
+                } else {
+                    sums
+                };
+                _mm_storeu_ps(dst, v);
+            }
+            continue;
+        }
         for (t, v) in row.iter().enumerate() {
             // SAFETY: AVX is enabled here (1).
             let sum = unsafe { hsum(*v) };
@@ -341,6 +358,23 @@ unsafe fn dot_block<const R: usize, const S: usize>(
             }
         }
     }
+}
+
+/// The lane sums of four vectors, `[sum(a), sum(b), sum(c), sum(d)]`.
+///
+/// # Safety
+/// 1. The CPU supports AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
+    // per 128-bit half: [a01, a23, b01, b23], [c01, c23, d01, d23], then [a, b, c, d]
+    let ab = _mm256_hadd_ps(a, b);
+    let cd = _mm256_hadd_ps(c, d);
+    let abcd = _mm256_hadd_ps(ab, cd);
+    _mm_add_ps(
+        _mm256_castps256_ps128(abcd),
+        _mm256_extractf128_ps(abcd, 1),
+    )
 }
 
 /// The sum of the 8 lanes of `v`.
