@@ -60,6 +60,57 @@ pub(crate) fn walk<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(Item<'a>)
     root.visit(&mut w);
 }
 
+/// The parameters of a tree, each once, in registration order, without building a name
+/// string per item: the dotted path lives in one buffer, extended and cut back as the walk
+/// descends (as [`walk`] does, every parameter met learns its path). `parameters()` and
+/// `zero_grad()` run every training step, so they cost no allocation per parameter.
+struct ParamWalk<'a, F> {
+    path: String,
+    seen: HashSet<u64>,
+    f: F,
+    _items: std::marker::PhantomData<&'a Param>,
+}
+
+impl<F> ParamWalk<'_, F> {
+    /// Appends `.name` (or `name` at the root) to the path; returns the length to cut
+    /// back to.
+    fn enter(&mut self, name: &str) -> usize {
+        let len = self.path.len();
+        if !self.path.is_empty() && !name.is_empty() {
+            self.path.push('.');
+        }
+        self.path.push_str(name);
+        len
+    }
+}
+
+impl<'a, F: FnMut(&'a Param)> Visitor<'a> for ParamWalk<'a, F> {
+    fn param(&mut self, name: &str, p: &'a Param) {
+        let len = self.enter(name);
+        p.learn_path(&self.path);
+        self.path.truncate(len);
+        if self.seen.insert(p.id()) {
+            (self.f)(p)
+        }
+    }
+    fn module(&mut self, name: &str, m: &'a dyn Module) {
+        let len = self.enter(name);
+        m.visit(self);
+        self.path.truncate(len);
+    }
+}
+
+/// Calls `f` once on every distinct parameter of `root`, in registration order.
+pub(crate) fn each_param<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(&'a Param)) {
+    let mut w = ParamWalk {
+        path: String::new(),
+        seen: HashSet::new(),
+        f,
+        _items: std::marker::PhantomData,
+    };
+    root.visit(&mut w);
+}
+
 /// Teaches the parameters of `child`, about to be placed under `name` in a container,
 /// their paths relative to that container (an outer model's traversal extends them).
 pub(crate) fn learn_paths(name: &str, child: &dyn Module) {
@@ -194,10 +245,9 @@ pub trait ModuleExt: Module {
 
     /// Parameter handles, each once.
     fn parameters(&self) -> Vec<Param> {
-        self.named_parameters()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
+        let mut out = Vec::new();
+        each_param(self, |p| out.push(p.clone()));
+        out
     }
 
     /// Buffers with dotted names, each once.
@@ -271,9 +321,7 @@ pub trait ModuleExt: Module {
 
     /// Clears every parameter's gradient.
     fn zero_grad(&self) {
-        for p in self.parameters() {
-            p.zero_grad();
-        }
+        each_param(self, Param::zero_grad);
     }
 
     /// Freezes (false) or unfreezes (true) every parameter.
