@@ -66,7 +66,7 @@ pub(crate) fn walk<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(Item<'a>)
 /// `zero_grad()` run every training step, so they cost no allocation per parameter.
 struct ParamWalk<'a, F> {
     path: String,
-    seen: HashSet<u64>,
+    seen: HashSet<u64, IdHash>,
     f: F,
     _items: std::marker::PhantomData<&'a Param>,
 }
@@ -100,11 +100,41 @@ impl<'a, F: FnMut(&'a Param)> Visitor<'a> for ParamWalk<'a, F> {
     }
 }
 
+/// Hashes parameter identities (process-unique counters, no attacker chooses them) with
+/// one multiply instead of SipHash: the set of seen parameters is filled every step.
+#[derive(Clone, Copy, Default)]
+struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing: the high bits (which hashbrown uses) depend on every bit of v
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Calls `f` once on every distinct parameter of `root`, in registration order.
 pub(crate) fn each_param<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(&'a Param)) {
     let mut w = ParamWalk {
         path: String::new(),
-        seen: HashSet::new(),
+        seen: HashSet::with_hasher(IdHash),
         f,
         _items: std::marker::PhantomData,
     };
