@@ -23,6 +23,10 @@ use nn::optim::{Optimizer, Sgd};
 use nn::{Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
 use std::time::Instant;
 
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+use bench_util::{Plan, Warm};
+
 const GLOBAL_BATCH: usize = 128;
 const REPS: usize = 7;
 const INNER: usize = 10;
@@ -44,24 +48,13 @@ fn mlp() -> Mlp {
 /// `WARM` warm-up calls (a count, not a time as in bench_report: every rank must make the
 /// same collective calls). `sync` runs before each batch (a barrier: the ranks start each
 /// batch together).
-fn time(
-    mut f: impl FnMut() -> Result<()>,
-    mut sync: impl FnMut() -> Result<()>,
-) -> Result<(f64, f64)> {
-    for _ in 0..WARM {
-        f()?;
+fn time(f: impl FnMut() -> Result<()>, sync: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    Plan {
+        warm: Warm::Calls(WARM),
+        reps: REPS,
+        inner: INNER,
     }
-    let mut v = Vec::with_capacity(REPS);
-    for _ in 0..REPS {
-        sync()?;
-        let t = Instant::now();
-        for _ in 0..INNER {
-            f()?;
-        }
-        v.push(t.elapsed().as_secs_f64() / INNER as f64);
-    }
-    v.sort_by(f64::total_cmp);
-    Ok((v[v.len() / 2], v[0]))
+    .run_with(f, sync)
 }
 
 fn threads() -> usize {

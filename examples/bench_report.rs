@@ -11,13 +11,17 @@
 use nn::optim::{Optimizer, Sgd};
 use nn::{DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+use bench_util::{Plan, Warm};
 
 /// `--calls N`: run each body exactly N times, untimed (0: time as usual).
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Median and best seconds per call of `f`, timed in `reps` batches of `inner` calls after
-/// a warm-up.
+/// a 300 ms warm-up (with `--calls N`: N untimed calls, NaN figures).
 fn time(reps: usize, inner: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
     let calls = CALLS.load(Ordering::Relaxed);
     if calls > 0 {
@@ -26,20 +30,12 @@ fn time(reps: usize, inner: usize, mut f: impl FnMut() -> Result<()>) -> Result<
         }
         return Ok((f64::NAN, f64::NAN));
     }
-    let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(300) {
-        f()?;
+    Plan {
+        warm: Warm::For(Duration::from_millis(300)),
+        reps,
+        inner,
     }
-    let mut v = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        for _ in 0..inner {
-            f()?;
-        }
-        v.push(t.elapsed().as_secs_f64() / inner as f64);
-    }
-    v.sort_by(f64::total_cmp);
-    Ok((v[v.len() / 2], v[0]))
+    .run(f)
 }
 
 /// One measured variant of a workload.

@@ -15,22 +15,14 @@
 
 use nn::layers::EncoderLayerConfig;
 use nn::{Forward, ModuleExt, Result, Tensor, TransformerEncoderLayer};
-use std::time::{Duration, Instant};
 
-/// Median and best seconds per call of `f`, `reps` timed calls after a warm-up.
-fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
-    let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(500) {
-        f()?;
-    }
-    let mut v = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        v.push(t.elapsed().as_secs_f64());
-    }
-    v.sort_by(f64::total_cmp);
-    Ok((v[v.len() / 2], v[0]))
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+use bench_util::Plan;
+
+/// Median and best seconds per call of `f`, `reps` timed calls after a 500 ms warm-up.
+fn time(reps: usize, f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    Plan::after_ms(500, reps).run(f)
 }
 
 fn main() -> Result<()> {
