@@ -452,24 +452,56 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     fn cast(&self, dtype: DType) -> Result<Storage>;
     /// The columns of the f32 image `self` (`spec.image_len()` elements) under `spec`
     /// (`spec.cols_len()` elements, laid out as `spec.batch_inner` says). The default
-    /// gathers with [`BackendStorage::index_select`] from the image with the padding
-    /// value appended; backends override it with a direct copy.
+    /// gathers one sample's indices from every sample with
+    /// [`BackendStorage::index_select`] (the padding value appended to each), then
+    /// permutes the batch inside; backends override it with a direct copy.
     fn im2col(&self, spec: &Im2ColSpec) -> Result<Storage> {
-        let (len, dev) = (spec.image_len(), self.device());
-        let pad = dev.upload(HostData::F32(vec![spec.pad_value]))?;
-        let src = self.cat(&[len], &[(pad.as_ref(), &[1])], 0)?;
-        let idx = dev.upload(HostData::I64(spec.indices()))?;
-        src.index_select(&[len + 1], 0, idx.as_ref())
+        let (n, dev) = (spec.batch, self.device());
+        let per = spec.image_len() / n.max(1);
+        let one = Im2ColSpec {
+            batch: 1,
+            batch_inner: false,
+            ..*spec
+        };
+        let (taps, l) = (
+            spec.channels * spec.kernel[0] * spec.kernel[1],
+            spec.output[0] * spec.output[1],
+        );
+        let pad = dev.upload(HostData::F32(vec![spec.pad_value; n]))?;
+        let src = self.cat(&[n, per], &[(pad.as_ref(), &[n, 1])], 1)?;
+        let idx = dev.upload(HostData::I64(one.indices()))?;
+        let cols = src.index_select(&[n, per + 1], 1, idx.as_ref())?;
+        if spec.batch_inner {
+            cols.permute(&[n, taps, l], &[1, 0, 2])
+        } else {
+            Ok(cols)
+        }
     }
     /// The adjoint of [`BackendStorage::im2col`]: the image (`spec.image_len()`
     /// elements) with every column element of `self` added at the position it was read
     /// from (padding reads are dropped). The default scatters with
     /// [`BackendStorage::index_add`].
     fn col2im(&self, spec: &Im2ColSpec) -> Result<Storage> {
-        let (len, dev) = (spec.image_len(), self.device());
-        let idx = dev.upload(HostData::I64(spec.indices()))?;
-        let img = self.index_add(&[spec.cols_len()], 0, idx.as_ref(), &[len + 1])?;
-        img.narrow(&[len + 1], 0, 0, len)
+        let (n, dev) = (spec.batch, self.device());
+        let per = spec.image_len() / n.max(1);
+        let one = Im2ColSpec {
+            batch: 1,
+            batch_inner: false,
+            ..*spec
+        };
+        let (taps, l) = (
+            spec.channels * spec.kernel[0] * spec.kernel[1],
+            spec.output[0] * spec.output[1],
+        );
+        let idx = dev.upload(HostData::I64(one.indices()))?;
+        let (shape, out) = ([n, taps * l], [n, per + 1]);
+        let img = if spec.batch_inner {
+            let cols = self.permute(&[taps, n, l], &[1, 0, 2])?;
+            cols.index_add(&shape, 1, idx.as_ref(), &out)?
+        } else {
+            self.index_add(&shape, 1, idx.as_ref(), &out)?
+        };
+        img.narrow(&[n, per + 1], 1, 0, per)
     }
 }
 
