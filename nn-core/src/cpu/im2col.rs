@@ -29,6 +29,25 @@ pub(super) fn check_spec(op: &'static str, spec: &Im2ColSpec) -> Result<(usize, 
             "must be positive",
         ));
     }
+    for d in 0..2 {
+        // the largest position `source` computes must not overflow
+        let far = spec.output[d]
+            .saturating_sub(1)
+            .checked_mul(spec.stride[d])
+            .and_then(|a| {
+                spec.kernel[d]
+                    .saturating_sub(1)
+                    .checked_mul(spec.dilation[d])
+                    .and_then(|b| a.checked_add(b))
+            });
+        if far.is_none() {
+            return Err(Error::bad_shape(
+                op,
+                &[spec.output[0], spec.output[1]],
+                "window positions overflow usize",
+            ));
+        }
+    }
     Ok((image, cols))
 }
 
@@ -43,7 +62,7 @@ fn valid_cols(spec: &Im2ColSpec, q: usize) -> (usize, usize, usize) {
         (pl - off).div_ceil(sw)
     };
     let j1 = if w + pl > off {
-        ow.min((w - 1 + pl - off) / sw + 1)
+        ow.min((w + pl - off - 1) / sw + 1)
     } else {
         0
     };

@@ -281,6 +281,9 @@ mod tests {
         let mut zero = spec(&w, 1, 1, true, 0.0);
         zero.stride = [0, 1];
         assert!(x.storage().im2col(&zero).is_err());
+        let mut far = spec(&w, 1, 1, true, 0.0);
+        far.dilation = [usize::MAX, 1];
+        assert!(x.storage().im2col(&far).is_err());
         Ok(())
     }
 }
