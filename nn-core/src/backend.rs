@@ -177,6 +177,102 @@ pub struct AdamStep {
     pub weight_decay: f32,
 }
 
+/// The window geometry of an im2col ([`BackendStorage::im2col`]) and of its adjoint
+/// col2im: an image `[batch, channels, h, w]` (contiguous f32) and the columns holding,
+/// for every channel `c`, tap `(p, q)` and output position `(i, j)`, the padded input at
+/// row `i*sh + p*dh - pad_top`, column `j*sw + q*dw - pad_left` (`pad_value` outside the
+/// image). The caller computed `output` from the rest and checked every size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Im2ColSpec {
+    /// Samples `n`.
+    pub batch: usize,
+    /// Channels `c`.
+    pub channels: usize,
+    /// Image size `[h, w]`.
+    pub input: [usize; 2],
+    /// Window size `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Window step `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// Padding `[[top, bottom], [left, right]]`.
+    pub padding: [[usize; 2]; 2],
+    /// Tap spacing `[dh, dw]`.
+    pub dilation: [usize; 2],
+    /// Output positions `[oh, ow]`.
+    pub output: [usize; 2],
+    /// Columns laid out `[c, kh, kw, n, oh, ow]` (a convolution's product operand, one
+    /// matrix for the whole batch) when true, `[n, c, kh, kw, oh, ow]` (pools) when false.
+    pub batch_inner: bool,
+    /// What the padding reads (0 for convolutions, -inf for max pooling).
+    pub pad_value: f32,
+}
+
+impl Im2ColSpec {
+    /// Elements of the image, `n * c * h * w`.
+    pub fn image_len(&self) -> usize {
+        self.batch * self.channels * self.input[0] * self.input[1]
+    }
+    /// Elements of the columns, `n * c * kh * kw * oh * ow`.
+    pub fn cols_len(&self) -> usize {
+        self.batch
+            * self.channels
+            * self.kernel[0]
+            * self.kernel[1]
+            * self.output[0]
+            * self.output[1]
+    }
+    /// Image row (`d = 0`) or column (`d = 1`) read at output position `o`, tap `k`;
+    /// `None` in the padding.
+    pub fn source(&self, d: usize, o: usize, k: usize) -> Option<usize> {
+        let p = (o * self.stride[d] + k * self.dilation[d]).checked_sub(self.padding[d][0])?;
+        (p < self.input[d]).then_some(p)
+    }
+    /// For each column element, its index into the flattened image, `image_len()` (one
+    /// past the end) for the padding: the gather the default implementations run.
+    pub fn indices(&self) -> Vec<i64> {
+        let [h, w] = self.input;
+        let [kh, kw] = self.kernel;
+        let [oh, ow] = self.output;
+        let (n, c) = (self.batch, self.channels);
+        let pad = self.image_len() as i64;
+        let mut idx = Vec::with_capacity(self.cols_len());
+        let row = |b: usize, ch: usize, p: usize, q: usize, idx: &mut Vec<i64>| {
+            let base = (b * c + ch) * h * w;
+            for i in 0..oh {
+                let r = self.source(0, i, p);
+                for j in 0..ow {
+                    idx.push(match (r, self.source(1, j, q)) {
+                        (Some(r), Some(s)) => (base + r * w + s) as i64,
+                        _ => pad,
+                    });
+                }
+            }
+        };
+        if self.batch_inner {
+            for ch in 0..c {
+                for p in 0..kh {
+                    for q in 0..kw {
+                        for b in 0..n {
+                            row(b, ch, p, q, &mut idx);
+                        }
+                    }
+                }
+            }
+        } else {
+            for b in 0..n {
+                for ch in 0..c {
+                    for p in 0..kh {
+                        for q in 0..kw {
+                            row(b, ch, p, q, &mut idx);
+                        }
+                    }
+                }
+            }
+        }
+        idx
+    }
+}
+
 /// Storage of one tensor on one device: contiguous, row-major, one dtype.
 pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// The device holding this storage.
@@ -354,6 +450,59 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     ) -> Result<Storage>;
     /// Conversion to another dtype.
     fn cast(&self, dtype: DType) -> Result<Storage>;
+    /// The columns of the f32 image `self` (`spec.image_len()` elements) under `spec`
+    /// (`spec.cols_len()` elements, laid out as `spec.batch_inner` says). The default
+    /// gathers one sample's indices from every sample with
+    /// [`BackendStorage::index_select`] (the padding value appended to each), then
+    /// permutes the batch inside; backends override it with a direct copy.
+    fn im2col(&self, spec: &Im2ColSpec) -> Result<Storage> {
+        let (n, dev) = (spec.batch, self.device());
+        let per = spec.image_len() / n.max(1);
+        let one = Im2ColSpec {
+            batch: 1,
+            batch_inner: false,
+            ..*spec
+        };
+        let (taps, l) = (
+            spec.channels * spec.kernel[0] * spec.kernel[1],
+            spec.output[0] * spec.output[1],
+        );
+        let pad = dev.upload(HostData::F32(vec![spec.pad_value; n]))?;
+        let src = self.cat(&[n, per], &[(pad.as_ref(), &[n, 1])], 1)?;
+        let idx = dev.upload(HostData::I64(one.indices()))?;
+        let cols = src.index_select(&[n, per + 1], 1, idx.as_ref())?;
+        if spec.batch_inner {
+            cols.permute(&[n, taps, l], &[1, 0, 2])
+        } else {
+            Ok(cols)
+        }
+    }
+    /// The adjoint of [`BackendStorage::im2col`]: the image (`spec.image_len()`
+    /// elements) with every column element of `self` added at the position it was read
+    /// from (padding reads are dropped). The default scatters with
+    /// [`BackendStorage::index_add`].
+    fn col2im(&self, spec: &Im2ColSpec) -> Result<Storage> {
+        let (n, dev) = (spec.batch, self.device());
+        let per = spec.image_len() / n.max(1);
+        let one = Im2ColSpec {
+            batch: 1,
+            batch_inner: false,
+            ..*spec
+        };
+        let (taps, l) = (
+            spec.channels * spec.kernel[0] * spec.kernel[1],
+            spec.output[0] * spec.output[1],
+        );
+        let idx = dev.upload(HostData::I64(one.indices()))?;
+        let (shape, out) = ([n, taps * l], [n, per + 1]);
+        let img = if spec.batch_inner {
+            let cols = self.permute(&[taps, n, l], &[1, 0, 2])?;
+            cols.index_add(&shape, 1, idx.as_ref(), &out)?
+        } else {
+            self.index_add(&shape, 1, idx.as_ref(), &out)?
+        };
+        img.narrow(&[n, per + 1], 1, 0, per)
+    }
 }
 
 /// A shared handle on backend storage.

@@ -27,8 +27,13 @@ pub(super) fn permute<T: Copy + 'static>(
     let mut idx = vec![0usize; last];
     let mut o = 0usize;
     for _ in 0..outer {
-        for j in 0..inner {
-            res.push(x[o + j * is]);
+        if is == 1 {
+            // the innermost dim stays innermost: whole runs move at once
+            res.extend_from_slice(&x[o..o + inner]);
+        } else {
+            for j in 0..inner {
+                res.push(x[o + j * is]);
+            }
         }
         for d in (0..last).rev() {
             idx[d] += 1;

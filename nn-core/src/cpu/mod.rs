@@ -9,6 +9,7 @@ mod check;
 mod copy;
 mod denormal;
 mod elementwise;
+mod im2col;
 mod loss;
 mod matmul;
 mod optim;
@@ -22,7 +23,7 @@ mod tests;
 pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
-    AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
+    AdamStep, BackendStorage, BinaryOp, Im2ColSpec, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
 };
 use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;
@@ -475,5 +476,19 @@ impl BackendStorage for CpuStorage {
 
     fn cast(&self, dtype: DType) -> Result<Storage> {
         out(elementwise::cast(&self.0, dtype)?)
+    }
+
+    fn im2col(&self, spec: &Im2ColSpec) -> Result<Storage> {
+        let x = self.0.f32s("im2col")?;
+        let (image, cols) = im2col::check_spec("im2col", spec)?;
+        check::lens("im2col", x.len(), &[image])?;
+        out(HostData::F32(im2col::im2col(x, spec, cols)?))
+    }
+
+    fn col2im(&self, spec: &Im2ColSpec) -> Result<Storage> {
+        let c = self.0.f32s("col2im")?;
+        let (image, cols) = im2col::check_spec("col2im", spec)?;
+        check::lens("col2im", c.len(), &[cols])?;
+        out(HostData::F32(im2col::col2im(c, spec, image)?))
     }
 }

@@ -200,3 +200,43 @@ fn huge_allocations_are_out_of_memory_errors() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn reductions_over_scattered_axes_match_a_per_element_walk() -> Result<()> {
+    // axis sets with reduced and kept dims interleaved (batch norm's [0, 2, 3]), size-1
+    // dims, and rows longer and shorter than the eight running sums
+    let cases: [(&[usize], &[usize]); 5] = [
+        (&[2, 3, 4, 5], &[0, 2, 3]),
+        (&[3, 1, 2, 9], &[0, 3]),
+        (&[2, 3, 4], &[0, 2]),
+        (&[4, 2, 3], &[1]),
+        (&[1, 1, 1], &[0, 2]),
+    ];
+    for (shape, axes) in cases {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
+        let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
+        let n_out: usize = kept.iter().map(|&d| shape[d]).product();
+        let strides = crate::shape::strides(shape);
+        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+            let mut want = vec![Vec::new(); n_out];
+            for (i, &x) in v.iter().enumerate() {
+                let o = kept
+                    .iter()
+                    .fold(0, |o, &d| o * shape[d] + i / strides[d] % shape[d]);
+                want[o].push(x);
+            }
+            let got = f32s(&v)?.reduce(op, shape, axes)?.to_host()?;
+            let got = got.f32s("test")?;
+            for (g, w) in got.iter().zip(&want) {
+                let w = match op {
+                    ReduceOp::Sum => w.iter().sum::<f32>(),
+                    ReduceOp::Max => w.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                    _ => w.iter().copied().fold(f32::INFINITY, f32::min),
+                };
+                assert_eq!(*g, w, "{shape:?} {axes:?} {op:?}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -376,8 +376,13 @@ impl<const D: usize> Forward for BatchNorm<D> {
             let xc = x.sub(&rm.get().reshape(&bshape)?)?;
             (xc, rv.get().reshape(&bshape)?)
         };
-        let y = xc.mul(&var.add_scalar(self.eps as f32)?.powf(-0.5)?)?;
-        channel_affine(y, self.weight.as_ref(), self.bias.as_ref(), &bshape)
+        // the weight joins the per-channel 1/sqrt(var + eps) before it meets the
+        // activations: one full-size product (and its backward) instead of two
+        let mut scale = var.add_scalar(self.eps as f32)?.powf(-0.5)?;
+        if let Some(w) = &self.weight {
+            scale = scale.mul(&w.tensor()?.reshape(&bshape)?)?;
+        }
+        channel_affine(xc.mul(&scale)?, None, self.bias.as_ref(), &bshape)
     }
 }
 

@@ -7,20 +7,19 @@
 //! ```
 //!
 //! with `h_out = floor((h + pad_top + pad_bottom - dh*(kh-1) - 1) / sh) + 1` (same for w).
-//! It is computed as a gather then one matrix product per group: the windows of each
-//! sample are gathered (`index_select` on the flattened input, an index one past the
-//! end reading the padding value), laid out as `cols [g, (c/g)*kh*kw, n*h_out*w_out]`,
-//! and `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`, `[o, n, h_out, w_out]` permuted to
-//! `[n, o, h_out, w_out]`. So the backward needs no code of its own: d cols = w^T dy,
-//! dx = the scatter-add of d cols to the windows' positions (index_select's adjoint),
-//! dw = dy cols^T, db = sum of dy over n, h, w. Every step is a backend primitive, so
-//! convolutions run on every backend.
+//! It is computed as im2col then one matrix product per group: the windows of the
+//! batch are copied ([`super::im2col`], a backend primitive) into `cols [g, (c/g)*kh*kw,
+//! n*h_out*w_out]`, and `y = w.reshape([g, o/g, (c/g)*kh*kw]) @ cols`, `[o, n, h_out,
+//! w_out]` permuted to `[n, o, h_out, w_out]`. The backward is im2col's and the product's:
+//! d cols = w^T dy, dx = col2im(d cols) (the scatter-add of the columns back to the
+//! windows' positions), dw = dy cols^T, db = sum of dy over n, h, w.
 //!
 //! NOTE: the batch goes into the columns, not into a batch dim of the product: with
 //! `cols [n, g, taps, l]` and `w` broadcast over n, autograd computes dw as n products
 //! `[o, taps]` then sums them, an `n * o * taps` temporary per layer (for ResNet-18 at
 //! batch 8, 8x the model's size, summed by a reduction every step).
 
+use super::im2col::im2col;
 use crate::{DType, Error, Result, Tensor};
 
 /// Hyper-parameters of a 2-d convolution, as `F.conv2d` takes them (padding may differ
@@ -168,40 +167,6 @@ impl Windows {
     pub(crate) fn positions(&self) -> usize {
         self.output[0] * self.output[1]
     }
-
-    /// Input row (or column) read by output position `o`, tap `k` along dim `d`; `None`
-    /// in the padding.
-    fn source(&self, d: usize, o: usize, k: usize) -> Option<usize> {
-        let p = (o * self.stride[d] + k * self.dilation[d]).checked_sub(self.padding[d][0])?;
-        (p < self.input[d]).then_some(p)
-    }
-
-    /// Indices into one sample's flattened `[channels, h, w]`, laid out
-    /// `[channels, kh, kw, h_out, w_out]`; `channels * h * w` (one past the end) marks
-    /// padding.
-    pub(crate) fn im2col_indices(&self, channels: usize) -> Vec<i64> {
-        let [h, w] = self.input;
-        let [kh, kw] = self.kernel;
-        let [oh, ow] = self.output;
-        let pad = (channels * h * w) as i64;
-        let mut idx = Vec::with_capacity(channels * kh * kw * oh * ow);
-        for c in 0..channels {
-            for p in 0..kh {
-                for q in 0..kw {
-                    for i in 0..oh {
-                        let row = self.source(0, i, p);
-                        for j in 0..ow {
-                            idx.push(match (row, self.source(1, j, q)) {
-                                (Some(r), Some(s)) => (c * h * w + r * w + s) as i64,
-                                _ => pad,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        idx
-    }
 }
 
 /// Gathers `x [n, c, h, w]` at `idx` (into the flattened `[c, h, w]` of each sample, one
@@ -315,18 +280,16 @@ impl Tensor {
         crate::shape::checked_numel(OP, &[n, c, kh * kw, l])?;
         let direct =
             kh == 1 && kw == 1 && opts.stride == [1, 1] && opts.padding == [[0, 0], [0, 0]];
-        // [n, c * kh * kw, l] -> [c * kh * kw, n, l]: the indices of one sample serve
-        // the whole batch (an index per element of the batch would cost more to build
-        // and check than this copy)
-        let per_sample = if direct {
+        // one column matrix for the whole batch, [c * kh * kw, n * l]: a product per
+        // group covers every sample (see the NOTE above)
+        let cols = if direct {
             self.reshape(&[n, c, l])?
+                .permute(&[1, 0, 2])?
+                .contiguous()?
         } else {
-            gather(self, win.im2col_indices(c), 0.0)?.reshape(&[n, g * taps, l])?
-        };
-        let cols = per_sample
-            .permute(&[1, 0, 2])?
-            .contiguous()?
-            .reshape(&[g, taps, n * l])?;
+            im2col(self, &win, true, 0.0)?
+        }
+        .reshape(&[g, taps, n * l])?;
         let wm = weight.reshape(&[g, o / g, taps])?;
         let y = wm
             .matmul(&cols)?

@@ -7,6 +7,7 @@
 mod activations;
 mod binary;
 mod conv;
+mod im2col;
 mod indexing;
 mod linear;
 mod loss;

@@ -16,6 +16,7 @@
 //! padded input, otherwise the real elements it covers.
 
 use super::conv::{check_input, gather, Windows};
+use super::im2col::im2col;
 use crate::{Error, Result, Tensor};
 
 /// Window options of a 2-d pooling (PyTorch's `MaxPool2d` / `AvgPool2d` arguments).
@@ -108,7 +109,7 @@ fn windows_of(x: &Tensor, win: &Windows, pad_value: f32) -> Result<Tensor> {
     let [n, c] = [x.shape()[0], x.shape()[1]];
     let taps = win.kernel[0] * win.kernel[1];
     crate::shape::checked_numel("pool", &[n, c, taps, win.positions()])?;
-    gather(x, win.im2col_indices(c), pad_value)?.reshape(&[n, c, taps, win.positions()])
+    im2col(x, win, false, pad_value)?.reshape(&[n, c, taps, win.positions()])
 }
 
 impl Tensor {

@@ -166,22 +166,27 @@ impl Tensor {
                 "reduction over an empty axis",
             ));
         }
-        // values = x gathered at the index: a one-hot mask along `a` times x, summed.
-        // The mask is a constant, so d values / d x is that mask: one 1 per slice.
+        // values = x gathered at the index (flat positions `(o * red + picked) * inner +
+        // i`), so d values / d x is index_select's adjoint: one 1 per slice. A gather, not
+        // a one-hot mask times x: no full-size mask and no 0 * inf NaN (max pooling's
+        // padding is -inf).
         let picked = match op {
             ReduceOp::Min => self.neg()?.argmax(a as isize, true)?,
             _ => self.argmax(a as isize, true)?,
         };
-        let mut pos_shape = vec![1; self.rank()];
-        pos_shape[a] = self.shape()[a];
-        let pos = Tensor::arange(0, self.shape()[a] as i64)
-            .reshape(&pos_shape)?
-            .to_device(&self.device())?;
-        let mask = pos.eq(&picked)?.to_dtype(DType::F32)?;
-        // where(mask, x, 0) rather than mask * x: an infinite x must not become NaN
-        let zero = Tensor::zeros(&[]).to_device(&self.device())?;
-        Tensor::where_cond(&mask, self, &zero)?
-            .sum_axes_keepdim(&[a])?
+        let shape = self.shape();
+        let outer: usize = shape[..a].iter().product();
+        let (red, inner) = (shape[a], shape[a + 1..].iter().product::<usize>());
+        let base: Vec<i64> = (0..outer)
+            .flat_map(|o| (0..inner).map(move |i| (o * red * inner + i) as i64))
+            .collect();
+        let base = Tensor::from_vec(base, picked.shape())?.to_device(&self.device())?;
+        let stride = Tensor::from_vec(vec![inner as i64], &[])?.to_device(&self.device())?;
+        let flat = picked.mul(&stride)?.add(&base)?;
+        let len = flat.numel();
+        self.reshape(&[self.numel()])?
+            .index_select(0, &flat.reshape(&[len])?)?
+            .reshape(picked.shape())?
             .drop_dim(a, keepdim)
     }
 

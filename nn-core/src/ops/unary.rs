@@ -42,6 +42,8 @@ impl Tensor {
                         }
                         UnaryOp::Sigmoid => g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?,
                         UnaryOp::Tanh => g.mul(&y.mul(&y)?.affine(-1.0, 1.0)?)?,
+                        // d x^2 = 2x: one pass, not a powf and a scale
+                        UnaryOp::Powf(2.0) => g.mul(&x.mul_scalar(2.0)?)?,
                         UnaryOp::Powf(e) => g.mul(&x.powf(e - 1.0)?.mul_scalar(e)?)?,
                         UnaryOp::Affine { mul, .. } => g.mul_scalar(mul)?,
                         // piecewise constant: zero gradient
