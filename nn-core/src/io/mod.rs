@@ -92,6 +92,7 @@ mod checkpoint;
 mod format;
 mod load;
 mod native;
+mod native2;
 mod pickle;
 mod report;
 mod safetensors;
@@ -106,7 +107,8 @@ pub use self::safetensors::{
 pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
 pub use format::FileFormat;
 pub use load::LoadOptions;
-pub use native::{frame, from_bytes, to_bytes, HEADER_LEN, MAGIC, VERSION};
+pub use native::{frame, from_bytes, to_bytes, to_bytes_v1, HEADER_LEN, MAGIC, VERSION};
+pub use native2::HEADER_LEN as HEADER_LEN_V2;
 pub use report::{LoadReport, Mismatch};
 pub use summary::{inspect, inspect_bytes, select, to_float_dtype, FileSummary, TensorSummary};
 
