@@ -108,7 +108,7 @@ pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
 pub use format::FileFormat;
 pub use load::LoadOptions;
 pub use native::{frame, from_bytes, to_bytes, to_bytes_v1, HEADER_LEN, MAGIC, VERSION};
-pub use native2::HEADER_LEN as HEADER_LEN_V2;
+pub use native2::{frame as frame_v2, HEADER_LEN as HEADER_LEN_V2};
 pub use report::{LoadReport, Mismatch};
 pub use summary::{inspect, inspect_bytes, select, to_float_dtype, FileSummary, TensorSummary};
 
@@ -219,3 +219,6 @@ mod tests_dtypes;
 
 #[cfg(test)]
 mod tests_torch;
+
+#[cfg(test)]
+mod tests_v2;

@@ -146,14 +146,14 @@ pub(crate) fn check_ref(
         .checked_add(len)
         .filter(|&e| e <= data_len)
         .ok_or_else(|| {
-            format!("its data at {off}+{len} lies outside the {data_len}-byte data section")
+            format!("data at {off}+{len} lies outside the {data_len}-byte data section")
         })?;
     if off % ALIGN != 0 {
-        return Err(format!("its data offset {off} is not {ALIGN}-byte aligned"));
+        return Err(format!("data offset {off} is not {ALIGN}-byte aligned"));
     }
     if off < next {
         return Err(format!(
-            "its data at {off}..{end} overlaps the previous tensor's (which ends at {next})"
+            "data at {off}..{end} overlaps the previous tensor's (which ends at {next})"
         ));
     }
     Ok(end)
@@ -323,6 +323,32 @@ pub(crate) fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
+/// A version-2 file around a raw skeleton and data section, with valid sums over
+/// `chunk`-byte chunks (tests and the fuzz target use it to reach the skeleton decoder
+/// and the reference checks past the checksums). `chunk` is clamped to the sizes
+/// readers accept.
+#[doc(hidden)]
+pub fn frame(skeleton: &[u8], data: &[u8], chunk: u64) -> Vec<u8> {
+    let chunk = chunk.clamp(MIN_CHUNK, MAX_CHUNK).next_power_of_two();
+    let plan = Plan {
+        skeleton: skeleton.to_vec(),
+        tensors: Vec::new(),
+        data_len: data.len() as u64,
+        chunk,
+    };
+    let Ok(mut head) = plan.head() else {
+        return Vec::new();
+    };
+    let at = HEADER_LEN + skeleton.len();
+    for (i, c) in data.chunks(chunk as usize).enumerate() {
+        head[at + 8 * i..at + 8 * i + 8].copy_from_slice(&xxh3_64(c).to_le_bytes());
+    }
+    let sum = head_sum(&head);
+    head[SUM_AT..SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+    head.extend_from_slice(data);
+    head
+}
+
 // ---------------------------------------------------------------------------------------
 // Reading.
 
@@ -366,14 +392,14 @@ pub(crate) fn check_head(file: &[u8]) -> std::result::Result<Layout, String> {
         .checked_add(m)
         .and_then(|x| x.checked_add(table))
         .ok_or("header sizes overflow")?;
-    if d % ALIGN != 0 || d < need {
-        return Err(format!(
-            "data offset {d} is not {ALIGN}-aligned or leaves no room for the {m}-byte skeleton and {table}-byte chunk table"
-        ));
-    }
     if d.checked_add(l) != Some(n) {
         return Err(format!(
             "header declares {d} + {l} bytes but the file has {n} (truncated or damaged file)"
+        ));
+    }
+    if d % ALIGN != 0 || d < need {
+        return Err(format!(
+            "data offset {d} is not {ALIGN}-aligned or leaves no room for the {m}-byte skeleton and {table}-byte chunk table"
         ));
     }
     let (want, got) = (le_u64(file, SUM_AT), head_sum(&file[..d as usize]));
