@@ -10,7 +10,7 @@
 //! ceiling of any load that copies into a model's existing parameters). The memory rows
 //! run each load in a fresh child process (`--rss-child KIND PATH`) that builds the model,
 //! loads once and reports its peak resident set (Linux `VmHWM`); the model alone is the
-//! `model only` row.
+//! `model only` row. `--load-only` times only the two loads into a model (for a profiler).
 
 use nn::io;
 use nn::{Linear, ModuleExt, Result, Sequential, Tensor};
@@ -129,6 +129,8 @@ fn main() -> Result<()> {
         return rss_child(kind, path);
     }
     let json = args.iter().any(|a| a == "--json");
+    // only the two loads into a model (for profiling them)
+    let load_only = args.iter().any(|a| a == "--load-only");
     let dir = args
         .iter()
         .find(|a| !a.starts_with("--"))
@@ -154,10 +156,14 @@ fn main() -> Result<()> {
     let x = Tensor::rand(&[1, 5000]);
     for (name, file) in [("native", "w4.params"), ("safetensors", "w4.safetensors")] {
         let path = dir.join(file);
-        out.row(
-            &format!("{name} save (fsync)"),
-            time(5, || net.save(&path))?,
-        );
+        if load_only {
+            net.save(&path)?;
+        } else {
+            out.row(
+                &format!("{name} save (fsync)"),
+                time(5, || net.save(&path))?,
+            );
+        }
         let verified = if name == "native" {
             ", checksum verified"
         } else {
@@ -177,6 +183,9 @@ fn main() -> Result<()> {
                 expected: "the saved model's".into(),
             });
         }
+        if load_only {
+            continue;
+        }
         out.row(
             &format!("{name} load_state_dict_file (new tensors{verified})"),
             time(5, || io::load_state_dict_file(&path).map(|_| ()))?,
@@ -187,6 +196,9 @@ fn main() -> Result<()> {
                 time(5, || io::inspect(&path).map(|_| ()))?,
             );
         }
+    }
+    if load_only {
+        return std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e));
     }
     // machine baselines for the same bytes
     let path = dir.join("w4.params");

@@ -281,10 +281,55 @@ impl FileBytes {
         dst.par_chunks_mut(PIECE)
             .zip(src.par_chunks(PIECE))
             .for_each(|(d, s)| {
-                d.copy_from_slice(s);
+                stream_copy(d, s);
                 self.release(s);
             });
     }
+}
+
+/// Copies `src` into `dst` (of the same length) with non-temporal stores on x86-64:
+/// the destination (a model's parameters) is not read back soon, and streaming stores
+/// skip reading each destination line into the cache first. glibc's `memcpy` does this
+/// only above its threshold (192 MiB on the 2-core EPYC we measure on), which no single
+/// piece or parameter reaches: 16 MiB pieces copied from a mapping went from 77 ms to
+/// 55 ms per 400 MB there.
+pub(crate) fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        let head = dst.as_ptr().align_offset(16).min(n);
+        dst[..head].copy_from_slice(&src[..head]);
+        let body = (n - head) / 64 * 64;
+        let (d, s) = (dst[head..].as_mut_ptr(), src[head..].as_ptr());
+        let mut i = 0;
+        while i < body {
+            // SAFETY: SSE2 is part of the x86-64 baseline. `i + 64 <= body <= n - head`,
+            // so the four 16-byte loads read inside `src[head..]` and the four stores write
+            // inside `dst[head..]`; loads are unaligned (`loadu`), and stores are 16-byte
+            // aligned because `d` is (`head` aligned it) and `i` is a multiple of 64. The
+            // slices are distinct (`&mut` and `&`), so they do not overlap.
+            unsafe {
+                let a = _mm_loadu_si128(s.add(i).cast::<__m128i>());
+                let b = _mm_loadu_si128(s.add(i + 16).cast::<__m128i>());
+                let c = _mm_loadu_si128(s.add(i + 32).cast::<__m128i>());
+                let e = _mm_loadu_si128(s.add(i + 48).cast::<__m128i>());
+                _mm_stream_si128(d.add(i).cast::<__m128i>(), a);
+                _mm_stream_si128(d.add(i + 16).cast::<__m128i>(), b);
+                _mm_stream_si128(d.add(i + 32).cast::<__m128i>(), c);
+                _mm_stream_si128(d.add(i + 48).cast::<__m128i>(), e);
+            }
+            i += 64;
+        }
+        // SAFETY: a store fence has no preconditions; it orders the streaming stores
+        // before anything this thread does next (and rayon's join publishes them).
+        unsafe { _mm_sfence() };
+        let tail = head + body;
+        dst[tail..].copy_from_slice(&src[tail..]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
 }
 
 /// Where a [`TensorFile`]'s bytes live.

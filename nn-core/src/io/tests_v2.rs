@@ -270,3 +270,21 @@ fn a_file_larger_than_one_chunk_round_trips_and_names_damage() -> Result<()> {
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
+
+#[test]
+fn stream_copy_copies_every_alignment_and_length() {
+    let src: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for off in 0..17 {
+        for len in [0, 1, 15, 16, 63, 64, 65, 127, 200, 983] {
+            let mut dst = vec![0u8; 1000];
+            let end = (off + len).min(1000);
+            super::format::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
+            assert_eq!(
+                &dst[off..end],
+                &src[3..3 + end - off],
+                "off {off} len {len}"
+            );
+            assert!(dst[..off].iter().all(|&b| b == 0) && dst[end..].iter().all(|&b| b == 0));
+        }
+    }
+}
