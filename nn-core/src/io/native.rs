@@ -22,7 +22,7 @@ pub(crate) const MAGIC_TEXT: &str = "[89 4e 4e 54 0d 0a 1a 0a] (\\x89NNT\\r\\n\\
 /// The format version this build writes (it reads versions 1 and 2).
 pub const VERSION: u32 = 2;
 /// Size of the fixed header of a version-1 file (version 2's is
-/// [`super::native2::HEADER_LEN`], 64 bytes).
+/// [`crate::io::HEADER_LEN_V2`], 64 bytes).
 pub const HEADER_LEN: usize = 32;
 
 /// The format version of a file that starts with the native magic number.
