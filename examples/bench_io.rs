@@ -131,13 +131,21 @@ fn main() -> Result<()> {
     let json = args.iter().any(|a| a == "--json");
     // only the two loads into a model (for profiling them)
     let load_only = args.iter().any(|a| a == "--load-only");
-    let dir = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("nn-bench-io-{}", std::process::id()))
-        });
+    let given = args.iter().find(|a| !a.starts_with("--"));
+    let dir = given.map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("nn-bench-io-{}", std::process::id()))
+    });
+    // a directory given by the caller (the side-by-side harness shares it with PyTorch's
+    // side) keeps existing; only our files go
+    let clean = || -> Result<()> {
+        if given.is_none() {
+            return std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e));
+        }
+        for f in ["w4.params", "w4.safetensors", "raw.bin"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        Ok(())
+    };
     std::fs::create_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
     let (net, fresh) = (make(), make());
     let n = net.num_parameters();
@@ -198,7 +206,7 @@ fn main() -> Result<()> {
         }
     }
     if load_only {
-        return std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e));
+        return clean();
     }
     // machine baselines for the same bytes
     let path = dir.join("w4.params");
@@ -258,6 +266,5 @@ fn main() -> Result<()> {
             child_rss("state_dict_file", &path)?,
         );
     }
-    std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
-    Ok(())
+    clean()
 }

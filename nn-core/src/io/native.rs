@@ -227,12 +227,18 @@ fn decode_v2<T: DeserializeOwned>(
         super::native2::name_owners(&refs, s, e)
     })
     .map_err(fmt_err)?;
-    // a state dict's or list's references are judged here, where their names are known
+    // a state dict's or list's references, judged where their names are known; used
+    // only to explain a failed decode (the decoder checks every reference itself)
     let mut next = 0;
-    for (name, off, len) in &refs {
-        next = super::native2::check_ref(*off, *len, lay.data.len() as u64, next)
-            .map_err(|m| fmt_err(format!("tensor `{name}`: {m}")))?;
-    }
+    let named = refs.iter().find_map(|(name, off, len)| {
+        match super::native2::check_ref(*off, *len, lay.data.len() as u64, next) {
+            Ok(end) => {
+                next = end;
+                None
+            }
+            Err(m) => Some(format!("tensor `{name}`: {m}")),
+        }
+    });
     let _ = super::tensor_serde::take_last_error();
     match super::native2::decode_skeleton::<T>(skel, &file[lay.data.clone()]) {
         Ok((value, 0)) => Ok(value),
@@ -242,8 +248,9 @@ fn decode_v2<T: DeserializeOwned>(
         Err(e) => {
             let detail = super::tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
             // a state dict's scanner names the tensor at fault
-            let detail = match Scan::refs(skel, skel.len() as u64).state_dict() {
-                Err(m) if m.starts_with('`') => m,
+            let detail = match (named, Scan::refs(skel, skel.len() as u64).state_dict()) {
+                (Some(m), _) => m,
+                (None, Err(m)) if m.starts_with('`') => m,
                 _ => detail,
             };
             let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
