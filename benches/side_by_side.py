@@ -12,7 +12,8 @@ creates that venv at DIR if it is missing (pip install of the pinned versions; t
 the CUDA build, about 5 GB, and runs on the CPU). Without either, $PY or python3 is used.
 `--threads N` gives both sides N threads (RAYON_NUM_THREADS for ours, torch.set_num_threads).
 
-Each side prints JSON lines {workload, variant, median_s, best_s[, gflops | gbps]}:
+Each side prints JSON lines {workload, variant, median_s, best_s[, gflops | gb_s]} (W4's
+memory rows: {workload, variant, peak_rss_mib}):
 `bench_report --json`, `bench_io --json`, `bench_convnet --json` (W6, W6f and W6's peak RSS,
 `peak_rss_mb`; torch's side needs torchvision), the main job's "training loop" time for M1,
 and torch_peers.py. The table compares the pairs in PAIRS; everything measured is in --out.
@@ -43,6 +44,10 @@ PAIRS = [
     ("W4", "native load into model, checksum verified", "torch.load(weights_only)+load_state_dict"),
     ("W4", "safetensors load into model", "torch.load(weights_only)+load_state_dict"),
     ("W4", "safetensors load into model", "torch.load(weights_only, mmap)+load_state_dict"),
+    ("W4", "native load into model, checksum verified", "torch.load(weights_only, mmap)+load_state_dict"),
+    ("W4", "peak RSS: native load into model", "peak RSS: torch.load+load_state_dict"),
+    ("W4", "peak RSS: native load into model", "peak RSS: torch.load(mmap)+load_state_dict"),
+    ("W4", "peak RSS: model only", "peak RSS: model only"),
     ("M1", "training loop, 20 epochs", "training loop, 20 epochs"),
     ("W6", "sgd-step", "sgd-step"),
     ("W6f", "eval-forward", "eval-forward"),
@@ -52,6 +57,7 @@ PAIRS = [
 BASELINES = [
     ("W4", "native save (fsync)", "baseline: plain write to a new file + fsync"),
     ("W4", "safetensors save (fsync)", "baseline: plain write to a new file + fsync"),
+    ("W4", "native load into model, checksum verified", "baseline: memcpy into touched memory (1 thread)"),
 ]
 
 
@@ -104,7 +110,8 @@ def main():
     subprocess.run(["cargo", "build", "-q", "--release", "--example", "bench_report",
                     "--example", "bench_io", "--example", "train", "--example", "bench_convnet"],
                    cwd=ROOT, check=True)
-    ex = os.path.join(ROOT, "target", "release", "examples")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    ex = os.path.join(target, "release", "examples")
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
     w4dir = tempfile.mkdtemp(prefix="nn-side-w4-")
     ours = {
@@ -132,7 +139,8 @@ def main():
 
 
 def median_of(rows, peer, w, variant):
-    key = "gflops" if w == "W3" else "peak_rss_mb" if variant == "peak-rss" else "median_s"
+    key = ("gflops" if w == "W3" else "peak_rss_mb" if variant == "peak-rss"
+           else "peak_rss_mib" if variant.startswith("peak RSS") else "median_s")
     v = [r[key] for r in rows if r["peer"] == peer and r["workload"] == w and r["variant"] == variant]
     return statistics.median(v) if v else None
 
@@ -150,7 +158,8 @@ def fmt(w, v, gb=None):
 def report(rows, a):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     torch_v = next((r for r in rows if r["peer"] == "torch"), {})
-    gb = {r["workload"]: r["gbps"] * r["median_s"] for r in rows if "gbps" in r}
+    gb = {r["workload"]: r.get("gb_s", r.get("gbps")) * r["median_s"] for r in rows
+          if "gb_s" in r or "gbps" in r}
     out = [f"{cpu}, {os.cpu_count()} CPUs; {a.threads} threads each; medians of {a.rounds} interleaved rounds; "
            f"torch threads={torch_v.get('threads', '?')}", "",
            "| workload | ours | PyTorch | ours vs PyTorch |", "|---|---|---|---|"]
@@ -159,7 +168,7 @@ def report(rows, a):
         if o is None or t is None:
             continue
         label = f"{w} {ov}" if ov == tv else f"{w} {ov} / torch: {tv}"
-        if ov == "peak-rss":
+        if ov == "peak-rss" or ov.startswith("peak RSS"):
             out.append(f"| {label} | {o:.0f} MiB | {t:.0f} MiB | {o / t:.2f}x the memory |")
             continue
         r = o / t if w == "W3" else t / o

@@ -2,8 +2,8 @@
 """PyTorch's side of the project's benchmarks, one JSON object per line.
 
 Pinned: torch==2.15.0, numpy, safetensors (the PyPI wheel runs on the CPU). Each line has
-`peer`, `workload`, `variant`, `median_s`, `best_s` (seconds per call), and `gflops` or `gbps`
-where that figure means something: the schema `bench_report --json` and `bench_io --json`
+`peer`, `workload`, `variant`, `median_s`, `best_s` (seconds per call), and `gflops` or `gb_s`
+(W4; `peak_rss_mib` on its memory rows) where that figure means something: the schema `bench_report --json` and `bench_io --json`
 print, so `side_by_side.py` can put both in one table.
 
 usage: python benches/torch_peers.py [w1 w2 w3 w4 w5 m1 w6 ...] [--threads T] [--dir DIR]
@@ -34,6 +34,7 @@ ap.add_argument("which", nargs="*", default=["w1", "w2", "w3", "w4", "w5", "m1"]
 ap.add_argument("--threads", type=int, default=0, help="0 = torch's default")
 ap.add_argument("--dir", default=tempfile.gettempdir(), help="where W4 writes its files")
 ap.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
+ap.add_argument("--w4-rss", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
 args = ap.parse_args()
 if args.threads:
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -111,7 +112,7 @@ def w4():
 
     def rep(variant, med_best):
         med, best = med_best
-        emit("W4", variant, med, best, gbps=gb / med)
+        emit("W4", variant, med, best, gb_s=gb / med)
 
     def save():
         if os.path.exists(pt):
@@ -123,7 +124,28 @@ def w4():
         bench(lambda: m.load_state_dict(torch.load(pt, weights_only=True)), 1, 5, 1))
     rep("torch.load(weights_only, mmap)+load_state_dict",
         bench(lambda: m.load_state_dict(torch.load(pt, weights_only=True, mmap=True)), 1, 5, 1))
+    # peak memory of one load into a fresh model, each in a fresh process
+    import subprocess
+
+    for mode in ("model", "load", "mmap"):
+        cmd = [sys.executable, os.path.abspath(__file__), "--w4-rss", mode, pt]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        subprocess.run(cmd, check=True)
     os.remove(pt)
+
+
+def w4_rss(mode, pt):
+    import resource
+
+    m = nn.Sequential(*[nn.Linear(5000, 5000) for _ in range(4)])
+    if mode != "model":
+        m.load_state_dict(torch.load(pt, weights_only=True, mmap=mode == "mmap"))
+    mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    variant = {"model": "peak RSS: model only", "load": "peak RSS: torch.load+load_state_dict",
+               "mmap": "peak RSS: torch.load(mmap)+load_state_dict"}[mode]
+    print(json.dumps(dict(peer="torch", workload="W4", variant=variant, peak_rss_mib=round(mb, 1),
+                          threads=torch.get_num_threads())), flush=True)
 
 
 def w5():
@@ -221,6 +243,9 @@ if __name__ == "__main__":
           f"python {sys.version.split()[0]}", file=sys.stderr)
     if args.rss_only:
         w6_rss_only()
+        sys.exit(0)
+    if args.w4_rss:
+        w4_rss(*args.w4_rss)
         sys.exit(0)
     # w6 also measures W6f and W6's peak memory
     table = dict(w1=w1, w2=w2, w3=w3, w4=w4, w5=w5, m1=m1, w6=w6, w6f=w6)

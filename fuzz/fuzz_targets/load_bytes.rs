@@ -20,6 +20,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = io::from_bytes::<(Tensor, Tensor)>(&framed);
     // the scanner models load through, from memory (what `load` reaches via a file)
     let _ = io::state_dict_from_bytes(&framed);
+    // version 2: the input split into a tensor list and a data section behind valid
+    // sums, so the reference checks (bounds, alignment, overlap) are reached
+    let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let (skeleton, section) = data.split_at(cut);
+    let framed = io::frame_v2(skeleton, section, 4096);
+    let _ = io::from_bytes::<StateDict>(&framed);
+    let _ = io::from_bytes::<Tensor>(&framed);
+    let _ = io::from_bytes::<(Tensor, Tensor)>(&framed);
+    let _ = io::state_dict_from_bytes(&framed);
     // safetensors, whole-buffer decoder and scanner
     let _ = io::safetensors_from_bytes(data);
 });

@@ -27,31 +27,64 @@
 //! into a model built from code, strictly; [`crate::ModuleExt::load_state_dict`] takes
 //! [`LoadOptions`] (non-strict, key prefix) and returns a [`LoadReport`].
 //!
-//! # Native format (version 1)
+//! # Native format (version 2)
 //!
 //! | offset | size | content |
 //! |---|---|---|
 //! | 0 | 8 | magic `89 4E 4E 54 0D 0A 1A 0A` (`\x89NNT\r\n\x1a\n`) |
+//! | 8 | 4 | format version, u32 little-endian (2) |
+//! | 12 | 4 | flags, 0 |
+//! | 16 | 8 | `m`: length of the tensor list (skeleton), u64 LE |
+//! | 24 | 8 | `D`: offset of the data section, a multiple of 64 |
+//! | 32 | 8 | `L`: length of the data section (the file is exactly `D + L` long) |
+//! | 40 | 4 | `c`: chunk size, a power of two from 4 KiB to 1 GiB (4 MiB when we write) |
+//! | 44 | 4 | reserved, 0 |
+//! | 48 | 8 | xxh3-64 of bytes `0..D`, this field read as zeros |
+//! | 56 | 8 | reserved, 0 |
+//! | 64 | m | skeleton: the value in [postcard](https://docs.rs/postcard) |
+//! | 64 + m | 8 ceil(L/c) | xxh3-64 of each `c`-byte chunk of the data section, u64 LE |
+//! | ... | | zeros up to `D` |
+//! | D | L | data section: each tensor's elements, row-major, little-endian, at a 64-byte-aligned offset, zeros between |
+//!
+//! In the skeleton a tensor is a struct of three fields: `dtype` (the string `float32`,
+//! `int64`, `float16`, `bfloat16`, `float64`, `int32`, `uint8` or `bool`), `shape` (a
+//! sequence of varint sizes) and `data`: two varints, the tensor's offset in the data
+//! section and its length in bytes. A state dict or a map is a postcard map of string to
+//! tensor, a list a postcard sequence. Tensors lie in the data section in the order the
+//! skeleton names them, aligned, without overlap. Every byte of the file is under a
+//! checksum (the header and skeleton under the head's, the data under its chunks'), and
+//! the chunks are verified in parallel.
+//!
+//! Readers reject a wrong magic number, an unknown version or flags, sizes that do not
+//! add up to the file's, a bad checksum (naming the tensors of a damaged chunk), a data
+//! length that disagrees with dtype and shape, a tensor outside the data section,
+//! misaligned or overlapping the previous one, and trailing bytes, all before
+//! allocating anything the file does not hold.
+//!
+//! Files are memory-mapped (and read into memory where mapping fails). The chunks are
+//! hashed from the mapping and each tensor is copied from it straight into its
+//! destination; pages already read are dropped from the process as it goes, so loading
+//! a 400 MB model needs about 400 MB, not 800. A mapped file must not shrink while it is
+//! loaded (a page past its new end faults and kills the process); our writers replace
+//! files by rename, which leaves a mapping intact.
+//!
+//! # Native format version 1 (still read)
+//!
+//! | offset | size | content |
+//! |---|---|---|
+//! | 0 | 8 | magic, as above |
 //! | 8 | 4 | format version, u32 little-endian (1) |
 //! | 12 | 4 | flags, 0 |
 //! | 16 | 8 | payload length in bytes, u64 LE (the file is exactly 32 + this long) |
 //! | 24 | 4 | CRC-32 (IEEE, as zlib) of the payload, u32 LE |
 //! | 28 | 4 | reserved, 0 |
-//! | 32 | n | payload: the value in [postcard](https://docs.rs/postcard) |
+//! | 32 | n | payload: the value in postcard, a tensor's `data` a byte string (varint length, then the elements) |
 //!
-//! In the payload a tensor is a struct of three fields: `dtype` (the string `float32`,
-//! `int64`, `float16`, `bfloat16`, `float64`, `int32`, `uint8` or `bool`), `shape` (a sequence of varint sizes) and `data` (a byte string: varint
-//! length, then the elements row-major, little-endian). A state dict or a map is a
-//! postcard map of string to tensor, a list a postcard sequence. Readers reject a wrong
-//! magic number, an unknown version or flags, a length that is not the file's, a bad
-//! checksum, a data length that disagrees with dtype and shape, and trailing bytes, all
-//! before allocating anything the file does not hold.
-//!
-//! Loading a file into a model checks everything first (the checksum over the whole
-//! file, then names, shapes and dtypes against the model), then reads each tensor's
-//! bytes straight into the parameter's existing memory when no other handle shares it
-//! (otherwise into a new tensor). Only an I/O error in that last step, after all
-//! checks passed, can leave a model partly loaded. Files are assumed not to be modified
+//! Loading a file into a model checks everything first (every checksum, then names,
+//! shapes and dtypes against the model), then copies each tensor's bytes from the
+//! mapping straight into the parameter's existing memory when no other handle shares
+//! it (otherwise into a new tensor). Nothing after those checks can fail on a sound
+//! file, so a strict load changes all the parameters or none. Files are assumed not to be modified
 //! in place while being loaded (our own writers always replace them by rename).
 //!
 //! Writes are crash-safe: a temporary file in the same directory is written, fsynced
@@ -92,6 +125,7 @@ mod checkpoint;
 mod format;
 mod load;
 mod native;
+mod native2;
 mod pickle;
 mod report;
 mod safetensors;
@@ -106,7 +140,8 @@ pub use self::safetensors::{
 pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
 pub use format::FileFormat;
 pub use load::LoadOptions;
-pub use native::{frame, from_bytes, to_bytes, HEADER_LEN, MAGIC, VERSION};
+pub use native::{frame, from_bytes, to_bytes, to_bytes_v1, HEADER_LEN, MAGIC, VERSION};
+pub use native2::{frame as frame_v2, HEADER_LEN as HEADER_LEN_V2};
 pub use report::{LoadReport, Mismatch};
 pub use summary::{inspect, inspect_bytes, select, to_float_dtype, FileSummary, TensorSummary};
 
@@ -217,3 +252,6 @@ mod tests_dtypes;
 
 #[cfg(test)]
 mod tests_torch;
+
+#[cfg(test)]
+mod tests_v2;

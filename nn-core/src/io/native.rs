@@ -1,5 +1,7 @@
-//! The native file format: a fixed 32-byte header (magic, version, payload length,
-//! CRC-32 of the payload) followed by a postcard payload. See the [`crate::io`] docs.
+//! The native file format: version 1 (a 32-byte header with the CRC-32 of a postcard
+//! payload holding everything) is read here; version 2 (written since, tensors in an
+//! aligned data section with per-chunk sums) is laid out in [`super::native2`], and
+//! dispatched to from here. See the [`crate::io`] docs.
 
 use super::atomic;
 use super::format::Entry;
@@ -7,7 +9,9 @@ use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+#[cfg(test)]
+use std::io::{BufWriter, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// The first 8 bytes of every native file (PNG-style: a high byte to catch 7-bit
@@ -15,15 +19,21 @@ use std::path::Path;
 pub const MAGIC: [u8; 8] = *b"\x89NNT\r\n\x1a\n";
 /// [`MAGIC`] as the docs and error messages write it.
 pub(crate) const MAGIC_TEXT: &str = "[89 4e 4e 54 0d 0a 1a 0a] (\\x89NNT\\r\\n\\x1a\\n)";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
-/// Size of the fixed header.
+/// The format version this build writes (it reads versions 1 and 2).
+pub const VERSION: u32 = 2;
+/// Size of the fixed header of a version-1 file (version 2's is
+/// [`crate::io::HEADER_LEN_V2`], 64 bytes).
 pub const HEADER_LEN: usize = 32;
+
+/// The format version of a file that starts with the native magic number.
+pub(crate) fn version_of(head: &[u8]) -> Option<u32> {
+    (head.len() >= 12 && head[..8] == MAGIC).then(|| le_u32(head, 8))
+}
 
 fn header(payload_len: u64, crc: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
     // 12..16: flags, 0 in version 1
     h[16..24].copy_from_slice(&payload_len.to_le_bytes());
     h[24..28].copy_from_slice(&crc.to_le_bytes());
@@ -55,9 +65,9 @@ fn check_header(h: &[u8], file_len: u64) -> std::result::Result<(u64, u32), Stri
         return Err("not an nn tensor file (bad magic number)".into());
     }
     let version = le_u32(h, 8);
-    if version != VERSION {
+    if version != 1 {
         return Err(format!(
-            "format version {version} is not supported (this build reads version {VERSION})"
+            "format version {version} is not supported (this build reads versions 1 and {VERSION})"
         ));
     }
     let (flags, reserved) = (le_u32(h, 12), le_u32(h, 28));
@@ -94,8 +104,14 @@ pub(crate) fn payload(file: &[u8]) -> std::result::Result<&[u8], String> {
     Ok(body)
 }
 
-/// Encodes `value` as a complete native file in memory.
+/// Encodes `value` as a complete native file in memory (the current version, 2).
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    super::native2::to_bytes(value)
+}
+
+/// Encodes `value` as a version-1 file, as earlier builds wrote (tests of the v1 reader).
+#[doc(hidden)]
+pub fn to_bytes_v1<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let body = postcard::to_stdvec(value).map_err(|e| Error::Serialize {
         path: "<memory>".into(),
         msg: e.to_string(),
@@ -103,8 +119,8 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(frame(&body))
 }
 
-/// Wraps a raw postcard payload in a valid header (tests and the fuzz target use it to
-/// reach the payload decoder past the checksum).
+/// Wraps a raw postcard payload in a valid version-1 header (tests and the fuzz target
+/// use it to reach the payload decoder past the checksum).
 #[doc(hidden)]
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
@@ -113,12 +129,20 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes a complete native file held in memory. `what` names it in errors.
-pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> {
+/// Decodes a complete native file held in memory. `what` names it in errors;
+/// `release` is called on data already read (to drop a mapping's pages).
+pub(crate) fn decode<T: DeserializeOwned>(
+    file: &[u8],
+    what: &str,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<T> {
     let fmt_err = |msg: String| Error::Format {
         path: what.to_string(),
         msg,
     };
+    if version_of(file) == Some(2) {
+        return decode_v2(file, what, release);
+    }
     let body = payload(file).map_err(fmt_err)?;
     let _ = super::tensor_serde::take_last_error();
     let (value, rest) = match postcard::take_from_bytes::<T>(body) {
@@ -127,7 +151,7 @@ pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> 
             let detail = super::tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
             let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
             // a valid file of another kind says what it holds
-            return Err(match payload_kind(body) {
+            return Err(match payload_kind(body, false) {
                 Some(found) if found != expected => Error::FileKind {
                     path: what.to_string(),
                     expected,
@@ -148,9 +172,144 @@ pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> 
 
 /// Decodes a native file held in memory (the in-memory twin of [`super::load`]).
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    decode(bytes, "<memory>")
+    decode(bytes, "<memory>", &|_| {})
 }
 
+/// Names for the tensors of a checked version-2 skeleton, for errors: the keys of a
+/// state dict, else `#0`, `#1`... of a list or tuple; none for other values.
+fn skeleton_refs(skel: &[u8]) -> Vec<(String, u64, u64)> {
+    let n = skel.len() as u64;
+    if let Ok(es) = Scan::refs(skel, n).state_dict() {
+        return es
+            .into_iter()
+            .map(|e| (e.name, e.offset, e.len as u64))
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut sc = Scan::refs(skel, n);
+    if let Ok(count) = sc.varint() {
+        for i in 0..count {
+            match sc.tensor("") {
+                Ok(t) => out.push((format!("#{i}"), t.offset, t.len as u64)),
+                Err(_) => break,
+            }
+        }
+        if sc.end().is_ok() && out.len() as u64 == count {
+            return out;
+        }
+    }
+    let mut sc = Scan::refs(skel, n);
+    out.clear();
+    while sc.remaining > 0 {
+        match sc.tensor("") {
+            Ok(t) => out.push((format!("#{}", out.len()), t.offset, t.len as u64)),
+            Err(_) => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// [`decode`] of a version-2 file: head checked, every chunk verified (in parallel),
+/// then the skeleton decoded with tensors copied from the data section.
+fn decode_v2<T: DeserializeOwned>(
+    file: &[u8],
+    what: &str,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<T> {
+    let fmt_err = |msg: String| Error::Format {
+        path: what.to_string(),
+        msg,
+    };
+    let lay = super::native2::check_head(file).map_err(fmt_err)?;
+    let skel = &file[lay.skeleton.clone()];
+    let refs = skeleton_refs(skel);
+    super::native2::verify_chunks(file, &lay, release, |s, e| {
+        super::native2::name_owners(&refs, s, e)
+    })
+    .map_err(fmt_err)?;
+    // a state dict's or list's references, judged where their names are known; used
+    // only to explain a failed decode (the decoder checks every reference itself)
+    let mut next = 0;
+    let named = refs.iter().find_map(|(name, off, len)| {
+        match super::native2::check_ref(*off, *len, lay.data.len() as u64, next) {
+            Ok(end) => {
+                next = end;
+                None
+            }
+            Err(m) => Some(format!("tensor `{name}`: {m}")),
+        }
+    });
+    let _ = super::tensor_serde::take_last_error();
+    match super::native2::decode_skeleton::<T>(skel, &file[lay.data.clone()]) {
+        Ok((value, 0)) => Ok(value),
+        Ok((_, rest)) => Err(fmt_err(format!(
+            "{rest} unexpected bytes after the tensor list"
+        ))),
+        Err(e) => {
+            let detail = super::tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
+            // a state dict's scanner names the tensor at fault
+            let detail = match (named, Scan::refs(skel, skel.len() as u64).state_dict()) {
+                (Some(m), _) => m,
+                (None, Err(m)) if m.starts_with('`') => m,
+                _ => detail,
+            };
+            let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
+            Err(match payload_kind(skel, true) {
+                Some(found) if found != expected => Error::FileKind {
+                    path: what.to_string(),
+                    expected,
+                    found,
+                },
+                _ => fmt_err(format!("bad payload: {detail}")),
+            })
+        }
+    }
+}
+
+/// The entries of a version-2 state-dict file held in memory (a mapping): head checked,
+/// the tensor list parsed and checked against the data section (aligned, in order, no
+/// overlap, inside), every chunk verified in parallel. Offsets are absolute.
+pub(crate) fn scan_state_dict_v2(
+    file: &[u8],
+    what: &str,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<Vec<Entry>> {
+    let fmt_err = |msg: String| Error::Format {
+        path: what.to_string(),
+        msg,
+    };
+    let lay = super::native2::check_head(file).map_err(fmt_err)?;
+    let skel = &file[lay.skeleton.clone()];
+    let parsed = Scan::refs(skel, skel.len() as u64).state_dict();
+    let refs = skeleton_refs(skel);
+    super::native2::verify_chunks(file, &lay, release, |s, e| {
+        super::native2::name_owners(&refs, s, e)
+    })
+    .map_err(fmt_err)?;
+    let mut entries = match parsed {
+        Ok(es) => es,
+        Err(m) => {
+            return Err(match payload_kind(skel, true) {
+                Some(found) => Error::FileKind {
+                    path: what.to_string(),
+                    expected: "a StateDict".into(),
+                    found,
+                },
+                None => fmt_err(format!("bad payload: {m}")),
+            })
+        }
+    };
+    let data_len = lay.data.len() as u64;
+    let mut next = 0;
+    for e in &mut entries {
+        next = super::native2::check_ref(e.offset, e.len as u64, data_len, next)
+            .map_err(|m| fmt_err(format!("tensor `{}`: {m}", e.name)))?;
+        e.offset += lay.data.start as u64;
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
 /// Forwards writes while computing their CRC-32 and keeping the first I/O error
 /// (postcard reports write failures without their cause).
 struct HashWriter<W> {
@@ -160,6 +319,7 @@ struct HashWriter<W> {
     error: Option<std::io::Error>,
 }
 
+#[cfg(test)]
 impl Write for HashWriter<&File> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self.inner.write(buf) {
@@ -206,6 +366,7 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
+#[cfg(test)]
 /// Streams `value` into `file` (already positioned at 0): header placeholder, payload
 /// hashed on its way out (tensor bytes go from storage to the file in one write each),
 /// then the real header.
@@ -246,15 +407,34 @@ pub(crate) fn write_to<T: Serialize + ?Sized>(
     Ok(())
 }
 
-/// Saves `value` to `path` in the native format, atomically (see [`super::atomic`]).
+/// Saves `value` to `path` in the native format (version 2), atomically (see
+/// [`super::atomic`]): tensors' bytes go from their storage to the file in chunk-sized
+/// writes, with no copy of the whole file in memory.
 pub(crate) fn save<T: Serialize + ?Sized>(value: &T, path: &Path) -> Result<()> {
+    let what = path.display().to_string();
+    let plan = super::native2::encode(value, &what)?;
+    atomic::write(path, |file, _tmp| {
+        let f: &File = file;
+        plan.write_to(f, |off, len| start_writeback(f, off, len))
+            .map_err(|source| Error::Io {
+                path: what.clone(),
+                source,
+            })
+    })
+}
+
+/// Writes `value` as a version-1 file (tests of the v1 reader).
+#[cfg(test)]
+pub(crate) fn save_v1<T: Serialize + ?Sized>(value: &T, path: &Path) -> Result<()> {
     atomic::write(path, |file, _tmp| write_to(value, file, path))
 }
 
-/// Loads a native file (a regular file only, read no further than its length).
+/// Loads a native file (a regular file only, mapped or read no further than its length).
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = super::format::read_regular(path)?;
-    decode(&bytes, &path.display().to_string())
+    let bytes = super::format::FileBytes::open(path)?;
+    decode(bytes.bytes(), &path.display().to_string(), &|c| {
+        bytes.release(c)
+    })
 }
 
 /// A type name without module paths: `Vec<Tensor>`, `StateDict`, `(Tensor, Tensor)`.
@@ -283,6 +463,8 @@ struct Scan<R> {
     crc: crc32fast::Hasher,
     pos: u64,
     remaining: u64,
+    /// A version-2 skeleton: a tensor's data is `(offset, length)`, not the bytes.
+    refs: bool,
 }
 
 /// The layout of one tensor: dtype, shape, and where its data lies.
@@ -300,7 +482,15 @@ impl<R: std::io::BufRead> Scan<R> {
             crc: crc32fast::Hasher::new(),
             pos,
             remaining,
+            refs: false,
         }
+    }
+
+    /// A scanner of a version-2 skeleton.
+    fn refs(inner: R, remaining: u64) -> Self {
+        let mut s = Self::new(inner, 0, remaining);
+        s.refs = true;
+        s
     }
 
     fn eof() -> String {
@@ -393,6 +583,22 @@ impl<R: std::io::BufRead> Scan<R> {
             let d = self.varint()?;
             shape.push(usize::try_from(d).map_err(|_| format!("`{name}`: dim {d} too large"))?);
         }
+        if self.refs {
+            let (offset, len) = (self.varint()?, self.varint()?);
+            let need = super::tensor_serde::byte_len(dtype, &shape);
+            if need.map(|n| n as u64) != Some(len) {
+                return Err(format!(
+                    "`{name}`: {len} data bytes for a {dtype} tensor of shape {shape:?}"
+                ));
+            }
+            let len = usize::try_from(len).map_err(|_| format!("`{name}`: too large"))?;
+            return Ok(TensorMeta {
+                dtype,
+                shape,
+                offset,
+                len,
+            });
+        }
         let len = self.length()?;
         let need = super::tensor_serde::byte_len(dtype, &shape);
         if need != Some(len) {
@@ -448,18 +654,23 @@ impl<R: std::io::BufRead> Scan<R> {
 /// What a checksum-verified payload holds, for "this file holds X, expected Y": one or
 /// more tensors back to back (`a Tensor`, a tuple), a counted list of tensors, or a
 /// state dict. None if it is none of these.
-fn payload_kind(body: &[u8]) -> Option<String> {
+fn payload_kind(body: &[u8], refs: bool) -> Option<String> {
     let n = body.len() as u64;
-    if Scan::new(body, 0, n).state_dict().is_ok() {
+    let scan = || {
+        let mut s = Scan::new(body, 0, n);
+        s.refs = refs;
+        s
+    };
+    if scan().state_dict().is_ok() {
         return Some("a StateDict".into());
     }
-    let mut sc = Scan::new(body, 0, n);
+    let mut sc = scan();
     if let Ok(count) = sc.varint() {
         if (0..count).all(|_| sc.tensor("").is_ok()) && sc.end().is_ok() {
             return Some(format!("a Vec<Tensor> ({count} tensors)"));
         }
     }
-    let mut sc = Scan::new(body, 0, n);
+    let mut sc = scan();
     let mut count = 0;
     while sc.remaining > 0 {
         sc.tensor("").ok()?;
@@ -520,7 +731,7 @@ pub(crate) fn scan_state_dict<R: Read + Seek>(
                 file.take(payload_len)
                     .read_to_end(&mut body)
                     .map_err(io_err)?;
-                payload_kind(&body)
+                payload_kind(&body, false)
             } else {
                 None
             };

@@ -65,6 +65,16 @@ impl Serialize for Tensor {
     /// `{dtype: "float32" | "int64", shape: [..], data: bytes}`; the data of a GPU tensor
     /// is copied to the host first. Autograd state is not saved.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if super::native2::writing() {
+            // a native version-2 save: the bytes go to the data section, the skeleton
+            // holds where
+            let at = super::native2::place(self).map_err(serde::ser::Error::custom)?;
+            let mut st = s.serialize_struct("Tensor", 3)?;
+            st.serialize_field("dtype", self.dtype().as_str())?;
+            st.serialize_field("shape", self.shape())?;
+            st.serialize_field("data", &at)?;
+            return st.end();
+        }
         let bytes = le_bytes(self).map_err(serde::ser::Error::custom)?;
         let mut st = s.serialize_struct("Tensor", 3)?;
         st.serialize_field("dtype", self.dtype().as_str())?;
@@ -106,7 +116,36 @@ struct DataSeed {
 impl<'de> DeserializeSeed<'de> for DataSeed {
     type Value = HostData;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HostData, D::Error> {
+        if super::native2::reading() {
+            return d.deserialize_tuple(2, DataRef(self));
+        }
         d.deserialize_bytes(self)
+    }
+}
+
+/// The data field of a native version-2 skeleton: `(offset, length)` in the data section.
+struct DataRef(DataSeed);
+
+impl<'de> Visitor<'de> for DataRef {
+    type Value = HostData;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the offset and length of {} bytes of data", self.0.len)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostData, A::Error> {
+        let off: u64 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let len: u64 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        if len != self.0.len as u64 {
+            return Err(fail(format_args!(
+                "tensor data has {len} bytes, its dtype and shape need {}",
+                self.0.len
+            )));
+        }
+        super::native2::with_data(off, len, |b| self.0.take(b))
+            .map_err(|m| fail(format_args!("tensor {m}")))?
     }
 }
 

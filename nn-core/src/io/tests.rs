@@ -64,13 +64,64 @@ fn roundtrip_in_memory_keeps_order_dtypes_and_bits() -> Result<()> {
 #[test]
 fn tensor_data_is_one_byte_string() -> Result<()> {
     // 1000 f32 elements: the payload is the header fields plus 4000 raw bytes, not 1000
-    // separately encoded numbers
+    // separately encoded numbers (version 1)
     let t = Tensor::rand(&[1000]);
-    let bytes = to_bytes(&t)?;
+    let bytes = to_bytes_v1(&t)?;
     let payload = bytes.len() - HEADER_LEN;
     assert!(payload < 4000 + 20, "{payload}");
     let raw = super::tensor_serde::le_bytes(&t)?;
     assert!(bytes.windows(raw.len()).any(|w| w == raw.as_ref()));
+    // version 2: the raw bytes end the file, at a 64-byte-aligned offset
+    let bytes = to_bytes(&t)?;
+    let at = bytes.len() - 4000;
+    assert_eq!(&bytes[at..], raw.as_ref());
+    assert_eq!(at % 64, 0);
+    assert!(at <= 2 * HEADER_LEN_V2, "{at}");
+    Ok(())
+}
+
+#[test]
+fn version_1_files_still_load() -> Result<()> {
+    let sd = small_dict()?;
+    let v1 = to_bytes_v1(&sd)?;
+    assert_eq!(u32::from_le_bytes([v1[8], v1[9], v1[10], v1[11]]), 1);
+    assert_same(&sd, &from_bytes::<StateDict>(&v1)?)?;
+    assert_same(&sd, &state_dict_from_bytes(&v1)?)?;
+    let path = scratch("v1");
+    super::native::save_v1(&sd, &path)?;
+    assert_eq!(std::fs::read(&path).map_err(|e| Error::io(&path, e))?, v1);
+    assert_same(&sd, &load::<StateDict>(&path)?)?;
+    assert_same(&sd, &load_state_dict_file(&path)?)?;
+    let net = mlp();
+    super::native::save_v1(&net.state_dict()?, &path)?;
+    let fresh = mlp();
+    fresh.load(&path)?;
+    assert_eq!(
+        fresh.0.weight.data()?.to_vec::<f32>()?,
+        net.0.weight.data()?.to_vec::<f32>()?
+    );
+    // and what this build writes is version 2
+    save(&sd, &path)?;
+    let b = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    assert_eq!(u32::from_le_bytes([b[8], b[9], b[10], b[11]]), VERSION);
+    assert_eq!(VERSION, 2);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+#[test]
+fn v1_truncation_and_bit_flips_are_errors() -> Result<()> {
+    let bytes = to_bytes_v1(&small_dict()?)?;
+    for n in 0..bytes.len() {
+        let r = from_bytes::<StateDict>(&bytes[..n]);
+        assert!(matches!(r, Err(Error::Format { .. })), "cut at {n}");
+    }
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        assert!(from_bytes::<StateDict>(&b).is_err(), "bit {i}");
+        assert!(state_dict_from_bytes(&b).is_err(), "bit {i}");
+    }
     Ok(())
 }
 
@@ -187,9 +238,12 @@ fn header_problems_are_named() -> Result<()> {
     };
     assert!(msg(b"PK\x03\x04 not ours at all, long enough for a header").contains("magic"));
     let mut v = good.clone();
-    v[8] = 2;
-    assert!(msg(&v).contains("version 2"));
+    v[8] = 3;
+    assert!(msg(&v).contains("version 3"), "{}", msg(&v));
     let mut v = good.clone();
+    v.push(0);
+    assert!(msg(&v).contains("header declares"), "{}", msg(&v));
+    let mut v = to_bytes_v1(&Tensor::zeros(&[2]))?;
     v.push(0);
     assert!(msg(&v).contains("payload"));
     let mut v = good.clone();

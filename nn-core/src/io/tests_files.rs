@@ -77,31 +77,41 @@ fn a_tensor_file_loaded_as_a_state_dict_says_what_it_holds() -> Result<()> {
 
 #[test]
 fn a_flipped_byte_anywhere_in_the_payload_is_a_checksum_mismatch() -> Result<()> {
-    let bytes = to_bytes(&small_dict()?)?;
     let path = scratch("flip");
     let net = Sequential::new((Linear::new(2, 2), ReLU));
-    for pos in 0..bytes.len() {
-        let mut b = bytes.clone();
-        if let Some(x) = b.get_mut(pos) {
-            *x ^= 0xff;
-        }
-        write_raw(&path, &b)?;
-        let msgs = [
-            message(load_state_dict_file(&path)),
-            message(load::<StateDict>(&path)),
-            message(from_bytes::<StateDict>(&b)),
-            message(state_dict_from_bytes(&b)),
-            message(net.load(&path)),
-        ];
-        for m in &msgs {
-            if pos >= HEADER_LEN {
-                assert!(m.contains("checksum mismatch"), "byte {pos}: {m}");
-            } else {
-                // the header is not under the checksum; it is judged on its own
-                assert!(
-                    !m.contains("bad payload") && !m.starts_with("unexpectedly"),
-                    "byte {pos}: {m}"
-                );
+    let v2 = to_bytes(&small_dict()?)?;
+    let v1 = to_bytes_v1(&small_dict()?)?;
+    for (bytes, header_len) in [(v2, HEADER_LEN_V2), (v1, HEADER_LEN)] {
+        for pos in 0..bytes.len() {
+            let mut b = bytes.clone();
+            if let Some(x) = b.get_mut(pos) {
+                *x ^= 0xff;
+            }
+            write_raw(&path, &b)?;
+            let msgs = [
+                message(load_state_dict_file(&path)),
+                message(load::<StateDict>(&path)),
+                message(from_bytes::<StateDict>(&b)),
+                message(state_dict_from_bytes(&b)),
+                message(net.load(&path)),
+            ];
+            for m in &msgs {
+                if pos >= header_len {
+                    assert!(m.contains("checksum mismatch"), "byte {pos}: {m}");
+                    // a damaged data chunk names what it holds
+                    if m.contains("data bytes") {
+                        assert!(
+                            m.contains("`w`") || m.contains("padding"),
+                            "byte {pos}: {m}"
+                        );
+                    }
+                } else {
+                    // the header is not under the checksum; it is judged on its own
+                    assert!(
+                        !m.contains("bad payload") && !m.starts_with("unexpectedly"),
+                        "byte {pos}: {m}"
+                    );
+                }
             }
         }
     }

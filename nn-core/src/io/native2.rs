@@ -1,0 +1,480 @@
+//! Native format version 2: a 64-byte header, a postcard skeleton of the value whose
+//! tensors point into a 64-byte-aligned data section, and xxh3-64 sums of that section's
+//! chunks, verified in parallel. See the [`crate::io`] docs for the layout.
+//!
+//! The skeleton is the value as [postcard](https://docs.rs/postcard) writes it, except that
+//! a tensor's `data` field is `(offset, length)` (two varints, the offset relative to the
+//! data section) instead of the bytes. [`Tensor`]'s serde impl asks this module which form
+//! to use: a save or a load of this format sets a thread-local context for the duration of
+//! the postcard call ([`encode`], [`decode`]); every other serializer sees the bytes.
+
+use crate::{Error, Result, Tensor};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::io::{Seek, SeekFrom, Write};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+/// Size of the fixed version-2 header.
+pub const HEADER_LEN: usize = 64;
+/// Alignment of the data section and of every tensor in it (a cache line, and enough
+/// for any element type and for AVX-512 loads).
+pub(crate) const ALIGN: u64 = 64;
+/// Bytes per checksummed chunk in the files this build writes. 4 MiB: large enough that
+/// the per-chunk cost (a task, 8 bytes of table) is nothing, small enough that a
+/// 400 MB file splits into ~100 chunks for two threads, and that a chunk being hashed
+/// still sits in the L3 cache when it is written out.
+pub(crate) const CHUNK: u64 = 4 << 20;
+/// The chunk sizes a reader accepts (powers of two).
+const MIN_CHUNK: u64 = 4 << 10;
+const MAX_CHUNK: u64 = 1 << 30;
+/// Byte range of the header's own checksum field (zero while hashing).
+const SUM_AT: usize = 48;
+
+fn align(n: u64) -> Option<u64> {
+    n.checked_next_multiple_of(ALIGN)
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The xxh3-64 of everything before the data section, with the header's checksum field
+/// read as zeros.
+fn head_sum(head: &[u8]) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&head[..SUM_AT]);
+    h.update(&[0u8; 8]);
+    h.update(&head[SUM_AT + 8..]);
+    h.digest()
+}
+
+// ---------------------------------------------------------------------------------------
+// The thread-local context Tensor's serde impl consults.
+
+struct WriteCtx {
+    cursor: u64,
+    tensors: Vec<(Tensor, u64)>,
+}
+
+#[derive(Clone, Copy)]
+struct ReadCtx {
+    data: *const u8,
+    len: usize,
+    /// End of the last tensor read: tensors must come in file order, without overlap.
+    next: u64,
+}
+
+enum Mode {
+    Off,
+    Write(WriteCtx),
+    Read(ReadCtx),
+}
+
+thread_local! {
+    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Off) };
+}
+
+/// Restores the previous mode when an encode or decode ends, however it ends.
+struct ModeGuard(Option<Mode>);
+
+impl ModeGuard {
+    fn set(m: Mode) -> ModeGuard {
+        ModeGuard(Some(MODE.with(|c| c.replace(m))))
+    }
+    fn take_write(&mut self) -> Option<WriteCtx> {
+        let prev = self.0.take()?;
+        match MODE.with(|c| c.replace(prev)) {
+            Mode::Write(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        if let Some(prev) = self.0.take() {
+            MODE.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+}
+
+/// Whether a version-2 save is serializing on this thread (tensors then write a
+/// reference, placed with [`place`]).
+pub(crate) fn writing() -> bool {
+    MODE.with(|c| matches!(*c.borrow(), Mode::Write(_)))
+}
+
+/// Whether a version-2 load is deserializing on this thread.
+pub(crate) fn reading() -> bool {
+    MODE.with(|c| matches!(*c.borrow(), Mode::Read(_)))
+}
+
+/// Gives `t` the next aligned place in the data section; returns (offset, length).
+pub(crate) fn place(t: &Tensor) -> std::result::Result<(u64, u64), String> {
+    let len = super::tensor_serde::byte_len(t.dtype(), t.shape())
+        .ok_or_else(|| format!("tensor of shape {:?} is too large", t.shape()))?
+        as u64;
+    MODE.with(|c| match &mut *c.borrow_mut() {
+        Mode::Write(w) => {
+            let off = align(w.cursor).ok_or("data section too large")?;
+            w.cursor = off.checked_add(len).ok_or("data section too large")?;
+            w.tensors.push((t.clone(), off));
+            Ok((off, len))
+        }
+        _ => Err("no version-2 save in progress".to_string()),
+    })
+}
+
+/// Checks a tensor reference of the skeleton against the data section (`data_len`
+/// bytes, the previous tensor ending at `next`) and returns its end.
+pub(crate) fn check_ref(
+    off: u64,
+    len: u64,
+    data_len: u64,
+    next: u64,
+) -> std::result::Result<u64, String> {
+    let end = off
+        .checked_add(len)
+        .filter(|&e| e <= data_len)
+        .ok_or_else(|| {
+            format!("data at {off}+{len} lies outside the {data_len}-byte data section")
+        })?;
+    if off % ALIGN != 0 {
+        return Err(format!("data offset {off} is not {ALIGN}-byte aligned"));
+    }
+    if off < next {
+        return Err(format!(
+            "data at {off}..{end} overlaps the previous tensor's (which ends at {next})"
+        ));
+    }
+    Ok(end)
+}
+
+/// Calls `f` on the `len` data bytes at `off` of the data section being decoded.
+pub(crate) fn with_data<R>(
+    off: u64,
+    len: u64,
+    f: impl FnOnce(&[u8]) -> R,
+) -> std::result::Result<R, String> {
+    let ctx = MODE.with(|c| match &*c.borrow() {
+        Mode::Read(r) => Some(*r),
+        _ => None,
+    });
+    let Some(ctx) = ctx else {
+        return Err("no version-2 load in progress".into());
+    };
+    let end = check_ref(off, len, ctx.len as u64, ctx.next)?;
+    MODE.with(|c| {
+        if let Mode::Read(r) = &mut *c.borrow_mut() {
+            r.next = end;
+        }
+    });
+    // SAFETY: `ctx` was set by `decode` from a slice `data` that it borrows for the whole
+    // postcard call, and the guard resets the mode before `decode` returns, so the
+    // pointer is valid for `ctx.len` bytes here (we run inside that call, on its
+    // thread); `off..end` was checked to lie inside it; the bytes are only read.
+    let data = unsafe { std::slice::from_raw_parts(ctx.data, ctx.len) };
+    let (s, e) = (off as usize, end as usize);
+    Ok(f(&data[s..e]))
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing.
+
+/// A value laid out for writing: its skeleton and the tensors with their offsets.
+pub(crate) struct Plan {
+    skeleton: Vec<u8>,
+    tensors: Vec<(Tensor, u64)>,
+    data_len: u64,
+    chunk: u64,
+}
+
+/// Serializes `value`'s skeleton, placing its tensors.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Plan> {
+    let mut guard = ModeGuard::set(Mode::Write(WriteCtx {
+        cursor: 0,
+        tensors: Vec::new(),
+    }));
+    let skeleton = postcard::to_stdvec(value);
+    let ctx = guard.take_write();
+    let ser = |msg: String| Error::Serialize {
+        path: what.to_string(),
+        msg,
+    };
+    let skeleton = skeleton.map_err(|e| ser(e.to_string()))?;
+    let ctx = ctx.ok_or_else(|| ser("the save's context was lost".into()))?;
+    Ok(Plan {
+        skeleton,
+        tensors: ctx.tensors,
+        data_len: ctx.cursor,
+        chunk: CHUNK,
+    })
+}
+
+impl Plan {
+    fn chunks(&self) -> u64 {
+        self.data_len.div_ceil(self.chunk)
+    }
+
+    /// Header, skeleton, chunk table (zeros) and padding: everything before the data.
+    fn head(&self) -> std::result::Result<Vec<u8>, String> {
+        let m = self.skeleton.len() as u64;
+        let table = self.chunks() * 8;
+        let d = (HEADER_LEN as u64)
+            .checked_add(m)
+            .and_then(|x| x.checked_add(table))
+            .and_then(align)
+            .ok_or("file too large")?;
+        let d_usize = usize::try_from(d).map_err(|_| "file too large")?;
+        let mut h = vec![0u8; d_usize];
+        h[..8].copy_from_slice(&super::native::MAGIC);
+        h[8..12].copy_from_slice(&2u32.to_le_bytes());
+        h[16..24].copy_from_slice(&m.to_le_bytes());
+        h[24..32].copy_from_slice(&d.to_le_bytes());
+        h[32..40].copy_from_slice(&self.data_len.to_le_bytes());
+        h[40..44].copy_from_slice(&(self.chunk as u32).to_le_bytes());
+        h[HEADER_LEN..HEADER_LEN + self.skeleton.len()].copy_from_slice(&self.skeleton);
+        Ok(h)
+    }
+
+    /// Writes the file to `w` (at position 0): the data section first, each tensor's
+    /// bytes straight from its storage in chunk-sized writes, hashed on the way; then the
+    /// head with the chunk table and its own sum. `wrote(offset, len)` is told about
+    /// every large write (to start writeback early).
+    pub(crate) fn write_to<W: Write + Seek>(
+        &self,
+        mut w: W,
+        mut wrote: impl FnMut(u64, u64),
+    ) -> std::io::Result<()> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+        let mut head = self.head().map_err(|m| bad(m.to_string()))?;
+        let d = head.len() as u64;
+        w.seek(SeekFrom::Start(d))?;
+        let mut sums: Vec<u64> = Vec::with_capacity(self.chunks() as usize);
+        let mut hasher = Xxh3::new();
+        let mut pos = 0u64; // within the data section
+        let pad = [0u8; ALIGN as usize];
+        for (t, off) in &self.tensors {
+            let bytes = super::tensor_serde::le_bytes(t).map_err(|e| bad(e.to_string()))?;
+            let gap = pad
+                .get(..off.saturating_sub(pos) as usize)
+                .filter(|g| pos + g.len() as u64 == *off)
+                .ok_or_else(|| bad("tensors out of order in the plan".into()))?;
+            let mut parts: [&[u8]; 2] = [gap, &bytes];
+            for part in parts.iter_mut() {
+                while !part.is_empty() {
+                    let room = self.chunk - pos % self.chunk;
+                    let k = (part.len() as u64).min(room) as usize;
+                    let (now, rest) = part.split_at(k);
+                    w.write_all(now)?;
+                    if k as u64 == self.chunk {
+                        sums.push(xxh3_64(now));
+                    } else {
+                        hasher.update(now);
+                        if k as u64 == room {
+                            sums.push(hasher.digest());
+                            hasher.reset();
+                        }
+                    }
+                    if k >= 1 << 20 {
+                        wrote(d + pos, k as u64);
+                    }
+                    pos += k as u64;
+                    *part = rest;
+                }
+            }
+        }
+        if pos % self.chunk != 0 {
+            sums.push(hasher.digest());
+        }
+        if pos != self.data_len || sums.len() as u64 != self.chunks() {
+            return Err(bad("tensors changed size while being saved".into()));
+        }
+        let at = HEADER_LEN + self.skeleton.len();
+        for (i, s) in sums.iter().enumerate() {
+            head[at + 8 * i..at + 8 * i + 8].copy_from_slice(&s.to_le_bytes());
+        }
+        let sum = head_sum(&head);
+        head[SUM_AT..SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+        w.seek(SeekFrom::Start(0))?;
+        w.write_all(&head)?;
+        Ok(())
+    }
+}
+
+/// Encodes `value` as a complete version-2 file in memory.
+pub(crate) fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let plan = encode(value, "<memory>")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    plan.write_to(&mut out, |_, _| {})
+        .map_err(|e| Error::Serialize {
+            path: "<memory>".into(),
+            msg: e.to_string(),
+        })?;
+    Ok(out.into_inner())
+}
+
+/// A version-2 file around a raw skeleton and data section, with valid sums over
+/// `chunk`-byte chunks (tests and the fuzz target use it to reach the skeleton decoder
+/// and the reference checks past the checksums). `chunk` is clamped to the sizes
+/// readers accept.
+#[doc(hidden)]
+pub fn frame(skeleton: &[u8], data: &[u8], chunk: u64) -> Vec<u8> {
+    let chunk = chunk.clamp(MIN_CHUNK, MAX_CHUNK).next_power_of_two();
+    let plan = Plan {
+        skeleton: skeleton.to_vec(),
+        tensors: Vec::new(),
+        data_len: data.len() as u64,
+        chunk,
+    };
+    let Ok(mut head) = plan.head() else {
+        return Vec::new();
+    };
+    let at = HEADER_LEN + skeleton.len();
+    for (i, c) in data.chunks(chunk as usize).enumerate() {
+        head[at + 8 * i..at + 8 * i + 8].copy_from_slice(&xxh3_64(c).to_le_bytes());
+    }
+    let sum = head_sum(&head);
+    head[SUM_AT..SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+    head.extend_from_slice(data);
+    head
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading.
+
+/// Where the parts of a checked version-2 file lie.
+pub(crate) struct Layout {
+    pub skeleton: std::ops::Range<usize>,
+    pub table: std::ops::Range<usize>,
+    pub data: std::ops::Range<usize>,
+    pub chunk: usize,
+}
+
+/// Checks the header of a version-2 file of `file.len()` bytes against the file, and the
+/// head's own checksum (so the skeleton and chunk table are sound); the data section is
+/// checked later ([`verify_chunks`]).
+pub(crate) fn check_head(file: &[u8]) -> std::result::Result<Layout, String> {
+    let n = file.len() as u64;
+    if file.len() < HEADER_LEN {
+        return Err(format!(
+            "{n} bytes is shorter than the {HEADER_LEN}-byte header (truncated file?)"
+        ));
+    }
+    let (flags, r1, r2) = (le_u32(file, 12), le_u32(file, 44), le_u64(file, 56));
+    if flags != 0 || r1 != 0 || r2 != 0 {
+        return Err(format!(
+            "unknown header flags {flags:#x}/{r1:#x}/{r2:#x} (written by a newer version?)"
+        ));
+    }
+    let (m, d, l, c) = (
+        le_u64(file, 16),
+        le_u64(file, 24),
+        le_u64(file, 32),
+        u64::from(le_u32(file, 40)),
+    );
+    if !c.is_power_of_two() || !(MIN_CHUNK..=MAX_CHUNK).contains(&c) {
+        return Err(format!(
+            "chunk size {c} is not a power of two from {MIN_CHUNK} to {MAX_CHUNK}"
+        ));
+    }
+    let table = l.div_ceil(c) * 8;
+    let need = (HEADER_LEN as u64)
+        .checked_add(m)
+        .and_then(|x| x.checked_add(table))
+        .ok_or("header sizes overflow")?;
+    if d.checked_add(l) != Some(n) {
+        return Err(format!(
+            "header declares {d} + {l} bytes but the file has {n} (truncated or damaged file)"
+        ));
+    }
+    if d % ALIGN != 0 || d < need {
+        return Err(format!(
+            "data offset {d} is not {ALIGN}-aligned or leaves no room for the {m}-byte skeleton and {table}-byte chunk table"
+        ));
+    }
+    let (want, got) = (le_u64(file, SUM_AT), head_sum(&file[..d as usize]));
+    if want != got {
+        return Err(format!(
+            "checksum mismatch in the header or the tensor list (stored {want:#018x}, computed {got:#018x}): the file is damaged"
+        ));
+    }
+    let (m, d, t) = (m as usize, d as usize, table as usize);
+    Ok(Layout {
+        skeleton: HEADER_LEN..HEADER_LEN + m,
+        table: HEADER_LEN + m..HEADER_LEN + m + t,
+        data: d..file.len(),
+        chunk: c as usize,
+    })
+}
+
+/// Verifies every chunk of the data section in parallel; `release` is called on each
+/// chunk once hashed (to drop its pages from a mapping). A bad chunk is an error naming
+/// what lies in it (`owners(start, end)`, data-section offsets).
+pub(crate) fn verify_chunks(
+    file: &[u8],
+    lay: &Layout,
+    release: &(dyn Fn(&[u8]) + Sync),
+    owners: impl Fn(u64, u64) -> String,
+) -> std::result::Result<(), String> {
+    use rayon::prelude::*;
+    let data = &file[lay.data.clone()];
+    let table = &file[lay.table.clone()];
+    let bad = data
+        .par_chunks(lay.chunk)
+        .zip(table.par_chunks(8))
+        .enumerate()
+        .filter_map(|(i, (c, s))| {
+            let got = xxh3_64(c);
+            release(c);
+            (got != le_u64(s, 0)).then_some((i, got, le_u64(s, 0)))
+        })
+        .min_by_key(|b| b.0);
+    match bad {
+        None => Ok(()),
+        Some((i, got, want)) => {
+            let s = (i * lay.chunk) as u64;
+            let e = (s + lay.chunk as u64).min(data.len() as u64);
+            Err(format!(
+                "checksum mismatch in data bytes {s}..{e} (chunk {i}: stored {want:#018x}, computed {got:#018x}), which hold {}: the file is damaged",
+                owners(s, e)
+            ))
+        }
+    }
+}
+
+/// Names the tensors `refs` (name, data offset, length) that meet bytes `s..e`.
+pub(crate) fn name_owners(refs: &[(String, u64, u64)], s: u64, e: u64) -> String {
+    let hit: Vec<String> = refs
+        .iter()
+        .filter(|(_, o, l)| *o < e && o + l > s)
+        .map(|(n, _, _)| format!("`{n}`"))
+        .collect();
+    match hit.len() {
+        0 => "only padding".into(),
+        1..=4 => format!("tensor {}", hit.join(", ")),
+        k => format!("tensors {} and {} more", hit[..3].join(", "), k - 3),
+    }
+}
+
+/// Decodes a checked skeleton into `T`, tensors copying their bytes from `data`.
+pub(crate) fn decode_skeleton<T: DeserializeOwned>(
+    skeleton: &[u8],
+    data: &[u8],
+) -> std::result::Result<(T, usize), postcard::Error> {
+    let _guard = ModeGuard::set(Mode::Read(ReadCtx {
+        data: data.as_ptr(),
+        len: data.len(),
+        next: 0,
+    }));
+    postcard::take_from_bytes::<T>(skeleton).map(|(v, rest)| (v, rest.len()))
+}
