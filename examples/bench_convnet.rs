@@ -20,7 +20,10 @@ mod resnet;
 use nn::optim::{Optimizer, Sgd};
 use nn::{Forward, ModuleExt, Result, Tensor};
 use resnet::ResNet;
-use std::time::Instant;
+
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+use bench_util::{Plan, Warm};
 
 const BATCH: usize = 8;
 const SIDE: usize = 64;
@@ -39,17 +42,12 @@ fn time(
         }
         return Ok((f64::NAN, f64::NAN));
     }
-    for _ in 0..warm {
-        f()?;
+    Plan {
+        warm: Warm::Calls(warm),
+        reps,
+        inner: 1,
     }
-    let mut v = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        v.push(t.elapsed().as_secs_f64());
-    }
-    v.sort_by(f64::total_cmp);
-    Ok((v[v.len() / 2], v[0]))
+    .run(f)
 }
 
 fn print(json: bool, workload: &str, variant: &str, label: &str, (m, b): (f64, f64)) {

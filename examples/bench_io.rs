@@ -14,23 +14,18 @@
 
 use nn::io;
 use nn::{Linear, ModuleExt, Result, Sequential, Tensor};
-use std::time::Instant;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+use bench_util::{Plan, Warm};
 
-fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
-    f()?;
-    let mut ts = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        ts.push(t.elapsed().as_secs_f64());
+fn time(reps: usize, f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    Plan {
+        warm: Warm::Calls(1),
+        reps,
+        inner: 1,
     }
-    let best = ts.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok((median(ts), best))
+    .run(f)
 }
 
 /// Prints one figure for `bytes` moved in `median`/`best` seconds, as text or a JSON line.
