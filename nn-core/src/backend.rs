@@ -208,6 +208,22 @@ pub struct Im2ColSpec {
 }
 
 impl Im2ColSpec {
+    /// The spec of one sample laid out per sample, with the sample's image length,
+    /// its taps `c * kh * kw` and its window positions `h_out * w_out` (the default
+    /// implementations gather one sample's indices from every sample).
+    fn one_sample(&self) -> (Im2ColSpec, usize, usize, usize) {
+        let one = Im2ColSpec {
+            batch: 1,
+            batch_inner: false,
+            ..*self
+        };
+        (
+            one,
+            self.image_len() / self.batch.max(1),
+            self.channels * self.kernel[0] * self.kernel[1],
+            self.output[0] * self.output[1],
+        )
+    }
     /// Elements of the image, `n * c * h * w`.
     pub fn image_len(&self) -> usize {
         self.batch * self.channels * self.input[0] * self.input[1]
@@ -457,16 +473,7 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// permutes the batch inside; backends override it with a direct copy.
     fn im2col(&self, spec: &Im2ColSpec) -> Result<Storage> {
         let (n, dev) = (spec.batch, self.device());
-        let per = spec.image_len() / n.max(1);
-        let one = Im2ColSpec {
-            batch: 1,
-            batch_inner: false,
-            ..*spec
-        };
-        let (taps, l) = (
-            spec.channels * spec.kernel[0] * spec.kernel[1],
-            spec.output[0] * spec.output[1],
-        );
+        let (one, per, taps, l) = spec.one_sample();
         let pad = dev.upload(HostData::F32(vec![spec.pad_value; n]))?;
         let src = self.cat(&[n, per], &[(pad.as_ref(), &[n, 1])], 1)?;
         let idx = dev.upload(HostData::I64(one.indices()))?;
@@ -483,16 +490,7 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// [`BackendStorage::index_add`].
     fn col2im(&self, spec: &Im2ColSpec) -> Result<Storage> {
         let (n, dev) = (spec.batch, self.device());
-        let per = spec.image_len() / n.max(1);
-        let one = Im2ColSpec {
-            batch: 1,
-            batch_inner: false,
-            ..*spec
-        };
-        let (taps, l) = (
-            spec.channels * spec.kernel[0] * spec.kernel[1],
-            spec.output[0] * spec.output[1],
-        );
+        let (one, per, taps, l) = spec.one_sample();
         let idx = dev.upload(HostData::I64(one.indices()))?;
         let (shape, out) = ([n, taps * l], [n, per + 1]);
         let img = if spec.batch_inner {

@@ -8,6 +8,7 @@
 //! to use: a save or a load of this format sets a thread-local context for the duration of
 //! the postcard call ([`encode`], [`decode`]); every other serializer sees the bytes.
 
+use super::native::{le_u32, le_u64};
 use crate::{Error, Result, Tensor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,18 +34,6 @@ const SUM_AT: usize = 48;
 
 fn align(n: u64) -> Option<u64> {
     n.checked_next_multiple_of(ALIGN)
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// The xxh3-64 of everything before the data section, with the header's checksum field
