@@ -129,6 +129,14 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A format error about the file `what`, from its message.
+fn format_error(what: &str) -> impl Fn(String) -> Error + Copy + '_ {
+    move |msg| Error::Format {
+        path: what.to_string(),
+        msg,
+    }
+}
+
 /// Decodes a complete native file held in memory. `what` names it in errors;
 /// `release` is called on data already read (to drop a mapping's pages).
 pub(crate) fn decode<T: DeserializeOwned>(
@@ -136,10 +144,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     what: &str,
     release: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<T> {
-    let fmt_err = |msg: String| Error::Format {
-        path: what.to_string(),
-        msg,
-    };
+    let fmt_err = format_error(what);
     if version_of(file) == Some(2) {
         return decode_v2(file, what, release);
     }
@@ -216,10 +221,7 @@ fn decode_v2<T: DeserializeOwned>(
     what: &str,
     release: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<T> {
-    let fmt_err = |msg: String| Error::Format {
-        path: what.to_string(),
-        msg,
-    };
+    let fmt_err = format_error(what);
     let lay = super::native2::check_head(file).map_err(fmt_err)?;
     let skel = &file[lay.skeleton.clone()];
     let refs = skeleton_refs(skel);
@@ -274,10 +276,7 @@ pub(crate) fn scan_state_dict_v2(
     what: &str,
     release: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<Entry>> {
-    let fmt_err = |msg: String| Error::Format {
-        path: what.to_string(),
-        msg,
-    };
+    let fmt_err = format_error(what);
     let lay = super::native2::check_head(file).map_err(fmt_err)?;
     let skel = &file[lay.skeleton.clone()];
     let parsed = Scan::refs(skel, skel.len() as u64).state_dict();
@@ -694,10 +693,7 @@ pub(crate) fn scan_state_dict<R: Read + Seek>(
     file_len: u64,
     what: &str,
 ) -> Result<Vec<Entry>> {
-    let fmt_err = |msg: String| Error::Format {
-        path: what.to_string(),
-        msg,
-    };
+    let fmt_err = format_error(what);
     let io_err = |source: std::io::Error| Error::Io {
         path: what.to_string(),
         source,

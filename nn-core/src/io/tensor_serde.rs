@@ -65,21 +65,18 @@ impl Serialize for Tensor {
     /// `{dtype: "float32" | "int64", shape: [..], data: bytes}`; the data of a GPU tensor
     /// is copied to the host first. Autograd state is not saved.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Tensor", 3)?;
+        st.serialize_field("dtype", self.dtype().as_str())?;
+        st.serialize_field("shape", self.shape())?;
         if super::native2::writing() {
             // a native version-2 save: the bytes go to the data section, the skeleton
             // holds where
             let at = super::native2::place(self).map_err(serde::ser::Error::custom)?;
-            let mut st = s.serialize_struct("Tensor", 3)?;
-            st.serialize_field("dtype", self.dtype().as_str())?;
-            st.serialize_field("shape", self.shape())?;
             st.serialize_field("data", &at)?;
-            return st.end();
+        } else {
+            let bytes = le_bytes(self).map_err(serde::ser::Error::custom)?;
+            st.serialize_field("data", &Bytes(&bytes))?;
         }
-        let bytes = le_bytes(self).map_err(serde::ser::Error::custom)?;
-        let mut st = s.serialize_struct("Tensor", 3)?;
-        st.serialize_field("dtype", self.dtype().as_str())?;
-        st.serialize_field("shape", self.shape())?;
-        st.serialize_field("data", &Bytes(&bytes))?;
         st.end()
     }
 }
