@@ -64,14 +64,13 @@ pub(crate) fn walk<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(Item<'a>)
 /// string per item: the dotted path lives in one buffer, extended and cut back as the walk
 /// descends (as [`walk`] does, every parameter met learns its path). `parameters()` and
 /// `zero_grad()` run every training step, so they cost no allocation per parameter.
-struct ParamWalk<'a, F> {
+struct ParamWalk<F> {
     path: String,
     seen: HashSet<u64, IdHash>,
     f: F,
-    _items: std::marker::PhantomData<&'a Param>,
 }
 
-impl<F> ParamWalk<'_, F> {
+impl<F> ParamWalk<F> {
     /// Appends `.name` (or `name` at the root) to the path; returns the length to cut
     /// back to.
     fn enter(&mut self, name: &str) -> usize {
@@ -84,7 +83,7 @@ impl<F> ParamWalk<'_, F> {
     }
 }
 
-impl<'a, F: FnMut(&'a Param)> Visitor<'a> for ParamWalk<'a, F> {
+impl<'a, F: FnMut(&'a Param)> Visitor<'a> for ParamWalk<F> {
     fn param(&mut self, name: &str, p: &'a Param) {
         let len = self.enter(name);
         p.learn_path(&self.path);
@@ -136,7 +135,6 @@ pub(crate) fn each_param<'a>(root: &'a (impl Module + ?Sized), f: impl FnMut(&'a
         path: String::new(),
         seen: HashSet::with_hasher(IdHash),
         f,
-        _items: std::marker::PhantomData,
     };
     root.visit(&mut w);
 }

@@ -8,10 +8,12 @@
 //! adaptive: window rows floor(i*h/oh) .. ceil((i+1)*h/oh), columns alike, mean over it
 //! ```
 //!
-//! The windows are gathered as in [`super::conv`] into `[n, c, taps, positions]` and
+//! The windows are copied by im2col ([`super::im2col`], as convolutions do) into
+//! `[n, c, taps, positions]` and
 //! reduced over `taps`. Gradients: max sends dy to the first maximum of each window (the
 //! position PyTorch's kernels pick; `max_dim` routes to that index), avg spreads
-//! `dy / count` over the window; both are the adjoints of the gather and the reduction.
+//! `dy / count` over the window; both are the adjoints of the copy (col2im) and the
+//! reduction.
 //! The divisor `count` is PyTorch's: with `count_include_pad` the window clipped to the
 //! padded input, otherwise the real elements it covers.
 
