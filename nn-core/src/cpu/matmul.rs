@@ -51,11 +51,32 @@ fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
         }
         return;
     }
+    let macs = m * n * k;
+    let threaded = macs >= PARALLEL_FLOPS && rayon::current_num_threads() > 1;
+    if threaded && rayon::current_thread_index().is_none() {
+        // Called from outside the pool: run the whole product on a worker, so that the
+        // caller blocks (and is woken) once per product rather than once per fork of the
+        // split (the threaded `gemm` forks per packed block), and each fork starts on a
+        // running worker that goes on with the work itself when the other is slow to wake.
+        return rayon::scope(|_| blocks(out, a, b, s, acc, (m, n, k), threaded));
+    }
+    blocks(out, a, b, s, acc, (m, n, k), threaded)
+}
+
+/// The body of [`gemm_into`]: one product per batch element.
+fn blocks(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    s: &MatmulSpec,
+    acc: bool,
+    (m, n, k): (usize, usize, usize),
+    threaded: bool,
+) {
+    let macs = m * n * k;
     // element (i, p) of op(lhs) sits at i*rs + p*cs
     let (a_rs, a_cs) = if s.lhs_t { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if s.rhs_t { (1, k) } else { (n, 1) };
-    let macs = m * n * k;
-    let threaded = macs >= PARALLEL_FLOPS && rayon::current_num_threads() > 1;
     for bi in 0..s.batch {
         let ao = s.lhs_batch[bi] * m * k;
         let bo = s.rhs_batch[bi] * k * n;
