@@ -104,9 +104,9 @@ fn blocks(
         }
         if macs < SMALL_MACS || !has_avx512() {
             let par = if threaded {
-                gemm::Parallelism::Rayon(0)
+                gemm_common::Parallelism::Rayon(0)
             } else {
-                gemm::Parallelism::None
+                gemm_common::Parallelism::None
             };
             gemm_crate(dst, l, r, (m, n, k), acc, par);
         } else if threaded && (m >= 2 * ROW_BLOCK || n >= 2 * ROW_BLOCK) {
@@ -200,28 +200,31 @@ fn gemm_crate(
     b: Operand<'_>,
     (m, n, k): (usize, usize, usize),
     acc: bool,
-    par: gemm::Parallelism,
+    par: gemm_common::Parallelism,
 ) {
     if !(a.fits(m, k) && b.fits(k, n) && dst.len() >= m * n) {
         return;
     }
+    // `gemm`'s kernels want a column-major destination: compute C^T = op(B)^T op(A)^T
+    // (what the `gemm` facade does for a row-major C), so the n x m product has column
+    // stride n and row stride 1, B is its left operand and A its right one.
     // SAFETY: `fits` checked that every addressed element of a (m x k), b (k x n) lies
     // inside its slice, and dst holds m*n elements addressed row-major.
     unsafe {
-        gemm::gemm(
-            m,
+        gemm_f32::gemm::f32::get_gemm_fn()(
             n,
+            m,
             k,
             dst.as_mut_ptr(),
-            1,
             n as isize,
+            1,
             acc,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
             b.data.as_ptr(),
-            b.cs as isize,
             b.rs as isize,
+            b.cs as isize,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
             if acc { 1.0 } else { 0.0 },
             1.0,
             false,
