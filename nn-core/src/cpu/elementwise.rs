@@ -255,16 +255,18 @@ pub(super) fn relu_backward_colsum(
 }
 
 /// Conversion to `dtype` with Rust's `as` semantics (f32 to i64 truncates and saturates).
-pub(super) fn cast(x: &HostData, dtype: DType) -> Result<HostData> {
+pub(super) fn cast(x: super::View<'_>, dtype: DType) -> Result<HostData> {
+    use super::View;
     Ok(match (x, dtype) {
-        (HostData::F32(x), DType::I64) => {
+        (View::F32(x), DType::I64) => {
             HostData::I64(try_collect(x.iter().map(|&v| v as i64), "cast")?)
         }
-        (HostData::I64(x), DType::F32) => {
+        (View::I64(x), DType::F32) => {
             HostData::F32(try_collect(x.iter().map(|&v| v as f32), "cast")?)
         }
-        (HostData::F32(x), DType::F32) => HostData::F32(try_collect(x.iter().copied(), "cast")?),
-        (HostData::I64(x), DType::I64) => HostData::I64(try_collect(x.iter().copied(), "cast")?),
-        (x, dtype) => x.to_dtype(dtype)?,
+        (View::F32(_) | View::I64(_), d) if d == x.dtype() => x.to_owned()?,
+        (View::Other(h), d) => h.to_dtype(d)?,
+        // f32 or i64 to a storage-only dtype
+        (x, d) => x.to_owned()?.to_dtype(d)?,
     })
 }

@@ -29,24 +29,180 @@ use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;
 use std::sync::Arc;
 
-/// Host storage of one tensor: the CPU backend's [`BackendStorage`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct CpuStorage(HostData);
+/// Host storage of one tensor: the CPU backend's [`BackendStorage`]. Its elements are
+/// host vectors ([`HostData`]), or f32/i64 elements borrowed from a read-only memory
+/// mapping of a file (a load with [`crate::io::LoadOptions::mmap`]), copied into a vector
+/// the first time they are written (copy-on-write).
+#[derive(Debug, Clone)]
+pub struct CpuStorage {
+    /// The elements, unless `mapped` holds them (then this is empty).
+    host: HostData,
+    mapped: Option<Mapped>,
+}
+
+/// Elements borrowed from a file mapping: `len` elements of `dtype` (f32 or i64) at byte
+/// `start`, checked at creation to lie inside the mapping and be aligned for `dtype`.
+#[derive(Debug, Clone)]
+struct Mapped {
+    map: Arc<memmap2::Mmap>,
+    start: usize,
+    len: usize,
+    dtype: DType,
+}
+
+/// A CPU storage's elements, borrowed: the compute dtypes as slices, the storage-only
+/// ones as the host data holding them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum View<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+    Other(&'a HostData),
+}
+
+impl<'a> View<'a> {
+    fn of(h: &'a HostData) -> View<'a> {
+        match h {
+            HostData::F32(v) => View::F32(v),
+            HostData::I64(v) => View::I64(v),
+            other => View::Other(other),
+        }
+    }
+    fn dtype(self) -> DType {
+        match self {
+            View::F32(_) => DType::F32,
+            View::I64(_) => DType::I64,
+            View::Other(h) => h.dtype(),
+        }
+    }
+    fn len(self) -> usize {
+        match self {
+            View::F32(v) => v.len(),
+            View::I64(v) => v.len(),
+            View::Other(h) => h.len(),
+        }
+    }
+    fn f32s(self, op: &'static str) -> Result<&'a [f32]> {
+        match self {
+            View::F32(v) => Ok(v),
+            other => Err(dtype_err(op, other.dtype(), DType::F32)),
+        }
+    }
+    fn i64s(self, op: &'static str) -> Result<&'a [i64]> {
+        match self {
+            View::I64(v) => Ok(v),
+            other => Err(dtype_err(op, other.dtype(), DType::I64)),
+        }
+    }
+    /// An owned copy (allocated fallibly).
+    fn to_owned(self) -> Result<HostData> {
+        use crate::host::try_collect;
+        Ok(match self {
+            View::F32(v) => HostData::F32(try_collect(v.iter().copied(), "copy")?),
+            View::I64(v) => HostData::I64(try_collect(v.iter().copied(), "copy")?),
+            View::Other(h) => h.clone(),
+        })
+    }
+}
+
+impl Mapped {
+    fn view(&self) -> View<'_> {
+        let size = self.dtype.size_in_bytes();
+        let bytes = self
+            .map
+            .get(self.start..self.start + self.len * size)
+            .unwrap_or_default();
+        // `mapped` checked range and alignment, so the casts succeed; were they to fail,
+        // the empty slice is refused by every op's length check
+        match self.dtype {
+            DType::I64 => View::I64(bytemuck::try_cast_slice(bytes).unwrap_or_default()),
+            _ => View::F32(bytemuck::try_cast_slice(bytes).unwrap_or_default()),
+        }
+    }
+}
+
+/// A storage whose `len` elements of `dtype` are the bytes of `map` at `start`, borrowed
+/// (no copy), or `None` where borrowing cannot work and the caller copies: a dtype other
+/// than f32 or i64 (bools must be normalized, the storage-only dtypes are converted
+/// anyway), a range outside the mapping, bytes not aligned for the dtype, or a big-endian
+/// host (files are little-endian).
+pub(crate) fn mapped(
+    map: &Arc<memmap2::Mmap>,
+    start: usize,
+    len: usize,
+    dtype: DType,
+) -> Option<Storage> {
+    if cfg!(target_endian = "big") || !matches!(dtype, DType::F32 | DType::I64) {
+        return None;
+    }
+    let end = len.checked_mul(dtype.size_in_bytes())?.checked_add(start)?;
+    let bytes = map.get(start..end)?;
+    if bytes.as_ptr().align_offset(dtype.size_in_bytes()) != 0 {
+        return None;
+    }
+    Some(Arc::new(CpuStorage {
+        host: HostData::F32(Vec::new()),
+        mapped: Some(Mapped {
+            map: Arc::clone(map),
+            start,
+            len,
+            dtype,
+        }),
+    }))
+}
+
+impl PartialEq for CpuStorage {
+    fn eq(&self, other: &Self) -> bool {
+        self.view() == other.view()
+    }
+}
 
 impl CpuStorage {
     /// Wraps host data.
     pub fn new(data: HostData) -> Self {
-        CpuStorage(data)
+        CpuStorage {
+            host: data,
+            mapped: None,
+        }
     }
 
-    /// The host data.
-    pub fn data(&self) -> &HostData {
-        &self.0
+    /// The host data, or `None` while the elements are borrowed from a file mapping
+    /// ([`BackendStorage::to_host`] copies them out).
+    pub fn data(&self) -> Option<&HostData> {
+        self.mapped.is_none().then_some(&self.host)
     }
 
-    /// Takes the host data out.
-    pub fn into_data(mut self) -> HostData {
-        std::mem::replace(&mut self.0, HostData::F32(Vec::new()))
+    /// The f32 elements, wherever they live; `None` for other dtypes.
+    pub fn f32s(&self) -> Option<&[f32]> {
+        self.view().f32s("f32s").ok()
+    }
+
+    /// Whether the elements are borrowed from a file mapping (not yet written).
+    pub fn is_mapped(&self) -> bool {
+        self.mapped.is_some()
+    }
+
+    /// Takes the host data out (a mapped storage's elements are copied).
+    pub fn into_data(mut self) -> Result<HostData> {
+        match self.mapped.take() {
+            None => Ok(std::mem::replace(&mut self.host, HostData::F32(Vec::new()))),
+            Some(m) => m.view().to_owned(),
+        }
+    }
+
+    fn view(&self) -> View<'_> {
+        match &self.mapped {
+            None => View::of(&self.host),
+            Some(m) => m.view(),
+        }
+    }
+
+    /// The host data for writing: a mapped storage's elements are copied first.
+    fn host_mut(&mut self) -> Result<&mut HostData> {
+        if let Some(m) = &self.mapped {
+            self.host = m.view().to_owned()?;
+            self.mapped = None;
+        }
+        Ok(&mut self.host)
     }
 }
 
@@ -54,7 +210,7 @@ impl Drop for CpuStorage {
     /// An f32 buffer goes back to this thread's cache ([`pool`]) for the next tensor of
     /// its size.
     fn drop(&mut self) {
-        if let HostData::F32(v) = &mut self.0 {
+        if let HostData::F32(v) = &mut self.host {
             pool::give(std::mem::take(v));
         }
     }
@@ -62,7 +218,7 @@ impl Drop for CpuStorage {
 
 /// Host data as a CPU storage handle (how [`Device::upload`] reaches the CPU backend).
 pub(crate) fn storage(data: HostData) -> Storage {
-    Arc::new(CpuStorage(data))
+    Arc::new(CpuStorage::new(data))
 }
 
 fn out(data: HostData) -> Result<Storage> {
@@ -70,18 +226,18 @@ fn out(data: HostData) -> Result<Storage> {
 }
 
 /// Downcasts a storage handle of another operand to the CPU, or reports a device mismatch.
-fn cpu<'a>(op: &'static str, s: &'a dyn BackendStorage) -> Result<&'a HostData> {
+fn cpu<'a>(op: &'static str, s: &'a dyn BackendStorage) -> Result<View<'a>> {
     match s.as_any().downcast_ref::<CpuStorage>() {
-        Some(c) => Ok(&c.0),
+        Some(c) => Ok(c.view()),
         None => Err(mismatch(op, s)),
     }
 }
 
-/// Like [`cpu`], for an operand updated in place.
+/// Like [`cpu`], for an operand updated in place (copied first when it is mapped).
 fn cpu_mut<'a>(op: &'static str, s: &'a mut dyn BackendStorage) -> Result<&'a mut HostData> {
     let dev = s.device().to_string();
     match s.as_any_mut().downcast_mut::<CpuStorage>() {
-        Some(c) => Ok(&mut c.0),
+        Some(c) => c.host_mut(),
         None => Err(Error::DeviceMismatch {
             op,
             lhs: "cpu".into(),
@@ -113,14 +269,17 @@ fn f32s_mut<'a>(op: &'static str, h: &'a mut HostData) -> Result<&'a mut [f32]> 
     match h {
         HostData::F32(v) => Ok(v),
         HostData::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
-        other => Err(storage_only(op, other)),
+        other => Err(Error::StorageOnly {
+            op,
+            dtype: other.dtype(),
+        }),
     }
 }
 
-fn storage_only(op: &'static str, h: &HostData) -> Error {
+fn storage_only(op: &'static str, v: View<'_>) -> Error {
     Error::StorageOnly {
         op,
-        dtype: h.dtype(),
+        dtype: v.dtype(),
     }
 }
 
@@ -129,19 +288,19 @@ impl BackendStorage for CpuStorage {
         Device::Cpu
     }
     fn dtype(&self) -> DType {
-        self.0.dtype()
+        self.view().dtype()
     }
     fn len(&self) -> usize {
-        self.0.len()
+        self.view().len()
     }
     fn to_host(&self) -> Result<HostData> {
-        elementwise::cast(&self.0, self.0.dtype())
+        elementwise::cast(self.view(), self.view().dtype())
     }
     fn as_host(&self) -> Option<&HostData> {
-        Some(&self.0)
+        self.data()
     }
     fn as_host_mut(&mut self) -> Option<&mut HostData> {
-        Some(&mut self.0)
+        self.host_mut().ok()
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -154,7 +313,7 @@ impl BackendStorage for CpuStorage {
     }
 
     fn write_at(&mut self, offset: usize, src: &HostData) -> Result<()> {
-        let len = self.0.len();
+        let len = self.view().len();
         let end = offset.checked_add(src.len()).filter(|&e| e <= len);
         let Some(end) = end else {
             return Err(Error::IndexOutOfRange {
@@ -163,7 +322,7 @@ impl BackendStorage for CpuStorage {
                 size: len,
             });
         };
-        match (&mut self.0, src) {
+        match (self.host_mut()?, src) {
             (HostData::F32(d), HostData::F32(s)) => d[offset..end].copy_from_slice(s),
             (HostData::I64(d), HostData::I64(s)) => d[offset..end].copy_from_slice(s),
             (d, s) => return Err(dtype_err("write_at", s.dtype(), d.dtype())),
@@ -178,7 +337,7 @@ impl BackendStorage for CpuStorage {
         step: &SgdStep,
     ) -> Result<bool> {
         let g = cpu("sgd_step", grad)?.f32s("sgd_step")?;
-        let p = f32s_mut("sgd_step", &mut self.0)?;
+        let p = f32s_mut("sgd_step", self.host_mut()?)?;
         match buf {
             None => {
                 check::lens("sgd_step", p.len(), &[g.len()])?;
@@ -201,7 +360,7 @@ impl BackendStorage for CpuStorage {
         step: &AdamStep,
     ) -> Result<bool> {
         let g = cpu("adam_step", grad)?.f32s("adam_step")?;
-        let p = f32s_mut("adam_step", &mut self.0)?;
+        let p = f32s_mut("adam_step", self.host_mut()?)?;
         let m = f32s_mut("adam_step", cpu_mut("adam_step", m)?)?;
         let v = f32s_mut("adam_step", cpu_mut("adam_step", v)?)?;
         check::lens("adam_step", p.len(), &[g.len(), m.len(), v.len()])?;
@@ -210,7 +369,7 @@ impl BackendStorage for CpuStorage {
     }
 
     fn unary(&self, op: UnaryOp) -> Result<Storage> {
-        let x = self.0.f32s("unary")?;
+        let x = self.view().f32s("unary")?;
         out(HostData::F32(elementwise::unary(op, x)?))
     }
 
@@ -223,19 +382,19 @@ impl BackendStorage for CpuStorage {
         out_shape: &[usize],
     ) -> Result<Storage> {
         let rhs = cpu("binary", rhs)?;
-        check::len("binary", lhs_shape, self.0.len())?;
+        check::len("binary", lhs_shape, self.view().len())?;
         check::len("binary", rhs_shape, rhs.len())?;
         check::numel("binary", out_shape)?;
         check::broadcasts("binary", lhs_shape, out_shape)?;
         check::broadcasts("binary", rhs_shape, out_shape)?;
-        out(match (&self.0, rhs) {
-            (HostData::F32(a), HostData::F32(b)) => {
+        out(match (self.view(), rhs) {
+            (View::F32(a), View::F32(b)) => {
                 elementwise::binary_f32(op, a, lhs_shape, b, rhs_shape, out_shape)?
             }
-            (HostData::I64(a), HostData::I64(b)) => {
+            (View::I64(a), View::I64(b)) => {
                 elementwise::binary_i64(op, a, lhs_shape, b, rhs_shape, out_shape)?
             }
-            _ => return Err(dtype_err("binary", rhs.dtype(), self.0.dtype())),
+            _ => return Err(dtype_err("binary", rhs.dtype(), self.view().dtype())),
         })
     }
 
@@ -248,7 +407,7 @@ impl BackendStorage for CpuStorage {
         b_shape: &[usize],
         out_shape: &[usize],
     ) -> Result<Storage> {
-        let cond = self.0.i64s("where")?;
+        let cond = self.view().i64s("where")?;
         let (a, b) = (cpu("where", a)?, cpu("where", b)?);
         check::numel("where", out_shape)?;
         for (shape, len) in [
@@ -261,10 +420,10 @@ impl BackendStorage for CpuStorage {
         }
         let (sc, so) = (cond_shape, out_shape);
         out(match (a, b) {
-            (HostData::F32(a), HostData::F32(b)) => HostData::F32(elementwise::where_cond(
+            (View::F32(a), View::F32(b)) => HostData::F32(elementwise::where_cond(
                 cond, sc, a, a_shape, b, b_shape, so,
             )?),
-            (HostData::I64(a), HostData::I64(b)) => HostData::I64(elementwise::where_cond(
+            (View::I64(a), View::I64(b)) => HostData::I64(elementwise::where_cond(
                 cond, sc, a, a_shape, b, b_shape, so,
             )?),
             _ => return Err(dtype_err("where", b.dtype(), a.dtype())),
@@ -272,7 +431,7 @@ impl BackendStorage for CpuStorage {
     }
 
     fn matmul(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage> {
-        let a = self.0.f32s("matmul")?;
+        let a = self.view().f32s("matmul")?;
         let b = cpu("matmul", rhs)?.f32s("matmul")?;
         let n_out = check::matmul(spec, a.len(), b.len())?;
         out(HostData::F32(matmul::matmul(a, b, spec, n_out)?))
@@ -284,7 +443,7 @@ impl BackendStorage for CpuStorage {
         spec: &MatmulSpec,
         bias: &dyn BackendStorage,
     ) -> Result<Storage> {
-        let a = self.0.f32s("linear")?;
+        let a = self.view().f32s("linear")?;
         let b = cpu("linear", rhs)?.f32s("linear")?;
         let bias = cpu("linear", bias)?.f32s("linear")?;
         if bias.len() != spec.n {
@@ -295,7 +454,7 @@ impl BackendStorage for CpuStorage {
     }
 
     fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
-        let x = self.0.f32s("relu_backward")?;
+        let x = self.view().f32s("relu_backward")?;
         let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
         check::lens("relu_backward", x.len(), &[g.len()])?;
         out(HostData::F32(elementwise::relu_backward(x, g)?))
@@ -307,7 +466,7 @@ impl BackendStorage for CpuStorage {
         rows: usize,
         cols: usize,
     ) -> Result<(Storage, Storage)> {
-        let y = self.0.f32s("relu_backward")?;
+        let y = self.view().f32s("relu_backward")?;
         let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
         check::lens("relu_backward", y.len(), &[g.len()])?;
         check::len("relu_backward", &[rows, cols], y.len())?;
@@ -321,7 +480,7 @@ impl BackendStorage for CpuStorage {
         rows: usize,
         classes: usize,
     ) -> Result<Option<(Storage, Storage)>> {
-        let x = self.0.f32s("cross_entropy")?;
+        let x = self.view().f32s("cross_entropy")?;
         let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
         check::len("cross_entropy", &[rows, classes], x.len())?;
         check::len("cross_entropy", &[rows], t.len())?;
@@ -339,7 +498,7 @@ impl BackendStorage for CpuStorage {
         rows: usize,
         classes: usize,
     ) -> Result<Option<Storage>> {
-        let p = self.0.f32s("cross_entropy")?;
+        let p = self.view().f32s("cross_entropy")?;
         let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
         let g = cpu("cross_entropy", grad)?.f32s("cross_entropy")?;
         check::len("cross_entropy", &[rows, classes], p.len())?;
@@ -350,7 +509,7 @@ impl BackendStorage for CpuStorage {
     }
 
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
-        check::len("reduce", shape, self.0.len())?;
+        check::len("reduce", shape, self.view().len())?;
         check::axes("reduce", shape, axes)?;
         if op == ReduceOp::ArgMax {
             let [ax] = *axes else {
@@ -360,35 +519,35 @@ impl BackendStorage for CpuStorage {
                     format!("needs exactly one axis, got {axes:?}"),
                 ));
             };
-            return out(HostData::I64(match &self.0 {
-                HostData::F32(x) => reduce::argmax(x, shape, ax)?,
-                HostData::I64(x) => reduce::argmax(x, shape, ax)?,
+            return out(HostData::I64(match self.view() {
+                View::F32(x) => reduce::argmax(x, shape, ax)?,
+                View::I64(x) => reduce::argmax(x, shape, ax)?,
                 other => return Err(storage_only("argmax", other)),
             }));
         }
-        out(match &self.0 {
-            HostData::F32(x) => HostData::F32(reduce::reduce(op, x, shape, axes)?),
-            HostData::I64(x) => HostData::I64(reduce::reduce(op, x, shape, axes)?),
+        out(match self.view() {
+            View::F32(x) => HostData::F32(reduce::reduce(op, x, shape, axes)?),
+            View::I64(x) => HostData::I64(reduce::reduce(op, x, shape, axes)?),
             other => return Err(storage_only("reduce", other)),
         })
     }
 
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Result<Storage> {
-        check::len("permute", shape, self.0.len())?;
+        check::len("permute", shape, self.view().len())?;
         check::perm(shape, perm)?;
-        out(match &self.0 {
-            HostData::F32(x) => HostData::F32(copy::permute(x, shape, perm)?),
-            HostData::I64(x) => HostData::I64(copy::permute(x, shape, perm)?),
+        out(match self.view() {
+            View::F32(x) => HostData::F32(copy::permute(x, shape, perm)?),
+            View::I64(x) => HostData::I64(copy::permute(x, shape, perm)?),
             other => return Err(storage_only("permute", other)),
         })
     }
 
     fn narrow(&self, shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Storage> {
-        check::len("narrow", shape, self.0.len())?;
+        check::len("narrow", shape, self.view().len())?;
         check::range(shape, axis, start, len)?;
-        out(match &self.0 {
-            HostData::F32(x) => HostData::F32(copy::narrow(x, shape, axis, start, len)?),
-            HostData::I64(x) => HostData::I64(copy::narrow(x, shape, axis, start, len)?),
+        out(match self.view() {
+            View::F32(x) => HostData::F32(copy::narrow(x, shape, axis, start, len)?),
+            View::I64(x) => HostData::I64(copy::narrow(x, shape, axis, start, len)?),
             other => return Err(storage_only("narrow", other)),
         })
     }
@@ -399,14 +558,14 @@ impl BackendStorage for CpuStorage {
         others: &[(&dyn BackendStorage, &[usize])],
         axis: usize,
     ) -> Result<Storage> {
-        check::len("cat", shape, self.0.len())?;
+        check::len("cat", shape, self.view().len())?;
         check::axis("cat", shape, axis)?;
-        let mut parts: Vec<(&HostData, &[usize])> = vec![(&self.0, shape)];
-        let mut total = self.0.len();
+        let mut parts: Vec<(View<'_>, &[usize])> = vec![(self.view(), shape)];
+        let mut total = self.view().len();
         for (s, sh) in others {
             let c = cpu("cat", *s)?;
-            if c.dtype() != self.0.dtype() {
-                return Err(dtype_err("cat", c.dtype(), self.0.dtype()));
+            if c.dtype() != self.view().dtype() {
+                return Err(dtype_err("cat", c.dtype(), self.view().dtype()));
             }
             check::len("cat", sh, c.len())?;
             check::same_but_axis("cat", shape, sh, axis)?;
@@ -415,15 +574,15 @@ impl BackendStorage for CpuStorage {
                 .ok_or_else(|| Error::bad_shape("cat", sh, "total size overflows usize"))?;
             parts.push((c, sh));
         }
-        out(match &self.0 {
-            HostData::F32(_) => {
+        out(match self.view() {
+            View::F32(_) => {
                 let p: Vec<(&[f32], &[usize])> = parts
                     .iter()
                     .map(|(c, s)| c.f32s("cat").map(|v| (v, *s)))
                     .collect::<Result<_>>()?;
                 HostData::F32(copy::cat(&p, axis)?)
             }
-            HostData::I64(_) => {
+            View::I64(_) => {
                 let p: Vec<(&[i64], &[usize])> = parts
                     .iter()
                     .map(|(c, s)| c.i64s("cat").map(|v| (v, *s)))
@@ -441,13 +600,13 @@ impl BackendStorage for CpuStorage {
         indices: &dyn BackendStorage,
     ) -> Result<Storage> {
         let idx = cpu("index_select", indices)?.i64s("index_select")?;
-        check::len("index_select", shape, self.0.len())?;
+        check::len("index_select", shape, self.view().len())?;
         check::axis("index_select", shape, axis)?;
         let size = shape.get(axis).copied().unwrap_or(0);
         let idx = copy::check_indices("index_select", idx, size)?;
-        out(match &self.0 {
-            HostData::F32(x) => HostData::F32(copy::index_select(x, shape, axis, &idx)?),
-            HostData::I64(x) => HostData::I64(copy::index_select(x, shape, axis, &idx)?),
+        out(match self.view() {
+            View::F32(x) => HostData::F32(copy::index_select(x, shape, axis, &idx)?),
+            View::I64(x) => HostData::I64(copy::index_select(x, shape, axis, &idx)?),
             other => return Err(storage_only("index_select", other)),
         })
     }
@@ -460,7 +619,7 @@ impl BackendStorage for CpuStorage {
         out_shape: &[usize],
     ) -> Result<Storage> {
         let idx = cpu("index_add", indices)?.i64s("index_add")?;
-        check::len("index_add", shape, self.0.len())?;
+        check::len("index_add", shape, self.view().len())?;
         check::axis("index_add", shape, axis)?;
         check::same_but_axis("index_add", out_shape, shape, axis)?;
         check::numel("index_add", out_shape)?;
@@ -468,25 +627,25 @@ impl BackendStorage for CpuStorage {
             return Err(Error::mismatch("index_add", shape, &[idx.len()]));
         }
         let idx = copy::check_indices("index_add", idx, out_shape[axis])?;
-        let x = self.0.f32s("index_add")?;
+        let x = self.view().f32s("index_add")?;
         out(HostData::F32(copy::index_add(
             x, shape, axis, &idx, out_shape,
         )?))
     }
 
     fn cast(&self, dtype: DType) -> Result<Storage> {
-        out(elementwise::cast(&self.0, dtype)?)
+        out(elementwise::cast(self.view(), dtype)?)
     }
 
     fn im2col(&self, spec: &Im2ColSpec) -> Result<Storage> {
-        let x = self.0.f32s("im2col")?;
+        let x = self.view().f32s("im2col")?;
         let (image, cols) = im2col::check_spec("im2col", spec)?;
         check::lens("im2col", x.len(), &[image])?;
         out(HostData::F32(im2col::im2col(x, spec, cols)?))
     }
 
     fn col2im(&self, spec: &Im2ColSpec) -> Result<Storage> {
-        let c = self.0.f32s("col2im")?;
+        let c = self.view().f32s("col2im")?;
         let (image, cols) = im2col::check_spec("col2im", spec)?;
         check::lens("col2im", c.len(), &[cols])?;
         out(HostData::F32(im2col::col2im(c, spec, image)?))

@@ -139,9 +139,9 @@ fn bad_axes_shapes_and_lengths_are_errors() -> Result<()> {
     assert!(p.write_at(usize::MAX, &HostData::F32(vec![1.0])).is_err());
     assert!(p.write_at(0, &HostData::I64(vec![1])).is_err());
     // nothing above changed the parameter
-    assert_eq!(p.data(), &HostData::F32(vec![0.0; 4]));
+    assert_eq!(p.data(), Some(&HostData::F32(vec![0.0; 4])));
     p.write_at(2, &HostData::F32(vec![7.0, 8.0]))?;
-    assert_eq!(p.data(), &HostData::F32(vec![0.0, 0.0, 7.0, 8.0]));
+    assert_eq!(p.data(), Some(&HostData::F32(vec![0.0, 0.0, 7.0, 8.0])));
     Ok(())
 }
 
@@ -238,5 +238,88 @@ fn reductions_over_scattered_axes_match_a_per_element_walk() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// A read-only mapping of a scratch file holding `bytes`.
+fn mapping(tag: &str, bytes: &[u8]) -> Result<std::sync::Arc<memmap2::Mmap>> {
+    let path = std::env::temp_dir().join(format!("nn-cpu-map-{tag}-{}", std::process::id()));
+    std::fs::write(&path, bytes).map_err(|e| crate::Error::io(&path, e))?;
+    let file = std::fs::File::open(&path).map_err(|e| crate::Error::io(&path, e))?;
+    // SAFETY: a private scratch file that nothing else writes or truncates
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| crate::Error::io(&path, e))?;
+    std::fs::remove_file(&path).map_err(|e| crate::Error::io(&path, e))?;
+    Ok(std::sync::Arc::new(map))
+}
+
+#[test]
+fn mapped_storage_computes_like_host_storage_and_copies_on_write() -> Result<()> {
+    let vals = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let mut bytes = vec![0u8; 8];
+    bytes.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
+    bytes.extend([7i64, 0, 1].iter().flat_map(|v| v.to_le_bytes()));
+    let map = mapping("ops", &bytes)?;
+    let (Some(a), Some(idx)) = (
+        super::mapped(&map, 8, 6, DType::F32),
+        super::mapped(&map, 32, 3, DType::I64),
+    ) else {
+        panic!("aligned f32 and i64 ranges inside the mapping are borrowed");
+    };
+    let h = f32s(&vals)?;
+    // as the left operand, the right operand, an index, in cat, cast and copies
+    let spec = spec(1, 2, 2, 3);
+    assert_eq!(
+        a.matmul(h.as_ref(), &spec)?.to_host()?,
+        h.matmul(h.as_ref(), &spec)?.to_host()?
+    );
+    assert_eq!(
+        h.matmul(a.as_ref(), &spec)?.to_host()?,
+        h.matmul(h.as_ref(), &spec)?.to_host()?
+    );
+    let sum = h.binary(BinaryOp::Add, &[6], a.as_ref(), &[6], &[6])?;
+    assert_eq!(
+        sum.to_host()?,
+        HostData::F32(vals.iter().map(|v| 2.0 * v).collect())
+    );
+    assert_eq!(
+        idx.cast(DType::F32)?.to_host()?,
+        HostData::F32(vec![7.0, 0.0, 1.0])
+    );
+    let cat = a.cat(&[6], &[(h.as_ref(), &[6])], 0)?;
+    assert_eq!(cat.len(), 12);
+    assert_eq!(a.to_host()?, HostData::F32(vals.to_vec()));
+    assert_eq!(a.dtype(), DType::F32);
+    assert!(a.as_host().is_none());
+    // writes copy the elements out first; the mapping is never written
+    let mut w = super::CpuStorage::new(HostData::F32(Vec::new()));
+    if let Some(m) = a.as_any().downcast_ref::<super::CpuStorage>() {
+        assert!(m.is_mapped());
+        w = m.clone();
+    }
+    assert!(w.is_mapped());
+    w.write_at(0, &HostData::F32(vec![9.0]))?;
+    assert!(!w.is_mapped());
+    assert_eq!(
+        w.data()
+            .map(|d| d.f32s("t").map(|s| s[..2].to_vec()))
+            .transpose()?,
+        Some(vec![9.0, 2.0])
+    );
+    assert_eq!(a.to_host()?, HostData::F32(vals.to_vec()));
+    assert_eq!(&map[8..12], &1.0f32.to_le_bytes());
+    Ok(())
+}
+
+#[test]
+fn mapping_refuses_what_it_cannot_borrow() -> Result<()> {
+    let map = mapping("refuse", &[0u8; 64])?;
+    // misaligned, past the end, overflowing, a dtype that is converted or normalized
+    assert!(super::mapped(&map, 2, 4, DType::F32).is_none());
+    assert!(super::mapped(&map, 4, 16, DType::F32).is_none());
+    assert!(super::mapped(&map, 0, usize::MAX, DType::F32).is_none());
+    assert!(super::mapped(&map, 0, 8, DType::Bool).is_none());
+    assert!(super::mapped(&map, 0, 8, DType::F16).is_none());
+    assert!(super::mapped(&map, 4, 15, DType::F32).is_some());
+    assert!(super::mapped(&map, 0, 0, DType::I64).is_some());
     Ok(())
 }

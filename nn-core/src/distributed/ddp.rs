@@ -4,7 +4,7 @@
 use super::{problem, DistributedProblem, ProcessGroup};
 use crate::cpu::CpuStorage;
 use crate::module::{Module, ModuleExt, Param, Visitor, VisitorMut};
-use crate::{Error, Forward, HostData, Result, Tensor};
+use crate::{Error, Forward, Result, Tensor};
 use std::sync::Mutex;
 
 /// Default bucket size: PyTorch's `bucket_cap_mb=25`.
@@ -218,12 +218,12 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
             match p.grad() {
                 None => send.resize(send.len() + n, 0.0),
                 Some(g) => match g.storage().as_any().downcast_ref::<CpuStorage>() {
-                    Some(c) => match c.data() {
-                        HostData::F32(v) if v.len() == n => send.extend_from_slice(v),
-                        other => {
+                    Some(c) => match c.f32s() {
+                        Some(v) if v.len() == n => send.extend_from_slice(v),
+                        _ => {
                             return Err(Error::DType {
                                 op: "DistributedDataParallel::sync_gradients",
-                                dtype: other.dtype(),
+                                dtype: crate::backend::BackendStorage::dtype(c),
                                 expected: Some(crate::DType::F32),
                             })
                         }

@@ -204,7 +204,7 @@ const PIECE: usize = 16 << 20;
 /// never truncate in place (they replace files by rename, which leaves a mapping of the
 /// old file intact).
 pub(crate) enum FileBytes {
-    Map(memmap2::Mmap),
+    Map(std::sync::Arc<memmap2::Mmap>),
     Owned(Vec<u8>),
 }
 
@@ -222,7 +222,7 @@ impl FileBytes {
                 // outside the mapping.
                 let map = unsafe { memmap2::MmapOptions::new().len(n).map(&file) };
                 if let Ok(map) = map {
-                    return Ok(FileBytes::Map(map));
+                    return Ok(FileBytes::Map(std::sync::Arc::new(map)));
                 }
             }
         }
@@ -489,6 +489,42 @@ impl<'a> TensorFile<'a> {
         Ok(StateDict::from_unique_entries(out))
     }
 
+    /// The tensor of `e` borrowing the file's mapping (no copy), or `None` when it cannot
+    /// (see [`crate::cpu::mapped`]; a view or an unmapped file).
+    fn borrow_tensor(&self, e: &Entry) -> Result<Option<Tensor>> {
+        let Backing::File(FileBytes::Map(map)) = &self.backing else {
+            return Ok(None);
+        };
+        let n = crate::shape::numel(&e.shape);
+        if e.strides.is_some() || e.len != n.saturating_mul(e.dtype.size_in_bytes()) {
+            return Ok(None);
+        }
+        let Ok(start) = usize::try_from(e.offset) else {
+            return Ok(None);
+        };
+        match crate::cpu::mapped(map, start, n, e.dtype) {
+            Some(st) => Ok(Some(Tensor::from_storage(st, &e.shape)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every tensor, in file order, borrowing the file's mapping where it can (f32 and
+    /// i64 tensors of a mapped file) and copied otherwise.
+    pub(crate) fn into_mapped_state_dict(self) -> Result<StateDict> {
+        let out = self
+            .entries
+            .iter()
+            .map(|e| {
+                let t = match self.borrow_tensor(e)? {
+                    Some(t) => t,
+                    None => self.read_tensor(e)?,
+                };
+                Ok((e.name.clone(), t))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StateDict::from_unique_entries(out))
+    }
+
     fn read_tensor(&self, e: &Entry) -> Result<Tensor> {
         use crate::HostData;
         let n = crate::shape::numel(&e.shape);
@@ -519,5 +555,8 @@ impl super::load::Source for TensorFile<'_> {
     fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool> {
         self.read_at(self.entry(key)?, dst)?;
         Ok(true)
+    }
+    fn borrowed(&self, key: &str) -> Result<Option<Tensor>> {
+        self.borrow_tensor(self.entry(key)?)
     }
 }

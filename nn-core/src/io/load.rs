@@ -29,6 +29,22 @@ pub struct LoadOptions {
     /// loaded into an f32 model) is converted (each conversion is listed in
     /// [`LoadReport::converted`]) or refused as a [`Mismatch::DType`] (the default).
     pub convert_dtypes: bool,
+    /// Whether the CPU tensors of a memory-mapped file are borrowed from the mapping
+    /// instead of copied into the model (like `torch.load(mmap=True)`, without its copy
+    /// into the parameters): the load then costs the file's verification (a native
+    /// file's checksums are all verified first, as always) and no memory of its own; the
+    /// pages are read from the page cache as the model first uses them, and a tensor is
+    /// copied out of the mapping the first time it is written (an optimizer step,
+    /// [`Param::with_data_mut`]): copy-on-write. Only f32 and i64 tensors stored
+    /// contiguously at aligned offsets are borrowed (nn's native files and safetensors
+    /// and `.pt` files as their writers lay them out); the others are copied as usual.
+    ///
+    /// The file must then not be truncated or rewritten in place while the model holds
+    /// it: nn's writers replace a file by renaming a new one over it, which leaves the
+    /// mapping intact, but another program writing into the same file changes the
+    /// parameters, and one truncating it makes the next read of a lost page kill the
+    /// process (SIGBUS), as with any memory-mapped file. Off by default.
+    pub mmap: bool,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +54,7 @@ impl Default for LoadOptions {
             prefix: String::new(),
             strip_prefix: String::new(),
             convert_dtypes: false,
+            mmap: false,
         }
     }
 }
@@ -68,6 +85,12 @@ impl LoadOptions {
     /// other dtypes (`false`, the default).
     pub fn convert_dtypes(mut self, convert: bool) -> Self {
         self.convert_dtypes = convert;
+        self
+    }
+    /// The same options, borrowing tensors from the file's memory mapping (`true`) or
+    /// copying them into the model (`false`, the default); see [`LoadOptions::mmap`].
+    pub fn mmap(mut self, mmap: bool) -> Self {
+        self.mmap = mmap;
         self
     }
 }
@@ -108,6 +131,12 @@ pub(crate) trait Source {
     /// Writes the data under `key` into `dst` (same byte length), or returns Ok(false)
     /// when this source prefers handing out whole tensors ([`Source::tensor`]).
     fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool>;
+    /// The tensor under `key` borrowing the source's memory (a file mapping), or
+    /// Ok(None) when this source has none to lend.
+    fn borrowed(&self, key: &str) -> Result<Option<Tensor>> {
+        let _ = key;
+        Ok(None)
+    }
 }
 
 impl Source for StateDict {
@@ -280,8 +309,18 @@ pub(crate) fn load_from(
             Some(d) => src.tensor(k)?.to_dtype(d),
             None => src.tensor(k),
         };
+        let borrow = |dev: &crate::Device| -> Result<Option<Tensor>> {
+            match opts.mmap && convert.is_none() && dev.is_cpu() {
+                true => src.borrowed(k),
+                false => Ok(None),
+            }
+        };
         match target {
             Target::Param(p) => {
+                if let Some(t) = borrow(&p.device())? {
+                    p.set_data(&t)?;
+                    continue;
+                }
                 let mut filled = false;
                 if p.device().is_cpu() && convert.is_none() {
                     p.overwrite_in_place(|dst| {
@@ -295,7 +334,10 @@ pub(crate) fn load_from(
             }
             Target::Buffer(b) => {
                 let dev = b.get().device();
-                b.set(&read(k)?.to_device(&dev)?)
+                match borrow(&dev)? {
+                    Some(t) => b.set(&t),
+                    None => b.set(&read(k)?.to_device(&dev)?),
+                }
             }
         }
     }

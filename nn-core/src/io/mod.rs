@@ -213,6 +213,15 @@ pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
     format::TensorFile::open(path.as_ref())?.into_state_dict()
 }
 
+/// Like [`load_state_dict_file`], with the f32 and i64 tensors of a memory-mapped file
+/// borrowing the mapping instead of being copied (the others are copied): opening costs
+/// the file's verification, and a tensor is copied out of the mapping the first time it
+/// is written. The file must not be truncated or rewritten in place meanwhile (see
+/// [`LoadOptions::mmap`], which does the same for a load into a model).
+pub fn map_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
+    format::TensorFile::open(path.as_ref())?.into_mapped_state_dict()
+}
+
 /// The in-memory twin of [`load_state_dict_file`]: a state dict from the bytes of a
 /// native, safetensors or `torch.save` file, through the same scanners (layout and checksum verified
 /// before any tensor is read).
@@ -255,3 +264,6 @@ mod tests_torch;
 
 #[cfg(test)]
 mod tests_v2;
+
+#[cfg(test)]
+mod tests_mmap;
