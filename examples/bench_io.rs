@@ -12,8 +12,8 @@
 //! loads once and reports its peak resident set (Linux `VmHWM`); the model alone is the
 //! `model only` row. `--load-only` times only the two loads into a model (for a profiler).
 
-use nn::io;
-use nn::{Linear, ModuleExt, Result, Sequential, Tensor};
+use nn::io::{self, LoadOptions};
+use nn::{Forward, Linear, ModuleExt, Result, Sequential, Tensor};
 
 #[path = "bench_util/mod.rs"]
 mod bench_util;
@@ -85,6 +85,11 @@ fn rss_child(kind: &str, path: &str) -> Result<()> {
         "load" => {
             net.load(path)?;
         }
+        "load_mmap" => {
+            net.load_with(path, &LoadOptions::strict().mmap(true))?;
+            // every page of the file read once, as a first use does
+            std::hint::black_box(net.forward(&Tensor::rand(&[1, 5000]))?);
+        }
         "state_dict_file" => {
             std::hint::black_box(io::load_state_dict_file(path)?);
         }
@@ -93,7 +98,7 @@ fn rss_child(kind: &str, path: &str) -> Result<()> {
                 "bench_io",
                 "--rss-child",
                 other,
-                "model, load or state_dict_file",
+                "model, load, load_mmap or state_dict_file",
             ))
         }
     }
@@ -142,7 +147,8 @@ fn main() -> Result<()> {
         Ok(())
     };
     std::fs::create_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
-    let (net, fresh) = (make(), make());
+    let (net, fresh, mapped) = (make(), make(), make());
+    let mmap = LoadOptions::strict().mmap(true);
     let n = net.num_parameters();
     let out = Out {
         json,
@@ -176,15 +182,36 @@ fn main() -> Result<()> {
             &format!("{name} load into model{verified}"),
             time(5, || net.load(&path).map(|_| ()))?,
         );
-        // the loaded model computes what the saved one does
-        use nn::Forward;
+        out.row(
+            &format!("{name} load into model, mapped (LoadOptions::mmap{verified})"),
+            time(5, || mapped.load_with(&path, &mmap).map(|_| ()))?,
+        );
+        // the loaded models compute what the saved one does
         fresh.load(&path)?;
-        if fresh.forward(&x)?.to_vec::<f32>()? != net.forward(&x)?.to_vec::<f32>()? {
-            return Err(nn::Error::NotClose {
-                what: format!("{name}: reloaded model's output"),
-                got: "different values".into(),
-                expected: "the saved model's".into(),
-            });
+        mapped.load_with(&path, &mmap)?;
+        let want = net.forward(&x)?.to_vec::<f32>()?;
+        for (how, m) in [("copied", &fresh), ("mapped", &mapped)] {
+            if m.forward(&x)?.to_vec::<f32>()? != want {
+                return Err(nn::Error::NotClose {
+                    what: format!("{name}: {how} reloaded model's output"),
+                    got: "different values".into(),
+                    expected: "the saved model's".into(),
+                });
+            }
+        }
+        // what a mapped load defers: the pages are read on first use
+        for (how, m, opts) in [
+            ("copied", &fresh, LoadOptions::strict()),
+            ("mapped", &mapped, mmap.clone()),
+        ] {
+            out.row(
+                &format!("{name} load + first forward, {how}"),
+                time(5, || {
+                    m.load_with(&path, &opts)?;
+                    std::hint::black_box(m.forward(&x)?);
+                    Ok(())
+                })?,
+            );
         }
         if load_only {
             continue;
@@ -255,6 +282,10 @@ fn main() -> Result<()> {
         out.rss(
             "peak RSS: safetensors load into model",
             child_rss("load", &st)?,
+        );
+        out.rss(
+            "peak RSS: native mapped load + first forward",
+            child_rss("load_mmap", &path)?,
         );
         out.rss(
             "peak RSS: model + native load_state_dict_file",

@@ -132,6 +132,7 @@ mod safetensors;
 mod summary;
 mod tensor_serde;
 mod torch;
+mod xxh3;
 mod zip;
 
 pub use self::safetensors::{

@@ -9,12 +9,13 @@
 //! the postcard call ([`encode`], [`decode`]); every other serializer sees the bytes.
 
 use super::native::{le_u32, le_u64};
+use super::xxh3::xxh3_64;
 use crate::{Error, Result, Tensor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::io::{Seek, SeekFrom, Write};
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Size of the fixed version-2 header.
 pub const HEADER_LEN: usize = 64;
