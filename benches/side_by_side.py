@@ -45,7 +45,10 @@ PAIRS = [
     ("W4", "safetensors load into model", "torch.load(weights_only)+load_state_dict"),
     ("W4", "safetensors load into model", "torch.load(weights_only, mmap)+load_state_dict"),
     ("W4", "native load into model, checksum verified", "torch.load(weights_only, mmap)+load_state_dict"),
+    ("W4", "native load into model, mapped (LoadOptions::mmap, checksum verified)",
+     "torch.load(weights_only, mmap)+load_state_dict"),
     ("W4", "peak RSS: native load into model", "peak RSS: torch.load+load_state_dict"),
+    ("W4", "peak RSS: native mapped load + first forward", "peak RSS: torch.load(mmap)+load_state_dict"),
     ("W4", "peak RSS: native load into model", "peak RSS: torch.load(mmap)+load_state_dict"),
     ("W4", "peak RSS: model only", "peak RSS: model only"),
     ("M1", "training loop, 20 epochs", "training loop, 20 epochs"),
@@ -58,6 +61,11 @@ BASELINES = [
     ("W4", "native save (fsync)", "baseline: plain write to a new file + fsync"),
     ("W4", "safetensors save (fsync)", "baseline: plain write to a new file + fsync"),
     ("W4", "native load into model, checksum verified", "baseline: memcpy into touched memory (1 thread)"),
+]
+# ours against ours, same run: what a mapped load defers (the pages are read on first use)
+OWN = [
+    ("W4", "native load + first forward, mapped", "native load + first forward, copied"),
+    ("W4", "safetensors load + first forward, mapped", "safetensors load + first forward, copied"),
 ]
 
 
@@ -178,6 +186,10 @@ def report(rows, a):
         o, b = median_of(rows, "ours", w, ov), median_of(rows, "ours", w, base)
         if o is not None and b is not None:
             out.append(f"| {w} {ov} vs {base} | {fmt(w, o, gb.get(w))} | {fmt(w, b, gb.get(w))} (machine) | {b / o:.2f}x of the machine |")
+    for w, ov, other in OWN:
+        o, b = median_of(rows, "ours", w, ov), median_of(rows, "ours", w, other)
+        if o is not None and b is not None:
+            out.append(f"| {w} {ov} vs {other} | {fmt(w, o, gb.get(w))} | {fmt(w, b, gb.get(w))} (ours) | {b / o:.2f}x |")
     return "\n".join(out)
 
 

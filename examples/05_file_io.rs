@@ -100,6 +100,16 @@ fn main() -> Result<()> {
         from_st.forward(&x)?.to_vec::<f32>()? == y.to_vec::<f32>()?
     );
 
+    // A memory-mapped load (like `torch.load(mmap=True)`): the parameters borrow the
+    // file's pages instead of being copied (the checksums are verified first, as in any
+    // load), and the first write to one, such as an optimizer step, copies it out
+    let mapped = MLP::new();
+    mapped.load_with(dir.join("mlp.params"), &LoadOptions::strict().mmap(true))?;
+    println!(
+        "mapped reload equal: {}",
+        mapped.forward(&x)?.to_vec::<f32>()? == y.to_vec::<f32>()?
+    );
+
     std::fs::remove_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
     Ok(())
 }
