@@ -296,3 +296,47 @@ fn written_pt_round_trips_and_matches_the_file_pytorch_accepted() -> Result<()> 
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+fn is_mapped(t: &Tensor) -> bool {
+    t.storage()
+        .as_any()
+        .downcast_ref::<nn::cpu::CpuStorage>()
+        .is_some_and(nn::cpu::CpuStorage::is_mapped)
+}
+
+#[test]
+fn files_pytorch_wrote_load_mapped_with_the_same_values() -> Result<()> {
+    // a state dict: every f32 tensor borrows the zip entry PyTorch stored, 64-byte aligned
+    let net = mlp();
+    let mmap = LoadOptions::strict().mmap(true);
+    assert!(net.load_with(fixture("mlp_f32.pt"), &mmap)?.is_clean());
+    assert_model_holds(&net, &expect("mlp.expect.safetensors")?, DType::F32)?;
+    for p in net.parameters() {
+        assert!(is_mapped(&p.data()?), "{}", p.name());
+    }
+    // a checkpoint's model by key; f16 converted (so copied) when asked
+    let ck = mlp();
+    ck.load_with(fixture("checkpoint.pt"), &mmap.clone().prefix("model"))?;
+    assert_model_holds(&ck, &expect("checkpoint.expect.safetensors")?, DType::F32)?;
+    let half = mlp();
+    half.load_with(fixture("mlp_f16.pt"), &mmap.clone().convert_dtypes(true))?;
+    assert_model_holds(&half, &expect("mlp.expect.safetensors")?, DType::F16)?;
+    assert!(half
+        .parameters()
+        .iter()
+        .all(|p| p.data().is_ok_and(|d| !is_mapped(&d))));
+    // views are gathered (copied); whole contiguous f32/i64 tensors are borrowed
+    let sd = io::map_state_dict_file(fixture("views.pt"))?;
+    let want = io::load_state_dict_file(fixture("views.pt"))?;
+    for (k, w) in want.iter() {
+        let g = sd.get(k).map(Tensor::to_host).transpose()?;
+        assert_eq!(g, Some(w.to_host()?), "{k}");
+    }
+    assert_eq!(sd.get("slice").map(is_mapped), Some(false));
+    let dts = io::map_state_dict_file(fixture("dtypes.pt"))?;
+    for (k, t) in dts.iter() {
+        let borrowable = matches!(t.dtype(), DType::F32 | DType::I64);
+        assert_eq!(is_mapped(t), borrowable, "{k}");
+    }
+    Ok(())
+}
