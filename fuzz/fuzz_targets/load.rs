@@ -23,6 +23,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let _ = io::load_state_dict_file(&path);
         let _ = std::fs::remove_file(&path);
     }
+    // the raw bytes as a file, copied and mapped (tensors borrowing the mapping are read
+    // back, so a bad range or alignment would fault or panic here)
+    if std::fs::write(&path, data).is_ok() {
+        let _ = io::load_state_dict_file(&path);
+        if let Ok(sd) = io::map_state_dict_file(&path) {
+            for (_, t) in sd.iter() {
+                let _ = t.to_host();
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
     // safetensors
     let _ = io::safetensors_from_bytes(data);
 });
