@@ -1,4 +1,5 @@
-//! The CPU backend: contiguous host vectors ([`HostData`]), with matrix products on the
+//! The CPU backend: contiguous host vectors ([`HostData`]) or f32/i64 elements borrowed
+//! from a file mapping (copied out when first written), with matrix products on the
 //! `gemm` and `matrixmultiply` crates (every core for large products).
 //!
 //! Each trait method validates its arguments first (module `check`); the loops in
