@@ -177,6 +177,15 @@ impl CpuStorage {
         self.view().f32s("f32s").ok()
     }
 
+    /// The bytes of elements borrowed from a file mapping (little-endian: files are, and
+    /// only little-endian hosts borrow), for writers to read without a copy; `None` for
+    /// host data.
+    pub(crate) fn mapped_bytes(&self) -> Option<&[u8]> {
+        let m = self.mapped.as_ref()?;
+        m.map
+            .get(m.start..m.start + m.len * m.dtype.size_in_bytes())
+    }
+
     /// Whether the elements are borrowed from a file mapping (not yet written).
     pub fn is_mapped(&self) -> bool {
         self.mapped.is_some()

@@ -15,10 +15,18 @@ use std::collections::HashSet;
 use std::fmt;
 
 /// Element bytes of a tensor as little-endian bytes, borrowed from host storage when the
-/// host is little-endian (no copy), copied otherwise (GPU storage, big-endian hosts).
+/// host is little-endian or from the file mapping a tensor borrows (no copy), copied
+/// otherwise (GPU storage, big-endian hosts).
 pub(crate) fn le_bytes(t: &Tensor) -> crate::Result<Cow<'_, [u8]>> {
     if let Some(h) = t.storage().as_host() {
         return Ok(h.le_bytes());
+    }
+    let cpu = t
+        .storage()
+        .as_any()
+        .downcast_ref::<crate::cpu::CpuStorage>();
+    if let Some(b) = cpu.and_then(|c| c.mapped_bytes()) {
+        return Ok(Cow::Borrowed(b));
     }
     Ok(Cow::Owned(t.to_host()?.to_le_bytes()))
 }
