@@ -312,6 +312,12 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     fn as_host_mut(&mut self) -> Option<&mut HostData> {
         None
     }
+    /// The elements' little-endian bytes when this storage can lend them without a copy
+    /// (host memory on a little-endian host, a file mapping), for writers; `None`
+    /// otherwise (the caller copies through [`BackendStorage::to_host`]).
+    fn as_le_bytes(&self) -> Option<&[u8]> {
+        None
+    }
     /// `self` as `Any`, for a backend to downcast its own operands.
     fn as_any(&self) -> &dyn Any;
     /// `self` as mutable `Any`, for a backend to downcast its own in-place operands.

@@ -100,18 +100,20 @@ impl<'a> View<'a> {
         Ok(match self {
             View::F32(v) => HostData::F32(try_collect(v.iter().copied(), "copy")?),
             View::I64(v) => HostData::I64(try_collect(v.iter().copied(), "copy")?),
-            View::Other(h) => h.clone(),
+            View::Other(h) => h.to_dtype(h.dtype())?,
         })
     }
 }
 
 impl Mapped {
+    /// The borrowed bytes (`mapped` checked that they lie inside the mapping).
+    fn bytes(&self) -> &[u8] {
+        let end = self.start + self.len * self.dtype.size_in_bytes();
+        self.map.get(self.start..end).unwrap_or_default()
+    }
+
     fn view(&self) -> View<'_> {
-        let size = self.dtype.size_in_bytes();
-        let bytes = self
-            .map
-            .get(self.start..self.start + self.len * size)
-            .unwrap_or_default();
+        let bytes = self.bytes();
         // `mapped` checked range and alignment, so the casts succeed; were they to fail,
         // the empty slice is refused by every op's length check
         match self.dtype {
@@ -174,16 +176,10 @@ impl CpuStorage {
 
     /// The f32 elements, wherever they live; `None` for other dtypes.
     pub fn f32s(&self) -> Option<&[f32]> {
-        self.view().f32s("f32s").ok()
-    }
-
-    /// The bytes of elements borrowed from a file mapping (little-endian: files are, and
-    /// only little-endian hosts borrow), for writers to read without a copy; `None` for
-    /// host data.
-    pub(crate) fn mapped_bytes(&self) -> Option<&[u8]> {
-        let m = self.mapped.as_ref()?;
-        m.map
-            .get(m.start..m.start + m.len * m.dtype.size_in_bytes())
+        match self.view() {
+            View::F32(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// Whether the elements are borrowed from a file mapping (not yet written).
@@ -279,10 +275,7 @@ fn f32s_mut<'a>(op: &'static str, h: &'a mut HostData) -> Result<&'a mut [f32]> 
     match h {
         HostData::F32(v) => Ok(v),
         HostData::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
-        other => Err(Error::StorageOnly {
-            op,
-            dtype: other.dtype(),
-        }),
+        other => Err(storage_only(op, View::of(other))),
     }
 }
 
@@ -298,19 +291,39 @@ impl BackendStorage for CpuStorage {
         Device::Cpu
     }
     fn dtype(&self) -> DType {
-        self.view().dtype()
+        match &self.mapped {
+            Some(m) => m.dtype,
+            None => self.host.dtype(),
+        }
     }
     fn len(&self) -> usize {
-        self.view().len()
+        match &self.mapped {
+            Some(m) => m.len,
+            None => self.host.len(),
+        }
     }
     fn to_host(&self) -> Result<HostData> {
-        elementwise::cast(self.view(), self.view().dtype())
+        let x = self.view();
+        elementwise::cast(x, x.dtype())
     }
     fn as_host(&self) -> Option<&HostData> {
         self.data()
     }
     fn as_host_mut(&mut self) -> Option<&mut HostData> {
         self.host_mut().ok()
+    }
+    fn as_le_bytes(&self) -> Option<&[u8]> {
+        // files are little-endian, and only little-endian hosts borrow from them
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        match &self.mapped {
+            Some(m) => Some(m.bytes()),
+            None => match self.host.le_bytes() {
+                std::borrow::Cow::Borrowed(b) => Some(b),
+                std::borrow::Cow::Owned(_) => None,
+            },
+        }
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -391,20 +404,20 @@ impl BackendStorage for CpuStorage {
         rhs_shape: &[usize],
         out_shape: &[usize],
     ) -> Result<Storage> {
-        let rhs = cpu("binary", rhs)?;
-        check::len("binary", lhs_shape, self.view().len())?;
+        let (lhs, rhs) = (self.view(), cpu("binary", rhs)?);
+        check::len("binary", lhs_shape, lhs.len())?;
         check::len("binary", rhs_shape, rhs.len())?;
         check::numel("binary", out_shape)?;
         check::broadcasts("binary", lhs_shape, out_shape)?;
         check::broadcasts("binary", rhs_shape, out_shape)?;
-        out(match (self.view(), rhs) {
+        out(match (lhs, rhs) {
             (View::F32(a), View::F32(b)) => {
                 elementwise::binary_f32(op, a, lhs_shape, b, rhs_shape, out_shape)?
             }
             (View::I64(a), View::I64(b)) => {
                 elementwise::binary_i64(op, a, lhs_shape, b, rhs_shape, out_shape)?
             }
-            _ => return Err(dtype_err("binary", rhs.dtype(), self.view().dtype())),
+            _ => return Err(dtype_err("binary", rhs.dtype(), lhs.dtype())),
         })
     }
 
@@ -568,14 +581,15 @@ impl BackendStorage for CpuStorage {
         others: &[(&dyn BackendStorage, &[usize])],
         axis: usize,
     ) -> Result<Storage> {
-        check::len("cat", shape, self.view().len())?;
+        let first = self.view();
+        check::len("cat", shape, first.len())?;
         check::axis("cat", shape, axis)?;
-        let mut parts: Vec<(View<'_>, &[usize])> = vec![(self.view(), shape)];
-        let mut total = self.view().len();
+        let mut parts: Vec<(View<'_>, &[usize])> = vec![(first, shape)];
+        let mut total = first.len();
         for (s, sh) in others {
             let c = cpu("cat", *s)?;
-            if c.dtype() != self.view().dtype() {
-                return Err(dtype_err("cat", c.dtype(), self.view().dtype()));
+            if c.dtype() != first.dtype() {
+                return Err(dtype_err("cat", c.dtype(), first.dtype()));
             }
             check::len("cat", sh, c.len())?;
             check::same_but_axis("cat", shape, sh, axis)?;
@@ -584,7 +598,7 @@ impl BackendStorage for CpuStorage {
                 .ok_or_else(|| Error::bad_shape("cat", sh, "total size overflows usize"))?;
             parts.push((c, sh));
         }
-        out(match self.view() {
+        out(match first {
             View::F32(_) => {
                 let p: Vec<(&[f32], &[usize])> = parts
                     .iter()

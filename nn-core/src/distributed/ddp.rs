@@ -220,10 +220,21 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
                 Some(g) => match g.storage().as_any().downcast_ref::<CpuStorage>() {
                     Some(c) => match c.f32s() {
                         Some(v) if v.len() == n => send.extend_from_slice(v),
-                        _ => {
+                        Some(v) => {
+                            return Err(Error::bad_shape(
+                                "DistributedDataParallel::sync_gradients",
+                                g.shape(),
+                                format!(
+                                    "the gradient of `{}` holds {} elements, the parameter {n}",
+                                    p.name(),
+                                    v.len()
+                                ),
+                            ))
+                        }
+                        None => {
                             return Err(Error::DType {
                                 op: "DistributedDataParallel::sync_gradients",
-                                dtype: crate::backend::BackendStorage::dtype(c),
+                                dtype: g.dtype(),
                                 expected: Some(crate::DType::F32),
                             })
                         }

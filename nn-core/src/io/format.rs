@@ -477,14 +477,22 @@ impl<'a> TensorFile<'a> {
         Ok(())
     }
 
-    /// Every tensor, in file order.
-    pub(crate) fn into_state_dict(self) -> Result<StateDict> {
+    /// Every tensor, in file order, each borrowing the file's mapping when `borrow` and it
+    /// can (f32 and i64 tensors of a mapped file), copied into new memory otherwise.
+    pub(crate) fn into_state_dict(self, borrow: bool) -> Result<StateDict> {
         use rayon::prelude::*;
         // fresh memory is paid for in page faults: two threads fault (and read) in parallel
         let out = self
             .entries
             .par_iter()
-            .map(|e| Ok((e.name.clone(), self.read_tensor(e)?)))
+            .map(|e| {
+                let lent = if borrow { self.borrow_tensor(e)? } else { None };
+                let t = match lent {
+                    Some(t) => t,
+                    None => self.read_tensor(e)?,
+                };
+                Ok((e.name.clone(), t))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(StateDict::from_unique_entries(out))
     }
@@ -506,23 +514,6 @@ impl<'a> TensorFile<'a> {
             Some(st) => Ok(Some(Tensor::from_storage(st, &e.shape)?)),
             None => Ok(None),
         }
-    }
-
-    /// Every tensor, in file order, borrowing the file's mapping where it can (f32 and
-    /// i64 tensors of a mapped file) and copied otherwise.
-    pub(crate) fn into_mapped_state_dict(self) -> Result<StateDict> {
-        let out = self
-            .entries
-            .iter()
-            .map(|e| {
-                let t = match self.borrow_tensor(e)? {
-                    Some(t) => t,
-                    None => self.read_tensor(e)?,
-                };
-                Ok((e.name.clone(), t))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(StateDict::from_unique_entries(out))
     }
 
     fn read_tensor(&self, e: &Entry) -> Result<Tensor> {

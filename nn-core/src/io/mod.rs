@@ -211,7 +211,7 @@ pub fn torch_to_bytes(sd: &StateDict) -> Result<Vec<u8>> {
 /// (`{"model": state_dict, ...}`) gives dotted keys (`model.0.weight`); its non-tensor
 /// values are left out ([`inspect`] lists them).
 pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
-    format::TensorFile::open(path.as_ref())?.into_state_dict()
+    format::TensorFile::open(path.as_ref())?.into_state_dict(false)
 }
 
 /// Like [`load_state_dict_file`], with the f32 and i64 tensors of a memory-mapped file
@@ -220,14 +220,14 @@ pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
 /// is written. The file must not be truncated or rewritten in place meanwhile (see
 /// [`LoadOptions::mmap`], which does the same for a load into a model).
 pub fn map_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
-    format::TensorFile::open(path.as_ref())?.into_mapped_state_dict()
+    format::TensorFile::open(path.as_ref())?.into_state_dict(true)
 }
 
 /// The in-memory twin of [`load_state_dict_file`]: a state dict from the bytes of a
 /// native, safetensors or `torch.save` file, through the same scanners (layout and checksum verified
 /// before any tensor is read).
 pub fn state_dict_from_bytes(bytes: &[u8]) -> Result<StateDict> {
-    format::TensorFile::from_bytes(bytes)?.into_state_dict()
+    format::TensorFile::from_bytes(bytes)?.into_state_dict(false)
 }
 
 /// [`crate::ModuleExt::save`].

@@ -169,7 +169,7 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StateDict> {
 
 /// Reads a safetensors file (e.g. PyTorch's `save_file(net.state_dict(), path)`).
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
-    super::format::TensorFile::open_safetensors(path.as_ref())?.into_state_dict()
+    super::format::TensorFile::open_safetensors(path.as_ref())?.into_state_dict(false)
 }
 
 /// Reads and validates a safetensors header without reading the data: offsets must tile

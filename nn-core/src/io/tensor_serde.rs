@@ -14,21 +14,14 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-/// Element bytes of a tensor as little-endian bytes, borrowed from host storage when the
-/// host is little-endian or from the file mapping a tensor borrows (no copy), copied
+/// Element bytes of a tensor as little-endian bytes, borrowed from its storage when that
+/// can lend them (host memory on a little-endian host, a file mapping: no copy), copied
 /// otherwise (GPU storage, big-endian hosts).
 pub(crate) fn le_bytes(t: &Tensor) -> crate::Result<Cow<'_, [u8]>> {
-    if let Some(h) = t.storage().as_host() {
-        return Ok(h.le_bytes());
+    match t.storage().as_le_bytes() {
+        Some(b) => Ok(Cow::Borrowed(b)),
+        None => Ok(Cow::Owned(t.to_host()?.to_le_bytes())),
     }
-    let cpu = t
-        .storage()
-        .as_any()
-        .downcast_ref::<crate::cpu::CpuStorage>();
-    if let Some(b) = cpu.and_then(|c| c.mapped_bytes()) {
-        return Ok(Cow::Borrowed(b));
-    }
-    Ok(Cow::Owned(t.to_host()?.to_le_bytes()))
 }
 
 /// Parses a dtype name as written by [`DType::as_str`].

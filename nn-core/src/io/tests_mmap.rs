@@ -15,6 +15,13 @@ fn scratch(tag: &str, ext: &str) -> PathBuf {
     std::env::temp_dir().join(format!("nn-io-mmap-{tag}-{}.{ext}", std::process::id()))
 }
 
+fn remove(paths: &[&PathBuf]) -> Result<()> {
+    for p in paths {
+        std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
+    }
+    Ok(())
+}
+
 fn model() -> DynSequential {
     DynSequential::new()
         .with(Linear::new(6, 5))
@@ -96,9 +103,7 @@ fn a_mapped_load_equals_a_copying_load_and_borrows_every_tensor() -> Result<()> 
             assert_eq!(values(&back)?, held, "{ext}: {}", out.display());
         }
         assert_eq!(values(&mapped)?, held, "{ext}");
-        for p in [&path, &other] {
-            std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
-        }
+        remove(&[&path, &other])?;
     }
     Ok(())
 }
@@ -144,7 +149,7 @@ fn writing_a_mapped_parameter_copies_it_and_leaves_the_file_alone() -> Result<()
     fresh.load_with(&path, &LoadOptions::strict().mmap(true))?;
     assert_eq!(values(&fresh)?, before);
     assert_eq!(values(&third)?, before);
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    remove(&[&path])?;
     Ok(())
 }
 
@@ -164,7 +169,7 @@ fn a_file_replaced_by_a_save_keeps_the_mapped_values() -> Result<()> {
         .map(|(_, t)| t.to_dtype(DType::F32)?.to_vec::<f32>())
         .collect::<Result<_>>()?;
     assert_eq!(got, values(&first)?);
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    remove(&[&path])?;
     Ok(())
 }
 
@@ -211,9 +216,7 @@ fn what_cannot_be_borrowed_is_copied() -> Result<()> {
         mask.map(|t| t.to_host()).transpose()?,
         Some(HostData::Bool(vec![1, 0, 1]))
     );
-    for p in [&path, &path2] {
-        std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
-    }
+    remove(&[&path, &path2])?;
     Ok(())
 }
 
@@ -244,6 +247,6 @@ fn a_damaged_or_mismatched_file_changes_nothing() -> Result<()> {
     assert!(matches!(e, Err(Error::StateDict(_))), "{e:?}");
     assert_eq!(values(&net)?, before);
     assert!(mapped_params(&net)?.iter().all(|m| !m));
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    remove(&[&path])?;
     Ok(())
 }
