@@ -61,6 +61,7 @@ enum View<'a> {
 }
 
 impl<'a> View<'a> {
+    #[inline]
     fn of(h: &'a HostData) -> View<'a> {
         match h {
             HostData::F32(v) => View::F32(v),
@@ -112,6 +113,7 @@ impl Mapped {
         self.map.get(self.start..end).unwrap_or_default()
     }
 
+    #[inline(never)]
     fn view(&self) -> View<'_> {
         let bytes = self.bytes();
         // `mapped` checked range and alignment, so the casts succeed; were they to fail,
@@ -195,6 +197,9 @@ impl CpuStorage {
         }
     }
 
+    // inlined into every op: host data is one branch and a match; the mapped case is
+    // out of line
+    #[inline]
     fn view(&self) -> View<'_> {
         match &self.mapped {
             None => View::of(&self.host),
