@@ -21,6 +21,15 @@ macro_rules! device_tests {
                 }
             )*
         }
+        /// The CUDA backend's kernels and launches executed on the host (every machine).
+        mod cuda_host {
+            $(
+                #[test]
+                fn $case() -> nn::Result<()> {
+                    super::$case(&nn_cuda::host_device())
+                }
+            )*
+        }
         #[cfg(feature = "cuda")]
         mod cuda {
             $(

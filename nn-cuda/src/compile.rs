@@ -2,11 +2,31 @@
 //! pair is compiled at most once, whatever the number of devices or threads.
 
 use crate::error::{Error, Result};
-use crate::kernels::KernelModule;
 use cudarc::nvrtc::{result as nvrtc_result, sys as nvrtc_sys};
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// The prelude shared by every module: layouts, index helpers, grid-stride loop.
+pub const PRELUDE: &str = include_str!("kernels/prelude.cuh");
+
+/// One NVRTC compilation unit: a name, its source and its `extern "C"` entry points.
+#[derive(Debug)]
+pub struct KernelModule {
+    /// Module name (cache key, file name in compiler messages).
+    pub name: &'static str,
+    /// The module's own source, without the prelude.
+    pub src: &'static str,
+    /// Entry points the Rust launchers call.
+    pub kernels: &'static [&'static str],
+}
+
+impl KernelModule {
+    /// The full source NVRTC compiles: prelude plus the module.
+    pub fn source(&self) -> String {
+        format!("{PRELUDE}\n{}", self.src)
+    }
+}
 
 /// What NVRTC should produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

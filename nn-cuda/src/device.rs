@@ -1,25 +1,15 @@
-//! The device handle: one CUDA context, one stream, one cuBLAS handle and the loaded
-//! kernel modules per GPU, shared by every tensor on it (opened once per process).
+//! The device handle: a GPU's runtime (context, stream, cuBLAS handle, loaded kernels)
+//! with its name, shared by every tensor on it (opened once per process).
 
-use crate::compile::{compile, Target};
 use crate::error::{Error, Result};
-use crate::kernels::KernelModule;
+use crate::runtime::cuda::CudaRt;
+use crate::runtime::{Driver, Runtime};
 use crate::storage::{Buf, CudaStorage};
-use cudarc::cublas::CudaBlas;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits,
-};
-use cudarc::nvrtc::Ptx;
 use nn_core::backend::{DeviceBackend, Storage};
 use nn_core::{DType, HostData};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-
-/// Element types stored on the device.
-pub(crate) trait Elem: DeviceRepr + ValidAsZeroBits + Copy + Send + Sync + 'static {}
-impl Elem for f32 {}
-impl Elem for i64 {}
 
 /// A CUDA GPU as an nn device. Obtain one with [`crate::device`]; it lives as long as any
 /// tensor on it.
@@ -28,11 +18,7 @@ pub struct CudaDevice {
     name: String,
     gpu_name: String,
     arch: u32,
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    blas: Mutex<CudaBlas>,
-    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    funcs: Mutex<HashMap<&'static str, CudaFunction>>,
+    rt: Arc<Runtime>,
     me: Weak<CudaDevice>,
 }
 
@@ -57,30 +43,53 @@ impl CudaDevice {
             return Ok(d.clone());
         }
         crate::probe::check_device(ordinal)?;
-        let ctx = CudaContext::new(ordinal)?;
-        // SAFETY: called before this backend allocates anything in the context; the
-        // backend uses a single stream, where cudarc's per-allocation events are pure cost.
-        unsafe { ctx.disable_event_tracking() };
-        keep_freed_memory_pooled(&ctx);
-        let stream = ctx.default_stream();
-        let blas = CudaBlas::new(stream.clone())?;
-        let (major, minor) = ctx.compute_capability()?;
-        let arch = u32::try_from(major * 10 + minor).unwrap_or(0);
-        let gpu_name = ctx.name()?;
-        let dev = Arc::new_cyclic(|me| CudaDevice {
+        let (rt, gpu_name, arch) = CudaRt::open(ordinal)?;
+        let dev = Self::with_runtime(
             ordinal,
-            name: format!("cuda:{ordinal}"),
+            format!("cuda:{ordinal}"),
             gpu_name,
             arch,
-            ctx,
-            stream,
-            blas: Mutex::new(blas),
-            modules: Mutex::new(HashMap::new()),
-            funcs: Mutex::new(HashMap::new()),
-            me: me.clone(),
-        });
+            Runtime::Cuda(rt),
+        );
         open.insert(ordinal, dev.clone());
         Ok(dev)
+    }
+
+    fn with_runtime(
+        ordinal: usize,
+        name: String,
+        gpu_name: String,
+        arch: u32,
+        rt: Runtime,
+    ) -> Arc<CudaDevice> {
+        let rt = Arc::new(rt);
+        Arc::new_cyclic(|me| CudaDevice {
+            ordinal,
+            name,
+            gpu_name,
+            arch,
+            rt,
+            me: me.clone(),
+        })
+    }
+
+    /// The host-run CUDA backend of nn's own tests (feature `host-runtime`, never in a
+    /// user's build): the real kernel sources and launches, executed on the CPU with
+    /// bounds-checked buffers, cuBLAS answered by a reference GEMM. Named `cuda:host`;
+    /// `mutant` gives a second device whose `copy` module has one index expression
+    /// deliberately broken (`cuda:host-mutant`), for the test that shows the device
+    /// suite catches such a bug.
+    #[cfg(feature = "host-runtime")]
+    pub fn host(mutant: bool) -> Arc<CudaDevice> {
+        static HOST: OnceLock<[Arc<CudaDevice>; 2]> = OnceLock::new();
+        let devs = HOST.get_or_init(|| {
+            [false, true].map(|m| {
+                let rt = Runtime::Host(crate::runtime::host::HostRt::new(m));
+                let name = if m { "cuda:host-mutant" } else { "cuda:host" };
+                Self::with_runtime(0, name.into(), "host runtime (tests only)".into(), 0, rt)
+            })
+        });
+        devs[usize::from(mutant)].clone()
     }
 
     /// The GPU's product name (`NVIDIA H100 80GB HBM3`).
@@ -95,7 +104,14 @@ impl CudaDevice {
 
     /// Free and total device memory in bytes.
     pub fn memory_info(&self) -> Result<(usize, usize)> {
-        Ok(self.ctx.mem_get_info()?)
+        match self.rt.as_ref() {
+            Runtime::Cuda(rt) => rt.memory_info(),
+            #[cfg(feature = "host-runtime")]
+            Runtime::Host(_) => Err(Error::Unsupported {
+                op: "memory_info",
+                msg: "the host runtime has no device memory".into(),
+            }),
+        }
     }
 
     /// `cuda:N`.
@@ -103,17 +119,20 @@ impl CudaDevice {
         &self.name
     }
 
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
+    /// The cudarc runtime of a GPU (`None` for the host runtime of the tests).
+    #[cfg_attr(not(feature = "nccl"), allow(dead_code))]
+    pub(crate) fn cuda(&self) -> Option<&CudaRt> {
+        match self.rt.as_ref() {
+            Runtime::Cuda(rt) => Some(rt),
+            #[cfg(feature = "host-runtime")]
+            Runtime::Host(_) => None,
+        }
     }
 
-    /// Makes this device's context current on the calling thread.
-    pub(crate) fn bind(&self) -> Result<()> {
-        Ok(self.ctx.bind_to_thread()?)
-    }
-
-    pub(crate) fn blas(&self) -> MutexGuard<'_, CudaBlas> {
-        lock(&self.blas)
+    /// The runtime every op on this device goes through.
+    #[cfg_attr(not(feature = "nccl"), allow(dead_code))]
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
     }
 
     pub(crate) fn arc(&self) -> Result<Arc<CudaDevice>> {
@@ -123,74 +142,16 @@ impl CudaDevice {
         })
     }
 
-    /// Device memory for `n` elements (at least one is allocated: zero-byte allocations
-    /// fail on some drivers). The contents are unspecified until a kernel writes them;
-    /// callers write every element before the slice is read.
-    pub(crate) fn alloc<T: Elem>(&self, n: usize) -> Result<CudaSlice<T>> {
-        // SAFETY: for f32 and i64 (the only `Elem`s) every bit pattern is a valid value,
-        // so even an unwritten element read back is not undefined behaviour in Rust.
-        Ok(unsafe { self.stream.alloc::<T>(n.max(1)) }?)
-    }
-
-    /// Zero-filled device memory for `n` elements (at least one allocated).
-    pub(crate) fn alloc_zeros<T: Elem>(&self, n: usize) -> Result<CudaSlice<T>> {
-        Ok(self.stream.alloc_zeros::<T>(n.max(1))?)
-    }
-
-    /// The kernel `name` of `module`, compiling (once per process) and loading (once per
-    /// device) the module on first use. Prefers a CUBIN for this GPU's exact
-    /// architecture; falls back to PTX when that does not load.
-    pub(crate) fn func(
-        &self,
-        module: &'static KernelModule,
-        name: &'static str,
-    ) -> Result<CudaFunction> {
-        if let Some(f) = lock(&self.funcs).get(name) {
-            return Ok(f.clone());
-        }
-        let m = self.module(module)?;
-        let f = m.load_function(name)?;
-        lock(&self.funcs).insert(name, f.clone());
-        Ok(f)
-    }
-
-    fn module(&self, module: &'static KernelModule) -> Result<Arc<CudaModule>> {
-        let mut mods = lock(&self.modules);
-        if let Some(m) = mods.get(module.name) {
-            return Ok(m.clone());
-        }
-        let cubin = compile(module, self.arch, Target::Cubin)
-            .and_then(|img| Ok(self.ctx.load_module(Ptx::from_binary(img.to_vec()))?));
-        let m = match cubin {
-            Ok(m) => m,
-            Err(cubin_err) => {
-                let img = compile(module, self.arch, Target::Ptx)?;
-                self.ctx
-                    .load_module(Ptx::from_binary(img.to_vec()))
-                    .map_err(|ptx_err| Error::Unsupported {
-                        op: "load kernels",
-                        msg: format!(
-                            "module `{}` loads neither as CUBIN ({cubin_err}) nor as PTX ({ptx_err})",
-                            module.name
-                        ),
-                    })?
-            }
-        };
-        mods.insert(module.name, m.clone());
-        Ok(m)
-    }
-
     /// Wraps a device buffer of `len` elements as storage on this device.
     pub(crate) fn storage(&self, buf: Buf, len: usize) -> Result<Storage> {
-        Ok(Arc::new(CudaStorage::new(buf, len, self.arc()?)))
+        let dev: Arc<dyn DeviceBackend> = self.arc()?;
+        Ok(Arc::new(CudaStorage::new(buf, len, dev, self.rt.clone())))
     }
 
     fn upload_impl(&self, data: &HostData) -> Result<Storage> {
         let (buf, len) = match data {
-            HostData::F32(v) if v.is_empty() => (Buf::F32(self.alloc_zeros(0)?), 0),
-            HostData::I64(v) if v.is_empty() => (Buf::I64(self.alloc_zeros(0)?), 0),
-            HostData::F32(v) => (Buf::F32(self.stream.clone_htod(v.as_slice())?), v.len()),
-            HostData::I64(v) => (Buf::I64(self.stream.clone_htod(v.as_slice())?), v.len()),
+            HostData::F32(v) => (Buf::F32(self.rt.htod(v.as_slice())?), v.len()),
+            HostData::I64(v) => (Buf::I64(self.rt.htod(v.as_slice())?), v.len()),
             other => {
                 return Err(Error::Core(nn_core::Error::StorageOnly {
                     op: "upload to CUDA",
@@ -203,8 +164,8 @@ impl CudaDevice {
 
     fn zeros_impl(&self, len: usize, dtype: DType) -> Result<Storage> {
         let buf = match dtype {
-            DType::F32 => Buf::F32(self.alloc_zeros(len)?),
-            DType::I64 => Buf::I64(self.alloc_zeros(len)?),
+            DType::F32 => Buf::F32(self.rt.alloc(len, true)?),
+            DType::I64 => Buf::I64(self.rt.alloc(len, true)?),
             other => {
                 return Err(Error::Core(nn_core::Error::StorageOnly {
                     op: "zeros on CUDA",
@@ -214,30 +175,6 @@ impl CudaDevice {
         };
         self.storage(buf, len)
     }
-}
-
-/// Keeps freed blocks in the stream-ordered pool instead of returning them to the OS at
-/// every synchronization (the default threshold 0 makes training loops slow). Best
-/// effort: a failure only costs speed.
-fn keep_freed_memory_pooled(ctx: &Arc<CudaContext>) {
-    use cudarc::driver::{result, sys};
-    if !ctx.has_async_alloc() {
-        return;
-    }
-    // SAFETY: the context is current on this thread (CudaContext::new binds it); `thr`
-    // outlives the call and is the u64 this attribute expects.
-    let r = unsafe {
-        result::device::get_default_mem_pool(ctx.cu_device()).and_then(|pool| {
-            let mut thr: u64 = u64::MAX;
-            result::mem_pool::set_attribute(
-                pool,
-                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                &mut thr as *mut u64 as *mut std::ffi::c_void,
-            )
-        })
-    };
-    // pooling is an optimisation only: without it allocations still work, just slower
-    let _ = r;
 }
 
 impl DeviceBackend for CudaDevice {
@@ -257,12 +194,16 @@ impl DeviceBackend for CudaDevice {
         self.zeros_impl(len, dtype)
             .map_err(|e| e.into_core(&self.name))
     }
+    /// Two handles are one device when kind, ordinal and name agree (the tests' host
+    /// runtime is `cuda:host`, never `cuda:0`).
+    fn same(&self, other: &dyn DeviceBackend) -> bool {
+        self.kind() == other.kind()
+            && self.ordinal() == other.ordinal()
+            && self.name == other.name()
+    }
     /// Waits for the stream, then reports any error cudarc recorded in a drop path
     /// (an asynchronous free that failed) since the last check.
     fn synchronize(&self) -> nn_core::Result<()> {
-        self.stream
-            .synchronize()
-            .and_then(|()| self.ctx.check_err())
-            .map_err(|e| Error::from(e).into_core(&self.name))
+        self.rt.synchronize().map_err(|e| e.into_core(&self.name))
     }
 }

@@ -57,6 +57,15 @@ pub enum Error {
         /// What is out of range.
         msg: String,
     },
+    /// A kernel failed where the runtime could see it: the host runtime's bounds checks,
+    /// launch limits and argument types, or its reference GEMM's argument checks.
+    #[error("kernel `{kernel}` failed: {msg}")]
+    Kernel {
+        /// The kernel (or cuBLAS routine).
+        kernel: &'static str,
+        /// What went wrong.
+        msg: String,
+    },
     /// An error of nn-core (dtype, index, device mismatch ...), passed through unchanged.
     #[error(transparent)]
     Core(#[from] nn_core::Error),

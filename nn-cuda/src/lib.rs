@@ -53,6 +53,7 @@ pub mod layout;
 #[cfg(feature = "nccl")]
 pub mod nccl;
 mod probe;
+mod runtime;
 mod storage;
 
 pub use compile::{compile, nvrtc_version, Image, Target};
@@ -86,6 +87,23 @@ pub fn device(ordinal: usize) -> nn_core::Result<Device> {
 /// GPU `ordinal` when it exists, the CPU otherwise (the book's `try_gpu(i)`).
 pub fn try_device(ordinal: usize) -> Device {
     device(ordinal).unwrap_or(Device::Cpu)
+}
+
+/// The host-run CUDA backend of nn's own test suite (feature `host-runtime`, which only
+/// nn's tests enable; not a device for users): nn-cuda's real kernel sources and launches
+/// executed on the CPU, with every buffer access bounds-checked and cuBLAS answered by a
+/// reference GEMM, so CI runs the CUDA code paths on machines without a GPU. Speed, the
+/// driver's own behaviour and NVRTC's code generation show only on a real GPU.
+#[cfg(feature = "host-runtime")]
+pub fn host_device() -> Device {
+    Device::Backend(CudaDevice::host(false))
+}
+
+/// [`host_device`] with one index expression of the `copy` module deliberately broken:
+/// the mutation test shows the device suite fails on it.
+#[cfg(feature = "host-runtime")]
+pub fn host_mutant_device() -> Device {
+    Device::Backend(CudaDevice::host(true))
 }
 
 /// Every usable GPU, or `[cpu]` when there is none (the book's `try_all_gpus()`).

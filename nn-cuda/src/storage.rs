@@ -1,15 +1,15 @@
 //! `CudaStorage`: one tensor's contiguous row-major buffer on a GPU, and nn-core's
 //! backend ops on it, each a kernel launch (or a cuBLAS call) on the device's stream.
 
-use crate::device::CudaDevice;
 use crate::error::{Error, Result};
 use crate::kernels::copy::{self, AxisSplit};
 use crate::kernels::reduce::RedSizes;
 use crate::kernels::{elementwise as ew, matmul, reduce};
 use crate::layout::{self, Layout3, RedLayout};
-use cudarc::driver::CudaSlice;
+use crate::runtime::{DevBuf, Driver, Runtime};
 use nn_core::backend::{
-    AdamStep, BackendStorage, BinaryOp, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
+    AdamStep, BackendStorage, BinaryOp, DeviceBackend, MatmulSpec, ReduceOp, SgdStep, Storage,
+    UnaryOp,
 };
 use nn_core::shape::numel;
 use nn_core::{DType, Device, HostData};
@@ -21,16 +21,18 @@ use std::sync::Arc;
 /// `len` is the logical length).
 pub(crate) enum Buf {
     /// f32 elements.
-    F32(CudaSlice<f32>),
+    F32(DevBuf<f32>),
     /// i64 elements.
-    I64(CudaSlice<i64>),
+    I64(DevBuf<i64>),
 }
 
-/// The storage of one tensor on a CUDA device.
+/// The storage of one tensor on a CUDA device: its buffer, the device it lives on, and
+/// that device's runtime, which every op on it launches through.
 pub struct CudaStorage {
     buf: Buf,
     len: usize,
-    dev: Arc<CudaDevice>,
+    dev: Arc<dyn DeviceBackend>,
+    rt: Arc<Runtime>,
 }
 
 impl fmt::Debug for CudaStorage {
@@ -40,7 +42,7 @@ impl fmt::Debug for CudaStorage {
             "CudaStorage({} x {} on {})",
             self.len,
             self.dtype_(),
-            self.dev.device_name()
+            self.dev.name()
         )
     }
 }
@@ -75,8 +77,8 @@ fn axis_split(shape: &[usize], axis: usize) -> (usize, usize) {
 mod inplace;
 
 impl CudaStorage {
-    pub(crate) fn new(buf: Buf, len: usize, dev: Arc<CudaDevice>) -> Self {
-        CudaStorage { buf, len, dev }
+    pub(crate) fn new(buf: Buf, len: usize, dev: Arc<dyn DeviceBackend>, rt: Arc<Runtime>) -> Self {
+        CudaStorage { buf, len, dev, rt }
     }
 
     fn dtype_(&self) -> DType {
@@ -87,33 +89,38 @@ impl CudaStorage {
     }
 
     fn core<T>(&self, r: Result<T>) -> nn_core::Result<T> {
-        r.map_err(|e| e.into_core(self.dev.device_name()))
+        r.map_err(|e| e.into_core(&self.dev.name()))
     }
 
     fn wrap(&self, buf: Buf, len: usize) -> Result<Storage> {
-        Ok(Arc::new(CudaStorage::new(buf, len, self.dev.clone())))
+        Ok(Arc::new(CudaStorage::new(
+            buf,
+            len,
+            self.dev.clone(),
+            self.rt.clone(),
+        )))
     }
 
     /// Another operand as CUDA storage on this same device, or a device-mismatch error.
     fn other<'a>(&self, op: &'static str, s: &'a dyn BackendStorage) -> Result<&'a CudaStorage> {
         match s.as_any().downcast_ref::<CudaStorage>() {
-            Some(c) if Arc::ptr_eq(&c.dev, &self.dev) => Ok(c),
+            Some(c) if Arc::ptr_eq(&c.rt, &self.rt) => Ok(c),
             _ => Err(Error::Core(nn_core::Error::DeviceMismatch {
                 op,
-                lhs: self.dev.device_name().to_string(),
+                lhs: self.dev.name(),
                 rhs: s.device().to_string(),
             })),
         }
     }
 
-    pub(crate) fn f32s(&self, op: &'static str) -> Result<&CudaSlice<f32>> {
+    pub(crate) fn f32s(&self, op: &'static str) -> Result<&DevBuf<f32>> {
         match &self.buf {
             Buf::F32(x) => Ok(x),
             Buf::I64(_) => Err(dtype_err(op, DType::I64, DType::F32)),
         }
     }
 
-    pub(crate) fn i64s(&self, op: &'static str) -> Result<&CudaSlice<i64>> {
+    pub(crate) fn i64s(&self, op: &'static str) -> Result<&DevBuf<i64>> {
         match &self.buf {
             Buf::I64(x) => Ok(x),
             Buf::F32(_) => Err(dtype_err(op, DType::F32, DType::I64)),
@@ -121,20 +128,9 @@ impl CudaStorage {
     }
 
     fn to_host_(&self) -> Result<HostData> {
-        let s = self.dev.stream();
         Ok(match &self.buf {
-            Buf::F32(_) if self.len == 0 => HostData::F32(Vec::new()),
-            Buf::I64(_) if self.len == 0 => HostData::I64(Vec::new()),
-            Buf::F32(x) => {
-                let mut v = s.clone_dtoh(x)?;
-                v.truncate(self.len);
-                HostData::F32(v)
-            }
-            Buf::I64(x) => {
-                let mut v = s.clone_dtoh(x)?;
-                v.truncate(self.len);
-                HostData::I64(v)
-            }
+            Buf::F32(x) => HostData::F32(self.rt.dtoh(x, self.len)?),
+            Buf::I64(x) => HostData::I64(self.rt.dtoh(x, self.len)?),
         })
     }
 
@@ -145,7 +141,7 @@ impl CudaStorage {
         op: &'static str,
         indices: &dyn BackendStorage,
         size: usize,
-    ) -> Result<(CudaSlice<i64>, usize)> {
+    ) -> Result<(DevBuf<i64>, usize)> {
         let idx = self.other(op, indices)?;
         let host = idx.to_host_()?;
         let HostData::I64(v) = host else {
@@ -166,16 +162,11 @@ impl CudaStorage {
                 }
             })
             .collect::<Result<Vec<i64>>>()?;
-        let dev = if fixed.is_empty() {
-            self.dev.alloc_zeros::<i64>(0)?
-        } else {
-            self.dev.stream().clone_htod(fixed.as_slice())?
-        };
-        Ok((dev, fixed.len()))
+        Ok((self.rt.htod(&fixed)?, fixed.len()))
     }
 
     fn unary_(&self, op: UnaryOp) -> Result<Storage> {
-        let y = ew::unary_f32(&self.dev, op, self.f32s("unary")?, self.len)?;
+        let y = ew::unary_f32(&self.rt, op, self.f32s("unary")?, self.len)?;
         self.wrap(Buf::F32(y), self.len)
     }
 
@@ -194,10 +185,10 @@ impl CudaStorage {
         let l = Layout3::broadcast("binary", out_shape, &[lhs_shape, rhs_shape])?;
         let buf = match (&self.buf, &rhs.buf) {
             (Buf::F32(a), Buf::F32(b)) if op.is_comparison() => {
-                Buf::I64(ew::cmp_f32(&self.dev, op, &l, a, b, n)?)
+                Buf::I64(ew::cmp_f32(&self.rt, op, &l, a, b, n)?)
             }
-            (Buf::F32(a), Buf::F32(b)) => Buf::F32(ew::binary_f32(&self.dev, op, &l, a, b, n)?),
-            (Buf::I64(a), Buf::I64(b)) => Buf::I64(ew::binary_i64(&self.dev, op, &l, a, b, n)?),
+            (Buf::F32(a), Buf::F32(b)) => Buf::F32(ew::binary_f32(&self.rt, op, &l, a, b, n)?),
+            (Buf::I64(a), Buf::I64(b)) => Buf::I64(ew::binary_i64(&self.rt, op, &l, a, b, n)?),
             _ => return Err(dtype_err("binary", rhs.dtype_(), self.dtype_())),
         };
         self.wrap(buf, n)
@@ -221,8 +212,8 @@ impl CudaStorage {
         let n = numel(out_shape);
         let l = Layout3::broadcast("where", out_shape, &[cond_shape, a_shape, b_shape])?;
         let buf = match (&a.buf, &b.buf) {
-            (Buf::F32(x), Buf::F32(y)) => Buf::F32(ew::where_f32(&self.dev, &l, cond, x, y, n)?),
-            (Buf::I64(x), Buf::I64(y)) => Buf::I64(ew::where_i64(&self.dev, &l, cond, x, y, n)?),
+            (Buf::F32(x), Buf::F32(y)) => Buf::F32(ew::where_(&self.rt, &l, cond, x, y, n)?),
+            (Buf::I64(x), Buf::I64(y)) => Buf::I64(ew::where_(&self.rt, &l, cond, x, y, n)?),
             _ => return Err(dtype_err("where", b.dtype_(), a.dtype_())),
         };
         self.wrap(buf, n)
@@ -231,7 +222,7 @@ impl CudaStorage {
     fn matmul_(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage> {
         let a = self.f32s("matmul")?;
         let b = self.other("matmul", rhs)?.f32s("matmul")?;
-        let y = matmul::matmul_f32(&self.dev, a, b, spec)?;
+        let y = matmul::matmul_f32(&self.rt, a, b, spec)?;
         self.wrap(Buf::F32(y), spec.batch * spec.m * spec.n)
     }
 
@@ -251,13 +242,13 @@ impl CudaStorage {
             .product();
         let s = RedSizes { n_out, n_red };
         let buf = match (&self.buf, op) {
-            (Buf::F32(x), ReduceOp::ArgMax) => Buf::I64(reduce::argmax_f32(&self.dev, &l, s, x)?),
+            (Buf::F32(x), ReduceOp::ArgMax) => Buf::I64(reduce::argmax_f32(&self.rt, &l, s, x)?),
             (Buf::I64(x), ReduceOp::ArgMax) => {
-                let xf = ew::cast_i64_f32(&self.dev, x, self.len)?;
-                Buf::I64(reduce::argmax_f32(&self.dev, &l, s, &xf)?)
+                let xf = ew::cast_i64_f32(&self.rt, x, self.len)?;
+                Buf::I64(reduce::argmax_f32(&self.rt, &l, s, &xf)?)
             }
-            (Buf::F32(x), op) => Buf::F32(reduce::reduce_f32(&self.dev, op, &l, s, x)?),
-            (Buf::I64(x), op) => Buf::I64(reduce::reduce_i64(&self.dev, op, &l, s, x)?),
+            (Buf::F32(x), op) => Buf::F32(reduce::reduce(&self.rt, op, &l, s, x)?),
+            (Buf::I64(x), op) => Buf::I64(reduce::reduce(&self.rt, op, &l, s, x)?),
         };
         self.wrap(buf, n_out)
     }
@@ -265,8 +256,8 @@ impl CudaStorage {
     /// A fresh buffer of `n` elements of this storage's dtype (contents unspecified).
     fn alloc_like(&self, n: usize) -> Result<Buf> {
         Ok(match self.buf {
-            Buf::F32(_) => Buf::F32(self.dev.alloc(n)?),
-            Buf::I64(_) => Buf::I64(self.dev.alloc(n)?),
+            Buf::F32(_) => Buf::F32(self.rt.alloc(n, false)?),
+            Buf::I64(_) => Buf::I64(self.rt.alloc(n, false)?),
         })
     }
 
@@ -283,21 +274,9 @@ impl CudaStorage {
         if n == 0 {
             return Ok(());
         }
-        let oob = || Error::Unsupported {
-            op: "copy",
-            msg: "offset outside the buffer".into(),
-        };
         match (&self.buf, dst) {
-            (Buf::F32(x), Buf::F32(y)) => {
-                let xv = x.try_slice(src_off..).ok_or_else(oob)?;
-                let mut yv = y.try_slice_mut(dst_off..).ok_or_else(oob)?;
-                copy::copy_f32(&self.dev, l, &xv, &mut yv, n)
-            }
-            (Buf::I64(x), Buf::I64(y)) => {
-                let xv = x.try_slice(src_off..).ok_or_else(oob)?;
-                let mut yv = y.try_slice_mut(dst_off..).ok_or_else(oob)?;
-                copy::copy_i64(&self.dev, l, &xv, &mut yv, n)
-            }
+            (Buf::F32(x), Buf::F32(y)) => copy::copy(&self.rt, l, (x, src_off), (y, dst_off), n),
+            (Buf::I64(x), Buf::I64(y)) => copy::copy(&self.rt, l, (x, src_off), (y, dst_off), n),
             (_, y) => {
                 let d = match y {
                     Buf::F32(_) => DType::F32,
@@ -402,8 +381,8 @@ impl CudaStorage {
         let (outer, inner) = axis_split(shape, axis);
         let s = AxisSplit { outer, d, k, inner };
         let buf = match &self.buf {
-            Buf::F32(x) => Buf::F32(copy::index_select_f32(&self.dev, s, &idx, x)?),
-            Buf::I64(x) => Buf::I64(copy::index_select_i64(&self.dev, s, &idx, x)?),
+            Buf::F32(x) => Buf::F32(copy::index_select(&self.rt, s, &idx, x)?),
+            Buf::I64(x) => Buf::I64(copy::index_select(&self.rt, s, &idx, x)?),
         };
         self.wrap(buf, outer * k * inner)
     }
@@ -438,7 +417,7 @@ impl CudaStorage {
         }
         let (outer, inner) = axis_split(shape, axis);
         let s = AxisSplit { outer, d, k, inner };
-        let y = copy::index_add_f32(&self.dev, s, &idx, x)?;
+        let y = copy::index_add_f32(&self.rt, s, &idx, x)?;
         self.wrap(Buf::F32(y), numel(out_shape))
     }
 
@@ -450,10 +429,10 @@ impl CudaStorage {
                     dtype: other,
                 }))
             }
-            (Buf::F32(x), DType::I64) => Buf::I64(ew::cast_f32_i64(&self.dev, x, self.len)?),
-            (Buf::I64(x), DType::F32) => Buf::F32(ew::cast_i64_f32(&self.dev, x, self.len)?),
-            (Buf::F32(x), _) => Buf::F32(x.try_clone()?),
-            (Buf::I64(x), _) => Buf::I64(x.try_clone()?),
+            (Buf::F32(x), DType::I64) => Buf::I64(ew::cast_f32_i64(&self.rt, x, self.len)?),
+            (Buf::I64(x), DType::F32) => Buf::F32(ew::cast_i64_f32(&self.rt, x, self.len)?),
+            (Buf::F32(x), _) => Buf::F32(self.rt.dtod(x)?),
+            (Buf::I64(x), _) => Buf::I64(self.rt.dtod(x)?),
         };
         self.wrap(buf, self.len)
     }

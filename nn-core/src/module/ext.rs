@@ -423,8 +423,11 @@ pub trait ModuleExt: Module {
         let mut seen = HashSet::new();
         walk_mut(self, |it| {
             let r = match it {
-                ItemMut::Param(_, p) if seen.insert(p.id()) => p.to_device(device),
-                ItemMut::Buffer(_, b) => b.to_device(device),
+                // NOTE: spelled out: `p.to_device(..)` on a `&mut Param` resolves to
+                // `ModuleExt::to_device` (Param and Buffer are Modules, whose walks are
+                // empty), which moved nothing (found by the host-run CUDA device tests)
+                ItemMut::Param(_, p) if seen.insert(p.id()) => Param::to_device(p, device),
+                ItemMut::Buffer(_, b) => Buffer::to_device(b, device),
                 ItemMut::Constant(_, t) => t.to_device(device).map(|m| *t = m),
                 _ => Ok(()),
             };

@@ -2,10 +2,9 @@
 //! adjoint `index_add`.
 
 use super::{grid, KernelModule};
-use crate::device::CudaDevice;
 use crate::error::Result;
 use crate::layout::Layout3;
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
+use crate::runtime::{Arg, DevBuf, Driver, Elem, Runtime};
 
 const COPY_F32: &str = "nn_copy_f32";
 const COPY_I64: &str = "nn_copy_i64";
@@ -39,104 +38,99 @@ pub(crate) struct AxisSplit {
     pub inner: usize,
 }
 
-macro_rules! copy_launcher {
-    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $fn(
-            dev: &CudaDevice,
-            l: &Layout3,
-            x: &CudaView<'_, $t>,
-            y: &mut CudaViewMut<'_, $t>,
-            n: usize,
-        ) -> Result<()> {
-            if n == 0 {
-                return Ok(());
-            }
-            let f = dev.func(&MODULE, $kernel)?;
-            let n64 = n as u64;
-            let mut lb = dev.stream().launch_builder(&f);
-            lb.arg(&n64).arg(l).arg(x).arg(y);
-            // SAFETY: the arguments match `(u64, Layout3, const T*, T*)`; the caller built
-            // `l` so that operand 0 offsets of the `n` indices fall inside `x` and
-            // operand 1 offsets inside `y`.
-            unsafe { lb.launch(grid(n)) }?;
-            Ok(())
-        }
-    };
+/// The dtype-specific kernel names of this module.
+pub(crate) trait CopyElem: Elem {
+    /// `nn_copy_*`.
+    const COPY: &'static str;
+    /// `nn_index_select_*`.
+    const SELECT: &'static str;
+}
+impl CopyElem for f32 {
+    const COPY: &'static str = COPY_F32;
+    const SELECT: &'static str = INDEX_SELECT_F32;
+}
+impl CopyElem for i64 {
+    const COPY: &'static str = COPY_I64;
+    const SELECT: &'static str = INDEX_SELECT_I64;
 }
 
-copy_launcher!(
-    /// `y[off1(i)] = x[off0(i)]` for the `n` indices of `l` (f32).
-    copy_f32, COPY_F32, f32
-);
-copy_launcher!(
-    /// `y[off1(i)] = x[off0(i)]` for the `n` indices of `l` (i64).
-    copy_i64, COPY_I64, i64
-);
-
-macro_rules! select_launcher {
-    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $fn(
-            dev: &CudaDevice,
-            s: AxisSplit,
-            idx: &CudaSlice<i64>,
-            x: &CudaSlice<$t>,
-        ) -> Result<CudaSlice<$t>> {
-            let n = s.outer * s.k * s.inner;
-            let mut y = dev.alloc::<$t>(n)?;
-            if n == 0 {
-                return Ok(y);
-            }
-            let f = dev.func(&MODULE, $kernel)?;
-            let (n64, k, d, inner) = (n as u64, s.k as u64, s.d as u64, s.inner as u64);
-            let mut lb = dev.stream().launch_builder(&f);
-            lb.arg(&n64).arg(&k).arg(&d).arg(&inner).arg(idx).arg(x).arg(&mut y);
-            // SAFETY: the arguments match `(u64, u64, u64, u64, const i64*, const T*, T*)`;
-            // `idx` holds `k` indices already checked to lie in `[0, d)`, `x` holds
-            // `outer*d*inner` elements and `y` the `n` outputs.
-            unsafe { lb.launch(grid(n)) }?;
-            Ok(y)
-        }
-    };
+/// `y[y_off + off1(i)] = x[x_off + off0(i)]` for the `n` indices of `l`.
+pub(crate) fn copy<T: CopyElem>(
+    rt: &Runtime,
+    l: &Layout3,
+    (x, x_off): (&DevBuf<T>, usize),
+    (y, y_off): (&mut DevBuf<T>, usize),
+    n: usize,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::Layout3(l),
+        T::arg(x, x_off),
+        T::arg_mut(y, y_off),
+    ];
+    // SAFETY: the arguments match `(u64, Layout3, const T*, T*)`; the caller built `l`
+    // so that operand 0 offsets of the `n` indices fall inside `x` from `x_off` on and
+    // operand 1 offsets inside `y` from `y_off` on.
+    unsafe { rt.launch(&MODULE, T::COPY, grid(n), &mut args) }
 }
 
-select_launcher!(
-    /// Gathers rows of `x` (`[outer, d, inner]`) at `idx` into `[outer, k, inner]` (f32).
-    index_select_f32, INDEX_SELECT_F32, f32
-);
-select_launcher!(
-    /// Gathers rows of `x` (`[outer, d, inner]`) at `idx` into `[outer, k, inner]` (i64).
-    index_select_i64, INDEX_SELECT_I64, i64
-);
+/// Gathers rows of `x` (`[outer, d, inner]`) at `idx` into `[outer, k, inner]`.
+pub(crate) fn index_select<T: CopyElem>(
+    rt: &Runtime,
+    s: AxisSplit,
+    idx: &DevBuf<i64>,
+    x: &DevBuf<T>,
+) -> Result<DevBuf<T>> {
+    let n = s.outer * s.k * s.inner;
+    let mut y = rt.alloc::<T>(n, false)?;
+    if n == 0 {
+        return Ok(y);
+    }
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::U64(s.k as u64),
+        Arg::U64(s.d as u64),
+        Arg::U64(s.inner as u64),
+        Arg::I64s(idx, 0),
+        T::arg(x, 0),
+        T::arg_mut(&mut y, 0),
+    ];
+    // SAFETY: the arguments match `(u64, u64, u64, u64, const i64*, const T*, T*)`;
+    // `idx` holds `k` indices already checked to lie in `[0, d)`, `x` holds
+    // `outer*d*inner` elements and `y` the `n` outputs.
+    unsafe { rt.launch(&MODULE, T::SELECT, grid(n), &mut args) }?;
+    Ok(y)
+}
 
 /// Zeros of `[outer, d, inner]` with `x` (`[outer, k, inner]`) added at `idx` along the
 /// middle axis.
 pub(crate) fn index_add_f32(
-    dev: &CudaDevice,
+    rt: &Runtime,
     s: AxisSplit,
-    idx: &CudaSlice<i64>,
-    x: &CudaSlice<f32>,
-) -> Result<CudaSlice<f32>> {
-    let mut y = dev.alloc_zeros::<f32>(s.outer * s.d * s.inner)?;
+    idx: &DevBuf<i64>,
+    x: &DevBuf<f32>,
+) -> Result<DevBuf<f32>> {
+    let mut y = rt.alloc::<f32>(s.outer * s.d * s.inner, true)?;
     let n = s.outer * s.k * s.inner;
     if n == 0 {
         return Ok(y);
     }
-    let f = dev.func(&MODULE, INDEX_ADD_F32)?;
-    let (n64, k, d, inner) = (n as u64, s.k as u64, s.d as u64, s.inner as u64);
-    let mut lb = dev.stream().launch_builder(&f);
-    lb.arg(&n64)
-        .arg(&k)
-        .arg(&d)
-        .arg(&inner)
-        .arg(idx)
-        .arg(x)
-        .arg(&mut y);
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::U64(s.k as u64),
+        Arg::U64(s.d as u64),
+        Arg::U64(s.inner as u64),
+        Arg::I64s(idx, 0),
+        Arg::F32s(x, 0),
+        Arg::F32sMut(&mut y, 0),
+    ];
     // SAFETY: the arguments match `nn_index_add_f32(u64, u64, u64, u64, const i64*, const
     // float*, float*)`; indices were checked to lie in `[0, d)`, `x` holds `n` elements
     // and `y` holds `outer*d*inner`.
-    unsafe { lb.launch(grid(n)) }?;
+    unsafe { rt.launch(&MODULE, INDEX_ADD_F32, grid(n), &mut args) }?;
     Ok(y)
 }
 

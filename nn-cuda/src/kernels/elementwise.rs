@@ -2,10 +2,9 @@
 //! `where`, casts.
 
 use super::{grid, KernelModule};
-use crate::device::CudaDevice;
 use crate::error::Result;
 use crate::layout::Layout3;
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use crate::runtime::{Arg, DevBuf, Driver, Elem, Runtime};
 use nn_core::backend::{BinaryOp, UnaryOp};
 
 const UNARY_F32: &str = "nn_unary_f32";
@@ -72,132 +71,160 @@ pub(crate) fn binary_code(op: BinaryOp) -> i32 {
 
 /// `op` applied to the `n` elements of `x`.
 pub(crate) fn unary_f32(
-    dev: &CudaDevice,
+    rt: &Runtime,
     op: UnaryOp,
-    x: &CudaSlice<f32>,
+    x: &DevBuf<f32>,
     n: usize,
-) -> Result<CudaSlice<f32>> {
-    let mut y = dev.alloc::<f32>(n)?;
+) -> Result<DevBuf<f32>> {
+    let mut y = rt.alloc::<f32>(n, false)?;
     if n == 0 {
         return Ok(y);
     }
-    let f = dev.func(&MODULE, UNARY_F32)?;
     let (code, p0, p1) = unary_code(op);
-    let n64 = n as u64;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(&n64).arg(&code).arg(&p0).arg(&p1).arg(x).arg(&mut y);
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::I32(code),
+        Arg::F32(p0),
+        Arg::F32(p1),
+        Arg::F32s(x, 0),
+        Arg::F32sMut(&mut y, 0),
+    ];
     // SAFETY: the arguments match `nn_unary_f32(u64, int, float, float, const float*,
     // float*)` in order and type; `x` and `y` hold at least `n` elements.
-    unsafe { b.launch(grid(n)) }?;
+    unsafe { rt.launch(&MODULE, UNARY_F32, grid(n), &mut args) }?;
     Ok(y)
 }
 
 /// Arithmetic (`binary`) or comparison (`cmp`) kernels over broadcast operands: `l` maps
 /// each of the `n` outputs to offsets in `a` (operand 0) and `b` (operand 1), which the
 /// caller derived from the operands' shapes, so every offset is in bounds.
-macro_rules! broadcast_launcher {
-    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty, $out:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $fn(
-            dev: &CudaDevice,
-            op: BinaryOp,
-            l: &Layout3,
-            a: &CudaSlice<$t>,
-            b: &CudaSlice<$t>,
-            n: usize,
-        ) -> Result<CudaSlice<$out>> {
-            let mut y = dev.alloc::<$out>(n)?;
-            if n == 0 {
-                return Ok(y);
-            }
-            let f = dev.func(&MODULE, $kernel)?;
-            let (n64, code) = (n as u64, binary_code(op));
-            let mut lb = dev.stream().launch_builder(&f);
-            lb.arg(&n64).arg(&code).arg(l).arg(a).arg(b).arg(&mut y);
-            // SAFETY: the arguments match the kernel's `(u64, int, Layout3, const T*,
-            // const T*, Out*)`; `l` was built from the operand shapes broadcast to the
-            // `n`-element output, so every offset it yields is inside `a` and `b`.
-            unsafe { lb.launch(grid(n)) }?;
-            Ok(y)
-        }
-    };
+fn broadcast<T: Elem, O: Elem>(
+    rt: &Runtime,
+    kernel: &'static str,
+    op: BinaryOp,
+    l: &Layout3,
+    a: &DevBuf<T>,
+    b: &DevBuf<T>,
+    n: usize,
+) -> Result<DevBuf<O>> {
+    let mut y = rt.alloc::<O>(n, false)?;
+    if n == 0 {
+        return Ok(y);
+    }
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::I32(binary_code(op)),
+        Arg::Layout3(l),
+        T::arg(a, 0),
+        T::arg(b, 0),
+        O::arg_mut(&mut y, 0),
+    ];
+    // SAFETY: the arguments match the kernel's `(u64, int, Layout3, const T*, const T*,
+    // Out*)`; `l` was built from the operand shapes broadcast to the `n`-element output,
+    // so every offset it yields is inside `a` and `b`.
+    unsafe { rt.launch(&MODULE, kernel, grid(n), &mut args) }?;
+    Ok(y)
 }
 
-broadcast_launcher!(
-    /// f32 arithmetic (`Add` ... `Minimum`).
-    binary_f32, BINARY_F32, f32, f32
-);
-broadcast_launcher!(
-    /// f32 comparisons as i64 masks.
-    cmp_f32, CMP_F32, f32, i64
-);
-broadcast_launcher!(
-    /// i64 arithmetic and comparisons.
-    binary_i64, BINARY_I64, i64, i64
-);
-
-macro_rules! where_launcher {
-    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $fn(
-            dev: &CudaDevice,
-            l: &Layout3,
-            cond: &CudaSlice<i64>,
-            a: &CudaSlice<$t>,
-            b: &CudaSlice<$t>,
-            n: usize,
-        ) -> Result<CudaSlice<$t>> {
-            let mut y = dev.alloc::<$t>(n)?;
-            if n == 0 {
-                return Ok(y);
-            }
-            let f = dev.func(&MODULE, $kernel)?;
-            let n64 = n as u64;
-            let mut lb = dev.stream().launch_builder(&f);
-            lb.arg(&n64).arg(l).arg(cond).arg(a).arg(b).arg(&mut y);
-            // SAFETY: the arguments match `(u64, Layout3, const i64*, const T*, const T*,
-            // T*)`; `l` maps the `n` outputs into `cond`, `a` and `b` (operands 0, 1, 2)
-            // from their broadcast shapes, so every offset is in bounds.
-            unsafe { lb.launch(grid(n)) }?;
-            Ok(y)
-        }
-    };
+/// f32 arithmetic (`Add` ... `Minimum`).
+pub(crate) fn binary_f32(
+    rt: &Runtime,
+    op: BinaryOp,
+    l: &Layout3,
+    a: &DevBuf<f32>,
+    b: &DevBuf<f32>,
+    n: usize,
+) -> Result<DevBuf<f32>> {
+    broadcast(rt, BINARY_F32, op, l, a, b, n)
 }
 
-where_launcher!(
-    /// `cond != 0 ? a : b` for f32 values.
-    where_f32, WHERE_F32, f32
-);
-where_launcher!(
-    /// `cond != 0 ? a : b` for i64 values.
-    where_i64, WHERE_I64, i64
-);
-
-macro_rules! cast_launcher {
-    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $from:ty, $to:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $fn(dev: &CudaDevice, x: &CudaSlice<$from>, n: usize) -> Result<CudaSlice<$to>> {
-            let mut y = dev.alloc::<$to>(n)?;
-            if n == 0 {
-                return Ok(y);
-            }
-            let f = dev.func(&MODULE, $kernel)?;
-            let n64 = n as u64;
-            let mut lb = dev.stream().launch_builder(&f);
-            lb.arg(&n64).arg(x).arg(&mut y);
-            // SAFETY: the arguments match `(u64, const From*, To*)`; both buffers hold at
-            // least `n` elements.
-            unsafe { lb.launch(grid(n)) }?;
-            Ok(y)
-        }
-    };
+/// f32 comparisons as i64 masks.
+pub(crate) fn cmp_f32(
+    rt: &Runtime,
+    op: BinaryOp,
+    l: &Layout3,
+    a: &DevBuf<f32>,
+    b: &DevBuf<f32>,
+    n: usize,
+) -> Result<DevBuf<i64>> {
+    broadcast(rt, CMP_F32, op, l, a, b, n)
 }
 
-cast_launcher!(
-    /// f32 to i64 with Rust's `as` semantics (truncate, saturate, NaN to 0).
-    cast_f32_i64, CAST_F32_I64, f32, i64
-);
-cast_launcher!(
-    /// i64 to f32 (round to nearest).
-    cast_i64_f32, CAST_I64_F32, i64, f32
-);
+/// i64 arithmetic and comparisons.
+pub(crate) fn binary_i64(
+    rt: &Runtime,
+    op: BinaryOp,
+    l: &Layout3,
+    a: &DevBuf<i64>,
+    b: &DevBuf<i64>,
+    n: usize,
+) -> Result<DevBuf<i64>> {
+    broadcast(rt, BINARY_I64, op, l, a, b, n)
+}
+
+/// The dtype-specific kernel names of this module.
+pub(crate) trait EwElem: Elem {
+    /// `nn_where_*`.
+    const WHERE: &'static str;
+}
+impl EwElem for f32 {
+    const WHERE: &'static str = WHERE_F32;
+}
+impl EwElem for i64 {
+    const WHERE: &'static str = WHERE_I64;
+}
+
+/// `cond != 0 ? a : b`, broadcast by `l` (operands 0, 1, 2 = cond, a, b).
+pub(crate) fn where_<T: EwElem>(
+    rt: &Runtime,
+    l: &Layout3,
+    cond: &DevBuf<i64>,
+    a: &DevBuf<T>,
+    b: &DevBuf<T>,
+    n: usize,
+) -> Result<DevBuf<T>> {
+    let mut y = rt.alloc::<T>(n, false)?;
+    if n == 0 {
+        return Ok(y);
+    }
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::Layout3(l),
+        Arg::I64s(cond, 0),
+        T::arg(a, 0),
+        T::arg(b, 0),
+        T::arg_mut(&mut y, 0),
+    ];
+    // SAFETY: the arguments match `(u64, Layout3, const i64*, const T*, const T*, T*)`;
+    // `l` maps the `n` outputs into `cond`, `a` and `b` from their broadcast shapes, so
+    // every offset is in bounds.
+    unsafe { rt.launch(&MODULE, T::WHERE, grid(n), &mut args) }?;
+    Ok(y)
+}
+
+fn cast<F: Elem, T: Elem>(
+    rt: &Runtime,
+    kernel: &'static str,
+    x: &DevBuf<F>,
+    n: usize,
+) -> Result<DevBuf<T>> {
+    let mut y = rt.alloc::<T>(n, false)?;
+    if n == 0 {
+        return Ok(y);
+    }
+    let mut args = [Arg::U64(n as u64), F::arg(x, 0), T::arg_mut(&mut y, 0)];
+    // SAFETY: the arguments match `(u64, const From*, To*)`; both buffers hold at least
+    // `n` elements.
+    unsafe { rt.launch(&MODULE, kernel, grid(n), &mut args) }?;
+    Ok(y)
+}
+
+/// f32 to i64 with Rust's `as` semantics (truncate, saturate, NaN to 0).
+pub(crate) fn cast_f32_i64(rt: &Runtime, x: &DevBuf<f32>, n: usize) -> Result<DevBuf<i64>> {
+    cast(rt, CAST_F32_I64, x, n)
+}
+
+/// i64 to f32 (round to nearest).
+pub(crate) fn cast_i64_f32(rt: &Runtime, x: &DevBuf<i64>, n: usize) -> Result<DevBuf<f32>> {
+    cast(rt, CAST_I64_F32, x, n)
+}

@@ -2,11 +2,8 @@
 //! `Cᵀ = op(B)ᵀ · op(A)ᵀ`, one strided-batched SGEMM when the batch index maps are
 //! arithmetic progressions (the usual case), one SGEMM per batch otherwise.
 
-use crate::device::CudaDevice;
 use crate::error::{Error, Result};
-use cudarc::cublas::sys::cublasOperation_t;
-use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::CudaSlice;
+use crate::runtime::{DevBuf, Driver, Gemm, Runtime};
 use nn_core::backend::MatmulSpec;
 
 fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
@@ -35,45 +32,40 @@ fn progression(map: &[usize]) -> Option<(usize, isize)> {
 
 /// The column-major SGEMM that computes one row-major product of `s`: cuBLAS's A is our
 /// rhs and its B our lhs, so `Cᵀ (n×m) = op(rhs)ᵀ · op(lhs)ᵀ` lands as row-major `C`.
-pub(crate) fn gemm_config(s: &MatmulSpec) -> Result<GemmConfig<f32>> {
+pub(crate) fn gemm_config(s: &MatmulSpec) -> Result<Gemm> {
     const OP: &str = "matmul";
     let (m, n, k) = (s.m, s.n, s.k);
-    let op = |t: bool| {
-        if t {
-            cublasOperation_t::CUBLAS_OP_T
-        } else {
-            cublasOperation_t::CUBLAS_OP_N
-        }
-    };
-    Ok(GemmConfig {
-        transa: op(s.rhs_t),
-        transb: op(s.lhs_t),
+    Ok(Gemm {
+        transa: s.rhs_t,
+        transb: s.lhs_t,
         m: to_i32(OP, "n", n)?,
         n: to_i32(OP, "m", m)?,
         k: to_i32(OP, "k", k)?,
-        alpha: 1.0f32,
         lda: to_i32(OP, "lda", if s.rhs_t { k } else { n })?,
         ldb: to_i32(OP, "ldb", if s.lhs_t { m } else { k })?,
-        beta: 0.0f32,
         ldc: to_i32(OP, "n", n.max(1))?,
+        batch: 1,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: 0,
     })
 }
 
 /// The batched product described by `s`; `lhs` and `rhs` hold the matrices that the
 /// spec's batch maps index (nn-core validated the maps against the storage lengths).
 pub(crate) fn matmul_f32(
-    dev: &CudaDevice,
-    lhs: &CudaSlice<f32>,
-    rhs: &CudaSlice<f32>,
+    rt: &Runtime,
+    lhs: &DevBuf<f32>,
+    rhs: &DevBuf<f32>,
     s: &MatmulSpec,
-) -> Result<CudaSlice<f32>> {
+) -> Result<DevBuf<f32>> {
     const OP: &str = "matmul";
     let (m, n, k) = (s.m, s.n, s.k);
     let out_len = s.batch * m * n;
     if out_len == 0 || k == 0 {
-        return dev.alloc_zeros::<f32>(out_len);
+        return rt.alloc::<f32>(out_len, true);
     }
-    let mut out = dev.alloc::<f32>(out_len)?;
+    let mut out = rt.alloc::<f32>(out_len, false)?;
     let gemm = gemm_config(s)?;
     let (a_mat, b_mat, c_mat) = (k * n, m * k, m * n);
     let out_of_range = || Error::Unsupported {
@@ -90,41 +82,35 @@ pub(crate) fn matmul_f32(
     {
         return Err(out_of_range());
     }
-    // cuBLAS, unlike cudarc's own calls, does not make the context current itself
-    dev.bind()?;
-    let blas = dev.blas();
     match (progression(&s.rhs_batch), progression(&s.lhs_batch)) {
         (Some((ra, rstep)), Some((la, lstep))) => {
-            let a = rhs.try_slice(ra * a_mat..).ok_or_else(out_of_range)?;
-            let b = lhs.try_slice(la * b_mat..).ok_or_else(out_of_range)?;
-            let cfg = StridedBatchedConfig {
-                gemm,
-                batch_size: to_i32(OP, "batch", s.batch)?,
+            let g = Gemm {
+                batch: to_i32(OP, "batch", s.batch)?,
                 stride_a: (rstep as i64) * a_mat as i64,
                 stride_b: (lstep as i64) * b_mat as i64,
                 stride_c: c_mat as i64,
+                ..gemm
             };
-            // SAFETY: with the row-major/column-major swap above, cuBLAS reads
-            // `batch` matrices of k*n (rhs) and m*k (lhs) elements at the given strides
-            // from the views, whose ranges the batch maps (checked against the
-            // operand lengths above) keep in bounds; it writes batch*m*n elements of `out`.
-            unsafe { blas.gemm_strided_batched(cfg, &a, &b, &mut out) }?;
+            // SAFETY: with the row-major/column-major swap above, cuBLAS reads `batch`
+            // matrices of k*n (rhs) and m*k (lhs) elements at the given strides from
+            // the offsets, whose ranges the batch maps (checked against the operand
+            // lengths above) keep in bounds; it writes batch*m*n elements of `out`.
+            unsafe { rt.gemm(g, (rhs, ra * a_mat), (lhs, la * b_mat), (&mut out, 0)) }?;
         }
         _ => {
             for bi in 0..s.batch {
                 let (ri, li) = (s.rhs_batch[bi], s.lhs_batch[bi]);
-                let a = rhs
-                    .try_slice(ri * a_mat..(ri + 1) * a_mat)
-                    .ok_or_else(out_of_range)?;
-                let b = lhs
-                    .try_slice(li * b_mat..(li + 1) * b_mat)
-                    .ok_or_else(out_of_range)?;
-                let mut c = out
-                    .try_slice_mut(bi * c_mat..(bi + 1) * c_mat)
-                    .ok_or_else(out_of_range)?;
-                // SAFETY: each view holds exactly one matrix of the size cuBLAS reads
-                // (k*n, m*k) or writes (m*n) under `gemm`'s dims and leading dims.
-                unsafe { blas.gemm(gemm, &a, &b, &mut c) }?;
+                // SAFETY: each offset starts one whole matrix of the size cuBLAS reads
+                // (k*n, m*k) or writes (m*n) under `gemm`'s dims and leading dims, inside
+                // its buffer (the batch maps were checked above).
+                unsafe {
+                    rt.gemm(
+                        gemm,
+                        (rhs, ri * a_mat),
+                        (lhs, li * b_mat),
+                        (&mut out, bi * c_mat),
+                    )
+                }?;
             }
         }
     }
@@ -134,14 +120,13 @@ pub(crate) fn matmul_f32(
 #[cfg(test)]
 mod tests {
     use super::{gemm_config, progression};
-    use cudarc::cublas::sys::cublasOperation_t;
-    use cudarc::cublas::GemmConfig;
+    use crate::runtime::Gemm;
     use nn_core::backend::MatmulSpec;
 
     /// cuBLAS's column-major SGEMM, by definition: `C(i,j) = sum_p op(A)(i,p) op(B)(p,j)`
     /// with element `(r,c)` of a stored matrix at `r + c*ld`.
-    fn sgemm_reference(g: &GemmConfig<f32>, a: &[f32], b: &[f32], c: &mut [f32]) {
-        let t = |o: cublasOperation_t| matches!(o, cublasOperation_t::CUBLAS_OP_T);
+    fn sgemm_reference(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let t = |o: bool| o;
         let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
         let (lda, ldb, ldc) = (g.lda as usize, g.ldb as usize, g.ldc as usize);
         for i in 0..m {
@@ -160,7 +145,7 @@ mod tests {
                     };
                     acc += av * bv;
                 }
-                c[i + j * ldc] = g.alpha * acc;
+                c[i + j * ldc] = acc;
             }
         }
     }

@@ -11,28 +11,9 @@ pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod reduce;
 
-use cudarc::driver::LaunchConfig;
+use crate::runtime::Launch;
 
-/// The prelude shared by every module: layouts, index helpers, grid-stride loop.
-pub const PRELUDE: &str = include_str!("prelude.cuh");
-
-/// One NVRTC compilation unit: a name, its source and its `extern "C"` entry points.
-#[derive(Debug)]
-pub struct KernelModule {
-    /// Module name (cache key, file name in compiler messages).
-    pub name: &'static str,
-    /// The module's own source, without the prelude.
-    pub src: &'static str,
-    /// Entry points the Rust launchers call.
-    pub kernels: &'static [&'static str],
-}
-
-impl KernelModule {
-    /// The full source NVRTC compiles: prelude plus the module.
-    pub fn source(&self) -> String {
-        format!("{PRELUDE}\n{}", self.src)
-    }
-}
+pub use crate::compile::{KernelModule, PRELUDE};
 
 /// Every kernel module of the backend (the CI compile test walks this list).
 pub static ALL_MODULES: [&KernelModule; 4] = [
@@ -46,11 +27,11 @@ pub static ALL_MODULES: [&KernelModule; 4] = [
 const BLOCK: u32 = 256;
 
 /// A 1-d launch for a grid-stride loop over `n` elements (`n > 0`).
-pub(crate) fn grid(n: usize) -> LaunchConfig {
+pub(crate) fn grid(n: usize) -> Launch {
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, 1 << 20) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (BLOCK, 1, 1),
+    Launch {
+        grid: (blocks, 1, 1),
+        block: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     }
 }

@@ -1,9 +1,8 @@
 //! Launchers of `optim.cu`: the optimizers' fused per-parameter updates, in place.
 
 use super::{grid, KernelModule};
-use crate::device::CudaDevice;
 use crate::error::Result;
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use crate::runtime::{Arg, DevBuf, Driver, Runtime};
 use nn_core::backend::{AdamStep, SgdStep};
 
 const SGD_STEP_F32: &str = "nn_sgd_step_f32";
@@ -19,83 +18,73 @@ pub static MODULE: KernelModule = KernelModule {
 /// One SGD step over the first `n` elements of `p`, from `g`, with the momentum buffer
 /// `buf` when given. The caller checked every buffer holds at least `n` elements.
 pub(crate) fn sgd_step_f32(
-    dev: &CudaDevice,
+    rt: &Runtime,
     s: &SgdStep,
-    p: &mut CudaSlice<f32>,
-    g: &CudaSlice<f32>,
-    buf: Option<&mut CudaSlice<f32>>,
+    p: &mut DevBuf<f32>,
+    g: &DevBuf<f32>,
+    buf: Option<&mut DevBuf<f32>>,
     n: usize,
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let f = dev.func(&MODULE, SGD_STEP_F32)?;
-    let n64 = n as u64;
-    let (nesterov, first) = (i32::from(s.nesterov), i32::from(s.first));
     let has_buf = i32::from(buf.is_some());
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(&n64)
-        .arg(&s.lr)
-        .arg(&s.weight_decay)
-        .arg(&s.momentum)
-        .arg(&s.one_minus_dampening)
-        .arg(&nesterov)
-        .arg(&first)
-        .arg(&has_buf)
-        .arg(p)
-        .arg(g);
     // without a buffer the kernel never reads its last argument (`has_buf == 0`); the
     // gradient stands in so that the argument list keeps its shape
-    match buf {
-        Some(buf) => {
-            b.arg(buf);
-            // SAFETY: the arguments match `nn_sgd_step_f32(u64, float x4, int x3, float*,
-            // const float*, float*)` in order and type; `p`, `g` and `buf` hold at least
-            // `n` elements and are distinct allocations (`buf` and `p` are `&mut`).
-            unsafe { b.launch(grid(n)) }?;
-        }
-        None => {
-            b.arg(g);
-            // SAFETY: as above; with `has_buf == 0` the kernel does not touch its last
-            // pointer (here the read-only gradient), so nothing is written through it.
-            unsafe { b.launch(grid(n)) }?;
-        }
-    }
-    Ok(())
+    let last = match buf {
+        Some(b) => Arg::F32sMut(b, 0),
+        None => Arg::F32s(g, 0),
+    };
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::F32(s.lr),
+        Arg::F32(s.weight_decay),
+        Arg::F32(s.momentum),
+        Arg::F32(s.one_minus_dampening),
+        Arg::I32(i32::from(s.nesterov)),
+        Arg::I32(i32::from(s.first)),
+        Arg::I32(has_buf),
+        Arg::F32sMut(p, 0),
+        Arg::F32s(g, 0),
+        last,
+    ];
+    // SAFETY: the arguments match `nn_sgd_step_f32(u64, float x4, int x3, float*, const
+    // float*, float*)` in order and type; `p`, `g` and `buf` hold at least `n` elements
+    // and are distinct allocations (`buf` and `p` are `&mut`); with `has_buf == 0` the
+    // kernel does not touch its last pointer (then the read-only gradient).
+    unsafe { rt.launch(&MODULE, SGD_STEP_F32, grid(n), &mut args) }
 }
 
 /// One Adam step over the first `n` elements of `p`, with the moments `m` and `v`
 /// updated in place. The caller checked every buffer holds at least `n` elements.
 pub(crate) fn adam_step_f32(
-    dev: &CudaDevice,
+    rt: &Runtime,
     k: &AdamStep,
-    p: &mut CudaSlice<f32>,
-    g: &CudaSlice<f32>,
-    m: &mut CudaSlice<f32>,
-    v: &mut CudaSlice<f32>,
+    p: &mut DevBuf<f32>,
+    g: &DevBuf<f32>,
+    m: &mut DevBuf<f32>,
+    v: &mut DevBuf<f32>,
     n: usize,
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let f = dev.func(&MODULE, ADAM_STEP_F32)?;
-    let n64 = n as u64;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(&n64)
-        .arg(&k.one_minus_beta1)
-        .arg(&k.beta2)
-        .arg(&k.one_minus_beta2)
-        .arg(&k.bias_correction2_sqrt)
-        .arg(&k.neg_step_size)
-        .arg(&k.eps)
-        .arg(&k.weight_decay)
-        .arg(p)
-        .arg(g)
-        .arg(m)
-        .arg(v);
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::F32(k.one_minus_beta1),
+        Arg::F32(k.beta2),
+        Arg::F32(k.one_minus_beta2),
+        Arg::F32(k.bias_correction2_sqrt),
+        Arg::F32(k.neg_step_size),
+        Arg::F32(k.eps),
+        Arg::F32(k.weight_decay),
+        Arg::F32sMut(p, 0),
+        Arg::F32s(g, 0),
+        Arg::F32sMut(m, 0),
+        Arg::F32sMut(v, 0),
+    ];
     // SAFETY: the arguments match `nn_adam_step_f32(u64, float x7, float*, const float*,
     // float*, float*)` in order and type; all four buffers hold at least `n` elements and
     // the three written ones are distinct allocations (each is a `&mut`).
-    unsafe { b.launch(grid(n)) }?;
-    Ok(())
+    unsafe { rt.launch(&MODULE, ADAM_STEP_F32, grid(n), &mut args) }
 }

@@ -1,10 +1,9 @@
 //! Launchers of `reduce.cu`: sum/max/min over any set of axes, argmax over one axis.
 
 use super::KernelModule;
-use crate::device::CudaDevice;
 use crate::error::Result;
 use crate::layout::RedLayout;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use crate::runtime::{Arg, DevBuf, Driver, Elem, Launch, Runtime};
 use nn_core::backend::ReduceOp;
 
 const REDUCE_F32: &str = "nn_reduce_f32";
@@ -32,11 +31,11 @@ pub(crate) struct RedSizes {
 
 /// One block per output (grid-stride beyond 2^20 outputs), a power-of-two block size
 /// between 32 and `MAX_THREADS` fitted to the reduced size.
-fn config(s: RedSizes) -> LaunchConfig {
+fn config(s: RedSizes) -> Launch {
     let threads = s.n_red.clamp(32, MAX_THREADS).next_power_of_two() as u32;
-    LaunchConfig {
-        grid_dim: (s.n_out.clamp(1, 1 << 20) as u32, 1, 1),
-        block_dim: (threads, 1, 1),
+    Launch {
+        grid: (s.n_out.clamp(1, 1 << 20) as u32, 1, 1),
+        block: (threads, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -49,61 +48,67 @@ fn code(op: ReduceOp) -> i32 {
     }
 }
 
-macro_rules! reduce_launcher {
-    ($(#[$doc:meta])* $fn:ident, $kernel:expr, $t:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $fn(
-            dev: &CudaDevice,
-            op: ReduceOp,
-            l: &RedLayout,
-            s: RedSizes,
-            x: &CudaSlice<$t>,
-        ) -> Result<CudaSlice<$t>> {
-            let mut y = dev.alloc::<$t>(s.n_out)?;
-            if s.n_out == 0 {
-                return Ok(y);
-            }
-            let f = dev.func(&MODULE, $kernel)?;
-            let (n_out, n_red, c) = (s.n_out as u64, s.n_red as u64, code(op));
-            let mut lb = dev.stream().launch_builder(&f);
-            lb.arg(&n_out).arg(&n_red).arg(&c).arg(l).arg(x).arg(&mut y);
-            // SAFETY: the arguments match `(u64, u64, int, RedLayout, const T*, T*)`; `l`
-            // splits the contiguous input shape into kept and reduced dims, so every offset
-            // is inside `x`; `y` holds `n_out` elements; the block size is a power of two
-            // no larger than the kernel's shared arrays.
-            unsafe { lb.launch(config(s)) }?;
-            Ok(y)
-        }
-    };
+/// The dtype-specific kernel names of this module.
+pub(crate) trait RedElem: Elem {
+    /// `nn_reduce_*`.
+    const REDUCE: &'static str;
+}
+impl RedElem for f32 {
+    const REDUCE: &'static str = REDUCE_F32;
+}
+impl RedElem for i64 {
+    const REDUCE: &'static str = REDUCE_I64;
 }
 
-reduce_launcher!(
-    /// Sum, max or min of f32 values.
-    reduce_f32, REDUCE_F32, f32
-);
-reduce_launcher!(
-    /// Sum (wrapping), max or min of i64 values.
-    reduce_i64, REDUCE_I64, i64
-);
-
-/// Index of the first maximum (the first NaN if any) along the single reduced axis.
-pub(crate) fn argmax_f32(
-    dev: &CudaDevice,
+/// Sum (wrapping for i64), max or min over the reduced dims of `l`.
+pub(crate) fn reduce<T: RedElem>(
+    rt: &Runtime,
+    op: ReduceOp,
     l: &RedLayout,
     s: RedSizes,
-    x: &CudaSlice<f32>,
-) -> Result<CudaSlice<i64>> {
-    let mut y = dev.alloc::<i64>(s.n_out)?;
+    x: &DevBuf<T>,
+) -> Result<DevBuf<T>> {
+    let mut y = rt.alloc::<T>(s.n_out, false)?;
     if s.n_out == 0 {
         return Ok(y);
     }
-    let f = dev.func(&MODULE, ARGMAX_F32)?;
-    let (n_out, n_red) = (s.n_out as u64, s.n_red as u64);
-    let mut lb = dev.stream().launch_builder(&f);
-    lb.arg(&n_out).arg(&n_red).arg(l).arg(x).arg(&mut y);
+    let mut args = [
+        Arg::U64(s.n_out as u64),
+        Arg::U64(s.n_red as u64),
+        Arg::I32(code(op)),
+        Arg::Red(l),
+        T::arg(x, 0),
+        T::arg_mut(&mut y, 0),
+    ];
+    // SAFETY: the arguments match `(u64, u64, int, RedLayout, const T*, T*)`; `l` splits
+    // the contiguous input shape into kept and reduced dims, so every offset is inside
+    // `x`; `y` holds `n_out` elements; the block size is a power of two no larger than
+    // the kernel's shared arrays.
+    unsafe { rt.launch(&MODULE, T::REDUCE, config(s), &mut args) }?;
+    Ok(y)
+}
+
+/// Index of the first maximum (the first NaN if any) along the single reduced axis.
+pub(crate) fn argmax_f32(
+    rt: &Runtime,
+    l: &RedLayout,
+    s: RedSizes,
+    x: &DevBuf<f32>,
+) -> Result<DevBuf<i64>> {
+    let mut y = rt.alloc::<i64>(s.n_out, false)?;
+    if s.n_out == 0 {
+        return Ok(y);
+    }
+    let mut args = [
+        Arg::U64(s.n_out as u64),
+        Arg::U64(s.n_red as u64),
+        Arg::Red(l),
+        Arg::F32s(x, 0),
+        Arg::I64sMut(&mut y, 0),
+    ];
     // SAFETY: the arguments match `nn_argmax_f32(u64, u64, RedLayout, const float*,
-    // i64*)`; offsets stay inside `x` as for `reduce_f32`; `y` holds `n_out` elements.
-    unsafe { lb.launch(config(s)) }?;
+    // i64*)`; offsets stay inside `x` as for `reduce`; `y` holds `n_out` elements.
+    unsafe { rt.launch(&MODULE, ARGMAX_F32, config(s), &mut args) }?;
     Ok(y)
 }
 
@@ -172,7 +177,7 @@ mod tests {
         for axes in axes_sets {
             let l = RedLayout::new("test", &shape, axes).map_err(|e| e.into_core("test"))?;
             let s = sizes(&shape, axes);
-            let threads = config(s).block_dim.0 as usize;
+            let threads = config(s).block.0 as usize;
             let want = [
                 t.sum_axes_keepdim(axes)?,
                 t.max_axes_keepdim(axes)?,
@@ -252,7 +257,7 @@ mod tests {
         for axis in [0usize, 1] {
             let l = RedLayout::new("test", &shape, &[axis]).map_err(|e| e.into_core("test"))?;
             let s = sizes(&shape, &[axis]);
-            let got = emulate_argmax(&l, s, config(s).block_dim.0 as usize, &x);
+            let got = emulate_argmax(&l, s, config(s).block.0 as usize, &x);
             assert_eq!(
                 got,
                 t.argmax(axis as isize, false)?.to_vec::<i64>()?,
@@ -265,7 +270,7 @@ mod tests {
     #[test]
     fn block_sizes_are_powers_of_two_within_the_shared_arrays() {
         for n_red in [0usize, 1, 31, 32, 33, 255, 256, 257, 100_000] {
-            let b = config(RedSizes { n_out: 1, n_red }).block_dim.0 as usize;
+            let b = config(RedSizes { n_out: 1, n_red }).block.0 as usize;
             assert!(
                 b.is_power_of_two() && (32..=MAX_THREADS).contains(&b),
                 "{n_red}: {b}"

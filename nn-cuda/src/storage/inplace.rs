@@ -4,7 +4,7 @@
 use super::{dtype_err, Buf, CudaStorage};
 use crate::error::{Error, Result};
 use crate::kernels::optim;
-use cudarc::driver::CudaSlice;
+use crate::runtime::{DevBuf, Driver};
 use nn_core::backend::{AdamStep, BackendStorage, SgdStep};
 use nn_core::{DType, HostData};
 use std::sync::Arc;
@@ -16,12 +16,12 @@ impl CudaStorage {
         &self,
         op: &'static str,
         s: &'a mut dyn BackendStorage,
-    ) -> Result<&'a mut CudaSlice<f32>> {
+    ) -> Result<&'a mut DevBuf<f32>> {
         let rhs = s.device().to_string();
-        let lhs = self.dev.device_name().to_string();
+        let lhs = self.dev.name();
         let len = self.len;
         match s.as_any_mut().downcast_mut::<CudaStorage>() {
-            Some(c) if Arc::ptr_eq(&c.dev, &self.dev) => {
+            Some(c) if Arc::ptr_eq(&c.rt, &self.rt) => {
                 if c.len != len {
                     return Err(Error::Core(nn_core::Error::mismatch(op, &[len], &[c.len])));
                 }
@@ -35,11 +35,7 @@ impl CudaStorage {
     }
 
     /// The gradient operand of a fused update: f32, this length, this device.
-    fn grad_of<'a>(
-        &self,
-        op: &'static str,
-        g: &'a dyn BackendStorage,
-    ) -> Result<&'a CudaSlice<f32>> {
+    fn grad_of<'a>(&self, op: &'static str, g: &'a dyn BackendStorage) -> Result<&'a DevBuf<f32>> {
         let g = self.other(op, g)?;
         if g.len != self.len {
             return Err(Error::Core(nn_core::Error::mismatch(
@@ -62,12 +58,12 @@ impl CudaStorage {
             Some(b) => Some(self.other_f32_mut("sgd_step", b)?),
             None => None,
         };
-        let (dev, n) = (self.dev.clone(), self.len);
+        let (rt, n) = (self.rt.clone(), self.len);
         let p = match &mut self.buf {
             Buf::F32(x) => x,
             Buf::I64(_) => return Err(dtype_err("sgd_step", DType::I64, DType::F32)),
         };
-        optim::sgd_step_f32(&dev, step, p, g, buf, n)
+        optim::sgd_step_f32(&rt, step, p, g, buf, n)
     }
 
     pub(super) fn adam_step_(
@@ -80,12 +76,12 @@ impl CudaStorage {
         let g = self.grad_of("adam_step", grad)?;
         let m = self.other_f32_mut("adam_step", m)?;
         let v = self.other_f32_mut("adam_step", v)?;
-        let (dev, n) = (self.dev.clone(), self.len);
+        let (rt, n) = (self.rt.clone(), self.len);
         let p = match &mut self.buf {
             Buf::F32(x) => x,
             Buf::I64(_) => return Err(dtype_err("adam_step", DType::I64, DType::F32)),
         };
-        optim::adam_step_f32(&dev, step, p, g, m, v, n)
+        optim::adam_step_f32(&rt, step, p, g, m, v, n)
     }
 
     pub(super) fn write_at_(&mut self, offset: usize, src: &HostData) -> Result<()> {
@@ -100,14 +96,10 @@ impl CudaStorage {
         if offset == end {
             return Ok(());
         }
-        let stream = self.dev.stream().clone();
+        let rt = self.rt.clone();
         match (&mut self.buf, src) {
-            (Buf::F32(d), HostData::F32(s)) => {
-                stream.memcpy_htod(s.as_slice(), &mut d.slice_mut(offset..end))?
-            }
-            (Buf::I64(d), HostData::I64(s)) => {
-                stream.memcpy_htod(s.as_slice(), &mut d.slice_mut(offset..end))?
-            }
+            (Buf::F32(d), HostData::F32(s)) => rt.write(d, offset, s)?,
+            (Buf::I64(d), HostData::I64(s)) => rt.write(d, offset, s)?,
             (_, s) => return Err(dtype_err("write_at", s.dtype(), self.dtype_())),
         }
         Ok(())
