@@ -1,9 +1,10 @@
 //! Every backend op, forward and backward, written once as `fn case(dev: &Device)` and run
-//! on every device: the CPU always, CUDA device 0 with `--features cuda`. Built on a machine
-//! without a GPU, the CUDA instances are `#[ignore]`d (the runner's summary counts them as
-//! ignored); `NN_CUDA_REQUIRE=1` at build time, or `-- --include-ignored`, runs them, and
-//! they fail where there is no device. Device results are compared with the CPU backend
-//! within tolerances.
+//! on every device: the CPU always; the host-run CUDA backend (`cuda_host`: nn-cuda's real
+//! kernels and launches executed on the CPU, bounds-checked) always; CUDA device 0 with
+//! `--features cuda`. Built on a machine without a GPU, the GPU instances are `#[ignore]`d
+//! (the runner's summary counts them as ignored); `NN_CUDA_REQUIRE=1` at build time, or
+//! `-- --include-ignored`, runs them, and they fail where there is no device. Device
+//! results are compared with the CPU backend within tolerances.
 
 // `&[x.clone()]` reads as "the inputs" at every call site; `slice::from_ref` would not.
 #![allow(clippy::cloned_ref_to_slice_refs)]
@@ -66,6 +67,19 @@ device_tests!(
     device_mixing_is_an_error,
     empty_tensors,
 );
+
+/// The suite bites: on a host runtime whose `nn_copy_f32` reads its source at the
+/// destination's offsets (one index expression mutated, `build_host.rs`), the shape
+/// cases fail, while the same cases pass on the unmutated `cuda_host` device above.
+#[test]
+fn suite_fails_on_a_mutated_copy_kernel() {
+    let dev = nn_cuda::host_mutant_device();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shape_ops(&dev)));
+    assert!(
+        !matches!(outcome, Ok(Ok(()))),
+        "the device suite passed with a broken index expression in nn_copy_f32"
+    );
+}
 
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;

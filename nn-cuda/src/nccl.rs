@@ -28,6 +28,8 @@
 //! two ranks on one GPU are refused by NCCL itself.
 
 use crate::device::CudaDevice;
+use crate::runtime::cuda::CudaRt;
+use crate::runtime::{DevBuf, Driver, Elem};
 use crate::storage::{Buf, CudaStorage};
 use cudarc::driver::CudaSlice;
 use cudarc::nccl::result::NcclError;
@@ -35,6 +37,12 @@ use cudarc::nccl::safe::{Comm, Id, NcclType, ReduceOp};
 use nn_core::distributed::{Backend, DeviceEngine, DistributedProblem, ProcessGroup};
 use nn_core::{DType, Device, Error, Result, Tensor};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// The cudarc runtime of `dev`: NCCL needs a real GPU.
+fn gpu(dev: &CudaDevice) -> Result<&CudaRt> {
+    dev.cuda()
+        .ok_or_else(|| engine_err("nccl", "NCCL needs a GPU, not the host runtime"))
+}
 
 /// Whether `libnccl` can be loaded (cudarc's file names). Never panics; cached.
 pub fn nccl_present() -> bool {
@@ -152,13 +160,14 @@ impl NcclEngine {
         for (d, s) in internal.iter_mut().zip(&bytes) {
             *d = *s as std::ffi::c_char;
         }
-        dev.bind().map_err(|e| engine_err(OP, e.to_string()))?;
+        let rt = gpu(&dev)?;
+        rt.bind().map_err(|e| engine_err(OP, e.to_string()))?;
         let (rank, world_size) = (group.rank(), group.world_size());
         // a peer that never joins leaves the others waiting here: the group's watchdog
         // ends the process after its collective timeout instead
         let comm = group
             .watch("nccl init", || {
-                Comm::from_rank(dev.stream().clone(), rank, world_size, Id::uninit(internal))
+                Comm::from_rank(rt.stream().clone(), rank, world_size, Id::uninit(internal))
             })
             .map_err(|e| nccl_err(OP, e))?;
         Ok(Arc::new(NcclEngine {
@@ -235,12 +244,10 @@ impl NcclEngine {
         f: impl FnOnce(&Comm) -> std::result::Result<T, NcclError>,
     ) -> Result<T> {
         let comm = self.comm.lock().unwrap_or_else(|e| e.into_inner());
-        self.dev
-            .bind()
-            .map_err(|e| e.into_core(self.dev.device_name()))?;
+        let rt = gpu(&self.dev)?;
+        rt.bind().map_err(|e| e.into_core(self.dev.device_name()))?;
         let out = f(&comm.0).map_err(|e| nccl_err(op, e))?;
-        self.dev
-            .stream()
+        rt.stream()
             .synchronize()
             .map_err(|e| engine_err(op, e.to_string()))?;
         Ok(out)
@@ -254,17 +261,24 @@ impl NcclEngine {
         Tensor::from_storage(storage, shape)
     }
 
-    fn alloc<T: crate::device::Elem>(&self, n: usize) -> Result<CudaSlice<T>> {
-        self.dev
-            .alloc::<T>(n)
-            .map_err(|e| e.into_core(self.dev.device_name()))
+    fn alloc<T: Elem>(&self, n: usize) -> Result<CudaSlice<T>> {
+        let b = self
+            .dev
+            .runtime()
+            .alloc::<T>(n, false)
+            .map_err(|e| e.into_core(self.dev.device_name()))?;
+        match b {
+            DevBuf::Cuda(s) => Ok(s),
+            #[cfg(feature = "host-runtime")]
+            DevBuf::Host(_) => Err(engine_err("nccl", "NCCL needs a GPU, not the host runtime")),
+        }
     }
 
     /// `out[..len]` = the collective `f` of `src[..len]`, on this engine's stream.
-    fn collective<T: crate::device::Elem + NcclType>(
+    fn collective<T: Elem + NcclType>(
         &self,
         op: &'static str,
-        src: &CudaSlice<T>,
+        src: &DevBuf<T>,
         len: usize,
         out_len: usize,
         f: impl FnOnce(
@@ -273,6 +287,13 @@ impl NcclEngine {
             &mut cudarc::driver::CudaViewMut<'_, T>,
         ) -> std::result::Result<cudarc::nccl::result::NcclStatus, NcclError>,
     ) -> Result<CudaSlice<T>> {
+        let src = match src {
+            DevBuf::Cuda(s) => s,
+            #[cfg(feature = "host-runtime")]
+            DevBuf::Host(_) => {
+                return Err(engine_err(op, "NCCL needs a GPU, not the host runtime"))
+            }
+        };
         let mut out = self.alloc::<T>(out_len)?;
         if len > 0 {
             let s = src.slice(0..len);
@@ -301,13 +322,13 @@ impl DeviceEngine for NcclEngine {
                 let src = st.f32s(OP).map_err(|e| e.into_core("nccl"))?;
                 let out =
                     self.collective(OP, src, n, n, |c, s, d| c.all_reduce(s, d, &ReduceOp::Sum))?;
-                self.wrap(Buf::F32(out), n, t.shape())
+                self.wrap(Buf::F32(DevBuf::Cuda(out)), n, t.shape())
             }
             DType::I64 => {
                 let src = st.i64s(OP).map_err(|e| e.into_core("nccl"))?;
                 let out =
                     self.collective(OP, src, n, n, |c, s, d| c.all_reduce(s, d, &ReduceOp::Sum))?;
-                self.wrap(Buf::I64(out), n, t.shape())
+                self.wrap(Buf::I64(DevBuf::Cuda(out)), n, t.shape())
             }
             other => Err(Error::StorageOnly {
                 op: OP,
@@ -326,13 +347,13 @@ impl DeviceEngine for NcclEngine {
                 let src = st.f32s(OP).map_err(|e| e.into_core("nccl"))?;
                 let out =
                     self.collective(OP, src, n, n, |c, s, d| c.broadcast(Some(s), d, root))?;
-                self.wrap(Buf::F32(out), n, t.shape())
+                self.wrap(Buf::F32(DevBuf::Cuda(out)), n, t.shape())
             }
             DType::I64 => {
                 let src = st.i64s(OP).map_err(|e| e.into_core("nccl"))?;
                 let out =
                     self.collective(OP, src, n, n, |c, s, d| c.broadcast(Some(s), d, root))?;
-                self.wrap(Buf::I64(out), n, t.shape())
+                self.wrap(Buf::I64(DevBuf::Cuda(out)), n, t.shape())
             }
             other => Err(Error::StorageOnly {
                 op: OP,
@@ -352,12 +373,12 @@ impl DeviceEngine for NcclEngine {
             DType::F32 => {
                 let src = st.f32s(OP).map_err(|e| e.into_core("nccl"))?;
                 let out = self.collective(OP, src, n, total, |c, s, d| c.all_gather(s, d))?;
-                self.wrap(Buf::F32(out), total, &shape)
+                self.wrap(Buf::F32(DevBuf::Cuda(out)), total, &shape)
             }
             DType::I64 => {
                 let src = st.i64s(OP).map_err(|e| e.into_core("nccl"))?;
                 let out = self.collective(OP, src, n, total, |c, s, d| c.all_gather(s, d))?;
-                self.wrap(Buf::I64(out), total, &shape)
+                self.wrap(Buf::I64(DevBuf::Cuda(out)), total, &shape)
             }
             other => Err(Error::StorageOnly {
                 op: OP,

@@ -398,3 +398,6 @@ pub(crate) fn sgemm(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
