@@ -66,6 +66,7 @@ device_tests!(
     model_move_keeps_ties,
     device_mixing_is_an_error,
     empty_tensors,
+    conv_and_pool,
 );
 
 /// The suite bites: on a host runtime whose `nn_copy_f32` reads its source at the
@@ -154,6 +155,27 @@ fn grads_on(
             _ => panic!("{what}: gradient of input {i} present on one device only"),
         }
     }
+    Ok(())
+}
+
+/// Convolutions (strided, padded, dilated, grouped) and pooling, forward and backward:
+/// the im2col/col2im primitives, in both column layouts, with both padding values.
+fn conv_and_pool(dev: &Device) -> Result<()> {
+    let x = seeded_randn(30, &[2, 4, 5, 6]);
+    let w = seeded_randn(31, &[6, 2, 3, 2]);
+    let b = seeded_randn(32, &[6]);
+    let opts = nn::Conv2dOptions {
+        stride: [2, 1],
+        padding: [[1, 0], [1, 2]],
+        dilation: [1, 2],
+        groups: 2,
+    };
+    grads_on(dev, "conv2d", &[x.clone(), w, b], |v| {
+        v[0].conv2d(&v[1], Some(&v[2]), &opts)
+    })?;
+    let pool = nn::Pool2dOptions::new([3, 2]).stride([2, 2]).padding([1, 1]);
+    grads_on(dev, "max_pool2d", &[x.clone()], |v| v[0].max_pool2d(&pool))?;
+    grads_on(dev, "avg_pool2d", &[x], |v| v[0].avg_pool2d(&pool, false))?;
     Ok(())
 }
 
