@@ -133,6 +133,7 @@ fn param(kernel: &str, ty: &str, name: &str, i: usize) -> (&'static str, String)
         "float" => ("F32", format!("*(const float*)a[{i}]")),
         "Layout3" | "Layout3&" => ("Layout3", format!("*(const Layout3*)a[{i}]")),
         "RedLayout" | "RedLayout&" => ("Red", format!("*(const RedLayout*)a[{i}]")),
+        "Im2ColLayout" => ("Im2Col", format!("*(const Im2ColLayout*)a[{i}]")),
         "float*" | "i64*" => {
             let kind = if t == "float*" { "F32Ptr" } else { "I64Ptr" };
             let inner = ty.trim_end_matches('*').trim();

@@ -173,7 +173,9 @@ fn conv_and_pool(dev: &Device) -> Result<()> {
     grads_on(dev, "conv2d", &[x.clone(), w, b], |v| {
         v[0].conv2d(&v[1], Some(&v[2]), &opts)
     })?;
-    let pool = nn::Pool2dOptions::new([3, 2]).stride([2, 2]).padding([1, 1]);
+    let pool = nn::Pool2dOptions::new([3, 2])
+        .stride([2, 2])
+        .padding([1, 1]);
     grads_on(dev, "max_pool2d", &[x.clone()], |v| v[0].max_pool2d(&pool))?;
     grads_on(dev, "avg_pool2d", &[x], |v| v[0].avg_pool2d(&pool, false))?;
     Ok(())

@@ -49,6 +49,108 @@ pub struct RedLayout {
 // `struct RedLayout` in `kernels/prelude.cuh`.
 unsafe impl DeviceRepr for RedLayout {}
 
+/// The window geometry of an im2col / col2im, as the kernels read it. Mirrors
+/// `struct Im2ColLayout` in the kernel prelude.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Im2ColLayout {
+    /// Samples.
+    pub n: u64,
+    /// Channels.
+    pub c: u64,
+    /// Image height.
+    pub h: u64,
+    /// Image width.
+    pub w: u64,
+    /// Window height.
+    pub kh: u64,
+    /// Window width.
+    pub kw: u64,
+    /// Vertical step (positive).
+    pub sh: u64,
+    /// Horizontal step (positive).
+    pub sw: u64,
+    /// Padding above.
+    pub pt: u64,
+    /// Padding on the left.
+    pub pl: u64,
+    /// Vertical tap spacing.
+    pub dh: u64,
+    /// Horizontal tap spacing.
+    pub dw: u64,
+    /// Output rows.
+    pub oh: u64,
+    /// Output columns.
+    pub ow: u64,
+    /// 1: columns `[c, kh, kw, n, oh, ow]`; 0: `[n, c, kh, kw, oh, ow]`.
+    pub batch_inner: u64,
+}
+
+// SAFETY: `Im2ColLayout` is `repr(C)`, made only of `u64`s, and its field order matches
+// `struct Im2ColLayout` in `kernels/prelude.cuh`.
+unsafe impl DeviceRepr for Im2ColLayout {}
+
+impl Im2ColLayout {
+    /// The layout of `spec`, after checking what the kernels rely on: a positive
+    /// stride, image and column sizes that fit `usize`, window positions that do not
+    /// overflow. Returns it with the image and column lengths.
+    pub fn new(
+        op: &'static str,
+        spec: &nn_core::backend::Im2ColSpec,
+    ) -> Result<(Im2ColLayout, usize, usize)> {
+        let [h, w] = spec.input;
+        let [kh, kw] = spec.kernel;
+        let [oh, ow] = spec.output;
+        let bad = |msg: &str| Error::Unsupported {
+            op,
+            msg: format!("{msg}: {spec:?}"),
+        };
+        let prod = |v: &[usize]| v.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        let image =
+            prod(&[spec.batch, spec.channels, h, w]).ok_or_else(|| bad("image size overflows"))?;
+        let cols = prod(&[spec.batch, spec.channels, kh, kw, oh, ow])
+            .ok_or_else(|| bad("column size overflows"))?;
+        if spec.stride.contains(&0) {
+            return Err(bad("stride must be positive"));
+        }
+        for d in 0..2 {
+            let far = spec.output[d]
+                .saturating_sub(1)
+                .checked_mul(spec.stride[d])
+                .and_then(|a| {
+                    spec.kernel[d]
+                        .saturating_sub(1)
+                        .checked_mul(spec.dilation[d])
+                        .and_then(|b| a.checked_add(b))
+                })
+                .and_then(|f| f.checked_add(spec.input[d] + spec.padding[d][0]))
+                .filter(|&f| f < i64::MAX as usize);
+            if far.is_none() {
+                return Err(bad("window positions overflow"));
+            }
+        }
+        let u = |v: usize| v as u64;
+        let l = Im2ColLayout {
+            n: u(spec.batch),
+            c: u(spec.channels),
+            h: u(h),
+            w: u(w),
+            kh: u(kh),
+            kw: u(kw),
+            sh: u(spec.stride[0]),
+            sw: u(spec.stride[1]),
+            pt: u(spec.padding[0][0]),
+            pl: u(spec.padding[1][0]),
+            dh: u(spec.dilation[0]),
+            dw: u(spec.dilation[1]),
+            oh: u(oh),
+            ow: u(ow),
+            batch_inner: u64::from(spec.batch_inner),
+        };
+        Ok((l, image, cols))
+    }
+}
+
 /// Drops size-1 dims and merges neighbours that are contiguous in every operand
 /// (`st[i] == st[i+1] * dims[i+1]`). Returns the merged dims and strides.
 pub fn collapse(dims: &[usize], st: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {

@@ -8,8 +8,8 @@ use crate::kernels::{elementwise as ew, matmul, reduce};
 use crate::layout::{self, Layout3, RedLayout};
 use crate::runtime::{DevBuf, Driver, Runtime};
 use nn_core::backend::{
-    AdamStep, BackendStorage, BinaryOp, DeviceBackend, MatmulSpec, ReduceOp, SgdStep, Storage,
-    UnaryOp,
+    AdamStep, BackendStorage, BinaryOp, DeviceBackend, Im2ColSpec, MatmulSpec, ReduceOp, SgdStep,
+    Storage, UnaryOp,
 };
 use nn_core::shape::numel;
 use nn_core::{DType, Device, HostData};
@@ -74,6 +74,7 @@ fn axis_split(shape: &[usize], axis: usize) -> (usize, usize) {
     )
 }
 
+mod conv;
 mod inplace;
 
 impl CudaStorage {
@@ -552,5 +553,11 @@ impl BackendStorage for CudaStorage {
     }
     fn cast(&self, dtype: DType) -> nn_core::Result<Storage> {
         self.core(self.cast_(dtype))
+    }
+    fn im2col(&self, spec: &Im2ColSpec) -> nn_core::Result<Storage> {
+        self.core(self.im2col_(spec))
+    }
+    fn col2im(&self, spec: &Im2ColSpec) -> nn_core::Result<Storage> {
+        self.core(self.col2im_(spec))
     }
 }

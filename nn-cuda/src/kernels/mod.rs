@@ -5,6 +5,7 @@
 //! Launchers take and return `CudaSlice`s of exactly the sizes they document; empty
 //! outputs never launch (a zero-sized grid is a CUDA error).
 
+pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
@@ -16,11 +17,12 @@ use crate::runtime::Launch;
 pub use crate::compile::{KernelModule, PRELUDE};
 
 /// Every kernel module of the backend (the CI compile test walks this list).
-pub static ALL_MODULES: [&KernelModule; 4] = [
+pub static ALL_MODULES: [&KernelModule; 5] = [
     &elementwise::MODULE,
     &copy::MODULE,
     &reduce::MODULE,
     &optim::MODULE,
+    &conv::MODULE,
 ];
 
 /// Threads per block of the elementwise kernels.

@@ -60,3 +60,15 @@ __device__ __forceinline__ float nn_inf() { return __int_as_float(0x7f800000); }
 
 #define NN_GRID_STRIDE(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (u64)blockDim.x * gridDim.x)
+
+// The window geometry of an im2col / col2im (all sizes in elements).
+// Field order matches `nn_cuda::layout::Im2ColLayout`.
+struct Im2ColLayout {
+    u64 n, c, h, w;      // image [n, c, h, w]
+    u64 kh, kw;          // window
+    u64 sh, sw;          // stride (> 0)
+    u64 pt, pl;          // padding before (top, left)
+    u64 dh, dw;          // dilation
+    u64 oh, ow;          // output positions
+    u64 batch_inner;     // columns [c, kh, kw, n, oh, ow] when 1, [n, c, kh, kw, oh, ow] when 0
+};

@@ -18,6 +18,7 @@ pub(super) enum Param {
     F32,
     Layout3,
     Red,
+    Im2Col,
     F32Ptr,
     I64Ptr,
 }
@@ -247,6 +248,7 @@ impl Driver for HostRt {
                 Arg::F32(_) => Param::F32,
                 Arg::Layout3(_) => Param::Layout3,
                 Arg::Red(_) => Param::Red,
+                Arg::Im2Col(_) => Param::Im2Col,
                 Arg::F32s(..) | Arg::F32sMut(..) => Param::F32Ptr,
                 Arg::I64s(..) | Arg::I64sMut(..) => Param::I64Ptr,
             };
@@ -276,6 +278,7 @@ impl Driver for HostRt {
                 (Arg::F32(v), _) => v as *const f32 as *const c_void,
                 (Arg::Layout3(l), _) => *l as *const crate::layout::Layout3 as *const c_void,
                 (Arg::Red(l), _) => *l as *const crate::layout::RedLayout as *const c_void,
+                (Arg::Im2Col(l), _) => *l as *const crate::layout::Im2ColLayout as *const c_void,
                 _ => std::ptr::null(),
             };
             ptrs.push(p);

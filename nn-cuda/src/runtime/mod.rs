@@ -18,7 +18,7 @@ use crate::compile::KernelModule;
 #[cfg(feature = "host-runtime")]
 use crate::error::Error;
 use crate::error::Result;
-use crate::layout::{Layout3, RedLayout};
+use crate::layout::{Im2ColLayout, Layout3, RedLayout};
 use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 
 /// Element types stored on the device.
@@ -98,6 +98,8 @@ pub(crate) enum Arg<'a> {
     Layout3(&'a Layout3),
     /// `RedLayout` by value.
     Red(&'a RedLayout),
+    /// `Im2ColLayout` by value.
+    Im2Col(&'a Im2ColLayout),
     /// `const float*` (read only).
     F32s(&'a DevBuf<f32>, usize),
     /// `const i64*` (read only).
