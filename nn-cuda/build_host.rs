@@ -130,6 +130,7 @@ fn param(kernel: &str, ty: &str, name: &str, i: usize) -> (&'static str, String)
     match t {
         "u64" | "unsigned long long" => ("U64", format!("*(const u64*)a[{i}]")),
         "int" => ("I32", format!("*(const int*)a[{i}]")),
+        "i64" | "long long" => ("I64", format!("*(const i64*)a[{i}]")),
         "float" => ("F32", format!("*(const float*)a[{i}]")),
         "Layout3" | "Layout3&" => ("Layout3", format!("*(const Layout3*)a[{i}]")),
         "RedLayout" | "RedLayout&" => ("Red", format!("*(const RedLayout*)a[{i}]")),

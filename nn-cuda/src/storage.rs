@@ -135,8 +135,9 @@ impl CudaStorage {
         })
     }
 
-    /// Reads `indices` back, checks them against `size` (negative ones count from the
-    /// end, as on the CPU) and returns a device copy with every index in `[0, size)`.
+    /// Checks `indices` against `size` on the device (negative ones count from the end,
+    /// as on the CPU) and returns a device copy with every index in `[0, size)`; only the
+    /// check's verdict comes back to the host (the indices themselves only on an error).
     fn checked_indices(
         &self,
         op: &'static str,
@@ -144,26 +145,21 @@ impl CudaStorage {
         size: usize,
     ) -> Result<(DevBuf<i64>, usize)> {
         let idx = self.other(op, indices)?;
-        let host = idx.to_host_()?;
-        let HostData::I64(v) = host else {
-            return Err(dtype_err(op, DType::F32, DType::I64));
-        };
-        let fixed = v
-            .iter()
-            .map(|&i| {
-                let j = if i < 0 { i + size as i64 } else { i };
-                if j < 0 || j >= size as i64 {
-                    Err(Error::Core(nn_core::Error::IndexOutOfRange {
-                        op,
-                        index: i,
-                        size,
-                    }))
-                } else {
-                    Ok(j)
-                }
-            })
-            .collect::<Result<Vec<i64>>>()?;
-        Ok((self.rt.htod(&fixed)?, fixed.len()))
+        let (fixed, bad) = copy::check_indices(&self.rt, idx.i64s(op)?, idx.len, size)?;
+        if let Some(pos) = bad {
+            let index = self
+                .rt
+                .dtoh(idx.i64s(op)?, idx.len)?
+                .get(pos)
+                .copied()
+                .unwrap_or(-1);
+            return Err(Error::Core(nn_core::Error::IndexOutOfRange {
+                op,
+                index,
+                size,
+            }));
+        }
+        Ok((fixed, idx.len))
     }
 
     fn unary_(&self, op: UnaryOp) -> Result<Storage> {
@@ -553,6 +549,9 @@ impl BackendStorage for CudaStorage {
     }
     fn cast(&self, dtype: DType) -> nn_core::Result<Storage> {
         self.core(self.cast_(dtype))
+    }
+    fn relu_backward(&self, grad: &dyn BackendStorage) -> nn_core::Result<Storage> {
+        self.core(self.relu_backward_(grad))
     }
     fn im2col(&self, spec: &Im2ColSpec) -> nn_core::Result<Storage> {
         self.core(self.im2col_(spec))

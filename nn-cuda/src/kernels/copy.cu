@@ -48,3 +48,15 @@ extern "C" __global__ void nn_index_add_f32(u64 n, u64 k, u64 d_out, u64 inner, 
         atomicAdd(&y[(o * d_out + (u64)idx[r]) * inner + j], x[i]);
     }
 }
+
+// Indices in [-size, size) mapped to [0, size) (negative ones count from the end);
+// status[0] (preset to all ones) gets the smallest position of an index out of range.
+extern "C" __global__ void nn_check_indices(u64 n, i64 size, const i64* idx, i64* fixed, i64* status) {
+    NN_GRID_STRIDE(i, n) {
+        i64 v = idx[i];
+        i64 j = v < 0 ? v + size : v;
+        bool ok = j >= 0 && j < size;
+        fixed[i] = ok ? j : 0;
+        if (!ok) atomicMin((unsigned long long*)&status[0], (unsigned long long)i);
+    }
+}

@@ -11,6 +11,7 @@ const COPY_I64: &str = "nn_copy_i64";
 const INDEX_SELECT_F32: &str = "nn_index_select_f32";
 const INDEX_SELECT_I64: &str = "nn_index_select_i64";
 const INDEX_ADD_F32: &str = "nn_index_add_f32";
+const CHECK_INDICES: &str = "nn_check_indices";
 
 /// The copy/gather kernel module.
 pub static MODULE: KernelModule = KernelModule {
@@ -22,6 +23,7 @@ pub static MODULE: KernelModule = KernelModule {
         INDEX_SELECT_F32,
         INDEX_SELECT_I64,
         INDEX_ADD_F32,
+        CHECK_INDICES,
     ],
 };
 
@@ -132,6 +134,37 @@ pub(crate) fn index_add_f32(
     // and `y` holds `outer*d*inner`.
     unsafe { rt.launch(&MODULE, INDEX_ADD_F32, grid(n), &mut args) }?;
     Ok(y)
+}
+
+/// `idx` (`n` indices) mapped into `[0, size)`, negative ones counting from the end, on
+/// the device: the mapped copy, and the position of the first index out of range.
+pub(crate) fn check_indices(
+    rt: &Runtime,
+    idx: &DevBuf<i64>,
+    n: usize,
+    size: usize,
+) -> Result<(DevBuf<i64>, Option<usize>)> {
+    let mut fixed = rt.alloc::<i64>(n, false)?;
+    if n == 0 {
+        return Ok((fixed, None));
+    }
+    let size = i64::try_from(size).map_err(|_| crate::error::Error::Unsupported {
+        op: "index",
+        msg: format!("axis of {size} elements"),
+    })?;
+    let mut status = rt.htod(&[-1i64])?;
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::I64(size),
+        Arg::I64s(idx, 0),
+        Arg::I64sMut(&mut fixed, 0),
+        Arg::I64sMut(&mut status, 0),
+    ];
+    // SAFETY: the arguments match `nn_check_indices(u64, i64, const i64*, i64*, i64*)`;
+    // `idx` and `fixed` hold `n` elements, `status` one.
+    unsafe { rt.launch(&MODULE, CHECK_INDICES, grid(n), &mut args) }?;
+    let first = rt.dtoh(&status, 1)?.first().copied().unwrap_or(-1);
+    Ok((fixed, usize::try_from(first).ok()))
 }
 
 #[cfg(test)]

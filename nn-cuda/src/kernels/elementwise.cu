@@ -119,3 +119,8 @@ extern "C" __global__ void nn_cast_f32_i64(u64 n, const float* x, i64* y) {
 extern "C" __global__ void nn_cast_i64_f32(u64 n, const i64* x, float* y) {
     NN_GRID_STRIDE(i, n) { y[i] = (float)x[i]; }
 }
+
+// ReLU's backward from its input (or output) x: g where x > 0, else 0 (as the CPU).
+extern "C" __global__ void nn_relu_backward_f32(u64 n, const float* x, const float* g, float* y) {
+    NN_GRID_STRIDE(i, n) { y[i] = x[i] > 0.0f ? g[i] : 0.0f; }
+}

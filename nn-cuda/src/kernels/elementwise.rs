@@ -15,6 +15,7 @@ const WHERE_F32: &str = "nn_where_f32";
 const WHERE_I64: &str = "nn_where_i64";
 const CAST_F32_I64: &str = "nn_cast_f32_i64";
 const CAST_I64_F32: &str = "nn_cast_i64_f32";
+const RELU_BACKWARD_F32: &str = "nn_relu_backward_f32";
 
 /// The elementwise kernel module.
 pub static MODULE: KernelModule = KernelModule {
@@ -29,6 +30,7 @@ pub static MODULE: KernelModule = KernelModule {
         WHERE_I64,
         CAST_F32_I64,
         CAST_I64_F32,
+        RELU_BACKWARD_F32,
     ],
 };
 
@@ -227,4 +229,27 @@ pub(crate) fn cast_f32_i64(rt: &Runtime, x: &DevBuf<f32>, n: usize) -> Result<De
 /// i64 to f32 (round to nearest).
 pub(crate) fn cast_i64_f32(rt: &Runtime, x: &DevBuf<i64>, n: usize) -> Result<DevBuf<f32>> {
     cast(rt, CAST_I64_F32, x, n)
+}
+
+/// ReLU's backward: `g[i]` where `x[i] > 0`, else 0, for the `n` elements.
+pub(crate) fn relu_backward_f32(
+    rt: &Runtime,
+    x: &DevBuf<f32>,
+    g: &DevBuf<f32>,
+    n: usize,
+) -> Result<DevBuf<f32>> {
+    let mut y = rt.alloc::<f32>(n, false)?;
+    if n == 0 {
+        return Ok(y);
+    }
+    let mut args = [
+        Arg::U64(n as u64),
+        Arg::F32s(x, 0),
+        Arg::F32s(g, 0),
+        Arg::F32sMut(&mut y, 0),
+    ];
+    // SAFETY: the arguments match `nn_relu_backward_f32(u64, const float*, const float*,
+    // float*)`; the three buffers hold at least `n` elements.
+    unsafe { rt.launch(&MODULE, RELU_BACKWARD_F32, grid(n), &mut args) }?;
+    Ok(y)
 }

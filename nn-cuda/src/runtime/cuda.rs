@@ -180,6 +180,7 @@ fn view_mut<'a, T: Elem>(
 enum Pushed<'a> {
     U64(&'a u64),
     I32(&'a i32),
+    I64(&'a i64),
     F32(&'a f32),
     Layout3(&'a crate::layout::Layout3),
     Red(&'a crate::layout::RedLayout),
@@ -245,6 +246,7 @@ impl Driver for CudaRt {
             pushed.push(match a {
                 Arg::U64(v) => Pushed::U64(v),
                 Arg::I32(v) => Pushed::I32(v),
+                Arg::I64(v) => Pushed::I64(v),
                 Arg::F32(v) => Pushed::F32(v),
                 Arg::Layout3(l) => Pushed::Layout3(l),
                 Arg::Red(l) => Pushed::Red(l),
@@ -260,6 +262,7 @@ impl Driver for CudaRt {
             match p {
                 Pushed::U64(v) => lb.arg(*v),
                 Pushed::I32(v) => lb.arg(*v),
+                Pushed::I64(v) => lb.arg(*v),
                 Pushed::F32(v) => lb.arg(*v),
                 Pushed::Layout3(l) => lb.arg(*l),
                 Pushed::Red(l) => lb.arg(*l),

@@ -15,6 +15,7 @@ use std::ffi::{c_char, c_void};
 pub(super) enum Param {
     U64,
     I32,
+    I64,
     F32,
     Layout3,
     Red,
@@ -245,6 +246,7 @@ impl Driver for HostRt {
             let got = match a {
                 Arg::U64(_) => Param::U64,
                 Arg::I32(_) => Param::I32,
+                Arg::I64(_) => Param::I64,
                 Arg::F32(_) => Param::F32,
                 Arg::Layout3(_) => Param::Layout3,
                 Arg::Red(_) => Param::Red,
@@ -275,6 +277,7 @@ impl Driver for HostRt {
                 (_, Some(j)) => &bufs[*j] as *const HostPtr as *const c_void,
                 (Arg::U64(v), _) => v as *const u64 as *const c_void,
                 (Arg::I32(v), _) => v as *const i32 as *const c_void,
+                (Arg::I64(v), _) => v as *const i64 as *const c_void,
                 (Arg::F32(v), _) => v as *const f32 as *const c_void,
                 (Arg::Layout3(l), _) => *l as *const crate::layout::Layout3 as *const c_void,
                 (Arg::Red(l), _) => *l as *const crate::layout::RedLayout as *const c_void,

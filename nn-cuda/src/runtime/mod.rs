@@ -92,6 +92,8 @@ pub(crate) enum Arg<'a> {
     U64(u64),
     /// `int`.
     I32(i32),
+    /// `i64` (`long long`).
+    I64(i64),
     /// `float`.
     F32(f32),
     /// `Layout3` by value.

@@ -60,6 +60,9 @@ inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v)
     unsigned long long o = *a; *a = o + v; return o;
 }
 inline int atomicAdd(int* a, int v) { int o = *a; *a = o + v; return o; }
+inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v) {
+    unsigned long long o = *a; if (v < o) *a = v; return o;
+}
 inline float atomicMax(float* a, float v) { float o = *a; if (v > o) *a = v; return o; }
 inline int atomicCAS(int* a, int cmp, int v) { int o = *a; if (o == cmp) *a = v; return o; }
 
