@@ -74,7 +74,7 @@ fn axis_split(shape: &[usize], axis: usize) -> (usize, usize) {
     )
 }
 
-mod conv;
+mod fused;
 mod inplace;
 
 impl CudaStorage {
@@ -549,6 +549,26 @@ impl BackendStorage for CudaStorage {
     }
     fn cast(&self, dtype: DType) -> nn_core::Result<Storage> {
         self.core(self.cast_(dtype))
+    }
+    fn cross_entropy(
+        &self,
+        targets: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> nn_core::Result<Option<(Storage, Storage)>> {
+        self.core(self.cross_entropy_(targets, rows, classes).map(Some))
+    }
+    fn cross_entropy_backward(
+        &self,
+        targets: &dyn BackendStorage,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> nn_core::Result<Option<Storage>> {
+        self.core(
+            self.cross_entropy_backward_(targets, grad, rows, classes)
+                .map(Some),
+        )
     }
     fn relu_backward(&self, grad: &dyn BackendStorage) -> nn_core::Result<Storage> {
         self.core(self.relu_backward_(grad))

@@ -8,6 +8,7 @@
 pub(crate) mod conv;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod reduce;
@@ -17,12 +18,13 @@ use crate::runtime::Launch;
 pub use crate::compile::{KernelModule, PRELUDE};
 
 /// Every kernel module of the backend (the CI compile test walks this list).
-pub static ALL_MODULES: [&KernelModule; 5] = [
+pub static ALL_MODULES: [&KernelModule; 6] = [
     &elementwise::MODULE,
     &copy::MODULE,
     &reduce::MODULE,
     &optim::MODULE,
     &conv::MODULE,
+    &loss::MODULE,
 ];
 
 /// Threads per block of the elementwise kernels.
