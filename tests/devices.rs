@@ -14,6 +14,8 @@ use nn::{DType, Device, Forward, Linear, Result, Tensor};
 /// Instantiates each case once per device.
 macro_rules! device_tests {
     ($($case:ident),* $(,)?) => {
+        /// Every case, by name (the kernel-coverage test runs them all).
+        const CASES: &[(&str, fn(&Device) -> Result<()>)] = &[$((stringify!($case), $case)),*];
         mod cpu {
             $(
                 #[test]
@@ -80,6 +82,32 @@ fn suite_fails_on_a_mutated_copy_kernel() {
         !matches!(outcome, Ok(Ok(()))),
         "the device suite passed with a broken index expression in nn_copy_f32"
     );
+}
+
+/// Every kernel of every nn-cuda module runs in this suite: the cases, run on the
+/// host-run CUDA backend, launch each of them at least once (a new kernel without a
+/// device test fails here).
+#[test]
+fn every_cuda_kernel_runs_on_the_host() -> Result<()> {
+    let dev = nn_cuda::host_device();
+    for (name, case) in CASES {
+        println!("case {name}");
+        case(&dev)?;
+    }
+    let counts = nn_cuda::host_launch_counts();
+    let missing: Vec<&str> = nn_cuda::kernels::ALL_MODULES
+        .iter()
+        .flat_map(|m| m.kernels.iter().copied())
+        .filter(|k| counts.get(k).copied().unwrap_or(0) == 0)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "kernels no device case launches: {missing:?}"
+    );
+    for (k, n) in &counts {
+        println!("{k}: {n} launches");
+    }
+    Ok(())
 }
 
 const ATOL: f32 = 1e-4;

@@ -106,6 +106,14 @@ pub fn host_mutant_device() -> Device {
     Device::Backend(CudaDevice::host(true))
 }
 
+/// How many times each kernel has run on the host runtime in this process, by name
+/// (tests only: the coverage test checks that every kernel of
+/// [`kernels::ALL_MODULES`] ran).
+#[cfg(feature = "host-runtime")]
+pub fn host_launch_counts() -> std::collections::BTreeMap<&'static str, u64> {
+    runtime::host::launch_counts()
+}
+
 /// Every usable GPU, or `[cpu]` when there is none (the book's `try_all_gpus()`).
 pub fn all_devices() -> Vec<Device> {
     let gpus: Vec<Device> = (0..device_count()).filter_map(|i| device(i).ok()).collect();

@@ -8,7 +8,17 @@
 use super::{foreign, Arg, DevBuf, Driver, Elem, Gemm, Launch};
 use crate::compile::KernelModule;
 use crate::error::{Error, Result};
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
+
+static LAUNCHES: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// How often each kernel has been launched on the host runtime in this process (the
+/// coverage test checks every kernel of every module ran).
+pub(crate) fn launch_counts() -> BTreeMap<&'static str, u64> {
+    LAUNCHES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// A kernel parameter's type, as the host entry reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +301,11 @@ impl Driver for HostRt {
             block: [dims.block.0, dims.block.1, dims.block.2],
             shared_mem_bytes: dims.shared_mem_bytes,
         };
+        *LAUNCHES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kernel)
+            .or_insert(0) += 1;
         let mut msg = vec![0u8; 1024];
         // SAFETY: the entry reads `ptrs.len()` arguments whose types were checked above
         // against the kernel's parameters; buffer arguments carry their element counts

@@ -127,9 +127,15 @@ int nn_run(const nn_launch* l, const char* kernel, int fibers, void (*body)(void
         }
         // rounds: every live fiber runs to its next barrier (or its end); all of them
         // must then wait at the same barrier count, or the barrier diverged
+        // the threads run in ascending order in one round and descending in the next
+        // (and the other way round in odd blocks), so a read of another thread's shared
+        // memory without a barrier between sees the wrong value in one of them
         size_t live = nt;
+        size_t round = (bx + by + bz) & 1;
         while (live > 0) {
-            for (size_t j = 0; j < nt; ++j) {
+            bool rev = (round++ & 1) != 0;
+            for (size_t jj = 0; jj < nt; ++jj) {
+                size_t j = rev ? nt - 1 - jj : jj;
                 if (r.fs[j].done) continue;
                 r.cur = j;
                 threadIdx = r.fs[j].tid;
