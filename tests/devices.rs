@@ -69,6 +69,7 @@ device_tests!(
     device_mixing_is_an_error,
     empty_tensors,
     conv_and_pool,
+    wide_rows,
 );
 
 /// The suite bites: on a host runtime whose `nn_copy_f32` reads its source at the
@@ -206,6 +207,18 @@ fn conv_and_pool(dev: &Device) -> Result<()> {
         .padding([1, 1]);
     grads_on(dev, "max_pool2d", &[x.clone()], |v| v[0].max_pool2d(&pool))?;
     grads_on(dev, "avg_pool2d", &[x], |v| v[0].avg_pool2d(&pool, false))?;
+    Ok(())
+}
+
+/// Rows wider than a block's threads: the fused cross-entropy's per-thread loops and
+/// shared-memory trees, with a target in each row's last thread share.
+fn wide_rows(dev: &Device) -> Result<()> {
+    let x = seeded_randn(33, &[3, 300]);
+    let t = Tensor::from_vec(vec![299i64, 0, 257], &[3])?;
+    grads_on(dev, "cross_entropy, 300 classes", &[x.clone(), t], |v| {
+        v[0].cross_entropy(&v[1])
+    })?;
+    grads_on(dev, "relu, 900 elements", &[x], |v| v[0].relu())?;
     Ok(())
 }
 

@@ -21,6 +21,16 @@
 //! `NN_CUDA_REQUIRE=1`; the kernel compile test needs only libnvrtc, and fails instead of
 //! skipping when `NN_NVRTC_REQUIRE=1`.
 //!
+//! # Testing without a GPU
+//!
+//! nn's own tests run every kernel and launch of this crate on a *host runtime* (feature
+//! `host-runtime`, enabled only by the `nn` package's dev-dependency, never in a user's
+//! build): the same `.cu` sources compiled as C++ by the build script, run with the
+//! grids, blocks and arguments this crate computes, each thread of a block a fiber
+//! meeting the others at `__syncthreads`, every buffer access bounds-checked, cuBLAS
+//! answered by a reference GEMM. The crate is layered so that this is one seam:
+//! `runtime` (cudarc, or the host) -> `kernels` -> `storage` -> `device`.
+//!
 //! # Several GPUs
 //!
 //! With the `nccl` feature, `nccl::NcclEngine` moves CUDA tensors of an
