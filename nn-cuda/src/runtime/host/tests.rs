@@ -210,3 +210,45 @@ fn sgemm_follows_cublas_semantics() -> Result<()> {
     assert!(e.contains("A read out of bounds"), "{e}");
     Ok(())
 }
+
+/// The probe kernels of `host/probe.cu`, for these tests.
+static PROBE: KernelModule = KernelModule {
+    name: "probe",
+    src: include_str!("probe.cu"),
+    kernels: &["nn_probe_reverse", "nn_probe_divergent"],
+};
+
+/// `__syncthreads` is a real barrier: every thread's shared-memory write is seen by
+/// every other thread after it.
+#[test]
+fn barriers_order_the_threads_of_a_block() -> Result<()> {
+    let rt = rt();
+    let xs: Vec<f32> = (0..200).map(|v| v as f32).collect();
+    let x = rt.htod(&xs)?;
+    let mut y = rt.alloc::<f32>(200, false)?;
+    let mut args = [Arg::U64(200), Arg::F32s(&x, 0), Arg::F32sMut(&mut y, 0)];
+    // SAFETY: the arguments match nn_probe_reverse; one block of 256 threads covers the
+    // 200 elements.
+    unsafe { rt.launch(&PROBE, "nn_probe_reverse", launch(256, 256), &mut args) }?;
+    let want: Vec<f32> = xs.iter().rev().map(|v| v * 2.0).collect();
+    assert_eq!(rt.dtoh(&y, 200)?, want);
+    Ok(())
+}
+
+/// A barrier only some threads of a block reach is reported, not run through.
+#[test]
+fn a_divergent_barrier_is_an_error() -> Result<()> {
+    let rt = rt();
+    let mut y = rt.alloc::<f32>(32, true)?;
+    let mut args = [Arg::F32sMut(&mut y, 0)];
+    // SAFETY: the arguments match nn_probe_divergent; 32 threads write 32 elements.
+    let e = unsafe { rt.launch(&PROBE, "nn_probe_divergent", launch(32, 32), &mut args) }
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("nn_probe_divergent") && e.contains("__syncthreads"),
+        "{e}"
+    );
+    Ok(())
+}
