@@ -1,0 +1,79 @@
+//! The host-run CUDA backend's own checks: the device suite fails on a mutated kernel,
+//! and every kernel of nn-cuda runs in it; plus the device cases of the window gathers
+//! and of rows wider than a block.
+
+use super::*;
+
+/// The suite bites: on a host runtime whose `nn_copy_f32` reads its source at the
+/// destination's offsets (one index expression mutated, `build_host.rs`), the shape
+/// cases fail, while the same cases pass on the unmutated `cuda_host` device above.
+#[test]
+fn suite_fails_on_a_mutated_copy_kernel() {
+    let dev = nn_cuda::host_mutant_device();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shape_ops(&dev)));
+    assert!(
+        !matches!(outcome, Ok(Ok(()))),
+        "the device suite passed with a broken index expression in nn_copy_f32"
+    );
+}
+
+/// Every kernel of every nn-cuda module runs in this suite: the cases, run on the
+/// host-run CUDA backend, launch each of them at least once (a new kernel without a
+/// device test fails here).
+#[test]
+fn every_cuda_kernel_runs_on_the_host() -> Result<()> {
+    let dev = nn_cuda::host_device();
+    for (name, case) in CASES {
+        println!("case {name}");
+        case(&dev)?;
+    }
+    let counts = nn_cuda::host_launch_counts();
+    let missing: Vec<&str> = nn_cuda::kernels::ALL_MODULES
+        .iter()
+        .flat_map(|m| m.kernels.iter().copied())
+        .filter(|k| counts.get(k).copied().unwrap_or(0) == 0)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "kernels no device case launches: {missing:?}"
+    );
+    for (k, n) in &counts {
+        println!("{k}: {n} launches");
+    }
+    Ok(())
+}
+
+/// Convolutions (strided, padded, dilated, grouped) and pooling, forward and backward:
+/// the im2col/col2im primitives, in both column layouts, with both padding values.
+pub(crate) fn conv_and_pool(dev: &Device) -> Result<()> {
+    let x = seeded_randn(30, &[2, 4, 5, 6]);
+    let w = seeded_randn(31, &[6, 2, 3, 2]);
+    let b = seeded_randn(32, &[6]);
+    let opts = nn::Conv2dOptions {
+        stride: [2, 1],
+        padding: [[1, 0], [1, 2]],
+        dilation: [1, 2],
+        groups: 2,
+    };
+    grads_on(dev, "conv2d", &[x.clone(), w, b], |v| {
+        v[0].conv2d(&v[1], Some(&v[2]), &opts)
+    })?;
+    let pool = nn::Pool2dOptions::new([3, 2])
+        .stride([2, 2])
+        .padding([1, 1]);
+    grads_on(dev, "max_pool2d", &[x.clone()], |v| v[0].max_pool2d(&pool))?;
+    grads_on(dev, "avg_pool2d", &[x], |v| v[0].avg_pool2d(&pool, false))?;
+    Ok(())
+}
+
+/// Rows wider than a block's threads: the fused cross-entropy's per-thread loops and
+/// shared-memory trees, with a target in each row's last thread share.
+pub(crate) fn wide_rows(dev: &Device) -> Result<()> {
+    let x = seeded_randn(33, &[3, 300]);
+    let t = Tensor::from_vec(vec![299i64, 0, 257], &[3])?;
+    grads_on(dev, "cross_entropy, 300 classes", &[x.clone(), t], |v| {
+        v[0].cross_entropy(&v[1])
+    })?;
+    grads_on(dev, "relu, 900 elements", &[x], |v| v[0].relu())?;
+    Ok(())
+}
