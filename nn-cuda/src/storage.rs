@@ -219,7 +219,7 @@ impl CudaStorage {
     fn matmul_(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage> {
         let a = self.f32s("matmul")?;
         let b = self.other("matmul", rhs)?.f32s("matmul")?;
-        let y = matmul::matmul_f32(&self.rt, a, b, spec)?;
+        let y = matmul::matmul_f32(&self.rt, a, b, spec, None)?;
         self.wrap(Buf::F32(y), spec.batch * spec.m * spec.n)
     }
 
@@ -569,6 +569,14 @@ impl BackendStorage for CudaStorage {
             self.cross_entropy_backward_(targets, grad, rows, classes)
                 .map(Some),
         )
+    }
+    fn matmul_bias(
+        &self,
+        rhs: &dyn BackendStorage,
+        spec: &MatmulSpec,
+        bias: &dyn BackendStorage,
+    ) -> nn_core::Result<Storage> {
+        self.core(self.matmul_bias_(rhs, spec, bias))
     }
     fn relu_backward(&self, grad: &dyn BackendStorage) -> nn_core::Result<Storage> {
         self.core(self.relu_backward_(grad))

@@ -2,7 +2,9 @@
 //! `Cᵀ = op(B)ᵀ · op(A)ᵀ`, one strided-batched SGEMM when the batch index maps are
 //! arithmetic progressions (the usual case), one SGEMM per batch otherwise.
 
+use super::copy;
 use crate::error::{Error, Result};
+use crate::layout::Layout3;
 use crate::runtime::{DevBuf, Driver, Gemm, Runtime};
 use nn_core::backend::MatmulSpec;
 
@@ -48,25 +50,41 @@ pub(crate) fn gemm_config(s: &MatmulSpec) -> Result<Gemm> {
         stride_a: 0,
         stride_b: 0,
         stride_c: 0,
+        accumulate: false,
     })
 }
 
 /// The batched product described by `s`; `lhs` and `rhs` hold the matrices that the
 /// spec's batch maps index (nn-core validated the maps against the storage lengths).
+/// With `bias` (`n` elements), each output row starts as the bias and the product is
+/// added to it (cuBLAS's beta = 1): a linear layer's forward in one GEMM.
 pub(crate) fn matmul_f32(
     rt: &Runtime,
     lhs: &DevBuf<f32>,
     rhs: &DevBuf<f32>,
     s: &MatmulSpec,
+    bias: Option<&DevBuf<f32>>,
 ) -> Result<DevBuf<f32>> {
     const OP: &str = "matmul";
     let (m, n, k) = (s.m, s.n, s.k);
     let out_len = s.batch * m * n;
+    let mut out = match bias {
+        Some(b) if out_len > 0 => {
+            let mut out = rt.alloc::<f32>(out_len, false)?;
+            let rows = Layout3::from_strides(OP, &[s.batch * m, n], &[&[0, 1], &[n, 1]])?;
+            copy::copy(rt, &rows, (b, 0), (&mut out, 0), out_len)?;
+            out
+        }
+        _ if out_len == 0 || k == 0 => return rt.alloc::<f32>(out_len, true),
+        _ => rt.alloc::<f32>(out_len, false)?,
+    };
     if out_len == 0 || k == 0 {
-        return rt.alloc::<f32>(out_len, true);
+        return Ok(out);
     }
-    let mut out = rt.alloc::<f32>(out_len, false)?;
-    let gemm = gemm_config(s)?;
+    let gemm = Gemm {
+        accumulate: bias.is_some(),
+        ..gemm_config(s)?
+    };
     let (a_mat, b_mat, c_mat) = (k * n, m * k, m * n);
     let out_of_range = || Error::Unsupported {
         op: OP,

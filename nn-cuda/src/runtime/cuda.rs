@@ -308,7 +308,7 @@ impl Driver for CudaRt {
             alpha: 1.0f32,
             lda: g.lda,
             ldb: g.ldb,
-            beta: 0.0f32,
+            beta: if g.accumulate { 1.0f32 } else { 0.0f32 },
             ldc: g.ldc,
         };
         let av = view(OP, a.0, a.1)?;

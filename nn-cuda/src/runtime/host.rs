@@ -345,8 +345,8 @@ impl Driver for HostRt {
     }
 }
 
-/// cuBLAS's `Sgemm(Strided)Batched` with alpha 1, beta 0, by definition:
-/// `C(i,j) = sum_p op(A)(i,p) op(B)(p,j)`, element `(r,c)` of a stored matrix at
+/// cuBLAS's `Sgemm(Strided)Batched` with alpha 1, beta 0 or 1, by definition:
+/// `C(i,j) = sum_p op(A)(i,p) op(B)(p,j) (+ C(i,j))`, element `(r,c)` of a stored matrix at
 /// `r + c*ld`, matrix `t` of a batch `stride` elements after matrix `t-1`. Arguments
 /// cuBLAS rejects are errors; a read or write outside a buffer names the operand.
 pub(crate) fn sgemm(
@@ -413,7 +413,7 @@ pub(crate) fn sgemm(
                             c.1
                         ))
                     })?;
-                *slot = acc;
+                *slot = if g.accumulate { *slot + acc } else { acc };
             }
         }
     }

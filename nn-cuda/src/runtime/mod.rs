@@ -112,8 +112,8 @@ pub(crate) enum Arg<'a> {
     I64sMut(&'a mut DevBuf<i64>, usize),
 }
 
-/// One column-major SGEMM (or a strided batch of them), `C = op(A) op(B)` with alpha 1
-/// and beta 0: exactly the arguments of `cublasSgemmStridedBatched`.
+/// One column-major SGEMM (or a strided batch of them), `C = op(A) op(B) + beta C` with
+/// alpha 1 and beta 0 or 1: exactly the arguments of `cublasSgemmStridedBatched`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gemm {
     /// `op(A)` is `Aᵀ`.
@@ -140,6 +140,8 @@ pub(crate) struct Gemm {
     pub stride_b: i64,
     /// Elements between consecutive C matrices.
     pub stride_c: i64,
+    /// Beta 1 (add to what C holds) instead of 0 (overwrite C).
+    pub accumulate: bool,
 }
 
 /// What the crate asks of a CUDA driver. Buffers of another runtime are an error.

@@ -1,13 +1,14 @@
 //! The fused backend primitives of [`CudaStorage`]: the window gathers im2col and
-//! col2im, ReLU's backward and the softmax cross-entropy, forward and backward.
+//! col2im, ReLU's backward, the softmax cross-entropy (forward and backward) and the
+//! biased matrix product.
 
 use super::{check_len, CudaStorage};
 use crate::error::Result;
 use crate::kernels::elementwise as ew;
-use crate::kernels::{conv, loss, reduce};
+use crate::kernels::{conv, loss, matmul, reduce};
 use crate::layout::Im2ColLayout;
 use crate::layout::RedLayout;
-use nn_core::backend::{BackendStorage, Im2ColSpec, Storage};
+use nn_core::backend::{BackendStorage, Im2ColSpec, MatmulSpec, Storage};
 use nn_core::backend::{ReduceOp, UnaryOp};
 
 impl CudaStorage {
@@ -84,5 +85,24 @@ impl CudaStorage {
             classes,
         )?;
         self.wrap(super::Buf::F32(y), rows * classes)
+    }
+
+    pub(super) fn matmul_bias_(
+        &self,
+        rhs: &dyn BackendStorage,
+        spec: &MatmulSpec,
+        bias: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        const OP: &str = "matmul_bias";
+        let (b, r) = (self.other(OP, bias)?, self.other(OP, rhs)?);
+        check_len(OP, &[spec.n], b.len)?;
+        let y = matmul::matmul_f32(
+            &self.rt,
+            self.f32s(OP)?,
+            r.f32s(OP)?,
+            spec,
+            Some(b.f32s(OP)?),
+        )?;
+        self.wrap(super::Buf::F32(y), spec.batch * spec.m * spec.n)
     }
 }

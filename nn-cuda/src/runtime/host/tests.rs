@@ -162,6 +162,7 @@ fn sgemm_follows_cublas_semantics() -> Result<()> {
             stride_a: sa as i64,
             stride_b: sb as i64,
             stride_c: sc as i64,
+            accumulate: false,
         };
         sgemm(g, (&a, 0), (&b, 0), (&mut c, 0))?;
         for t in 0..batch {
@@ -199,6 +200,7 @@ fn sgemm_follows_cublas_semantics() -> Result<()> {
         stride_a: 0,
         stride_b: 0,
         stride_c: 0,
+        accumulate: false,
     };
     let mut c = [0.0f32; 4];
     assert!(sgemm(g, (&[0.0; 4], 0), (&[0.0; 4], 0), (&mut c, 0)).is_err());
