@@ -44,6 +44,16 @@ fn gpu(dev: &CudaDevice) -> Result<&CudaRt> {
         .ok_or_else(|| engine_err("nccl", "NCCL needs a GPU, not the host runtime"))
 }
 
+/// The GPU memory of `b`: NCCL needs a real GPU.
+#[cfg_attr(not(feature = "host-runtime"), allow(unused_variables))]
+fn gpu_slice<'a, T: Elem>(op: &'static str, b: &'a DevBuf<T>) -> Result<&'a CudaSlice<T>> {
+    match b {
+        DevBuf::Cuda(s) => Ok(s),
+        #[cfg(feature = "host-runtime")]
+        DevBuf::Host(_) => Err(engine_err(op, "NCCL needs a GPU, not the host runtime")),
+    }
+}
+
 /// Whether `libnccl` can be loaded (cudarc's file names). Never panics; cached.
 pub fn nccl_present() -> bool {
     static P: OnceLock<bool> = OnceLock::new();
@@ -287,13 +297,7 @@ impl NcclEngine {
             &mut cudarc::driver::CudaViewMut<'_, T>,
         ) -> std::result::Result<cudarc::nccl::result::NcclStatus, NcclError>,
     ) -> Result<CudaSlice<T>> {
-        let src = match src {
-            DevBuf::Cuda(s) => s,
-            #[cfg(feature = "host-runtime")]
-            DevBuf::Host(_) => {
-                return Err(engine_err(op, "NCCL needs a GPU, not the host runtime"))
-            }
-        };
+        let src = gpu_slice(op, src)?;
         let mut out = self.alloc::<T>(out_len)?;
         if len > 0 {
             let s = src.slice(0..len);
