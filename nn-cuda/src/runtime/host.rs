@@ -1,7 +1,8 @@
 //! The host runtime, for nn's own tests only (feature `host-runtime`; never part of a
 //! user's build): device memory is host memory behind the same [`DevBuf`] handles, every
 //! launch runs the real kernel source compiled as C++ by build.rs (one fiber per CUDA
-//! thread, `__syncthreads` a real per-block barrier, every buffer access bounds-checked),
+//! thread, `__syncthreads` a real per-block barrier, every buffer access bounds-checked,
+//! two threads writing one element without an atomic reported as a race),
 //! with exactly the grid, block and arguments nn-cuda computes, and GEMMs are a reference
 //! SGEMM with cuBLAS's column-major, transpose and leading-dimension semantics.
 

@@ -30,16 +30,64 @@ void __syncthreads();
 // element, so the kernel runs on without touching memory it does not own.
 void* nn_oob(const char* param, unsigned long long index, unsigned long long len, int write);
 
+// The writer record of a buffer a kernel may write: for each element, the tag (linear
+// thread index + 1) of the thread that last wrote it in this launch (0: none yet).
+unsigned* nn_shadow_for(const void* base, unsigned long long n);
+// The calling thread's tag.
+unsigned nn_thread_tag();
+// Records two threads writing one element without an atomic (a race on a GPU).
+void nn_race(const char* param, unsigned long long index, unsigned first, unsigned second);
+
+// One element of a writable buffer: reads pass through; writes are checked against the
+// element's last writer; taking the address (as atomics do) is not a tracked write.
+template <typename T>
+struct nn_ref {
+    T* p;
+    unsigned* w;
+    const char* name;
+    unsigned long long i;
+    void note() const {
+        if (w == nullptr) return;
+        unsigned me = nn_thread_tag();
+        if (w[i] != 0 && w[i] != me) nn_race(name, i, w[i], me);
+        w[i] = me;
+    }
+    operator T() const { return *p; }
+    const nn_ref& operator=(T v) const { note(); *p = v; return *this; }
+    const nn_ref& operator=(const nn_ref& o) const { T v = *o.p; note(); *p = v; return *this; }
+    const nn_ref& operator+=(T v) const { note(); *p += v; return *this; }
+    const nn_ref& operator-=(T v) const { note(); *p -= v; return *this; }
+    const nn_ref& operator*=(T v) const { note(); *p *= v; return *this; }
+    const nn_ref& operator/=(T v) const { note(); *p /= v; return *this; }
+    T* operator&() const { return p; }
+};
+
+// A writable buffer parameter.
 template <typename T>
 struct nn_gptr {
     T* p;
     unsigned long long n;
     const char* name;
+    unsigned* w;
+    nn_gptr(T* p_, unsigned long long n_, const char* name_)
+        : p(p_), n(n_), name(name_), w(nn_shadow_for(p_, n_)) {}
+    nn_ref<T> operator[](unsigned long long i) const {
+        if (i >= n) return nn_ref<T>{(T*)nn_oob(name, i, n, 0), nullptr, name, 0};
+        return nn_ref<T>{p + i, w, name, i};
+    }
+};
+
+// A read-only buffer parameter.
+template <typename T>
+struct nn_gptr<const T> {
+    const T* p;
+    unsigned long long n;
+    const char* name;
     template <typename U>
     nn_gptr(const nn_gptr<U>& o) : p(o.p), n(o.n), name(o.name) {}
-    nn_gptr(T* p_, unsigned long long n_, const char* name_) : p(p_), n(n_), name(name_) {}
-    T& operator[](unsigned long long i) const {
-        if (i >= n) return *(T*)nn_oob(name, i, n, 0);
+    nn_gptr(const T* p_, unsigned long long n_, const char* name_) : p(p_), n(n_), name(name_) {}
+    const T& operator[](unsigned long long i) const {
+        if (i >= n) return *(const T*)nn_oob(name, i, n, 0);
         return p[i];
     }
 };

@@ -29,6 +29,7 @@ struct Run {
     char msg[512];
     std::vector<Fiber> fs;
     std::vector<char*> stacks;
+    std::vector<std::pair<const void*, unsigned*>> shadows;
     ucontext_t sched;
     size_t cur;
 };
@@ -54,6 +55,31 @@ void fiber_main(unsigned lo, unsigned hi) {
 }
 
 }  // namespace
+
+unsigned* nn_shadow_for(const void* base, unsigned long long n) {
+    Run* r = run_;
+    if (r == nullptr || n == 0) return nullptr;
+    for (auto& s : r->shadows)
+        if (s.first == base) return s.second;
+    unsigned* w = (unsigned*)calloc((size_t)n, sizeof(unsigned));
+    r->shadows.emplace_back(base, w);
+    return w;
+}
+
+unsigned nn_thread_tag() {
+    unsigned long long b = ((unsigned long long)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    unsigned long long t = ((unsigned long long)threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+    unsigned long long per = (unsigned long long)blockDim.x * blockDim.y * blockDim.z;
+    return (unsigned)(b * per + t + 1);
+}
+
+void nn_race(const char* param, unsigned long long index, unsigned first, unsigned second) {
+    char what[256];
+    snprintf(what, sizeof what,
+             "threads %u and %u both write element %llu of `%s` without an atomic (a race on a GPU)",
+             first - 1, second - 1, index, param);
+    fail(what);
+}
 
 void* nn_oob(const char* param, unsigned long long index, unsigned long long len, int write) {
     char what[256];
@@ -172,6 +198,7 @@ int nn_run(const nn_launch* l, const char* kernel, int fibers, void (*body)(void
         }
     }
     for (char* s : r.stacks) free(s);
+    for (auto& s : r.shadows) free(s.second);
     run_ = saved;
     if (r.failed) {
         snprintf(msg, (size_t)msg_cap, "%s: %s", kernel, r.msg);

@@ -14,3 +14,8 @@ extern "C" __global__ void nn_probe_divergent(float* y) {
     if (threadIdx.x < 16) __syncthreads();
     y[threadIdx.x] = 1.0f;
 }
+
+// Every thread writes element 0 without an atomic: a race the runtime must report.
+extern "C" __global__ void nn_probe_race(float* y) {
+    y[0] = (float)threadIdx.x;
+}

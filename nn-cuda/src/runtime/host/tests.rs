@@ -217,7 +217,7 @@ fn sgemm_follows_cublas_semantics() -> Result<()> {
 static PROBE: KernelModule = KernelModule {
     name: "probe",
     src: include_str!("probe.cu"),
-    kernels: &["nn_probe_reverse", "nn_probe_divergent"],
+    kernels: &["nn_probe_reverse", "nn_probe_divergent", "nn_probe_race"],
 };
 
 /// `__syncthreads` is a real barrier: every thread's shared-memory write is seen by
@@ -250,6 +250,24 @@ fn a_divergent_barrier_is_an_error() -> Result<()> {
         .unwrap_or_default();
     assert!(
         e.contains("nn_probe_divergent") && e.contains("__syncthreads"),
+        "{e}"
+    );
+    Ok(())
+}
+
+/// Two threads writing one element without an atomic is reported with both threads.
+#[test]
+fn a_write_race_is_an_error() -> Result<()> {
+    let rt = rt();
+    let mut y = rt.alloc::<f32>(1, true)?;
+    let mut args = [Arg::F32sMut(&mut y, 0)];
+    // SAFETY: the arguments match nn_probe_race; every thread writes element 0 of 1.
+    let e = unsafe { rt.launch(&PROBE, "nn_probe_race", launch(8, 8), &mut args) }
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("threads 0 and 1 both write element 0 of `y`"),
         "{e}"
     );
     Ok(())
