@@ -581,6 +581,14 @@ impl BackendStorage for CudaStorage {
     fn relu_backward(&self, grad: &dyn BackendStorage) -> nn_core::Result<Storage> {
         self.core(self.relu_backward_(grad))
     }
+    fn relu_backward_colsum(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> nn_core::Result<(Storage, Storage)> {
+        self.core(self.relu_backward_colsum_(grad, rows, cols))
+    }
     fn im2col(&self, spec: &Im2ColSpec) -> nn_core::Result<Storage> {
         self.core(self.im2col_(spec))
     }

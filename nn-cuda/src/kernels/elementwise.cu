@@ -124,3 +124,19 @@ extern "C" __global__ void nn_cast_i64_f32(u64 n, const i64* x, float* y) {
 extern "C" __global__ void nn_relu_backward_f32(u64 n, const float* x, const float* g, float* y) {
     NN_GRID_STRIDE(i, n) { y[i] = x[i] > 0.0f ? g[i] : 0.0f; }
 }
+
+// ReLU's backward over rows x cols fused with the column sums of the result (a linear
+// layer's bias gradient): one thread per column walks the rows.
+extern "C" __global__ void nn_relu_backward_colsum_f32(u64 rows, u64 cols, const float* x, const float* g,
+                                                       float* y, float* sums) {
+    NN_GRID_STRIDE(c, cols) {
+        float acc = 0.0f;
+        for (u64 r = 0; r < rows; ++r) {
+            u64 i = r * cols + c;
+            float v = x[i] > 0.0f ? g[i] : 0.0f;
+            y[i] = v;
+            acc += v;
+        }
+        sums[c] = acc;
+    }
+}

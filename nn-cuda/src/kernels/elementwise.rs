@@ -16,6 +16,7 @@ const WHERE_I64: &str = "nn_where_i64";
 const CAST_F32_I64: &str = "nn_cast_f32_i64";
 const CAST_I64_F32: &str = "nn_cast_i64_f32";
 const RELU_BACKWARD_F32: &str = "nn_relu_backward_f32";
+const RELU_BACKWARD_COLSUM_F32: &str = "nn_relu_backward_colsum_f32";
 
 /// The elementwise kernel module.
 pub static MODULE: KernelModule = KernelModule {
@@ -31,6 +32,7 @@ pub static MODULE: KernelModule = KernelModule {
         CAST_F32_I64,
         CAST_I64_F32,
         RELU_BACKWARD_F32,
+        RELU_BACKWARD_COLSUM_F32,
     ],
 };
 
@@ -252,4 +254,33 @@ pub(crate) fn relu_backward_f32(
     // float*)`; the three buffers hold at least `n` elements.
     unsafe { rt.launch(&MODULE, RELU_BACKWARD_F32, grid(n), &mut args) }?;
     Ok(y)
+}
+
+/// ReLU's backward over `rows x cols` (`g` where `x > 0`, else 0) and the column sums of
+/// the result.
+pub(crate) fn relu_backward_colsum_f32(
+    rt: &Runtime,
+    x: &DevBuf<f32>,
+    g: &DevBuf<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<(DevBuf<f32>, DevBuf<f32>)> {
+    let mut y = rt.alloc::<f32>(rows * cols, false)?;
+    let mut sums = rt.alloc::<f32>(cols, true)?;
+    if cols == 0 || rows == 0 {
+        return Ok((y, sums));
+    }
+    let mut args = [
+        Arg::U64(rows as u64),
+        Arg::U64(cols as u64),
+        Arg::F32s(x, 0),
+        Arg::F32s(g, 0),
+        Arg::F32sMut(&mut y, 0),
+        Arg::F32sMut(&mut sums, 0),
+    ];
+    // SAFETY: the arguments match `nn_relu_backward_colsum_f32(u64, u64, const float*,
+    // const float*, float*, float*)`; `x`, `g` and `y` hold `rows*cols` elements, `sums`
+    // `cols`.
+    unsafe { rt.launch(&MODULE, RELU_BACKWARD_COLSUM_F32, grid(cols), &mut args) }?;
+    Ok((y, sums))
 }

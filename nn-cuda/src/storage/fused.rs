@@ -1,6 +1,6 @@
 //! The fused backend primitives of [`CudaStorage`]: the window gathers im2col and
-//! col2im, ReLU's backward, the softmax cross-entropy (forward and backward) and the
-//! biased matrix product.
+//! col2im, ReLU's backward (alone and with column sums), the softmax cross-entropy
+//! (forward and backward) and the biased matrix product.
 
 use super::{check_len, CudaStorage};
 use crate::error::Result;
@@ -104,5 +104,23 @@ impl CudaStorage {
             Some(b.f32s(OP)?),
         )?;
         self.wrap(super::Buf::F32(y), spec.batch * spec.m * spec.n)
+    }
+
+    pub(super) fn relu_backward_colsum_(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Storage, Storage)> {
+        const OP: &str = "relu_backward";
+        let g = self.other(OP, grad)?;
+        check_len(OP, &[g.len], self.len)?;
+        check_len(OP, &[rows, cols], self.len)?;
+        let (y, sums) =
+            ew::relu_backward_colsum_f32(&self.rt, self.f32s(OP)?, g.f32s(OP)?, rows, cols)?;
+        Ok((
+            self.wrap(super::Buf::F32(y), self.len)?,
+            self.wrap(super::Buf::F32(sums), cols)?,
+        ))
     }
 }
