@@ -6,6 +6,7 @@ mod constant;
 mod ext;
 mod impls;
 mod lend;
+mod order;
 mod param;
 mod repr;
 
@@ -13,6 +14,7 @@ pub use buffer::Buffer;
 pub use constant::Constant;
 pub(crate) use ext::{learn_paths, walk, Item};
 pub use ext::{ModuleExt, StateDict};
+pub use order::{visit_in_order, visit_in_order_mut};
 pub use param::Param;
 pub use repr::fmt_partial;
 pub use repr::repr;
