@@ -13,6 +13,8 @@ Files written (all small):
   lrs of two parameter groups (SGD, momentum 0.9, lrs 0.1 and 0.02) after construction
   and after each of 300 steps (`get_last_lr()`); `<name>.momentum` the groups' momentum
   where the scheduler cycles it; `ReduceLROnPlateau.metric` the metric it is fed.
+- optimizers.safetensors: `p0` (a parameter), `grads` (its gradient at each of 6
+  steps) and, per optimizer configuration `<name>`, the parameter after the 6 steps.
 - resume.pt: `torch.save({"model", "optimizer", "scheduler"})` after K=5 of N=12 AdamW
   steps on a tiny model with two parameter groups (decay / no decay) and a
   SequentialLR(LinearLR warmup, CosineAnnealingLR) schedule.
@@ -105,6 +107,40 @@ def schedulers():
     }
 
 
+def optimizers():
+    torch.manual_seed(1)
+    p0 = torch.randn(5)
+    grads = torch.randn(6, 5)
+    O = torch.optim
+    configs = {
+        "sgd_nesterov_maximize": lambda p: O.SGD(
+            p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, maximize=True
+        ),
+        "sgd_dampening": lambda p: O.SGD(p, lr=0.1, momentum=0.8, dampening=0.3, weight_decay=0.05),
+        "adam_amsgrad_maximize": lambda p: O.Adam(
+            p, lr=0.05, amsgrad=True, maximize=True, weight_decay=0.1
+        ),
+        "adamw": lambda p: O.AdamW(p, lr=0.05, weight_decay=0.1, betas=(0.8, 0.99)),
+        "adamw_amsgrad": lambda p: O.AdamW(p, lr=0.02, amsgrad=True),
+        "rmsprop": lambda p: O.RMSprop(p, lr=0.01),
+        "rmsprop_centered_momentum": lambda p: O.RMSprop(
+            p, lr=0.01, alpha=0.9, momentum=0.8, centered=True, weight_decay=0.05, maximize=True
+        ),
+        "adagrad": lambda p: O.Adagrad(
+            p, lr=0.1, lr_decay=0.05, weight_decay=0.01, initial_accumulator_value=0.2
+        ),
+    }
+    out = {"p0": p0, "grads": grads}
+    for name, make in configs.items():
+        w = nn.Parameter(p0.clone())
+        opt = make([w])
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        out[name] = w.detach().clone()
+    return out
+
+
 def metric(e):
     """A loss with plateaus, for ReduceLROnPlateau."""
     return 1.0 / (1 + e // 20) + 0.001 * math.sin(e)
@@ -175,6 +211,7 @@ def main():
     with open(os.path.join(OUT, "order.json"), "w") as f:
         json.dump(order(), f, indent=1)
     save_file(schedules(), os.path.join(OUT, "schedules.safetensors"))
+    save_file(optimizers(), os.path.join(OUT, "optimizers.safetensors"))
     resume()
 
 

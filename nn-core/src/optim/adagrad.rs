@@ -142,7 +142,8 @@ impl Adagrad {
     /// PyTorch's `add_param_group`.
     pub fn add_param_group(&mut self, group: ParamGroup<AdagradConfig>) -> Result<()> {
         self.groups.add(group)?;
-        self.state.resize(self.groups.params.len(), State::default());
+        self.state
+            .resize(self.groups.params.len(), State::default());
         Ok(())
     }
 
@@ -159,7 +160,8 @@ impl Adagrad {
                 };
                 if self.state[i].sum.is_none() {
                     let v = c.initial_accumulator_value as f32;
-                    let z = Tensor::from_storage(g.device().zeros(g.numel(), DType::F32)?, g.shape())?;
+                    let z =
+                        Tensor::from_storage(g.device().zeros(g.numel(), DType::F32)?, g.shape())?;
                     self.state[i].sum = Some(if v == 0.0 { z } else { z.add_scalar(v)? });
                 }
                 let step = next_step(self.state[i].step);
@@ -219,7 +221,10 @@ impl Optimizer for Adagrad {
         let mut sd = StateDict::new();
         for (i, st) in self.state.iter().enumerate() {
             let Some(s) = &st.sum else { continue };
-            sd.insert(format!("state.{i}.step"), step_tensor("Adagrad.state_dict", st.step)?);
+            sd.insert(
+                format!("state.{i}.step"),
+                step_tensor("Adagrad.state_dict", st.step)?,
+            );
             sd.insert(format!("state.{i}.sum"), snapshot(s)?);
         }
         self.groups.write(&mut sd);

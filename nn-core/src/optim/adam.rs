@@ -445,9 +445,7 @@ impl Optimizer for Adam {
                     "step" => m.step = read_step(key, t, &mut problems),
                     "exp_avg" => m.exp_avg = read_buffer(key, t, p, &mut problems),
                     "exp_avg_sq" => m.exp_avg_sq = read_buffer(key, t, p, &mut problems),
-                    "max_exp_avg_sq" => {
-                        m.max_exp_avg_sq = read_buffer(key, t, p, &mut problems)
-                    }
+                    "max_exp_avg_sq" => m.max_exp_avg_sq = read_buffer(key, t, p, &mut problems),
                     _ => problems.push(format!("unexpected key `{key}`")),
                 }
             }

@@ -167,7 +167,10 @@ impl<C: GroupConfig> Groups<C> {
     pub fn write(&self, sd: &mut StateDict) {
         for (g, group) in self.groups.iter().enumerate() {
             for (k, v) in group.cfg.entries() {
-                sd.insert(format!("param_groups.{g}.{k}"), f64_tensor(&v, v.len() != 1));
+                sd.insert(
+                    format!("param_groups.{g}.{k}"),
+                    f64_tensor(&v, v.len() != 1),
+                );
             }
             if let Some(lr) = group.initial_lr {
                 sd.insert(

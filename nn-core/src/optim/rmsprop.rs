@@ -155,7 +155,8 @@ impl RmsProp {
     /// PyTorch's `add_param_group`.
     pub fn add_param_group(&mut self, group: ParamGroup<RmsPropConfig>) -> Result<()> {
         self.groups.add(group)?;
-        self.state.resize(self.groups.params.len(), State::default());
+        self.state
+            .resize(self.groups.params.len(), State::default());
         Ok(())
     }
 
@@ -201,16 +202,21 @@ impl RmsProp {
             maximize: c.maximize,
         };
         let st = &mut self.state[i];
-        let (Some(sq), ga, b) = (&mut st.square_avg, &mut st.grad_avg, &mut st.momentum_buffer)
-        else {
+        let (Some(sq), ga, b) = (
+            &mut st.square_avg,
+            &mut st.grad_avg,
+            &mut st.momentum_buffer,
+        ) else {
             return Ok(false);
         };
         self.groups.params[i].update_in_place(|p| {
             let g = g.storage();
             match (ga, b) {
-                (Some(ga), Some(b)) if c.centered && c.momentum > 0.0 => {
-                    p.optim_step(g.as_ref(), &mut [sq.make_mut()?, ga.make_mut()?, b.make_mut()?], &k)
-                }
+                (Some(ga), Some(b)) if c.centered && c.momentum > 0.0 => p.optim_step(
+                    g.as_ref(),
+                    &mut [sq.make_mut()?, ga.make_mut()?, b.make_mut()?],
+                    &k,
+                ),
                 (Some(ga), _) if c.centered => {
                     p.optim_step(g.as_ref(), &mut [sq.make_mut()?, ga.make_mut()?], &k)
                 }
@@ -277,7 +283,10 @@ impl Optimizer for RmsProp {
         let mut sd = StateDict::new();
         for (i, st) in self.state.iter().enumerate() {
             let Some(sq) = &st.square_avg else { continue };
-            sd.insert(format!("state.{i}.step"), step_tensor("RMSprop.state_dict", st.step)?);
+            sd.insert(
+                format!("state.{i}.step"),
+                step_tensor("RMSprop.state_dict", st.step)?,
+            );
             sd.insert(format!("state.{i}.square_avg"), snapshot(sq)?);
             if let Some(b) = &st.momentum_buffer {
                 sd.insert(format!("state.{i}.momentum_buffer"), snapshot(b)?);
@@ -303,9 +312,7 @@ impl Optimizer for RmsProp {
                     "step" => s.step = read_step(key, t, &mut problems),
                     "square_avg" => s.square_avg = read_buffer(key, t, p, &mut problems),
                     "grad_avg" => s.grad_avg = read_buffer(key, t, p, &mut problems),
-                    "momentum_buffer" => {
-                        s.momentum_buffer = read_buffer(key, t, p, &mut problems)
-                    }
+                    "momentum_buffer" => s.momentum_buffer = read_buffer(key, t, p, &mut problems),
                     _ => problems.push(format!("unexpected key `{key}`")),
                 }
             }

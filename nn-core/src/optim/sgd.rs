@@ -9,9 +9,7 @@
 //! p = p - lr * g
 //! ```
 
-use super::group::{
-    read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup,
-};
+use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
 use super::{
     check_hyper, fusable, problems_to_result, read_buffer, snapshot, zeros_on_device, Optimizer,
 };

@@ -31,7 +31,11 @@ pub fn from_torch(path: impl AsRef<Path>, prefix: &str) -> Result<StateDict> {
 
 /// [`from_torch`] over a file's tensors and its non-tensor leaves (`(dotted key,
 /// Python-like text)`, as [`crate::io::FileSummary::others`] lists them).
-pub(crate) fn from_parts(tensors: &StateDict, others: &[(String, String)], prefix: &str) -> StateDict {
+pub(crate) fn from_parts(
+    tensors: &StateDict,
+    others: &[(String, String)],
+    prefix: &str,
+) -> StateDict {
     let mut out = select(tensors, prefix, "");
     let dotted = format!("{prefix}.");
     for (key, text) in others {
@@ -107,9 +111,15 @@ mod tests {
         let v = |k: &str| sd.get(k).and_then(super::super::group::read_f64s);
         assert_eq!(v("param_groups.0.betas"), Some(vec![0.8, 0.99]));
         assert_eq!(v("param_groups.0.amsgrad"), Some(vec![0.0]));
-        assert_eq!(sd.get("param_groups.0.params").map(|t| t.dtype()), Some(crate::DType::I64));
+        assert_eq!(
+            sd.get("param_groups.0.params").map(|t| t.dtype()),
+            Some(crate::DType::I64)
+        );
         let s = from_parts(&StateDict::new(), &others, "scheduler");
-        assert_eq!(s.get("best").and_then(super::super::group::read_f64s), Some(vec![f64::INFINITY]));
+        assert_eq!(
+            s.get("best").and_then(super::super::group::read_f64s),
+            Some(vec![f64::INFINITY])
+        );
         assert!(s.get("mode").is_none());
         Ok(())
     }

@@ -68,7 +68,10 @@ impl SequentialLR {
                 N,
                 "milestones",
                 milestones.len(),
-                &format!("expects one fewer milestone than schedulers ({})", schedulers.len()),
+                &format!(
+                    "expects one fewer milestone than schedulers ({})",
+                    schedulers.len()
+                ),
             ));
         }
         let milestones: Vec<i64> = milestones.iter().map(|&m| m as i64).collect();
@@ -77,7 +80,14 @@ impl SequentialLR {
         for g in 0..n {
             match opt.group_initial_lr(g) {
                 Some(lr) => initial.push(lr),
-                None => return Err(bad(N, "initial_lr", g, "a group has no initial_lr: build the schedulers on this optimizer first")),
+                None => {
+                    return Err(bad(
+                        N,
+                        "initial_lr",
+                        g,
+                        "a group has no initial_lr: build the schedulers on this optimizer first",
+                    ))
+                }
             }
         }
         let saved: Vec<f64> = (0..n).map(|g| opt.group_lr(g).unwrap_or(0.0)).collect();
@@ -157,7 +167,12 @@ impl LrScheduler for SequentialLR {
         self.step(opt)
     }
     fn update_lr_at(&mut self, _opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
-        Err(bad("SequentialLR", "epoch", epoch, "a SequentialLR cannot jump to an epoch (PyTorch's has no get_lr)"))
+        Err(bad(
+            "SequentialLR",
+            "epoch",
+            epoch,
+            "a SequentialLR cannot jump to an epoch (PyTorch's has no get_lr)",
+        ))
     }
 }
 
@@ -207,10 +222,20 @@ impl ChainedScheduler {
     /// PyTorch's `ChainedScheduler(schedulers)`, the schedulers built on `opt`.
     pub fn new(opt: &mut dyn Optimizer, schedulers: Vec<Box<dyn LrScheduler>>) -> Result<Self> {
         if schedulers.is_empty() {
-            return Err(bad("ChainedScheduler", "schedulers", 0, "expects at least one scheduler"));
+            return Err(bad(
+                "ChainedScheduler",
+                "schedulers",
+                0,
+                "expects at least one scheduler",
+            ));
         }
-        let last_lr = (0..opt.num_groups()).map(|g| opt.group_lr(g).unwrap_or(0.0)).collect();
-        Ok(ChainedScheduler { schedulers, last_lr })
+        let last_lr = (0..opt.num_groups())
+            .map(|g| opt.group_lr(g).unwrap_or(0.0))
+            .collect();
+        Ok(ChainedScheduler {
+            schedulers,
+            last_lr,
+        })
     }
 }
 
@@ -258,6 +283,11 @@ impl LrScheduler for ChainedScheduler {
         self.step(opt)
     }
     fn update_lr_at(&mut self, _opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
-        Err(bad("ChainedScheduler", "epoch", epoch, "a ChainedScheduler cannot jump to an epoch"))
+        Err(bad(
+            "ChainedScheduler",
+            "epoch",
+            epoch,
+            "a ChainedScheduler cannot jump to an epoch",
+        ))
     }
 }

@@ -129,7 +129,12 @@ impl OneCycleBuilder {
         nonneg(N, "div_factor", self.div_factor)?;
         nonneg(N, "final_div_factor", self.final_div_factor)?;
         if self.div_factor == 0.0 || self.final_div_factor == 0.0 {
-            return Err(bad(N, "div_factor", self.div_factor, "div factors must be positive"));
+            return Err(bad(
+                N,
+                "div_factor",
+                self.div_factor,
+                "div factors must be positive",
+            ));
         }
         let n = opt.num_groups();
         let max_lr = per_group(N, "max_lr", &self.max_lr, n)?;
@@ -137,25 +142,53 @@ impl OneCycleBuilder {
             nonneg(N, "max_lr", x)?;
         }
         let initial_lr: Vec<f64> = max_lr.iter().map(|m| m / self.div_factor).collect();
-        let min_lr: Vec<f64> = initial_lr.iter().map(|i| i / self.final_div_factor).collect();
+        let min_lr: Vec<f64> = initial_lr
+            .iter()
+            .map(|i| i / self.final_div_factor)
+            .collect();
         let total = self.total_steps as f64;
         let p = self.pct_start;
         use Level::*;
         let phases = if self.three_phase {
             vec![
-                Phase { end_step: p * total - 1.0, lr: (Initial, Max), mom: (Max, Initial) },
-                Phase { end_step: 2.0 * p * total - 2.0, lr: (Max, Initial), mom: (Initial, Max) },
-                Phase { end_step: total - 1.0, lr: (Initial, Min), mom: (Max, Max) },
+                Phase {
+                    end_step: p * total - 1.0,
+                    lr: (Initial, Max),
+                    mom: (Max, Initial),
+                },
+                Phase {
+                    end_step: 2.0 * p * total - 2.0,
+                    lr: (Max, Initial),
+                    mom: (Initial, Max),
+                },
+                Phase {
+                    end_step: total - 1.0,
+                    lr: (Initial, Min),
+                    mom: (Max, Max),
+                },
             ]
         } else {
             vec![
-                Phase { end_step: p * total - 1.0, lr: (Initial, Max), mom: (Max, Initial) },
-                Phase { end_step: total - 1.0, lr: (Max, Min), mom: (Initial, Max) },
+                Phase {
+                    end_step: p * total - 1.0,
+                    lr: (Initial, Max),
+                    mom: (Max, Initial),
+                },
+                Phase {
+                    end_step: total - 1.0,
+                    lr: (Max, Min),
+                    mom: (Initial, Max),
+                },
             ]
         };
         let momentum = if self.cycle_momentum {
             if opt.group_momentum(0).is_none() && n > 0 {
-                return Err(bad(N, "cycle_momentum", true, "the optimizer has no momentum or betas"));
+                return Err(bad(
+                    N,
+                    "cycle_momentum",
+                    true,
+                    "the optimizer has no momentum or betas",
+                ));
             }
             let base = per_group(N, "base_momentum", &self.base_momentum, n)?;
             let max = per_group(N, "max_momentum", &self.max_momentum, n)?;
@@ -176,8 +209,9 @@ impl OneCycleBuilder {
             momentum,
         };
         // what PyTorch writes into the groups before its first step, undone on error
-        let saved: Vec<(Option<f64>, Option<f64>)> =
-            (0..n).map(|g| (opt.group_initial_lr(g), opt.group_momentum(g))).collect();
+        let saved: Vec<(Option<f64>, Option<f64>)> = (0..n)
+            .map(|g| (opt.group_initial_lr(g), opt.group_momentum(g)))
+            .collect();
         let r = (|| {
             for (g, lr) in initial_lr.iter().enumerate() {
                 opt.set_group_initial_lr(g, Some(*lr))?;
@@ -230,7 +264,11 @@ impl Rule for OneCycleRule {
             for (i, ph) in self.phases.iter().enumerate() {
                 if s <= ph.end_step || i == self.phases.len() - 1 {
                     let pct = (s - start) / (ph.end_step - start);
-                    lrs.push(self.anneal.anneal(self.level(ph.lr.0, g), self.level(ph.lr.1, g), pct));
+                    lrs.push(self.anneal.anneal(
+                        self.level(ph.lr.0, g),
+                        self.level(ph.lr.1, g),
+                        pct,
+                    ));
                     if let Some((base, max)) = &self.momentum {
                         // Initial stands for base momentum, Max for max momentum
                         let m = |l: Level| match l {
@@ -302,7 +340,15 @@ impl CyclicLR {
         mode: CyclicMode,
         cycle_momentum: bool,
     ) -> Result<CyclicLR> {
-        Self::with_momentum(opt, base_lr, max_lr, step_size_up, step_size_down, mode, cycle_momentum.then_some((&[0.8][..], &[0.9][..])))
+        Self::with_momentum(
+            opt,
+            base_lr,
+            max_lr,
+            step_size_up,
+            step_size_down,
+            mode,
+            cycle_momentum.then_some((&[0.8][..], &[0.9][..])),
+        )
     }
 
     /// [`CyclicLR::new`] with the momentum range `(base_momentum, max_momentum)`
@@ -330,14 +376,27 @@ impl CyclicLR {
         let up = step_size_up as f64;
         let down = step_size_down.map(|d| d as f64).unwrap_or(up);
         if up + down <= 0.0 {
-            return Err(bad(N, "step_size_up", step_size_up, "the cycle must have a length"));
+            return Err(bad(
+                N,
+                "step_size_up",
+                step_size_up,
+                "the cycle must have a length",
+            ));
         }
         let momentum = match momentum {
             Some((b, m)) => {
                 if opt.group_momentum(0).is_none() && n > 0 {
-                    return Err(bad(N, "cycle_momentum", true, "the optimizer has no momentum or betas"));
+                    return Err(bad(
+                        N,
+                        "cycle_momentum",
+                        true,
+                        "the optimizer has no momentum or betas",
+                    ));
                 }
-                let (b, m) = (per_group(N, "base_momentum", b, n)?, per_group(N, "max_momentum", m, n)?);
+                let (b, m) = (
+                    per_group(N, "base_momentum", b, n)?,
+                    per_group(N, "max_momentum", m, n)?,
+                );
                 for &x in b.iter().chain(&m) {
                     nonneg(N, "momentum", x)?;
                 }
@@ -352,8 +411,9 @@ impl CyclicLR {
             mode,
             momentum,
         };
-        let saved: Vec<(Option<f64>, Option<f64>)> =
-            (0..n).map(|g| (opt.group_lr(g), opt.group_momentum(g))).collect();
+        let saved: Vec<(Option<f64>, Option<f64>)> = (0..n)
+            .map(|g| (opt.group_lr(g), opt.group_momentum(g)))
+            .collect();
         let r = (|| {
             for (g, lr) in base.iter().enumerate() {
                 opt.set_group_lr(g, *lr)?;
@@ -497,6 +557,10 @@ impl Rule for WarmRestartsRule {
             problems.push(format!("`T_i`: {t_i} must be positive"));
             return None;
         }
-        Some(WarmRestartsRule { t_cur, t_i, ..self.clone() })
+        Some(WarmRestartsRule {
+            t_cur,
+            t_i,
+            ..self.clone()
+        })
     }
 }

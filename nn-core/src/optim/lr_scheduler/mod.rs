@@ -39,8 +39,8 @@ mod rules;
 
 pub use compose::{ChainedScheduler, SequentialLR};
 pub use cyclic::{
-    AnnealStrategy, CosineAnnealingWarmRestarts, CyclicLR, CyclicMode, OneCycleLR, OneCycleRule,
-    CyclicRule, WarmRestartsRule,
+    AnnealStrategy, CosineAnnealingWarmRestarts, CyclicLR, CyclicMode, CyclicRule, OneCycleLR,
+    OneCycleRule, WarmRestartsRule,
 };
 pub use plateau::{PlateauMode, ReduceLROnPlateau, ThresholdMode};
 pub use rules::{
@@ -150,7 +150,11 @@ impl<R: Rule> Scheduler<R> {
             last_epoch: -1,
             step_count: 0,
             last_lr: Vec::with_capacity(n),
-            scratch: (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n)),
+            scratch: (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            ),
         };
         s.run(opt, true, true, None)?;
         for (g, lr) in s.base_lrs.iter().enumerate() {
@@ -200,7 +204,10 @@ impl<R: Rule> Scheduler<R> {
         }
         let (epoch, step_count) = match jump {
             Some(e) => (e, self.step_count),
-            None => (self.last_epoch.saturating_add(1), self.step_count.saturating_add(1)),
+            None => (
+                self.last_epoch.saturating_add(1),
+                self.step_count.saturating_add(1),
+            ),
         };
         let c = Ctx {
             epoch,
@@ -227,7 +234,12 @@ impl<R: Rule> Scheduler<R> {
 }
 
 /// Checks every new lr and momentum, then sets them.
-pub(crate) fn apply(name: &'static str, opt: &mut dyn Optimizer, lrs: &[f64], moms: &[f64]) -> Result<()> {
+pub(crate) fn apply(
+    name: &'static str,
+    opt: &mut dyn Optimizer,
+    lrs: &[f64],
+    moms: &[f64],
+) -> Result<()> {
     let n = opt.num_groups();
     if lrs.len() != n || (!moms.is_empty() && moms.len() != n) {
         return Err(Error::invalid_config(
@@ -316,7 +328,9 @@ pub(crate) fn read_list(
     match sd.get(key).and_then(read_f64s) {
         Some(v) if v.len() == n && v.iter().all(|x| x.is_finite()) => Some(v),
         Some(v) => {
-            problems.push(format!("`{key}`: {v:?}, expected {n} finite numbers (one per group)"));
+            problems.push(format!(
+                "`{key}`: {v:?}, expected {n} finite numbers (one per group)"
+            ));
             None
         }
         None => {
@@ -350,7 +364,12 @@ pub(crate) fn read_num(sd: &StateDict, key: &str, problems: &mut Vec<String>) ->
 }
 
 /// An error for a bad scheduler argument.
-pub(crate) fn bad(name: &'static str, field: &'static str, v: impl std::fmt::Display, why: &str) -> Error {
+pub(crate) fn bad(
+    name: &'static str,
+    field: &'static str,
+    v: impl std::fmt::Display,
+    why: &str,
+) -> Error {
     Error::invalid_config(name, field, v, why)
 }
 
@@ -369,9 +388,11 @@ pub(crate) fn per_group(
     match v.len() {
         1 => Ok(vec![v[0]; n]),
         k if k == n => Ok(v.to_vec()),
-        k => Err(bad(name, field, format!("{k} values"), &format!("give 1 or one per group ({n})"))),
+        k => Err(bad(
+            name,
+            field,
+            format!("{k} values"),
+            &format!("give 1 or one per group ({n})"),
+        )),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -111,12 +111,22 @@ impl ReduceLROnPlateau {
     fn check(&self) -> Result<()> {
         const N: &str = "ReduceLROnPlateau";
         if !(self.factor < 1.0) || !(self.factor >= 0.0) {
-            return Err(bad(N, "factor", self.factor, "Factor should be < 1.0 (and >= 0)"));
+            return Err(bad(
+                N,
+                "factor",
+                self.factor,
+                "Factor should be < 1.0 (and >= 0)",
+            ));
         }
         nonneg(N, "threshold", self.threshold)?;
         nonneg(N, "eps", self.eps)?;
         if self.patience < 0 || self.cooldown < 0 {
-            return Err(bad(N, "patience", self.patience, "patience and cooldown must be >= 0"));
+            return Err(bad(
+                N,
+                "patience",
+                self.patience,
+                "patience and cooldown must be >= 0",
+            ));
         }
         Ok(())
     }
@@ -143,10 +153,16 @@ impl ReduceLROnPlateau {
         self.check()?;
         let n = opt.num_groups();
         if n != self.min_lrs.len() {
-            return Err(bad("ReduceLROnPlateau", "param groups", n, &format!("built for {} groups", self.min_lrs.len())));
+            return Err(bad(
+                "ReduceLROnPlateau",
+                "param groups",
+                n,
+                &format!("built for {} groups", self.min_lrs.len()),
+            ));
         }
         let epoch = self.last_epoch + 1;
-        let (mut best, mut bad_epochs, mut cooldown) = (self.best, self.num_bad_epochs, self.cooldown_counter);
+        let (mut best, mut bad_epochs, mut cooldown) =
+            (self.best, self.num_bad_epochs, self.cooldown_counter);
         if self.is_better(metric, best) {
             best = metric;
             bad_epochs = 0;
@@ -194,8 +210,14 @@ impl ReduceLROnPlateau {
     pub fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
         sd.insert("best", f64_tensor(&[self.best], false));
-        sd.insert("num_bad_epochs", f64_tensor(&[self.num_bad_epochs as f64], false));
-        sd.insert("cooldown_counter", f64_tensor(&[self.cooldown_counter as f64], false));
+        sd.insert(
+            "num_bad_epochs",
+            f64_tensor(&[self.num_bad_epochs as f64], false),
+        );
+        sd.insert(
+            "cooldown_counter",
+            f64_tensor(&[self.cooldown_counter as f64], false),
+        );
         sd.insert("last_epoch", f64_tensor(&[self.last_epoch as f64], false));
         sd.insert("_last_lr", f64_tensor(&self.last_lr, true));
         sd
@@ -210,8 +232,16 @@ impl ReduceLROnPlateau {
         let epoch = read_int(sd, "last_epoch", &mut p);
         let last_lr = read_list(sd, "_last_lr", self.last_lr.len(), &mut p);
         crate::optim::problems_to_result("ReduceLROnPlateau", p)?;
-        if let (Some(b), Some(n), Some(c), Some(e), Some(l)) = (best, bad_epochs, cooldown, epoch, last_lr) {
-            (self.best, self.num_bad_epochs, self.cooldown_counter, self.last_epoch, self.last_lr) = (b, n, c, e, l);
+        if let (Some(b), Some(n), Some(c), Some(e), Some(l)) =
+            (best, bad_epochs, cooldown, epoch, last_lr)
+        {
+            (
+                self.best,
+                self.num_bad_epochs,
+                self.cooldown_counter,
+                self.last_epoch,
+                self.last_lr,
+            ) = (b, n, c, e, l);
         }
         Ok(())
     }

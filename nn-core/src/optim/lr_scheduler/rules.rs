@@ -42,7 +42,13 @@ impl StepLR {
         if step_size == 0 {
             return Err(bad("StepLR", "step_size", 0, "must be positive"));
         }
-        Scheduler::build(opt, StepRule { step_size: step_size as i64, gamma })
+        Scheduler::build(
+            opt,
+            StepRule {
+                step_size: step_size as i64,
+                gamma,
+            },
+        )
     }
 }
 
@@ -141,7 +147,13 @@ impl ConstantLR {
         if !(0.0..=1.0).contains(&factor) {
             return Err(bad("ConstantLR", "factor", factor, "must be in [0, 1]"));
         }
-        Scheduler::build(opt, ConstantRule { factor, total_iters: total_iters as i64 })
+        Scheduler::build(
+            opt,
+            ConstantRule {
+                factor,
+                total_iters: total_iters as i64,
+            },
+        )
     }
 }
 
@@ -158,8 +170,16 @@ impl Rule for ConstantRule {
         Ok(())
     }
     fn closed_form(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>) -> bool {
-        let done = if c.epoch >= self.total_iters { 1.0 } else { 0.0 };
-        from_base(c.base_lrs, |b| b * (self.factor + done * (1.0 - self.factor)), lrs);
+        let done = if c.epoch >= self.total_iters {
+            1.0
+        } else {
+            0.0
+        };
+        from_base(
+            c.base_lrs,
+            |b| b * (self.factor + done * (1.0 - self.factor)),
+            lrs,
+        );
         true
     }
 }
@@ -190,17 +210,39 @@ pub type LinearLR = Scheduler<LinearRule>;
 impl LinearLR {
     /// PyTorch's `LinearLR(optimizer, start_factor, end_factor, total_iters)` (defaults
     /// 1/3, 1.0, 5).
-    pub fn new(opt: &mut dyn Optimizer, start_factor: f64, end_factor: f64, total_iters: usize) -> Result<LinearLR> {
+    pub fn new(
+        opt: &mut dyn Optimizer,
+        start_factor: f64,
+        end_factor: f64,
+        total_iters: usize,
+    ) -> Result<LinearLR> {
         if !(start_factor > 0.0 && start_factor <= 1.0) {
-            return Err(bad("LinearLR", "start_factor", start_factor, "must be in (0, 1]"));
+            return Err(bad(
+                "LinearLR",
+                "start_factor",
+                start_factor,
+                "must be in (0, 1]",
+            ));
         }
         if !(0.0..=1.0).contains(&end_factor) {
-            return Err(bad("LinearLR", "end_factor", end_factor, "must be in [0, 1]"));
+            return Err(bad(
+                "LinearLR",
+                "end_factor",
+                end_factor,
+                "must be in [0, 1]",
+            ));
         }
         if total_iters == 0 {
             return Err(bad("LinearLR", "total_iters", 0, "must be positive"));
         }
-        Scheduler::build(opt, LinearRule { start: start_factor, end: end_factor, total_iters: total_iters as i64 })
+        Scheduler::build(
+            opt,
+            LinearRule {
+                start: start_factor,
+                end: end_factor,
+                total_iters: total_iters as i64,
+            },
+        )
     }
 }
 
@@ -221,7 +263,11 @@ impl Rule for LinearRule {
     fn closed_form(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>) -> bool {
         let k = c.epoch.min(self.total_iters) as f64;
         let t = self.total_iters as f64;
-        from_base(c.base_lrs, |b| b * (self.start + (self.end - self.start) * k / t), lrs);
+        from_base(
+            c.base_lrs,
+            |b| b * (self.start + (self.end - self.start) * k / t),
+            lrs,
+        );
         true
     }
 }
@@ -294,7 +340,13 @@ impl PolynomialLR {
         if total_iters == 0 {
             return Err(bad("PolynomialLR", "total_iters", 0, "must be positive"));
         }
-        Scheduler::build(opt, PolynomialRule { total_iters: total_iters as i64, power })
+        Scheduler::build(
+            opt,
+            PolynomialRule {
+                total_iters: total_iters as i64,
+                power,
+            },
+        )
     }
 }
 
@@ -311,7 +363,10 @@ impl Rule for PolynomialRule {
         Ok(())
     }
     fn closed_form(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>) -> bool {
-        let (k, t) = (c.epoch.min(self.total_iters) as f64, self.total_iters as f64);
+        let (k, t) = (
+            c.epoch.min(self.total_iters) as f64,
+            self.total_iters as f64,
+        );
         from_base(c.base_lrs, |b| b * (1.0 - k / t).powf(self.power), lrs);
         true
     }
@@ -346,7 +401,13 @@ impl CosineAnnealingLR {
         if t_max == 0 {
             return Err(bad("CosineAnnealingLR", "T_max", 0, "must be positive"));
         }
-        Scheduler::build(opt, CosineRule { t_max: t_max as i64, eta_min })
+        Scheduler::build(
+            opt,
+            CosineRule {
+                t_max: t_max as i64,
+                eta_min,
+            },
+        )
     }
 }
 
@@ -357,7 +418,11 @@ impl Rule for CosineRule {
         if c.initial {
             scaled(c.cur, 1.0, lrs);
         } else if c.step_count == 1 && c.epoch > 0 {
-            from_base(c.base_lrs, |b| eta + (b - eta) * (1.0 + (e * PI / t).cos()) / 2.0, lrs);
+            from_base(
+                c.base_lrs,
+                |b| eta + (b - eta) * (1.0 + (e * PI / t).cos()) / 2.0,
+                lrs,
+            );
         } else if (c.epoch - 1 - self.t_max).rem_euclid(2 * self.t_max) == 0 {
             lrs.extend(
                 c.cur
@@ -373,7 +438,11 @@ impl Rule for CosineRule {
     }
     fn closed_form(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>) -> bool {
         let (e, t, eta) = (c.epoch as f64, self.t_max as f64, self.eta_min);
-        from_base(c.base_lrs, |b| eta + (b - eta) * (1.0 + (PI * e / t).cos()) / 2.0, lrs);
+        from_base(
+            c.base_lrs,
+            |b| eta + (b - eta) * (1.0 + (PI * e / t).cos()) / 2.0,
+            lrs,
+        );
         true
     }
 }
@@ -406,7 +475,10 @@ pub type LambdaLR = Scheduler<LambdaRule>;
 impl LambdaLR {
     /// PyTorch's `LambdaLR(optimizer, lr_lambda)`; a factor that is NaN, infinite or
     /// negative makes that step an error.
-    pub fn new(opt: &mut dyn Optimizer, f: impl Fn(i64) -> f64 + Send + 'static) -> Result<LambdaLR> {
+    pub fn new(
+        opt: &mut dyn Optimizer,
+        f: impl Fn(i64) -> f64 + Send + 'static,
+    ) -> Result<LambdaLR> {
         Scheduler::build(opt, LambdaRule { f: Box::new(f) })
     }
 }
