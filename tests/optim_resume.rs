@@ -83,7 +83,11 @@ fn train(
     fx: &StateDict,
     steps: std::ops::RangeInclusive<usize>,
 ) -> Result<()> {
-    let get = |k: &str| fx.get(k).cloned().unwrap_or_else(|| panic!("fixture has no {k}"));
+    let get = |k: &str| {
+        fx.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("fixture has no {k}"))
+    };
     let (idx, targets) = (get("idx"), get("targets"));
     for _ in steps {
         opt.zero_grad();
@@ -155,7 +159,8 @@ fn an_optimizer_state_that_does_not_fit_is_an_error_naming_it_and_changes_nothin
     let before = opt.state_dict()?;
     let e = opt.load_state_dict(&sd).err().map(|e| e.to_string());
     assert!(
-        e.as_deref().is_some_and(|e| e.contains("state.1.exp_avg") && e.contains("tok.weight")),
+        e.as_deref()
+            .is_some_and(|e| e.contains("state.1.exp_avg") && e.contains("tok.weight")),
         "{e:?}"
     );
     assert_eq!(opt.state_dict()?.keys().count(), before.keys().count());

@@ -82,7 +82,11 @@ fn make(name: &str, opt: &mut Sgd) -> Result<Box<dyn LrScheduler>> {
         "SequentialLR" => {
             let a = LinearLR::new(opt, 0.1, 1.0, 10)?;
             let b = CosineAnnealingLR::new(opt, 290, 0.0)?;
-            Box::new(SequentialLR::new(opt, vec![Box::new(a), Box::new(b)], &[10])?)
+            Box::new(SequentialLR::new(
+                opt,
+                vec![Box::new(a), Box::new(b)],
+                &[10],
+            )?)
         }
         "ChainedScheduler" => {
             let a = ConstantLR::new(opt, 0.5, 20)?;
@@ -132,7 +136,13 @@ fn every_scheduler_follows_pytorchs_lrs_for_300_steps() -> Result<()> {
         let check = |s: &dyn LrScheduler, opt: &Sgd, e: usize| {
             let l = s.get_last_lr();
             close(name, "lr", e, [l[0], l[1]], want[e]);
-            close(name, "group lr", e, [opt.lr(), opt.group_lr(1).unwrap_or(-1.0)], want[e]);
+            close(
+                name,
+                "group lr",
+                e,
+                [opt.lr(), opt.group_lr(1).unwrap_or(-1.0)],
+                want[e],
+            );
             if let Some(m) = &moms {
                 let got = [
                     opt.group_momentum(0).unwrap_or(-1.0),
@@ -210,7 +220,8 @@ fn one_cycle_stepped_past_its_total_is_an_error_that_changes_nothing() -> Result
     let lr = opt.lr();
     let e = s.step(&mut opt).err().map(|e| e.to_string());
     assert!(
-        e.as_deref().is_some_and(|e| e.contains("Tried to step 4 times")),
+        e.as_deref()
+            .is_some_and(|e| e.contains("Tried to step 4 times")),
         "{e:?}"
     );
     assert_eq!((s.last_epoch(), opt.lr()), (3, lr));
@@ -227,8 +238,12 @@ fn bad_hyper_parameters_are_errors_and_leave_the_optimizer_as_it_was() -> Result
     assert!(LinearLR::new(&mut opt, 0.0, 1.0, 5).is_err());
     assert!(ConstantLR::new(&mut opt, 1.5, 5).is_err());
     assert!(CosineAnnealingLR::new(&mut opt, 10, f64::INFINITY).is_err());
-    assert!(OneCycleLR::builder(&[0.1, 0.2, 0.3], 10).build(&mut opt).is_err());
-    assert!(OneCycleLR::builder(&[f64::NAN], 10).build(&mut opt).is_err());
+    assert!(OneCycleLR::builder(&[0.1, 0.2, 0.3], 10)
+        .build(&mut opt)
+        .is_err());
+    assert!(OneCycleLR::builder(&[f64::NAN], 10)
+        .build(&mut opt)
+        .is_err());
     assert!(LambdaLR::new(&mut opt, |_| f64::NAN).is_err());
     assert_eq!(opt.group_initial_lr(0), None);
     assert_eq!((opt.lr(), opt.group_lr(1)), (0.1, Some(0.02)));

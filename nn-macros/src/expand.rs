@@ -174,7 +174,12 @@ fn pattern(v: &Variant) -> TokenStream {
 /// `stmts` (the field registrations) run in PyTorch's order: own parameters, then own
 /// buffers, then children (`nn::module::visit_in_order`); as they are when at most one
 /// field is visited, where the order cannot change.
-fn in_order(fields: &[Field], stmts: TokenStream, mutable: bool, krate: &TokenStream) -> TokenStream {
+fn in_order(
+    fields: &[Field],
+    stmts: TokenStream,
+    mutable: bool,
+    krate: &TokenStream,
+) -> TokenStream {
     if fields.iter().filter(|f| f.role() != Role::Skip).count() < 2 {
         return stmts;
     }

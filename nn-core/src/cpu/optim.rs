@@ -135,7 +135,9 @@ pub(super) fn fused(
             maximize,
             amsgrad: true,
         } => {
-            let [m, v, mx] = state else { return Err(wrong()) };
+            let [m, v, mx] = state else {
+                return Err(wrong());
+            };
             let sign = if maximize { -1.0 } else { 1.0 };
             for ((((p, &g), m), v), mx) in p
                 .iter_mut()

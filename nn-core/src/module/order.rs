@@ -101,13 +101,19 @@ impl<V: VisitorMut + ?Sized> VisitorMut for Filter<'_, V> {
 /// ```
 pub fn visit_in_order<'a>(v: &mut dyn Visitor<'a>, fields: impl Fn(&mut dyn Visitor<'a>)) {
     for phase in PHASES {
-        fields(&mut Filter { inner: &mut *v, phase });
+        fields(&mut Filter {
+            inner: &mut *v,
+            phase,
+        });
     }
 }
 
 /// The [`VisitorMut`] twin of [`visit_in_order`], for [`Module::visit_mut`].
 pub fn visit_in_order_mut(v: &mut dyn VisitorMut, mut fields: impl FnMut(&mut dyn VisitorMut)) {
     for phase in PHASES {
-        fields(&mut Filter { inner: &mut *v, phase });
+        fields(&mut Filter {
+            inner: &mut *v,
+            phase,
+        });
     }
 }
