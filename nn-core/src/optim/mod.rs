@@ -262,3 +262,6 @@ pub(crate) fn problems_to_result(op: &'static str, problems: Vec<String>) -> Res
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_prop;
