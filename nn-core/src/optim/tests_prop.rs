@@ -3,7 +3,7 @@
 
 use super::lr_scheduler::{
     ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR, CyclicMode,
-    ExponentialLR, LinearLR, OneCycleLR, PolynomialLR, StepLR,
+    ExponentialLR, LinearLR, LrScheduler, OneCycleLR, PolynomialLR, StepLR,
 };
 use super::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, RmsProp,
@@ -53,6 +53,9 @@ fn snapshot(o: &dyn Optimizer) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Builds a scheduler from two numbers and two sizes.
+type Build = fn(&mut Sgd, f64, f64, usize, usize) -> crate::Result<Box<dyn LrScheduler>>;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -94,7 +97,7 @@ proptest! {
     fn schedulers_with_any_arguments_error_or_run_never_panic(
         x in any_f64(), y in any_f64(), n in 0usize..8, k in 0usize..4, steps in 0usize..12,
     ) {
-        let builds: [fn(&mut Sgd, f64, f64, usize, usize) -> crate::Result<Box<dyn super::lr_scheduler::LrScheduler>>; 9] = [
+        let builds: [Build; 9] = [
             |o, x, _, n, _| Ok(Box::new(StepLR::new(o, n, x)?)),
             |o, x, _, _, _| Ok(Box::new(ExponentialLR::new(o, x)?)),
             |o, x, y, n, _| Ok(Box::new(LinearLR::new(o, x, y, n)?)),

@@ -39,8 +39,8 @@ mod rules;
 
 pub use compose::{ChainedScheduler, SequentialLR};
 pub use cyclic::{
-    AnnealStrategy, CosineAnnealingWarmRestarts, CyclicLR, CyclicMode, CyclicRule, OneCycleLR,
-    OneCycleRule, WarmRestartsRule,
+    AnnealStrategy, CosineAnnealingWarmRestarts, CyclicLR, CyclicMode, CyclicRule, OneCycleBuilder,
+    OneCycleLR, OneCycleRule, WarmRestartsRule,
 };
 pub use plateau::{PlateauMode, ReduceLROnPlateau, ThresholdMode};
 pub use rules::{

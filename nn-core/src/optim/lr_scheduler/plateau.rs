@@ -110,7 +110,7 @@ impl ReduceLROnPlateau {
 
     fn check(&self) -> Result<()> {
         const N: &str = "ReduceLROnPlateau";
-        if !(self.factor < 1.0) || !(self.factor >= 0.0) {
+        if !(0.0..1.0).contains(&self.factor) {
             return Err(bad(
                 N,
                 "factor",
