@@ -55,7 +55,8 @@ pub struct ReduceLROnPlateau {
     /// Changes smaller than this are not made.
     pub eps: f64,
     min_lrs: Vec<f64>,
-    best: f64,
+    /// The best metric so far; `None`: none yet (PyTorch's `mode_worse`).
+    best: Option<f64>,
     num_bad_epochs: i64,
     cooldown_counter: i64,
     last_epoch: i64,
@@ -76,7 +77,7 @@ impl ReduceLROnPlateau {
             cooldown: 0,
             eps: 1e-8,
             min_lrs: vec![0.0; n],
-            best: f64::INFINITY,
+            best: None,
             num_bad_epochs: 0,
             cooldown_counter: 0,
             last_epoch: 0,
@@ -94,10 +95,9 @@ impl ReduceLROnPlateau {
         Ok(self)
     }
 
-    /// Sets the mode, which also resets the best value seen.
+    /// Sets the mode.
     pub fn with_mode(mut self, mode: PlateauMode) -> Self {
         self.mode = mode;
-        self.best = self.worse();
         self
     }
 
@@ -161,8 +161,8 @@ impl ReduceLROnPlateau {
             ));
         }
         let epoch = self.last_epoch + 1;
-        let (mut best, mut bad_epochs, mut cooldown) =
-            (self.best, self.num_bad_epochs, self.cooldown_counter);
+        let mut best = self.best.unwrap_or_else(|| self.worse());
+        let (mut bad_epochs, mut cooldown) = (self.num_bad_epochs, self.cooldown_counter);
         if self.is_better(metric, best) {
             best = metric;
             bad_epochs = 0;
@@ -184,7 +184,7 @@ impl ReduceLROnPlateau {
             cooldown = self.cooldown;
             bad_epochs = 0;
         }
-        self.best = best;
+        self.best = Some(best);
         self.num_bad_epochs = bad_epochs;
         self.cooldown_counter = cooldown;
         self.last_epoch = epoch;
@@ -209,7 +209,10 @@ impl ReduceLROnPlateau {
     /// `last_epoch`, `_last_lr`).
     pub fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
-        sd.insert("best", f64_tensor(&[self.best], false));
+        sd.insert(
+            "best",
+            f64_tensor(&[self.best.unwrap_or_else(|| self.worse())], false),
+        );
         sd.insert(
             "num_bad_epochs",
             f64_tensor(&[self.num_bad_epochs as f64], false),
@@ -241,7 +244,7 @@ impl ReduceLROnPlateau {
                 self.cooldown_counter,
                 self.last_epoch,
                 self.last_lr,
-            ) = (b, n, c, e, l);
+            ) = (Some(b), n, c, e, l);
         }
         Ok(())
     }
