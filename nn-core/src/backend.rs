@@ -215,6 +215,8 @@ pub enum OptimStep {
         lr: f32,
         /// Smoothing constant.
         alpha: f32,
+        /// `1 - alpha`, computed in f64 as PyTorch does.
+        one_minus_alpha: f32,
         /// Added to the denominator.
         eps: f32,
         /// L2 penalty.

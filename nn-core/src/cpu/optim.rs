@@ -158,6 +158,7 @@ pub(super) fn fused(
         OptimStep::RmsProp {
             lr,
             alpha,
+            one_minus_alpha,
             eps,
             weight_decay,
             momentum,
@@ -180,11 +181,11 @@ pub(super) fn fused(
             for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
                 let g = sign * g + weight_decay * *p;
                 let s = &mut sq[i];
-                *s = *s * alpha + (1.0 - alpha) * g * g;
+                *s = *s * alpha + one_minus_alpha * g * g;
                 let avg = match &mut ga {
                     Some(ga) => {
                         let a = &mut ga[i];
-                        *a += (1.0 - alpha) * (g - *a);
+                        *a += one_minus_alpha * (g - *a);
                         (*s + -(*a * *a)).sqrt()
                     }
                     None => s.sqrt(),

@@ -195,6 +195,7 @@ impl RmsProp {
         let k = OptimStep::RmsProp {
             lr: c.lr as f32,
             alpha: c.alpha as f32,
+            one_minus_alpha: (1.0 - c.alpha) as f32,
             eps: c.eps as f32,
             weight_decay: c.weight_decay as f32,
             momentum: c.momentum as f32,
@@ -236,18 +237,20 @@ impl RmsProp {
             g = g.add(&data.mul_scalar(c.weight_decay as f32)?)?;
         }
         let st = &mut self.state[i];
-        let a = c.alpha as f32;
+        let (a, one_minus_a) = (c.alpha as f32, (1.0 - c.alpha) as f32);
         let sq = match st.square_avg.take() {
             Some(s) => s,
             None => g.zeros_like()?,
         };
-        let sq = sq.mul_scalar(a)?.add(&g.mul_scalar(1.0 - a)?.mul(&g)?)?;
+        let sq = sq
+            .mul_scalar(a)?
+            .add(&g.mul_scalar(one_minus_a)?.mul(&g)?)?;
         let avg = if c.centered {
             let ga = match st.grad_avg.take() {
                 Some(x) => x,
                 None => g.zeros_like()?,
             };
-            let ga = ga.add(&g.sub(&ga)?.mul_scalar(1.0 - a)?)?;
+            let ga = ga.add(&g.sub(&ga)?.mul_scalar(one_minus_a)?)?;
             let avg = sq.sub(&ga.mul(&ga)?)?.sqrt()?;
             st.grad_avg = Some(ga);
             avg
