@@ -251,3 +251,16 @@ fn bad_hyper_parameters_are_errors_and_leave_the_optimizer_as_it_was() -> Result
     assert_eq!(opt.state_dict()?.keys().count(), before);
     Ok(())
 }
+
+#[test]
+fn reduce_lr_on_plateau_in_max_mode_waits_for_a_higher_metric() -> Result<()> {
+    let mut opt = optimizer()?;
+    let mut s = ReduceLROnPlateau::new(&opt).with_mode(PlateauMode::Max);
+    s.patience = 1;
+    // rising: no reduction; then flat for two epochs: one
+    for m in [0.1, 0.2, 0.3, 0.3, 0.3] {
+        s.step(&mut opt, m)?;
+    }
+    assert!((opt.lr() - 0.01).abs() < 1e-12, "{}", opt.lr());
+    Ok(())
+}
