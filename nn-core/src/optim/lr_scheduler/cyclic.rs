@@ -7,6 +7,12 @@ use crate::{Error, Result, StateDict};
 use std::f64::consts::PI;
 
 /// How [`OneCycleLR`] moves between two values.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::{AnnealStrategy, OneCycleLR};
+/// let mut b = OneCycleLR::builder(&[0.1], 100);
+/// b.anneal_strategy = AnnealStrategy::Linear;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnnealStrategy {
     /// Half a cosine (PyTorch's `"cos"`, the default).
@@ -72,6 +78,18 @@ pub struct OneCycleRule {
 pub type OneCycleLR = Scheduler<OneCycleRule>;
 
 /// The arguments of [`OneCycleLR`], PyTorch's defaults preset.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::OneCycleLR;
+/// use nn_core::optim::{Sgd, SgdConfig};
+/// use nn_core::{Linear, ModuleExt};
+/// let cfg = SgdConfig { momentum: 0.9, ..Default::default() };
+/// let mut opt = Sgd::new(Linear::new(2, 1).parameters(), cfg)?;
+/// let mut b = OneCycleLR::builder(&[0.1], 100);
+/// b.three_phase = true;
+/// let s = b.build(&mut opt)?;
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct OneCycleBuilder {
     /// One value, or one per group.
@@ -287,6 +305,12 @@ impl Rule for OneCycleRule {
 }
 
 /// The scaling of [`CyclicLR`]'s amplitude.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::CyclicMode;
+/// let m = CyclicMode::ExpRange { gamma: 0.99 };
+/// assert_ne!(m, CyclicMode::Triangular);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CyclicMode {
     /// Constant amplitude.

@@ -78,7 +78,7 @@ pub trait LrScheduler: Send {
     fn update_lr_at(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()>;
 }
 
-/// What a rule sees when it computes the next lrs.
+/// What a rule sees when it computes the next lrs (see [`Rule`] for an example).
 #[derive(Debug)]
 pub struct Ctx<'a> {
     /// The epoch being entered (`last_epoch` after this step).
@@ -95,7 +95,29 @@ pub struct Ctx<'a> {
     pub cur: &'a [f64],
 }
 
-/// One schedule's formula (PyTorch's `get_lr`), run by [`Scheduler`].
+/// One schedule's formula (PyTorch's `get_lr`), run by [`Scheduler`]: implement it
+/// for a schedule of your own.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::{Ctx, LrScheduler, Rule, Scheduler};
+/// use nn_core::optim::{Optimizer, Sgd};
+/// use nn_core::{Linear, ModuleExt};
+/// /// Halves the lr every step after the first.
+/// struct Halve;
+/// impl Rule for Halve {
+///     const NAME: &'static str = "Halve";
+///     fn get_lr(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>, _: &mut Vec<f64>) -> nn_core::Result<()> {
+///         let f = if c.initial { 1.0 } else { 0.5 };
+///         lrs.extend(c.cur.iter().map(|lr| lr * f));
+///         Ok(())
+///     }
+/// }
+/// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
+/// let mut s = Scheduler::with_rule(&mut opt, Halve)?;
+/// s.step(&mut opt)?;
+/// assert_eq!(s.get_last_lr(), &[0.05]);
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 pub trait Rule: Send {
     /// PyTorch's class name, for errors.
     const NAME: &'static str;
@@ -121,6 +143,17 @@ pub trait Rule: Send {
 
 /// A schedule: PyTorch's `LRScheduler` base (epoch counter, base lrs, last lrs) driving
 /// a [`Rule`]. The public names ([`StepLR`] ...) are this type over their rule.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::{LrScheduler, StepLR};
+/// use nn_core::optim::{Optimizer, Sgd};
+/// use nn_core::{Linear, ModuleExt};
+/// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
+/// let s = StepLR::new(&mut opt, 5, 0.5)?;
+/// assert_eq!((s.base_lrs(), s.last_epoch()), (&[0.1][..], 0));
+/// assert_eq!(opt.group_initial_lr(0), Some(0.1));
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Scheduler<R> {
     rule: R,
@@ -132,8 +165,14 @@ pub struct Scheduler<R> {
 }
 
 impl<R: Rule> Scheduler<R> {
-    /// PyTorch's `LRScheduler.__init__` with `last_epoch=-1`: records `initial_lr` in
-    /// the groups that have none, then takes the first step.
+    /// A schedule of your own `rule` over `opt`: PyTorch's `LRScheduler.__init__`
+    /// (`last_epoch=-1`) records `initial_lr` in the groups that have none and takes the
+    /// first step.
+    pub fn with_rule(opt: &mut dyn Optimizer, rule: R) -> Result<Self> {
+        Self::build(opt, rule)
+    }
+
+    /// [`Scheduler::with_rule`].
     pub(crate) fn build(opt: &mut dyn Optimizer, rule: R) -> Result<Self> {
         let n = opt.num_groups();
         let mut base_lrs = Vec::with_capacity(n);

@@ -5,6 +5,16 @@ use crate::optim::Optimizer;
 use crate::{Error, Result, StateDict};
 
 /// Whether a lower or a higher metric is better.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::{PlateauMode, ReduceLROnPlateau};
+/// use nn_core::optim::Sgd;
+/// use nn_core::{Linear, ModuleExt};
+/// let opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
+/// let s = ReduceLROnPlateau::new(&opt).with_mode(PlateauMode::Max);
+/// assert_eq!(s.mode, PlateauMode::Max);
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlateauMode {
     /// Lower is better (a loss; PyTorch's default `"min"`).
@@ -14,6 +24,16 @@ pub enum PlateauMode {
 }
 
 /// How `threshold` is compared.
+///
+/// ```
+/// use nn_core::optim::lr_scheduler::{ReduceLROnPlateau, ThresholdMode};
+/// use nn_core::optim::Sgd;
+/// use nn_core::{Linear, ModuleExt};
+/// let opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
+/// let mut s = ReduceLROnPlateau::new(&opt);
+/// s.threshold_mode = ThresholdMode::Abs;
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThresholdMode {
     /// Relative to the best value (`"rel"`, the default).
