@@ -331,14 +331,15 @@ fn derived_model_saves_buffers_not_constants_and_stays_tied() -> Result<()> {
         .set(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?);
     src.save(dir.path("stats.params"))?;
     let sd = io::load_state_dict_file(dir.path("stats.params"))?;
+    // PyTorch's order: the module's own buffer before its children's parameters
     assert_eq!(
         sd.keys().collect::<Vec<_>>(),
         [
+            "running_mean",
             "body.weight",
             "body.bias",
             "again.weight",
-            "again.bias",
-            "running_mean"
+            "again.bias"
         ]
     );
     let dst = stats();

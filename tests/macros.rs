@@ -240,7 +240,8 @@ fn constants_skips_and_buffers() -> Result<()> {
         stats: Buffer::new(Tensor::zeros(&[20])),
     };
     assert_eq!(names(&net), ["linear.weight", "linear.bias"]);
-    assert_eq!(keys(&net)?, ["linear.weight", "linear.bias", "stats"]);
+    // PyTorch's order: the module's own buffer before its children's parameters
+    assert_eq!(keys(&net)?, ["stats", "linear.weight", "linear.bias"]);
     let mut seen = Constants::default();
     net.visit_mut(&mut seen);
     assert_eq!(seen.0, ["rand_weight", "maybe"]);

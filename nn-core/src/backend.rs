@@ -177,6 +177,74 @@ pub struct AdamStep {
     pub weight_decay: f32,
 }
 
+/// The scalars of one fused update of the rules [`AdamStep`] and [`SgdStep`] do not
+/// cover ([`BackendStorage::optim_step`]), computed in f64 by the optimizer, passed in
+/// f32; `g` is `-grad` under `maximize`. The state buffers are passed in the order each
+/// variant names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum OptimStep {
+    /// Adam / AdamW / AMSGrad; state `[m, v]` or `[m, v, max_v]` (`amsgrad`):
+    /// ```text
+    /// p = decay * p                  (AdamW: decay = 1 - lr * weight_decay)
+    /// g = g + weight_decay * p       (Adam's L2; base.weight_decay is 0 for AdamW)
+    /// m, v as AdamStep; max_v = max(max_v, v) and used for v when amsgrad
+    /// ```
+    Adam {
+        /// The plain update's scalars.
+        base: AdamStep,
+        /// Factor applied to the parameter first (1 without decoupled weight decay).
+        decay: f32,
+        /// Negate the gradient (ascend).
+        maximize: bool,
+        /// Keep and use the running maximum of `v`.
+        amsgrad: bool,
+    },
+    /// RMSprop; state `[square_avg]`, then `grad_avg` when centered, then the momentum
+    /// buffer when `momentum > 0`:
+    /// ```text
+    /// g = g + weight_decay * p
+    /// s = alpha * s + (1 - alpha) * g * g
+    /// avg = sqrt(s - ga * ga) + eps, ga = ga + (1 - alpha) * (g - ga)  (centered)
+    /// avg = sqrt(s) + eps                                            (otherwise)
+    /// b = momentum * b + g / avg; p = p - lr * b      (momentum > 0)
+    /// p = p - lr * g / avg                           (otherwise)
+    /// ```
+    RmsProp {
+        /// Learning rate.
+        lr: f32,
+        /// Smoothing constant.
+        alpha: f32,
+        /// `1 - alpha`, computed in f64 as PyTorch does.
+        one_minus_alpha: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Normalize by the estimated variance.
+        centered: bool,
+        /// Negate the gradient.
+        maximize: bool,
+    },
+    /// Adagrad; state `[sum]`:
+    /// ```text
+    /// g = g + weight_decay * p; sum = sum + g * g
+    /// p = p - clr * g / (sqrt(sum) + eps)
+    /// ```
+    Adagrad {
+        /// `lr / (1 + (step - 1) * lr_decay)`.
+        clr: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Negate the gradient.
+        maximize: bool,
+    },
+}
+
 /// The window geometry of an im2col ([`BackendStorage::im2col`]) and of its adjoint
 /// col2im: an image `[batch, channels, h, w]` (contiguous f32) and the columns holding,
 /// for every channel `c`, tap `(p, q)` and output position `(i, j)`, the padded input at
@@ -356,6 +424,19 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         step: &AdamStep,
     ) -> Result<bool> {
         let _ = (grad, m, v, step);
+        Ok(false)
+    }
+    /// One fused update of this f32 parameter in place by one of the rules of
+    /// [`OptimStep`], its state buffers (same length, this device) updated in place.
+    /// `Ok(false)` when this backend has no fused update for it (the default): the
+    /// optimizer then runs the same rule with tensor ops.
+    fn optim_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        state: &mut [&mut dyn BackendStorage],
+        step: &OptimStep,
+    ) -> Result<bool> {
+        let _ = (grad, state, step);
         Ok(false)
     }
 

@@ -171,6 +171,25 @@ fn pattern(v: &Variant) -> TokenStream {
     }
 }
 
+/// `stmts` (the field registrations) run in PyTorch's order: own parameters, then own
+/// buffers, then children (`nn::module::visit_in_order`); as they are when at most one
+/// field is visited, where the order cannot change.
+fn in_order(
+    fields: &[Field],
+    stmts: TokenStream,
+    mutable: bool,
+    krate: &TokenStream,
+) -> TokenStream {
+    if fields.iter().filter(|f| f.role() != Role::Skip).count() < 2 {
+        return stmts;
+    }
+    if mutable {
+        quote!(#krate::module::visit_in_order_mut(__v, |__v| { #stmts });)
+    } else {
+        quote!(#krate::module::visit_in_order(__v, |__v| { #stmts });)
+    }
+}
+
 /// The body of `visit` (or `visit_mut`).
 fn visit_body(input: &Input, mutable: bool, krate: &TokenStream) -> TokenStream {
     match &input.data {
@@ -184,7 +203,7 @@ fn visit_body(input: &Input, mutable: bool, krate: &TokenStream) -> TokenStream 
                 };
                 visit_field(f, access, mutable, krate)
             });
-            quote!(#(#stmts)*)
+            in_order(fields, quote!(#(#stmts)*), mutable, krate)
         }
         Data::Enum(variants) => {
             let arms = variants.iter().map(|v| {
@@ -203,7 +222,8 @@ fn visit_body(input: &Input, mutable: bool, krate: &TokenStream) -> TokenStream 
                     .iter()
                     .enumerate()
                     .map(|(i, f)| visit_field(f, binding(i).to_token_stream(), mutable, krate));
-                quote!(#pat => { #(#stmts)* })
+                let body = in_order(&v.fields, quote!(#(#stmts)*), mutable, krate);
+                quote!(#pat => { #body })
             });
             if variants.is_empty() {
                 // `&Never` is inhabited for the exhaustiveness check; `Never` is not

@@ -21,9 +21,11 @@ use proc_macro::TokenStream;
 /// Implements `nn::Module` (and `Display`, printing the PyTorch-style tree) for a
 /// struct or an enum whose fields are modules, parameters or buffers.
 ///
-/// Every field is a child, registered in declaration order under its name (tuple
-/// fields under `0`, `1`, ...), so the parameters of `Mlp` below are named
-/// `hidden.weight`, `hidden.bias`, `out.weight`, `out.bias` with no registration code.
+/// Every field is a child, registered under its name (tuple fields under `0`, `1`,
+/// ...), so the parameters of `Mlp` below are named `hidden.weight`, `hidden.bias`,
+/// `out.weight`, `out.bias` with no registration code. The order is PyTorch's: the
+/// struct's own `Param` fields, then its own `Buffer`s, then its child modules, each in
+/// declaration order (`{ tok: Embedding, pos: Param }` lists `pos`, then `tok.weight`).
 /// A field's type must implement `nn::Module`: layers, `Param`, `Buffer` (saved, not
 /// trained), `Option`, `Box`, `Vec`, arrays and tuples of those, and other derived
 /// modules; anything else is an error at the field.

@@ -24,7 +24,8 @@ mod tests;
 pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
-    AdamStep, BackendStorage, BinaryOp, Im2ColSpec, MatmulSpec, ReduceOp, SgdStep, Storage, UnaryOp,
+    AdamStep, BackendStorage, BinaryOp, Im2ColSpec, MatmulSpec, OptimStep, ReduceOp, SgdStep,
+    Storage, UnaryOp,
 };
 use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;
@@ -393,6 +394,30 @@ impl BackendStorage for CpuStorage {
         let v = f32s_mut("adam_step", cpu_mut("adam_step", v)?)?;
         check::lens("adam_step", p.len(), &[g.len(), m.len(), v.len()])?;
         optim::adam(step, p, g, m, v);
+        Ok(true)
+    }
+
+    fn optim_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        state: &mut [&mut dyn BackendStorage],
+        step: &OptimStep,
+    ) -> Result<bool> {
+        const OP: &str = "optim_step";
+        let g = cpu(OP, grad)?.f32s(OP)?;
+        let p = f32s_mut(OP, self.host_mut()?)?;
+        let mut bufs: [&mut [f32]; 3] = [&mut [], &mut [], &mut []];
+        let n = state.len();
+        if n > bufs.len() {
+            return Err(Error::invalid_config(OP, "state buffers", n, "at most 3"));
+        }
+        for (slot, s) in bufs.iter_mut().zip(state.iter_mut()) {
+            *slot = f32s_mut(OP, cpu_mut(OP, &mut **s)?)?;
+        }
+        let [a, b, c] = &bufs;
+        let lens = [g.len(), a.len(), b.len(), c.len()];
+        check::lens(OP, p.len(), &lens[..n + 1])?;
+        optim::fused(step, p, g, &mut bufs[..n])?;
         Ok(true)
     }
 

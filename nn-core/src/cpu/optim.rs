@@ -1,7 +1,7 @@
 //! The optimizers' fused host updates: one allocation-free pass per parameter, split over
 //! the rayon pool for parameters large enough to pay for it.
 
-use crate::backend::{AdamStep, SgdStep};
+use crate::backend::{AdamStep, OptimStep, SgdStep};
 use rayon::prelude::*;
 
 /// Parameters of at least this many elements are updated by every thread of the pool
@@ -84,4 +84,136 @@ fn adam_elem(k: &AdamStep, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
     *v = *v * k.beta2 + k.one_minus_beta2 * g * g;
     let denom = v.sqrt() / k.bias_correction2_sqrt + k.eps;
     *p += k.neg_step_size * *m / denom;
+}
+
+/// The rules of [`OptimStep`] on one parameter; `state` holds the buffers the variant
+/// names, each of the parameter's length (checked by the caller).
+pub(super) fn fused(
+    k: &OptimStep,
+    p: &mut [f32],
+    g: &[f32],
+    state: &mut [&mut [f32]],
+) -> crate::Result<()> {
+    let n = state.len();
+    let wrong = || {
+        crate::Error::invalid_config(
+            "optim_step",
+            "state buffers",
+            n,
+            "does not fit the update rule",
+        )
+    };
+    match *k {
+        OptimStep::Adam {
+            base,
+            decay,
+            maximize,
+            amsgrad: false,
+        } => {
+            let [m, v] = state else { return Err(wrong()) };
+            let sign = if maximize { -1.0 } else { 1.0 };
+            let run = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *p *= decay;
+                    let g = sign * g + base.weight_decay * *p;
+                    adam_elem(&base, p, g, m, v);
+                }
+            };
+            if p.len() >= PARALLEL_LEN && rayon::current_num_threads() > 1 {
+                p.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK))
+                    .zip(v.par_chunks_mut(CHUNK))
+                    .for_each(|(((p, g), m), v)| run(p, g, m, v));
+            } else {
+                run(p, g, m, v);
+            }
+        }
+        OptimStep::Adam {
+            base,
+            decay,
+            maximize,
+            amsgrad: true,
+        } => {
+            let [m, v, mx] = state else {
+                return Err(wrong());
+            };
+            let sign = if maximize { -1.0 } else { 1.0 };
+            for ((((p, &g), m), v), mx) in p
+                .iter_mut()
+                .zip(g.iter())
+                .zip(m.iter_mut())
+                .zip(v.iter_mut())
+                .zip(mx.iter_mut())
+            {
+                *p *= decay;
+                let g = sign * g + base.weight_decay * *p;
+                *m += base.one_minus_beta1 * (g - *m);
+                *v = *v * base.beta2 + base.one_minus_beta2 * g * g;
+                *mx = mx.max(*v);
+                let denom = mx.sqrt() / base.bias_correction2_sqrt + base.eps;
+                *p += base.neg_step_size * *m / denom;
+            }
+        }
+        OptimStep::RmsProp {
+            lr,
+            alpha,
+            one_minus_alpha,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+            maximize,
+        } => {
+            let sign = if maximize { -1.0 } else { 1.0 };
+            let (sq, rest) = state.split_first_mut().ok_or_else(wrong)?;
+            let (mut ga, rest) = if centered {
+                let (ga, rest) = rest.split_first_mut().ok_or_else(wrong)?;
+                (Some(ga), rest)
+            } else {
+                (None, rest)
+            };
+            let mut buf = match (momentum > 0.0, rest) {
+                (true, [b]) => Some(b),
+                (false, []) => None,
+                _ => return Err(wrong()),
+            };
+            for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+                let g = sign * g + weight_decay * *p;
+                let s = &mut sq[i];
+                *s = *s * alpha + one_minus_alpha * g * g;
+                let avg = match &mut ga {
+                    Some(ga) => {
+                        let a = &mut ga[i];
+                        *a += one_minus_alpha * (g - *a);
+                        (*s + -(*a * *a)).sqrt()
+                    }
+                    None => s.sqrt(),
+                } + eps;
+                match &mut buf {
+                    Some(b) => {
+                        let b = &mut b[i];
+                        *b = *b * momentum + g / avg;
+                        *p += -lr * *b;
+                    }
+                    None => *p += -lr * g / avg,
+                }
+            }
+        }
+        OptimStep::Adagrad {
+            clr,
+            eps,
+            weight_decay,
+            maximize,
+        } => {
+            let [sum] = state else { return Err(wrong()) };
+            let sign = if maximize { -1.0 } else { 1.0 };
+            for ((p, &g), s) in p.iter_mut().zip(g).zip(sum.iter_mut()) {
+                let g = sign * g + weight_decay * *p;
+                *s += g * g;
+                *p += -clr * g / (s.sqrt() + eps);
+            }
+        }
+    }
+    Ok(())
 }

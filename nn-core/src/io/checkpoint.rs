@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The format tag at the start of the payload (the version is its last part).
-const FORMAT: &str = "nn-training-checkpoint/1";
+const FORMAT: &str = "nn-training-checkpoint/2";
+/// The format before the scheduler's state was added (read, never written).
+const FORMAT_V1: &str = "nn-training-checkpoint/1";
 
 /// One metadata value: an integer or a string (a seed, a batch size, a git revision,
 /// a data set name ...).
@@ -134,9 +136,10 @@ pub enum CheckpointProblem {
 ///
 /// A native file (see [`crate::io`]: header, checksum, postcard payload, written through
 /// the crash-safe writer) whose payload is, in order: the format tag
-/// `nn-training-checkpoint/1` (a string), the epoch (u64), the generator state (two
-/// u64, [`RngState`]), the metadata (a map from string to [`MetaValue`]), then three
-/// state dicts: the model's, the optimizer's and your own tensors. Nothing in it depends
+/// `nn-training-checkpoint/2` (a string), the epoch (u64), the generator state (two
+/// u64, [`RngState`]), the metadata (a map from string to [`MetaValue`]), then four
+/// state dicts: the model's, the optimizer's, your own tensors and the lr scheduler's
+/// (version 1 files, without the last, still load). Nothing in it depends
 /// on how the run got there (no time stamps, maps in a fixed order), so a resumed run
 /// writes byte-identical checkpoints to an uninterrupted one.
 #[derive(Debug, Clone)]
@@ -153,6 +156,10 @@ pub struct TrainingCheckpoint {
     pub metadata: BTreeMap<String, MetaValue>,
     /// Your tensors, by name (not loaded into anything by [`TrainingCheckpoint::resume`]).
     pub tensors: StateDict,
+    /// The lr scheduler's state (`LrScheduler::state_dict`, empty when none was added
+    /// with [`TrainingCheckpoint::with_scheduler`]); give it to the scheduler's
+    /// `load_state_dict` after [`TrainingCheckpoint::resume`].
+    pub scheduler: StateDict,
     /// The file it was read from (named in errors).
     origin: Option<String>,
 }
@@ -167,6 +174,7 @@ struct WireRef<'a> {
     model: &'a StateDict,
     optimizer: &'a StateDict,
     tensors: &'a StateDict,
+    scheduler: &'a StateDict,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +187,36 @@ struct Wire {
     model: StateDict,
     optimizer: StateDict,
     tensors: StateDict,
+    scheduler: StateDict,
+}
+
+/// A version 1 payload (no scheduler).
+#[derive(Deserialize)]
+struct WireV1 {
+    format: String,
+    epoch: u64,
+    rng_key: u64,
+    rng_default_seed: u64,
+    metadata: BTreeMap<String, MetaValue>,
+    model: StateDict,
+    optimizer: StateDict,
+    tensors: StateDict,
+}
+
+impl From<WireV1> for Wire {
+    fn from(w: WireV1) -> Wire {
+        Wire {
+            format: w.format,
+            epoch: w.epoch,
+            rng_key: w.rng_key,
+            rng_default_seed: w.rng_default_seed,
+            metadata: w.metadata,
+            model: w.model,
+            optimizer: w.optimizer,
+            tensors: w.tensors,
+            scheduler: StateDict::new(),
+        }
+    }
 }
 
 impl TrainingCheckpoint {
@@ -197,8 +235,29 @@ impl TrainingCheckpoint {
             rng: RngState::capture(),
             metadata: BTreeMap::new(),
             tensors: StateDict::new(),
+            scheduler: StateDict::new(),
             origin: None,
         })
+    }
+
+    /// Adds the lr scheduler's state (`sched.state_dict()`).
+    ///
+    /// ```
+    /// use nn_core::io::TrainingCheckpoint;
+    /// use nn_core::optim::lr_scheduler::{LrScheduler, StepLR};
+    /// use nn_core::optim::Sgd;
+    /// use nn_core::{Linear, ModuleExt};
+    /// let net = Linear::new(2, 1);
+    /// let mut opt = Sgd::with_lr(net.parameters(), 0.1)?;
+    /// let mut sched = StepLR::new(&mut opt, 10, 0.5)?;
+    /// let ck = TrainingCheckpoint::capture(0, &net, &opt)?.with_scheduler(sched.state_dict());
+    /// sched.load_state_dict(&ck.scheduler)?;
+    /// # Ok::<(), nn_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_scheduler(mut self, state: StateDict) -> Self {
+        self.scheduler = state;
+        self
     }
 
     /// Adds (or replaces) a metadata entry.
@@ -268,6 +327,7 @@ impl TrainingCheckpoint {
             model: &self.model,
             optimizer: &self.optimizer,
             tensors: &self.tensors,
+            scheduler: &self.scheduler,
         };
         super::save(&wire, path)
     }
@@ -282,8 +342,12 @@ impl TrainingCheckpoint {
             path: Some(origin.clone()),
             problem,
         };
-        let wire: Wire = match super::load(path) {
+        let wire: Wire = match super::load::<Wire>(path) {
             Ok(w) => w,
+            // a version 1 file (or an unknown tag over that layout)
+            Err(Error::Format { .. }) if super::load::<WireV1>(path).is_ok() => {
+                super::load::<WireV1>(path)?.into()
+            }
             // the costly second look only on the error path, to say what the file is
             Err(e @ (Error::Format { .. } | Error::FileKind { .. })) => {
                 return Err(match super::load_state_dict_file(path) {
@@ -293,7 +357,7 @@ impl TrainingCheckpoint {
             }
             Err(e) => return Err(e),
         };
-        if wire.format != FORMAT {
+        if wire.format != FORMAT && wire.format != FORMAT_V1 {
             return Err(invalid(CheckpointProblem::UnknownFormat {
                 found: wire.format,
             }));
@@ -308,6 +372,7 @@ impl TrainingCheckpoint {
             },
             metadata: wire.metadata,
             tensors: wire.tensors,
+            scheduler: wire.scheduler,
             origin: Some(origin),
         })
     }
@@ -567,7 +632,7 @@ mod tests {
         let empty = BTreeMap::<String, MetaValue>::new();
         let sd = StateDict::new();
         let wire = WireRef {
-            format: "nn-training-checkpoint/2",
+            format: "nn-training-checkpoint/3",
             epoch: 0,
             rng_key: 0,
             rng_default_seed: 0,
@@ -575,14 +640,19 @@ mod tests {
             model: &sd,
             optimizer: &sd,
             tensors: &sd,
+            scheduler: &sd,
         };
         super::super::save(&wire, &path)?;
         assert_eq!(
             problem(TrainingCheckpoint::load(&path)),
             Some(CheckpointProblem::UnknownFormat {
-                found: "nn-training-checkpoint/2".into()
+                found: "nn-training-checkpoint/3".into()
             })
         );
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "tests_checkpoint_sched.rs"]
+mod scheduler_tests;

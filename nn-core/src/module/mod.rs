@@ -6,6 +6,7 @@ mod constant;
 mod ext;
 mod impls;
 mod lend;
+mod order;
 mod param;
 mod repr;
 
@@ -13,6 +14,7 @@ pub use buffer::Buffer;
 pub use constant::Constant;
 pub(crate) use ext::{learn_paths, walk, Item};
 pub use ext::{ModuleExt, StateDict};
+pub use order::{visit_in_order, visit_in_order_mut};
 pub use param::Param;
 pub use repr::fmt_partial;
 pub use repr::repr;
@@ -64,7 +66,8 @@ impl<T: Module> AsModule for T {
 /// A node of a model: something holding parameters, buffers and sub-modules.
 ///
 /// Implement it with `#[derive(Module)]`; hand-written impls are for leaf layers and
-/// containers. Field order is registration order.
+/// containers. The derive registers a struct's own parameters, then its own buffers,
+/// then its children, as PyTorch does ([`visit_in_order`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a module, a parameter or a buffer",
     label = "`{Self}` does not implement `nn::Module`",

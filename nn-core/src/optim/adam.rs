@@ -1,11 +1,14 @@
-//! Adam with bias correction and (L2) weight decay, exactly as `torch.optim.Adam`
-//! (`amsgrad=False`, `maximize=False`):
+//! Adam and AdamW with bias correction, exactly as `torch.optim.Adam` / `AdamW`
+//! (single-tensor path, the CPU default):
 //!
 //! ```text
 //! t = t + 1
-//! g = grad + weight_decay * p
-//! m = m + (1 - beta1) * (g - m)              (lerp)
+//! g = grad (-grad when maximize)
+//! p = p * (1 - lr * weight_decay)     (AdamW: decoupled weight decay)
+//! g = g + weight_decay * p            (Adam: L2 penalty)
+//! m = m + (1 - beta1) * (g - m)       (lerp)
 //! v = beta2 * v + (1 - beta2) * g * g
+//! v_max = max(v_max, v); use v_max for v   (amsgrad)
 //! step_size = lr / (1 - beta1^t)
 //! denom = sqrt(v) / sqrt(1 - beta2^t) + eps
 //! p = p - step_size * m / denom
@@ -14,14 +17,21 @@
 //! Each parameter keeps its own `t`, so a parameter that had no gradient at some step
 //! is corrected as PyTorch corrects it.
 
+use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
 use super::{
-    check_hyper, dedupe, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
-    split_key, step_tensor, zeros_on_device, Optimizer,
+    check_hyper, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
+    step_tensor, zeros_on_device, Optimizer,
 };
-use crate::backend::AdamStep;
+use crate::backend::{AdamStep, OptimStep};
 use crate::{Error, Param, Result, StateDict, Tensor};
 
 /// Hyperparameters of [`Adam`] (PyTorch's defaults).
+///
+/// ```
+/// use nn_core::optim::AdamConfig;
+/// let cfg = AdamConfig { lr: 3e-4, amsgrad: true, ..Default::default() };
+/// assert_eq!(cfg.betas, (0.9, 0.999));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
     /// Learning rate.
@@ -30,8 +40,14 @@ pub struct AdamConfig {
     pub betas: (f64, f64),
     /// Added to the denominator for stability.
     pub eps: f64,
-    /// L2 penalty added to the gradient.
+    /// L2 penalty added to the gradient (decoupled when `decoupled_weight_decay`).
     pub weight_decay: f64,
+    /// The AMSGrad variant: divide by the running maximum of `v`.
+    pub amsgrad: bool,
+    /// Ascend the objective instead of descending it.
+    pub maximize: bool,
+    /// Decay the weights directly, as AdamW (PyTorch's `decoupled_weight_decay`).
+    pub decoupled_weight_decay: bool,
 }
 
 impl Default for AdamConfig {
@@ -41,7 +57,116 @@ impl Default for AdamConfig {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            amsgrad: false,
+            maximize: false,
+            decoupled_weight_decay: false,
         }
+    }
+}
+
+/// Hyperparameters of [`AdamW`] (PyTorch's defaults: `weight_decay` 0.01).
+///
+/// ```
+/// use nn_core::optim::AdamWConfig;
+/// assert_eq!(AdamWConfig::default().weight_decay, 0.01);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the first and second moment estimates.
+    pub betas: (f64, f64),
+    /// Added to the denominator for stability.
+    pub eps: f64,
+    /// Decoupled weight decay: `p = p * (1 - lr * weight_decay)` before the update.
+    pub weight_decay: f64,
+    /// The AMSGrad variant.
+    pub amsgrad: bool,
+    /// Ascend the objective instead of descending it.
+    pub maximize: bool,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            amsgrad: false,
+            maximize: false,
+        }
+    }
+}
+
+impl From<AdamWConfig> for AdamConfig {
+    fn from(c: AdamWConfig) -> AdamConfig {
+        AdamConfig {
+            lr: c.lr,
+            betas: c.betas,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            amsgrad: c.amsgrad,
+            maximize: c.maximize,
+            decoupled_weight_decay: true,
+        }
+    }
+}
+
+impl GroupConfig for AdamConfig {
+    const NAME: &'static str = "Adam";
+
+    fn validate(&self) -> Result<()> {
+        check_hyper("Adam", "lr", self.lr)?;
+        check_hyper("Adam", "eps", self.eps)?;
+        check_hyper("Adam", "weight_decay", self.weight_decay)?;
+        for (name, b) in [("beta1", self.betas.0), ("beta2", self.betas.1)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::invalid_config("Adam", name, b, "must be in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn set_momentum(&mut self, m: f64) -> bool {
+        self.betas.0 = m;
+        true
+    }
+    fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
+        let b = |x: bool| vec![f64::from(u8::from(x))];
+        vec![
+            ("lr", vec![self.lr]),
+            ("betas", vec![self.betas.0, self.betas.1]),
+            ("eps", vec![self.eps]),
+            ("weight_decay", vec![self.weight_decay]),
+            ("amsgrad", b(self.amsgrad)),
+            ("maximize", b(self.maximize)),
+            ("decoupled_weight_decay", b(self.decoupled_weight_decay)),
+        ]
+    }
+    fn read_entry(&mut self, key: &str, v: &[f64]) -> std::result::Result<(), String> {
+        match key {
+            "lr" => self.lr = read_scalar(v)?,
+            "betas" => match v {
+                [b1, b2] => self.betas = (*b1, *b2),
+                _ => return Err(format!("{v:?} is not a pair of betas")),
+            },
+            "eps" => self.eps = read_scalar(v)?,
+            "weight_decay" => self.weight_decay = read_scalar(v)?,
+            "amsgrad" => self.amsgrad = read_bool(v)?,
+            "maximize" => self.maximize = read_bool(v)?,
+            "decoupled_weight_decay" => self.decoupled_weight_decay = read_bool(v)?,
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -51,15 +176,25 @@ struct Moments {
     step: u64,
     exp_avg: Option<Tensor>,
     exp_avg_sq: Option<Tensor>,
+    max_exp_avg_sq: Option<Tensor>,
 }
 
-/// `torch.optim.Adam`.
+/// `torch.optim.Adam` (with `decoupled_weight_decay`, the rule of [`AdamW`]).
+///
+/// ```
+/// use nn_core::optim::{Adam, AdamConfig, Optimizer};
+/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// let net = Linear::new(3, 1);
+/// let mut opt = Adam::new(net.parameters(), AdamConfig { amsgrad: true, ..Default::default() })?;
+/// net.forward(&Tensor::ones(&[2, 3]))?.sum()?.backward()?;
+/// opt.step()?;
+/// assert!(opt.state_dict()?.get("state.0.max_exp_avg_sq").is_some());
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Adam {
-    params: Vec<Param>,
-    cfg: AdamConfig,
+    groups: Groups<AdamConfig>,
     state: Vec<Moments>,
-    steps: u64,
 }
 
 /// Scalars of one update, computed in f64 as PyTorch computes them in Python.
@@ -76,29 +211,36 @@ fn coeffs(c: &AdamConfig, step: u64) -> AdamStep {
         bias_correction2_sqrt: bc2.sqrt() as f32,
         neg_step_size: (-(c.lr / bc1)) as f32,
         eps: c.eps as f32,
-        weight_decay: c.weight_decay as f32,
+        weight_decay: if c.decoupled_weight_decay {
+            0.0
+        } else {
+            c.weight_decay as f32
+        },
+    }
+}
+
+/// The factor AdamW multiplies the parameter by (1 without decoupled decay).
+fn decay(c: &AdamConfig) -> f32 {
+    if c.decoupled_weight_decay && c.weight_decay != 0.0 {
+        (1.0 - c.lr * c.weight_decay) as f32
+    } else {
+        1.0
     }
 }
 
 impl Adam {
-    /// An optimizer over `params` (a tied parameter listed twice is updated once).
+    /// An optimizer over `params` in one group (a tied parameter listed twice is updated
+    /// once).
     pub fn new(params: Vec<Param>, cfg: AdamConfig) -> Result<Adam> {
-        check_hyper("Adam", "lr", cfg.lr)?;
-        check_hyper("Adam", "eps", cfg.eps)?;
-        check_hyper("Adam", "weight_decay", cfg.weight_decay)?;
-        for (name, b) in [("beta1", cfg.betas.0), ("beta2", cfg.betas.1)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(Error::invalid_config("Adam", name, b, "must be in [0, 1)"));
-            }
-        }
-        let params = dedupe(params);
-        let state = vec![Moments::default(); params.len()];
-        Ok(Adam {
-            params,
-            cfg,
-            state,
-            steps: 0,
-        })
+        Self::with_groups(vec![ParamGroup::new(params, cfg)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; a
+    /// parameter in two groups is an error naming it.
+    pub fn with_groups(groups: Vec<ParamGroup<AdamConfig>>) -> Result<Adam> {
+        let groups = Groups::new(groups)?;
+        let state = vec![Moments::default(); groups.params.len()];
+        Ok(Adam { groups, state })
     }
 
     /// Adam with PyTorch's defaults and learning rate `lr`.
@@ -112,9 +254,23 @@ impl Adam {
         )
     }
 
-    /// The hyperparameters.
+    /// PyTorch's `add_param_group`: a new group after the others; nothing changes on
+    /// error.
+    pub fn add_param_group(&mut self, group: ParamGroup<AdamConfig>) -> Result<()> {
+        self.groups.add(group)?;
+        self.state
+            .resize(self.groups.params.len(), Moments::default());
+        Ok(())
+    }
+
+    /// The hyper-parameters of the first group.
     pub fn config(&self) -> &AdamConfig {
-        &self.cfg
+        &self.groups.groups[0].cfg
+    }
+
+    /// The hyper-parameters of group `g`.
+    pub fn group_config(&self, g: usize) -> Option<&AdamConfig> {
+        self.groups.groups.get(g).map(|x| &x.cfg)
     }
 
     /// One update of every parameter with a gradient: fused on its device when `fused`
@@ -122,53 +278,89 @@ impl Adam {
     /// tests compare the fused path with).
     pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
         let _ng = crate::NoGradGuard::new();
-        for i in 0..self.params.len() {
-            let Some(g) = self.params[i].grad() else {
-                continue;
+        for gi in 0..self.groups.groups.len() {
+            let (cfg, range) = {
+                let g = &self.groups.groups[gi];
+                (g.cfg, g.range.clone())
             };
-            let step = next_step(self.state[i].step);
-            let k = coeffs(&self.cfg, step);
-            let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g, &k)?;
-            if !done {
-                self.step_generic(i, &g, &k)?;
+            for i in range {
+                let Some(g) = self.groups.params[i].grad() else {
+                    continue;
+                };
+                let step = next_step(self.state[i].step);
+                let k = coeffs(&cfg, step);
+                let done = fused
+                    && fusable(&self.groups.params[i], &g)
+                    && self.step_fused(&cfg, i, &g, &k)?;
+                if !done {
+                    self.step_generic(&cfg, i, &g, &k)?;
+                }
+                self.state[i].step = step;
             }
-            self.state[i].step = step;
         }
-        self.steps = next_step(self.steps);
         Ok(())
     }
 
     /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
     /// no fused update (nothing was changed then).
-    fn step_fused(&mut self, i: usize, g: &Tensor, k: &AdamStep) -> Result<bool> {
+    fn step_fused(&mut self, c: &AdamConfig, i: usize, g: &Tensor, k: &AdamStep) -> Result<bool> {
         let st = &mut self.state[i];
         let fresh = st.exp_avg.is_none() || st.exp_avg_sq.is_none();
         if fresh {
             st.exp_avg = Some(zeros_on_device(g)?);
             st.exp_avg_sq = Some(zeros_on_device(g)?);
         }
-        let done = match (&mut st.exp_avg, &mut st.exp_avg_sq) {
-            (Some(m), Some(v)) => self.params[i].update_in_place(|p| {
+        let fresh_max = c.amsgrad && st.max_exp_avg_sq.is_none();
+        if fresh_max {
+            st.max_exp_avg_sq = Some(zeros_on_device(g)?);
+        }
+        let plain = !c.amsgrad && !c.maximize && decay(c) == 1.0;
+        let ext = OptimStep::Adam {
+            base: *k,
+            decay: decay(c),
+            maximize: c.maximize,
+            amsgrad: c.amsgrad,
+        };
+        let done = match (&mut st.exp_avg, &mut st.exp_avg_sq, &mut st.max_exp_avg_sq) {
+            (Some(m), Some(v), _) if plain => self.groups.params[i].update_in_place(|p| {
                 p.adam_step(g.storage().as_ref(), m.make_mut()?, v.make_mut()?, k)
+            }),
+            (Some(m), Some(v), Some(mx)) if c.amsgrad => {
+                self.groups.params[i].update_in_place(|p| {
+                    let mut bufs = [m.make_mut()?, v.make_mut()?, mx.make_mut()?];
+                    p.optim_step(g.storage().as_ref(), &mut bufs, &ext)
+                })
+            }
+            (Some(m), Some(v), _) => self.groups.params[i].update_in_place(|p| {
+                let mut bufs = [m.make_mut()?, v.make_mut()?];
+                p.optim_step(g.storage().as_ref(), &mut bufs, &ext)
             }),
             _ => Ok(false),
         };
-        if fresh && !matches!(done, Ok(true)) {
-            st.exp_avg = None;
-            st.exp_avg_sq = None;
+        if !matches!(done, Ok(true)) {
+            if fresh {
+                st.exp_avg = None;
+                st.exp_avg_sq = None;
+            }
+            if fresh_max {
+                st.max_exp_avg_sq = None;
+            }
         }
         done
     }
 
     /// One parameter with tensor ops (backends without a fused update).
-    fn step_generic(&mut self, i: usize, g: &Tensor, k: &AdamStep) -> Result<()> {
-        let p = &self.params[i];
-        let data = p.data()?;
-        let g = if k.weight_decay != 0.0 {
-            g.add(&data.mul_scalar(k.weight_decay)?)?
-        } else {
-            g.clone()
-        };
+    fn step_generic(&mut self, c: &AdamConfig, i: usize, g: &Tensor, k: &AdamStep) -> Result<()> {
+        let p = &self.groups.params[i];
+        let mut data = p.data()?;
+        let mut g = if c.maximize { g.neg()? } else { g.clone() };
+        let d = decay(c);
+        if d != 1.0 {
+            data = data.mul_scalar(d)?;
+        }
+        if k.weight_decay != 0.0 {
+            g = g.add(&data.mul_scalar(k.weight_decay)?)?;
+        }
         let st = &mut self.state[i];
         let m = match st.exp_avg.take() {
             Some(m) => m,
@@ -182,10 +374,20 @@ impl Adam {
         let v = v
             .mul_scalar(k.beta2)?
             .add(&g.mul_scalar(k.one_minus_beta2)?.mul(&g)?)?;
+        let used = if c.amsgrad {
+            let mx = match st.max_exp_avg_sq.take() {
+                Some(mx) => mx.maximum(&v)?,
+                None => v.clone(),
+            };
+            st.max_exp_avg_sq = Some(mx.clone());
+            mx
+        } else {
+            v.clone()
+        };
         // a true division, not a product with the reciprocal: the fused updates divide,
         // and the two paths give identical results
         let bc2 = Tensor::scalar(k.bias_correction2_sqrt).to_device(&v.device())?;
-        let denom = v.sqrt()?.div(&bc2)?.add_scalar(k.eps)?;
+        let denom = used.sqrt()?.div(&bc2)?.add_scalar(k.eps)?;
         let new = data.add(&m.mul_scalar(k.neg_step_size)?.div(&denom)?)?;
         st.exp_avg = Some(m);
         st.exp_avg_sq = Some(v);
@@ -198,23 +400,10 @@ impl Optimizer for Adam {
         self.step_with(true)
     }
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_hyper("Adam.set_lr", "lr", lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn params(&self) -> &[Param] {
-        &self.params
-    }
+    super::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
         let mut sd = StateDict::new();
-        sd.insert("step", step_tensor("Adam.state_dict", self.steps)?);
         for (i, st) in self.state.iter().enumerate() {
             let (m, v) = match (&st.exp_avg, &st.exp_avg_sq) {
                 (Some(m), Some(v)) => (m, v),
@@ -230,47 +419,132 @@ impl Optimizer for Adam {
                 }
             };
             sd.insert(
-                format!("{i}.step"),
+                format!("state.{i}.step"),
                 step_tensor("Adam.state_dict", st.step)?,
             );
-            sd.insert(format!("{i}.exp_avg"), snapshot(m)?);
-            sd.insert(format!("{i}.exp_avg_sq"), snapshot(v)?);
+            sd.insert(format!("state.{i}.exp_avg"), snapshot(m)?);
+            sd.insert(format!("state.{i}.exp_avg_sq"), snapshot(v)?);
+            if let Some(mx) = &st.max_exp_avg_sq {
+                sd.insert(format!("state.{i}.max_exp_avg_sq"), snapshot(mx)?);
+            }
         }
+        self.groups.write(&mut sd);
         Ok(sd)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
         let mut problems = Vec::new();
-        let mut steps = self.steps;
-        let mut moments = vec![Moments::default(); self.params.len()];
-        for (key, t) in state.iter() {
-            match split_key(key) {
-                _ if key == "step" => steps = read_step(key, t, &mut problems),
-                Some((i, name)) if i < self.params.len() => {
-                    let p = &self.params[i];
-                    match name {
-                        "step" => moments[i].step = read_step(key, t, &mut problems),
-                        "exp_avg" => moments[i].exp_avg = read_buffer(key, t, p, &mut problems),
-                        "exp_avg_sq" => {
-                            moments[i].exp_avg_sq = read_buffer(key, t, p, &mut problems)
-                        }
-                        _ => problems.push(format!("unexpected key `{key}`")),
-                    }
+        let groups = self.groups.read(state, &mut problems);
+        let per = split_state(state, self.state.len(), &mut problems);
+        let mut moments = vec![Moments::default(); self.state.len()];
+        for (i, entries) in per.iter().enumerate() {
+            let p = &self.groups.params[i];
+            let m = &mut moments[i];
+            for (name, (key, t)) in entries {
+                match *name {
+                    "step" => m.step = read_step(key, t, &mut problems),
+                    "exp_avg" => m.exp_avg = read_buffer(key, t, p, &mut problems),
+                    "exp_avg_sq" => m.exp_avg_sq = read_buffer(key, t, p, &mut problems),
+                    "max_exp_avg_sq" => m.max_exp_avg_sq = read_buffer(key, t, p, &mut problems),
+                    _ => problems.push(format!("unexpected key `{key}`")),
                 }
-                _ => problems.push(format!("unexpected key `{key}`")),
             }
-        }
-        for (i, m) in moments.iter().enumerate() {
-            if m.exp_avg.is_some() != m.exp_avg_sq.is_some() || (m.step > 0) != m.exp_avg.is_some()
-            {
+            let step = entries.contains_key("step");
+            if step != m.exp_avg.is_some() || step != m.exp_avg_sq.is_some() {
                 problems.push(format!(
-                    "parameter {i}: `{i}.step`, `{i}.exp_avg` and `{i}.exp_avg_sq` must be given together"
+                    "parameter {i}: `state.{i}.step`, `state.{i}.exp_avg` and `state.{i}.exp_avg_sq` must be given together"
                 ));
             }
         }
         problems_to_result("Adam.load_state_dict", problems)?;
-        self.steps = steps;
+        if let Some(g) = groups {
+            self.groups.groups = g;
+        }
         self.state = moments;
+        Ok(())
+    }
+}
+
+/// `torch.optim.AdamW`: Adam with decoupled weight decay (PyTorch's default 0.01).
+///
+/// ```
+/// use nn_core::optim::{AdamW, AdamWConfig, Optimizer};
+/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// let net = Linear::new(3, 1);
+/// let mut opt = AdamW::new(net.parameters(), AdamWConfig { lr: 1e-2, ..Default::default() })?;
+/// net.forward(&Tensor::ones(&[2, 3]))?.sum()?.backward()?;
+/// opt.step()?;
+/// assert_eq!(opt.group_lr(0), Some(1e-2));
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AdamW(Adam);
+
+impl AdamW {
+    /// An optimizer over `params` in one group.
+    pub fn new(params: Vec<Param>, cfg: AdamWConfig) -> Result<AdamW> {
+        Self::with_groups(vec![ParamGroup::new(params, cfg)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; a
+    /// parameter in two groups is an error naming it.
+    pub fn with_groups(groups: Vec<ParamGroup<AdamWConfig>>) -> Result<AdamW> {
+        let groups = groups
+            .into_iter()
+            .map(|g| ParamGroup::new(g.params, AdamConfig::from(g.config)))
+            .collect();
+        Ok(AdamW(Adam::with_groups(groups)?))
+    }
+
+    /// PyTorch's `add_param_group`.
+    pub fn add_param_group(&mut self, group: ParamGroup<AdamWConfig>) -> Result<()> {
+        self.0
+            .add_param_group(ParamGroup::new(group.params, group.config.into()))
+    }
+
+    /// The hyper-parameters of group `g` (as Adam's, `decoupled_weight_decay` set).
+    pub fn group_config(&self, g: usize) -> Option<&AdamConfig> {
+        self.0.group_config(g)
+    }
+}
+
+impl Optimizer for AdamW {
+    fn step(&mut self) -> Result<()> {
+        self.0.step()
+    }
+    fn params(&self) -> &[Param] {
+        self.0.params()
+    }
+    fn num_groups(&self) -> usize {
+        self.0.num_groups()
+    }
+    fn group_lr(&self, g: usize) -> Option<f64> {
+        self.0.group_lr(g)
+    }
+    fn set_group_lr(&mut self, g: usize, lr: f64) -> Result<()> {
+        self.0.set_group_lr(g, lr)
+    }
+    fn group_momentum(&self, g: usize) -> Option<f64> {
+        self.0.group_momentum(g)
+    }
+    fn set_group_momentum(&mut self, g: usize, m: f64) -> Result<()> {
+        self.0.set_group_momentum(g, m)
+    }
+    fn group_initial_lr(&self, g: usize) -> Option<f64> {
+        self.0.group_initial_lr(g)
+    }
+    fn set_group_initial_lr(&mut self, g: usize, lr: Option<f64>) -> Result<()> {
+        self.0.set_group_initial_lr(g, lr)
+    }
+    fn state_dict(&self) -> Result<StateDict> {
+        self.0.state_dict()
+    }
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.0.load_state_dict(state)?;
+        // as PyTorch's AdamW.__setstate__: whatever the file says, AdamW decouples
+        for g in &mut self.0.groups.groups {
+            g.cfg.decoupled_weight_decay = true;
+        }
         Ok(())
     }
 }

@@ -1,18 +1,23 @@
-//! Optimizers: [`Sgd`] and [`Adam`] with PyTorch's update rules, behind one [`Optimizer`]
-//! trait.
+//! Optimizers with PyTorch's update rules ([`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`],
+//! [`Adagrad`]), parameter groups ([`ParamGroup`]), learning-rate schedules
+//! ([`lr_scheduler`]), behind one [`Optimizer`] trait.
 //!
 //! Updates run without recording a graph, in place, on the device where each parameter
 //! lives: one fused pass per parameter through the backend's
-//! [`crate::backend::BackendStorage::sgd_step`] / `adam_step` (on the CPU with no
-//! allocation, on CUDA one kernel). When the data is shared with a tensor the user still
-//! holds, the update runs on a copy that becomes the data (copy-on-write). A backend
-//! without a fused update gets the same rule with tensor ops.
+//! [`crate::backend::BackendStorage::sgd_step`] / `adam_step` / `optim_step` (on the CPU
+//! with no allocation, on CUDA one kernel where the backend has it). When the data is
+//! shared with a tensor the user still holds, the update runs on a copy that becomes the
+//! data (copy-on-write). A backend without a fused update gets the same rule with tensor
+//! ops.
 //!
-//! `state_dict()` / `load_state_dict()` save and restore the optimizer state exactly
-//! (momentum buffers, moment estimates, step counts) under PyTorch-like keys:
-//! `"{i}.momentum_buffer"`, `"{i}.exp_avg"`, `"{i}.exp_avg_sq"`, `"{i}.step"` and `"step"`,
-//! `i` being the parameter's position. Hyperparameters live in code, as the architecture
-//! does; set a changed learning rate with [`Optimizer::set_lr`].
+//! Parameters are numbered as PyTorch numbers them: group after group, each in the order
+//! given (`named_parameters()` order for a whole model). `state_dict()` /
+//! `load_state_dict()` use PyTorch's layout flattened to dotted keys, so the state read
+//! from a PyTorch checkpoint ([`from_torch`]) loads: `state.{i}.step`,
+//! `state.{i}.exp_avg` ... per parameter index, and `param_groups.{g}.lr`,
+//! `param_groups.{g}.betas`, `param_groups.{g}.params` ... per group (f64 scalars and
+//! lists, booleans as 0 / 1, `params` int64). Loading restores the groups'
+//! hyper-parameters as PyTorch does.
 //!
 //! ```
 //! use nn_core::optim::{Optimizer, Sgd, SgdConfig};
@@ -26,16 +31,26 @@
 //! # Ok::<(), nn_core::Error>(())
 //! ```
 
+mod adagrad;
 mod adam;
+mod group;
+pub mod lr_scheduler;
+mod rmsprop;
 mod sgd;
+mod torch_state;
 
-pub use adam::{Adam, AdamConfig};
+pub use adagrad::{Adagrad, AdagradConfig};
+pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
+pub use group::{partition_by_name, ParamGroup};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
+pub use torch_state::from_torch;
 
 use crate::{DType, Error, Param, Result, StateDict, Tensor};
 use std::collections::HashSet;
 
-/// A rule that updates parameters from their gradients.
+/// A rule that updates parameters from their gradients, over one or more parameter
+/// groups.
 pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient (others are skipped,
     /// as PyTorch does).
@@ -50,20 +65,79 @@ pub trait Optimizer {
             p.zero_grad();
         }
     }
-    /// The learning rate.
-    fn lr(&self) -> f64;
-    /// Changes the learning rate (for schedules); a NaN, infinite or negative rate is
-    /// an [`Error::InvalidConfig`] and leaves the rate unchanged.
-    fn set_lr(&mut self, lr: f64) -> Result<()>;
-    /// The parameters, in the order the state keys number them.
+    /// The learning rate of the first group.
+    fn lr(&self) -> f64 {
+        self.group_lr(0).unwrap_or(0.0)
+    }
+    /// Sets the learning rate of every group; a NaN, infinite or negative rate is an
+    /// [`Error::InvalidConfig`] and leaves the rates unchanged.
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_hyper("set_lr", "lr", lr)?;
+        for g in 0..self.num_groups() {
+            self.set_group_lr(g, lr)?;
+        }
+        Ok(())
+    }
+    /// Every parameter, group after group: the indices of the state dict.
     fn params(&self) -> &[Param];
-    /// A snapshot of the state (copies, unaffected by later steps). Every buffer is in
-    /// it: a buffer that cannot be copied is an error, never silently left out.
+    /// How many parameter groups there are.
+    fn num_groups(&self) -> usize;
+    /// The learning rate of group `g` (`None` past the last group).
+    fn group_lr(&self, g: usize) -> Option<f64>;
+    /// Sets the learning rate of group `g` (schedulers call it); an error for a bad
+    /// rate or index, nothing changed then.
+    fn set_group_lr(&mut self, g: usize, lr: f64) -> Result<()>;
+    /// The momentum schedulers cycle in group `g`: `momentum` (SGD, RMSprop) or
+    /// `betas.0` (Adam, AdamW); `None` for a rule without one.
+    fn group_momentum(&self, g: usize) -> Option<f64>;
+    /// Sets that momentum; an error for a rule without one.
+    fn set_group_momentum(&mut self, g: usize, momentum: f64) -> Result<()>;
+    /// The learning rate a scheduler started group `g` from (PyTorch's `initial_lr`).
+    fn group_initial_lr(&self, g: usize) -> Option<f64>;
+    /// Records group `g`'s `initial_lr` (schedulers do, at construction).
+    fn set_group_initial_lr(&mut self, g: usize, lr: Option<f64>) -> Result<()>;
+    /// A snapshot of the state in PyTorch's layout (copies, unaffected by later
+    /// steps). Every buffer is in it: a buffer that cannot be copied is an error, never
+    /// silently left out.
     fn state_dict(&self) -> Result<StateDict>;
-    /// Restores a snapshot taken from an optimizer of the same kind over parameters of the
-    /// same shapes; all problems are reported together and nothing is changed on error.
+    /// Restores a snapshot taken from an optimizer of the same kind over parameters of
+    /// the same shapes in groups of the same sizes (or read from PyTorch); all problems
+    /// are reported together and nothing is changed on error.
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()>;
 }
+
+/// The [`Optimizer`] methods about groups, for a type with a `groups: Groups<_>` field.
+macro_rules! group_methods {
+    () => {
+        fn params(&self) -> &[crate::Param] {
+            &self.groups.params
+        }
+        fn num_groups(&self) -> usize {
+            self.groups.groups.len()
+        }
+        fn group_lr(&self, g: usize) -> Option<f64> {
+            use super::group::GroupConfig;
+            self.groups.groups.get(g).map(|x| x.cfg.lr())
+        }
+        fn set_group_lr(&mut self, g: usize, lr: f64) -> crate::Result<()> {
+            self.groups.set_lr(g, lr)
+        }
+        fn group_momentum(&self, g: usize) -> Option<f64> {
+            use super::group::GroupConfig;
+            self.groups.groups.get(g).and_then(|x| x.cfg.momentum())
+        }
+        fn set_group_momentum(&mut self, g: usize, m: f64) -> crate::Result<()> {
+            self.groups.set_momentum(g, m)
+        }
+        fn group_initial_lr(&self, g: usize) -> Option<f64> {
+            self.groups.groups.get(g).and_then(|x| x.initial_lr)
+        }
+        fn set_group_initial_lr(&mut self, g: usize, lr: Option<f64>) -> crate::Result<()> {
+            self.groups.set_initial_lr(g, lr)
+        }
+    };
+}
+pub(crate) use group_methods;
 
 /// Parameters deduplicated by identity, first occurrence kept.
 pub(crate) fn dedupe(params: Vec<Param>) -> Vec<Param> {
@@ -121,23 +195,32 @@ pub(crate) fn step_tensor(opt: &'static str, step: u64) -> Result<Tensor> {
     ))
 }
 
-/// Reads a step count saved by [`step_tensor`].
+/// Reads a step count saved by [`step_tensor`] (int64) or by PyTorch (a float32
+/// scalar holding a whole number).
 pub(crate) fn read_step(key: &str, t: &Tensor, problems: &mut Vec<String>) -> u64 {
-    let v = match t.dtype() {
-        DType::I64 => t.to_vec::<i64>().ok().and_then(|v| v.first().copied()),
+    let v = match t.to_host() {
+        _ if t.numel() != 1 => None,
+        Ok(crate::HostData::I64(v)) => v.first().and_then(|&s| u64::try_from(s).ok()),
+        Ok(crate::HostData::F32(v)) => v.first().map(|&s| f64::from(s)).and_then(whole),
+        Ok(crate::HostData::F64(v)) => v.first().copied().and_then(whole),
         _ => None,
     };
     match v {
-        Some(s) if s >= 0 && t.numel() == 1 => s as u64,
-        _ => {
+        Some(s) => s.min(MAX_STEP),
+        None => {
             problems.push(format!(
-                "`{key}` must be a one-element non-negative int64 tensor, got {:?} {}",
+                "`{key}` must be a one-element non-negative whole number, got {:?} {}",
                 t.shape(),
                 t.dtype()
             ));
             0
         }
     }
+}
+
+/// `s` as a count when it is a whole non-negative number an int64 holds.
+fn whole(s: f64) -> Option<u64> {
+    (s >= 0.0 && s.fract() == 0.0 && s < MAX_STEP as f64).then_some(s as u64)
 }
 
 /// Checks a saved per-parameter buffer against its parameter's shape; returns a copy on
@@ -168,12 +251,6 @@ pub(crate) fn read_buffer(
     }
 }
 
-/// Splits `"{i}.{name}"` into its index and name.
-pub(crate) fn split_key(key: &str) -> Option<(usize, &str)> {
-    let (i, name) = key.split_once('.')?;
-    Some((i.parse().ok()?, name))
-}
-
 /// Turns collected problems into one error.
 pub(crate) fn problems_to_result(op: &'static str, problems: Vec<String>) -> Result<()> {
     if problems.is_empty() {
@@ -185,3 +262,6 @@ pub(crate) fn problems_to_result(op: &'static str, problems: Vec<String>) -> Res
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_prop;

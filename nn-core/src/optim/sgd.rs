@@ -1,22 +1,28 @@
-//! Stochastic gradient descent with momentum, dampening, weight decay and Nesterov
-//! momentum, exactly as `torch.optim.SGD`:
+//! Stochastic gradient descent with momentum, dampening, weight decay, Nesterov momentum
+//! and `maximize`, exactly as `torch.optim.SGD`:
 //!
 //! ```text
-//! g = grad + weight_decay * p
+//! g = grad (-grad when maximize) + weight_decay * p
 //! buf = g                                        (first step)
 //! buf = momentum * buf + (1 - dampening) * g     (later steps)
 //! g = g + momentum * buf  (nesterov)   or   g = buf
 //! p = p - lr * g
 //! ```
 
+use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
 use super::{
-    check_hyper, dedupe, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
-    split_key, step_tensor, zeros_on_device, Optimizer,
+    check_hyper, fusable, problems_to_result, read_buffer, snapshot, zeros_on_device, Optimizer,
 };
 use crate::backend::SgdStep;
 use crate::{Error, Param, Result, StateDict, Tensor};
 
 /// Hyperparameters of [`Sgd`] (PyTorch's defaults apart from `lr`, which has none there).
+///
+/// ```
+/// use nn_core::optim::SgdConfig;
+/// let cfg = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() };
+/// assert_eq!(cfg.dampening, 0.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SgdConfig {
     /// Learning rate.
@@ -29,6 +35,8 @@ pub struct SgdConfig {
     pub weight_decay: f64,
     /// Nesterov momentum (needs momentum > 0 and dampening 0).
     pub nesterov: bool,
+    /// Ascend the objective instead of descending it.
+    pub maximize: bool,
 }
 
 impl Default for SgdConfig {
@@ -39,45 +47,103 @@ impl Default for SgdConfig {
             dampening: 0.0,
             weight_decay: 0.0,
             nesterov: false,
+            maximize: false,
         }
     }
 }
 
-/// `torch.optim.SGD`.
-#[derive(Debug)]
-pub struct Sgd {
-    params: Vec<Param>,
-    cfg: SgdConfig,
-    bufs: Vec<Option<Tensor>>,
-    steps: u64,
-}
+impl GroupConfig for SgdConfig {
+    const NAME: &'static str = "SGD";
 
-impl Sgd {
-    /// An optimizer over `params` (a tied parameter listed twice is updated once).
-    pub fn new(params: Vec<Param>, cfg: SgdConfig) -> Result<Sgd> {
-        check_hyper("SGD", "lr", cfg.lr)?;
-        check_hyper("SGD", "momentum", cfg.momentum)?;
-        check_hyper("SGD", "dampening", cfg.dampening)?;
-        check_hyper("SGD", "weight_decay", cfg.weight_decay)?;
-        if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
+    fn validate(&self) -> Result<()> {
+        check_hyper("SGD", "lr", self.lr)?;
+        check_hyper("SGD", "momentum", self.momentum)?;
+        check_hyper("SGD", "dampening", self.dampening)?;
+        check_hyper("SGD", "weight_decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::invalid_config(
                 "SGD",
                 "nesterov",
                 format!(
                     "true (momentum {}, dampening {})",
-                    cfg.momentum, cfg.dampening
+                    self.momentum, self.dampening
                 ),
                 "nesterov momentum requires a momentum and zero dampening",
             ));
         }
-        let params = dedupe(params);
-        let bufs = vec![None; params.len()];
-        Ok(Sgd {
-            params,
-            cfg,
-            bufs,
-            steps: 0,
-        })
+        Ok(())
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn set_momentum(&mut self, m: f64) -> bool {
+        self.momentum = m;
+        true
+    }
+    fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
+        vec![
+            ("lr", vec![self.lr]),
+            ("momentum", vec![self.momentum]),
+            ("dampening", vec![self.dampening]),
+            ("weight_decay", vec![self.weight_decay]),
+            ("nesterov", vec![f64::from(u8::from(self.nesterov))]),
+            ("maximize", vec![f64::from(u8::from(self.maximize))]),
+        ]
+    }
+    fn read_entry(&mut self, key: &str, v: &[f64]) -> std::result::Result<(), String> {
+        match key {
+            "lr" => self.lr = read_scalar(v)?,
+            "momentum" => self.momentum = read_scalar(v)?,
+            "dampening" => self.dampening = read_scalar(v)?,
+            "weight_decay" => self.weight_decay = read_scalar(v)?,
+            "nesterov" => self.nesterov = read_bool(v)?,
+            "maximize" => self.maximize = read_bool(v)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `torch.optim.SGD`.
+///
+/// ```
+/// use nn_core::optim::{Optimizer, ParamGroup, Sgd, SgdConfig};
+/// use nn_core::{Linear, ModuleExt};
+/// let (a, b) = (Linear::new(2, 2), Linear::new(2, 1));
+/// let base = SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() };
+/// let mut opt = Sgd::with_groups(vec![
+///     ParamGroup::new(a.parameters(), base),
+///     ParamGroup::new(b.parameters(), SgdConfig { lr: 0.01, ..base }),
+/// ])?;
+/// opt.set_group_lr(1, 0.02)?;
+/// assert_eq!(opt.group_lr(1), Some(0.02));
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Sgd {
+    groups: Groups<SgdConfig>,
+    bufs: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    /// An optimizer over `params` in one group (a tied parameter listed twice is updated
+    /// once).
+    pub fn new(params: Vec<Param>, cfg: SgdConfig) -> Result<Sgd> {
+        Self::with_groups(vec![ParamGroup::new(params, cfg)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; a
+    /// parameter in two groups is an error naming it.
+    pub fn with_groups(groups: Vec<ParamGroup<SgdConfig>>) -> Result<Sgd> {
+        let groups = Groups::new(groups)?;
+        let bufs = vec![None; groups.params.len()];
+        Ok(Sgd { groups, bufs })
     }
 
     /// Plain SGD with learning rate `lr`.
@@ -91,9 +157,22 @@ impl Sgd {
         )
     }
 
-    /// The hyperparameters.
+    /// PyTorch's `add_param_group`: a new group after the others; nothing changes on
+    /// error.
+    pub fn add_param_group(&mut self, group: ParamGroup<SgdConfig>) -> Result<()> {
+        self.groups.add(group)?;
+        self.bufs.resize(self.groups.params.len(), None);
+        Ok(())
+    }
+
+    /// The hyper-parameters of the first group.
     pub fn config(&self) -> &SgdConfig {
-        &self.cfg
+        &self.groups.groups[0].cfg
+    }
+
+    /// The hyper-parameters of group `g`.
+    pub fn group_config(&self, g: usize) -> Option<&SgdConfig> {
+        self.groups.groups.get(g).map(|x| &x.cfg)
     }
 
     /// One update of every parameter with a gradient: fused on its device when `fused`
@@ -101,23 +180,30 @@ impl Sgd {
     /// tests compare the fused path with).
     pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
         let _ng = crate::NoGradGuard::new();
-        for i in 0..self.params.len() {
-            let Some(g) = self.params[i].grad() else {
-                continue;
+        for gi in 0..self.groups.groups.len() {
+            let (cfg, range) = {
+                let g = &self.groups.groups[gi];
+                (g.cfg, g.range.clone())
             };
-            let done = fused && fusable(&self.params[i], &g) && self.step_fused(i, &g)?;
-            if !done {
-                self.step_generic(i, &g)?;
+            for i in range {
+                let Some(g) = self.groups.params[i].grad() else {
+                    continue;
+                };
+                let done = fused
+                    && !cfg.maximize
+                    && fusable(&self.groups.params[i], &g)
+                    && self.step_fused(&cfg, i, &g)?;
+                if !done {
+                    self.step_generic(&cfg, i, &g)?;
+                }
             }
         }
-        self.steps = next_step(self.steps);
         Ok(())
     }
 
     /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
     /// no fused update (nothing was changed then).
-    fn step_fused(&mut self, i: usize, g: &Tensor) -> Result<bool> {
-        let c = self.cfg;
+    fn step_fused(&mut self, c: &SgdConfig, i: usize, g: &Tensor) -> Result<bool> {
         let momentum = c.momentum != 0.0;
         let first = momentum && self.bufs[i].is_none();
         if first {
@@ -132,7 +218,7 @@ impl Sgd {
             first,
         };
         let buf = &mut self.bufs[i];
-        let done = self.params[i].update_in_place(|p| {
+        let done = self.groups.params[i].update_in_place(|p| {
             let b = match buf {
                 Some(b) if momentum => Some(b.make_mut()?),
                 _ => None,
@@ -145,12 +231,11 @@ impl Sgd {
         done
     }
 
-    /// One parameter with tensor ops (backends without a fused update).
-    fn step_generic(&mut self, i: usize, g: &Tensor) -> Result<()> {
-        let c = self.cfg;
-        let p = &self.params[i];
+    /// One parameter with tensor ops (backends without a fused update, `maximize`).
+    fn step_generic(&mut self, c: &SgdConfig, i: usize, g: &Tensor) -> Result<()> {
+        let p = &self.groups.params[i];
         let data = p.data()?;
-        let mut d = g.clone();
+        let mut d = if c.maximize { g.neg()? } else { g.clone() };
         if c.weight_decay != 0.0 {
             d = d.add(&data.mul_scalar(c.weight_decay as f32)?)?;
         }
@@ -177,46 +262,38 @@ impl Optimizer for Sgd {
         self.step_with(true)
     }
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_hyper("SGD.set_lr", "lr", lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn params(&self) -> &[Param] {
-        &self.params
-    }
+    super::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
         let mut sd = StateDict::new();
-        sd.insert("step", step_tensor("SGD.state_dict", self.steps)?);
         for (i, b) in self.bufs.iter().enumerate() {
             if let Some(b) = b {
-                sd.insert(format!("{i}.momentum_buffer"), snapshot(b)?);
+                sd.insert(format!("state.{i}.momentum_buffer"), snapshot(b)?);
             }
         }
+        self.groups.write(&mut sd);
         Ok(sd)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
         let mut problems = Vec::new();
-        let mut steps = self.steps;
-        let mut bufs: Vec<Option<Tensor>> = vec![None; self.params.len()];
-        for (key, t) in state.iter() {
-            match split_key(key) {
-                _ if key == "step" => steps = read_step(key, t, &mut problems),
-                Some((i, "momentum_buffer")) if i < self.params.len() => {
-                    bufs[i] = read_buffer(key, t, &self.params[i], &mut problems);
+        let groups = self.groups.read(state, &mut problems);
+        let per = split_state(state, self.bufs.len(), &mut problems);
+        let mut bufs: Vec<Option<Tensor>> = vec![None; self.bufs.len()];
+        for (i, entries) in per.iter().enumerate() {
+            for (name, (key, t)) in entries {
+                match *name {
+                    "momentum_buffer" => {
+                        bufs[i] = read_buffer(key, t, &self.groups.params[i], &mut problems)
+                    }
+                    _ => problems.push(format!("unexpected key `{key}`")),
                 }
-                _ => problems.push(format!("unexpected key `{key}`")),
             }
         }
         problems_to_result("SGD.load_state_dict", problems)?;
-        self.steps = steps;
+        if let Some(g) = groups {
+            self.groups.groups = g;
+        }
         self.bufs = bufs;
         Ok(())
     }
