@@ -41,6 +41,21 @@ pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
         })
 }
 
+/// The loop bounds of an index kernel around `axis`: `(outer, inner)`, the element
+/// counts of the dims before and after it.
+///
+/// Both are 0 when a dim other than `axis` is 0: such a tensor holds nothing, and its
+/// other dims may be anything (`[4, usize::MAX, 0]`), so their plain product could
+/// overflow or make a loop run `usize::MAX` empty turns. Otherwise the products are
+/// those of a checked tensor's dims and fit.
+pub fn outer_inner(shape: &[usize], axis: usize) -> (usize, usize) {
+    let (before, after) = (&shape[..axis], &shape[(axis + 1).min(shape.len())..]);
+    if before.contains(&0) || after.contains(&0) {
+        return (0, 0);
+    }
+    (numel(before), numel(after))
+}
+
 /// Row-major (C-contiguous) strides of a shape.
 ///
 /// Strides of a shape with a zero dim may wrap (they are never used to address an

@@ -192,7 +192,7 @@ impl Tensor {
 
     /// A tensor from host data and a shape (row-major).
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        if data.len() != crate::shape::checked_numel("from_vec", shape)? {
             return Err(Error::bad_shape(
                 "from_vec",
                 shape,

@@ -3,7 +3,7 @@
 //! (`check`).
 
 use crate::host::{try_filled, try_with_capacity};
-use crate::shape::{numel, strides};
+use crate::shape::{numel, outer_inner, strides};
 use crate::{Error, Result};
 
 pub(super) fn permute<T: Copy + 'static>(
@@ -55,8 +55,7 @@ pub(super) fn narrow<T: Copy + 'static>(
     start: usize,
     len: usize,
 ) -> Result<Vec<T>> {
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
+    let (outer, inner) = outer_inner(shape, axis);
     let d = shape[axis];
     let mut res = try_with_capacity(outer * len * inner, "narrow")?;
     for o in 0..outer {
@@ -70,9 +69,12 @@ pub(super) fn cat<T: Copy + 'static>(parts: &[(&[T], &[usize])], axis: usize) ->
     let Some((_, s0)) = parts.first() else {
         return Ok(Vec::new());
     };
-    let outer: usize = s0[..axis].iter().product();
-    let inner: usize = s0[axis + 1..].iter().product();
     let total: usize = parts.iter().map(|(x, _)| x.len()).sum();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    // the parts share every dim but `axis`, and one holds elements: they are all nonzero
+    let (outer, inner) = outer_inner(s0, axis);
     let mut res = try_with_capacity(total, "cat")?;
     for o in 0..outer {
         for (x, s) in parts {
@@ -86,11 +88,17 @@ pub(super) fn cat<T: Copy + 'static>(parts: &[(&[T], &[usize])], axis: usize) ->
 pub(super) fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Result<Vec<usize>> {
     idx.iter()
         .map(|&i| {
-            let j = if i < 0 { i + size as i64 } else { i };
-            if j < 0 || j >= size as i64 {
-                Err(Error::IndexOutOfRange { op, index: i, size })
-            } else {
-                Ok(j as usize)
+            // an axis longer than i64::MAX holds every non-negative index; a negative
+            // one counts from the end (checked: `i64::MIN + size` may not fit)
+            let j = match usize::try_from(i) {
+                Ok(j) => Some(j),
+                Err(_) => usize::try_from(i.unsigned_abs())
+                    .ok()
+                    .and_then(|back| size.checked_sub(back)),
+            };
+            match j {
+                Some(j) if j < size => Ok(j),
+                _ => Err(Error::IndexOutOfRange { op, index: i, size }),
             }
         })
         .collect()
@@ -102,10 +110,10 @@ pub(super) fn index_select<T: Copy + 'static>(
     axis: usize,
     idx: &[usize],
 ) -> Result<Vec<T>> {
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
+    let (outer, inner) = outer_inner(shape, axis);
     let d = shape[axis];
-    let mut res = try_with_capacity(outer * idx.len() * inner, "index_select")?;
+    let n = crate::shape::checked_numel("index_select", &[outer, idx.len(), inner])?;
+    let mut res = try_with_capacity(n, "index_select")?;
     for o in 0..outer {
         for &i in idx {
             let base = (o * d + i) * inner;
@@ -122,8 +130,7 @@ pub(super) fn index_add(
     idx: &[usize],
     out_shape: &[usize],
 ) -> Result<Vec<f32>> {
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
+    let (outer, inner) = outer_inner(shape, axis);
     let d_out = out_shape[axis];
     let d_in = shape[axis];
     let mut res = try_filled(numel(out_shape), 0.0f32, "index_add")?;

@@ -169,9 +169,8 @@ fn sum_row<T: Elem>(init: T, row: &[T]) -> T {
 
 /// Index of the first maximum along `axis` (a NaN counts as the maximum, as in PyTorch).
 pub(super) fn argmax<T: Elem>(x: &[T], shape: &[usize], axis: usize) -> Result<Vec<i64>> {
-    let outer: usize = shape[..axis].iter().product();
+    let (outer, inner) = crate::shape::outer_inner(shape, axis);
     let red = shape[axis];
-    let inner: usize = shape[axis + 1..].iter().product();
     let mut out = try_filled(outer * inner, 0i64, "argmax")?;
     for o in 0..outer {
         for i in 0..inner {

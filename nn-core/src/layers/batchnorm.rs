@@ -239,15 +239,18 @@ impl<const D: usize> BatchNorm<D> {
             Some(have) if have != c => {
                 return Err(self.mismatch(x, format!("{have} channels (dim 1)")));
             }
-            Some(_) => {}
-            None => {
-                for p in self.weight.iter().chain(&self.bias) {
-                    p.materialize(&[c], None)?;
-                }
-            }
+            _ => {}
         }
+        let shape = [c];
+        super::lazy::materialize_pending(
+            self.weight
+                .iter()
+                .chain(&self.bias)
+                .map(|p| (p, &shape[..], None)),
+        )?;
         if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
-            if rm.get().shape() != [c] {
+            // both: a racing first forward may have set the mean and not yet the variance
+            if rm.get().shape() != [c] || rv.get().shape() != [c] {
                 let (m, v, _) = stats_buffers(c)?;
                 let dev = x.device();
                 rm.set(&m.get().to_device(&dev)?);

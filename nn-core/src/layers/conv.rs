@@ -313,16 +313,17 @@ impl<const D: usize> Conv<D> {
             Some(have) if have != c => {
                 return Err(self.mismatch(x, format!("{have} channels (dim {})", rank - D - 1)))
             }
-            Some(_) => {}
-            None => {
-                let mut shape = vec![self.out_channels, c / g];
-                shape.extend_from_slice(&self.kernel_size);
-                self.weight.materialize(&shape, None)?;
-                if let Some(b) = &self.bias {
-                    let fans = crate::init::Fans::of(&shape);
-                    b.materialize(&[self.out_channels], Some(fans))?;
-                }
-            }
+            _ => {}
+        }
+        if super::lazy::any_pending(std::iter::once(&self.weight).chain(&self.bias)) {
+            let mut shape = vec![self.out_channels, c / g];
+            shape.extend_from_slice(&self.kernel_size);
+            let fans = crate::init::Fans::of(&shape);
+            let bias_shape = [self.out_channels];
+            super::lazy::materialize_pending(
+                std::iter::once((&self.weight, &shape[..], None))
+                    .chain(self.bias.iter().map(|b| (b, &bias_shape[..], Some(fans)))),
+            )?;
         }
         let w = self.weight.tensor()?;
         let b = self.bias.as_ref().map(Param::tensor).transpose()?;

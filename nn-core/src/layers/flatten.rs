@@ -79,7 +79,9 @@ impl Forward for Flatten {
             });
         }
         let mut out = x.shape()[..s].to_vec();
-        out.push(x.shape()[s..=e].iter().product());
+        // a zero dim elsewhere lets the other dims be anything: checked, never wrapped
+        let flat = &x.shape()[s..=e];
+        out.push(crate::shape::checked_numel("flatten", flat)?);
         out.extend_from_slice(&x.shape()[e + 1..]);
         x.reshape(&out)
     }

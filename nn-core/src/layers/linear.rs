@@ -174,12 +174,8 @@ impl Linear {
         Ok((w, b))
     }
 
-    /// The first forward of a lazy layer: sizes the pending parameters from the input.
-    ///
-    /// NOTE: decide per parameter, not on "in_features known": a thread racing another
-    /// one's first forward can see the weight materialized and the bias not yet.
-    /// Materializing is idempotent (and draws from each parameter's own stream), so
-    /// whoever gets there first fills it, and all see the same values.
+    /// The first forward of a lazy layer: sizes the pending parameters from the input
+    /// (each on its own: see [`super::lazy::materialize_pending`]).
     fn materialize(&self, x: &Tensor, last: usize) -> Result<()> {
         if let Some(inf) = self.in_features() {
             if inf != last {
@@ -194,12 +190,11 @@ impl Linear {
             fan_in: last,
             fan_out: self.out_features,
         };
-        self.weight
-            .materialize(&[self.out_features, last], Some(fans))?;
-        if let Some(b) = &self.bias {
-            b.materialize(&[self.out_features], Some(fans))?;
-        }
-        Ok(())
+        let (w_shape, b_shape) = ([self.out_features, last], [self.out_features]);
+        super::lazy::materialize_pending(
+            std::iter::once((&self.weight, &w_shape[..], Some(fans)))
+                .chain(self.bias.iter().map(|b| (b, &b_shape[..], Some(fans)))),
+        )
     }
 }
 
@@ -255,7 +250,6 @@ mod tests {
     use super::Linear;
     use crate::module::Forward;
     use crate::{Result, Tensor};
-    use std::sync::{Arc, Barrier};
 
     #[test]
     fn zero_input_features_give_rows_of_bias() -> Result<()> {
@@ -292,32 +286,6 @@ mod tests {
         );
         let y = Tensor::zeros(&[2, 0]).linear(&Tensor::zeros(&[3, 0]), None)?;
         assert_eq!(y.to_vec::<f32>()?, vec![0.0; 6]);
-        Ok(())
-    }
-
-    #[test]
-    fn racing_first_forwards_of_a_lazy_layer_all_succeed_alike() -> Result<()> {
-        const THREADS: usize = 8;
-        for _ in 0..200 {
-            let fc = Arc::new(Linear::lazy(3));
-            let start = Arc::new(Barrier::new(THREADS));
-            let outs: Vec<Result<Vec<f32>>> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..THREADS)
-                    .map(|_| {
-                        let (fc, start) = (fc.clone(), start.clone());
-                        s.spawn(move || {
-                            start.wait();
-                            fc.forward(&Tensor::ones(&[2, 5]))?.to_vec::<f32>()
-                        })
-                    })
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
-                    .collect()
-            });
-            let outs = outs.into_iter().collect::<Result<Vec<_>>>()?;
-            assert!(outs.iter().all(|o| o.len() == 6 && *o == outs[0]));
-        }
         Ok(())
     }
 

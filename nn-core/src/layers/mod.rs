@@ -12,6 +12,7 @@ mod flatten;
 pub(crate) mod grad_check;
 mod groupnorm;
 mod layer_norm;
+mod lazy;
 mod linear;
 mod pool;
 mod rms_norm;

@@ -153,6 +153,9 @@ impl Windows {
             }
             output[i] = o;
         }
+        // `positions()` multiplies these: a window grid no tensor could hold is refused
+        // here, even for an empty batch
+        crate::shape::checked_numel(op, &output)?;
         Ok(Windows {
             input,
             kernel,
@@ -276,8 +279,10 @@ impl Tensor {
             false,
         )?;
         let l = win.positions();
-        let taps = cg * kh * kw;
-        crate::shape::checked_numel(OP, &[n, c, kh * kw, l])?;
+        let taps = crate::shape::checked_numel(OP, &[cg, kh, kw])?;
+        crate::shape::checked_numel(OP, &[n, c, kh, kw, l])?;
+        // the column matrix's width (even an input with no channel asks for it)
+        let n_l = crate::shape::checked_numel(OP, &[n, l])?;
         let direct =
             kh == 1 && kw == 1 && opts.stride == [1, 1] && opts.padding == [[0, 0], [0, 0]];
         // one column matrix for the whole batch, [c * kh * kw, n * l]: a product per
@@ -289,7 +294,7 @@ impl Tensor {
         } else {
             im2col(self, &win, true, 0.0)?
         }
-        .reshape(&[g, taps, n * l])?;
+        .reshape(&[g, taps, n_l])?;
         let wm = weight.reshape(&[g, o / g, taps])?;
         let y = wm
             .matmul(&cols)?

@@ -36,11 +36,14 @@ pub(crate) fn im2col(
         batch_inner,
         pad_value,
     };
-    let taps = c * win.kernel[0] * win.kernel[1];
+    // each factor checked on its own: with a zero elsewhere the total may be 0 while a
+    // part overflows (`c` beside an empty batch, `n * l` beside no channel)
+    let taps = crate::shape::checked_numel("im2col", &[c, win.kernel[0], win.kernel[1]])?;
     let l = win.positions();
+    let n_l = crate::shape::checked_numel("im2col", &[n, l])?;
     crate::shape::checked_numel("im2col", &[n, taps, l])?;
     let shape: Dims = if batch_inner {
-        Dims::from_slice(&[taps, n * l])
+        Dims::from_slice(&[taps, n_l])
     } else {
         Dims::from_slice(&[n, taps, l])
     };

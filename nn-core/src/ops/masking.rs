@@ -50,6 +50,10 @@ impl Tensor {
     pub(crate) fn triangle_mask(r: usize, c: usize, k: i64, upper: bool) -> Result<Tensor> {
         let n = crate::shape::checked_numel("triangle", &[r, c])?;
         let mut v = crate::host::try_with_capacity::<i64>(n, "triangle")?;
+        if n == 0 {
+            // `r` may be huge beside `c == 0`: no empty turns
+            return Tensor::from_vec(v, &[r, c]);
+        }
         for i in 0..r as i64 {
             for j in 0..c as i64 {
                 let keep = if upper { j - i >= k } else { j - i <= k };
@@ -93,10 +97,12 @@ impl Tensor {
             return Err(Error::bad_shape("split", self.shape(), "split size 0"));
         }
         let d = self.shape()[a];
-        (0..d)
-            .step_by(size)
-            .map(|s| self.narrow(a as isize, s, size.min(d - s)))
-            .collect()
+        // one tensor per piece: `[2^60, 0]` split by 2 asks for 2^59 of them
+        let mut pieces = crate::host::try_with_capacity(d.div_ceil(size), "split")?;
+        for s in (0..d).step_by(size) {
+            pieces.push(self.narrow(a as isize, s, size.min(d - s))?);
+        }
+        Ok(pieces)
     }
 
     /// Splits along `axis` into pieces of the given sizes, which must add up to the dim

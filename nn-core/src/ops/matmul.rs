@@ -58,32 +58,35 @@ impl Tensor {
             return Tensor::zeros_dtype(&out, self.dtype()).to_device(&self.device());
         }
         let batch = numel(&batch_shape);
-        let index_map = |src: &[usize]| -> Vec<usize> {
+        // One entry per batch, allocated fallibly: the batch count comes from the caller
+        // (`[2^40, 1, 0] @ [1, 0, 1]` has 2^40 batches of a 1x1 result).
+        let index_map = |src: &[usize]| -> Result<Vec<usize>> {
+            let mut map = crate::host::try_with_capacity(batch, "matmul")?;
             if src == batch_shape.as_slice() {
-                return (0..batch).collect();
+                map.extend(0..batch);
+                return Ok(map);
             }
             let st = crate::shape::broadcast_strides(src, &batch_shape);
             let ost = strides(&batch_shape);
-            (0..batch)
-                .map(|i| {
-                    let mut r = 0;
-                    let mut rem = i;
-                    for d in 0..batch_shape.len() {
-                        let q = rem / ost[d];
-                        rem %= ost[d];
-                        r += q * st[d];
-                    }
-                    r
-                })
-                .collect()
+            map.extend((0..batch).map(|i| {
+                let mut r = 0;
+                let mut rem = i;
+                for d in 0..batch_shape.len() {
+                    let q = rem / ost[d];
+                    rem %= ost[d];
+                    r += q * st[d];
+                }
+                r
+            }));
+            Ok(map)
         };
         let spec = MatmulSpec {
             batch,
             m,
             n,
             k,
-            lhs_batch: index_map(ba),
-            rhs_batch: index_map(bb),
+            lhs_batch: index_map(ba)?,
+            rhs_batch: index_map(bb)?,
             lhs_t,
             rhs_t,
         };

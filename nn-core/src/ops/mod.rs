@@ -19,6 +19,8 @@ mod reduce;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
+#[cfg(test)]
+mod size_props;
 mod unary;
 pub use conv::Conv2dOptions;
 pub use pool::Pool2dOptions;

@@ -196,13 +196,20 @@ impl Tensor {
                 ));
             }
             let [oh, ow] = output;
+            if x.numel() == 0 {
+                // an empty batch: `h` and `w` may be anything, the window arithmetic unused
+                return Tensor::try_zeros(&[n, c, oh, ow])?.to_device(&x.device());
+            }
             if output == [1, 1] {
                 return x
                     .sum_axes_keepdim(&[2, 3])?
                     .mul_scalar(1.0 / (h * w) as f32);
             }
-            let bounds =
-                |i: usize, o: usize, len: usize| (i * len / o, ((i + 1) * len).div_ceil(o));
+            // in u128: `(i + 1) * len` for an output larger than the input may not fit
+            let bounds = |i: usize, o: usize, len: usize| {
+                let (i, o, len) = (i as u128, o as u128, len as u128);
+                ((i * len / o) as usize, ((i + 1) * len).div_ceil(o) as usize)
+            };
             let widest = |o: usize, len: usize| {
                 (0..o)
                     .map(|i| {

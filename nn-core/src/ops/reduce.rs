@@ -175,8 +175,8 @@ impl Tensor {
             _ => self.argmax(a as isize, true)?,
         };
         let shape = self.shape();
-        let outer: usize = shape[..a].iter().product();
-        let (red, inner) = (shape[a], shape[a + 1..].iter().product::<usize>());
+        let (outer, inner) = crate::shape::outer_inner(shape, a);
+        let red = shape[a];
         let base: Vec<i64> = (0..outer)
             .flat_map(|o| (0..inner).map(move |i| (o * red * inner + i) as i64))
             .collect();

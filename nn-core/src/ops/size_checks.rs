@@ -107,3 +107,57 @@ fn huge_sizes_are_errors_not_aborts() {
         big.forward(&Tensor::ones(&[1, 1 << 23])),
     );
 }
+
+#[test]
+fn batch_index_maps_are_allocated_fallibly() {
+    // 2^40 batches of a 1x1 product: the index map alone would take 8 TiB (it aborted)
+    let r = Tensor::zeros(&[1 << 40, 1, 0]).matmul(&Tensor::zeros(&[1, 0, 1]));
+    refused("matmul with 2^40 batches", r);
+}
+
+#[test]
+fn flattening_dims_beside_a_zero_dim_is_checked() {
+    use crate::module::Forward;
+    // [4, MAX, 0] holds nothing, but flattening dims 0..=1 asks for 4 * MAX of them
+    let x = Tensor::zeros(&[4, usize::MAX, 0]);
+    let r = crate::Flatten::range(0, 1).forward(&x);
+    assert!(
+        is_bad_shape(r),
+        "{:?}",
+        crate::Flatten::range(0, 1).forward(&x)
+    );
+    // the dims that hold the zero flatten fine
+    let y = crate::Flatten::range(1, 2).forward(&x);
+    assert!(matches!(y.as_ref().map(|t| t.shape().to_vec()), Ok(s) if s == [4, 0]));
+}
+
+#[test]
+fn from_vec_checks_the_element_count() {
+    // 2^62 * 4 wraps to 0 elements: it was accepted for an empty vector
+    assert!(is_bad_shape(Tensor::from_vec(
+        Vec::<f32>::new(),
+        &[1 << 62, 4]
+    )));
+    assert!(Tensor::from_vec(Vec::<f32>::new(), &[1 << 62, 0]).is_ok());
+}
+
+#[test]
+fn negative_indices_never_overflow() -> Result<()> {
+    let x = Tensor::arange_f32(0.0, 3.0, 1.0)?;
+    for i in [i64::MIN, -4, 3, i64::MAX] {
+        let r = x.index_select(0, &Tensor::from_vec(vec![i], &[1])?);
+        assert!(
+            matches!(r, Err(Error::IndexOutOfRange { .. })),
+            "index {i}: {r:?}"
+        );
+    }
+    let last = x.index_select(0, &Tensor::from_vec(vec![-1i64, -3], &[2])?)?;
+    assert_eq!(last.to_vec::<f32>()?, [2.0, 0.0]);
+    // an axis longer than i64::MAX (with a zero dim beside it): i64::MIN counts from
+    // its end without overflowing `i + size`
+    let wide = Tensor::zeros(&[0, usize::MAX]);
+    assert!(wide
+        .index_select(1, &Tensor::from_vec(vec![i64::MIN], &[1])?)
+        .is_ok());
+    Ok(())
+}
