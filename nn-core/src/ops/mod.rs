@@ -6,10 +6,12 @@
 
 mod activations;
 mod binary;
+mod clamp;
 mod conv;
 mod im2col;
 mod indexing;
 mod linear;
+mod logical;
 mod loss;
 mod masking;
 mod matmul;
@@ -17,6 +19,7 @@ mod operators;
 mod pool;
 mod reduce;
 mod shape_ops;
+mod softplus;
 #[cfg(test)]
 mod size_checks;
 mod unary;

@@ -1,0 +1,56 @@
+"""Reference data from PyTorch for the training toolkit: clamp, gradient clipping, EMA.
+
+Writes tests/fixtures/trainops/ops.safetensors (clamp cases, in the op-case layout of
+tools/make_fixtures.py: NAME.in0, NAME.out, NAME.upstream, NAME.grad0), clip.safetensors
+(gradient clipping) and ema.safetensors (AveragedModel / update_bn).
+
+Pinned: torch==2.15.0, safetensors, numpy (CPU). From the repository root:
+
+    .venv-torch/bin/python tools/make_trainops_fixtures.py
+"""
+import os
+
+import torch
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "trainops")
+
+
+def op_cases(g):
+    # half the entries on a 0.5 grid, so some sit exactly on the bounds
+    def mixed(*s):
+        x = torch.randn(*s, generator=g)
+        grid = torch.round(x * 2) / 2
+        pick = torch.rand(*s, generator=g) < 0.5
+        return torch.where(pick, grid, x)
+
+    return {
+        "clamp": ([mixed(4, 6)], lambda a: a.clamp(-0.5, 0.5)),
+        "clamp_min": ([mixed(4, 6)], lambda a: a.clamp_min(0.0)),
+        "clamp_max": ([mixed(4, 6)], lambda a: a.clamp_max(0.0)),
+        "clamp_crossed": ([mixed(3, 4)], lambda a: a.clamp(0.5, -0.5)),
+    }
+
+
+def ops(g):
+    tensors = {}
+    for name, (inputs, f) in op_cases(g).items():
+        inputs = [x.clone().requires_grad_(True) for x in inputs]
+        out = f(*inputs)
+        upstream = torch.randn(out.shape, generator=g)
+        grads = torch.autograd.grad((out * upstream).sum(), inputs)
+        tensors.update({f"{name}.in{i}": x.detach() for i, x in enumerate(inputs)})
+        tensors.update({f"{name}.grad{i}": d for i, d in enumerate(grads)})
+        tensors[f"{name}.out"] = out.detach()
+        tensors[f"{name}.upstream"] = upstream
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "ops.safetensors"))
+
+
+def main():
+    g = torch.Generator().manual_seed(20261207)
+    os.makedirs(OUT, exist_ok=True)
+    ops(g)
+
+
+if __name__ == "__main__":
+    main()
