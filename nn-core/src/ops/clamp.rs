@@ -43,7 +43,12 @@ impl Tensor {
     fn clamp_impl(&self, lo: Option<f32>, hi: Option<f32>, name: &'static str) -> Result<Tensor> {
         for (field, b) in [("min", lo), ("max", hi)] {
             if b.is_some_and(f32::is_nan) {
-                return Err(Error::invalid_config(name, field, "NaN", "a bound must be a number"));
+                return Err(Error::invalid_config(
+                    name,
+                    field,
+                    "NaN",
+                    "a bound must be a number",
+                ));
             }
         }
         if !matches!(self.dtype(), DType::F32 | DType::I64) {

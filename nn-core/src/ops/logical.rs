@@ -24,7 +24,12 @@ impl Tensor {
     /// The comparison `op` of `self` and `rhs` (broadcast) as a mask, PyTorch's
     /// `torch.eq` ... `torch.ge`: `Bool` (an i64 0/1 mask on a backend without bool
     /// storage). Integer and bool operands compare as i64, mixed or float ones as f32.
-    pub(crate) fn compare_op(&self, rhs: &Tensor, op: BinaryOp, name: &'static str) -> Result<Tensor> {
+    pub(crate) fn compare_op(
+        &self,
+        rhs: &Tensor,
+        op: BinaryOp,
+        name: &'static str,
+    ) -> Result<Tensor> {
         same_device(name, self, rhs)?;
         let (da, db) = (self.dtype(), rhs.dtype());
         let common = if da == db && da.is_compute() {
@@ -111,7 +116,10 @@ mod tests {
         assert_eq!(a.ne_scalar(2.0)?.to_vec::<bool>()?, [true, false, true]);
         assert_eq!(a.le_scalar(2.0)?.to_vec::<bool>()?, [true, true, false]);
         let m = bools(&[1, 0], &[2])?;
-        assert_eq!(m.eq(&bools(&[1, 1], &[2])?)?.to_vec::<bool>()?, [true, false]);
+        assert_eq!(
+            m.eq(&bools(&[1, 1], &[2])?)?.to_vec::<bool>()?,
+            [true, false]
+        );
         // NaN is unequal to everything, itself included
         let n = Tensor::from_vec(vec![f32::NAN], &[1])?;
         assert_eq!(n.eq(&n)?.to_vec::<bool>()?, [false]);
@@ -140,7 +148,9 @@ mod tests {
         assert_eq!(v((&a ^ &b)?)?, [false, true, true, false]);
         assert_eq!(v((!&b)?)?, [false, true]);
         assert_eq!(v((!b.clone())?)?, [false, true]);
-        assert!(a.logical_and(&bools(&[1, 0, 1, 0, 1, 0], &[3, 2])?).is_err());
+        assert!(a
+            .logical_and(&bools(&[1, 0, 1, 0, 1, 0], &[3, 2])?)
+            .is_err());
         Ok(())
     }
 
@@ -176,7 +186,12 @@ mod tests {
             Tensor::from_vec(vec![0.5f32, 0.0], &[2])?,
         ];
         for m in &masks {
-            assert_eq!(x.masked_fill(m, 9.0)?.to_vec::<f32>()?, want, "{:?}", m.dtype());
+            assert_eq!(
+                x.masked_fill(m, 9.0)?.to_vec::<f32>()?,
+                want,
+                "{:?}",
+                m.dtype()
+            );
             let w = Tensor::where_cond(m, &Tensor::full(&[], 9.0), &x)?;
             assert_eq!(w.to_vec::<f32>()?, want);
         }

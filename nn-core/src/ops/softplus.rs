@@ -22,7 +22,8 @@ impl Tensor {
     pub fn softplus(&self) -> Result<Tensor> {
         let y = no_grad(|| {
             let x = self.detach();
-            x.relu()?.add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)
+            x.relu()?
+                .add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)
         })?;
         Ok(record(
             y.storage().clone(),
