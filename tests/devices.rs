@@ -56,6 +56,9 @@ device_tests!(
     model_move_keeps_ties,
     device_mixing_is_an_error,
     empty_tensors,
+    clamp_and_masks,
+    functional_losses,
+    clip_grads,
 );
 
 const ATOL: f32 = 1e-4;
@@ -577,6 +580,9 @@ mod backends;
 mod edge;
 #[path = "devices/training.rs"]
 mod training;
+#[path = "devices/trainops.rs"]
+mod trainops;
 
 use edge::{device_mixing_is_an_error, empty_tensors};
 use training::{in_place_writes, mlp_train_step, model_move_keeps_ties, optimizer_steps};
+use trainops::{clamp_and_masks, clip_grads, functional_losses};

@@ -46,10 +46,39 @@ def ops(g):
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "ops.safetensors"))
 
 
+def clip(g):
+    """Gradients `grads.K`; per case NAME: `NAME.total` (the returned norm) and
+    `NAME.gradK` (the clipped gradients)."""
+    base = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g) * 3, torch.randn(2, 2, generator=g)]
+    tensors = {f"grads.{k}": t for k, t in enumerate(base)}
+    cases = {
+        # name: (max_norm, norm_type)
+        "norm2": (1.0, 2.0),
+        "norm2_no_clip": (100.0, 2.0),
+        "norm_inf": (0.5, float("inf")),
+        "norm1": (2.0, 1.0),
+        "norm3_5": (0.7, 3.5),
+    }
+    for name, (max_norm, norm_type) in cases.items():
+        params = [torch.nn.Parameter(torch.zeros_like(t)) for t in base]
+        for p, t in zip(params, base):
+            p.grad = t.clone()
+        total = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type)
+        tensors[f"{name}.total"] = total.reshape(1)
+        tensors.update({f"{name}.grad{k}": p.grad for k, p in enumerate(params)})
+    params = [torch.nn.Parameter(torch.zeros_like(t)) for t in base]
+    for p, t in zip(params, base):
+        p.grad = t.clone()
+    torch.nn.utils.clip_grad_value_(params, 0.5)
+    tensors.update({f"value.grad{k}": p.grad for k, p in enumerate(params)})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "clip.safetensors"))
+
+
 def main():
     g = torch.Generator().manual_seed(20261207)
     os.makedirs(OUT, exist_ok=True)
     ops(g)
+    clip(g)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ mod print;
 pub mod rng;
 pub mod shape;
 mod tensor;
+pub mod utils;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
