@@ -74,11 +74,43 @@ def clip(g):
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "clip.safetensors"))
 
 
+def ema(g):
+    """A Linear-BatchNorm1d-Linear model (`init.*`, PyTorch's keys), its state after each
+    of 3 SGD steps (`step{k}.*`); the state dicts of an EMA average (decay 0.9, buffers
+    averaged) and an SWA average (buffers copied) updated after each step (`ema.*`,
+    `swa.*`), and of the SWA average after `update_bn` over `bn_batches` (`swa_bn.*`)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    tensors = {f"init.{k}": v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ema_model = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    swa_model = AveragedModel(model)
+    for k in range(3):
+        x = torch.randn(5, 3, generator=g)
+        loss = model(x).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tensors.update({f"step{k}.{n}": v.clone() for n, v in model.state_dict().items()})
+        ema_model.update_parameters(model)
+        swa_model.update_parameters(model)
+    tensors.update({f"ema.{n}": v.clone() for n, v in ema_model.state_dict().items()})
+    tensors.update({f"swa.{n}": v.clone() for n, v in swa_model.state_dict().items()})
+    batches = [torch.randn(6, 3, generator=g) for _ in range(2)]
+    tensors["bn_batches"] = torch.stack(batches)
+    update_bn(batches, swa_model)
+    tensors.update({f"swa_bn.{n}": v.clone() for n, v in swa_model.state_dict().items()})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "ema.safetensors"))
+
+
 def main():
     g = torch.Generator().manual_seed(20261207)
     os.makedirs(OUT, exist_ok=True)
     ops(g)
     clip(g)
+    ema(g)
 
 
 if __name__ == "__main__":

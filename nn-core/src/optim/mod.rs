@@ -28,6 +28,7 @@
 
 mod adam;
 mod sgd;
+pub mod swa_utils;
 
 pub use adam::{Adam, AdamConfig};
 pub use sgd::{Sgd, SgdConfig};
