@@ -118,3 +118,44 @@ fn non_finite_norms_and_bad_arguments() -> Result<()> {
     assert!(clip_grad_value(&[a], f64::NAN).is_err());
     Ok(())
 }
+
+#[test]
+fn gradients_add_up_until_zero_grad() -> Result<()> {
+    // PyTorch's accumulation: backward adds into .grad; zero_grad (set_to_none) clears
+    use crate::{Forward, Linear, ModuleExt};
+    let net = Linear::new(3, 2);
+    let (x1, x2) = (Tensor::randn(&[4, 3]), Tensor::randn(&[2, 3]));
+    let grads_of = |x: &Tensor| -> Result<Vec<Vec<f32>>> {
+        net.zero_grad();
+        net.forward(x)?.square()?.sum()?.backward()?;
+        net.parameters()
+            .iter()
+            .map(|p| grad(p)?.to_vec::<f32>())
+            .collect()
+    };
+    let (g1, g2) = (grads_of(&x1)?, grads_of(&x2)?);
+    net.zero_grad();
+    assert!(net.parameters().iter().all(|p| p.grad().is_none()));
+    for x in [&x1, &x2] {
+        net.forward(x)?.square()?.sum()?.backward()?;
+    }
+    for (k, p) in net.parameters().iter().enumerate() {
+        let g = grad(p)?.to_vec::<f32>()?;
+        for (i, v) in g.iter().enumerate() {
+            let want = g1[k][i] + g2[k][i];
+            assert!(
+                (v - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "{v} vs {want}"
+            );
+        }
+    }
+    // clipping the accumulated gradients sees their sum
+    let total = clip_grad_norm(&net.parameters(), f64::INFINITY, 1.0, true)?;
+    let want: f32 = g1
+        .iter()
+        .zip(&g2)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y).abs()))
+        .sum();
+    assert!((total - f64::from(want)).abs() <= 1e-4 * f64::from(want));
+    Ok(())
+}
