@@ -199,7 +199,7 @@ pub fn clip_grad_norm(
 /// # Ok::<(), nn_core::Error>(())
 /// ```
 pub fn clip_grad_value(params: &[Param], clip_value: f64) -> Result<()> {
-    if !(clip_value >= 0.0) {
+    if clip_value.is_nan() || clip_value < 0.0 {
         return Err(Error::invalid_config(
             "clip_grad_value",
             "clip_value",

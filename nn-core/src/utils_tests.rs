@@ -1,6 +1,9 @@
 //! Tests of gradient clipping against PyTorch (tests/fixtures/trainops/clip.safetensors,
 //! made by tools/make_trainops_fixtures.py) and by hand.
 
+// `&[p.clone()]` reads as "these parameters" at every call site
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use super::{clip_grad_norm, clip_grad_value};
 use crate::ops::testing::{assert_close, fixture_file, load};
 use crate::{Error, Param, Result, Tensor};

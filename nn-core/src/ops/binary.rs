@@ -101,27 +101,33 @@ impl Tensor {
     pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Minimum, "minimum")
     }
-    /// `self == rhs` as a `Bool` mask (see [`Tensor::compare_op`]).
+    /// `self == rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn eq(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Eq, "eq")
     }
-    /// `self != rhs` as a `Bool` mask (see [`Tensor::compare_op`]).
+    /// `self != rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn ne(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Ne, "ne")
     }
-    /// `self < rhs` as a `Bool` mask (see [`Tensor::compare_op`]).
+    /// `self < rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn lt(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Lt, "lt")
     }
-    /// `self <= rhs` as a `Bool` mask (see [`Tensor::compare_op`]).
+    /// `self <= rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn le(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Le, "le")
     }
-    /// `self > rhs` as a `Bool` mask (see [`Tensor::compare_op`]).
+    /// `self > rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn gt(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Gt, "gt")
     }
-    /// `self >= rhs` as a `Bool` mask (see [`Tensor::compare_op`]).
+    /// `self >= rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn ge(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Ge, "ge")
     }

@@ -97,7 +97,8 @@ mod tests {
     fn comparisons_of_every_kind_give_bool() -> Result<()> {
         let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?;
         let b = Tensor::from_vec(vec![2.0f32], &[1])?;
-        let cases: [(fn(&Tensor, &Tensor) -> Result<Tensor>, [bool; 3]); 6] = [
+        type Cmp = fn(&Tensor, &Tensor) -> Result<Tensor>;
+        let cases: [(Cmp, [bool; 3]); 6] = [
             (|a, b| a.eq(b), [false, true, false]),
             (|a, b| a.ne(b), [true, false, true]),
             (|a, b| a.lt(b), [true, false, false]),

@@ -72,7 +72,7 @@ pub fn smooth_l1_loss(
     beta: f32,
 ) -> Result<Tensor> {
     const OP: &str = "smooth_l1_loss";
-    if !(beta >= 0.0) {
+    if beta.is_nan() || beta < 0.0 {
         return Err(Error::invalid_config(
             OP,
             "beta",
@@ -104,7 +104,7 @@ pub fn huber_loss(
     delta: f32,
 ) -> Result<Tensor> {
     const OP: &str = "huber_loss";
-    if !(delta > 0.0) {
+    if delta.is_nan() || delta <= 0.0 {
         return Err(Error::invalid_config(
             OP,
             "delta",

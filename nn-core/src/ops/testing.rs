@@ -99,10 +99,7 @@ fn fixtures() -> Result<Vec<u8>> {
 /// The bytes of `tests/fixtures/<file>`.
 pub(crate) fn fixture_file(file: &str) -> Result<Vec<u8>> {
     let path = format!("{}/../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).map_err(|e| Error::Io {
-        path: path.into(),
-        source: e,
-    })
+    std::fs::read(&path).map_err(|e| Error::Io { path, source: e })
 }
 
 pub(crate) fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
