@@ -84,6 +84,11 @@ def cases(g):
                                 lambda x, t: F.kl_div(x, t, reduction="none")),
         "kl_log_target_sum": ([torch.log_softmax(r(4, 5), 1), torch.log_softmax(r(4, 5), 1)], {},
                               lambda x, t: F.kl_div(x, t, reduction="sum", log_target=True)),
+        # the target is not differentiable: stored as `target`, a float of 1 / -1
+        "cosine": ([r(5, 4), r(5, 4)], {"target": torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0])},
+                   lambda a, b, target: F.cosine_embedding_loss(a, b, target, margin=0.1)),
+        "cosine_none": ([r(5, 4), r(5, 4)], {"target": torch.tensor([1.0, -1.0, -1.0, 1.0, -1.0])},
+                        lambda a, b, target: F.cosine_embedding_loss(a, b, target, margin=-0.2, reduction="none")),
     }
 
 

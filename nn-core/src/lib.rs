@@ -38,8 +38,8 @@ pub use host::HostData;
 pub use init::Init;
 pub use io::{LoadOptions, LoadReport};
 pub use layers::{
-    BceLoss, BceWithLogitsLoss, CrossEntropyLoss, HuberLoss, KlDivLoss, L1Loss, MseLoss, NllLoss,
-    SmoothL1Loss,
+    BceLoss, BceWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KlDivLoss,
+    L1Loss, MseLoss, NllLoss, SmoothL1Loss,
 };
 pub use layers::{Dropout, DynSequential, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh};
 pub use layers::{

@@ -75,6 +75,16 @@ pub(crate) fn functional_losses(dev: &Device) -> Result<()> {
     grads_on(dev, "huber", &[x.clone(), p.clone()], |v| {
         F::huber_loss(&v[0], &v[1], Reduction::Sum, 0.5)
     })?;
+    let yc = Tensor::from_vec(vec![1.0f32, -1.0, -1.0, 1.0], &[4])?;
+    grads_on(dev, "cosine_embedding", &[x.clone(), p.clone()], |v| {
+        F::cosine_embedding_loss(
+            &v[0],
+            &v[1],
+            &yc.to_device(&v[0].device())?,
+            0.1,
+            Reduction::Sum,
+        )
+    })?;
     grads_on(dev, "kl_div", &[x, p], |v| {
         F::kl_div(
             &v[0].log_softmax(-1)?,

@@ -340,6 +340,37 @@ impl KlDivLoss {
     }
 }
 
+/// PyTorch's `nn.CosineEmbeddingLoss`: [`F::cosine_embedding_loss`] with `margin`
+/// (default 0) and `reduction`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CosineEmbeddingLoss {
+    margin: f32,
+    reduction: Reduction,
+}
+
+impl CosineEmbeddingLoss {
+    /// PyTorch's defaults: margin 0, mean.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The cosine below which dissimilar pairs cost nothing.
+    #[must_use]
+    pub fn margin(mut self, m: f32) -> Self {
+        self.margin = m;
+        self
+    }
+    /// How the per-pair losses are reduced.
+    #[must_use]
+    pub fn reduction(mut self, r: Reduction) -> Self {
+        self.reduction = r;
+        self
+    }
+    /// The loss of the pairs `input1`, `input2` labelled 1 / -1 by `target`.
+    pub fn forward(&self, input1: &Tensor, input2: &Tensor, target: &Tensor) -> Result<Tensor> {
+        F::cosine_embedding_loss(input1, input2, target, self.margin, self.reduction)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +429,11 @@ mod tests {
                 .log_target(true)
                 .forward(&lp, &lp)?,
             F::kl_div(&lp, &lp, Reduction::BatchMean, true)?,
+        )?;
+        let y = Tensor::from_vec(vec![1.0f32, -1.0, -1.0, 1.0], &[4])?;
+        same(
+            CosineEmbeddingLoss::new().margin(0.2).forward(&x, &p, &y)?,
+            F::cosine_embedding_loss(&x, &p, &y, 0.2, Reduction::Mean)?,
         )?;
         assert!(HuberLoss::new().delta(-1.0).forward(&x, &p).is_err());
         Ok(())

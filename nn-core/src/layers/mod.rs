@@ -34,8 +34,8 @@ pub use groupnorm::GroupNorm;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use loss::{
-    BceLoss, BceWithLogitsLoss, CrossEntropyLoss, HuberLoss, KlDivLoss, L1Loss, MseLoss, NllLoss,
-    SmoothL1Loss,
+    BceLoss, BceWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KlDivLoss,
+    L1Loss, MseLoss, NllLoss, SmoothL1Loss,
 };
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rms_norm::RMSNorm;

@@ -1,5 +1,5 @@
 //! Regression and distribution losses: `l1_loss`, `mse_loss`, `smooth_l1_loss`,
-//! `huber_loss`, `kl_div`, PyTorch's, with `reduction`.
+//! `huber_loss`, `kl_div`, `cosine_embedding_loss`, PyTorch's, with `reduction`.
 //!
 //! With `d = input - target`:
 //!
@@ -9,6 +9,7 @@
 //! smooth_l1 = 0.5 d^2 / beta  if |d| < beta,   |d| - 0.5 beta   otherwise
 //! huber     = 0.5 d^2         if |d| < delta,  delta (|d| - 0.5 delta) otherwise
 //! kl_div    = t (ln t - input)    (0 where t = 0),  or e^t (t - input) with log_target
+//! cosine    = 1 - cos(x1, x2) where y = 1,  max(0, cos(x1, x2) - margin) where y = -1
 //! ```
 //!
 //! All are composites of primitives. Input and target must have the same shape (PyTorch
@@ -153,6 +154,61 @@ pub fn kl_div(
         }
         r => r.apply(OP, l),
     }
+}
+
+/// The cosine embedding loss of pairs `input1`, `input2` (`[N, D]` or `[D]`) labelled
+/// `target` (`[N]` or `[]`, 1 for similar, -1 for dissimilar; other labels give 0), as
+/// PyTorch's `F.cosine_embedding_loss`: `1 - cos` for similar pairs, `max(0, cos -
+/// margin)` for dissimilar ones, `cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12))`.
+///
+/// ```
+/// use nn_core::{functional as F, Reduction, Tensor};
+/// let a = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], &[2, 2])?;
+/// let b = Tensor::from_vec(vec![1.0f32, 0.0, 1.0, 0.0], &[2, 2])?;
+/// let y = Tensor::from_vec(vec![1.0f32, -1.0], &[2])?;
+/// let l = F::cosine_embedding_loss(&a, &b, &y, 0.0, Reduction::None)?;
+/// assert_eq!(l.to_vec::<f32>()?, vec![0.0, 0.0]);
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+pub fn cosine_embedding_loss(
+    input1: &Tensor,
+    input2: &Tensor,
+    target: &Tensor,
+    margin: f32,
+    reduction: Reduction,
+) -> Result<Tensor> {
+    const OP: &str = "cosine_embedding_loss";
+    same_shape(OP, input1, input2)?;
+    let (rank, n) = (input1.rank(), input1.shape().first().copied().unwrap_or(0));
+    let want: &[usize] = match rank {
+        1 => &[],
+        2 => &[n],
+        _ => {
+            return Err(Error::bad_shape(
+                OP,
+                input1.shape(),
+                "inputs must be [N, D] or [D]",
+            ))
+        }
+    };
+    if target.shape() != want {
+        return Err(Error::ShapeMismatch {
+            op: "cosine_embedding_loss (target must be [N] for [N, D] inputs)",
+            lhs: input1.shape().to_vec(),
+            rhs: target.shape().to_vec(),
+        });
+    }
+    super::same_device(OP, input1, target)?;
+    let axis = rank as isize - 1;
+    let dot = input1.mul(input2)?.sum_dim(axis, false)?;
+    let m1 = input1.square()?.sum_dim(axis, false)?.add_scalar(1e-12)?;
+    let m2 = input2.square()?.sum_dim(axis, false)?.add_scalar(1e-12)?;
+    let cos = dot.div(&m1.mul(&m2)?.sqrt()?)?;
+    let zero = Tensor::zeros(&[]).to_device(&cos.device())?;
+    let pos = Tensor::where_cond(&target.eq_scalar(1.0)?, &cos.affine(-1.0, 1.0)?, &zero)?;
+    let neg = cos.add_scalar(-margin)?.clamp_min(0.0)?;
+    let neg = Tensor::where_cond(&target.eq_scalar(-1.0)?, &neg, &zero)?;
+    reduction.apply(OP, pos.add(&neg)?)
 }
 
 /// `e` re-labelled as coming from `op` when it names a delegate (smooth L1 as L1).

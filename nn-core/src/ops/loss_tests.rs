@@ -148,6 +148,12 @@ fn regression_losses_against_pytorch() -> Result<()> {
     case("kl_log_target_sum", |x, _| {
         F::kl_div(&x[0], &x[1], Sum, true)
     })?;
+    case("cosine", |x, e| {
+        F::cosine_embedding_loss(&x[0], &x[1], &e.get("target")?, 0.1, Mean)
+    })?;
+    case("cosine_none", |x, e| {
+        F::cosine_embedding_loss(&x[0], &x[1], &e.get("target")?, -0.2, Each)
+    })?;
     Ok(())
 }
 
@@ -186,6 +192,10 @@ fn grads_finite_difference() -> Result<()> {
     })?;
     check_grad(&[&[3, 4], &[3, 4]], |x| {
         F::kl_div(&x[0].log_softmax(-1)?, &x[1].log_softmax(-1)?, Each, true)
+    })?;
+    let yc = Tensor::from_vec(vec![1.0f32, -1.0, -1.0], &[3])?;
+    check_grad(&[&[3, 4], &[3, 4]], |x| {
+        F::cosine_embedding_loss(&x[0], &x[1], &yc, -0.5, Each)
     })?;
     Ok(())
 }

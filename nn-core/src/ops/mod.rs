@@ -32,7 +32,9 @@ mod unary;
 pub use conv::Conv2dOptions;
 pub use loss_binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
 pub use loss_class::{cross_entropy, nll_loss};
-pub use loss_regression::{huber_loss, kl_div, l1_loss, mse_loss, smooth_l1_loss};
+pub use loss_regression::{
+    cosine_embedding_loss, huber_loss, kl_div, l1_loss, mse_loss, smooth_l1_loss,
+};
 pub use pool::Pool2dOptions;
 pub use reduction::Reduction;
 
