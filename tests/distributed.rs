@@ -52,6 +52,20 @@ fn ddp_reduces_tied_parameters_once() {
     not(feature = "mpi"),
     ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
 )]
+fn ddp_no_sync_accumulates_with_one_all_reduce_per_step() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "ddp_no_sync_accumulates_with_one_all_reduce_per_step",
+        &[],
+        ranks::no_sync,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
 fn checkpoint_of_two_ranks_resumes_identically_and_world_size_is_checked() {
     #[cfg(feature = "mpi")]
     ranks::run(
@@ -634,6 +648,56 @@ mod ranks {
                 .unwrap_or_default();
             assert!(
                 max_diff(&got, &want) <= 1e-7,
+                "{}: {got:?} vs {want:?}",
+                p.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// Three micro-batches per rank, two inside `no_sync`: no message until the last
+    /// backward, then one all-reduce, and the gradients are the rank mean of each
+    /// rank's summed micro-batch gradients (PyTorch's accumulation under DDP).
+    pub fn no_sync(group: &ProcessGroup) -> Result<()> {
+        nn::manual_seed(6);
+        let ddp = DistributedDataParallel::new(Linear::new(4, 3), group)?;
+        let reference = ddp.module().deep_copy();
+        nn::manual_seed(60 + group.rank() as u64);
+        let xs: Vec<Tensor> = (0..3).map(|_| Tensor::randn(&[5, 4])).collect();
+        let loss = |m: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor| m(x)?.square()?.mean();
+        let before = group.stats();
+        {
+            let _guard = ddp.no_sync();
+            assert!(!ddp.require_backward_grad_sync());
+            for x in &xs[..2] {
+                ddp.backward(&loss(&|x| ddp.forward(x), x)?)?;
+            }
+        }
+        assert!(ddp.require_backward_grad_sync());
+        assert_eq!(
+            group.stats().all_reduces,
+            before.all_reduces,
+            "no message in no_sync"
+        );
+        ddp.backward(&loss(&|x| ddp.forward(x), &xs[2])?)?;
+        assert_eq!(
+            group.stats().all_reduces - before.all_reduces,
+            1,
+            "one all-reduce"
+        );
+        for x in &xs {
+            loss(&|x| reference.forward(x), x)?.backward()?;
+        }
+        for (p, r) in ddp.parameters().iter().zip(reference.parameters()) {
+            let local = r.grad().ok_or_else(|| Error::Backward("no grad".into()))?;
+            let want = group.all_reduce(&local, ReduceOp::Mean)?.to_vec::<f32>()?;
+            let got = p
+                .grad()
+                .map(|g| g.to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default();
+            assert!(
+                max_diff(&got, &want) <= 1e-6,
                 "{}: {got:?} vs {want:?}",
                 p.name()
             );

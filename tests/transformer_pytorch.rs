@@ -12,7 +12,7 @@ use nn::layers::{
     AttnMasks, EncoderLayerConfig, LayerNorm, MultiheadAttention, RMSNorm, TransformerEncoder,
     TransformerEncoderLayer,
 };
-use nn::{Embedding, Forward, LoadOptions, Module, ModuleExt, Result, StateDict, Tensor};
+use nn::{DType, Embedding, Forward, LoadOptions, Module, ModuleExt, Result, StateDict, Tensor};
 
 const TOL: f32 = 1e-4;
 
@@ -228,6 +228,28 @@ fn transformer_encoders_match_pytorch() -> Result<()> {
         )?;
         y.sum()?.backward()?;
         check_grads(&enc, &sd, key, Some(&x))?;
+        // PyTorch ran with a bool key padding mask (stored as int64): bool and uint8
+        // masks mean the same here, and an int64 one keeps working
+        for dtype in [DType::Bool, DType::U8] {
+            let kpm = kpm.to_dtype(dtype)?;
+            let y = enc.forward_masked(&x.detach(), Some(&mask), Some(&kpm))?;
+            assert_close(
+                &format!("{key} out, {dtype} padding mask"),
+                &y,
+                &get(&sd, &format!("{key}.out")),
+                TOL,
+            )?;
+        }
+        // a boolean causal mask (True above the diagonal) equals the additive one
+        let t = mask.shape()[0];
+        let causal = Tensor::ones(&[t, t]).triu(1)?.gt_scalar(0.0)?;
+        let y = enc.forward_masked(&x.detach(), Some(&causal), Some(&kpm))?;
+        assert_close(
+            &format!("{key} out, bool causal mask"),
+            &y,
+            &get(&sd, &format!("{key}.out")),
+            TOL,
+        )?;
     }
     Ok(())
 }

@@ -451,7 +451,21 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         rhs_shape: &[usize],
         out_shape: &[usize],
     ) -> Result<Storage>;
-    /// `cond != 0 ? a : b`, all broadcast to `out_shape`.
+    /// Elementwise comparison (`op.is_comparison()`) with NumPy broadcasting, as a mask:
+    /// `Bool` on a backend that stores bools (the CPU), else the i64 0/1 mask of
+    /// [`BackendStorage::binary`] (the default), which every mask consumer accepts too.
+    fn compare(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        self.binary(op, lhs_shape, rhs, rhs_shape, out_shape)
+    }
+    /// `cond != 0 ? a : b`, all broadcast to `out_shape`; `self` (the condition) is an
+    /// i64 mask, or a `Bool` / `U8` one on backends that store those.
     #[allow(clippy::too_many_arguments)]
     fn where_cond(
         &self,

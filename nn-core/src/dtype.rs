@@ -1,11 +1,13 @@
 //! Runtime element types.
 
-/// The element type of a tensor. `F32` is the compute type; `I64` holds class indices,
-/// comparison masks (0/1) and integer data for saving and loading.
+/// The element type of a tensor. `F32` is the compute type; `I64` holds class indices
+/// and integer data for saving and loading; `Bool` is the mask type: comparisons return
+/// it, and the logical ops, `where_cond`, `masked_fill` and attention masks take it (and
+/// `U8` or i64 masks, nonzero as true).
 ///
-/// The other types (`F16`, `BF16`, `F64`, `I32`, `U8`, `Bool`) are storage types: they
-/// are read from and written to files and converted with [`crate::Tensor::to_dtype`];
-/// compute ops on them return [`crate::Error::StorageOnly`] ("convert first").
+/// The other types (`F16`, `BF16`, `F64`, `I32`, `U8`) are storage types: they are read
+/// from and written to files and converted with [`crate::Tensor::to_dtype`]; arithmetic
+/// on them (and on `Bool`) returns [`crate::Error::StorageOnly`] ("convert first").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
     /// 32-bit float.
@@ -22,7 +24,7 @@ pub enum DType {
     I32,
     /// 8-bit unsigned integer, storage only.
     U8,
-    /// Boolean, one byte per element (0 or 1), storage only.
+    /// Boolean, one byte per element (0 or 1): masks.
     Bool,
 }
 
@@ -80,7 +82,8 @@ impl DType {
         })
     }
 
-    /// Whether compute ops accept this dtype (`F32`, `I64`); the others are storage only.
+    /// Whether arithmetic accepts this dtype (`F32`, `I64`); `Bool` is for masks, the
+    /// others are storage only.
     pub fn is_compute(self) -> bool {
         matches!(self, DType::F32 | DType::I64)
     }

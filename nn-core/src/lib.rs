@@ -16,6 +16,7 @@ mod device;
 pub mod distributed;
 mod dtype;
 mod error;
+pub mod functional;
 pub mod host;
 pub mod init;
 pub mod io;
@@ -27,6 +28,7 @@ mod print;
 pub mod rng;
 pub mod shape;
 mod tensor;
+pub mod utils;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
@@ -35,12 +37,16 @@ pub use error::{Error, Result};
 pub use host::HostData;
 pub use init::Init;
 pub use io::{LoadOptions, LoadReport};
+pub use layers::{
+    BceLoss, BceWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KlDivLoss,
+    L1Loss, MseLoss, NllLoss, SmoothL1Loss,
+};
 pub use layers::{Dropout, DynSequential, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh};
 pub use layers::{
     Embedding, LayerNorm, MultiheadAttention, TransformerEncoder, TransformerEncoderLayer,
 };
 pub use module::{Buffer, Forward, Layer, Module, ModuleExt, Param, StateDict};
-pub use ops::{Conv2dOptions, Pool2dOptions};
+pub use ops::{Conv2dOptions, Pool2dOptions, Reduction};
 pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 pub use rng::manual_seed;
 pub use tensor::{Element, Tensor};

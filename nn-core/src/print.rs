@@ -1,5 +1,6 @@
 //! Printing tensors: PyTorch's layout (`tensor([[1.0000, 2.0000], ...])`), bounded by
-//! the element count, with PyTorch's summarization (`...`) above 1000 elements.
+//! the element count, with PyTorch's summarization (`...`) above 1000 elements; bools
+//! as `True` / `False`.
 
 use crate::{DType, HostData, Tensor};
 use std::fmt;
@@ -83,6 +84,14 @@ impl fmt::Display for Tensor {
                 }
                 HostData::I64(v) => {
                     let val = |i: usize| v.get(i).map(i64::to_string).unwrap_or_default();
+                    fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
+                }
+                HostData::Bool(v) => {
+                    let val = |i: usize| match v.get(i) {
+                        Some(0) => "False".to_string(),
+                        Some(_) => "True".to_string(),
+                        None => String::new(),
+                    };
                     fmt_dim(f, &val, self.shape(), 0, 0, summarize)?
                 }
                 other => {

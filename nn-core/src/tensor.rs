@@ -81,6 +81,24 @@ impl Element for i64 {
     }
 }
 
+/// `bool` reads and writes [`DType::Bool`] (one byte per element, 0 or 1).
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn into_host(v: Vec<Self>) -> HostData {
+        HostData::Bool(v.into_iter().map(u8::from).collect())
+    }
+    fn from_host(s: HostData) -> Result<Vec<Self>> {
+        match s {
+            HostData::Bool(v) => Ok(v.into_iter().map(|b| b != 0).collect()),
+            other => Err(Error::DType {
+                op: "to_vec::<bool>",
+                dtype: other.dtype(),
+                expected: Some(DType::Bool),
+            }),
+        }
+    }
+}
+
 impl Tensor {
     /// Wraps storage without any autograd record.
     pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {

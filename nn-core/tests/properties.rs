@@ -28,6 +28,7 @@ fn consistent(what: &str, r: Result<Tensor>) {
     if let Ok(t) = r {
         let held = match t.dtype() {
             DType::F32 => t.to_vec::<f32>().map(|v| v.len()),
+            DType::Bool => t.to_vec::<bool>().map(|v| v.len()),
             _ => t.to_vec::<i64>().map(|v| v.len()),
         };
         match held {

@@ -185,8 +185,66 @@ pub(super) fn binary_i64(
     }))
 }
 
+/// A comparison as a `Bool` mask (`op` must be one of the six comparisons).
+pub(super) fn compare<T: Copy + PartialOrd>(
+    op: BinaryOp,
+    a: &[T],
+    sa: &[usize],
+    b: &[T],
+    sb: &[usize],
+    out: &[usize],
+) -> Result<HostData> {
+    // one monomorphic loop per comparison
+    macro_rules! m {
+        ($f:expr) => {
+            map2(a, sa, b, sb, out, |x: T, y: T| u8::from($f(x, y)))?
+        };
+    }
+    Ok(HostData::Bool(match op {
+        BinaryOp::Eq => m!(|x, y| x == y),
+        BinaryOp::Ne => m!(|x, y| x != y),
+        BinaryOp::Lt => m!(|x, y| x < y),
+        BinaryOp::Le => m!(|x, y| x <= y),
+        BinaryOp::Gt => m!(|x, y| x > y),
+        BinaryOp::Ge => m!(|x, y| x >= y),
+        other => {
+            return Err(crate::Error::invalid_config(
+                "compare",
+                "op",
+                format!("{other:?}"),
+                "not a comparison",
+            ))
+        }
+    }))
+}
+
+/// The condition of a `where`: an i64 mask or a bool / u8 one (nonzero = true).
+#[derive(Clone, Copy)]
+pub(super) enum Cond<'a> {
+    /// i64 elements.
+    I64(&'a [i64]),
+    /// bool or u8 elements, one byte each.
+    U8(&'a [u8]),
+}
+
+impl Cond<'_> {
+    pub(super) fn len(self) -> usize {
+        match self {
+            Cond::I64(c) => c.len(),
+            Cond::U8(c) => c.len(),
+        }
+    }
+    #[inline]
+    fn at(self, i: usize) -> bool {
+        match self {
+            Cond::I64(c) => c[i] != 0,
+            Cond::U8(c) => c[i] != 0,
+        }
+    }
+}
+
 pub(super) fn where_cond<T: Copy + 'static>(
-    cond: &[i64],
+    cond: Cond<'_>,
     sc: &[usize],
     a: &[T],
     sa: &[usize],
@@ -209,7 +267,7 @@ pub(super) fn where_cond<T: Copy + 'static>(
             oa += idx[d] * sta[d];
             ob += idx[d] * stb[d];
         }
-        res.push(if cond[oc] != 0 { a[oa] } else { b[ob] });
+        res.push(if cond.at(oc) { a[oa] } else { b[ob] });
         for d in (0..out.len()).rev() {
             idx[d] += 1;
             if idx[d] < out[d] {

@@ -451,6 +451,28 @@ impl BackendStorage for CpuStorage {
         })
     }
 
+    fn compare(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let (lhs, rhs) = (self.view(), cpu("compare", rhs)?);
+        check::len("compare", lhs_shape, lhs.len())?;
+        check::len("compare", rhs_shape, rhs.len())?;
+        check::numel("compare", out_shape)?;
+        check::broadcasts("compare", lhs_shape, out_shape)?;
+        check::broadcasts("compare", rhs_shape, out_shape)?;
+        let (sa, sb, so) = (lhs_shape, rhs_shape, out_shape);
+        out(match (lhs, rhs) {
+            (View::F32(a), View::F32(b)) => elementwise::compare(op, a, sa, b, sb, so)?,
+            (View::I64(a), View::I64(b)) => elementwise::compare(op, a, sa, b, sb, so)?,
+            _ => return Err(dtype_err("compare", rhs.dtype(), lhs.dtype())),
+        })
+    }
+
     fn where_cond(
         &self,
         cond_shape: &[usize],
@@ -460,7 +482,11 @@ impl BackendStorage for CpuStorage {
         b_shape: &[usize],
         out_shape: &[usize],
     ) -> Result<Storage> {
-        let cond = self.view().i64s("where")?;
+        let cond = match self.view() {
+            View::I64(c) => elementwise::Cond::I64(c),
+            View::Other(HostData::Bool(c) | HostData::U8(c)) => elementwise::Cond::U8(c),
+            other => return Err(dtype_err("where", other.dtype(), DType::I64)),
+        };
         let (a, b) = (cpu("where", a)?, cpu("where", b)?);
         check::numel("where", out_shape)?;
         for (shape, len) in [

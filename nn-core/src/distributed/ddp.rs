@@ -5,6 +5,7 @@ use super::{problem, DistributedProblem, ProcessGroup};
 use crate::cpu::CpuStorage;
 use crate::module::{Module, ModuleExt, Param, Visitor, VisitorMut};
 use crate::{Error, Forward, Result, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Default bucket size: PyTorch's `bucket_cap_mb=25`.
@@ -39,6 +40,9 @@ pub struct DistributedDataParallel<M> {
     /// buffers each step made glibc hand pages back to the OS and fault them in again
     /// (1.3 M page faults in 150 W2 steps, the step 2-4x slower).
     host: Mutex<(Vec<f32>, Vec<f32>)>,
+    /// Whether [`DistributedDataParallel::backward`] averages the gradients (off inside
+    /// [`DistributedDataParallel::no_sync`]).
+    sync: AtomicBool,
 }
 
 impl<M: std::fmt::Debug> std::fmt::Debug for DistributedDataParallel<M> {
@@ -119,6 +123,7 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
             group: group.clone(),
             buckets: Self::bucketize(&params, bucket_bytes),
             host: Mutex::new((Vec::new(), Vec::new())),
+            sync: AtomicBool::new(true),
             module,
         };
         ddp.broadcast_state(&params)?;
@@ -173,10 +178,47 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
         [cpu, other].into_iter().filter(|b| !b.is_empty()).collect()
     }
 
-    /// `loss.backward()`, then [`DistributedDataParallel::sync_gradients`].
+    /// `loss.backward()`, then [`DistributedDataParallel::sync_gradients`] unless inside
+    /// [`DistributedDataParallel::no_sync`].
     pub fn backward(&self, loss: &Tensor) -> Result<()> {
         loss.backward()?;
-        self.sync_gradients()
+        if self.sync.load(Ordering::Relaxed) {
+            self.sync_gradients()?;
+        }
+        Ok(())
+    }
+
+    /// Gradient accumulation without communication (PyTorch's `with ddp.no_sync():`):
+    /// while the returned guard lives, [`DistributedDataParallel::backward`] only
+    /// accumulates local gradients; the first `backward` after it is dropped averages
+    /// the accumulated gradients over the ranks, so `k` micro-batches cost one
+    /// all-reduce per optimizer step and give the gradients of one large batch.
+    ///
+    /// ```no_run
+    /// # fn demo(ddp: &nn_core::distributed::DistributedDataParallel<nn_core::Linear>,
+    /// #         micro: &[nn_core::Tensor]) -> nn_core::Result<()> {
+    /// use nn_core::Forward;
+    /// let (last, rest) = micro.split_last().expect("micro-batches");
+    /// {
+    ///     let _guard = ddp.no_sync();
+    ///     for x in rest {
+    ///         ddp.backward(&ddp.forward(x)?.square()?.mean()?)?;
+    ///     }
+    /// }
+    /// ddp.backward(&ddp.forward(last)?.square()?.mean()?)?; // one all-reduce
+    /// # Ok(()) }
+    /// ```
+    pub fn no_sync(&self) -> NoSync<'_> {
+        let was = self.sync.swap(false, Ordering::Relaxed);
+        NoSync {
+            ddp: &self.sync,
+            was,
+        }
+    }
+
+    /// Whether `backward` averages gradients now (false inside `no_sync`).
+    pub fn require_backward_grad_sync(&self) -> bool {
+        self.sync.load(Ordering::Relaxed)
     }
 
     /// Averages every trainable parameter's gradient over the ranks, one all-reduce per
@@ -320,6 +362,21 @@ fn unflatten(
         at += n;
     }
     Ok(())
+}
+
+/// The guard of [`DistributedDataParallel::no_sync`]: dropping it turns gradient
+/// averaging back on (as it was before).
+#[must_use = "no_sync lasts as long as its guard: bind it with `let _guard = ...`"]
+#[derive(Debug)]
+pub struct NoSync<'a> {
+    ddp: &'a AtomicBool,
+    was: bool,
+}
+
+impl Drop for NoSync<'_> {
+    fn drop(&mut self) {
+        self.ddp.store(self.was, Ordering::Relaxed);
+    }
 }
 
 impl<M: Module> Module for DistributedDataParallel<M> {

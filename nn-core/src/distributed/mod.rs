@@ -45,7 +45,7 @@
 mod ddp;
 mod sampler;
 
-pub use ddp::DistributedDataParallel;
+pub use ddp::{DistributedDataParallel, NoSync};
 pub use sampler::DistributedSampler;
 
 use crate::io::{MetaValue, TrainingCheckpoint};

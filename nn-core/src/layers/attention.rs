@@ -12,8 +12,8 @@
 //! ```
 //!
 //! Masks follow PyTorch: `attn_mask` is `[L, S]` or `[B*H, L, S]`, `key_padding_mask`
-//! `[B, S]`; an int64 mask (PyTorch's bool) marks with nonzero the positions that may NOT
-//! be attended (they get -inf), an f32 mask is added to the scores. A row with every
+//! `[B, S]`; a bool mask (or a uint8 or int64 one, nonzero as true) marks with true the
+//! positions that may NOT be attended (they get -inf), an f32 mask is added to the scores. A row with every
 //! position masked gives NaN, as in PyTorch. `need_weights` returns the attention
 //! weights averaged over heads, `[B, L, S]`. Init: `in_proj_weight` Xavier uniform, the
 //! biases zero, `out_proj.weight` a Linear's default. Backward: from the primitives.
@@ -46,9 +46,10 @@ pub fn causal_mask(len: usize) -> Result<Tensor> {
 /// arguments of `MultiheadAttention.forward`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AttnMasks<'a> {
-    /// `[L, S]` or `[B*H, L, S]`: int64 (nonzero = masked) or f32 (added to the scores).
+    /// `[L, S]` or `[B*H, L, S]`: bool, uint8 or int64 (true / nonzero = masked) or f32
+    /// (added to the scores).
     pub attn_mask: Option<&'a Tensor>,
-    /// `[B, S]`: int64 (nonzero = padding, ignored) or f32 (added).
+    /// `[B, S]`: bool, uint8 or int64 (true / nonzero = padding, ignored) or f32 (added).
     pub key_padding_mask: Option<&'a Tensor>,
     /// Also return the attention weights averaged over heads, `[B, L, S]`.
     pub need_weights: bool,
@@ -226,16 +227,14 @@ impl MultiheadAttention {
             return Err(self.bad_input(what, format!("of shape {want:?}"), m));
         }
         let m = match m.dtype() {
-            DType::I64 => Tensor::try_zeros(m.shape())?
+            DType::Bool | DType::U8 | DType::I64 => Tensor::try_zeros(m.shape())?
                 .to_device(&m.device())?
                 .masked_fill(m, f32::NEG_INFINITY)?,
             DType::F32 => m.clone(),
-            // unreachable with today's two dtypes; kept for the ones still to come
-            #[allow(unreachable_patterns)]
             d => {
                 return Err(self.bad_input(
                     what,
-                    format!("of dtype int64 (as bool) or f32, not {d:?}"),
+                    format!("of dtype bool, uint8, int64 (as bool) or f32, not {d}"),
                     m,
                 ))
             }
@@ -306,11 +305,14 @@ impl MultiheadAttention {
                 2 => self.additive("attn_mask", m, &[l, s], &[1, 1, l, s])?,
                 _ => self.additive("attn_mask", m, &[b * h, l, s], &[b, h, l, s])?,
             };
-            scores = scores.add(&m)?;
+            // a bool mask cannot live on a device without bool storage: its additive
+            // form is made where it is and moved to the scores
+            scores = scores.add(&m.to_device(&scores.device())?)?;
         }
         if let Some(m) = masks.key_padding_mask {
             let want: &[usize] = if unbatched { &[s] } else { &[b, s] };
-            scores = scores.add(&self.additive("key_padding_mask", m, want, &[b, 1, 1, s])?)?;
+            let m = self.additive("key_padding_mask", m, want, &[b, 1, 1, s])?;
+            scores = scores.add(&m.to_device(&scores.device())?)?;
         }
         // no keys: nothing to normalize (the max of an empty row is an error), and the
         // empty product below gives zeros, as in PyTorch

@@ -193,6 +193,32 @@ impl<const D: usize> BatchNorm<D> {
         self.training
     }
 
+    /// The momentum of the running statistics (`None`: a cumulative average).
+    pub fn get_momentum(&self) -> Option<f64> {
+        self.momentum
+    }
+
+    /// Changes the momentum in place (what `bn.momentum = None` does in PyTorch).
+    pub fn set_momentum(&mut self, momentum: Option<f64>) {
+        self.momentum = momentum;
+    }
+
+    /// Running mean 0, running variance 1, no batch tracked (PyTorch's
+    /// `reset_running_stats`); nothing without running statistics.
+    pub fn reset_running_stats(&self) -> Result<()> {
+        for (b, v) in [(&self.running_mean, 0.0), (&self.running_var, 1.0)] {
+            if let Some(b) = b {
+                let t = b.get();
+                b.set(&Tensor::try_full(t.shape(), v)?.to_device(&t.device())?);
+            }
+        }
+        if let Some(b) = &self.num_batches_tracked {
+            let t = b.get();
+            b.set(&Tensor::try_zeros_dtype(t.shape(), t.dtype())?.to_device(&t.device())?);
+        }
+        Ok(())
+    }
+
     fn layer_name(&self) -> String {
         let desc = format!("{}({})", self.module_name(), self.extra_repr());
         let owner = self

@@ -14,6 +14,7 @@ mod groupnorm;
 mod layer_norm;
 mod lazy;
 mod linear;
+mod loss;
 mod pool;
 mod rms_norm;
 #[cfg(test)]
@@ -33,6 +34,10 @@ pub use flatten::Flatten;
 pub use groupnorm::GroupNorm;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use loss::{
+    BceLoss, BceWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, HuberLoss, KlDivLoss,
+    L1Loss, MseLoss, NllLoss, SmoothL1Loss,
+};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rms_norm::RMSNorm;
 pub use sequential::Sequential;

@@ -18,6 +18,9 @@ impl Tensor {
         op: BinaryOp,
         name: &'static str,
     ) -> Result<Tensor> {
+        if op.is_comparison() {
+            return self.compare_op(rhs, op, name);
+        }
         same_device(name, self, rhs)?;
         if self.dtype() != rhs.dtype() {
             let (a, b) = (self.to_dtype(DType::F32)?, rhs.to_dtype(DType::F32)?);
@@ -27,7 +30,7 @@ impl Tensor {
         let storage =
             self.storage()
                 .binary(op, self.shape(), rhs.storage().as_ref(), rhs.shape(), &out)?;
-        if op.is_comparison() || self.dtype() != DType::F32 {
+        if self.dtype() != DType::F32 {
             return Ok(Tensor::leaf(storage, out));
         }
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
@@ -98,27 +101,33 @@ impl Tensor {
     pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Minimum, "minimum")
     }
-    /// `self == rhs` as an i64 0/1 mask.
+    /// `self == rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn eq(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Eq, "eq")
     }
-    /// `self != rhs` as an i64 0/1 mask.
+    /// `self != rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn ne(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Ne, "ne")
     }
-    /// `self < rhs` as an i64 0/1 mask.
+    /// `self < rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn lt(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Lt, "lt")
     }
-    /// `self <= rhs` as an i64 0/1 mask.
+    /// `self <= rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn le(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Le, "le")
     }
-    /// `self > rhs` as an i64 0/1 mask.
+    /// `self > rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn gt(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Gt, "gt")
     }
-    /// `self >= rhs` as an i64 0/1 mask.
+    /// `self >= rhs` as a `Bool` mask (an i64 0/1 one on a backend without
+    /// bool storage); mixed dtypes compare as f32, integers and bools as i64.
     pub fn ge(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_op(rhs, BinaryOp::Ge, "ge")
     }
@@ -154,23 +163,27 @@ impl Tensor {
     pub fn div_scalar(&self, v: f32) -> Result<Tensor> {
         self.mul_scalar(1.0 / v)
     }
-    /// `self > v` as an i64 mask.
+    /// `self > v` as a `Bool` mask.
     pub fn gt_scalar(&self, v: f32) -> Result<Tensor> {
         self.gt(&self.scalar_like(v)?)
     }
-    /// `self < v` as an i64 mask.
+    /// `self < v` as a `Bool` mask.
     pub fn lt_scalar(&self, v: f32) -> Result<Tensor> {
         self.lt(&self.scalar_like(v)?)
     }
-    /// `self == v` as an i64 mask.
+    /// `self == v` as a `Bool` mask.
     pub fn eq_scalar(&self, v: f32) -> Result<Tensor> {
         self.eq(&self.scalar_like(v)?)
     }
-    /// `self >= v` as an i64 mask.
+    /// `self != v` as a `Bool` mask.
+    pub fn ne_scalar(&self, v: f32) -> Result<Tensor> {
+        self.ne(&self.scalar_like(v)?)
+    }
+    /// `self >= v` as a `Bool` mask.
     pub fn ge_scalar(&self, v: f32) -> Result<Tensor> {
         self.ge(&self.scalar_like(v)?)
     }
-    /// `self <= v` as an i64 mask.
+    /// `self <= v` as a `Bool` mask.
     pub fn le_scalar(&self, v: f32) -> Result<Tensor> {
         self.le(&self.scalar_like(v)?)
     }
@@ -262,12 +275,12 @@ mod tests {
     }
 
     #[test]
-    fn comparisons_give_i64_masks() -> Result<()> {
+    fn comparisons_give_bool_masks() -> Result<()> {
         let a = Tensor::from_vec(vec![1.0f32, 5.0, 3.0], &[3])?;
         let m = a.gt_scalar(2.0)?;
-        assert_eq!(m.dtype(), crate::DType::I64);
-        assert_eq!(m.to_vec::<i64>()?, vec![0, 1, 1]);
-        // int * float promotes
+        assert_eq!(m.dtype(), crate::DType::Bool);
+        assert_eq!(m.to_vec::<bool>()?, vec![false, true, true]);
+        // bool * float promotes
         assert_eq!(m.mul(&a)?.to_vec::<f32>()?, vec![0.0, 5.0, 3.0]);
         Ok(())
     }

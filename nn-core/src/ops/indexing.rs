@@ -41,12 +41,17 @@ impl Tensor {
         }))
     }
 
-    /// `cond ? on_true : on_false` elementwise, with broadcasting; `cond` is an i64 mask
-    /// (nonzero = true), as the comparison ops return.
+    /// `cond ? on_true : on_false` elementwise, with broadcasting (PyTorch's
+    /// `torch.where`); `cond` is a `Bool` mask as the comparisons return, or a `U8` or
+    /// i64 one (nonzero = true); a float `cond` counts nonzero as true.
     pub fn where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         same_device("where", cond, on_true)?;
         same_device("where", on_true, on_false)?;
-        let cond = cond.to_dtype(DType::I64)?;
+        // masks go to the backend as they are; numbers become "nonzero" masks
+        let cond = match cond.dtype() {
+            DType::I64 | DType::Bool | DType::U8 => cond.clone(),
+            _ => cond.ne_scalar(0.0)?,
+        };
         if on_true.dtype() != on_false.dtype() {
             return Tensor::where_cond(
                 &cond,

@@ -100,7 +100,7 @@ impl Tensor {
             )
         })?;
         let cls = Tensor::try_arange(0, classes)?.to_device(&self.device())?;
-        self.unsqueeze(-1)?.eq(&cls)
+        self.unsqueeze(-1)?.eq(&cls)?.to_dtype(DType::I64)
     }
 
     /// Mean squared error `mean((self - target)^2)`.

@@ -7,22 +7,19 @@
 //! zero padding). Storage is always contiguous here, so `contiguous` is the tensor itself.
 
 use crate::shape::axis as resolve_axis;
-use crate::{DType, Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
-    /// `value` where `mask` is nonzero, `self` elsewhere; `mask` (i64, as comparisons
-    /// return, or f32) broadcasts to `self`'s shape (PyTorch's `masked_fill`).
+    /// `value` where `mask` is true, `self` elsewhere; `mask` (`Bool` as comparisons
+    /// return, `U8` or i64 with nonzero as true, or f32) broadcasts to `self`'s shape
+    /// (PyTorch's `masked_fill`).
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
         let out = crate::shape::broadcast_shapes("masked_fill", mask.shape(), self.shape())?;
         if out.as_slice() != self.shape() {
             return Err(Error::mismatch("masked_fill", mask.shape(), self.shape()));
         }
         let fill = Tensor::try_full(&[], value)?.to_device(&self.device())?;
-        let mask = match mask.dtype() {
-            DType::I64 => mask.clone(),
-            _ => mask.ne(&Tensor::zeros(&[]).to_device(&mask.device())?)?,
-        };
-        Tensor::where_cond(&mask, &fill, self)
+        Tensor::where_cond(mask, &fill, self)
     }
 
     /// The upper triangle of the last two dims: entries `(i, j)` with `j - i >= k` kept,

@@ -6,24 +6,39 @@
 
 mod activations;
 mod binary;
+mod clamp;
 mod conv;
 mod im2col;
 mod indexing;
 mod linear;
+mod logical;
 mod loss;
+mod loss_binary;
+mod loss_class;
+mod loss_regression;
+#[cfg(test)]
+mod loss_tests;
 mod masking;
 mod matmul;
 mod operators;
 mod pool;
 mod reduce;
+mod reduction;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
 #[cfg(test)]
 mod size_props;
+mod softplus;
 mod unary;
 pub use conv::Conv2dOptions;
+pub use loss_binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
+pub use loss_class::{cross_entropy, nll_loss};
+pub use loss_regression::{
+    cosine_embedding_loss, huber_loss, kl_div, l1_loss, mse_loss, smooth_l1_loss,
+};
 pub use pool::Pool2dOptions;
+pub use reduction::Reduction;
 
 #[cfg(test)]
 pub(crate) mod testing;

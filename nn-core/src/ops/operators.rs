@@ -1,5 +1,7 @@
 //! Arithmetic operators on tensors: `+ - * /` between tensors (with broadcasting) and
-//! with `f32` scalars on either side, and unary `-`.
+//! with `f32` scalars on either side, and unary `-`; on masks the logical `& | ^ !`
+//! ([`Tensor::logical_and`], [`Tensor::logical_or`], [`Tensor::logical_xor`],
+//! [`Tensor::logical_not`]).
 //!
 //! Every operator returns `Result<Tensor>`, as candle's do, because shapes and devices
 //! can disagree: `((&x * 2.5)? + 1.0)?` is PyTorch's `x * 2.5 + 1.0`. They are the
@@ -19,7 +21,7 @@
 //! ```
 
 use crate::{Result, Tensor};
-use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::ops::{Add, BitAnd, BitOr, BitXor, Div, Mul, Neg, Not, Sub};
 
 /// `tensor op tensor` for the four owned/borrowed combinations.
 macro_rules! tensor_tensor {
@@ -92,6 +94,9 @@ tensor_tensor!(Add, add, add);
 tensor_tensor!(Sub, sub, sub);
 tensor_tensor!(Mul, mul, mul);
 tensor_tensor!(Div, div, div);
+tensor_tensor!(BitAnd, bitand, logical_and);
+tensor_tensor!(BitOr, bitor, logical_or);
+tensor_tensor!(BitXor, bitxor, logical_xor);
 tensor_scalar!(Add, add, add_scalar, |s, t| t.add_scalar(s));
 tensor_scalar!(Sub, sub, sub_scalar, |s, t| t.affine(-1.0, s));
 tensor_scalar!(Mul, mul, mul_scalar, |s, t| t.mul_scalar(s));
@@ -108,6 +113,20 @@ impl Neg for Tensor {
     type Output = Result<Tensor>;
     fn neg(self) -> Result<Tensor> {
         Tensor::neg(&self)
+    }
+}
+
+impl Not for &Tensor {
+    type Output = Result<Tensor>;
+    fn not(self) -> Result<Tensor> {
+        Tensor::logical_not(self)
+    }
+}
+
+impl Not for Tensor {
+    type Output = Result<Tensor>;
+    fn not(self) -> Result<Tensor> {
+        Tensor::logical_not(&self)
     }
 }
 

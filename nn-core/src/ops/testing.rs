@@ -93,17 +93,16 @@ fn check_grad_with(
 }
 
 fn fixtures() -> Result<Vec<u8>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/ops.safetensors"
-    );
-    std::fs::read(path).map_err(|e| Error::Io {
-        path: path.into(),
-        source: e,
-    })
+    fixture_file("ops.safetensors")
 }
 
-fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
+/// The bytes of `tests/fixtures/<file>`.
+pub(crate) fn fixture_file(file: &str) -> Result<Vec<u8>> {
+    let path = format!("{}/../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).map_err(|e| Error::Io { path, source: e })
+}
+
+pub(crate) fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
     let v = st.tensor(name).map_err(|e| Error::MissingKey {
         container: format!("ops fixtures ({e})"),
         key: name.into(),
@@ -121,7 +120,7 @@ fn load(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Tensor> {
     Tensor::from_host(crate::HostData::from_le_bytes(dtype, v.data())?, v.shape())
 }
 
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
+pub(crate) fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
     if got.shape() != want.shape() {
         return Err(Error::mismatch("assert_close", got.shape(), want.shape()));
     }
@@ -141,7 +140,16 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
 /// Checks `f` on the fixture case `name`: output and every input gradient (for the
 /// fixture's upstream gradient) against PyTorch's.
 pub(crate) fn fixture_case(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>) -> Result<()> {
-    let bytes = fixtures()?;
+    fixture_case_in("ops.safetensors", name, f)
+}
+
+/// [`fixture_case`] on the fixture file `tests/fixtures/<file>`.
+pub(crate) fn fixture_case_in(
+    file: &str,
+    name: &str,
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<()> {
+    let bytes = fixture_file(file)?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
         path: "ops fixtures".into(),
         msg: e.to_string(),

@@ -38,6 +38,7 @@ pub mod lr_scheduler;
 mod rmsprop;
 mod sgd;
 mod torch_state;
+pub mod swa_utils;
 
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};

@@ -1,0 +1,17 @@
+//! Loss functions as functions of tensors, PyTorch's `torch.nn.functional` losses
+//! (import as `F`, as PyTorch code does). The same losses as layers with their options
+//! in builders: [`crate::layers::CrossEntropyLoss`] and its siblings.
+//!
+//! ```
+//! use nn_core::{functional as F, Reduction, Tensor};
+//! let logits = Tensor::randn(&[4, 3]).with_requires_grad(true);
+//! let y = Tensor::from_vec(vec![0i64, 2, 1, -100], &[4])?;
+//! let loss = F::cross_entropy(&logits, &y, None, -100, Reduction::Mean, 0.1)?;
+//! loss.backward()?;
+//! # Ok::<(), nn_core::Error>(())
+//! ```
+
+pub use crate::ops::{
+    binary_cross_entropy, binary_cross_entropy_with_logits, cosine_embedding_loss, cross_entropy,
+    huber_loss, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss,
+};
