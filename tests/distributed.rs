@@ -180,6 +180,10 @@ mod model;
 #[allow(dead_code)]
 #[path = "../examples/train/plot.rs"]
 mod plot;
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "../examples/train/recipe.rs"]
+mod recipe;
 
 #[test]
 fn the_skip_reason_names_the_feature() {

@@ -23,6 +23,9 @@ mod model;
 #[allow(dead_code)]
 #[path = "../examples/train/plot.rs"]
 mod plot;
+#[allow(dead_code)]
+#[path = "../examples/train/recipe.rs"]
+mod recipe;
 
 use digits::Digits;
 use job::{accuracy, Config, DeviceSpec, JobError, Result};
@@ -129,6 +132,90 @@ fn resume_equals_uninterrupted() -> Result<()> {
     // the plot covers all three epochs on both sides
     let svg = String::from_utf8_lossy(&read(&resumed.plot)?).into_owned();
     assert_eq!(svg.matches("<circle").count(), 3);
+    Ok(())
+}
+
+/// The recipe flags of `--optimizer adamw --scheduler cosine --warmup-steps 20
+/// --schedule-epochs 3 --clip-grad-norm 1.0 --label-smoothing 0.1 --ema 0.9` (a decay for
+/// 36 steps).
+fn recipe() -> recipe::Recipe {
+    recipe::Recipe {
+        optimizer: recipe::OptimizerKind::AdamW,
+        scheduler: recipe::SchedulerKind::Cosine,
+        warmup_steps: 20,
+        schedule_epochs: Some(3),
+        clip_grad_norm: Some(1.0),
+        label_smoothing: 0.1,
+        ema: Some(0.9),
+        ..recipe::Recipe::default()
+    }
+}
+
+#[test]
+fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
+    let (a, b) = (
+        Scratch::new("recipe-straight"),
+        Scratch::new("recipe-resumed"),
+    );
+    let cfg = |dir: &Scratch, epochs| Config {
+        recipe: recipe(),
+        ..short(dir, epochs)
+    };
+    let straight = job::run(&cfg(&a, 3), &mut ())?;
+    job::run(&cfg(&b, 1), &mut ())?;
+    let resumed = job::run(
+        &Config {
+            resume: true,
+            ..cfg(&b, 3)
+        },
+        &mut (),
+    )?;
+    assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
+    let (ca, cb) = (
+        TrainingCheckpoint::load(&straight.checkpoint)?,
+        TrainingCheckpoint::load(&resumed.checkpoint)?,
+    );
+    // the schedule's state (SequentialLR of LinearLR and CosineAnnealingLR) and the
+    // average travel in the checkpoint
+    assert_eq!(
+        ca.scheduler
+            .get("last_epoch")
+            .map(|t| t.to_dtype(nn::DType::F32)?.to_vec::<f32>())
+            .transpose()?,
+        Some(vec![36.0])
+    );
+    assert!(ca.tensors.get("ema.n_averaged").is_some());
+    assert_eq!(bits(&ca.scheduler)?, bits(&cb.scheduler)?);
+    assert_eq!(bits(&ca.tensors)?, bits(&cb.tensors)?);
+    assert!(read(&straight.checkpoint)? == read(&resumed.checkpoint)?);
+    assert_eq!(resumed.ema_test_accuracy, straight.ema_test_accuracy);
+    let ema = straight.ema_test_accuracy.map_or(0.0, |a| a.fraction());
+    assert!(ema > 0.5, "{:?}", straight.ema_test_accuracy);
+    assert!(
+        straight.test_accuracy.fraction() > 0.5,
+        "{}",
+        straight.test_accuracy
+    );
+
+    // other flags than the checkpoint's: an error naming both
+    let other = job::run(
+        &Config {
+            resume: true,
+            recipe: recipe::Recipe {
+                schedule_epochs: None,
+                ..recipe()
+            },
+            ..short(&b, 4)
+        },
+        &mut (),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        other.contains("--schedule-epochs 3") && other.contains("--schedule-epochs 4"),
+        "{other}"
+    );
     Ok(())
 }
 

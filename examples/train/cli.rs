@@ -3,6 +3,7 @@
 
 use crate::job::{Config, DeviceSpec};
 use crate::model::ModelKind;
+use crate::recipe::{OptimizerKind, Recipe, SchedulerKind};
 use clap::{ArgAction, Parser};
 use std::path::PathBuf;
 
@@ -42,6 +43,30 @@ pub struct Args {
     /// data-parallel over the ranks of `mpirun -np N` (needs --features mpi)
     #[arg(long)]
     pub distributed: bool,
+    /// adam, adamw or sgd (momentum 0.9)
+    #[arg(long, value_name = "O", default_value_t = OptimizerKind::default())]
+    pub optimizer: OptimizerKind,
+    /// weight decay, not applied to biases and norms [default: 0.01 for adamw, else 0]
+    #[arg(long, value_name = "F", value_parser = non_negative)]
+    pub weight_decay: Option<f64>,
+    /// lr schedule, stepped every batch: none, cosine (to 0), onecycle, step (x0.1 each third)
+    #[arg(long, value_name = "S", default_value_t = SchedulerKind::default())]
+    pub scheduler: SchedulerKind,
+    /// linear lr warmup from lr/100 over N steps (onecycle: its rising phase)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warmup_steps: usize,
+    /// epochs the schedule spans [default: --epochs]; give it to a run you will stop and resume
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub schedule_epochs: Option<usize>,
+    /// clip the gradients' total 2-norm to F
+    #[arg(long, value_name = "F", value_parser = positive)]
+    pub clip_grad_norm: Option<f64>,
+    /// cross-entropy label smoothing in [0, 1)
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction)]
+    pub label_smoothing: f64,
+    /// keep an EMA of the weights with this decay in [0, 1) and evaluate it too
+    #[arg(long, value_name = "DECAY", value_parser = fraction)]
+    pub ema: Option<f64>,
     /// print this help
     #[arg(short, long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -59,6 +84,16 @@ impl Args {
             out_dir: self.out.clone(),
             resume: self.resume,
             device: self.device,
+            recipe: Recipe {
+                optimizer: self.optimizer,
+                weight_decay: self.weight_decay,
+                scheduler: self.scheduler,
+                warmup_steps: self.warmup_steps,
+                schedule_epochs: self.schedule_epochs,
+                clip_grad_norm: self.clip_grad_norm,
+                label_smoothing: self.label_smoothing,
+                ema: self.ema,
+            },
         }
     }
 }
@@ -76,6 +111,20 @@ fn positive(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| "not a positive number".into())
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| "not a non-negative number".into())
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..1.0).contains(v))
+        .ok_or_else(|| "not a number in [0, 1)".into())
 }
 
 #[cfg(test)]
@@ -118,6 +167,51 @@ mod tests {
         assert_eq!(c.device, DeviceSpec::Cuda(1));
         assert_eq!(c.model, ModelKind::Cnn);
         assert_eq!(parse(&["--device", "cuda"])?.device, DeviceSpec::Cuda(0));
+        let r = parse(&[
+            "--optimizer=adamw",
+            "--weight-decay",
+            "0.05",
+            "--scheduler",
+            "cosine",
+            "--warmup-steps",
+            "20",
+            "--schedule-epochs",
+            "30",
+            "--clip-grad-norm",
+            "1",
+            "--label-smoothing",
+            "0.1",
+            "--ema",
+            "0.99",
+        ])?
+        .config()
+        .recipe;
+        assert_eq!(
+            r,
+            Recipe {
+                optimizer: OptimizerKind::AdamW,
+                weight_decay: Some(0.05),
+                scheduler: SchedulerKind::Cosine,
+                warmup_steps: 20,
+                schedule_epochs: Some(30),
+                clip_grad_norm: Some(1.0),
+                label_smoothing: 0.1,
+                ema: Some(0.99),
+            }
+        );
+        assert_eq!(
+            r.describe(20),
+            "--optimizer adamw --weight-decay 0.05 --scheduler cosine --warmup-steps 20 \
+             --schedule-epochs 30 --clip-grad-norm 1 --label-smoothing 0.1 --ema 0.99"
+        );
+        assert_eq!(
+            parse(&["--scheduler", "onecycle"])?.scheduler,
+            SchedulerKind::OneCycle
+        );
+        assert_eq!(
+            parse(&["--optimizer", "sgd"])?.optimizer,
+            OptimizerKind::Sgd
+        );
         Ok(())
     }
 
@@ -142,6 +236,16 @@ mod tests {
             "-h, --help",
             "[default: out/train]",
             "[default: 0.001]",
+            "--optimizer <O>",
+            "[default: adam]",
+            "--weight-decay <F>",
+            "--scheduler <S>",
+            "[default: none]",
+            "--warmup-steps <N>",
+            "--schedule-epochs <N>",
+            "--clip-grad-norm <F>",
+            "--label-smoothing <F>",
+            "--ema <DECAY>",
         ] {
             assert!(text.contains(flag), "{flag} missing from\n{text}");
         }
@@ -164,6 +268,16 @@ mod tests {
             (&["--model", "rnn"], "`rnn` is not a model"),
             (&["--frobnicate"], "--frobnicate"),
             (&["--resume=yes"], "--resume"),
+            (
+                &["--optimizer", "lion"],
+                "`lion` is not an optimizer (adam, adamw, sgd)",
+            ),
+            (&["--scheduler", "linear"], "`linear` is not a scheduler"),
+            (&["--weight-decay=-1"], "--weight-decay <F>"),
+            (&["--clip-grad-norm", "0"], "--clip-grad-norm <F>"),
+            (&["--label-smoothing", "1"], "--label-smoothing <F>"),
+            (&["--ema", "nan"], "--ema <DECAY>"),
+            (&["--warmup-steps=-3"], "--warmup-steps <N>"),
         ] {
             let e = err(args);
             assert!(e.contains(want), "{args:?}: {e}");

@@ -288,6 +288,7 @@ mod imp {
             steps,
             train_accuracy,
             test_accuracy,
+            ema_test_accuracy: None,
             reloaded_test_accuracy,
             weights: ck.model,
             checkpoint: ck_path,

@@ -13,8 +13,8 @@ use crate::digits::{derive_seed, DataError, Digits};
 use crate::history::{history_from, history_tensors, EpochRecord};
 use crate::model::{ModelKind, Net};
 use crate::plot::{self, PlotError};
+use crate::recipe::{Recipe, Trainer};
 use nn::io::{LoadOptions, TrainingCheckpoint};
-use nn::optim::{Adam, Optimizer};
 use nn::{Device, Forward, ModuleExt, StateDict, Tensor};
 use std::fmt;
 use std::path::PathBuf;
@@ -201,6 +201,8 @@ pub struct Config {
     pub resume: bool,
     /// Where to train.
     pub device: DeviceSpec,
+    /// Optimizer, schedule, clipping, label smoothing, averaged weights.
+    pub recipe: Recipe,
 }
 
 impl Default for Config {
@@ -215,6 +217,7 @@ impl Default for Config {
             out_dir: PathBuf::from("out/train"),
             resume: false,
             device: DeviceSpec::Cpu,
+            recipe: Recipe::default(),
         }
     }
 }
@@ -357,6 +360,8 @@ pub struct Report {
     pub train_accuracy: Accuracy,
     /// Final accuracy on the test images.
     pub test_accuracy: Accuracy,
+    /// Final test accuracy of the averaged weights (`--ema`).
+    pub ema_test_accuracy: Option<Accuracy>,
     /// Test accuracy of a fresh model loaded from the checkpoint file (must equal
     /// `test_accuracy`: [`run`] fails otherwise).
     pub reloaded_test_accuracy: Accuracy,
@@ -376,16 +381,16 @@ pub struct Report {
 fn checkpoint(
     epoch: usize,
     model: &Net,
-    opt: &Adam,
+    trainer: &Trainer,
     cfg: &Config,
     history: &[EpochRecord],
 ) -> Result<TrainingCheckpoint> {
-    let mut ck = TrainingCheckpoint::capture(epoch as u64, model, opt)?
+    let mut ck = TrainingCheckpoint::capture(epoch as u64, model, &*trainer.opt)?
         .with_meta("seed", cfg.seed as i64)
         .with_meta("batch_size", cfg.batch_size as i64)
         .with_meta("model", cfg.model.to_string().as_str());
     ck.tensors = history_tensors(history)?;
-    Ok(ck)
+    Ok(trainer.save_into(ck, cfg.epochs)?)
 }
 
 /// The model's predictions on `x` compared with `y`, without recording a graph.
@@ -426,7 +431,9 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     let mut model = Net::new(cfg.model);
     let model_repr = model.repr();
     model.to_device(&device)?;
-    let mut opt = Adam::with_lr(model.parameters(), cfg.lr)?;
+    let schedule_epochs = cfg.recipe.schedule_epochs.unwrap_or(cfg.epochs);
+    let total_steps = train.len().div_ceil(cfg.batch_size) * schedule_epochs;
+    let mut trainer = Trainer::new(&cfg.recipe, &model, cfg.lr, total_steps)?;
     let mut history: Vec<EpochRecord> = Vec::new();
     if cfg.resume {
         if !ck_path.exists() {
@@ -453,7 +460,8 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
             });
         }
         history = history_from(&ck, &ck_name)?;
-        ck.restore_into(&model, &mut opt)?;
+        ck.restore_into(&model, &mut *trainer.opt)?;
+        trainer.restore(&ck, &model, cfg.epochs)?;
     }
 
     let start_epoch = history.len();
@@ -484,10 +492,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         for batch in train.batches(cfg.batch_size, Some(derive_seed(cfg.seed, epoch as u64)))? {
             let (x, y) = batch?;
             let (x, y) = (x.to_device(&device)?, y.to_device(&device)?);
-            let loss = model.forward(&x)?.cross_entropy(&y)?;
-            opt.zero_grad();
-            loss.backward()?;
-            opt.step()?;
+            let loss = trainer.step(&model, &x, &y)?;
             let l = loss.item()?;
             if !l.is_finite() {
                 return Err(JobError::NonFiniteLoss {
@@ -518,7 +523,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         });
 
         let t = Instant::now();
-        checkpoint(epoch, &model, &opt, cfg, &history)?.save(&ck_path)?;
+        checkpoint(epoch, &model, &trainer, cfg, &history)?.save(&ck_path)?;
         saved = true;
         timings.checkpoint += t.elapsed();
 
@@ -540,9 +545,13 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         &y_train.to_device(&device)?,
     )?;
     let test_accuracy = accuracy(&model, &x_test, &y_test)?;
+    let ema_test_accuracy = match trainer.ema() {
+        Some(ema) => Some(accuracy(ema, &x_test, &y_test)?),
+        None => None,
+    };
     if !saved && !cfg.resume {
         // zero epochs asked: still leave a checkpoint of the initial model
-        checkpoint(0, &model, &opt, cfg, &[])?.save(&ck_path)?;
+        checkpoint(0, &model, &trainer, cfg, &[])?.save(&ck_path)?;
     }
 
     let step_losses: Vec<Vec<f32>> = history.iter().map(|h| h.step_losses.clone()).collect();
@@ -575,6 +584,7 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         steps,
         train_accuracy,
         test_accuracy,
+        ema_test_accuracy,
         reloaded_test_accuracy,
         weights: ck.model,
         checkpoint: ck_path,

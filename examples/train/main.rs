@@ -12,7 +12,8 @@
 //! epoch and generator state, every epoch) and `out/train/loss.svg`.
 //!
 //! The files: `cli.rs` (flags), `job.rs` (the run itself, which `tests/train.rs` calls
-//! too), `digits.rs` (the data set), `history.rs` (the loss history in the checkpoint), `model.rs` (the MLP), `plot.rs` (the loss curve);
+//! too), `digits.rs` (the data set), `history.rs` (the loss history in the checkpoint), `model.rs` (the MLP), `plot.rs` (the loss curve),
+//! `recipe.rs` (optimizer, lr schedule, clipping, label smoothing, EMA);
 //! this one draws progress and prints the summary.
 
 mod cli;
@@ -22,6 +23,7 @@ mod history;
 mod job;
 mod model;
 mod plot;
+mod recipe;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -95,6 +97,13 @@ fn main() -> ExitCode {
         epochs: cfg.epochs,
         terminal: std::io::stderr().is_terminal(),
     };
+    if !cfg.recipe.is_default() {
+        if args.distributed {
+            eprintln!("error: --distributed trains with the default recipe (Adam, constant lr); drop `{}`", cfg.recipe.describe(cfg.epochs));
+            return ExitCode::FAILURE;
+        }
+        println!("recipe {}", cfg.recipe.describe(cfg.epochs));
+    }
     let outcome = match args.distributed {
         true => distributed::run(&cfg, &mut progress),
         false => job::run(&cfg, &mut progress).map(Some).map_err(Into::into),
@@ -110,6 +119,9 @@ fn main() -> ExitCode {
     let t = r.timings;
     println!("train accuracy {}", r.train_accuracy);
     println!("test accuracy  {}", r.test_accuracy);
+    if let Some(ema) = r.ema_test_accuracy {
+        println!("test accuracy  {ema} with the EMA weights");
+    }
     println!(
         "reloaded from {}: test accuracy {} (identical)",
         r.checkpoint.display(),

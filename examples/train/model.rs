@@ -145,7 +145,7 @@ impl fmt::Display for ModelKind {
 /// One of the classifiers; its parameters are named as the model's own (`layers.0.weight`).
 // one model per run: the size difference between the variants costs nothing
 #[allow(clippy::large_enum_variant)]
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub enum Net {
     /// The MLP.
     Mlp(Mlp),
