@@ -352,9 +352,52 @@ pub(crate) fn resize_bilinear(
     o
 }
 
+/// The window `top..top+height`, `left..left+width` of an image resized to `size`
+/// `(height, width)` with bilinear interpolation (torchvision's
+/// `F.resized_crop(..., antialias=False)`).
+pub fn resized_crop(
+    x: &Tensor,
+    top: usize,
+    left: usize,
+    height: usize,
+    width: usize,
+    size: (usize, usize),
+) -> Result<Tensor> {
+    let (d, c, h, w) = image(x, "resized_crop")?;
+    if top + height > h
+        || left + width > w
+        || height == 0
+        || width == 0
+        || size.0 == 0
+        || size.1 == 0
+    {
+        return Err(Error::bad_shape(
+            "resized_crop",
+            x.shape(),
+            format!("window {height}x{width} at ({top}, {left}) resized to {size:?} does not fit"),
+        ));
+    }
+    out(
+        resize_bilinear(&d, (c, h, w), (top, left, height, width), size),
+        x.rank() == 2,
+        c,
+        size.0,
+        size.1,
+    )
+}
+
 impl Transform for RandomResizedCrop {
     fn apply(&self, x: Tensor, rng: &mut SplitMix64) -> Result<Tensor> {
-        let (d, c, h, w) = image(&x, "RandomResizedCrop")?;
+        let (h, w) = match *x.shape() {
+            [h, w] | [_, h, w] => (h, w),
+            _ => {
+                return Err(Error::bad_shape(
+                    "RandomResizedCrop",
+                    x.shape(),
+                    "expected an image [C, H, W] or [H, W]",
+                ))
+            }
+        };
         let (oh, ow) = self.size;
         if h == 0 || w == 0 || oh == 0 || ow == 0 {
             return Err(Error::bad_shape(
@@ -363,14 +406,8 @@ impl Transform for RandomResizedCrop {
                 format!("cannot resize to {oh}x{ow}"),
             ));
         }
-        let win = self.params(h, w, rng);
-        out(
-            resize_bilinear(&d, (c, h, w), win, (oh, ow)),
-            x.rank() == 2,
-            c,
-            oh,
-            ow,
-        )
+        let (i, j, ch, cw) = self.params(h, w, rng);
+        resized_crop(&x, i, j, ch, cw, (oh, ow))
     }
 }
 
