@@ -16,7 +16,7 @@ Writes tests/fixtures/data/ (small, committed):
 - cifar10.bin (3 records: label n, pixel k = (n + k) % 256) and cifar100.bin (coarse
   n + 1, fine 10 n + 5).
 - folder/: an ImageFolder tree (classes `Zebra`, `cat`, `dog`; nested folders; PNG in
-  both cases of extension, JPEG, a .txt that is skipped) and folder.json: torchvision's
+  both cases of extension, smooth JPEGs, a .txt that is skipped) and folder.json: torchvision's
   `ImageFolder(root).classes` and `.samples` (paths relative to folder/), plus each
   image's RGB pixels as Pillow decodes them (`pix_<k>.npy`).
 - resized_crop.npy + resized_crop.json: `F.resized_crop(x, i, j, h, w, size,
@@ -60,7 +60,7 @@ def idx():
     lab = bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes() + bytes(i % 10 for i in range(n))
     for name, data in [("images-idx3-ubyte", img), ("labels-idx1-ubyte", lab)]:
         open(f"{OUT}/{name}", "wb").write(data)
-        with gzip.open(f"{OUT}/{name}.gz", "wb") as g:
+        with open(f"{OUT}/{name}.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as g:
             g.write(data)
 
 
@@ -79,9 +79,15 @@ def folder():
     files = ["Zebra/z1.png", "cat/b.PNG", "cat/a.jpg", "cat/sub/c.png", "cat/sub-x/d.png", "cat/sub/deep/e.png", "dog/x.jpeg"]
     for f in files:
         os.makedirs(os.path.dirname(f"{root}/{f}"), exist_ok=True)
-        arr = rng.integers(0, 256, size=(5, 4, 3), dtype=np.uint8)
-        fmt = "JPEG" if f.lower().endswith(("jpg", "jpeg")) else "PNG"
-        Image.fromarray(arr).save(f"{root}/{f}", format=fmt)
+        if f.lower().endswith(("jpg", "jpeg")):
+            # smooth, so that two conforming JPEG decoders agree within a few steps
+            y, x = np.mgrid[0:16, 0:12]
+            base = rng.integers(0, 100, size=3)
+            arr = np.stack([base[c] + 4 * x + 5 * y for c in range(3)], -1).astype(np.uint8)
+            Image.fromarray(arr).save(f"{root}/{f}", format="JPEG", quality=95)
+        else:
+            arr = rng.integers(0, 256, size=(5, 4, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(f"{root}/{f}", format="PNG")
     open(f"{root}/dog/notes.txt", "w").write("not an image\n")
     ds = ImageFolder(root)
     samples = []
