@@ -58,6 +58,6 @@ pub use iterable::{
 pub use loader::{DataLoader, DataLoaderBuilder, DataLoaderIter};
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
 pub use transforms::{
-    Compose, Lambda, Normalize, RandomCrop, RandomHorizontalFlip, RandomResizedCrop, ToTensor,
-    Transform, Transformed,
+    resized_crop, Compose, Lambda, Normalize, RandomCrop, RandomHorizontalFlip, RandomResizedCrop,
+    ToTensor, Transform, Transformed,
 };

@@ -198,9 +198,10 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     npy_from_bytes(FileBytes::open(path)?.bytes(), path)
 }
 
-/// The bytes of an `.npy` file (format 1.0, little-endian, C order) holding `t`.
-pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    let descr = match t.dtype() {
+/// The header of an `.npy` file (format 1.0, little-endian, C order) for an array of
+/// `dtype` and `shape`: the array's bytes follow it (to stream a large file out).
+pub fn npy_header(dtype: DType, shape: &[usize]) -> Result<Vec<u8>> {
+    let descr = match dtype {
         DType::F32 => "<f4",
         DType::F64 => "<f8",
         DType::I64 => "<i8",
@@ -216,7 +217,7 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
             })
         }
     };
-    let shape = match t.shape() {
+    let shape = match shape {
         [d] => format!("({d},)"),
         s => format!(
             "({})",
@@ -235,6 +236,12 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(h.len() as u16).to_le_bytes());
     out.extend_from_slice(h.as_bytes());
+    Ok(out)
+}
+
+/// The bytes of an `.npy` file (format 1.0, little-endian, C order) holding `t`.
+pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let mut out = npy_header(t.dtype(), t.shape())?;
     out.extend_from_slice(&t.to_host()?.le_bytes());
     Ok(out)
 }
