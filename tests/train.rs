@@ -317,4 +317,3 @@ fn augmented_runs_resume_exactly_whatever_the_workers() -> Result<()> {
     assert!(matches!(e, Err(JobError::AugmentMismatch { .. })));
     Ok(())
 }
-

@@ -70,17 +70,34 @@ pub fn stack_tensors(samples: &[Tensor]) -> Result<Tensor> {
     }
     let mut shape = vec![samples.len()];
     shape.extend_from_slice(first.shape());
-    let numel = first.numel();
-    let mut out = HostData::zeros(numel * samples.len(), first.dtype())?;
-    let sz = first.dtype().size_in_bytes() * numel;
-    let dst = out.bytes_mut();
-    for (t, d) in samples.iter().zip(dst.chunks_exact_mut(sz.max(1))) {
-        match t.storage().as_le_bytes() {
-            Some(b) if b.len() == sz => d.copy_from_slice(b),
-            _ => return Tensor::stack(samples, 0),
-        }
+    match concat_host(samples) {
+        Some(host) => Tensor::from_host(host, &shape),
+        None => Tensor::stack(samples, 0),
     }
-    Tensor::from_host(out, &shape)
+}
+
+/// The host elements of `samples` one after the other (one copy each, no zero fill), or
+/// `None` when one of them is not in host memory of the first one's dtype.
+fn concat_host(samples: &[Tensor]) -> Option<HostData> {
+    let total = samples.iter().map(Tensor::numel).sum::<usize>();
+    macro_rules! cat {
+        ($($var:ident),*) => {
+            match samples.first()?.storage().as_host()? {
+                $(HostData::$var(_) => {
+                    let mut out = Vec::new();
+                    out.try_reserve_exact(total).ok()?;
+                    for t in samples {
+                        match t.storage().as_host()? {
+                            HostData::$var(v) => out.extend_from_slice(v),
+                            _ => return None,
+                        }
+                    }
+                    HostData::$var(out)
+                })*
+            }
+        };
+    }
+    Some(cat!(F32, I64, F16, BF16, F64, I32, U8, Bool))
 }
 
 impl Stack for Tensor {

@@ -88,6 +88,18 @@ pub(crate) fn check_index(op: &'static str, index: usize, len: usize) -> Result<
 pub(crate) fn row(t: &Tensor, i: usize) -> Result<Tensor> {
     let shape = &t.shape()[1..];
     let n: usize = shape.iter().product();
+    let r = i * n..(i + 1) * n;
+    macro_rules! slice {
+        ($($var:ident),*) => {
+            match t.storage().as_host() {
+                $(Some(HostData::$var(v)) => v.get(r).map(|v| HostData::$var(v.to_vec())),)*
+                None => None,
+            }
+        };
+    }
+    if let Some(host) = slice!(F32, I64, F16, BF16, F64, I32, U8, Bool) {
+        return Tensor::from_host(host, shape);
+    }
     if let Some(bytes) = t.storage().as_le_bytes() {
         let sz = t.dtype().size_in_bytes();
         if let Some(b) = bytes.get(i * n * sz..(i + 1) * n * sz) {

@@ -7,6 +7,7 @@
 use super::seed::{sample_seed, SplitMix64};
 use super::Dataset;
 use crate::{DType, Error, HostData, Result, Tensor};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A function of an image and a generator (torchvision's transform objects).
@@ -16,7 +17,8 @@ pub trait Transform: Send + Sync {
 }
 
 /// An f32 image's elements and its `(C, H, W)`.
-fn image(x: &Tensor, op: &'static str) -> Result<(Vec<f32>, usize, usize, usize)> {
+/// (Borrowed from host storage: a crop reads it in place.)
+fn image<'a>(x: &'a Tensor, op: &'static str) -> Result<(Cow<'a, [f32]>, usize, usize, usize)> {
     if x.dtype() != DType::F32 {
         return Err(Error::DType {
             op,
@@ -36,8 +38,8 @@ fn image(x: &Tensor, op: &'static str) -> Result<(Vec<f32>, usize, usize, usize)
         }
     };
     let data = match x.storage().as_host() {
-        Some(HostData::F32(v)) => v.clone(),
-        _ => x.to_vec::<f32>()?,
+        Some(HostData::F32(v)) => Cow::Borrowed(&v[..]),
+        _ => Cow::Owned(x.to_vec::<f32>()?),
     };
     Ok((data, c, h, w))
 }
@@ -149,7 +151,8 @@ impl Normalize {
 
 impl Transform for Normalize {
     fn apply(&self, x: Tensor, _rng: &mut SplitMix64) -> Result<Tensor> {
-        let (mut d, c, h, w) = image(&x, "Normalize")?;
+        let (d, c, h, w) = image(&x, "Normalize")?;
+        let mut d = d.into_owned();
         if c != self.mean.len() {
             return Err(Error::bad_shape(
                 "Normalize",
@@ -184,7 +187,8 @@ impl Transform for RandomHorizontalFlip {
         if rng.uniform() >= self.p {
             return Ok(x);
         }
-        let (mut d, c, h, w) = image(&x, "RandomHorizontalFlip")?;
+        let (d, c, h, w) = image(&x, "RandomHorizontalFlip")?;
+        let mut d = d.into_owned();
         d.chunks_exact_mut(w.max(1)).for_each(<[f32]>::reverse);
         out(d, x.rank() == 2, c, h, w)
     }

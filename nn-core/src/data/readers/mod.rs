@@ -1,7 +1,7 @@
 //! Readers for the data files people have: MNIST/Fashion-MNIST IDX ([`idx`]), CIFAR
 //! binary batches ([`cifar`]), numpy `.npy` ([`npy`], also memory-mapped) and `.npz`
-//! ([`npz`]), CSV with a header ([`csv`], feature `csv`), and torchvision-style image
-//! folders ([`image_folder`], feature `image`).
+//! ([`npz`]), CSV with a header (`csv::CsvDataset`, feature `csv`), and torchvision-style image
+//! folders (`image_folder::ImageFolder`, feature `image`).
 //!
 //! Every reader checks the sizes a file claims against the file before allocating, and
 //! caps decompression, so a truncated or hostile file is an error naming it
