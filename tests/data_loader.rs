@@ -327,7 +327,7 @@ impl IterableDataset for Stream {
 #[test]
 fn iterable_datasets_shard_over_workers() -> Result<()> {
     let run = |workers| -> Result<Vec<Vec<i64>>> {
-        let l = IterableLoader::new(Stream(23))
+        let l = IterableLoader::builder(Stream(23))
             .batch_size(4)
             .num_workers(workers)
             .build()?;

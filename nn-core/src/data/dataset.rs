@@ -383,7 +383,7 @@ pub fn random_split<D: Dataset + Clone>(
     seed: u64,
 ) -> Result<Vec<Subset<D>>> {
     let lengths = split.lengths(dataset.len())?;
-    let order = permutation(dataset.len(), derive_seed(seed, 0x5350_4c49_54));
+    let order = permutation(dataset.len(), derive_seed(seed, 0x0053_504c_4954));
     let mut at = 0;
     lengths
         .into_iter()

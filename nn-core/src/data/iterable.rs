@@ -24,7 +24,7 @@ pub type SampleStream<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 ///         Ok(Box::new((0..self.0).skip(w).step_by(n).map(Ok)))
 ///     }
 /// }
-/// let loader = IterableLoader::new(Numbers(10)).batch_size(4).num_workers(2).build()?;
+/// let loader = IterableLoader::builder(Numbers(10)).batch_size(4).num_workers(2).build()?;
 /// let mut seen: Vec<i64> = Vec::new();
 /// for b in &loader {
 ///     seen.extend(b?.to_vec::<i64>()?);
@@ -73,7 +73,7 @@ pub struct IterableLoaderBuilder<D, C> {
 
 impl<D: IterableDataset> IterableLoader<D, DefaultCollate> {
     /// Starts a loader over `dataset`: batch size 1, no workers, the default collate.
-    pub fn new(dataset: D) -> IterableLoaderBuilder<D, DefaultCollate> {
+    pub fn builder(dataset: D) -> IterableLoaderBuilder<D, DefaultCollate> {
         IterableLoaderBuilder {
             dataset,
             collate: DefaultCollate,
@@ -243,9 +243,7 @@ impl<D: IterableDataset, C: Collate<D::Item> + 'static> IterableLoader<D, C> {
     }
 }
 
-impl<'a, D: IterableDataset, C: Collate<D::Item> + 'static> IntoIterator
-    for &'a IterableLoader<D, C>
-{
+impl<D: IterableDataset, C: Collate<D::Item> + 'static> IntoIterator for &IterableLoader<D, C> {
     type Item = Result<C::Batch>;
     type IntoIter = IterableIter<C::Batch>;
     fn into_iter(self) -> Self::IntoIter {
