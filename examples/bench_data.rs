@@ -157,7 +157,7 @@ fn d3(mb: usize) -> Result<()> {
     let rows = mb * (1 << 20) / (cols * 4);
     let path = std::env::temp_dir().join(format!("nn-bench-d3-{}.npy", std::process::id()));
     // written in slices so the writer's memory stays small
-    let chunk = Tensor::rand(&[rows.min(16_384), cols]);
+    let chunk = Tensor::rand(&[rows.min(1024), cols]);
     let bytes = nn::data::readers::npy::npy_header(nn::DType::F32, &[rows, cols])?;
     {
         use std::io::Write;
@@ -172,6 +172,7 @@ fn d3(mb: usize) -> Result<()> {
             left -= n;
         }
     }
+    let before = peak_rss_mib().unwrap_or(f64::NAN);
     let file = NpyFile::open(&path)?;
     let loader = DataLoader::builder(file).batch_size(128).build()?;
     let t = std::time::Instant::now();
@@ -180,7 +181,7 @@ fn d3(mb: usize) -> Result<()> {
         n += b?.shape()[0];
     }
     println!(
-        "D3 mapped .npy of {mb} MB ({n} rows): {:.2} s, peak RSS {:.0} MiB",
+        "D3 mapped .npy of {mb} MB ({n} rows): {:.2} s, peak RSS {:.0} MiB ({before:.0} MiB before reading)",
         t.elapsed().as_secs_f64(),
         peak_rss_mib().unwrap_or(f64::NAN)
     );

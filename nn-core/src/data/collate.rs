@@ -84,8 +84,9 @@ fn concat_host(samples: &[Tensor]) -> Option<HostData> {
         ($($var:ident),*) => {
             match samples.first()?.storage().as_host()? {
                 $(HostData::$var(_) => {
-                    let mut out = Vec::new();
-                    out.try_reserve_exact(total).ok()?;
+                    // from this thread's cache of freed buffers when it holds one (a
+                    // freed batch is then reused, instead of piling up in the cache)
+                    let mut out = crate::host::try_with_capacity(total, "default_collate").ok()?;
                     for t in samples {
                         match t.storage().as_host()? {
                             HostData::$var(v) => out.extend_from_slice(v),

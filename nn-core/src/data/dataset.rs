@@ -92,7 +92,14 @@ pub(crate) fn row(t: &Tensor, i: usize) -> Result<Tensor> {
     macro_rules! slice {
         ($($var:ident),*) => {
             match t.storage().as_host() {
-                $(Some(HostData::$var(v)) => v.get(r).map(|v| HostData::$var(v.to_vec())),)*
+                $(Some(HostData::$var(v)) => match v.get(r) {
+                    Some(v) => {
+                        let mut out = crate::host::try_with_capacity(v.len(), "TensorDataset::get")?;
+                        out.extend_from_slice(v);
+                        Some(HostData::$var(out))
+                    }
+                    None => None,
+                },)*
                 None => None,
             }
         };
