@@ -282,3 +282,38 @@ fn cnn_defaults_reach_98_percent() -> Result<()> {
     assert!(r.test_accuracy.fraction() >= 0.98, "{}", r.test_accuracy);
     Ok(())
 }
+
+#[test]
+fn augmented_runs_resume_exactly_whatever_the_workers() -> Result<()> {
+    let (a, b) = (Scratch::new("aug-straight"), Scratch::new("aug-resumed"));
+    let aug = |dir: &Scratch, epochs, workers| Config {
+        augment: true,
+        workers,
+        ..short(dir, epochs)
+    };
+    let straight = job::run(&aug(&a, 2, 0), &mut ())?;
+    job::run(&aug(&b, 1, 2), &mut ())?;
+    let resumed = job::run(
+        &Config {
+            resume: true,
+            ..aug(&b, 2, 1)
+        },
+        &mut (),
+    )?;
+    assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
+    assert!(read(&straight.checkpoint)? == read(&resumed.checkpoint)?);
+    // the crops change the run
+    let plain = job::run(&short(&Scratch::new("aug-plain"), 2), &mut ())?;
+    assert_ne!(bits(&plain.weights)?, bits(&straight.weights)?);
+    // a checkpoint written with --augment refuses a resume without it
+    let e = job::run(
+        &Config {
+            resume: true,
+            augment: false,
+            ..aug(&b, 3, 0)
+        },
+        &mut (),
+    );
+    assert!(matches!(e, Err(JobError::AugmentMismatch { .. })));
+    Ok(())
+}
