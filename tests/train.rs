@@ -62,6 +62,15 @@ fn short(out: &Scratch, epochs: usize) -> Config {
     }
 }
 
+/// `job::run`, one at a time: a run seeds the process-wide default seed
+/// (`manual_seed`) that its checkpoints record, so runs of parallel tests with other
+/// seeds must not interleave.
+fn run(cfg: &Config, obs: &mut dyn job::Observer) -> Result<job::Report> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    job::run(cfg, obs)
+}
+
 fn read(p: &Path) -> Result<Vec<u8>> {
     std::fs::read(p).map_err(|source| JobError::Io {
         path: p.display().to_string(),
@@ -95,12 +104,12 @@ fn bits(sd: &nn::StateDict) -> nn::Result<Vec<(String, Vec<u64>)>> {
 #[test]
 fn resume_equals_uninterrupted() -> Result<()> {
     let (a, b) = (Scratch::new("straight"), Scratch::new("resumed"));
-    let straight = job::run(&short(&a, 3), &mut ())?;
+    let straight = run(&short(&a, 3), &mut ())?;
 
     // "crash" after epoch 1, then resume up to epoch 3
-    let first = job::run(&short(&b, 1), &mut ())?;
+    let first = run(&short(&b, 1), &mut ())?;
     assert_eq!(first.history.len(), 1);
-    let resumed = job::run(
+    let resumed = run(
         &Config {
             resume: true,
             ..short(&b, 3)
@@ -161,9 +170,9 @@ fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
         recipe: recipe(),
         ..short(dir, epochs)
     };
-    let straight = job::run(&cfg(&a, 3), &mut ())?;
-    job::run(&cfg(&b, 1), &mut ())?;
-    let resumed = job::run(
+    let straight = run(&cfg(&a, 3), &mut ())?;
+    run(&cfg(&b, 1), &mut ())?;
+    let resumed = run(
         &Config {
             resume: true,
             ..cfg(&b, 3)
@@ -198,7 +207,7 @@ fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
     );
 
     // other flags than the checkpoint's: an error naming both
-    let other = job::run(
+    let other = run(
         &Config {
             resume: true,
             recipe: recipe::Recipe {
@@ -222,7 +231,7 @@ fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
 #[test]
 fn reload_reproduces_accuracy() -> Result<()> {
     let dir = Scratch::new("reload");
-    let r = job::run(&short(&dir, 2), &mut ())?;
+    let r = run(&short(&dir, 2), &mut ())?;
     assert_eq!(r.reloaded_test_accuracy, r.test_accuracy);
     assert!(r.test_accuracy.fraction() > 0.5, "{}", r.test_accuracy);
     assert_eq!(r.test_accuracy.total, job::TEST_LEN);
@@ -247,7 +256,7 @@ fn reload_reproduces_accuracy() -> Result<()> {
 fn bad_requests_are_errors() -> Result<()> {
     let dir = Scratch::new("bad");
     let msg = |cfg: &Config| {
-        job::run(cfg, &mut ())
+        run(cfg, &mut ())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
@@ -257,7 +266,7 @@ fn bad_requests_are_errors() -> Result<()> {
         ..short(&dir, 1)
     });
     assert!(none.contains(job::CHECKPOINT), "{none}");
-    job::run(&short(&dir, 1), &mut ())?;
+    run(&short(&dir, 1), &mut ())?;
     let other_seed = msg(&Config {
         resume: true,
         seed: 12,
@@ -285,7 +294,7 @@ fn defaults_reach_95_percent() -> Result<()> {
         out_dir: dir.0.clone(),
         ..Config::default()
     };
-    let r = job::run(&cfg, &mut ())?;
+    let r = run(&cfg, &mut ())?;
     assert_eq!(r.history.len(), 20);
     assert!(r.test_accuracy.fraction() >= 0.95, "{}", r.test_accuracy);
     Ok(())
@@ -298,9 +307,9 @@ fn cnn_resumes_exactly_and_reloads() -> Result<()> {
         model: ModelKind::Cnn,
         ..short(dir, epochs)
     };
-    let straight = job::run(&cnn(&a, 2), &mut ())?;
-    job::run(&cnn(&b, 1), &mut ())?;
-    let resumed = job::run(
+    let straight = run(&cnn(&a, 2), &mut ())?;
+    run(&cnn(&b, 1), &mut ())?;
+    let resumed = run(
         &Config {
             resume: true,
             ..cnn(&b, 2)
@@ -339,7 +348,7 @@ fn cnn_resumes_exactly_and_reloads() -> Result<()> {
     assert_eq!(accuracy(&fresh, &x, &y)?, straight.test_accuracy);
 
     // resuming with the other model is refused, naming both
-    let other = job::run(
+    let other = run(
         &Config {
             resume: true,
             ..short(&b, 3)
@@ -364,8 +373,43 @@ fn cnn_defaults_reach_98_percent() -> Result<()> {
         out_dir: dir.0.clone(),
         ..Config::default()
     };
-    let r = job::run(&cfg, &mut ())?;
+    let r = run(&cfg, &mut ())?;
     assert_eq!(r.history.len(), 20);
     assert!(r.test_accuracy.fraction() >= 0.98, "{}", r.test_accuracy);
+    Ok(())
+}
+
+#[test]
+fn augmented_runs_resume_exactly_whatever_the_workers() -> Result<()> {
+    let (a, b) = (Scratch::new("aug-straight"), Scratch::new("aug-resumed"));
+    let aug = |dir: &Scratch, epochs, workers| Config {
+        augment: true,
+        workers,
+        ..short(dir, epochs)
+    };
+    let straight = run(&aug(&a, 2, 0), &mut ())?;
+    run(&aug(&b, 1, 2), &mut ())?;
+    let resumed = run(
+        &Config {
+            resume: true,
+            ..aug(&b, 2, 1)
+        },
+        &mut (),
+    )?;
+    assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
+    assert!(read(&straight.checkpoint)? == read(&resumed.checkpoint)?);
+    // the crops change the run
+    let plain = run(&short(&Scratch::new("aug-plain"), 2), &mut ())?;
+    assert_ne!(bits(&plain.weights)?, bits(&straight.weights)?);
+    // a checkpoint written with --augment refuses a resume without it
+    let e = run(
+        &Config {
+            resume: true,
+            augment: false,
+            ..aug(&b, 3, 0)
+        },
+        &mut (),
+    );
+    assert!(matches!(e, Err(JobError::AugmentMismatch { .. })));
     Ok(())
 }

@@ -43,6 +43,12 @@ pub struct Args {
     /// data-parallel over the ranks of `mpirun -np N` (needs --features mpi)
     #[arg(long)]
     pub distributed: bool,
+    /// augment the training images: RandomCrop(8, padding=1), seeded per image and epoch
+    #[arg(long)]
+    pub augment: bool,
+    /// data-loader worker threads (the batches are the same for any number)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub workers: usize,
     /// adam, adamw or sgd (momentum 0.9)
     #[arg(long, value_name = "O", default_value_t = OptimizerKind::default())]
     pub optimizer: OptimizerKind,
@@ -84,6 +90,8 @@ impl Args {
             out_dir: self.out.clone(),
             resume: self.resume,
             device: self.device,
+            augment: self.augment,
+            workers: self.workers,
             recipe: Recipe {
                 optimizer: self.optimizer,
                 weight_decay: self.weight_decay,

@@ -36,46 +36,9 @@ pub enum DataError {
 /// Results of this module.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
-/// A splitmix64 generator: tiny, fast, and stable forever (the data split and batch
-/// order must not change when a dependency is upgraded).
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A draw in `0..n` (`n > 0`; Lemire's multiply-shift, bias below 2^-40 for n < 2^24).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-}
-
-/// A uniformly shuffled `0..n` (Fisher-Yates), fully determined by `seed`.
-pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64::new(seed);
-    let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        p.swap(i, rng.below(i + 1));
-    }
-    p
-}
-
-/// Mixes a seed with a stream number (an epoch, a purpose), so derived streams differ.
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    SplitMix64::new(seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03)).next_u64()
-}
+// The seeded permutation of the split and of every epoch's batch order is
+// `nn::data`'s: splitmix64 + Fisher-Yates, stable across versions.
+pub use nn::data::seed::{derive_seed, permutation};
 
 /// The compressed CSV, embedded at build time.
 const EMBEDDED: &[u8] = include_bytes!(concat!(
@@ -231,62 +194,7 @@ impl Digits {
             Tensor::from_slice(&self.labels, &[self.len()])?,
         ))
     }
-
-    /// Mini-batches of at most `batch_size` images, in order, or in the order of a
-    /// permutation seeded by `shuffle` (the last batch may be smaller).
-    pub fn batches(&self, batch_size: usize, shuffle: Option<u64>) -> Result<Batches<'_>> {
-        if batch_size == 0 {
-            return Err(DataError::Request {
-                op: "Digits::batches",
-                msg: "batch size must be > 0".into(),
-            });
-        }
-        let order = match shuffle {
-            Some(seed) => permutation(self.len(), seed),
-            None => (0..self.len()).collect(),
-        };
-        Ok(Batches {
-            data: self,
-            order,
-            batch_size,
-            pos: 0,
-        })
-    }
 }
-
-/// Iterator over `(images [b, 64], labels [b])` mini-batches (see [`Digits::batches`]).
-#[derive(Debug)]
-pub struct Batches<'a> {
-    data: &'a Digits,
-    order: Vec<usize>,
-    batch_size: usize,
-    pos: usize,
-}
-
-impl Iterator for Batches<'_> {
-    type Item = Result<(Tensor, Tensor)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.order.len() {
-            return None;
-        }
-        let end = (self.pos + self.batch_size).min(self.order.len());
-        let idx = &self.order[self.pos..end];
-        self.pos = end;
-        Some(self.data.select(idx).and_then(|b| b.tensors()))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self
-            .order
-            .len()
-            .saturating_sub(self.pos)
-            .div_ceil(self.batch_size);
-        (n, Some(n))
-    }
-}
-
-impl ExactSizeIterator for Batches<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -361,32 +269,28 @@ mod tests {
     }
 
     #[test]
-    fn batches_cover_the_set_once() -> Result<()> {
+    fn the_loader_keeps_the_jobs_batch_order() -> std::result::Result<(), crate::job::JobError> {
+        // epoch e visits permutation(len, derive_seed(seed, e)) in chunks of the batch
+        // size, as the job did before it batched through nn::data::DataLoader
         let d = Digits::load()?.select(&(0..130).collect::<Vec<_>>())?;
-        let batches = d.batches(64, Some(3))?;
-        assert_eq!(batches.len(), 3);
-        let mut seen = Vec::new();
+        let cfg = crate::job::Config {
+            seed: 3,
+            ..crate::job::Config::default()
+        };
+        let sampler = nn::data::RandomSampler::new(d.len(), cfg.seed);
+        let mut loader = crate::job::train_loader(&d, &cfg, sampler, 64)?;
+        assert_eq!(loader.len(), 3);
+        loader.set_epoch(2);
+        let order = permutation(d.len(), derive_seed(3, 2));
         let mut sizes = Vec::new();
-        for b in batches {
+        for (b, idx) in (&loader).into_iter().zip(order.chunks(64)) {
             let (x, y) = b?;
-            assert_eq!(x.shape()[0], y.shape()[0]);
+            let (want_x, want_y) = d.select(idx)?.tensors()?;
+            assert_eq!(x.to_vec::<f32>()?, want_x.to_vec::<f32>()?);
+            assert_eq!(y.to_vec::<i64>()?, want_y.to_vec::<i64>()?);
             sizes.push(y.shape()[0]);
-            seen.extend(y.to_vec::<i64>()?);
         }
         assert_eq!(sizes, [64, 64, 2]);
-        let mut want = d.labels.to_vec();
-        want.sort_unstable();
-        seen.sort_unstable();
-        assert_eq!(seen, want);
-        let plain: Vec<i64> = d
-            .batches(200, None)?
-            .next()
-            .transpose()?
-            .map(|(_, y)| y.to_vec::<i64>())
-            .transpose()?
-            .unwrap_or_default();
-        assert_eq!(plain, d.labels);
-        assert!(d.batches(0, None).is_err());
         Ok(())
     }
 

@@ -158,7 +158,8 @@ mod imp {
 
         let start_epoch = history.len();
         let sampler = DistributedSampler::new(train.len(), world, group.rank(), Some(cfg.seed))?;
-        let batches_per_epoch = sampler.num_samples().div_ceil(local_batch);
+        let mut loader = crate::job::train_loader(&train, cfg, sampler, local_batch)?;
+        let batches_per_epoch = loader.len();
         obs.start(&RunInfo {
             device: format!("{device} x {world} ranks (mpi)"),
             train_len: train.len(),
@@ -180,11 +181,9 @@ mod imp {
             obs.epoch_start(epoch, batches_per_epoch);
             let t = Instant::now();
             let mut local_losses = Vec::with_capacity(batches_per_epoch);
-            for part in sampler.indices(epoch as u64).chunks(local_batch) {
-                let (x, y) = train
-                    .select(part)
-                    .and_then(|b| b.tensors())
-                    .map_err(JobError::from)?;
+            loader.set_epoch(epoch as u64);
+            for batch in &loader {
+                let (x, y) = batch?;
                 let (x, y) = (x.to_device(&device)?, y.to_device(&device)?);
                 let loss = ddp.forward(&x)?.cross_entropy(&y)?;
                 opt.zero_grad();

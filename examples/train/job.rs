@@ -3,7 +3,9 @@
 //! is a command-line front end over [`run`]; `tests/train.rs` calls [`run`] too.
 //!
 //! Determinism: the split, the initial weights and every epoch's batch order derive from
-//! [`Config::seed`] only (the batch order of epoch `e` from `(seed, e)`), and the
+//! [`Config::seed`] only (the batch order of epoch `e` from `(seed, e)`, through
+//! `nn::data`'s `DataLoader` and `RandomSampler`; `--augment`'s crops from `(seed, e,
+//! image)`, whatever `--workers`), and the
 //! checkpoint ([`nn::io::TrainingCheckpoint`]) holds the model, Adam's state and the
 //! generator state, so a run resumed from the checkpoint of epoch `k` replays epochs
 //! `k+1..` exactly as an uninterrupted run does and ends with bit-identical weights and
@@ -14,6 +16,10 @@ use crate::history::{history_from, history_tensors, EpochRecord};
 use crate::model::{ModelKind, Net};
 use crate::plot::{self, PlotError};
 use crate::recipe::{Recipe, Trainer};
+use nn::data::{
+    Compose, DataLoader, Dataset, Lambda, RandomCrop, RandomSampler, Sampler, TensorDataset,
+    Transformed,
+};
 use nn::io::{LoadOptions, TrainingCheckpoint};
 use nn::{Device, Forward, ModuleExt, StateDict, Tensor};
 use std::fmt;
@@ -63,6 +69,14 @@ pub enum JobError {
         path: String,
         /// What does not fit.
         msg: String,
+    },
+    /// `--resume` with `--augment` other than the checkpoint's.
+    #[error("{path}: written {}; resume with the same flag", if *written { "with --augment" } else { "without --augment" })]
+    AugmentMismatch {
+        /// The checkpoint.
+        path: String,
+        /// Whether it was written with `--augment`.
+        written: bool,
     },
     /// A batch size of 0.
     #[error("the batch size must be at least 1")]
@@ -201,6 +215,11 @@ pub struct Config {
     pub resume: bool,
     /// Where to train.
     pub device: DeviceSpec,
+    /// Random-crop augmentation of the training images (`RandomCrop(8, padding=1)`,
+    /// seeded per sample by the seed, the epoch and the image: `--augment`).
+    pub augment: bool,
+    /// Data-loader worker threads (`--workers`; the batches are the same for any count).
+    pub workers: usize,
     /// Optimizer, schedule, clipping, label smoothing, averaged weights.
     pub recipe: Recipe,
 }
@@ -217,6 +236,8 @@ impl Default for Config {
             out_dir: PathBuf::from("out/train"),
             resume: false,
             device: DeviceSpec::Cpu,
+            augment: false,
+            workers: 0,
             recipe: Recipe::default(),
         }
     }
@@ -376,6 +397,45 @@ pub struct Report {
     pub timings: Timings,
 }
 
+/// The seed stream of the augmentation (its crops differ from the split's stream).
+const AUGMENT_STREAM: u64 = 0x4155_474d;
+
+/// The training data as the loop sees it: `(images [64], label)` rows, augmented with
+/// `--augment` (each image as `[1, 8, 8]` through `RandomCrop(8, padding=1)`).
+pub type TrainSet = Box<dyn Dataset<Item = (Tensor, Tensor)>>;
+
+/// The training batches: a [`DataLoader`] over the training split in the order of
+/// `sampler` (set its epoch with `set_epoch`). With a [`RandomSampler`] seeded by
+/// `cfg.seed`, epoch `e` visits the permutation seeded by `derive_seed(seed, e)`, the
+/// order this job has always used, so the default results are unchanged.
+pub fn train_loader(
+    train: &Digits,
+    cfg: &Config,
+    sampler: impl Sampler + 'static,
+    batch_size: usize,
+) -> Result<DataLoader<TrainSet>> {
+    let rows = TensorDataset::new(train.tensors()?)?;
+    let set: TrainSet = if cfg.augment {
+        let crop = Compose(vec![
+            Box::new(Lambda(|x: Tensor| x.reshape(&[1, 8, 8]))),
+            Box::new(RandomCrop::new(8, 1)),
+            Box::new(Lambda(|x: Tensor| x.reshape(&[Digits::FEATURES]))),
+        ]);
+        Box::new(Transformed::new(
+            rows,
+            crop,
+            derive_seed(cfg.seed, AUGMENT_STREAM),
+        ))
+    } else {
+        Box::new(rows)
+    };
+    Ok(DataLoader::builder(set)
+        .batch_size(batch_size)
+        .sampler(sampler)
+        .num_workers(cfg.workers)
+        .build()?)
+}
+
 /// The checkpoint after `epoch` epochs: model, optimizer, generator state, the flags a
 /// resume must repeat, and the history.
 fn checkpoint(
@@ -389,6 +449,9 @@ fn checkpoint(
         .with_meta("seed", cfg.seed as i64)
         .with_meta("batch_size", cfg.batch_size as i64)
         .with_meta("model", cfg.model.to_string().as_str());
+    if cfg.augment {
+        ck = ck.with_meta("augment", 1i64);
+    }
     ck.tensors = history_tensors(history)?;
     Ok(trainer.save_into(ck, cfg.epochs)?)
 }
@@ -450,6 +513,12 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
             });
         }
         let (seed, batch_size) = (ck.meta_i64("seed")?, ck.meta_i64("batch_size")?);
+        if ck.meta_i64("augment").unwrap_or(0) != i64::from(cfg.augment) {
+            return Err(JobError::AugmentMismatch {
+                path: ck_name,
+                written: ck.meta_i64("augment").unwrap_or(0) != 0,
+            });
+        }
         if seed != cfg.seed as i64 || batch_size != cfg.batch_size as i64 {
             return Err(JobError::ResumeMismatch {
                 path: ck_name,
@@ -465,7 +534,13 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
     }
 
     let start_epoch = history.len();
-    let batches_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let mut loader = train_loader(
+        &train,
+        cfg,
+        RandomSampler::new(train.len(), cfg.seed),
+        cfg.batch_size,
+    )?;
+    let batches_per_epoch = loader.len();
     obs.start(&RunInfo {
         device: device.to_string(),
         train_len: train.len(),
@@ -489,7 +564,8 @@ pub fn run(cfg: &Config, obs: &mut dyn Observer) -> Result<Report> {
         let t = Instant::now();
         let mut losses = Vec::with_capacity(batches_per_epoch);
         let mut sum = 0.0f64;
-        for batch in train.batches(cfg.batch_size, Some(derive_seed(cfg.seed, epoch as u64)))? {
+        loader.set_epoch(epoch as u64);
+        for batch in &loader {
             let (x, y) = batch?;
             let (x, y) = (x.to_device(&device)?, y.to_device(&device)?);
             let loss = trainer.step(&model, &x, &y)?;

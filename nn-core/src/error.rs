@@ -231,6 +231,24 @@ pub enum Error {
         /// What is wrong.
         problem: crate::distributed::DistributedProblem,
     },
+    /// A data set's sample could not be loaded ([`crate::data`]): the index, and why.
+    #[error("sample {index}: {source}")]
+    Sample {
+        /// The sample's index in the data set.
+        index: usize,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// User code run by a data loader (a data set's `get`, a collate function, a stream)
+    /// panicked; the panic was caught and the loader goes on.
+    #[error("data loader: {what} panicked: {msg}")]
+    WorkerPanic {
+        /// The call that panicked (`dataset.get(17)` ...).
+        what: String,
+        /// The panic's message.
+        msg: String,
+    },
     /// An op inside a layer failed on that layer's input (`layer1.0.conv1
     /// (Conv2d(...)): conv2d: kernel [3, 3] ... is larger than the padded input`).
     #[error("{layer}: {source}")]

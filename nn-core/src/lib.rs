@@ -11,6 +11,7 @@
 pub mod autograd;
 pub mod backend;
 pub mod cpu;
+pub mod data;
 mod device;
 #[cfg(feature = "mpi")]
 pub mod distributed;

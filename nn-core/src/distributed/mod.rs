@@ -43,10 +43,10 @@
 //! stops the others.
 
 mod ddp;
-mod sampler;
 
+/// Re-exported from [`crate::data`], where it lives (usable without the `mpi` feature).
+pub use crate::data::DistributedSampler;
 pub use ddp::{DistributedDataParallel, NoSync};
-pub use sampler::DistributedSampler;
 
 use crate::io::{MetaValue, TrainingCheckpoint};
 use crate::module::Module;

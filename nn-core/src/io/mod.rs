@@ -122,7 +122,7 @@
 
 mod atomic;
 mod checkpoint;
-mod format;
+pub(crate) mod format;
 mod load;
 mod native;
 mod native2;
@@ -133,7 +133,7 @@ mod summary;
 mod tensor_serde;
 mod torch;
 mod xxh3;
-mod zip;
+pub(crate) mod zip;
 
 pub use self::safetensors::{
     load_safetensors, safetensors_from_bytes, safetensors_to_bytes, save_safetensors,

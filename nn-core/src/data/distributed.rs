@@ -1,6 +1,8 @@
 //! `DistributedSampler`: each rank's disjoint shard of an epoch's seeded permutation,
 //! with PyTorch's `torch.utils.data.DistributedSampler` semantics.
 
+use super::seed::SplitMix64;
+use super::Sampler;
 use crate::{Error, Result};
 
 /// Splits the indices `0..len` of a data set among `world_size` ranks, epoch by epoch,
@@ -18,7 +20,7 @@ use crate::{Error, Result};
 /// depend on the seed and the world size only.
 ///
 /// ```
-/// use nn_core::distributed::DistributedSampler;
+/// use nn_core::data::DistributedSampler;
 /// let s0 = DistributedSampler::new(5, 2, 0, None)?;
 /// let s1 = DistributedSampler::new(5, 2, 1, None)?;
 /// assert_eq!((s0.indices(0), s1.indices(0)), (vec![0, 2, 4], vec![1, 3, 0])); // padded with 0
@@ -110,7 +112,7 @@ impl DistributedSampler {
     pub fn indices(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len).collect();
         if let Some(seed) = self.seed {
-            let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0xd1b5_4a32_d192_ed03));
+            let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xd1b5_4a32_d192_ed03));
             for i in (1..self.len).rev() {
                 order.swap(i, rng.below(i + 1));
             }
@@ -130,21 +132,13 @@ impl DistributedSampler {
     }
 }
 
-/// splitmix64: tiny and stable forever (a shard must not change with a dependency).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+impl Sampler for DistributedSampler {
+    fn len(&self) -> usize {
+        self.num_samples()
     }
 
-    /// A draw in `0..n` (multiply-shift).
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    fn indices(&self, epoch: u64) -> Vec<usize> {
+        DistributedSampler::indices(self, epoch)
     }
 }
 
