@@ -242,10 +242,14 @@ pub fn resume_pytorch() -> Result<f32> {
         sched.last_epoch(),
         sched.get_last_lr()
     );
+    // PyTorch: for step in range(sched.last_epoch + 1, 13):
     for step in sched.last_epoch() + 1..=12 {
+        // PyTorch: opt.zero_grad()
         opt.zero_grad();
+        // PyTorch: loss = F.cross_entropy(model(idx).reshape(12, 5), targets.reshape(12))
         let logits = model.forward(&idx)?.reshape(&[targets.numel(), CLASSES])?;
         let loss = logits.cross_entropy(&targets.reshape(&[targets.numel()])?)?;
+        // PyTorch: loss.backward(); opt.step(); sched.step()
         loss.backward()?;
         opt.step()?;
         sched.step(&mut opt)?;
