@@ -37,8 +37,8 @@ mod group;
 pub mod lr_scheduler;
 mod rmsprop;
 mod sgd;
-mod torch_state;
 pub mod swa_utils;
+mod torch_state;
 
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
