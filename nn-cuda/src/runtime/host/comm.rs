@@ -405,3 +405,7 @@ impl Collectives for HostComm {
         put(CALL, dst, &out)
     }
 }
+
+#[cfg(test)]
+#[path = "comm_tests.rs"]
+mod tests;
