@@ -2,7 +2,7 @@
 //! and all-gather of tensors on its CUDA device, through the runtime's collectives
 //! (cudarc's NCCL with feature `nccl`; an in-process host group in nn's own tests).
 //!
-//! With feature `nccl` it is an [`nn_core::distributed::DeviceEngine`]: one process per
+//! With feature `nccl` it is an `nn_core::distributed::DeviceEngine`: one process per
 //! GPU, started by `mpirun` as for the CPU backend; every rank calls
 //! `NcclEngine::install` (or `NcclEngine::new` and `ProcessGroup::set_device_engine`)
 //! with its own GPU. Rank 0 creates NCCL's unique id, MPI carries it to the others
@@ -12,16 +12,7 @@
 //! `DistributedDataParallel`'s gradient buckets) go through NCCL, device to device, on
 //! the device's stream; CPU tensors still go through MPI.
 //!
-//! ```ignore
-//! // feature `nccl` (needs Open MPI); run under mpirun, one GPU per rank
-//! use nn_core::distributed::{Backend, ProcessGroup};
-//! let group = ProcessGroup::init()?;
-//! // one GPU per rank (ranks on one host: the local rank picks the GPU)
-//! let gpu = nn_cuda::device(group.rank() % nn_cuda::device_count().max(1))?;
-//! nn_cuda::nccl::NcclEngine::install(&group, &gpu)?;
-//! assert_eq!(group.backend_for(&gpu), Backend::Nccl);
-//! # Ok::<(), nn_core::Error>(())
-//! ```
+//! (`NcclEngine::install` shows the setup.)
 //!
 //! `libnccl` is loaded at run time (`apt-get install libnccl2 libnccl-dev`, or
 //! `pip install nvidia-nccl-cu13` plus a `libnccl.so` link next to its `libnccl.so.2`:
@@ -277,6 +268,30 @@ impl NcclEngine {
     /// ([`crate::host_device`]), rank r at index r: nn's own tests only (feature
     /// `host-runtime`), with each rank used from its own thread. A rank waits at most
     /// 30 s for the others in a collective, then every waiting rank gets an error.
+    ///
+    /// ```
+    /// use nn_core::Tensor;
+    /// use nn_cuda::nccl::{NcclEngine, ReduceOp};
+    /// let ranks = NcclEngine::host_group(2)?;
+    /// let sums = std::thread::scope(|s| {
+    ///     let hs: Vec<_> = ranks
+    ///         .iter()
+    ///         .map(|e| {
+    ///             s.spawn(move || -> nn_core::Result<Vec<f32>> {
+    ///                 let x = Tensor::full(&[3], e.rank() as f32 + 1.0).to_device(e.device())?;
+    ///                 e.all_reduce(&x, ReduceOp::Avg)?.to_vec::<f32>()
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     hs.into_iter()
+    ///         .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    ///         .collect::<Vec<_>>()
+    /// });
+    /// for s in sums {
+    ///     assert_eq!(s?, vec![1.5; 3]);
+    /// }
+    /// # Ok::<(), nn_core::Error>(())
+    /// ```
     pub fn host_group(n: usize) -> Result<Vec<Arc<NcclEngine>>> {
         Self::host_group_with_timeout(n, crate::runtime::host::comm::DEFAULT_TIMEOUT)
     }

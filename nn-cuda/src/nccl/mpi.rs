@@ -75,6 +75,17 @@ impl NcclEngine {
     }
 
     /// [`new`](Self::new), then registers the engine with `group`.
+    ///
+    /// ```no_run
+    /// // run under mpirun, one GPU per rank
+    /// use nn_core::distributed::{Backend, ProcessGroup};
+    /// let group = ProcessGroup::init()?;
+    /// // ranks on one host: the local rank picks the GPU
+    /// let gpu = nn_cuda::device(group.rank() % nn_cuda::device_count().max(1))?;
+    /// nn_cuda::nccl::NcclEngine::install(&group, &gpu)?;
+    /// assert_eq!(group.backend_for(&gpu), Backend::Nccl);
+    /// # Ok::<(), nn_core::Error>(())
+    /// ```
     pub fn install(group: &ProcessGroup, device: &Device) -> Result<Arc<NcclEngine>> {
         let engine = Self::new(group, device)?;
         group.set_device_engine(engine.clone());
