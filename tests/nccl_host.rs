@@ -6,8 +6,8 @@
 //! hang on (ranks passing different lengths, a rank that never comes) must be errors.
 //! No MPI and no libnccl are needed: this runs in the README's test command.
 
-use nn_cuda::nccl::{NcclEngine, ReduceOp};
 use nn::{functional as F, Device, Forward, Linear, ModuleExt, Reduction, Result, Tensor};
+use nn_cuda::nccl::{NcclEngine, ReduceOp};
 use std::sync::Arc;
 use std::time::Duration;
 
