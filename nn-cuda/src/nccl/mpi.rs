@@ -155,4 +155,42 @@ mod tests {
             assert_eq!(nccl_version(), None);
         }
     }
+
+    /// What `ProcessGroup` calls for CUDA tensors (the trait object) is the engine's own
+    /// collectives: checked on a host group of 2 rank threads.
+    #[cfg(feature = "host-runtime")]
+    #[test]
+    fn the_device_engine_impl_runs_the_engine_collectives() -> Result<()> {
+        let ranks = NcclEngine::host_group(2)?;
+        let got = std::thread::scope(|s| {
+            let hs: Vec<_> = ranks
+                .iter()
+                .map(|e| {
+                    let dyn_e: Arc<dyn DeviceEngine> = e.clone();
+                    s.spawn(move || -> Result<_> {
+                        let dev = e.device().clone();
+                        assert_eq!(dyn_e.backend(), Backend::Nccl);
+                        assert!(dyn_e.handles(&dev) && !dyn_e.handles(&Device::Cpu));
+                        let x = Tensor::from_vec(vec![e.rank() as f32 + 1.0, 0.5], &[2])?
+                            .to_device(&dev)?;
+                        Ok((
+                            dyn_e.all_reduce_sum(&x)?.to_vec::<f32>()?,
+                            dyn_e.broadcast(&x, 1)?.to_vec::<f32>()?,
+                            dyn_e.all_gather(&x)?.to_vec::<f32>()?,
+                        ))
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<Vec<_>>()
+        });
+        for g in got {
+            let (sum, b, all) = g?;
+            assert_eq!(sum, vec![3.0, 1.0]);
+            assert_eq!(b, vec![2.0, 0.5]);
+            assert_eq!(all, vec![1.0, 0.5, 2.0, 0.5]);
+        }
+        Ok(())
+    }
 }
