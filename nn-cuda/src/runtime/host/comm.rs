@@ -153,11 +153,17 @@ impl HostGroup {
         rank: usize,
         call: &'static str,
     ) -> crate::error::Error {
-        let missing: Vec<usize> = (0..self.world_size)
-            .filter(|&r| st.slots[r].is_none())
-            .collect();
+        let who = if st.result.is_some() {
+            // still draining the previous round: some rank never took its result
+            format!("the previous collective was not finished by every rank before this {call}")
+        } else {
+            let missing: Vec<usize> = (0..self.world_size)
+                .filter(|&r| st.slots[r].is_none())
+                .collect();
+            format!("rank(s) {missing:?} never joined this {call}")
+        };
         let msg = format!(
-            "rank {rank} waited {:?} for the other ranks; rank(s) {missing:?} never joined this {call} (the group is unusable from now on)",
+            "rank {rank} waited {:?} for the other ranks; {who} (the group is unusable from now on)",
             self.timeout
         );
         st.broken = Some(msg.clone());
