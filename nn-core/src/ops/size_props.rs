@@ -69,7 +69,7 @@ fn drive_one(x: &Tensor, axis: isize, other: &[usize]) {
     let _ = (x.triu(1), x.tril(-1), x.to_dtype(DType::I64));
     let _ = (
         Tensor::cat(&[x.clone(), x.clone()], axis),
-        Tensor::stack(&[x.clone()], axis),
+        Tensor::stack(std::slice::from_ref(x), axis),
     );
     for idx in [vec![0i64], vec![-1], vec![i64::MIN], vec![i64::MAX]] {
         if let Ok(i) = Tensor::from_vec(idx, &[1]) {
