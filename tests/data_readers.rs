@@ -1,7 +1,9 @@
 //! `nn::data::readers` on files numpy, Pillow and torchvision wrote
 //! (tools/make_data_fixtures.py), on files the tests write, and on hostile files.
 
-use nn::data::readers::{self, read_idx, read_npy, read_npz, write_npy, Cifar, Mnist, NpyFile};
+#[cfg(any(feature = "csv", feature = "image"))]
+use nn::data::readers;
+use nn::data::readers::{read_idx, read_npy, read_npz, write_npy, Cifar, Mnist, NpyFile};
 use nn::data::{resized_crop, Dataset};
 use nn::{DType, HostData, Result, Tensor};
 use std::path::PathBuf;
