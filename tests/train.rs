@@ -48,6 +48,14 @@ impl Drop for Scratch {
 }
 
 /// A short run: 3 epochs of 12 steps.
+/// Runs of the job in one process share `nn::manual_seed`'s process-wide default seed,
+/// which the checkpoint records: tests that run it take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    JOB.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn short(out: &Scratch, epochs: usize) -> Config {
     Config {
         epochs,
@@ -91,6 +99,7 @@ fn bits(sd: &nn::StateDict) -> nn::Result<Vec<(String, Vec<u64>)>> {
 
 #[test]
 fn resume_equals_uninterrupted() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (Scratch::new("straight"), Scratch::new("resumed"));
     let straight = job::run(&short(&a, 3), &mut ())?;
 
@@ -134,6 +143,7 @@ fn resume_equals_uninterrupted() -> Result<()> {
 
 #[test]
 fn reload_reproduces_accuracy() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("reload");
     let r = job::run(&short(&dir, 2), &mut ())?;
     assert_eq!(r.reloaded_test_accuracy, r.test_accuracy);
@@ -158,6 +168,7 @@ fn reload_reproduces_accuracy() -> Result<()> {
 
 #[test]
 fn bad_requests_are_errors() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("bad");
     let msg = |cfg: &Config| {
         job::run(cfg, &mut ())
@@ -193,6 +204,7 @@ fn bad_requests_are_errors() -> Result<()> {
 
 #[test]
 fn defaults_reach_95_percent() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("defaults");
     let cfg = Config {
         out_dir: dir.0.clone(),
@@ -206,6 +218,7 @@ fn defaults_reach_95_percent() -> Result<()> {
 
 #[test]
 fn cnn_resumes_exactly_and_reloads() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (Scratch::new("cnn-straight"), Scratch::new("cnn-resumed"));
     let cnn = |dir: &Scratch, epochs| Config {
         model: ModelKind::Cnn,
@@ -271,6 +284,7 @@ fn cnn_resumes_exactly_and_reloads() -> Result<()> {
 
 #[test]
 fn cnn_defaults_reach_98_percent() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("cnn-defaults");
     let cfg = Config {
         model: ModelKind::Cnn,
@@ -285,6 +299,7 @@ fn cnn_defaults_reach_98_percent() -> Result<()> {
 
 #[test]
 fn augmented_runs_resume_exactly_whatever_the_workers() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (Scratch::new("aug-straight"), Scratch::new("aug-resumed"));
     let aug = |dir: &Scratch, epochs, workers| Config {
         augment: true,
