@@ -1,6 +1,8 @@
 //! `nn::data::readers` on files numpy, Pillow and torchvision wrote
 //! (tools/make_data_fixtures.py), on files the tests write, and on hostile files.
 
+#[cfg(any(feature = "csv", feature = "image"))]
+use nn::data::readers;
 use nn::data::readers::{read_idx, read_npy, read_npz, write_npy, Cifar, Mnist, NpyFile};
 use nn::data::{resized_crop, Dataset};
 use nn::{DType, HostData, Result, Tensor};
@@ -163,7 +165,7 @@ fn resized_crop_matches_torchvision() -> Result<()> {
 #[cfg(feature = "csv")]
 #[test]
 fn csv_with_a_header() -> Result<()> {
-    let ds = nn::data::readers::CsvDataset::read(fixture("table.csv"), "class")?;
+    let ds = readers::CsvDataset::read(fixture("table.csv"), "class")?;
     assert_eq!(
         (ds.len(), ds.feature_names()),
         (4, &["a".to_string(), "b".to_string()][..])
@@ -172,7 +174,7 @@ fn csv_with_a_header() -> Result<()> {
     assert_eq!((x.to_vec::<f32>()?, y), (vec![-4.5, 8.0], 2));
     let p = tmp("bad.csv");
     std::fs::write(&p, "a,class\n1,0\nx,1\n").map_err(|e| nn::Error::io(&p, e))?;
-    let e = nn::data::readers::CsvDataset::read(&p, "class")
+    let e = readers::CsvDataset::read(&p, "class")
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -180,7 +182,7 @@ fn csv_with_a_header() -> Result<()> {
         e.contains("bad.csv") && e.contains("line 3") && e.contains("`a`"),
         "{e}"
     );
-    assert!(nn::data::readers::CsvDataset::read(fixture("table.csv"), "label").is_err());
+    assert!(readers::CsvDataset::read(fixture("table.csv"), "label").is_err());
     Ok(())
 }
 
@@ -188,7 +190,7 @@ fn csv_with_a_header() -> Result<()> {
 #[test]
 fn image_folder_as_torchvision_lists_and_pillow_decodes() -> Result<()> {
     let root = fixture("folder");
-    let ds = nn::data::readers::ImageFolder::new(&root)?;
+    let ds = readers::ImageFolder::new(&root)?;
     let want: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixture("folder.json"))
             .map_err(|e| nn::Error::io("folder.json", e))?,

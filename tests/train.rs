@@ -51,6 +51,14 @@ impl Drop for Scratch {
 }
 
 /// A short run: 3 epochs of 12 steps.
+/// Runs of the job in one process share `nn::manual_seed`'s process-wide default seed,
+/// which the checkpoint records: tests that run it take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    JOB.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn short(out: &Scratch, epochs: usize) -> Config {
     Config {
         epochs,
@@ -60,15 +68,6 @@ fn short(out: &Scratch, epochs: usize) -> Config {
         out_dir: out.0.clone(),
         ..Config::default()
     }
-}
-
-/// `job::run`, one at a time: a run seeds the process-wide default seed
-/// (`manual_seed`) that its checkpoints record, so runs of parallel tests with other
-/// seeds must not interleave.
-fn run(cfg: &Config, obs: &mut dyn job::Observer) -> Result<job::Report> {
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    job::run(cfg, obs)
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
@@ -103,13 +102,14 @@ fn bits(sd: &nn::StateDict) -> nn::Result<Vec<(String, Vec<u64>)>> {
 
 #[test]
 fn resume_equals_uninterrupted() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (Scratch::new("straight"), Scratch::new("resumed"));
-    let straight = run(&short(&a, 3), &mut ())?;
+    let straight = job::run(&short(&a, 3), &mut ())?;
 
     // "crash" after epoch 1, then resume up to epoch 3
-    let first = run(&short(&b, 1), &mut ())?;
+    let first = job::run(&short(&b, 1), &mut ())?;
     assert_eq!(first.history.len(), 1);
-    let resumed = run(
+    let resumed = job::run(
         &Config {
             resume: true,
             ..short(&b, 3)
@@ -162,6 +162,7 @@ fn recipe() -> recipe::Recipe {
 
 #[test]
 fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (
         Scratch::new("recipe-straight"),
         Scratch::new("recipe-resumed"),
@@ -170,9 +171,9 @@ fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
         recipe: recipe(),
         ..short(dir, epochs)
     };
-    let straight = run(&cfg(&a, 3), &mut ())?;
-    run(&cfg(&b, 1), &mut ())?;
-    let resumed = run(
+    let straight = job::run(&cfg(&a, 3), &mut ())?;
+    job::run(&cfg(&b, 1), &mut ())?;
+    let resumed = job::run(
         &Config {
             resume: true,
             ..cfg(&b, 3)
@@ -207,7 +208,7 @@ fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
     );
 
     // other flags than the checkpoint's: an error naming both
-    let other = run(
+    let other = job::run(
         &Config {
             resume: true,
             recipe: recipe::Recipe {
@@ -230,8 +231,9 @@ fn resume_with_the_recipe_flags_equals_uninterrupted() -> Result<()> {
 
 #[test]
 fn reload_reproduces_accuracy() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("reload");
-    let r = run(&short(&dir, 2), &mut ())?;
+    let r = job::run(&short(&dir, 2), &mut ())?;
     assert_eq!(r.reloaded_test_accuracy, r.test_accuracy);
     assert!(r.test_accuracy.fraction() > 0.5, "{}", r.test_accuracy);
     assert_eq!(r.test_accuracy.total, job::TEST_LEN);
@@ -254,9 +256,10 @@ fn reload_reproduces_accuracy() -> Result<()> {
 
 #[test]
 fn bad_requests_are_errors() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("bad");
     let msg = |cfg: &Config| {
-        run(cfg, &mut ())
+        job::run(cfg, &mut ())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
@@ -266,7 +269,7 @@ fn bad_requests_are_errors() -> Result<()> {
         ..short(&dir, 1)
     });
     assert!(none.contains(job::CHECKPOINT), "{none}");
-    run(&short(&dir, 1), &mut ())?;
+    job::run(&short(&dir, 1), &mut ())?;
     let other_seed = msg(&Config {
         resume: true,
         seed: 12,
@@ -289,12 +292,13 @@ fn bad_requests_are_errors() -> Result<()> {
 
 #[test]
 fn defaults_reach_95_percent() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("defaults");
     let cfg = Config {
         out_dir: dir.0.clone(),
         ..Config::default()
     };
-    let r = run(&cfg, &mut ())?;
+    let r = job::run(&cfg, &mut ())?;
     assert_eq!(r.history.len(), 20);
     assert!(r.test_accuracy.fraction() >= 0.95, "{}", r.test_accuracy);
     Ok(())
@@ -302,14 +306,15 @@ fn defaults_reach_95_percent() -> Result<()> {
 
 #[test]
 fn cnn_resumes_exactly_and_reloads() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (Scratch::new("cnn-straight"), Scratch::new("cnn-resumed"));
     let cnn = |dir: &Scratch, epochs| Config {
         model: ModelKind::Cnn,
         ..short(dir, epochs)
     };
-    let straight = run(&cnn(&a, 2), &mut ())?;
-    run(&cnn(&b, 1), &mut ())?;
-    let resumed = run(
+    let straight = job::run(&cnn(&a, 2), &mut ())?;
+    job::run(&cnn(&b, 1), &mut ())?;
+    let resumed = job::run(
         &Config {
             resume: true,
             ..cnn(&b, 2)
@@ -348,7 +353,7 @@ fn cnn_resumes_exactly_and_reloads() -> Result<()> {
     assert_eq!(accuracy(&fresh, &x, &y)?, straight.test_accuracy);
 
     // resuming with the other model is refused, naming both
-    let other = run(
+    let other = job::run(
         &Config {
             resume: true,
             ..short(&b, 3)
@@ -367,13 +372,14 @@ fn cnn_resumes_exactly_and_reloads() -> Result<()> {
 
 #[test]
 fn cnn_defaults_reach_98_percent() -> Result<()> {
+    let _serial = serial();
     let dir = Scratch::new("cnn-defaults");
     let cfg = Config {
         model: ModelKind::Cnn,
         out_dir: dir.0.clone(),
         ..Config::default()
     };
-    let r = run(&cfg, &mut ())?;
+    let r = job::run(&cfg, &mut ())?;
     assert_eq!(r.history.len(), 20);
     assert!(r.test_accuracy.fraction() >= 0.98, "{}", r.test_accuracy);
     Ok(())
@@ -381,15 +387,16 @@ fn cnn_defaults_reach_98_percent() -> Result<()> {
 
 #[test]
 fn augmented_runs_resume_exactly_whatever_the_workers() -> Result<()> {
+    let _serial = serial();
     let (a, b) = (Scratch::new("aug-straight"), Scratch::new("aug-resumed"));
     let aug = |dir: &Scratch, epochs, workers| Config {
         augment: true,
         workers,
         ..short(dir, epochs)
     };
-    let straight = run(&aug(&a, 2, 0), &mut ())?;
-    run(&aug(&b, 1, 2), &mut ())?;
-    let resumed = run(
+    let straight = job::run(&aug(&a, 2, 0), &mut ())?;
+    job::run(&aug(&b, 1, 2), &mut ())?;
+    let resumed = job::run(
         &Config {
             resume: true,
             ..aug(&b, 2, 1)
@@ -399,10 +406,10 @@ fn augmented_runs_resume_exactly_whatever_the_workers() -> Result<()> {
     assert_eq!(bits(&resumed.weights)?, bits(&straight.weights)?);
     assert!(read(&straight.checkpoint)? == read(&resumed.checkpoint)?);
     // the crops change the run
-    let plain = run(&short(&Scratch::new("aug-plain"), 2), &mut ())?;
+    let plain = job::run(&short(&Scratch::new("aug-plain"), 2), &mut ())?;
     assert_ne!(bits(&plain.weights)?, bits(&straight.weights)?);
     // a checkpoint written with --augment refuses a resume without it
-    let e = run(
+    let e = job::run(
         &Config {
             resume: true,
             augment: false,

@@ -1,4 +1,4 @@
-"""PyTorch's side of examples/bench_optim.rs: torch.optim.AdamW (default foreach) with
+"""PyTorch's side of examples/bench_optim.rs: clip_grad_norm_ (max 1) then torch.optim.AdamW (default foreach) with
 two parameter groups (weights decayed, biases not) and a LinearLR + CosineAnnealingLR
 schedule over the W2 model's parameters, on gradients already computed. Prints one JSON
 line: median and best seconds per step after a 0.5 s warm-up.
@@ -37,7 +37,10 @@ def main():
     for p in net.parameters():
         p.grad = torch.randn_like(p)
 
+    params = list(net.parameters())
+
     def step():
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
 
@@ -50,7 +53,7 @@ def main():
         step()
         times.append(time.perf_counter() - t)
     print(json.dumps({"peer": "pytorch", "w": "optim",
-                      "variant": "AdamW 2 groups + warmup/cosine, W2 params",
+                      "variant": "clip_grad_norm + AdamW 2 groups + warmup/cosine, W2 params",
                       "median": statistics.median(times), "min": min(times)}))
 
 

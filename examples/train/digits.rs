@@ -201,26 +201,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn permutation_is_a_seeded_shuffle() {
-        let a = permutation(100, 1);
-        let mut s = a.clone();
-        s.sort_unstable();
-        assert_eq!(s, (0..100).collect::<Vec<_>>());
-        assert_eq!(a, permutation(100, 1));
-        assert_ne!(a, permutation(100, 2));
-        assert_ne!(a, s, "a shuffle of 100 elements should move something");
-        assert!(permutation(0, 3).is_empty());
-        assert_eq!(permutation(1, 3), vec![0]);
-    }
-
-    #[test]
-    fn derived_seeds_differ_per_stream() {
-        assert_ne!(derive_seed(0, 0), derive_seed(0, 1));
-        assert_ne!(derive_seed(0, 1), derive_seed(1, 1));
-        assert_eq!(derive_seed(5, 7), derive_seed(5, 7));
-    }
-
-    #[test]
     fn embedded_set_loads_whole() -> Result<()> {
         let d = Digits::load()?;
         assert_eq!(d.len(), Digits::LEN);

@@ -60,7 +60,7 @@ mod device;
 mod error;
 pub mod kernels;
 pub mod layout;
-#[cfg(feature = "nccl")]
+#[cfg(any(feature = "nccl", feature = "host-runtime"))]
 pub mod nccl;
 mod probe;
 mod runtime;

@@ -67,11 +67,10 @@ fn check_len(op: &'static str, shape: &[usize], len: usize) -> Result<()> {
     Ok(())
 }
 
+/// `(outer, inner)` around `axis`: `(0, 0)` beside a zero dim, whose neighbours may be
+/// anything (see [`nn_core::shape::outer_inner`]).
 fn axis_split(shape: &[usize], axis: usize) -> (usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis + 1..].iter().product(),
-    )
+    nn_core::shape::outer_inner(shape, axis)
 }
 
 mod fused;
@@ -230,13 +229,14 @@ impl CudaStorage {
             _ => axes.to_vec(),
         };
         let l = RedLayout::new("reduce", shape, &axes)?;
-        let n_red: usize = axes.iter().filter_map(|&a| shape.get(a)).product();
-        let n_out: usize = shape
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !axes.contains(i))
-            .map(|(_, &d)| d)
-            .product();
+        // checked: beside a zero dim the others may be anything (`[0, MAX, MAX]`)
+        let red_dims: Vec<usize> = axes.iter().filter_map(|&a| shape.get(a).copied()).collect();
+        let out_dims: Vec<usize> = (0..shape.len())
+            .filter(|i| !axes.contains(i))
+            .map(|i| shape[i])
+            .collect();
+        let n_red = nn_core::shape::checked_numel("reduce", &red_dims)?;
+        let n_out = nn_core::shape::checked_numel("reduce", &out_dims)?;
         let s = RedSizes { n_out, n_red };
         let buf = match (&self.buf, op) {
             (Buf::F32(x), ReduceOp::ArgMax) => Buf::I64(reduce::argmax_f32(&self.rt, &l, s, x)?),

@@ -74,7 +74,9 @@ mod tests {
         assert_eq!(s, (0..100).collect::<Vec<_>>());
         assert_eq!(a, permutation(100, 1));
         assert_ne!(a, permutation(100, 2));
-        assert_ne!(a, s);
+        assert_ne!(a, s, "a shuffle of 100 elements should move something");
+        assert!(permutation(0, 3).is_empty());
+        assert_eq!(permutation(1, 3), vec![0]);
     }
 
     #[test]
@@ -85,5 +87,7 @@ mod tests {
         assert_ne!(sample_seed(0, 0, 1), sample_seed(0, 1, 1));
         assert_ne!(sample_seed(0, 0, 1), sample_seed(0, 0, 2));
         assert_ne!(derive_seed(0, 1), derive_seed(1, 1));
+        assert_ne!(derive_seed(0, 0), derive_seed(0, 1));
+        assert_eq!(derive_seed(5, 7), derive_seed(5, 7));
     }
 }

@@ -61,6 +61,12 @@ impl CudaRt {
         &self.stream
     }
 
+    /// The device's context.
+    #[cfg_attr(not(feature = "nccl"), allow(dead_code))]
+    pub(crate) fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
     /// Free and total device memory in bytes.
     pub(crate) fn memory_info(&self) -> Result<(usize, usize)> {
         Ok(self.ctx.mem_get_info()?)

@@ -6,6 +6,8 @@
 //! with exactly the grid, block and arguments nn-cuda computes, and GEMMs are a reference
 //! SGEMM with cuBLAS's column-major, transpose and leading-dimension semantics.
 
+pub(crate) mod comm;
+
 use super::{foreign, Arg, DevBuf, Driver, Elem, Gemm, Launch};
 use crate::compile::KernelModule;
 use crate::error::{Error, Result};

@@ -1,5 +1,6 @@
 //! The runtime seam: everything nn-cuda asks of a CUDA driver (memory, copies, kernel
-//! launches, GEMM, synchronization), behind one small trait with two implementations.
+//! launches, GEMM, synchronization), behind one small trait with two implementations;
+//! the NCCL collectives likewise behind [`comm::Collectives`].
 //!
 //! - [`cuda::CudaRt`] drives a GPU through cudarc. It is the only runtime a user's
 //!   `nn_cuda::device(..)` gets.
@@ -10,15 +11,21 @@
 //!
 //! Layering (no import circle): `runtime` -> `kernels` -> `storage` -> `device`.
 
+#[cfg(any(feature = "nccl", feature = "host-runtime"))]
+pub(crate) mod comm;
 pub(crate) mod cuda;
 #[cfg(feature = "host-runtime")]
 pub(crate) mod host;
+#[cfg(feature = "nccl")]
+pub(crate) mod nccl;
 
 use crate::compile::KernelModule;
 #[cfg(feature = "host-runtime")]
 use crate::error::Error;
 use crate::error::Result;
 use crate::layout::{Im2ColLayout, Layout3, RedLayout};
+#[cfg(any(feature = "nccl", feature = "host-runtime"))]
+use comm::{Collectives, CommElem, RedOp};
 use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 
 /// Element types stored on the device.
@@ -242,6 +249,97 @@ impl Driver for Runtime {
     }
     fn synchronize(&self) -> Result<()> {
         dispatch!(self, r => r.synchronize())
+    }
+}
+
+/// The communicator of one rank: NCCL on a GPU, or (in nn's tests) the host group.
+#[cfg(any(feature = "nccl", feature = "host-runtime"))]
+pub(crate) enum Comm {
+    /// cudarc's NCCL communicator.
+    #[cfg(feature = "nccl")]
+    Nccl(nccl::NcclComm),
+    /// A rank of an in-process host group (tests only).
+    #[cfg(feature = "host-runtime")]
+    Host(host::comm::HostComm),
+}
+
+#[cfg(any(feature = "nccl", feature = "host-runtime"))]
+macro_rules! dispatch_comm {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            #[cfg(feature = "nccl")]
+            Comm::Nccl($c) => $e,
+            #[cfg(feature = "host-runtime")]
+            Comm::Host($c) => $e,
+        }
+    };
+}
+
+#[cfg(any(feature = "nccl", feature = "host-runtime"))]
+impl Collectives for Comm {
+    fn rank(&self) -> usize {
+        dispatch_comm!(self, c => c.rank())
+    }
+    fn world_size(&self) -> usize {
+        dispatch_comm!(self, c => c.world_size())
+    }
+    fn all_reduce<T: CommElem>(
+        &self,
+        src: &DevBuf<T>,
+        dst: &mut DevBuf<T>,
+        count: usize,
+        op: RedOp,
+    ) -> Result<()> {
+        comm::check_len("ncclAllReduce", "send", src.len(), count)?;
+        comm::check_len("ncclAllReduce", "receive", dst.len(), count)?;
+        dispatch_comm!(self, c => c.all_reduce(src, dst, count, op))
+    }
+    fn all_reduce_in_place<T: CommElem>(
+        &self,
+        buf: &mut DevBuf<T>,
+        count: usize,
+        op: RedOp,
+    ) -> Result<()> {
+        comm::check_len("ncclAllReduce", "in-place", buf.len(), count)?;
+        dispatch_comm!(self, c => c.all_reduce_in_place(buf, count, op))
+    }
+    fn broadcast<T: CommElem>(
+        &self,
+        src: &DevBuf<T>,
+        dst: &mut DevBuf<T>,
+        count: usize,
+        root: usize,
+    ) -> Result<()> {
+        comm::check_root("ncclBroadcast", root, self.world_size())?;
+        comm::check_len("ncclBroadcast", "send", src.len(), count)?;
+        comm::check_len("ncclBroadcast", "receive", dst.len(), count)?;
+        dispatch_comm!(self, c => c.broadcast(src, dst, count, root))
+    }
+    fn broadcast_in_place<T: CommElem>(
+        &self,
+        buf: &mut DevBuf<T>,
+        count: usize,
+        root: usize,
+    ) -> Result<()> {
+        comm::check_root("ncclBroadcast", root, self.world_size())?;
+        comm::check_len("ncclBroadcast", "in-place", buf.len(), count)?;
+        dispatch_comm!(self, c => c.broadcast_in_place(buf, count, root))
+    }
+    fn all_gather<T: CommElem>(
+        &self,
+        src: &DevBuf<T>,
+        dst: &mut DevBuf<T>,
+        count: usize,
+    ) -> Result<()> {
+        let total = count.checked_mul(self.world_size()).ok_or_else(|| {
+            comm::comm_err(
+                "ncclAllGather",
+                format!("{count} elements per rank overflow"),
+            )
+        })?;
+        comm::check_len("ncclAllGather", "send", src.len(), count)?;
+        comm::check_len("ncclAllGather", "receive", dst.len(), total)?;
+        dispatch_comm!(self, c => c.all_gather(src, dst, count))
     }
 }
 
