@@ -65,12 +65,7 @@ impl GroupConfig for AdagradConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
+    super::group::lr_momentum!();
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         vec![
             ("lr", vec![self.lr]),

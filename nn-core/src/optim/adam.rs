@@ -127,19 +127,7 @@ impl GroupConfig for AdamConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-    fn set_momentum(&mut self, m: f64) -> bool {
-        self.betas.0 = m;
-        true
-    }
+    super::group::lr_momentum!(betas.0);
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         let b = |x: bool| vec![f64::from(u8::from(x))];
         vec![

@@ -498,6 +498,30 @@ macro_rules! grouped {
 }
 pub(crate) use grouped;
 
+/// A [`GroupConfig`]'s `lr` / `set_lr` over its `lr` field and, given a field path
+/// (`momentum`, `betas.0`), its `momentum` / `set_momentum` over that field.
+macro_rules! lr_momentum {
+    () => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+    };
+    ($($m:tt).+) => {
+        super::group::lr_momentum!();
+        fn momentum(&self) -> Option<f64> {
+            Some(self.$($m).+)
+        }
+        fn set_momentum(&mut self, m: f64) -> bool {
+            self.$($m).+ = m;
+            true
+        }
+    };
+}
+pub(crate) use lr_momentum;
+
 #[cfg(test)]
 mod tests {
     use super::glob;

@@ -71,19 +71,7 @@ impl GroupConfig for SgdConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.momentum)
-    }
-    fn set_momentum(&mut self, m: f64) -> bool {
-        self.momentum = m;
-        true
-    }
+    super::group::lr_momentum!(momentum);
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         vec![
             ("lr", vec![self.lr]),
