@@ -8,10 +8,9 @@
 //! p = p - clr * g / (sqrt(sum) + eps)
 //! ```
 
-use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
+use super::group::{read_bool, read_scalar, GroupConfig, Grouped, Groups, ParamGroup};
 use super::{
-    check_hyper, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
-    step_tensor, Optimizer,
+    check_hyper, fusable, next_step, read_buffer, read_step, snapshot, step_tensor, Optimizer,
 };
 use crate::backend::OptimStep;
 use crate::{DType, Param, Result, StateDict, Tensor};
@@ -66,12 +65,7 @@ impl GroupConfig for AdagradConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
+    super::group::lr_momentum!();
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         vec![
             ("lr", vec![self.lr]),
@@ -134,60 +128,46 @@ impl Adagrad {
     /// An optimizer over parameter groups; a parameter in two groups is an error
     /// naming it.
     pub fn with_groups(groups: Vec<ParamGroup<AdagradConfig>>) -> Result<Adagrad> {
-        let groups = Groups::new(groups)?;
-        let state = vec![State::default(); groups.params.len()];
+        let (groups, state) = Groups::with_states(groups)?;
         Ok(Adagrad { groups, state })
     }
 
     /// PyTorch's `add_param_group`.
     pub fn add_param_group(&mut self, group: ParamGroup<AdagradConfig>) -> Result<()> {
-        self.groups.add(group)?;
-        self.state
-            .resize(self.groups.params.len(), State::default());
-        Ok(())
+        self.add_group(group)
     }
 
     pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
         let _ng = crate::NoGradGuard::new();
-        for gi in 0..self.groups.groups.len() {
-            let (c, range) = {
-                let g = &self.groups.groups[gi];
-                (g.cfg, g.range.clone())
-            };
-            for i in range {
-                let Some(g) = self.groups.params[i].grad() else {
-                    continue;
-                };
-                if self.state[i].sum.is_none() {
-                    let v = c.initial_accumulator_value as f32;
-                    let z =
-                        Tensor::from_storage(g.device().zeros(g.numel(), DType::F32)?, g.shape())?;
-                    self.state[i].sum = Some(if v == 0.0 { z } else { z.add_scalar(v)? });
-                }
-                let step = next_step(self.state[i].step);
-                let clr = c.lr / (1.0 + (step - 1) as f64 * c.lr_decay);
-                let k = OptimStep::Adagrad {
-                    clr: clr as f32,
-                    eps: c.eps as f32,
-                    weight_decay: c.weight_decay as f32,
-                    maximize: c.maximize,
-                };
-                let done = fused && fusable(&self.groups.params[i], &g) && {
-                    let sum = &mut self.state[i].sum;
-                    match sum {
-                        Some(s) => self.groups.params[i].update_in_place(|p| {
-                            p.optim_step(g.storage().as_ref(), &mut [s.make_mut()?], &k)
-                        })?,
-                        None => false,
-                    }
-                };
-                if !done {
-                    self.generic(&c, clr, i, &g)?;
-                }
-                self.state[i].step = step;
+        self.for_each_grad(|this, c, i, g| {
+            if this.state[i].sum.is_none() {
+                let v = c.initial_accumulator_value as f32;
+                let z = Tensor::from_storage(g.device().zeros(g.numel(), DType::F32)?, g.shape())?;
+                this.state[i].sum = Some(if v == 0.0 { z } else { z.add_scalar(v)? });
             }
-        }
-        Ok(())
+            let step = next_step(this.state[i].step);
+            let clr = c.lr / (1.0 + (step - 1) as f64 * c.lr_decay);
+            let k = OptimStep::Adagrad {
+                clr: clr as f32,
+                eps: c.eps as f32,
+                weight_decay: c.weight_decay as f32,
+                maximize: c.maximize,
+            };
+            let done = fused && fusable(&this.groups.params[i], &g) && {
+                let sum = &mut this.state[i].sum;
+                match sum {
+                    Some(s) => this.groups.params[i].update_in_place(|p| {
+                        p.optim_step(g.storage().as_ref(), &mut [s.make_mut()?], &k)
+                    })?,
+                    None => false,
+                }
+            };
+            if !done {
+                this.generic(c, clr, i, &g)?;
+            }
+            this.state[i].step = step;
+            Ok(())
+        })
     }
 
     fn generic(&mut self, c: &AdagradConfig, clr: f64, i: usize, g: &Tensor) -> Result<()> {
@@ -218,39 +198,32 @@ impl Optimizer for Adagrad {
     super::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut sd = StateDict::new();
-        for (i, st) in self.state.iter().enumerate() {
-            let Some(s) = &st.sum else { continue };
+        self.save_states(&self.state, |i, st, sd| {
+            let Some(s) = &st.sum else { return Ok(()) };
             sd.insert(
                 format!("state.{i}.step"),
                 step_tensor("Adagrad.state_dict", st.step)?,
             );
             sd.insert(format!("state.{i}.sum"), snapshot(s)?);
-        }
-        self.groups.write(&mut sd);
-        Ok(sd)
+            Ok(())
+        })
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        let mut problems = Vec::new();
-        let groups = self.groups.read(state, &mut problems);
-        let per = split_state(state, self.state.len(), &mut problems);
-        let mut out = vec![State::default(); self.state.len()];
-        for (i, entries) in per.iter().enumerate() {
-            let p = &self.groups.params[i];
-            for (name, (key, t)) in entries {
-                match *name {
-                    "step" => out[i].step = read_step(key, t, &mut problems),
-                    "sum" => out[i].sum = read_buffer(key, t, p, &mut problems),
-                    _ => problems.push(format!("unexpected key `{key}`")),
+        self.load_states(
+            "Adagrad.load_state_dict",
+            state,
+            |_, p, entries, s, problems| {
+                for (name, (key, t)) in entries {
+                    match *name {
+                        "step" => s.step = read_step(key, t, problems),
+                        "sum" => s.sum = read_buffer(key, t, p, problems),
+                        _ => problems.push(format!("unexpected key `{key}`")),
+                    }
                 }
-            }
-        }
-        problems_to_result("Adagrad.load_state_dict", problems)?;
-        if let Some(g) = groups {
-            self.groups.groups = g;
-        }
-        self.state = out;
-        Ok(())
+            },
+        )
     }
 }
+
+super::group::grouped!(Adagrad, AdagradConfig, State, state);

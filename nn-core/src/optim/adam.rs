@@ -17,10 +17,10 @@
 //! Each parameter keeps its own `t`, so a parameter that had no gradient at some step
 //! is corrected as PyTorch corrects it.
 
-use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
+use super::group::{read_bool, read_scalar, GroupConfig, Grouped, Groups, ParamGroup};
 use super::{
-    check_hyper, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
-    step_tensor, zeros_on_device, Optimizer,
+    check_hyper, fusable, next_step, read_buffer, read_step, snapshot, step_tensor,
+    zeros_on_device, Optimizer,
 };
 use crate::backend::{AdamStep, OptimStep};
 use crate::{Error, Param, Result, StateDict, Tensor};
@@ -127,19 +127,7 @@ impl GroupConfig for AdamConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-    fn set_momentum(&mut self, m: f64) -> bool {
-        self.betas.0 = m;
-        true
-    }
+    super::group::lr_momentum!(betas.0);
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         let b = |x: bool| vec![f64::from(u8::from(x))];
         vec![
@@ -238,8 +226,7 @@ impl Adam {
     /// An optimizer over parameter groups, each with its own hyper-parameters; a
     /// parameter in two groups is an error naming it.
     pub fn with_groups(groups: Vec<ParamGroup<AdamConfig>>) -> Result<Adam> {
-        let groups = Groups::new(groups)?;
-        let state = vec![Moments::default(); groups.params.len()];
+        let (groups, state) = Groups::with_states(groups)?;
         Ok(Adam { groups, state })
     }
 
@@ -257,10 +244,7 @@ impl Adam {
     /// PyTorch's `add_param_group`: a new group after the others; nothing changes on
     /// error.
     pub fn add_param_group(&mut self, group: ParamGroup<AdamConfig>) -> Result<()> {
-        self.groups.add(group)?;
-        self.state
-            .resize(self.groups.params.len(), Moments::default());
-        Ok(())
+        self.add_group(group)
     }
 
     /// The hyper-parameters of the first group.
@@ -278,27 +262,17 @@ impl Adam {
     /// tests compare the fused path with).
     pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
         let _ng = crate::NoGradGuard::new();
-        for gi in 0..self.groups.groups.len() {
-            let (cfg, range) = {
-                let g = &self.groups.groups[gi];
-                (g.cfg, g.range.clone())
-            };
-            for i in range {
-                let Some(g) = self.groups.params[i].grad() else {
-                    continue;
-                };
-                let step = next_step(self.state[i].step);
-                let k = coeffs(&cfg, step);
-                let done = fused
-                    && fusable(&self.groups.params[i], &g)
-                    && self.step_fused(&cfg, i, &g, &k)?;
-                if !done {
-                    self.step_generic(&cfg, i, &g, &k)?;
-                }
-                self.state[i].step = step;
+        self.for_each_grad(|this, cfg, i, g| {
+            let step = next_step(this.state[i].step);
+            let k = coeffs(cfg, step);
+            let done =
+                fused && fusable(&this.groups.params[i], &g) && this.step_fused(cfg, i, &g, &k)?;
+            if !done {
+                this.step_generic(cfg, i, &g, &k)?;
             }
-        }
-        Ok(())
+            this.state[i].step = step;
+            Ok(())
+        })
     }
 
     /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
@@ -403,12 +377,11 @@ impl Optimizer for Adam {
     super::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut sd = StateDict::new();
-        for (i, st) in self.state.iter().enumerate() {
+        self.save_states(&self.state, |i, st, sd| {
             let (m, v) = match (&st.exp_avg, &st.exp_avg_sq) {
                 (Some(m), Some(v)) => (m, v),
                 // never stepped: PyTorch has no state for it either
-                (None, None) => continue,
+                (None, None) => return Ok(()),
                 _ => {
                     return Err(Error::OptimizerState {
                         op: "Adam.state_dict",
@@ -427,25 +400,18 @@ impl Optimizer for Adam {
             if let Some(mx) = &st.max_exp_avg_sq {
                 sd.insert(format!("state.{i}.max_exp_avg_sq"), snapshot(mx)?);
             }
-        }
-        self.groups.write(&mut sd);
-        Ok(sd)
+            Ok(())
+        })
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        let mut problems = Vec::new();
-        let groups = self.groups.read(state, &mut problems);
-        let per = split_state(state, self.state.len(), &mut problems);
-        let mut moments = vec![Moments::default(); self.state.len()];
-        for (i, entries) in per.iter().enumerate() {
-            let p = &self.groups.params[i];
-            let m = &mut moments[i];
+        self.load_states("Adam.load_state_dict", state, |i, p, entries, m, problems| {
             for (name, (key, t)) in entries {
                 match *name {
-                    "step" => m.step = read_step(key, t, &mut problems),
-                    "exp_avg" => m.exp_avg = read_buffer(key, t, p, &mut problems),
-                    "exp_avg_sq" => m.exp_avg_sq = read_buffer(key, t, p, &mut problems),
-                    "max_exp_avg_sq" => m.max_exp_avg_sq = read_buffer(key, t, p, &mut problems),
+                    "step" => m.step = read_step(key, t, problems),
+                    "exp_avg" => m.exp_avg = read_buffer(key, t, p, problems),
+                    "exp_avg_sq" => m.exp_avg_sq = read_buffer(key, t, p, problems),
+                    "max_exp_avg_sq" => m.max_exp_avg_sq = read_buffer(key, t, p, problems),
                     _ => problems.push(format!("unexpected key `{key}`")),
                 }
             }
@@ -455,15 +421,11 @@ impl Optimizer for Adam {
                     "parameter {i}: `state.{i}.step`, `state.{i}.exp_avg` and `state.{i}.exp_avg_sq` must be given together"
                 ));
             }
-        }
-        problems_to_result("Adam.load_state_dict", problems)?;
-        if let Some(g) = groups {
-            self.groups.groups = g;
-        }
-        self.state = moments;
-        Ok(())
+        })
     }
 }
+
+super::group::grouped!(Adam, AdamConfig, Moments, state);
 
 /// `torch.optim.AdamW`: Adam with decoupled weight decay (PyTorch's default 0.01).
 ///

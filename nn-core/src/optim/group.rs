@@ -389,6 +389,139 @@ fn glob(pat: &str, name: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// The pieces every optimizer over [`Groups`] and a per-parameter state vector shares:
+/// construction, `add_param_group`, the per-gradient step loop and the state-dict
+/// plumbing. `S` is one parameter's state.
+pub(crate) trait Grouped<C: GroupConfig + Copy, S: Clone + Default> {
+    /// The groups.
+    fn groups(&self) -> &Groups<C>;
+    /// The groups and the per-parameter states, mutably.
+    fn parts_mut(&mut self) -> (&mut Groups<C>, &mut Vec<S>);
+
+    /// PyTorch's `add_param_group`: the group appended, the states extended with
+    /// defaults; nothing changes on error.
+    fn add_group(&mut self, spec: ParamGroup<C>) -> Result<()> {
+        let (groups, state) = self.parts_mut();
+        groups.add(spec)?;
+        state.resize(groups.params.len(), S::default());
+        Ok(())
+    }
+
+    /// `f(self, cfg, i, grad)` for every parameter `i` with a gradient, group after
+    /// group, without allocating.
+    fn for_each_grad(
+        &mut self,
+        mut f: impl FnMut(&mut Self, &C, usize, Tensor) -> Result<()>,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        for gi in 0..self.groups().groups.len() {
+            let (c, range) = {
+                let g = &self.groups().groups[gi];
+                (g.cfg, g.range.clone())
+            };
+            for i in range {
+                let Some(g) = self.groups().params[i].grad() else {
+                    continue;
+                };
+                f(self, &c, i, g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The state dict: `save(i, state, sd)` for every parameter, then the groups.
+    fn save_states(
+        &self,
+        states: &[S],
+        mut save: impl FnMut(usize, &S, &mut StateDict) -> Result<()>,
+    ) -> Result<StateDict> {
+        let mut sd = StateDict::new();
+        for (i, st) in states.iter().enumerate() {
+            save(i, st, &mut sd)?;
+        }
+        self.groups().write(&mut sd);
+        Ok(sd)
+    }
+
+    /// Loads a state dict: `read(i, param, entries, state, problems)` fills each
+    /// parameter's fresh state from its `state.{i}.*` entries; nothing changes unless
+    /// every entry reads (the error, from `op`, lists every problem).
+    fn load_states(
+        &mut self,
+        op: &'static str,
+        sd: &StateDict,
+        mut read: impl FnMut(usize, &Param, &HashMap<&str, (&str, &Tensor)>, &mut S, &mut Vec<String>),
+    ) -> Result<()> {
+        let mut problems = Vec::new();
+        let (groups, state) = self.parts_mut();
+        let read_groups = groups.read(sd, &mut problems);
+        let per = split_state(sd, state.len(), &mut problems);
+        let mut out = vec![S::default(); state.len()];
+        for (i, entries) in per.iter().enumerate() {
+            read(i, &groups.params[i], entries, &mut out[i], &mut problems);
+        }
+        super::problems_to_result(op, problems)?;
+        if let Some(g) = read_groups {
+            groups.groups = g;
+        }
+        *state = out;
+        Ok(())
+    }
+}
+
+impl<C: GroupConfig> Groups<C> {
+    /// Groups from their specs (as [`Groups::new`]) and a default state for each
+    /// parameter.
+    pub fn with_states<S: Clone + Default>(
+        specs: Vec<ParamGroup<C>>,
+    ) -> Result<(Groups<C>, Vec<S>)> {
+        let groups = Groups::new(specs)?;
+        let state = vec![S::default(); groups.params.len()];
+        Ok((groups, state))
+    }
+}
+
+/// `impl Grouped<$cfg, $state> for $ty` over its fields `groups` and `$field`.
+macro_rules! grouped {
+    ($ty:ty, $cfg:ty, $state:ty, $field:ident) => {
+        impl super::group::Grouped<$cfg, $state> for $ty {
+            fn groups(&self) -> &Groups<$cfg> {
+                &self.groups
+            }
+            fn parts_mut(&mut self) -> (&mut Groups<$cfg>, &mut Vec<$state>) {
+                (&mut self.groups, &mut self.$field)
+            }
+        }
+    };
+}
+pub(crate) use grouped;
+
+/// A [`GroupConfig`]'s `lr` / `set_lr` over its `lr` field and, given a field path
+/// (`momentum`, `betas.0`), its `momentum` / `set_momentum` over that field.
+macro_rules! lr_momentum {
+    () => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+    };
+    ($($m:tt).+) => {
+        super::group::lr_momentum!();
+        fn momentum(&self) -> Option<f64> {
+            Some(self.$($m).+)
+        }
+        fn set_momentum(&mut self, m: f64) -> bool {
+            self.$($m).+ = m;
+            true
+        }
+    };
+}
+pub(crate) use lr_momentum;
+
 #[cfg(test)]
 mod tests {
     use super::glob;

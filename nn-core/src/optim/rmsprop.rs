@@ -9,10 +9,10 @@
 //! otherwise: p = p - lr * g / avg
 //! ```
 
-use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
+use super::group::{read_bool, read_scalar, GroupConfig, Grouped, Groups, ParamGroup};
 use super::{
-    check_hyper, fusable, next_step, problems_to_result, read_buffer, read_step, snapshot,
-    step_tensor, zeros_on_device, Optimizer,
+    check_hyper, fusable, next_step, read_buffer, read_step, snapshot, step_tensor,
+    zeros_on_device, Optimizer,
 };
 use crate::backend::OptimStep;
 use crate::{Param, Result, StateDict, Tensor};
@@ -70,19 +70,7 @@ impl GroupConfig for RmsPropConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.momentum)
-    }
-    fn set_momentum(&mut self, m: f64) -> bool {
-        self.momentum = m;
-        true
-    }
+    super::group::lr_momentum!(momentum);
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         let b = |x: bool| vec![f64::from(u8::from(x))];
         vec![
@@ -147,48 +135,35 @@ impl RmsProp {
     /// An optimizer over parameter groups; a parameter in two groups is an error
     /// naming it.
     pub fn with_groups(groups: Vec<ParamGroup<RmsPropConfig>>) -> Result<RmsProp> {
-        let groups = Groups::new(groups)?;
-        let state = vec![State::default(); groups.params.len()];
+        let (groups, state) = Groups::with_states(groups)?;
         Ok(RmsProp { groups, state })
     }
 
     /// PyTorch's `add_param_group`.
     pub fn add_param_group(&mut self, group: ParamGroup<RmsPropConfig>) -> Result<()> {
-        self.groups.add(group)?;
-        self.state
-            .resize(self.groups.params.len(), State::default());
-        Ok(())
+        self.add_group(group)
     }
 
     pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
         let _ng = crate::NoGradGuard::new();
-        for gi in 0..self.groups.groups.len() {
-            let (c, range) = {
-                let g = &self.groups.groups[gi];
-                (g.cfg, g.range.clone())
-            };
-            for i in range {
-                let Some(g) = self.groups.params[i].grad() else {
-                    continue;
-                };
-                let st = &mut self.state[i];
-                if st.square_avg.is_none() {
-                    st.square_avg = Some(zeros_on_device(&g)?);
-                }
-                if c.centered && st.grad_avg.is_none() {
-                    st.grad_avg = Some(zeros_on_device(&g)?);
-                }
-                if c.momentum > 0.0 && st.momentum_buffer.is_none() {
-                    st.momentum_buffer = Some(zeros_on_device(&g)?);
-                }
-                let done = fused && fusable(&self.groups.params[i], &g) && self.fused(&c, i, &g)?;
-                if !done {
-                    self.generic(&c, i, &g)?;
-                }
-                self.state[i].step = next_step(self.state[i].step);
+        self.for_each_grad(|this, c, i, g| {
+            let st = &mut this.state[i];
+            if st.square_avg.is_none() {
+                st.square_avg = Some(zeros_on_device(&g)?);
             }
-        }
-        Ok(())
+            if c.centered && st.grad_avg.is_none() {
+                st.grad_avg = Some(zeros_on_device(&g)?);
+            }
+            if c.momentum > 0.0 && st.momentum_buffer.is_none() {
+                st.momentum_buffer = Some(zeros_on_device(&g)?);
+            }
+            let done = fused && fusable(&this.groups.params[i], &g) && this.fused(c, i, &g)?;
+            if !done {
+                this.generic(c, i, &g)?;
+            }
+            this.state[i].step = next_step(this.state[i].step);
+            Ok(())
+        })
     }
 
     fn fused(&mut self, c: &RmsPropConfig, i: usize, g: &Tensor) -> Result<bool> {
@@ -283,9 +258,10 @@ impl Optimizer for RmsProp {
     super::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut sd = StateDict::new();
-        for (i, st) in self.state.iter().enumerate() {
-            let Some(sq) = &st.square_avg else { continue };
+        self.save_states(&self.state, |i, st, sd| {
+            let Some(sq) = &st.square_avg else {
+                return Ok(());
+            };
             sd.insert(
                 format!("state.{i}.step"),
                 step_tensor("RMSprop.state_dict", st.step)?,
@@ -297,34 +273,27 @@ impl Optimizer for RmsProp {
             if let Some(ga) = &st.grad_avg {
                 sd.insert(format!("state.{i}.grad_avg"), snapshot(ga)?);
             }
-        }
-        self.groups.write(&mut sd);
-        Ok(sd)
+            Ok(())
+        })
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        let mut problems = Vec::new();
-        let groups = self.groups.read(state, &mut problems);
-        let per = split_state(state, self.state.len(), &mut problems);
-        let mut out = vec![State::default(); self.state.len()];
-        for (i, entries) in per.iter().enumerate() {
-            let p = &self.groups.params[i];
-            let s = &mut out[i];
-            for (name, (key, t)) in entries {
-                match *name {
-                    "step" => s.step = read_step(key, t, &mut problems),
-                    "square_avg" => s.square_avg = read_buffer(key, t, p, &mut problems),
-                    "grad_avg" => s.grad_avg = read_buffer(key, t, p, &mut problems),
-                    "momentum_buffer" => s.momentum_buffer = read_buffer(key, t, p, &mut problems),
-                    _ => problems.push(format!("unexpected key `{key}`")),
+        self.load_states(
+            "RMSprop.load_state_dict",
+            state,
+            |_, p, entries, s, problems| {
+                for (name, (key, t)) in entries {
+                    match *name {
+                        "step" => s.step = read_step(key, t, problems),
+                        "square_avg" => s.square_avg = read_buffer(key, t, p, problems),
+                        "grad_avg" => s.grad_avg = read_buffer(key, t, p, problems),
+                        "momentum_buffer" => s.momentum_buffer = read_buffer(key, t, p, problems),
+                        _ => problems.push(format!("unexpected key `{key}`")),
+                    }
                 }
-            }
-        }
-        problems_to_result("RMSprop.load_state_dict", problems)?;
-        if let Some(g) = groups {
-            self.groups.groups = g;
-        }
-        self.state = out;
-        Ok(())
+            },
+        )
     }
 }
+
+super::group::grouped!(RmsProp, RmsPropConfig, State, state);

@@ -9,10 +9,8 @@
 //! p = p - lr * g
 //! ```
 
-use super::group::{read_bool, read_scalar, split_state, GroupConfig, Groups, ParamGroup};
-use super::{
-    check_hyper, fusable, problems_to_result, read_buffer, snapshot, zeros_on_device, Optimizer,
-};
+use super::group::{read_bool, read_scalar, GroupConfig, Grouped, Groups, ParamGroup};
+use super::{check_hyper, fusable, read_buffer, snapshot, zeros_on_device, Optimizer};
 use crate::backend::SgdStep;
 use crate::{Error, Param, Result, StateDict, Tensor};
 
@@ -73,19 +71,7 @@ impl GroupConfig for SgdConfig {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.momentum)
-    }
-    fn set_momentum(&mut self, m: f64) -> bool {
-        self.momentum = m;
-        true
-    }
+    super::group::lr_momentum!(momentum);
     fn entries(&self) -> Vec<(&'static str, Vec<f64>)> {
         vec![
             ("lr", vec![self.lr]),
@@ -141,8 +127,7 @@ impl Sgd {
     /// An optimizer over parameter groups, each with its own hyper-parameters; a
     /// parameter in two groups is an error naming it.
     pub fn with_groups(groups: Vec<ParamGroup<SgdConfig>>) -> Result<Sgd> {
-        let groups = Groups::new(groups)?;
-        let bufs = vec![None; groups.params.len()];
+        let (groups, bufs) = Groups::with_states(groups)?;
         Ok(Sgd { groups, bufs })
     }
 
@@ -160,9 +145,7 @@ impl Sgd {
     /// PyTorch's `add_param_group`: a new group after the others; nothing changes on
     /// error.
     pub fn add_param_group(&mut self, group: ParamGroup<SgdConfig>) -> Result<()> {
-        self.groups.add(group)?;
-        self.bufs.resize(self.groups.params.len(), None);
-        Ok(())
+        self.add_group(group)
     }
 
     /// The hyper-parameters of the first group.
@@ -180,25 +163,16 @@ impl Sgd {
     /// tests compare the fused path with).
     pub(crate) fn step_with(&mut self, fused: bool) -> Result<()> {
         let _ng = crate::NoGradGuard::new();
-        for gi in 0..self.groups.groups.len() {
-            let (cfg, range) = {
-                let g = &self.groups.groups[gi];
-                (g.cfg, g.range.clone())
-            };
-            for i in range {
-                let Some(g) = self.groups.params[i].grad() else {
-                    continue;
-                };
-                let done = fused
-                    && !cfg.maximize
-                    && fusable(&self.groups.params[i], &g)
-                    && self.step_fused(&cfg, i, &g)?;
-                if !done {
-                    self.step_generic(&cfg, i, &g)?;
-                }
+        self.for_each_grad(|this, cfg, i, g| {
+            let done = fused
+                && !cfg.maximize
+                && fusable(&this.groups.params[i], &g)
+                && this.step_fused(cfg, i, &g)?;
+            if !done {
+                this.step_generic(cfg, i, &g)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// One parameter in one fused pass on its device; `Ok(false)` when the backend has
@@ -265,36 +239,28 @@ impl Optimizer for Sgd {
     super::group_methods!();
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut sd = StateDict::new();
-        for (i, b) in self.bufs.iter().enumerate() {
+        self.save_states(&self.bufs, |i, b, sd| {
             if let Some(b) = b {
                 sd.insert(format!("state.{i}.momentum_buffer"), snapshot(b)?);
             }
-        }
-        self.groups.write(&mut sd);
-        Ok(sd)
+            Ok(())
+        })
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        let mut problems = Vec::new();
-        let groups = self.groups.read(state, &mut problems);
-        let per = split_state(state, self.bufs.len(), &mut problems);
-        let mut bufs: Vec<Option<Tensor>> = vec![None; self.bufs.len()];
-        for (i, entries) in per.iter().enumerate() {
-            for (name, (key, t)) in entries {
-                match *name {
-                    "momentum_buffer" => {
-                        bufs[i] = read_buffer(key, t, &self.groups.params[i], &mut problems)
+        self.load_states(
+            "SGD.load_state_dict",
+            state,
+            |_, p, entries, b, problems| {
+                for (name, (key, t)) in entries {
+                    match *name {
+                        "momentum_buffer" => *b = read_buffer(key, t, p, problems),
+                        _ => problems.push(format!("unexpected key `{key}`")),
                     }
-                    _ => problems.push(format!("unexpected key `{key}`")),
                 }
-            }
-        }
-        problems_to_result("SGD.load_state_dict", problems)?;
-        if let Some(g) = groups {
-            self.groups.groups = g;
-        }
-        self.bufs = bufs;
-        Ok(())
+            },
+        )
     }
 }
+
+super::group::grouped!(Sgd, SgdConfig, Option<Tensor>, bufs);
