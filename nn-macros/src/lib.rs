@@ -1,11 +1,13 @@
 //! Procedural macros for `nn`: `#[derive(Module)]` and `sequential!`.
 //!
 //! Use them through the facade (`use nn::{Module, sequential};`): generated code names
-//! `::nn::...` paths. Each macro parses its input into our own model (`ast.rs`,
-//! `attr.rs`, `sequential.rs`), checks the rules that span several parts (`valid.rs`),
-//! then generates code (`expand.rs`). Every problem is a `syn::Error` on the offending
-//! tokens, all reported at once; invalid input still gets a stub impl so that one
-//! mistake does not cascade into unrelated errors.
+//! `::nn::...` paths. Each macro runs the same pipeline: parse the input into our own
+//! model (`ast.rs` and `attr.rs` for the derive, `sequential/parse.rs`), check the rules
+//! that span several parts (`valid.rs`, `sequential/valid.rs`, and the size tracking of
+//! `sequential/shapes.rs`), then generate code (`expand.rs`, `sequential/expand.rs`).
+//! Every problem is a `syn::Error` on the offending tokens, all reported at once;
+//! invalid input still gets a stub impl so that one mistake does not cascade into
+//! unrelated errors.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
