@@ -20,7 +20,7 @@ use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 ///            their position; all names must differ)
 /// layer   := "Linear" "(" size "=>" size ("," "bias" "=" bool)? ","? ")"   (shape form)
 ///          | conv "(" size "=>" size "," expression ("," option)* ","? ")"  (shape form)
-///          | norm "(" size ")"                                             (shape form)
+///          | norm "(" size ","? ")"                                        (shape form)
 ///          | expression                        (anything else: a value implementing
 ///                                               nn::Module + nn::Forward)
 /// conv    := "Conv1d" | "Conv2d"               (kernel size after the channels)
