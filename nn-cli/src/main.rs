@@ -1,5 +1,6 @@
-//! `nn`: inspect, convert and diff checkpoint files in every format nn reads (its own,
-//! safetensors, PyTorch's `torch.save` archives), told apart by their first bytes.
+//! `nn`: inspect, convert and diff every file nn writes (native state dicts v1 and v2,
+//! training checkpoints, tensor files), safetensors and PyTorch's `torch.save`
+//! archives, told apart by their first bytes.
 //!
 //! Exit codes:
 //! - 0: success (`diff`: the files are equal within `--atol`);
@@ -9,10 +10,25 @@
 
 #![deny(missing_docs)]
 
+/// Appends one line to the output buffer (printed at the end, so a closed pipe
+/// such as `nn inspect x.pt | head` is not a panic).
+macro_rules! say {
+    ($o:expr, $($t:tt)*) => {{
+        $o.push_str(&format!($($t)*));
+        $o.push('\n');
+    }};
+}
+
+mod convert;
+mod describe;
+mod diff;
+mod error;
+mod inspect;
+
 use clap::{Parser, Subcommand};
-use nn_core::io::{self, FileSummary};
-use nn_core::{DType, Error, StateDict};
-use std::path::PathBuf;
+use describe::Described;
+use error::Result;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Inspect, convert and diff checkpoints (nn, safetensors, PyTorch .pt/.pth/.bin).
@@ -28,18 +44,23 @@ const EXIT_CODES: &str =
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// The tree of keys with dtypes, shapes and sizes, and totals.
+    /// What kind of file it is, and every key (as `load` addresses it) with dtype, shape
+    /// and size; tied tensors marked and counted once.
     Inspect {
-        /// A .nn, .safetensors or .pt/.pth/.bin file.
+        /// A native .nn file (state dict, training checkpoint, tensors), a .safetensors
+        /// or a .pt/.pth/.bin file.
         file: PathBuf,
+        /// Print the keys as a tree of their dotted parts.
+        #[arg(long, conflicts_with = "json")]
+        tree: bool,
         /// Print JSON instead (for scripts).
         #[arg(long)]
         json: bool,
     },
-    /// Convert a state dict between formats (chosen by OUT's extension), dtypes and key
-    /// layouts.
+    /// Convert the tensors of a file between formats (chosen by OUT's extension), dtypes
+    /// and key layouts.
     Convert {
-        /// The file to read.
+        /// The file to read (any file `inspect` reads).
         input: PathBuf,
         /// The file to write: .safetensors, .pt/.pth/.bin, anything else nn's format.
         output: PathBuf,
@@ -54,8 +75,9 @@ enum Cmd {
         #[arg(long)]
         key: Option<String>,
     },
-    /// Keys only in A, only in B, shape or dtype changes, and the largest absolute
-    /// difference per tensor; exit code 0 when equal within --atol.
+    /// Keys only in A, only in B, shape or dtype changes, the largest absolute
+    /// difference per tensor and changed values (epoch, metadata); exit code 0 when
+    /// equal within --atol.
     Diff {
         /// The first file.
         a: PathBuf,
@@ -67,37 +89,19 @@ enum Cmd {
     },
 }
 
-/// Appends one line to the output buffer (printed at the end, so a closed pipe
-/// such as `nn inspect x.pt | head` is not a panic).
-macro_rules! say {
-    ($o:expr, $($t:tt)*) => {{
-        $o.push_str(&format!($($t)*));
-        $o.push('\n');
-    }};
-}
-
-/// A failure that ends the command with exit code 3.
-struct Failure(String);
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure(e.to_string())
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = String::new();
     let o = &mut out;
     let r = match cli.cmd {
-        Cmd::Inspect { file, json } => inspect(o, &file, json),
+        Cmd::Inspect { file, tree, json } => inspect(o, &file, json, tree),
         Cmd::Convert {
             input,
             output,
             dtype,
             strip_prefix,
             key,
-        } => convert(
+        } => convert::run(
             o,
             &input,
             &output,
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
             strip_prefix.as_deref(),
             key.as_deref(),
         ),
-        Cmd::Diff { a, b, atol } => diff(o, &a, &b, atol),
+        Cmd::Diff { a, b, atol } => diff::run(o, &a, &b, atol),
     };
     {
         use std::io::Write;
@@ -114,8 +118,9 @@ fn main() -> ExitCode {
     }
     match r {
         Ok(code) => code,
-        Err(Failure(msg)) => {
+        Err(e) => {
             // one line, whatever the error's layout
+            let msg = e.to_string();
             let one: Vec<&str> = msg
                 .lines()
                 .map(str::trim)
@@ -127,6 +132,19 @@ fn main() -> ExitCode {
     }
 }
 
+fn inspect(o: &mut String, file: &Path, json: bool, as_tree: bool) -> Result<ExitCode> {
+    let d = Described::open(file)?;
+    if json {
+        say!(o, "{}", inspect::to_json(&d));
+    } else if as_tree {
+        inspect::tree(o, &d);
+    } else {
+        inspect::flat(o, &d);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A size in bytes for people: `820 B`, `32.0 KiB`.
 fn human(bytes: u128) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -142,182 +160,8 @@ fn human(bytes: u128) -> String {
     }
 }
 
+/// A shape as `[8, 4]`.
 fn shape(s: &[usize]) -> String {
     let d: Vec<String> = s.iter().map(usize::to_string).collect();
     format!("[{}]", d.join(", "))
-}
-
-fn inspect(o: &mut String, file: &PathBuf, json: bool) -> Result<ExitCode, Failure> {
-    let s = io::inspect(file)?;
-    if json {
-        say!(o, "{}", to_json(file, &s));
-        return Ok(ExitCode::SUCCESS);
-    }
-    say!(
-        o,
-        "{}: {} format, {} tensors, {} elements, {}",
-        file.display(),
-        s.format.name(),
-        s.tensors.len(),
-        s.total_elements(),
-        human(s.total_bytes())
-    );
-    // a tree: a group line for each dotted prefix, when it first appears
-    let mut rows: Vec<(String, String)> = s
-        .tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                format!(
-                    "{:9} {:14} {}",
-                    t.dtype.as_str(),
-                    shape(&t.shape),
-                    human(t.bytes as u128)
-                ),
-            )
-        })
-        .collect();
-    rows.extend(s.others.iter().map(|(k, v)| (k.clone(), format!("= {v}"))));
-    let mut open: Vec<String> = Vec::new();
-    for (name, what) in rows {
-        let parts: Vec<&str> = name.split('.').collect();
-        let (groups, leaf) = parts.split_at(parts.len().saturating_sub(1));
-        let common = open.iter().zip(groups).take_while(|(a, b)| a == b).count();
-        open.truncate(common);
-        for g in &groups[common..] {
-            say!(o, "{}{g}/", "  ".repeat(open.len() + 1));
-            open.push((*g).to_string());
-        }
-        let leaf = leaf.first().copied().unwrap_or("");
-        let indent = 2 * (open.len() + 1);
-        let width = 32usize.saturating_sub(indent);
-        say!(o, "{}{leaf:width$} {what}", " ".repeat(indent));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn to_json(file: &std::path::Path, s: &FileSummary) -> serde_json::Value {
-    use serde_json::json;
-    json!({
-        "file": file.display().to_string(),
-        "format": s.format.name(),
-        "tensors": s.tensors.iter().map(|t| json!({
-            "name": t.name,
-            "dtype": t.dtype.as_str(),
-            "shape": t.shape,
-            "bytes": t.bytes,
-        })).collect::<Vec<_>>(),
-        "others": s.others.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
-        "total_elements": s.total_elements() as u64,
-        "total_bytes": s.total_bytes() as u64,
-    })
-}
-
-fn convert(
-    o: &mut String,
-    input: &PathBuf,
-    output: &PathBuf,
-    dtype: Option<&str>,
-    strip: Option<&str>,
-    key: Option<&str>,
-) -> Result<ExitCode, Failure> {
-    let sd = io::load_state_dict_file(input)?;
-    let mut sd = io::select(&sd, key.unwrap_or(""), strip.unwrap_or(""));
-    if sd.is_empty() {
-        return Err(Failure(format!(
-            "{}: no tensors under key `{}`",
-            input.display(),
-            key.unwrap_or("")
-        )));
-    }
-    if let Some(d) = dtype {
-        let d = DType::from_name(d).ok_or_else(|| Failure(format!("unknown dtype `{d}`")))?;
-        sd = io::to_float_dtype(&sd, d)?;
-    }
-    io::save_state_dict(&sd, output)?;
-    let bytes: usize = sd
-        .iter()
-        .map(|(_, t)| t.numel() * t.dtype().size_in_bytes())
-        .sum();
-    say!(
-        o,
-        "wrote {} ({} format, {} tensors, {})",
-        output.display(),
-        io::FileFormat::from_extension(output).name(),
-        sd.len(),
-        human(bytes as u128)
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn values(sd: &StateDict, k: &str) -> Result<Vec<f64>, Failure> {
-    let t = sd
-        .get(k)
-        .ok_or_else(|| Failure(format!("key `{k}` vanished")))?
-        .to_dtype(DType::F64)?;
-    match t.to_host()? {
-        nn_core::HostData::F64(v) => Ok(v),
-        other => Err(Failure(format!(
-            "{k}: could not widen {} to float64",
-            other.dtype()
-        ))),
-    }
-}
-
-fn diff(o: &mut String, a: &PathBuf, b: &PathBuf, atol: f64) -> Result<ExitCode, Failure> {
-    let (sa, sb) = (io::load_state_dict_file(a)?, io::load_state_dict_file(b)?);
-    let mut differ = false;
-    for k in sa.keys().filter(|k| sb.get(k).is_none()) {
-        say!(o, "only in A: {k}");
-        differ = true;
-    }
-    for k in sb.keys().filter(|k| sa.get(k).is_none()) {
-        say!(o, "only in B: {k}");
-        differ = true;
-    }
-    for (k, ta) in sa.iter() {
-        let Some(tb) = sb.get(k) else { continue };
-        if ta.shape() != tb.shape() {
-            say!(
-                o,
-                "shape {k}: {} -> {}",
-                shape(ta.shape()),
-                shape(tb.shape())
-            );
-            differ = true;
-            continue;
-        }
-        if ta.dtype() != tb.dtype() {
-            say!(o, "dtype {k}: {} -> {}", ta.dtype(), tb.dtype());
-            differ = true;
-        }
-        let (va, vb) = (values(&sa, k)?, values(&sb, k)?);
-        let mut max = 0.0f64;
-        for (x, y) in va.iter().zip(&vb) {
-            let d = if x == y { 0.0 } else { (x - y).abs() };
-            // NaN on one side only is a difference of infinity
-            let d = if d.is_nan() && !(x.is_nan() && y.is_nan()) {
-                f64::INFINITY
-            } else if d.is_nan() {
-                0.0
-            } else {
-                d
-            };
-            max = max.max(d);
-        }
-        if max > atol {
-            say!(o, "values {k}: max abs diff {max:e}");
-            differ = true;
-        } else if max > 0.0 {
-            say!(o, "close {k}: max abs diff {max:e} <= atol {atol:e}");
-        }
-    }
-    if differ {
-        say!(o, "files differ");
-        Ok(ExitCode::from(1))
-    } else {
-        say!(o, "files are equal (atol {atol:e}, {} tensors)", sa.len());
-        Ok(ExitCode::SUCCESS)
-    }
 }

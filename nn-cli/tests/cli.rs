@@ -1,45 +1,31 @@
 //! Runs the `nn` binary on the PyTorch fixtures (tests/fixtures/pt/) and asserts on its
 //! output and exit codes (0 ok/equal, 1 differences, 2 usage, 3 file error).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/pt"))
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn nn(args: &[&str]) -> (i32, String, String) {
-    let out: Output = match Command::new(env!("CARGO_BIN_EXE_nn")).args(args).output() {
-        Ok(o) => o,
-        Err(e) => panic!("could not run nn: {e}"),
-    };
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tmp(name: &str) -> String {
-    let d = std::env::temp_dir().join(format!("nn-cli-test-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&d);
-    d.join(name).display().to_string()
-}
+use common::{fixture, nn, tmp};
 
 #[test]
 fn inspect_prints_the_tree_with_totals() {
-    let (code, out, _) = nn(&["inspect", &fixture("checkpoint.pt")]);
+    let (code, out, _) = nn(&["inspect", "--tree", &fixture("checkpoint.pt")]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("torch format, 16 tensors, 205 elements, 820 B"),
+        out.contains("PyTorch torch.save archive (a checkpoint: nested dicts with non-tensor values), 16 tensors, 205 elements, 820 B"),
         "{out}"
     );
     assert!(out.contains("  model/\n    0/\n      weight"), "{out}");
     assert!(out.contains("float32   [8, 4]         128 B"), "{out}");
     assert!(out.contains("epoch                          = 3"), "{out}");
+}
+
+#[test]
+fn inspect_lists_full_keys_as_load_addresses_them() {
+    let (code, out, _) = nn(&["inspect", &fixture("checkpoint.pt")]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\n  model.0.weight "), "{out}");
+    assert!(out.contains("\n  optimizer.state.0.exp_avg "), "{out}");
+    assert!(out.contains("\n  epoch "), "{out}");
+    assert!(!out.contains("model/"), "{out}");
 }
 
 #[test]
@@ -51,6 +37,7 @@ fn inspect_json_is_machine_readable() {
         Err(e) => panic!("not JSON ({e}): {out}"),
     };
     assert_eq!(v["format"], "torch");
+    assert_eq!(v["kind"], "state_dict");
     assert_eq!(v["total_bytes"], 134);
     assert_eq!(v["tensors"][0]["name"], "0.weight");
     assert_eq!(v["tensors"][0]["dtype"], "bfloat16");
