@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # W8 (benches/PEERS.md): the W2 train step data-parallel over 2 ranks of 1 thread vs 1
-# process of 1 thread, ours (examples/bench_distributed, Open MPI) and PyTorch's DDP on
+# process of 1 thread, ours (benches/bench_distributed.rs, Open MPI) and PyTorch's DDP on
 # Gloo (tools/bench_ddp_torch.py), interleaved in one run; prints every measurement as a
 # JSON line and then each implementation's scaling efficiency (PyTorch's definition:
 # speedup / world size at the same global batch, t_1proc / t_2ranks / 2).
@@ -13,8 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 PY=${PYTHON:-/work/venv-torch/bin/python}
-cargo build --release --quiet --features mpi --example bench_distributed
-BIN=target/release/examples/bench_distributed
+BIN=$(benches/bench_bin.sh bench_distributed --features mpi)
 MPIRUN=(mpirun --oversubscribe -np 2 --mca btl self,vader
         --mca btl_vader_single_copy_mechanism none -x RAYON_NUM_THREADS=1)
 [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)

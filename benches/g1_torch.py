@@ -1,6 +1,6 @@
 """Benchmark G1 in PyTorch: one W2 training step (784-1024-1024-10 MLP with ReLU, batch
 128, cross-entropy, backward, SGD), on the CPU and on the GPU when there is one.
-The Rust side is `cargo run --release --features cuda --example bench_gpu`.
+The Rust side is `cargo bench --features cuda --bench bench_gpu`.
 
 Run: python3 benches/g1_torch.py [steps]
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Ours beside PyTorch in one run: builds our benchmark examples, runs them and
+"""Ours beside PyTorch in one run: builds our benchmarks (benches/bench_*.rs), runs them and
 benches/torch_peers.py interleaved round after round (ours, torch, ours, torch, ...) so that
 load on a shared machine hits both alike, and prints medians over rounds with ratios.
 
@@ -111,28 +111,39 @@ def ours_m1(train, env):
     return [dict(peer="ours", workload="M1", variant="training loop, 20 epochs", median_s=s, best_s=s)]
 
 
+def build_ours():
+    """Builds our benchmarks (bench targets, bench profile) and the main job (a release
+    example); their executables by target name, as cargo reports them."""
+    exes = {}
+    for cmd in (["cargo", "bench", "-q", "--no-run", "--message-format=json", "--bench", "bench_report",
+                 "--bench", "bench_io", "--bench", "bench_convnet"],
+                ["cargo", "build", "-q", "--release", "--message-format=json", "--example", "train"]):
+        p = subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
+        for line in p.stdout.splitlines():
+            m = json.loads(line) if line.startswith("{") else {}
+            if m.get("executable"):
+                exes[m["target"]["name"]] = m["executable"]
+    return exes
+
+
 def main():
     a = parse_args()
     py = python_with_torch(a)
     only = [w.strip().lower() for w in a.only.split(",") if w.strip()]
-    subprocess.run(["cargo", "build", "-q", "--release", "--example", "bench_report",
-                    "--example", "bench_io", "--example", "train", "--example", "bench_convnet"],
-                   cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    ex = os.path.join(target, "release", "examples")
+    ex = build_ours()
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
     w4dir = tempfile.mkdtemp(prefix="nn-side-w4-")
     ours = {
-        "w4": lambda: run_json([os.path.join(ex, "bench_io"), "--json", w4dir], env, "ours"),
-        "m1": lambda: ours_m1(os.path.join(ex, "train"), env),
-        "w6": lambda: run_json([os.path.join(ex, "bench_convnet"), "--json", "--threads", str(a.threads)],
+        "w4": lambda: run_json([ex["bench_io"], "--json", w4dir], env, "ours"),
+        "m1": lambda: ours_m1(ex["train"], env),
+        "w6": lambda: run_json([ex["bench_convnet"], "--json", "--threads", str(a.threads)],
                                env, "ours"),
     }
     rows = []
     for rnd in range(a.rounds):
         for w in only:
             got = ours[w]() if w in ours else run_json(
-                [os.path.join(ex, "bench_report"), "--json", w], env, "ours")
+                [ex["bench_report"], "--json", w], env, "ours")
             got += run_json([py, os.path.join(HERE, "torch_peers.py"), w, "--threads", str(a.threads),
                              "--dir", w4dir], env, "torch")
             for r in got:

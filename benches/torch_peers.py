@@ -16,7 +16,7 @@ split rule, model, optimizer, batch size and epochs as examples/train); W6 a Res
 step (torchvision.models.resnet18(weights=None, num_classes=10), batch 8 of 3x64x64: forward,
 cross-entropy, backward, SGD) and W6f its eval-mode forward under no_grad (needs
 torchvision), then W6's peak RSS (ru_maxrss) of a fresh process that runs only the step
-(`peak_rss_mb`; `examples/bench_convnet.rs` is our side).
+(`peak_rss_mb`; `benches/bench_convnet.rs` is our side).
 
 `--threads` must be applied before torch is imported, hence the environment variables.
 """

@@ -1,7 +1,7 @@
 //! Criterion benchmarks of the benches/PEERS.md workloads: W1 (small forward, layers and raw ops),
 //! W2 (MLP train step), W3 (1024^3 matmul, as GFLOP/s via throughput) and W5 (a 100-layer
 //! chain, forward + backward). `cargo bench --bench workloads`; for a quick table against
-//! PyTorch's figures run `cargo run --release --example bench_report`.
+//! PyTorch's figures run `cargo bench --bench bench_report`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nn::optim::{Optimizer, Sgd};

@@ -20,8 +20,7 @@ for line in sys.stdin:
     if exe and name in ("devices", "nn_cuda"):
         shutil.copy(exe, sys.argv[1] + "/" + name)
 ' "$BIN"
-  cargo build --release --features cuda --example bench_gpu
-  cp target/release/examples/bench_gpu "$BIN/"
+  cp "$(benches/bench_bin.sh bench_gpu --features cuda)" "$BIN/bench_gpu"
   ls -l "$BIN"
   ;;
 run)

@@ -1,4 +1,4 @@
-"""PyTorch's side of examples/bench_data.rs (D1, D2): torch.utils.data.DataLoader on the
+"""PyTorch's side of benches/bench_data.rs (D1, D2): torch.utils.data.DataLoader on the
 same shapes, median of 5 epochs after one warm-up, one JSON line per variant.
 
 Pinned: torch==2.15.0 (torchvision==0.29.2 for D2's transforms when importable; the same

@@ -3,7 +3,7 @@
 The W2 step (784-1024-1024-10 ReLU MLP, cross-entropy, SGD lr 0.01, global batch 128)
 in one process on the whole batch (`--world 1`, plain module, no DDP), or data-parallel
 over `--world N` processes (torch.multiprocessing, Gloo over loopback TCP), each with
-1 thread and 128 / N rows, DDP averaging the gradients. Timed as examples/bench_distributed
+1 thread and 128 / N rows, DDP averaging the gradients. Timed as benches/bench_distributed
 times ours (10 warm-up steps, then 7 batches of 10 steps, median and best per step), plus a
 lone all_reduce of the gradients' bytes. Prints one JSON object per line (rank 0 only),
 with the same fields as `bench_distributed --json`. benches/bench_w8.sh runs both.

@@ -1,4 +1,4 @@
-"""PyTorch's side of examples/bench_optim.rs: clip_grad_norm_ (max 1) then torch.optim.AdamW (default foreach) with
+"""PyTorch's side of benches/bench_optim.rs: clip_grad_norm_ (max 1) then torch.optim.AdamW (default foreach) with
 two parameter groups (weights decayed, biases not) and a LinearLR + CosineAnnealingLR
 schedule over the W2 model's parameters, on gradients already computed. Prints one JSON
 line: median and best seconds per step after a 0.5 s warm-up.

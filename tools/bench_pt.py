@@ -2,13 +2,13 @@
 
 Pinned: torch==2.15.0. From the repository root:
 
-    cargo build --release --example bench_pt
+    cargo bench --bench bench_pt --no-run
     .venv-torch/bin/python tools/bench_pt.py [--rounds 3] [--reps 5] [--threads 2]
 
 Writes /tmp/nn-w4p/w4p.pt (4 x Linear(5000, 5000) f32, 400 MB; never committed) with
 torch.save, then alternates, round after round: PyTorch's torch.load(path,
 weights_only=True) + model.load_state_dict(sd, strict=True) into a model built once,
-and target/release/examples/bench_pt (nn's model.load(path)). Prints each round's JSON
+and benches/bench_pt.rs (nn's model.load(path)). Prints each round's JSON
 lines and the median ratio PyTorch time / nn time (above 1: nn is faster).
 """
 import argparse
@@ -31,7 +31,9 @@ import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-BIN = os.path.join(ROOT, "target", "release", "examples", "bench_pt")
+# the bench target's executable, as `cargo bench --no-run` reports it (built if needed)
+BIN = subprocess.run([os.path.join(ROOT, "benches", "bench_bin.sh"), "bench_pt"], check=True,
+                     stdout=subprocess.PIPE, text=True).stdout.strip()
 PATH = "/tmp/nn-w4p/w4p.pt"
 
 

@@ -1,4 +1,4 @@
-"""W7 / W7i in PyTorch, the peer of examples/bench_transformer.rs (same layer, batch,
+"""W7 / W7i in PyTorch, the peer of benches/bench_transformer.rs (same layer, batch,
 modes and timing rule: medians of single calls after a 0.5 s warm-up).
 
 Pinned: torch==2.15.0 (CPU). Run: `python tools/bench_transformer_torch.py --threads 2`.

@@ -1,7 +1,7 @@
 //! ResNet-18 as torchvision writes it (`torchvision/models/resnet.py`), with
 //! `#[derive(Module)]`: the field names are PyTorch's attribute names, so a state dict
 //! exported by PyTorch loads with no renaming (`layer2.0.downsample.1.running_var`).
-//! Shared by examples/07_convnet.rs, examples/bench_convnet.rs and tests/resnet.rs.
+//! Shared by examples/07_convnet.rs, benches/bench_convnet.rs and tests/resnet.rs.
 
 use nn::layers::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, MaxPool2d};
 use nn::{Forward, Linear, Module, ReLU, Result, Sequential, Tensor};

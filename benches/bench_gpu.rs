@@ -2,7 +2,7 @@
 //! batch 128, cross-entropy, backward, SGD) on the CPU and on the GPU, side by side.
 //! `benches/g1_torch.py` times the same step in PyTorch.
 //!
-//! Run: `cargo run --release --features cuda --example bench_gpu` (`NN_BENCH_STEPS=N`
+//! Run: `cargo bench --features cuda --bench bench_gpu` (`NN_BENCH_STEPS=N`
 //! sets the number of timed steps).
 
 use nn::{Device, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};

@@ -1,11 +1,21 @@
-//! Timing shared by the benchmark examples (`#[path = "bench_util/mod.rs"] mod bench_util;`):
+//! Timing shared by the benchmarks (`#[path = "bench_util/mod.rs"] mod bench_util;`):
 //! a warm-up, then `reps` timed batches of `inner` calls; the median and the best batch,
-//! in seconds per call.
+//! in seconds per call; and their command-line arguments.
 
-#![allow(dead_code)] // each example uses part of it
+#![allow(dead_code)] // each benchmark uses part of it
 
 use nn::Result;
 use std::time::{Duration, Instant};
+
+/// The command-line arguments, without the `--bench` flag `cargo bench` appends to a
+/// `harness = false` target's own (`cargo bench --bench NAME -- ARGS` runs `NAME ARGS
+/// --bench`).
+pub fn args() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
+}
 
 /// How long to warm up before timing.
 #[derive(Debug, Clone, Copy)]

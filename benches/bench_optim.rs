@@ -7,9 +7,9 @@
 //! Run beside PyTorch, interleaved, on an otherwise idle machine:
 //!
 //! ```text
-//! cargo build --release --example bench_optim
+//! cargo bench --bench bench_optim --no-run
 //! for i in 1 2 3; do
-//!   ./target/release/examples/bench_optim
+//!   cargo bench --bench bench_optim
 //!   /work/venv-torch/bin/python tools/bench_optim_torch.py --threads 2
 //! done
 //! ```

@@ -6,9 +6,9 @@
 //! Run beside PyTorch, interleaved, on an otherwise idle machine:
 //!
 //! ```text
-//! cargo build --release --example bench_transformer
+//! cargo bench --bench bench_transformer --no-run
 //! for i in 1 2 3; do
-//!   ./target/release/examples/bench_transformer
+//!   cargo bench --bench bench_transformer
 //!   /work/venv-torch/bin/python tools/bench_transformer_torch.py --threads 2
 //! done
 //! ```

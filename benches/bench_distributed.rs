@@ -2,10 +2,9 @@
 //! SGD, global batch 128) data-parallel over MPI ranks vs one process with the whole batch.
 //!
 //! ```text
-//! cargo build --release --features mpi --example bench_distributed
-//! RAYON_NUM_THREADS=1 target/release/examples/bench_distributed --single --json
-//! mpirun --oversubscribe -np 2 -x RAYON_NUM_THREADS=1 \
-//!     target/release/examples/bench_distributed --json
+//! BIN=$(benches/bench_bin.sh bench_distributed --features mpi)
+//! RAYON_NUM_THREADS=1 $BIN --single --json
+//! mpirun --oversubscribe -np 2 -x RAYON_NUM_THREADS=1 $BIN --json
 //! ```
 //!
 //! `--single`: one process, no MPI, the plain W2 step on the whole batch (the baseline).
@@ -167,7 +166,7 @@ fn ranks(json: bool) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = bench_util::args();
     let json = args.iter().any(|a| a == "--json");
     if args.iter().any(|a| a == "--single") {
         single(json)

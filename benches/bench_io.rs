@@ -1,6 +1,6 @@
 //! Benchmark W4: save and load a ~100M-parameter f32 model (400 MB) in the native format
 //! and in safetensors, and print GB/s (median of 5 after a warm-up; the file stays in the
-//! page cache). Run with `cargo run --release --example bench_io [dir]`; `--json` prints one
+//! page cache). Run with `cargo bench --bench bench_io [-- dir]`; `--json` prints one
 //! JSON object per line instead (`workload`, `variant`, `median_s`, `best_s`, `gb_s`, and
 //! `peak_rss_mib` on the memory rows), which `benches/side_by_side.py` reads.
 //!
@@ -122,7 +122,7 @@ fn child_rss(kind: &str, path: &std::path::Path) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = bench_util::args();
     if let (Some("--rss-child"), Some(kind), Some(path)) =
         (args.first().map(String::as_str), args.get(1), args.get(2))
     {

@@ -5,7 +5,7 @@
 //! second process that runs only W6 steps reports its peak resident memory (VmHWM).
 //!
 //! ```text
-//! cargo run --release --example bench_convnet [-- --json] [--threads N] [w6 w6f rss]
+//! cargo bench --bench bench_convnet [-- --json] [--threads N] [w6 w6f rss]
 //! ```
 //!
 //! `--json` prints one object per line (`workload`, `variant`, `median_s`, `best_s`; the
@@ -14,7 +14,7 @@
 //! runs each body exactly N times, untimed (for `valgrind --tool=callgrind` or `perf`).
 
 #[allow(dead_code)]
-#[path = "convnet/resnet.rs"]
+#[path = "../examples/convnet/resnet.rs"]
 mod resnet;
 
 use nn::optim::{Optimizer, Sgd};
@@ -113,7 +113,7 @@ fn rss_only(json: bool) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = bench_util::args();
     let json = args.iter().any(|a| a == "--json");
     let mut calls = 0;
     let mut names = Vec::new();

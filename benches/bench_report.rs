@@ -1,12 +1,12 @@
 //! Times the benchmark workloads (W1, W2, W3, W5 of benches/PEERS.md) with warm-up and medians.
 //!
-//! Run: `cargo run --release --example bench_report` (about 20 s) for a table, or with `--json`
+//! Run: `cargo bench --bench bench_report` (about 20 s) for a table, or with `-- --json`
 //! for one JSON object per line (`workload`, `variant`, `median_s`, `best_s`, and `gflops` where
 //! it means something), which `benches/side_by_side.py` reads to put PyTorch's figures beside
 //! ours from the same run. Name workloads to run only those (`... -- w1 w5`), e.g. under
-//! `valgrind --tool=callgrind`; `--calls N` then runs each workload's body exactly N times with
-//! no warm-up and no timing, so instruction counts divide evenly. Threads: `RAYON_NUM_THREADS=1`
-//! runs everything on one core.
+//! `valgrind --tool=callgrind $(benches/bench_bin.sh bench_report) w5`; `--calls N` then runs
+//! each workload's body exactly N times with no warm-up and no timing, so instruction counts
+//! divide evenly. Threads: `RAYON_NUM_THREADS=1` runs everything on one core.
 
 use nn::optim::{Optimizer, Sgd};
 use nn::{DynSequential, Forward, Linear, ModuleExt, ReLU, Result, Sequential, Tensor};
@@ -82,7 +82,7 @@ type Workload = fn() -> Result<Vec<Row>>;
 
 fn main() -> Result<()> {
     nn::manual_seed(0);
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = bench_util::args();
     let json = args.iter().any(|a| a == "--json");
     let mut names: Vec<&String> = Vec::new();
     let mut it = args.iter();

@@ -10,7 +10,7 @@
 //!   batches of 128 rows; prints the peak resident set (Linux `VmHWM`). Run it alone:
 //!   the process's peak includes whatever ran before.
 //!
-//! `cargo run --release --example bench_data [d1] [d2] [d3 MB]` (default `d1 d2`); the
+//! `cargo bench --bench bench_data [-- d1] [d2] [d3 MB]` (default `d1 d2`); the
 //! PyTorch side runs `tools/bench_data_torch.py` with `$PYTHON` (default `python3`) and is
 //! skipped with a note when that fails. Median of 5 epochs after one warm-up epoch.
 
@@ -190,7 +190,7 @@ fn d3(mb: usize) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = bench_util::args();
     let want = |w: &str| args.is_empty() || args.iter().any(|a| a == w);
     if let Some(i) = args.iter().position(|a| a == "d3") {
         let mb = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(2048);
