@@ -7,6 +7,7 @@ use crate::error::{CliError, Result};
 use nn_core::io::{self, FileFormat, MetaValue, TrainingCheckpoint};
 use nn_core::{DType, Error, StateDict, Tensor};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -245,21 +246,42 @@ impl Described {
                 &mapped
             }
         };
+        let path = self.path.clone();
+        let bytes_of = |name: &str| -> Result<Vec<u8>> {
+            let t = sd
+                .get(name)
+                .ok_or_else(|| CliError::vanished(&path, name))?;
+            Ok(t.to_host()?.to_le_bytes())
+        };
         let mut ties: Vec<(usize, String)> = Vec::new();
         for members in groups.values() {
-            let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+            // a hash per distinct tensor, the bytes compared again on a hash match: memory
+            // for two tensors at a time, however large the file
+            let mut seen: Vec<(String, u64)> = Vec::new();
             for &i in members {
                 let name = self.items[i].name().to_string();
-                let t = sd
-                    .get(&name)
-                    .ok_or_else(|| CliError::vanished(&self.path, &name))?;
-                let bytes = t.to_host()?.to_le_bytes();
-                if constant(&bytes, t.dtype().size_in_bytes()) {
+                let bytes = bytes_of(&name)?;
+                let Some(Item::Tensor(t)) = self.items.get(i) else {
+                    continue;
+                };
+                if constant(&bytes, t.dtype.size_in_bytes()) {
                     continue;
                 }
-                match seen.iter().find(|(_, b)| *b == bytes) {
-                    Some((first, _)) => ties.push((i, first.clone())),
-                    None => seen.push((name, bytes)),
+                let h = {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    bytes.hash(&mut h);
+                    h.finish()
+                };
+                let mut tied = None;
+                for (first, fh) in &seen {
+                    if *fh == h && bytes_of(first)? == bytes {
+                        tied = Some(first.clone());
+                        break;
+                    }
+                }
+                match tied {
+                    Some(first) => ties.push((i, first)),
+                    None => seen.push((name, h)),
                 }
             }
         }
