@@ -118,12 +118,10 @@ impl Forward for ResNet {
 }
 
 /// PyTorch's repr of the same model, spelled as ours: `ReLU(inplace=True)` is our
-/// `ReLU()` (we have no in-place ops) and Python's `True`/`False` are `true`/`false`.
+/// `ReLU()` (we have no in-place ops).
 pub fn as_our_repr(pytorch: &str) -> String {
     pytorch
         .replace("ReLU(inplace=True)", "ReLU()")
-        .replace("True", "true")
-        .replace("False", "false")
         .trim_end()
         .to_string()
 }

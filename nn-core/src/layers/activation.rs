@@ -152,7 +152,7 @@ leaf_with_repr!(GELU, "GELU", |s| format!(
 ));
 leaf_with_repr!(LeakyReLU, "LeakyReLU", |s| format!(
     "negative_slope={}",
-    super::layer_norm::py_float_f32(s.negative_slope)
+    crate::module::python_float_f32(s.negative_slope)
 ));
 leaf_with_repr!(Softmax, "Softmax", |s| format!("dim={}", s.dim));
 leaf_with_repr!(LogSoftmax, "LogSoftmax", |s| format!("dim={}", s.dim));
