@@ -105,7 +105,7 @@ fn user_block_is_a_module_with_named_parameters() -> Result<()> {
     assert_eq!(net.num_parameters(), 20 * 256 + 256 + 256 * 10 + 10);
     assert_eq!(
         net.repr(),
-        "Mlp(\n  (hidden): Linear(in_features=20, out_features=256, bias=true)\n  (out): Linear(in_features=256, out_features=10, bias=true)\n)"
+        "Mlp(\n  (hidden): Linear(in_features=20, out_features=256, bias=True)\n  (out): Linear(in_features=256, out_features=10, bias=True)\n)"
     );
     let y = net.forward(&Tensor::rand(&[2, 20]))?;
     assert_eq!(y.shape(), &[2, 10]);
@@ -208,16 +208,16 @@ fn nesting_chimera() -> Result<()> {
         "Sequential(
   (0): NestMlp(
     (net): Sequential(
-      (0): Linear(in_features=20, out_features=64, bias=true)
+      (0): Linear(in_features=20, out_features=64, bias=True)
       (1): ReLU()
-      (2): Linear(in_features=64, out_features=32, bias=true)
+      (2): Linear(in_features=64, out_features=32, bias=True)
       (3): ReLU()
     )
-    (linear): Linear(in_features=32, out_features=16, bias=true)
+    (linear): Linear(in_features=32, out_features=16, bias=True)
   )
-  (1): Linear(in_features=16, out_features=20, bias=true)
+  (1): Linear(in_features=16, out_features=20, bias=True)
   (2): FixedHiddenMlp(
-    (linear): Linear(in_features=20, out_features=20, bias=true)
+    (linear): Linear(in_features=20, out_features=20, bias=True)
   )
 )"
     );
@@ -263,7 +263,7 @@ fn dropout_follows_train_and_eval_through_nesting() -> Result<()> {
     assert!(net.2.is_training() && inner_dropout(&net)?.is_training());
     assert_eq!(
         net.repr(),
-        "Sequential(\n  (0): Flatten(start_dim=1, end_dim=-1)\n  (1): Sequential(\n    (0): Dropout(p=0.5, inplace=false)\n  )\n  (2): Dropout(p=0.5, inplace=false)\n)"
+        "Sequential(\n  (0): Flatten(start_dim=1, end_dim=-1)\n  (1): Sequential(\n    (0): Dropout(p=0.5, inplace=False)\n  )\n  (2): Dropout(p=0.5, inplace=False)\n)"
     );
     Ok(())
 }

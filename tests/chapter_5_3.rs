@@ -37,7 +37,7 @@ fn parameters_exist_without_shapes_until_the_first_forward() -> Result<()> {
     );
     assert_eq!(
         net.to_string(),
-        "Sequential(\n  (0): Linear(in_features=?, out_features=256, bias=true)\n  (1): ReLU()\n  (2): Linear(in_features=?, out_features=10, bias=true)\n)"
+        "Sequential(\n  (0): Linear(in_features=?, out_features=256, bias=True)\n  (1): ReLU()\n  (2): Linear(in_features=?, out_features=10, bias=True)\n)"
     );
     // reading data is an error naming the parameter
     match net.2.weight.data() {

@@ -71,7 +71,7 @@ fn centered_layer_alone_and_in_a_chain() -> Result<()> {
     let net = sequential![Linear(8 => 128), CenteredLayer];
     let y = net.forward(&Tensor::rand(&[4, 8]))?;
     assert!(y.mean()?.item()?.abs() < 1e-5);
-    assert_eq!(net.to_string(), "Sequential(\n  (0): Linear(in_features=8, out_features=128, bias=true)\n  (1): CenteredLayer()\n)");
+    assert_eq!(net.to_string(), "Sequential(\n  (0): Linear(in_features=8, out_features=128, bias=True)\n  (1): CenteredLayer()\n)");
     // d(x - mean x)/dx = I - 1/n
     let x = Param::new(Tensor::rand(&[3, 4]))?;
     check_grads(&[&x], || CenteredLayer.forward(&x.tensor()?))

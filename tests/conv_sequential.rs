@@ -102,6 +102,17 @@ fn a_declared_input_shape_sizes_the_linear_after_flatten() -> Result<()> {
         Linear(36 => 10),
     ];
     assert_eq!(net.forward(&Tensor::rand(&[2, 1, 8, 8]))?.shape(), &[2, 10]);
+    // PyTorch's `inplace` flag changes only the print; sizes flow through it
+    let net = sequential![
+        input = [1, 8, 8];
+        Conv2d(1 => 4, 3),
+        ReLU.inplace(true),
+        MaxPool2d::new(2),
+        Flatten::new(),
+        Linear(_ => 10),
+    ];
+    assert_eq!(net.4.in_features(), Some(36));
+    assert!(net.repr().contains("(1): ReLU(inplace=True)"));
     let old = sequential![
         input = [3, 7, 7];
         Conv2d::new(3, 2, 3).stride(2),

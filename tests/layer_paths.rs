@@ -17,7 +17,7 @@ fn sequential_errors_name_the_layer_from_the_start() {
     let net = sequential![Linear(4 => 8), ReLU, Linear(8 => 2)];
     assert_eq!(
         err(net.forward(&Tensor::rand(&[2, 5]))),
-        "0 (Linear(in_features=4, out_features=8, bias=true)): expected input with last dim 4, got shape [2, 5]"
+        "0 (Linear(in_features=4, out_features=8, bias=True)): expected input with last dim 4, got shape [2, 5]"
     );
     // a deferred parameter says its full path, before any traversal
     let lazy = sequential![Linear::lazy(3), ReLU, Linear::lazy(1)];
@@ -57,7 +57,7 @@ fn a_derived_model_names_the_full_path_once_placed() -> Result<()> {
     let r = net.forward(&Tensor::rand(&[2, 4]));
     assert_eq!(
         err(r),
-        "layers.2 (Linear(in_features=4, out_features=8, bias=true)): expected input with last dim 4, got shape [2, 8]"
+        "layers.2 (Linear(in_features=4, out_features=8, bias=True)): expected input with last dim 4, got shape [2, 8]"
     );
     let m = err(net.head.weight.data());
     assert!(m.contains("parameter `head.weight`"), "{m}");
@@ -76,7 +76,7 @@ fn a_nested_model_names_the_path_from_its_root() -> Result<()> {
     assert!(m.contains("`inner.head.weight`"), "{m}");
     let m = err(outer.forward_inner(&Tensor::rand(&[3, 4])));
     assert!(
-        m.starts_with("inner.layers.2 (Linear(in_features=4, out_features=8, bias=true)): expected input with last dim 4"),
+        m.starts_with("inner.layers.2 (Linear(in_features=4, out_features=8, bias=True)): expected input with last dim 4"),
         "{m}"
     );
     // a traversal of a sub-module does not shorten what the parameters know

@@ -64,7 +64,7 @@ fn named_struct_names_and_display() -> Result<()> {
     assert_eq!(net.module_name(), "Mlp");
     assert_eq!(
         net.to_string(),
-        "Mlp(\n  (hidden): Linear(in_features=20, out_features=256, bias=true)\n  (out): Linear(in_features=256, out_features=10, bias=true)\n)"
+        "Mlp(\n  (hidden): Linear(in_features=20, out_features=256, bias=True)\n  (out): Linear(in_features=256, out_features=10, bias=True)\n)"
     );
     assert_eq!(net.forward(&Tensor::rand(&[2, 20]))?.shape(), &[2, 10]);
     Ok(())
@@ -184,7 +184,7 @@ fn enums_visit_the_active_variant() {
     );
     assert!(proj
         .to_string()
-        .contains("(act): Linear(in_features=2, out_features=2, bias=true)"));
+        .contains("(act): Linear(in_features=2, out_features=2, bias=True)"));
     assert_eq!(proj.apply::<Linear>(|_| Ok(())).ok(), Some(2));
     let relu = WithAct {
         act: Act::Relu(ReLU),

@@ -29,7 +29,7 @@ fn tied_layer_names_and_grad_sum() -> Result<()> {
     y.sum()?.backward()?;
     assert!(net.2.weight.grad().is_some());
     assert!(net.repr().starts_with(
-        "Sequential(\n  (0): Linear(in_features=4, out_features=8, bias=true)\n  (1): ReLU()"
+        "Sequential(\n  (0): Linear(in_features=4, out_features=8, bias=True)\n  (1): ReLU()"
     ));
     Ok(())
 }

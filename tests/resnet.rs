@@ -11,7 +11,7 @@ mod resnet;
 
 use common::assert_close;
 use nn::{io, DType, Forward, LoadOptions, ModuleExt, Result, StateDict, Tensor};
-use resnet::{as_our_repr, ResNet};
+use resnet::ResNet;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
 
@@ -38,7 +38,15 @@ fn keys_in_pytorch_order_and_printed_tree() -> Result<()> {
     assert_eq!(ours, theirs);
     assert!(ours.contains(&"layer2.0.downsample.1.running_var".to_string()));
     let repr = std::fs::read_to_string(format!("{DIR}resnet_narrow.txt"))?;
-    assert_eq!(net.repr(), as_our_repr(&repr));
+    assert_eq!(net.repr(), repr.trim_end());
+    Ok(())
+}
+
+#[test]
+fn resnet18_prints_as_torchvisions() -> Result<()> {
+    // repr(torchvision.models.resnet18()), unpatched (tools/make_repr_fixtures.py)
+    let repr = std::fs::read_to_string(format!("{DIR}repr/resnet18.txt"))?;
+    assert_eq!(ResNet::resnet18(1000).repr(), repr.trim_end());
     Ok(())
 }
 

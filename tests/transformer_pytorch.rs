@@ -42,13 +42,9 @@ fn get(sd: &StateDict, key: &str) -> Tensor {
     }
 }
 
-/// PyTorch's printed tree, with Python's booleans written as ours.
+/// PyTorch's printed tree (`str(module)`, unpatched), which ours equals exactly.
 fn torch_tree(meta: &serde_json::Value, key: &str) -> String {
-    meta["trees"][key]
-        .as_str()
-        .unwrap_or_default()
-        .replace("True", "true")
-        .replace("False", "false")
+    meta["trees"][key].as_str().unwrap_or_default().to_string()
 }
 
 /// Loads `PREFIX.sd.*` strictly into `m`.

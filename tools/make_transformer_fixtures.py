@@ -124,7 +124,6 @@ def main():
     meta["names"]["mha"] = [n for n, _ in mha.named_parameters()]
 
     # 2-layer encoders, both norm placements
-    nn.ModuleList.__repr__ = nn.Module.__repr__  # list every layer, as our printer does
     for key, norm_first in [("enc_post", False), ("enc_pre", True)]:
         layer = nn.TransformerEncoderLayer(64, 4, dim_feedforward=128, batch_first=True,
                                            norm_first=norm_first)

@@ -32,7 +32,7 @@ impl BasicBlock {
                 .padding(1)
                 .no_bias(),
             bn1: BatchNorm2d::new(planes),
-            relu: ReLU,
+            relu: ReLU.inplace(true), // torchvision's nn.ReLU(inplace=True): print only
             conv2: Conv2d::new(planes, planes, 3).padding(1).no_bias(),
             bn2: BatchNorm2d::new(planes),
             downsample,
@@ -90,7 +90,7 @@ impl ResNet {
         ResNet {
             conv1: Conv2d::new(3, w[0], 7).stride(2).padding(3).no_bias(),
             bn1: BatchNorm2d::new(w[0]),
-            relu: ReLU,
+            relu: ReLU.inplace(true), // torchvision's nn.ReLU(inplace=True): print only
             maxpool: MaxPool2d::new(3).stride(2).padding(1),
             layer1: stage(w[0], w[0], 1),
             layer2: stage(w[0], w[1], 2),
@@ -115,15 +115,4 @@ impl Forward for ResNet {
         let x = self.avgpool.forward(&x)?.flatten_from(1)?;
         self.fc.forward(&x)
     }
-}
-
-/// PyTorch's repr of the same model, spelled as ours: `ReLU(inplace=True)` is our
-/// `ReLU()` (we have no in-place ops) and Python's `True`/`False` are `true`/`false`.
-pub fn as_our_repr(pytorch: &str) -> String {
-    pytorch
-        .replace("ReLU(inplace=True)", "ReLU()")
-        .replace("True", "true")
-        .replace("False", "false")
-        .trim_end()
-        .to_string()
 }

@@ -204,6 +204,8 @@ pub fn derive_module(input: TokenStream) -> TokenStream {
 /// Every other entry is an expression whose value implements `nn::Module` and
 /// `nn::Forward`: a layer written bare (`ReLU`, `Sigmoid`, `Tanh`, `SiLU`, `Identity`)
 /// or built (`GELU::new()`, `LeakyReLU::new(0.01)`, `Dropout::new(0.1)`,
+/// `ReLU.inplace(true)` (PyTorch's `inplace=True`: it changes only the print, and sizes
+/// flow through it as through `ReLU`),
 /// `Softmax::new(-1)`, `Conv2d::new(3, 8, 3).stride(2)`, `Linear::new(4, 8)`), your own
 /// layer (`#[derive(Module)]` and `impl Forward`), a variable, a function call, or a
 /// nested `sequential!` (one takes at most 16 entries: nest for more). A string literal
@@ -231,7 +233,7 @@ pub fn derive_module(input: TokenStream) -> TokenStream {
 ///     "embed" => Linear(4 => 8),
 ///     GELU::new(),
 ///     "res" => Residual { fc: Linear::new(8, 8) },
-///     LeakyReLU::new(0.01),
+///     LeakyReLU::new(0.01).inplace(true), // prints LeakyReLU(negative_slope=0.01, inplace=True)
 ///     Dropout::new(0.1),
 ///     sequential![Linear(8 => 8), ReLU],   // nested: its layers are "5.0", "5.1"
 ///     "head" => head,                      // a variable

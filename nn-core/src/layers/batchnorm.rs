@@ -30,7 +30,9 @@
 //! ```
 
 use crate::init::Init;
-use crate::module::{Buffer, Forward, Module, Param, Visitor, VisitorMut};
+use crate::module::{
+    python_bool, python_float, Buffer, Forward, Module, Param, Visitor, VisitorMut,
+};
 use crate::{DType, Error, Result, Tensor};
 
 /// Batch normalization over `D` spatial dims' worth of input; use [`BatchNorm1d`] and
@@ -57,30 +59,6 @@ pub struct BatchNorm<const D: usize> {
 pub type BatchNorm1d = BatchNorm<1>;
 /// Batch normalization of `[n, c, h, w]` (PyTorch's `nn.BatchNorm2d`).
 pub type BatchNorm2d = BatchNorm<2>;
-
-/// A float as Python prints it (`1e-05`, `0.1`, `1.0`).
-pub(crate) fn py_float(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e16) {
-        let s = format!("{v:e}");
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = match e.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', e),
-                };
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
-    } else {
-        let s = format!("{v}");
-        if s.contains('.') || s.contains("inf") || s.contains("NaN") {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    }
-}
 
 fn stats_buffers(c: usize) -> Result<(Buffer, Buffer, Buffer)> {
     Ok((
@@ -358,19 +336,22 @@ impl<const D: usize> Module for BatchNorm<D> {
     fn module_name(&self) -> String {
         format!("BatchNorm{D}d")
     }
-    /// PyTorch's: `64, eps=1e-05, momentum=0.1, affine=true, bias=true, track_running_stats=true`.
+    /// PyTorch's: `64, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True`.
     fn extra_repr(&self) -> String {
         let c = self
             .num_features()
             .map(|c| c.to_string())
             .unwrap_or_else(|| "?".into());
-        let momentum = self.momentum.map(py_float).unwrap_or_else(|| "None".into());
+        let momentum = self
+            .momentum
+            .map(python_float)
+            .unwrap_or_else(|| "None".into());
         format!(
             "{c}, eps={}, momentum={momentum}, affine={}, bias={}, track_running_stats={}",
-            py_float(self.eps),
-            self.weight.is_some(),
-            self.bias.is_some(),
-            self.running_mean.is_some()
+            python_float(self.eps),
+            python_bool(self.weight.is_some()),
+            python_bool(self.bias.is_some()),
+            python_bool(self.running_mean.is_some())
         )
     }
     fn set_training(&mut self, training: bool) {
@@ -434,18 +415,10 @@ pub(super) fn channel_affine(
 
 #[cfg(test)]
 mod tests {
-    use super::{py_float, BatchNorm1d, BatchNorm2d};
+    use super::{BatchNorm1d, BatchNorm2d};
     use crate::module::{Forward, ModuleExt};
     use crate::ops::testing::check_grad;
     use crate::{Result, Tensor};
-
-    #[test]
-    fn python_floats() {
-        assert_eq!(py_float(1e-5), "1e-05");
-        assert_eq!(py_float(0.1), "0.1");
-        assert_eq!(py_float(1.0), "1.0");
-        assert_eq!(py_float(1e-3), "0.001");
-    }
 
     #[test]
     fn hand_derived_stats() -> Result<()> {
@@ -495,7 +468,7 @@ mod tests {
         assert_eq!(bn.num_features(), Some(5));
         assert_eq!(
             bn.repr(),
-            "BatchNorm2d(5, eps=1e-05, momentum=0.1, affine=true, bias=true, track_running_stats=true)"
+            "BatchNorm2d(5, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
         );
         let e = bn
             .forward(&Tensor::randn(&[2, 4, 3, 3]))
@@ -511,7 +484,7 @@ mod tests {
         assert_eq!(plain.state_dict()?.len(), 0);
         assert_eq!(
             plain.repr(),
-            "BatchNorm1d(3, eps=1e-05, momentum=None, affine=false, bias=false, track_running_stats=false)"
+            "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, bias=False, track_running_stats=False)"
         );
         Ok(())
     }

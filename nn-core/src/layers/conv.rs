@@ -20,7 +20,7 @@
 //! ```
 
 use crate::init::Init;
-use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::module::{python_tuple, Forward, Module, Param, Visitor, VisitorMut};
 use crate::{Conv2dOptions, Error, Result, Tensor};
 
 /// A size given for every spatial dim at once (`3`) or per dim (`[3, 5]`).
@@ -69,20 +69,6 @@ pub struct Conv<const D: usize> {
 pub type Conv1d = Conv<1>;
 /// 2-d convolution over `[n, c, h, w]` (PyTorch's `nn.Conv2d`).
 pub type Conv2d = Conv<2>;
-
-/// Python's tuple notation: `(3,)`, `(3, 3)`.
-fn py_tuple(v: &[usize]) -> String {
-    match v {
-        [a] => format!("({a},)"),
-        _ => format!(
-            "({})",
-            v.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
 
 impl<const D: usize> Conv<D> {
     fn build(in_channels: Option<usize>, out_channels: usize, kernel: [usize; D]) -> Self {
@@ -304,7 +290,7 @@ impl<const D: usize> Conv<D> {
                 source: Box::new(Error::invalid_config(
                     "conv",
                     "stride",
-                    py_tuple(&self.stride),
+                    python_tuple(&self.stride),
                     "padding=same needs stride 1 (as in PyTorch)",
                 )),
             });
@@ -347,7 +333,7 @@ impl<const D: usize> Module for Conv<D> {
     fn module_name(&self) -> String {
         format!("Conv{D}d")
     }
-    /// PyTorch's: `3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=false`
+    /// PyTorch's: `3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False`
     /// (padding, dilation, groups and bias only where not the default).
     fn extra_repr(&self) -> String {
         let inc = self
@@ -357,24 +343,24 @@ impl<const D: usize> Module for Conv<D> {
         let mut s = format!(
             "{inc}, {}, kernel_size={}, stride={}",
             self.out_channels,
-            py_tuple(&self.kernel_size),
-            py_tuple(&self.stride)
+            python_tuple(&self.kernel_size),
+            python_tuple(&self.stride)
         );
         match self.padding {
             Padding::Same => s.push_str(", padding=same"),
             Padding::Explicit(p) if p != [0; D] => {
-                s.push_str(&format!(", padding={}", py_tuple(&p)))
+                s.push_str(&format!(", padding={}", python_tuple(&p)))
             }
             Padding::Explicit(_) => {}
         }
         if self.dilation != [1; D] {
-            s.push_str(&format!(", dilation={}", py_tuple(&self.dilation)));
+            s.push_str(&format!(", dilation={}", python_tuple(&self.dilation)));
         }
         if self.groups != 1 {
             s.push_str(&format!(", groups={}", self.groups));
         }
         if self.bias.is_none() {
-            s.push_str(", bias=false");
+            s.push_str(", bias=False");
         }
         s
     }
@@ -419,7 +405,7 @@ mod tests {
         let c = Conv2d::new(3, 64, 7).stride(2).padding(3).no_bias();
         assert_eq!(
             c.repr(),
-            "Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=false)"
+            "Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)"
         );
         assert_eq!(
             c.forward(&Tensor::rand(&[1, 3, 32, 32]))?.shape(),

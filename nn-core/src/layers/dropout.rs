@@ -78,7 +78,10 @@ impl Module for Dropout {
         "Dropout".into()
     }
     fn extra_repr(&self) -> String {
-        format!("p={}, inplace=false", self.p)
+        format!(
+            "p={}, inplace=False",
+            crate::module::python_float_f32(self.p)
+        )
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
@@ -170,7 +173,7 @@ mod tests {
         assert_eq!(y.to_vec::<f32>()?, x.to_vec::<f32>()?);
         let err = Dropout::new(1.5).forward(&x).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("p=1.5")));
-        assert_eq!(Dropout::new(0.5).repr(), "Dropout(p=0.5, inplace=false)");
+        assert_eq!(Dropout::new(0.5).repr(), "Dropout(p=0.5, inplace=False)");
         Ok(())
     }
 }

@@ -18,8 +18,8 @@
 //! # Ok::<(), nn_core::Error>(())
 //! ```
 
-use super::batchnorm::py_float;
 use crate::init::Init;
+use crate::module::{python_bool, python_float};
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
 use crate::{Error, Result, Tensor};
 
@@ -103,11 +103,12 @@ impl Module for GroupNorm {
     }
     fn extra_repr(&self) -> String {
         format!(
-            "{}, {}, eps={}, affine={}",
+            "{}, {}, eps={}, affine={}, bias={}",
             self.num_groups,
             self.num_channels,
-            py_float(self.eps),
-            self.weight.is_some()
+            python_float(self.eps),
+            python_bool(self.weight.is_some()),
+            python_bool(self.bias.is_some())
         )
     }
 }
@@ -162,7 +163,10 @@ mod tests {
         let gn = GroupNorm::new(1, 2).eps(0.0);
         let y = gn.forward(&Tensor::from_vec(vec![1.0f32, 3.0], &[1, 2])?)?;
         assert_eq!(y.to_vec::<f32>()?, vec![-1.0, 1.0]);
-        assert_eq!(gn.repr(), "GroupNorm(1, 2, eps=0.0, affine=true)");
+        assert_eq!(
+            gn.repr(),
+            "GroupNorm(1, 2, eps=0.0, affine=True, bias=True)"
+        );
         assert!(GroupNorm::new(4, 6)
             .forward(&Tensor::zeros(&[1, 6, 2]))
             .is_err());

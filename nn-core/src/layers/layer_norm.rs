@@ -15,7 +15,9 @@
 //! ```
 
 use crate::init::Init;
-use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::module::{
+    python_bool, python_float, python_tuple, Forward, Module, Param, Visitor, VisitorMut,
+};
 use crate::{Error, Result, Tensor};
 
 /// Layer normalization over the last `normalized_shape.len()` dims.
@@ -27,48 +29,6 @@ pub struct LayerNorm {
     pub bias: Option<Param>,
     normalized_shape: Vec<usize>,
     eps: f64,
-}
-
-/// Python's `repr` of a float (`1e-05`, `0.01`, `1.0`), for PyTorch-identical printing.
-pub(crate) fn py_float(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e16) {
-        let s = format!("{v:e}");
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
-    } else {
-        let s = format!("{v}");
-        if s.contains('.') || s.contains("inf") || s.contains("NaN") {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    }
-}
-
-/// Python's `repr` of the shortest decimal that reads back as `v` (`0.01` for 0.01f32,
-/// where the f64 widening would print 0.009999999776482582).
-pub(crate) fn py_float_f32(v: f32) -> String {
-    py_float(v.to_string().parse::<f64>().unwrap_or(f64::from(v)))
-}
-
-/// `(64,)` / `(2, 3)`: a shape as a Python tuple.
-pub(crate) fn py_tuple(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
 }
 
 /// The dims to normalize over (the last `shape.len()`), after checking the input ends
@@ -173,10 +133,10 @@ impl Module for LayerNorm {
     fn extra_repr(&self) -> String {
         format!(
             "{}, eps={}, elementwise_affine={}, bias={}",
-            py_tuple(&self.normalized_shape),
-            py_float(self.eps),
-            self.weight.is_some(),
-            self.bias.is_some()
+            python_tuple(&self.normalized_shape),
+            python_float(self.eps),
+            python_bool(self.weight.is_some()),
+            python_bool(self.bias.is_some())
         )
     }
 }
@@ -226,7 +186,7 @@ mod tests {
         let ln = LayerNorm::new(&[64])?;
         assert_eq!(
             crate::module::repr(&ln),
-            "LayerNorm((64,), eps=1e-05, elementwise_affine=true, bias=true)"
+            "LayerNorm((64,), eps=1e-05, elementwise_affine=True, bias=True)"
         );
         let e = ln
             .forward(&Tensor::zeros(&[2, 63]))
@@ -234,12 +194,8 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("LayerNorm((64,), eps=1e-05, elementwise_affine=true, bias=true): expected input with trailing dims [64], got shape [2, 63]")
+            Some("LayerNorm((64,), eps=1e-05, elementwise_affine=True, bias=True): expected input with trailing dims [64], got shape [2, 63]")
         );
-        assert_eq!(py_float(0.01), "0.01");
-        assert_eq!(py_float(1.0), "1.0");
-        assert_eq!(py_float(1e-6), "1e-06");
-        assert_eq!(py_float(0.0001), "0.0001");
         Ok(())
     }
 }

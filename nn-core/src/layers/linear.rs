@@ -123,7 +123,7 @@ impl Linear {
         self.weight.partial_shape().get(1).copied().flatten()
     }
 
-    /// `layers.2 (Linear(in_features=4, out_features=8, bias=true))`: the layer's path
+    /// `layers.2 (Linear(in_features=4, out_features=8, bias=True))`: the layer's path
     /// in its model (learned by its weight, see [`Param::name`]) and what it is; just
     /// the description for a layer no model has placed yet.
     fn layer_name(&self) -> String {
@@ -160,7 +160,7 @@ impl Module for Linear {
         format!(
             "in_features={inf}, out_features={}, bias={}",
             self.out_features,
-            self.bias.is_some()
+            crate::module::python_bool(self.bias.is_some())
         )
     }
 }

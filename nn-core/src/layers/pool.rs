@@ -106,7 +106,7 @@ leaf_module!(MaxPool2d, "MaxPool2d", |s: &MaxPool2d| format!(
     py_size(s.opts.stride),
     py_size(s.opts.padding),
     py_size(s.opts.dilation),
-    s.opts.ceil_mode
+    crate::module::python_bool(s.opts.ceil_mode)
 ));
 
 impl Forward for MaxPool2d {
@@ -194,7 +194,7 @@ mod tests {
         let m = MaxPool2d::new(3).stride(2).padding(1);
         assert_eq!(
             m.repr(),
-            "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=false)"
+            "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)"
         );
         assert_eq!(
             m.forward(&Tensor::zeros(&[2, 3, 7, 7]))?.shape(),

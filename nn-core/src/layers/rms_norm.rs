@@ -12,8 +12,9 @@
 //! # Ok::<(), nn_core::Error>(())
 //! ```
 
-use super::layer_norm::{named, py_float, py_tuple, trailing_axes};
+use super::layer_norm::{named, trailing_axes};
 use crate::init::Init;
+use crate::module::{python_bool, python_float, python_tuple};
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
 use crate::{Error, Result, Tensor};
 
@@ -73,9 +74,9 @@ impl Module for RMSNorm {
     fn extra_repr(&self) -> String {
         format!(
             "{}, eps={}, elementwise_affine={}",
-            py_tuple(&self.normalized_shape),
-            self.eps.map_or("None".into(), py_float),
-            self.weight.is_some()
+            python_tuple(&self.normalized_shape),
+            self.eps.map_or("None".into(), python_float),
+            python_bool(self.weight.is_some())
         )
     }
 }
@@ -123,7 +124,7 @@ mod tests {
         crate::layers::grad_check::check_param_grads(&rms, 6, || rms.forward(&x))?;
         assert_eq!(
             crate::module::repr(&RMSNorm::new(&[8])?),
-            "RMSNorm((8,), eps=None, elementwise_affine=true)"
+            "RMSNorm((8,), eps=None, elementwise_affine=True)"
         );
         assert!(RMSNorm::new(&[8])?
             .forward(&Tensor::zeros(&[8, 2]))

@@ -8,6 +8,7 @@ mod impls;
 mod lend;
 mod order;
 mod param;
+mod python;
 mod repr;
 
 pub use buffer::Buffer;
@@ -16,6 +17,7 @@ pub(crate) use ext::{learn_paths, walk, Item};
 pub use ext::{ModuleExt, StateDict};
 pub use order::{visit_in_order, visit_in_order_mut};
 pub use param::Param;
+pub use python::{python_bool, python_float, python_float_f32, python_tuple};
 pub use repr::fmt_partial;
 pub use repr::repr;
 
@@ -98,7 +100,8 @@ pub trait Module: AsModule + Any + Send + Sync {
         short_type_name(std::any::type_name_of_val(self))
     }
 
-    /// Extra text inside the printed parentheses (`in_features=4, out_features=8, bias=true`).
+    /// Extra text inside the printed parentheses (`in_features=4, out_features=8, bias=True`),
+    /// PyTorch's `extra_repr`: spell values as Python does ([`python_bool`], [`python_float`]).
     fn extra_repr(&self) -> String {
         String::new()
     }

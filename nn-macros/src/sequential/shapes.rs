@@ -400,7 +400,8 @@ fn track_spatial(e: &Expr, before: Option<Known>, errors: &mut Errors) -> Option
     let (base, calls) = split_chain(e);
     let Expr::Call(call) = base else {
         return match path_tail(base) {
-            Some((_, last)) if keeps_size(&last) && calls.is_empty() => {
+            // `ReLU`, and `ReLU.inplace(true)` (PyTorch's flag, which changes only the print)
+            Some((_, last)) if keeps_size(&last) && calls.iter().all(|(m, _)| m == "inplace") => {
                 before.and_then(|k| k.spatial)
             }
             _ => None,
