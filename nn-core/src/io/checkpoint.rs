@@ -1,6 +1,8 @@
 //! A crash-safe training checkpoint: model, optimizer, epoch, generator state and your
 //! own metadata in one native file, so an interrupted run resumes exactly.
 
+pub use crate::error::checkpoint::CheckpointProblem;
+use crate::error::checkpoint::FORMAT;
 use crate::module::{Module, ModuleExt, StateDict};
 use crate::optim::Optimizer;
 use crate::rng::RngState;
@@ -9,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The format tag at the start of the payload (the version is its last part).
-const FORMAT: &str = "nn-training-checkpoint/2";
 /// The format before the scheduler's state was added (read, never written).
 const FORMAT_V1: &str = "nn-training-checkpoint/1";
 
@@ -55,39 +55,6 @@ impl From<String> for MetaValue {
     fn from(v: String) -> Self {
         MetaValue::Str(v)
     }
-}
-
-/// What is wrong with a training checkpoint (inside [`Error::InvalidCheckpoint`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CheckpointProblem {
-    /// A metadata entry that was asked for is absent.
-    #[error("no metadata entry `{key}`")]
-    MissingMeta {
-        /// The key asked for.
-        key: String,
-    },
-    /// A metadata entry holds another kind of value than the one asked for.
-    #[error("metadata entry `{key}` is {found}, expected {expected}")]
-    MetaType {
-        /// The key asked for.
-        key: String,
-        /// The kind asked for.
-        expected: &'static str,
-        /// The kind stored.
-        found: &'static str,
-    },
-    /// The file is a plain state dict (what `save_state_dict` or `ModuleExt::save`
-    /// write), not a checkpoint.
-    #[error("the file holds a plain state dict, not a training checkpoint (load it with ModuleExt::load)")]
-    StateDictFile,
-    /// The payload starts with another format tag (another program's file, or a newer
-    /// version of this format).
-    #[error("unknown format `{found}` (this version reads `{FORMAT}`)")]
-    UnknownFormat {
-        /// The tag found.
-        found: String,
-    },
 }
 
 /// Everything needed to continue training exactly where it stopped: the model's and the

@@ -1,7 +1,7 @@
 //! Loading a state dict into a model: match names, check shapes and dtypes, report every
 //! problem at once, and change nothing unless the load goes ahead.
 
-use super::report::{LoadReport, Mismatch};
+use crate::error::load_report::{LoadReport, Mismatch};
 use crate::module::{walk, Buffer, Item, Module, Param, StateDict};
 use crate::{DType, Error, Result, Tensor};
 use std::collections::{HashMap, HashSet};

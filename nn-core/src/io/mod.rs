@@ -127,7 +127,6 @@ mod load;
 mod native;
 mod native2;
 mod pickle;
-mod report;
 mod safetensors;
 mod summary;
 mod tensor_serde;
@@ -138,12 +137,12 @@ pub(crate) mod zip;
 pub use self::safetensors::{
     load_safetensors, safetensors_from_bytes, safetensors_to_bytes, save_safetensors,
 };
+pub use crate::error::load_report::{LoadReport, Mismatch};
 pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
 pub use format::FileFormat;
 pub use load::LoadOptions;
 pub use native::{frame, from_bytes, to_bytes, to_bytes_v1, HEADER_LEN, MAGIC, VERSION};
 pub use native2::{frame as frame_v2, HEADER_LEN as HEADER_LEN_V2};
-pub use report::{LoadReport, Mismatch};
 pub use summary::{inspect, inspect_bytes, select, to_float_dtype, FileSummary, TensorSummary};
 
 use crate::module::{Module, StateDict};
