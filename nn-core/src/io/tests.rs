@@ -37,10 +37,7 @@ pub(super) fn assert_same(a: &StateDict, b: &StateDict) -> Result<()> {
         assert_eq!(x.shape(), y.shape());
         assert_eq!(x.dtype(), y.dtype());
         // bitwise (NaN payloads included)
-        assert_eq!(
-            super::tensor_serde::le_bytes(x)?,
-            super::tensor_serde::le_bytes(y)?
-        );
+        assert_eq!(super::bytes::le_bytes(x)?, super::bytes::le_bytes(y)?);
     }
     Ok(())
 }
@@ -69,7 +66,7 @@ fn tensor_data_is_one_byte_string() -> Result<()> {
     let bytes = to_bytes_v1(&t)?;
     let payload = bytes.len() - HEADER_LEN;
     assert!(payload < 4000 + 20, "{payload}");
-    let raw = super::tensor_serde::le_bytes(&t)?;
+    let raw = super::bytes::le_bytes(&t)?;
     assert!(bytes.windows(raw.len()).any(|w| w == raw.as_ref()));
     // version 2: the raw bytes end the file, at a 64-byte-aligned offset
     let bytes = to_bytes(&t)?;
@@ -88,12 +85,12 @@ fn version_1_files_still_load() -> Result<()> {
     assert_same(&sd, &from_bytes::<StateDict>(&v1)?)?;
     assert_same(&sd, &state_dict_from_bytes(&v1)?)?;
     let path = scratch("v1");
-    super::native::save_v1(&sd, &path)?;
+    super::native::test_writer::save_v1(&sd, &path)?;
     assert_eq!(std::fs::read(&path).map_err(|e| Error::io(&path, e))?, v1);
     assert_same(&sd, &load::<StateDict>(&path)?)?;
     assert_same(&sd, &load_state_dict_file(&path)?)?;
     let net = mlp();
-    super::native::save_v1(&net.state_dict()?, &path)?;
+    super::native::test_writer::save_v1(&net.state_dict()?, &path)?;
     let fresh = mlp();
     fresh.load(&path)?;
     assert_eq!(

@@ -278,7 +278,7 @@ fn stream_copy_copies_every_alignment_and_length() {
         for len in [0, 1, 15, 16, 63, 64, 65, 127, 200, 983] {
             let mut dst = vec![0u8; 1000];
             let end = (off + len).min(1000);
-            super::format::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
+            super::files::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
             assert_eq!(
                 &dst[off..end],
                 &src[3..3 + end - off],
