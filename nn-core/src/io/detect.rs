@@ -100,3 +100,6 @@ pub(crate) fn open_bytes(bytes: &[u8]) -> Result<TensorFile<'_>> {
         other,
     ))
 }
+
+#[cfg(test)]
+mod tests;

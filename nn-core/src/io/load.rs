@@ -364,3 +364,9 @@ impl Source for TensorFile<'_> {
         self.borrow_tensor(self.entry(key)?)
     }
 }
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod tests_dtypes;

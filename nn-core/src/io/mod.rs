@@ -255,19 +255,4 @@ pub(crate) fn load_state_dict(
 }
 
 #[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod tests_files;
-
-#[cfg(test)]
-mod tests_dtypes;
-
-#[cfg(test)]
-mod tests_torch;
-
-#[cfg(test)]
-mod tests_v2;
-
-#[cfg(test)]
-mod tests_mmap;
+mod tests_support;

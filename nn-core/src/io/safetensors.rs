@@ -260,3 +260,6 @@ fn open(path: &Path) -> Result<TensorFile<'static>> {
         Vec::new(),
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -258,3 +258,6 @@ pub(crate) fn span(e: &Entry) -> usize {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

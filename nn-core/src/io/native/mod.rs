@@ -81,3 +81,6 @@ pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
         bytes.release(c)
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -475,3 +475,6 @@ pub(crate) fn scan_state_dict(
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests;

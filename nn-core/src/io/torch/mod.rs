@@ -337,3 +337,6 @@ pub(crate) fn archive_name(path: &std::path::Path) -> String {
         clean
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //! bad header fields; every one an error naming the file and the tensor, through every
 //! loader (in memory, generic file load, state-dict scanner, model load).
 
-use super::*;
+use crate::io::*;
 use crate::layers::Linear;
 use crate::module::ModuleExt;
 use crate::{Error, Tensor};
@@ -278,7 +278,7 @@ fn stream_copy_copies_every_alignment_and_length() {
         for len in [0, 1, 15, 16, 63, 64, 65, 127, 200, 983] {
             let mut dst = vec![0u8; 1000];
             let end = (off + len).min(1000);
-            super::files::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
+            crate::io::files::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
             assert_eq!(
                 &dst[off..end],
                 &src[3..3 + end - off],

@@ -2,11 +2,11 @@
 //! every offset and every single-bit flip of a real PyTorch file, pickles built to
 //! exhaust memory or the stack, and round trips of what we write.
 
-use super::*;
+use crate::io::*;
 use crate::{DType, Tensor};
 
-const MLP: &[u8] = include_bytes!("../../../tests/fixtures/pt/mlp_f32.pt");
-const VIEWS: &[u8] = include_bytes!("../../../tests/fixtures/pt/views.pt");
+const MLP: &[u8] = include_bytes!("../../../../tests/fixtures/pt/mlp_f32.pt");
+const VIEWS: &[u8] = include_bytes!("../../../../tests/fixtures/pt/views.pt");
 
 fn parse(p: &[u8]) -> std::result::Result<usize, String> {
     let p = torch::unpickle::parse(p)?;
