@@ -199,6 +199,10 @@ pub fn save_torch(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
                     path: what.clone(),
                     source,
                 },
+                Error::Serialize { msg, .. } => Error::Serialize {
+                    path: what.clone(),
+                    msg,
+                },
                 other => other,
             })
     })

@@ -229,11 +229,16 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
             )));
         }
         next = e as u64;
+        let offset = data_start.checked_add(s as u64).ok_or_else(|| {
+            bad(format!(
+                "tensor `{name}`: offset {s} lies past the end of the file"
+            ))
+        })?;
         entries.push(Entry {
             name,
             dtype,
             shape: info.shape.clone(),
-            offset: data_start + s as u64,
+            offset,
             len: e - s,
             strides: None,
         });

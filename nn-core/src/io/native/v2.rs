@@ -267,7 +267,10 @@ pub(crate) fn check_head(file: &[u8]) -> std::result::Result<Layout, String> {
             "chunk size {c} is not a power of two from {MIN_CHUNK} to {MAX_CHUNK}"
         ));
     }
-    let table = l.div_ceil(c) * 8;
+    let table = l
+        .div_ceil(c)
+        .checked_mul(8)
+        .ok_or("header sizes overflow")?;
     let need = (HEADER_LEN as u64)
         .checked_add(m)
         .and_then(|x| x.checked_add(table))
@@ -336,7 +339,7 @@ pub(crate) fn verify_chunks(
 pub(crate) fn name_owners(refs: &[(String, u64, u64)], s: u64, e: u64) -> String {
     let hit: Vec<String> = refs
         .iter()
-        .filter(|(_, o, l)| *o < e && o + l > s)
+        .filter(|(_, o, l)| *o < e && o.saturating_add(*l) > s)
         .map(|(n, _, _)| format!("`{n}`"))
         .collect();
     match hit.len() {

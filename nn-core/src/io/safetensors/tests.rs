@@ -56,3 +56,32 @@ fn safetensors_file_scanner_agrees_with_the_crate() -> Result<()> {
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
+
+/// Issue 29: eight tensors of `2^61 - 1` bytes each (what the crate's own size check
+/// allows) put a ninth, empty one at offset `2^64 - 8`; adding the data section's start
+/// to that offset overflowed before the size check ran.
+#[test]
+fn safetensors_offsets_near_usize_max_are_an_error() {
+    let big = (1usize << 61) - 1;
+    let mut parts: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#""t{i}":{{"dtype":"U8","shape":[{big}],"data_offsets":[{},{}]}}"#,
+                i * big,
+                (i + 1) * big
+            )
+        })
+        .collect();
+    let end = 8 * big;
+    parts.push(format!(
+        r#""z":{{"dtype":"U8","shape":[0],"data_offsets":[{end},{end}]}}"#
+    ));
+    let header = format!("{{{}}}", parts.join(","));
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    assert!(state_dict_from_bytes(&bytes).is_err());
+    let path = scratch("near-max");
+    assert!(write_raw(&path, &bytes).is_ok());
+    assert!(load_safetensors(&path).is_err());
+    let _ = std::fs::remove_file(&path);
+}

@@ -293,11 +293,12 @@ pub(crate) fn write_state_dict<W: std::io::Write>(
     let io = Error::from;
     let mut z = zip::ZipWriter::new(w);
     let (ids, owners) = pickle_write::storage_ids(sd);
-    z.entry(
-        &format!("{archive}/data.pkl"),
-        &[&pickle_write::state_dict_pickle(sd, &ids)],
-    )
-    .map_err(io)?;
+    let pickle = pickle_write::state_dict_pickle(sd, &ids).map_err(|msg| Error::Serialize {
+        path: archive.to_string(),
+        msg,
+    })?;
+    z.entry(&format!("{archive}/data.pkl"), &[&pickle])
+        .map_err(io)?;
     z.entry(&format!("{archive}/.format_version"), &[b"1"])
         .map_err(io)?;
     z.entry(&format!("{archive}/.storage_alignment"), &[b"64"])

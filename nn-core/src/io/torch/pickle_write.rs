@@ -129,8 +129,12 @@ pub(crate) fn storage_ids(sd: &StateDict) -> (Vec<usize>, Vec<usize>) {
 
 /// The `data.pkl` of a state dict: an `OrderedDict` of `_rebuild_tensor_v2` calls on
 /// storages `0`, `1`, ... (one per distinct storage), as `torch.save(state_dict)`
-/// writes it.
-pub(crate) fn state_dict_pickle(sd: &StateDict, ids: &[usize]) -> Vec<u8> {
+/// writes it. An error names a tensor whose row-major strides overflow (an empty tensor
+/// with huge dims).
+pub(crate) fn state_dict_pickle(
+    sd: &StateDict,
+    ids: &[usize],
+) -> std::result::Result<Vec<u8>, String> {
     let mut p = PickleWriter {
         out: Vec::new(),
         memo: HashMap::new(),
@@ -155,7 +159,14 @@ pub(crate) fn state_dict_pickle(sd: &StateDict, ids: &[usize]) -> Vec<u8> {
         p.int_tuple(t.shape());
         let mut strides = vec![1usize; t.shape().len()];
         for d in (0..t.shape().len().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * t.shape()[d + 1];
+            strides[d] = strides[d + 1]
+                .checked_mul(t.shape()[d + 1])
+                .ok_or_else(|| {
+                    format!(
+                        "tensor `{k}` of shape {:?}: its strides overflow",
+                        t.shape()
+                    )
+                })?;
         }
         p.int_tuple(&strides);
         p.op(&[0x89]); // requires_grad False
@@ -169,5 +180,5 @@ pub(crate) fn state_dict_pickle(sd: &StateDict, ids: &[usize]) -> Vec<u8> {
     }
     p.op(b"u");
     p.op(b".");
-    p.out
+    Ok(p.out)
 }

@@ -209,3 +209,17 @@ fn a_safetensors_header_length_with_low_byte_0x80_is_not_taken_for_a_pickle() {
         .to_string();
     assert!(e.contains("bare pickle"), "{e}");
 }
+
+/// Issue 29: the row-major strides of an empty tensor with huge dims overflow; writing it
+/// as a `.pt` archive is an error instead of wrapping strides.
+#[test]
+fn an_empty_tensor_whose_strides_overflow_is_refused() -> Result<()> {
+    let t = Tensor::from_vec(Vec::<f32>::new(), &[0, 1 << 40, 1 << 40])?;
+    let sd = StateDict::from_unique_entries(vec![("e".to_string(), t)]);
+    let err = torch_to_bytes(&sd).err().map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|m| m.contains("strides")),
+        "{err:?}"
+    );
+    Ok(())
+}

@@ -288,3 +288,15 @@ fn stream_copy_copies_every_alignment_and_length() {
         }
     }
 }
+
+/// Issue 29: a damaged chunk names the tensors in it from references not yet checked; a
+/// reference ending past `u64::MAX` overflowed while naming them.
+#[test]
+fn a_damaged_chunk_with_a_reference_near_u64_max_is_a_checksum_error() -> Result<()> {
+    // a reference that starts in the damaged chunk and claims `u64::MAX` bytes
+    let sk = skeleton(&[("far", "uint8", &[u64::MAX], 64, u64::MAX)]);
+    let mut f = frame_v2(&sk, &[0u8; 4096], 4096);
+    let last = f.len() - 1;
+    f[last] ^= 1;
+    assert_all(&f, "near-max", &["checksum mismatch"])
+}
