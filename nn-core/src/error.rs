@@ -2,6 +2,9 @@
 
 use crate::DType;
 
+pub(crate) mod checkpoint;
+pub(crate) mod load_report;
+
 /// Result alias used across nn-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -81,7 +84,7 @@ pub enum Error {
     },
     /// Loading a state dict failed: all problems are listed together (nothing was loaded).
     #[error("{0}")]
-    StateDict(crate::io::LoadReport),
+    StateDict(load_report::LoadReport),
     /// A file could not be read or written. `path` is empty when the failing call did
     /// not name a file (an `std::io::Error` converted with `?`).
     #[error("{}{source}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
@@ -212,7 +215,7 @@ pub enum Error {
         /// The file it was read from, when it came from one.
         path: Option<String>,
         /// What is wrong.
-        problem: crate::io::CheckpointProblem,
+        problem: checkpoint::CheckpointProblem,
     },
     /// A compute op on a storage-only dtype (f16, bf16, f64, i32, u8, bool).
     #[error("{op}: {dtype} tensors are storage only; convert first with .to_dtype(DType::F32)")]

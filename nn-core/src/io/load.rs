@@ -1,7 +1,8 @@
 //! Loading a state dict into a model: match names, check shapes and dtypes, report every
 //! problem at once, and change nothing unless the load goes ahead.
 
-use super::report::{LoadReport, Mismatch};
+use super::tensor_file::TensorFile;
+use crate::error::load_report::{LoadReport, Mismatch};
 use crate::module::{walk, Buffer, Item, Module, Param, StateDict};
 use crate::{DType, Error, Result, Tensor};
 use std::collections::{HashMap, HashSet};
@@ -165,7 +166,7 @@ fn same_values(src: &dyn Source, a: &str, b: &str) -> Result<bool> {
     }
     Ok(ta.shape() == tb.shape()
         && ta.dtype() == tb.dtype()
-        && super::tensor_serde::le_bytes(&ta)? == super::tensor_serde::le_bytes(&tb)?)
+        && super::bytes::le_bytes(&ta)? == super::bytes::le_bytes(&tb)?)
 }
 
 /// Loads `sd` into `model` (see [`crate::ModuleExt::load_state_dict`]).
@@ -343,3 +344,29 @@ pub(crate) fn load_from(
     }
     Ok(report)
 }
+
+impl Source for TensorFile<'_> {
+    fn keys(&self) -> Vec<&str> {
+        self.entries().iter().map(|e| e.name.as_str()).collect()
+    }
+    fn meta(&self, key: &str) -> Option<(DType, &[usize])> {
+        let e = self.find(key)?;
+        Some((e.dtype, &e.shape))
+    }
+    fn tensor(&self, key: &str) -> Result<Tensor> {
+        self.read_tensor(self.entry(key)?)
+    }
+    fn fill(&self, key: &str, dst: &mut [u8]) -> Result<bool> {
+        self.read_at(self.entry(key)?, dst)?;
+        Ok(true)
+    }
+    fn borrowed(&self, key: &str) -> Result<Option<Tensor>> {
+        self.borrow_tensor(self.entry(key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod tests_dtypes;

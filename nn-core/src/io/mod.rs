@@ -120,31 +120,34 @@
 //! their first bytes ([`inspect`] reports the [`FileFormat`]); names only choose the
 //! format written.
 
-mod atomic;
-mod checkpoint;
-pub(crate) mod format;
-mod load;
-mod native;
-mod native2;
-mod pickle;
-mod report;
-mod safetensors;
-mod summary;
-mod tensor_serde;
-mod torch;
+// leaves: bytes and files, then the types every format shares
+mod bytes;
+pub(crate) mod files;
+mod tensor_file;
 mod xxh3;
-pub(crate) mod zip;
+// the formats, and serde for tensors
+mod native;
+mod safetensors;
+mod tensor_serde;
+pub(crate) mod torch;
+// on top: format detection, loading into a model, checkpoints, summaries
+mod checkpoint;
+mod detect;
+mod load;
+mod summary;
 
 pub use self::safetensors::{
     load_safetensors, safetensors_from_bytes, safetensors_to_bytes, save_safetensors,
 };
+pub use crate::error::load_report::{LoadReport, Mismatch};
+pub use bytes::MAGIC;
 pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
-pub use format::FileFormat;
 pub use load::LoadOptions;
-pub use native::{frame, from_bytes, to_bytes, to_bytes_v1, HEADER_LEN, MAGIC, VERSION};
-pub use native2::{frame as frame_v2, HEADER_LEN as HEADER_LEN_V2};
-pub use report::{LoadReport, Mismatch};
+pub use native::v1::{frame, to_bytes_v1, HEADER_LEN};
+pub use native::v2::{frame as frame_v2, HEADER_LEN as HEADER_LEN_V2, VERSION};
+pub use native::{from_bytes, to_bytes};
 pub use summary::{inspect, inspect_bytes, select, to_float_dtype, FileSummary, TensorSummary};
+pub use tensor_file::FileFormat;
 
 use crate::module::{Module, StateDict};
 use crate::{Error, Result};
@@ -187,7 +190,7 @@ pub fn save_torch(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let name = torch::archive_name(path);
     let what = path.display().to_string();
-    atomic::write(path, |file, _tmp| {
+    files::atomic::write(path, |file, _tmp| {
         let w = std::io::BufWriter::with_capacity(1 << 20, &*file);
         torch::write_state_dict(sd, w, &name)
             .map(|_| ())
@@ -195,6 +198,10 @@ pub fn save_torch(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
                 Error::Io { source, .. } => Error::Io {
                     path: what.clone(),
                     source,
+                },
+                Error::Serialize { msg, .. } => Error::Serialize {
+                    path: what.clone(),
+                    msg,
                 },
                 other => other,
             })
@@ -211,7 +218,7 @@ pub fn torch_to_bytes(sd: &StateDict) -> Result<Vec<u8>> {
 /// (`{"model": state_dict, ...}`) gives dotted keys (`model.0.weight`); its non-tensor
 /// values are left out ([`inspect`] lists them).
 pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
-    format::TensorFile::open(path.as_ref())?.into_state_dict(false)
+    detect::open(path.as_ref())?.into_state_dict(false)
 }
 
 /// Like [`load_state_dict_file`], with the f32 and i64 tensors of a memory-mapped file
@@ -220,14 +227,14 @@ pub fn load_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
 /// is written. The file must not be truncated or rewritten in place meanwhile (see
 /// [`LoadOptions::mmap`], which does the same for a load into a model).
 pub fn map_state_dict_file(path: impl AsRef<Path>) -> Result<StateDict> {
-    format::TensorFile::open(path.as_ref())?.into_state_dict(true)
+    detect::open(path.as_ref())?.into_state_dict(true)
 }
 
 /// The in-memory twin of [`load_state_dict_file`]: a state dict from the bytes of a
 /// native, safetensors or `torch.save` file, through the same scanners (layout and checksum verified
 /// before any tensor is read).
 pub fn state_dict_from_bytes(bytes: &[u8]) -> Result<StateDict> {
-    format::TensorFile::from_bytes(bytes)?.into_state_dict(false)
+    detect::open_bytes(bytes)?.into_state_dict(false)
 }
 
 /// [`crate::ModuleExt::save`].
@@ -238,7 +245,7 @@ pub(crate) fn save_module(m: &dyn Module, path: &Path) -> Result<()> {
 /// [`crate::ModuleExt::load_with`].
 pub(crate) fn load_module(m: &dyn Module, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
     // scanned and verified first, then read straight into the model's memory
-    let file = format::TensorFile::open(path)?;
+    let file = detect::open(path)?;
     load::load_from(m, &file, opts)
 }
 
@@ -252,19 +259,4 @@ pub(crate) fn load_state_dict(
 }
 
 #[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod tests_files;
-
-#[cfg(test)]
-mod tests_dtypes;
-
-#[cfg(test)]
-mod tests_torch;
-
-#[cfg(test)]
-mod tests_v2;
-
-#[cfg(test)]
-mod tests_mmap;
+mod tests_support;

@@ -1,8 +1,9 @@
 //! PyTorch interop through safetensors: the same names (`0.weight`) and layouts
 //! (Linear weight `[out, in]`, row-major, little-endian) as `torch.save_file(state_dict)`.
 
-use super::format::Entry;
-use super::{atomic, tensor_serde};
+use super::bytes::{byte_len, le_bytes};
+use super::files::{atomic, start_writeback, FileBytes};
+use super::tensor_file::{Backing, Entry, FileFormat, TensorFile};
 use crate::module::StateDict;
 use crate::{DType, Error, Result, Tensor};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo, View};
@@ -72,7 +73,7 @@ fn views(sd: &StateDict) -> Result<Vec<(String, StView<'_>)>> {
                 StView {
                     dtype: st_dtype(t.dtype()),
                     shape: t.shape(),
-                    data: tensor_serde::le_bytes(t)?,
+                    data: le_bytes(t)?,
                 },
             ))
         })
@@ -123,7 +124,7 @@ pub fn save_safetensors(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
         for (_, v) in &views {
             w.write_all(&v.data).map_err(io_err)?;
             if v.data.len() >= 1 << 20 {
-                super::native::start_writeback(file, at, v.data.len() as u64);
+                start_writeback(file, at, v.data.len() as u64);
             }
             at += v.data.len() as u64;
         }
@@ -169,7 +170,7 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StateDict> {
 
 /// Reads a safetensors file (e.g. PyTorch's `save_file(net.state_dict(), path)`).
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
-    super::format::TensorFile::open_safetensors(path.as_ref())?.into_state_dict(false)
+    open(path.as_ref())?.into_state_dict(false)
 }
 
 /// Reads and validates a safetensors header without reading the data: offsets must tile
@@ -220,7 +221,7 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
             )));
         };
         let (s, e) = info.data_offsets;
-        let need = super::tensor_serde::byte_len(dtype, &info.shape);
+        let need = byte_len(dtype, &info.shape);
         if s as u64 != next || e < s || need != Some(e - s) {
             return Err(bad(format!(
                 "tensor `{name}`: offsets {s}..{e} do not fit its dtype and shape {:?}",
@@ -228,11 +229,16 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
             )));
         }
         next = e as u64;
+        let offset = data_start.checked_add(s as u64).ok_or_else(|| {
+            bad(format!(
+                "tensor `{name}`: offset {s} lies past the end of the file"
+            ))
+        })?;
         entries.push(Entry {
             name,
             dtype,
             shape: info.shape.clone(),
-            offset: data_start + s as u64,
+            offset,
             len: e - s,
             strides: None,
         });
@@ -244,3 +250,21 @@ pub(crate) fn scan<R: std::io::Read + std::io::Seek>(
     }
     Ok(entries)
 }
+
+/// Opens a safetensors file (whatever its first bytes) for loading.
+fn open(path: &Path) -> Result<TensorFile<'static>> {
+    let fb = FileBytes::open(path)?;
+    let what = path.display().to_string();
+    let len = fb.bytes().len() as u64;
+    let entries = scan(&mut std::io::Cursor::new(fb.bytes()), len, &what)?;
+    Ok(TensorFile::new(
+        Backing::File(fb),
+        what,
+        FileFormat::Safetensors,
+        entries,
+        Vec::new(),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

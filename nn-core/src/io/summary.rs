@@ -1,7 +1,8 @@
 //! What a state-dict file holds, without reading its tensors ([`inspect`]), and the
 //! transformations `nn convert` applies: sub-dict selection, prefix stripping, dtype.
 
-use super::format::{FileFormat, TensorFile};
+use super::detect;
+use super::tensor_file::{FileFormat, TensorFile};
 use crate::module::StateDict;
 use crate::{DType, Result};
 use std::path::Path;
@@ -58,19 +59,19 @@ fn summarize(f: &TensorFile<'_>) -> FileSummary {
                 bytes: e.len,
             })
             .collect(),
-        others: f.extras().to_vec(),
+        others: f.other_values().to_vec(),
     }
 }
 
 /// Scans a native, safetensors or `torch.save` file (verifying it as loading does) and
 /// lists what it holds, without reading tensor data.
 pub fn inspect(path: impl AsRef<Path>) -> Result<FileSummary> {
-    Ok(summarize(&TensorFile::open(path.as_ref())?))
+    Ok(summarize(&detect::open(path.as_ref())?))
 }
 
 /// The in-memory twin of [`inspect`].
 pub fn inspect_bytes(bytes: &[u8]) -> Result<FileSummary> {
-    Ok(summarize(&TensorFile::from_bytes(bytes)?))
+    Ok(summarize(&detect::open_bytes(bytes)?))
 }
 
 /// The entries of `sd` under the dotted `prefix` (`"model"`: a training checkpoint's

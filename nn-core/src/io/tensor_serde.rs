@@ -1,40 +1,24 @@
 //! serde for [`Tensor`] and [`StateDict`]: a tensor is `{dtype, shape, data}` with its
 //! elements as one little-endian byte string, never element by element.
 //!
+//! Inside [`to_skeleton`] and [`from_skeleton`] (the native format's version 2) the
+//! data is instead `(offset, length)` in a separate data section.
+//!
 //! Deserialization checks the byte length against `dtype` and `shape` (with overflow
 //! checks) before it allocates, so a hostile input cannot ask for more memory than it
 //! carries.
 
+use super::bytes::{byte_len, dtype_from_str, le_bytes};
 use crate::module::StateDict;
 use crate::{DType, HostData, Tensor};
+use serde::de::DeserializeOwned;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
-
-/// Element bytes of a tensor as little-endian bytes, borrowed from its storage when that
-/// can lend them (host memory on a little-endian host, a file mapping: no copy), copied
-/// otherwise (GPU storage, big-endian hosts).
-pub(crate) fn le_bytes(t: &Tensor) -> crate::Result<Cow<'_, [u8]>> {
-    match t.storage().as_le_bytes() {
-        Some(b) => Ok(Cow::Borrowed(b)),
-        None => Ok(Cow::Owned(t.to_host()?.to_le_bytes())),
-    }
-}
-
-/// Parses a dtype name as written by [`DType::as_str`].
-pub(crate) fn dtype_from_str(s: &str) -> Option<DType> {
-    DType::ALL.into_iter().find(|d| d.as_str() == s)
-}
-
-/// Bytes needed for `shape` of `dtype`, or None on overflow.
-pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Option<usize> {
-    shape
-        .iter()
-        .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
-}
 
 thread_local! {
     static LAST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
@@ -69,10 +53,10 @@ impl Serialize for Tensor {
         let mut st = s.serialize_struct("Tensor", 3)?;
         st.serialize_field("dtype", self.dtype().as_str())?;
         st.serialize_field("shape", self.shape())?;
-        if super::native2::writing() {
+        if writing() {
             // a native version-2 save: the bytes go to the data section, the skeleton
             // holds where
-            let at = super::native2::place(self).map_err(serde::ser::Error::custom)?;
+            let at = place(self).map_err(serde::ser::Error::custom)?;
             st.serialize_field("data", &at)?;
         } else {
             let bytes = le_bytes(self).map_err(serde::ser::Error::custom)?;
@@ -114,7 +98,7 @@ struct DataSeed {
 impl<'de> DeserializeSeed<'de> for DataSeed {
     type Value = HostData;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HostData, D::Error> {
-        if super::native2::reading() {
+        if reading() {
             return d.deserialize_tuple(2, DataRef(self));
         }
         d.deserialize_bytes(self)
@@ -142,8 +126,7 @@ impl<'de> Visitor<'de> for DataRef {
                 self.0.len
             )));
         }
-        super::native2::with_data(off, len, |b| self.0.take(b))
-            .map_err(|m| fail(format_args!("tensor {m}")))?
+        with_data(off, len, |b| self.0.take(b)).map_err(|m| fail(format_args!("tensor {m}")))?
     }
 }
 
@@ -293,4 +276,163 @@ impl<'de> Deserialize<'de> for StateDict {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StateDict, D::Error> {
         d.deserialize_map(StateDictVisitor)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tensors as references into a data section: the thread-local context Tensor's serde
+// impl consults.
+
+/// Checks a reference `(offset, length)` against a data section of `data_len` bytes whose
+/// previous tensor ends at `next`; returns the reference's end or what is wrong.
+pub(crate) type RefCheck = fn(u64, u64, u64, u64) -> std::result::Result<u64, String>;
+
+struct WriteCtx {
+    align: u64,
+    cursor: u64,
+    tensors: Vec<(Tensor, u64)>,
+}
+
+#[derive(Clone, Copy)]
+struct ReadCtx {
+    data: *const u8,
+    len: usize,
+    /// End of the last tensor read: tensors must come in file order, without overlap.
+    next: u64,
+    check: RefCheck,
+}
+
+enum Mode {
+    Off,
+    Write(WriteCtx),
+    Read(ReadCtx),
+}
+
+thread_local! {
+    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Off) };
+}
+
+/// Restores the previous mode when an encode or decode ends, however it ends.
+struct ModeGuard(Option<Mode>);
+
+impl ModeGuard {
+    fn set(m: Mode) -> ModeGuard {
+        ModeGuard(Some(MODE.with(|c| c.replace(m))))
+    }
+    fn take_write(&mut self) -> Option<WriteCtx> {
+        let prev = self.0.take()?;
+        match MODE.with(|c| c.replace(prev)) {
+            Mode::Write(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        if let Some(prev) = self.0.take() {
+            MODE.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+}
+
+/// Whether a [`to_skeleton`] is serializing on this thread (tensors then write a
+/// reference, placed with [`place`]).
+fn writing() -> bool {
+    MODE.with(|c| matches!(*c.borrow(), Mode::Write(_)))
+}
+
+/// Whether a [`from_skeleton`] is deserializing on this thread.
+fn reading() -> bool {
+    MODE.with(|c| matches!(*c.borrow(), Mode::Read(_)))
+}
+
+/// Gives `t` the next aligned place in the data section; returns (offset, length).
+fn place(t: &Tensor) -> std::result::Result<(u64, u64), String> {
+    let len = byte_len(t.dtype(), t.shape())
+        .ok_or_else(|| format!("tensor of shape {:?} is too large", t.shape()))?
+        as u64;
+    MODE.with(|c| match &mut *c.borrow_mut() {
+        Mode::Write(w) => {
+            let off = w
+                .cursor
+                .checked_next_multiple_of(w.align)
+                .ok_or("data section too large")?;
+            w.cursor = off.checked_add(len).ok_or("data section too large")?;
+            w.tensors.push((t.clone(), off));
+            Ok((off, len))
+        }
+        _ => Err("no version-2 save in progress".to_string()),
+    })
+}
+
+/// Calls `f` on the `len` data bytes at `off` of the data section being decoded.
+fn with_data<R>(off: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, String> {
+    let ctx = MODE.with(|c| match &*c.borrow() {
+        Mode::Read(r) => Some(*r),
+        _ => None,
+    });
+    let Some(ctx) = ctx else {
+        return Err("no version-2 load in progress".into());
+    };
+    let end = (ctx.check)(off, len, ctx.len as u64, ctx.next)?;
+    MODE.with(|c| {
+        if let Mode::Read(r) = &mut *c.borrow_mut() {
+            r.next = end;
+        }
+    });
+    // SAFETY: `ctx` was set by `from_skeleton` from a slice `data` that it borrows for the
+    // whole postcard call, and the guard resets the mode before it returns, so the
+    // pointer is valid for `ctx.len` bytes here (we run inside that call, on its
+    // thread); `check` verified `off..end` lies inside it; the bytes are only read.
+    let data = unsafe { std::slice::from_raw_parts(ctx.data, ctx.len) };
+    let (s, e) = (off as usize, end as usize);
+    data.get(s..e)
+        .map(f)
+        .ok_or_else(|| format!("data at {off}+{len} lies outside the data section"))
+}
+
+/// A value's skeleton: postcard bytes whose tensors are `(offset, length)` references,
+/// the tensors with their offsets, and the data section's length.
+pub(crate) struct Skeleton {
+    pub bytes: Vec<u8>,
+    pub tensors: Vec<(Tensor, u64)>,
+    pub data_len: u64,
+}
+
+/// Serializes `value` with postcard, each tensor's data placed at the next
+/// `align`-multiple of a data section instead of written inline.
+pub(crate) fn to_skeleton<T: Serialize + ?Sized>(
+    value: &T,
+    align: u64,
+) -> std::result::Result<Skeleton, String> {
+    let mut guard = ModeGuard::set(Mode::Write(WriteCtx {
+        align,
+        cursor: 0,
+        tensors: Vec::new(),
+    }));
+    let bytes = postcard::to_stdvec(value);
+    let ctx = guard.take_write();
+    let bytes = bytes.map_err(|e| e.to_string())?;
+    let ctx = ctx.ok_or_else(|| "the save's context was lost".to_string())?;
+    Ok(Skeleton {
+        bytes,
+        tensors: ctx.tensors,
+        data_len: ctx.cursor,
+    })
+}
+
+/// Decodes a skeleton into `T`, tensors copying their bytes from `data` at the references
+/// `check` accepts; returns the value and the count of skeleton bytes left over.
+pub(crate) fn from_skeleton<T: DeserializeOwned>(
+    skeleton: &[u8],
+    data: &[u8],
+    check: RefCheck,
+) -> std::result::Result<(T, usize), postcard::Error> {
+    let _guard = ModeGuard::set(Mode::Read(ReadCtx {
+        data: data.as_ptr(),
+        len: data.len(),
+        next: 0,
+        check,
+    }));
+    postcard::take_from_bytes::<T>(skeleton).map(|(v, rest)| (v, rest.len()))
 }

@@ -4,7 +4,7 @@
 use super::bad;
 use crate::data::dataset::check_index;
 use crate::data::Dataset;
-use crate::io::format::FileBytes;
+use crate::io::files::FileBytes;
 use crate::{Result, Tensor};
 use std::path::Path;
 

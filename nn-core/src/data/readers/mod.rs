@@ -25,7 +25,7 @@ pub use image_folder::ImageFolder;
 pub use npy::{read_npy, write_npy, NpyFile};
 pub use npz::read_npz;
 
-use crate::io::format::FileBytes;
+use crate::io::files::FileBytes;
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::Path;

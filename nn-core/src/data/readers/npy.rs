@@ -5,7 +5,7 @@
 use super::bad;
 use crate::data::dataset::check_index;
 use crate::data::Dataset;
-use crate::io::format::FileBytes;
+use crate::io::files::FileBytes;
 use crate::{DType, HostData, Result, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,8 +3,8 @@
 
 use super::npy::npy_from_bytes;
 use super::{bad, inflate};
-use crate::io::format::open_regular;
-use crate::io::zip::{read_entries, ReadAt};
+use crate::io::files::open_regular;
+use crate::io::torch::zip::{read_entries, ReadAt};
 use crate::{Error, Result, Tensor};
 use std::path::Path;
 

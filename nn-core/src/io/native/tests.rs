@@ -1,49 +1,12 @@
-//! Unit tests of the io module: round trips, load semantics, and hostile input
+//! Tests of the native format: round trips, version-1 files, and hostile input
 //! (truncation at every offset, every single-bit flip, crafted lengths).
 
-use super::*;
+use crate::io::tests_support::{assert_same, mlp, small_dict};
+use crate::io::*;
 use crate::layers::{Linear, ReLU, Sequential};
 use crate::module::ModuleExt;
 use crate::{DType, Error, Tensor};
 use std::collections::BTreeMap;
-
-pub(super) fn small_dict() -> Result<StateDict> {
-    let mut sd = StateDict::new();
-    sd.insert(
-        "w",
-        Tensor::from_vec(vec![1.5f32, -2.0, 3.25, 0.0], &[2, 2])?,
-    );
-    sd.insert("idx", Tensor::from_vec(vec![7i64, -1, 1 << 40], &[3])?);
-    sd.insert("s", Tensor::scalar(9.0));
-    Ok(sd)
-}
-
-/// Asserts `back` holds every entry of `sd`, in any order, with the same shape and data.
-pub(super) fn assert_holds(back: &StateDict, sd: &StateDict) -> Result<()> {
-    for (k, t) in sd.iter() {
-        let u = back.get(k).ok_or_else(|| Error::MissingKey {
-            container: "decoded".into(),
-            key: k.into(),
-        })?;
-        assert_eq!(t.shape(), u.shape(), "{k}");
-        assert_eq!(t.to_host()?, u.to_host()?, "{k}");
-    }
-    Ok(())
-}
-
-pub(super) fn assert_same(a: &StateDict, b: &StateDict) -> Result<()> {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for ((_, x), (_, y)) in a.iter().zip(b.iter()) {
-        assert_eq!(x.shape(), y.shape());
-        assert_eq!(x.dtype(), y.dtype());
-        // bitwise (NaN payloads included)
-        assert_eq!(
-            super::tensor_serde::le_bytes(x)?,
-            super::tensor_serde::le_bytes(y)?
-        );
-    }
-    Ok(())
-}
 
 #[test]
 fn roundtrip_in_memory_keeps_order_dtypes_and_bits() -> Result<()> {
@@ -69,7 +32,7 @@ fn tensor_data_is_one_byte_string() -> Result<()> {
     let bytes = to_bytes_v1(&t)?;
     let payload = bytes.len() - HEADER_LEN;
     assert!(payload < 4000 + 20, "{payload}");
-    let raw = super::tensor_serde::le_bytes(&t)?;
+    let raw = crate::io::bytes::le_bytes(&t)?;
     assert!(bytes.windows(raw.len()).any(|w| w == raw.as_ref()));
     // version 2: the raw bytes end the file, at a 64-byte-aligned offset
     let bytes = to_bytes(&t)?;
@@ -88,12 +51,12 @@ fn version_1_files_still_load() -> Result<()> {
     assert_same(&sd, &from_bytes::<StateDict>(&v1)?)?;
     assert_same(&sd, &state_dict_from_bytes(&v1)?)?;
     let path = scratch("v1");
-    super::native::save_v1(&sd, &path)?;
+    crate::io::native::test_writer::save_v1(&sd, &path)?;
     assert_eq!(std::fs::read(&path).map_err(|e| Error::io(&path, e))?, v1);
     assert_same(&sd, &load::<StateDict>(&path)?)?;
     assert_same(&sd, &load_state_dict_file(&path)?)?;
     let net = mlp();
-    super::native::save_v1(&net.state_dict()?, &path)?;
+    crate::io::native::test_writer::save_v1(&net.state_dict()?, &path)?;
     let fresh = mlp();
     fresh.load(&path)?;
     assert_eq!(
@@ -253,138 +216,6 @@ fn header_problems_are_named() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn safetensors_roundtrip_and_hostile_bytes() -> Result<()> {
-    let sd = small_dict()?;
-    let bytes = safetensors_to_bytes(&sd)?;
-    let back = safetensors_from_bytes(&bytes)?;
-    assert_holds(&back, &sd)?;
-    for n in 0..bytes.len() {
-        assert!(safetensors_from_bytes(&bytes[..n]).is_err(), "cut at {n}");
-    }
-    for i in 0..bytes.len() * 8 {
-        let mut b = bytes.clone();
-        b[i / 8] ^= 1 << (i % 8);
-        let _ = safetensors_from_bytes(&b);
-    }
-    Ok(())
-}
-
-fn mlp() -> Sequential<(Linear, ReLU, Linear)> {
-    Sequential::new((Linear::new(4, 8), ReLU, Linear::new(8, 3)))
-}
-
-#[test]
-fn strict_load_reports_everything_and_changes_nothing() -> Result<()> {
-    let net = mlp();
-    let before = net.0.weight.data()?.to_vec::<f32>()?;
-    let mut sd = mlp().state_dict()?.into_entries();
-    sd.retain(|(k, _)| k != "2.bias");
-    sd.push(("3.weight".into(), Tensor::zeros(&[1])));
-    sd[2].1 = Tensor::zeros(&[3, 9]);
-    sd[0].1 = Tensor::zeros_dtype(&[8, 4], DType::I64);
-    let sd: StateDict = sd.into_iter().collect();
-    let r = net.load_state_dict(&sd, &LoadOptions::strict());
-    let Err(Error::StateDict(rep)) = r else {
-        panic!("strict load should fail, got {r:?}");
-    };
-    assert_eq!(rep.missing, ["2.bias"]);
-    assert_eq!(rep.unexpected, ["3.weight"]);
-    assert_eq!(rep.mismatched.len(), 2);
-    assert_eq!(rep.loaded, ["0.bias"]);
-    let text = rep.to_string();
-    for needle in [
-        "missing keys (1): `2.bias`",
-        "unexpected keys (1): `3.weight`",
-        "shape mismatch for `2.weight`: the model has [3, 8], the file has [3, 9]",
-        "dtype mismatch for `0.weight`: the model has float32, the file has int64",
-    ] {
-        assert!(text.contains(needle), "{text}");
-    }
-    assert_eq!(net.0.weight.data()?.to_vec::<f32>()?, before);
-    // non-strict: what fits is loaded, same report
-    let rep2 = net.load_state_dict(&sd, &LoadOptions::non_strict())?;
-    assert_eq!(rep2, rep);
-    let got = match &net.0.bias {
-        Some(b) => b.data()?.to_vec::<f32>()?,
-        None => vec![],
-    };
-    let want = match sd.get("0.bias") {
-        Some(t) => t.to_vec::<f32>()?,
-        None => vec![1.0],
-    };
-    assert_eq!(got, want);
-    Ok(())
-}
-
-#[test]
-fn prefix_loads_a_sub_module() -> Result<()> {
-    let big = mlp();
-    let sd = big.state_dict()?;
-    let first = Linear::new(4, 8);
-    let rep = first.load_state_dict(&sd, &LoadOptions::strict().prefix("0"))?;
-    assert_eq!(rep.loaded, ["0.weight", "0.bias"]);
-    assert_eq!(
-        first.weight.data()?.to_vec::<f32>()?,
-        big.0.weight.data()?.to_vec::<f32>()?
-    );
-    Ok(())
-}
-
-#[test]
-fn tied_parameter_is_loaded_once_and_conflicts_are_reported() -> Result<()> {
-    let shared = Linear::new(3, 3);
-    let net = Sequential::new((shared.clone(), ReLU, shared.clone()));
-    let src = Sequential::new((shared.clone(), ReLU, shared));
-    src.0.weight.update(|d| d.add_scalar(1.0))?;
-    let sd = src.state_dict()?;
-    assert_eq!(sd.len(), 4);
-    let fresh_shared = Linear::new(3, 3);
-    let fresh = Sequential::new((fresh_shared.clone(), ReLU, fresh_shared));
-    fresh.load_state_dict(&sd, &LoadOptions::strict())?;
-    assert!(fresh.0.weight.ptr_eq(&fresh.2.weight));
-    assert_eq!(
-        fresh.2.weight.data()?.to_vec::<f32>()?,
-        net.0.weight.data()?.to_vec::<f32>()?
-    );
-    let mut bad = sd.into_entries();
-    bad[2].1 = Tensor::zeros(&[3, 3]);
-    let bad: StateDict = bad.into_iter().collect();
-    let err = fresh
-        .load_state_dict(&bad, &LoadOptions::strict())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(err.contains("`2.weight` is tied to `0.weight`"), "{err}");
-    Ok(())
-}
-
-#[test]
-fn lazy_model_materializes_from_the_state_dict() -> Result<()> {
-    let src = mlp();
-    let lazy = Sequential::new((Linear::lazy(8), ReLU, Linear::lazy(3)));
-    lazy.load_state_dict(&src.state_dict()?, &LoadOptions::strict())?;
-    assert_eq!(lazy.0.in_features(), Some(4));
-    let x = Tensor::rand(&[2, 4]);
-    use crate::module::Forward;
-    assert_eq!(
-        lazy.forward(&x)?.to_vec::<f32>()?,
-        src.forward(&x)?.to_vec::<f32>()?
-    );
-    // a lazy dim accepts any size, a known one does not
-    let wrong: StateDict = [("0.weight".to_string(), Tensor::zeros(&[7, 4]))]
-        .into_iter()
-        .collect();
-    let rep =
-        Sequential::new((Linear::lazy(8),)).load_state_dict(&wrong, &LoadOptions::non_strict())?;
-    assert!(
-        rep.to_string()
-            .contains("the model has [8, ?], the file has [7, 4]"),
-        "{rep}"
-    );
-    Ok(())
-}
-
 /// A scratch file path unique to this process and `tag`.
 fn scratch(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("nn-io-unit-{tag}-{}", std::process::id()))
@@ -473,32 +304,6 @@ fn file_load_writes_in_place_only_when_unobservable() -> Result<()> {
     let keep = other.0.weight.data()?.to_vec::<f32>()?;
     assert!(other.load(&path).is_err());
     assert_eq!(other.0.weight.data()?.to_vec::<f32>()?, keep);
-    let _ = std::fs::remove_file(&path);
-    Ok(())
-}
-
-#[test]
-fn safetensors_file_scanner_agrees_with_the_crate() -> Result<()> {
-    let sd = small_dict()?;
-    let bytes = safetensors_to_bytes(&sd)?;
-    let path = scratch("st-scan");
-    write_raw(&path, &bytes)?;
-    assert_same(&safetensors_from_bytes(&bytes)?, &load_safetensors(&path)?)?;
-    for n in 0..bytes.len() {
-        write_raw(&path, &bytes[..n])?;
-        assert!(load_state_dict_file(&path).is_err(), "cut at {n}");
-    }
-    for i in 0..bytes.len() * 8 {
-        let mut b = bytes.clone();
-        b[i / 8] ^= 1 << (i % 8);
-        write_raw(&path, &b)?;
-        let ours = load_safetensors(&path).ok();
-        let crate_ = safetensors_from_bytes(&b).ok();
-        assert_eq!(ours.is_some(), crate_.is_some(), "bit {i}");
-        if let (Some(a), Some(c)) = (ours, crate_) {
-            assert_same(&a, &c)?;
-        }
-    }
     let _ = std::fs::remove_file(&path);
     Ok(())
 }

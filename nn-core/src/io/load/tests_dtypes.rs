@@ -1,7 +1,7 @@
 //! Storage dtypes (f16, bf16, f64, i32, u8, bool): conversion, files, and loading into
 //! an f32 model with `LoadOptions::convert_dtypes`, `strip_prefix`.
 
-use super::*;
+use crate::io::*;
 use crate::layers::{Linear, ReLU, Sequential};
 use crate::module::ModuleExt;
 use crate::{DType, Error, HostData, Tensor};

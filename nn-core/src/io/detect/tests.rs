@@ -1,8 +1,8 @@
 //! Unit tests of what file errors say: the kind of file found, checksum before any
 //! decoder message, only regular files read, the in-memory scanner twin.
 
-use super::tests::{assert_holds, assert_same, small_dict};
-use super::*;
+use crate::io::tests_support::{assert_holds, assert_same, small_dict};
+use crate::io::*;
 use crate::layers::{Linear, ReLU, Sequential};
 use crate::module::ModuleExt;
 use crate::{Error, Tensor};

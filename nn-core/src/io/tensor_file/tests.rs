@@ -3,8 +3,8 @@
 //! can be, copy-on-write on every way a parameter is written, files replaced under a
 //! live mapping, damaged files refused before anything changes.
 
-use super::*;
 use crate::cpu::CpuStorage;
+use crate::io::*;
 use crate::layers::{BatchNorm1d, DynSequential, Linear, ReLU};
 use crate::module::{ModuleExt, Param};
 use crate::optim::{Optimizer, Sgd, SgdConfig};

@@ -9,9 +9,15 @@
 //! strides, no overlapping elements, inside the storage) and every storage against its
 //! zip entry (exactly its size), so nothing is allocated that the file does not hold.
 
-use super::format::Entry;
-use super::pickle::{self, Leaf, Obj};
-use super::zip::{self, ReadAt};
+pub(crate) mod pickle_value;
+pub(crate) mod pickle_write;
+pub(crate) mod unpickle;
+pub(crate) mod zip;
+
+use self::pickle_value::{Leaf, Obj, TensorRef};
+use self::zip::ReadAt;
+use super::bytes::le_bytes;
+use super::tensor_file::{Entry, NonTensorValues};
 use crate::module::StateDict;
 use crate::{DType, Error, Result};
 use std::collections::HashMap;
@@ -44,10 +50,6 @@ pub(crate) fn foreign_kind(head: &[u8]) -> Option<&'static str> {
 /// thousands of times is refused rather than multiplied).
 const VIEW_BOUND: u64 = 8;
 
-/// What a torch archive holds besides tensors: non-tensor leaves (`epoch`, optimizer
-/// hyper-parameters) as `(dotted key, Python-like text)`.
-pub(crate) type Extras = Vec<(String, String)>;
-
 fn bad(what: &str, msg: impl std::fmt::Display) -> Error {
     Error::Format {
         path: what.to_string(),
@@ -61,7 +63,7 @@ pub(crate) fn scan<R: ReadAt + ?Sized>(
     r: &R,
     len: u64,
     what: &str,
-) -> Result<(Vec<Entry>, Extras)> {
+) -> Result<(Vec<Entry>, NonTensorValues)> {
     let files = zip::read_entries(r, len, what)?;
     let pkl = files
         .iter()
@@ -116,7 +118,7 @@ pub(crate) fn scan<R: ReadAt + ?Sized>(
     data.resize(pkl.len as usize, 0);
     r.read_exact_at(&mut data, pkl.offset)
         .map_err(|e| Error::io(std::path::Path::new(what), e))?;
-    let p = pickle::parse(&data).map_err(|m| bad(what, format!("data.pkl: {m}")))?;
+    let p = unpickle::parse(&data).map_err(|m| bad(what, format!("data.pkl: {m}")))?;
     let leaves = p
         .leaves()
         .map_err(|m| bad(what, format!("data.pkl: {m}")))?;
@@ -184,7 +186,7 @@ fn view_entry(
     dtype: DType,
     storage_numel: u64,
     storage_at: u64,
-    t: &pickle::TensorRef,
+    t: &TensorRef,
 ) -> Result<Entry> {
     let err = |m: String| bad(what, format!("`{key}`: {m}"));
     if t.size.len() != t.stride.len() {
@@ -282,212 +284,6 @@ fn view_entry(
     })
 }
 
-/// Copies a strided view out of `src` (which starts at the view's first element) into
-/// the contiguous `dst`, element by element of `el` bytes.
-pub(crate) fn gather(src: &[u8], dst: &mut [u8], shape: &[usize], strides: &[usize], el: usize) {
-    let n = shape.len();
-    if n == 0 || dst.is_empty() {
-        dst.copy_from_slice(&src[..dst.len()]);
-        return;
-    }
-    let mut idx = vec![0usize; n];
-    let mut at = 0usize;
-    for chunk in dst.chunks_exact_mut(el) {
-        chunk.copy_from_slice(&src[at * el..at * el + el]);
-        // advance the multi-index, innermost first
-        let mut k = n;
-        while k > 0 {
-            k -= 1;
-            idx[k] += 1;
-            at += strides[k];
-            if idx[k] < shape[k] {
-                break;
-            }
-            at -= strides[k] * shape[k];
-            idx[k] = 0;
-        }
-    }
-}
-
-/// Bytes a strided entry spans in its storage, from its first element.
-pub(crate) fn span(e: &Entry) -> usize {
-    match &e.strides {
-        None => e.len,
-        Some(st) => {
-            let el = e.dtype.size_in_bytes();
-            let last: usize = e.shape.iter().zip(st).map(|(&d, &s)| (d - 1) * s).sum();
-            (last + 1) * el
-        }
-    }
-}
-
-fn storage_name(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "FloatStorage",
-        DType::I64 => "LongStorage",
-        DType::F16 => "HalfStorage",
-        DType::BF16 => "BFloat16Storage",
-        DType::F64 => "DoubleStorage",
-        DType::I32 => "IntStorage",
-        DType::U8 => "ByteStorage",
-        DType::Bool => "BoolStorage",
-    }
-}
-
-/// A pickle protocol 2 writer of exactly what a state dict needs.
-struct Pk {
-    out: Vec<u8>,
-    memo: HashMap<String, u32>,
-    next: u32,
-}
-
-impl Pk {
-    fn op(&mut self, b: &[u8]) {
-        self.out.extend_from_slice(b);
-    }
-    /// Stores the top of the stack in the next memo slot; returns the slot.
-    fn memoize(&mut self) -> u32 {
-        let n = self.next;
-        self.next += 1;
-        if n < 256 {
-            self.op(&[b'q', n as u8]);
-        } else {
-            self.op(b"r");
-            self.op(&n.to_le_bytes());
-        }
-        n
-    }
-    fn get(&mut self, n: u32) {
-        if n < 256 {
-            self.op(&[b'h', n as u8]);
-        } else {
-            self.op(b"j");
-            self.op(&n.to_le_bytes());
-        }
-    }
-    /// A string or global, memoized so repeats cost two bytes (as CPython's pickler).
-    fn shared(&mut self, key: String, write: impl FnOnce(&mut Pk)) {
-        if let Some(&n) = self.memo.get(&key) {
-            return self.get(n);
-        }
-        write(self);
-        let n = self.memoize();
-        self.memo.insert(key, n);
-    }
-    fn str(&mut self, s: &str) {
-        self.shared(format!("s:{s}"), |p| {
-            p.op(b"X");
-            p.op(&(s.len() as u32).to_le_bytes());
-            p.op(s.as_bytes());
-        })
-    }
-    fn global(&mut self, module: &str, name: &str) {
-        self.shared(format!("g:{module}.{name}"), |p| {
-            p.op(b"c");
-            p.op(module.as_bytes());
-            p.op(b"\n");
-            p.op(name.as_bytes());
-            p.op(b"\n");
-        })
-    }
-    fn int(&mut self, v: u64) {
-        if v < 256 {
-            self.op(&[b'K', v as u8]);
-        } else if v < 65536 {
-            self.op(b"M");
-            self.op(&(v as u16).to_le_bytes());
-        } else if v < (1 << 31) {
-            self.op(b"J");
-            self.op(&(v as u32).to_le_bytes());
-        } else {
-            self.op(&[0x8a, 8]);
-            self.op(&v.to_le_bytes());
-        }
-    }
-    fn int_tuple(&mut self, v: &[usize]) {
-        match v.len() {
-            0 => self.op(b")"),
-            1..=3 => {
-                for &x in v {
-                    self.int(x as u64);
-                }
-                self.op(&[0x84 + v.len() as u8]);
-            }
-            _ => {
-                self.op(b"(");
-                for &x in v {
-                    self.int(x as u64);
-                }
-                self.op(b"t");
-            }
-        }
-    }
-}
-
-/// For each tensor of `sd`, the index of the storage it is written to, and the tensor
-/// holding each storage: tensors sharing memory (tied parameters) share one storage,
-/// as `torch.save` writes them.
-fn storage_ids(sd: &StateDict) -> (Vec<usize>, Vec<usize>) {
-    let ts: Vec<&crate::Tensor> = sd.iter().map(|(_, t)| t).collect();
-    let mut ids = Vec::with_capacity(ts.len());
-    let mut owners: Vec<usize> = Vec::new();
-    for (i, t) in ts.iter().enumerate() {
-        let same = owners
-            .iter()
-            .position(|&o| ts[o].same_storage(t) && ts[o].shape() == t.shape());
-        ids.push(same.unwrap_or_else(|| {
-            owners.push(i);
-            owners.len() - 1
-        }));
-    }
-    (ids, owners)
-}
-
-/// The `data.pkl` of a state dict: an `OrderedDict` of `_rebuild_tensor_v2` calls on
-/// storages `0`, `1`, ... (one per distinct storage), as `torch.save(state_dict)`
-/// writes it.
-fn state_dict_pickle(sd: &StateDict, ids: &[usize]) -> Vec<u8> {
-    let mut p = Pk {
-        out: Vec::new(),
-        memo: HashMap::new(),
-        next: 0,
-    };
-    p.op(&[0x80, 2]);
-    p.global("collections", "OrderedDict");
-    p.op(b")R");
-    p.memoize();
-    p.op(b"(");
-    for (i, (k, t)) in sd.iter().enumerate() {
-        p.str(k);
-        p.global("torch._utils", "_rebuild_tensor_v2");
-        p.op(b"((");
-        p.str("storage");
-        p.global("torch", storage_name(t.dtype()));
-        p.str(&ids[i].to_string());
-        p.str("cpu");
-        p.int(t.numel() as u64);
-        p.op(b"tQ");
-        p.int(0);
-        p.int_tuple(t.shape());
-        let mut strides = vec![1usize; t.shape().len()];
-        for d in (0..t.shape().len().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * t.shape()[d + 1];
-        }
-        p.int_tuple(&strides);
-        p.op(&[0x89]); // requires_grad False
-        p.global("collections", "OrderedDict");
-        p.op(b")R");
-        p.op(b"tR");
-        // SETITEMS in batches of 1000, as CPython does
-        if i % 1000 == 999 {
-            p.op(b"u(");
-        }
-    }
-    p.op(b"u");
-    p.op(b".");
-    p.out
-}
-
 /// Writes `sd` as a `torch.save` zip archive into `w`, tensors in state-dict order.
 pub(crate) fn write_state_dict<W: std::io::Write>(
     sd: &StateDict,
@@ -496,12 +292,13 @@ pub(crate) fn write_state_dict<W: std::io::Write>(
 ) -> Result<W> {
     let io = Error::from;
     let mut z = zip::ZipWriter::new(w);
-    let (ids, owners) = storage_ids(sd);
-    z.entry(
-        &format!("{archive}/data.pkl"),
-        &[&state_dict_pickle(sd, &ids)],
-    )
-    .map_err(io)?;
+    let (ids, owners) = pickle_write::storage_ids(sd);
+    let pickle = pickle_write::state_dict_pickle(sd, &ids).map_err(|msg| Error::Serialize {
+        path: archive.to_string(),
+        msg,
+    })?;
+    z.entry(&format!("{archive}/data.pkl"), &[&pickle])
+        .map_err(io)?;
     z.entry(&format!("{archive}/.format_version"), &[b"1"])
         .map_err(io)?;
     z.entry(&format!("{archive}/.storage_alignment"), &[b"64"])
@@ -510,7 +307,7 @@ pub(crate) fn write_state_dict<W: std::io::Write>(
         .map_err(io)?;
     let ts: Vec<&crate::Tensor> = sd.iter().map(|(_, t)| t).collect();
     for (i, &o) in owners.iter().enumerate() {
-        let bytes = super::tensor_serde::le_bytes(ts[o])?;
+        let bytes = le_bytes(ts[o])?;
         z.entry(&format!("{archive}/data/{i}"), &[&bytes])
             .map_err(io)?;
     }
@@ -541,3 +338,6 @@ pub(crate) fn archive_name(path: &std::path::Path) -> String {
         clean
     }
 }
+
+#[cfg(test)]
+mod tests;

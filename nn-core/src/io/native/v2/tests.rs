@@ -3,7 +3,7 @@
 //! bad header fields; every one an error naming the file and the tensor, through every
 //! loader (in memory, generic file load, state-dict scanner, model load).
 
-use super::*;
+use crate::io::*;
 use crate::layers::Linear;
 use crate::module::ModuleExt;
 use crate::{Error, Tensor};
@@ -278,7 +278,7 @@ fn stream_copy_copies_every_alignment_and_length() {
         for len in [0, 1, 15, 16, 63, 64, 65, 127, 200, 983] {
             let mut dst = vec![0u8; 1000];
             let end = (off + len).min(1000);
-            super::format::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
+            crate::io::files::stream_copy(&mut dst[off..end], &src[3..3 + end - off]);
             assert_eq!(
                 &dst[off..end],
                 &src[3..3 + end - off],
@@ -287,4 +287,16 @@ fn stream_copy_copies_every_alignment_and_length() {
             assert!(dst[..off].iter().all(|&b| b == 0) && dst[end..].iter().all(|&b| b == 0));
         }
     }
+}
+
+/// Issue 29: a damaged chunk names the tensors in it from references not yet checked; a
+/// reference ending past `u64::MAX` overflowed while naming them.
+#[test]
+fn a_damaged_chunk_with_a_reference_near_u64_max_is_a_checksum_error() -> Result<()> {
+    // a reference that starts in the damaged chunk and claims `u64::MAX` bytes
+    let sk = skeleton(&[("far", "uint8", &[u64::MAX], 64, u64::MAX)]);
+    let mut f = frame_v2(&sk, &[0u8; 4096], 4096);
+    let last = f.len() - 1;
+    f[last] ^= 1;
+    assert_all(&f, "near-max", &["checksum mismatch"])
 }

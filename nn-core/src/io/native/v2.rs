@@ -4,19 +4,22 @@
 //!
 //! The skeleton is the value as [postcard](https://docs.rs/postcard) writes it, except that
 //! a tensor's `data` field is `(offset, length)` (two varints, the offset relative to the
-//! data section) instead of the bytes. [`Tensor`]'s serde impl asks this module which form
-//! to use: a save or a load of this format sets a thread-local context for the duration of
-//! the postcard call ([`encode`], [`decode`]); every other serializer sees the bytes.
+//! data section) instead of the bytes ([`crate::io::tensor_serde`] writes and reads
+//! that form for [`encode`] and [`decode`]; every other serializer sees the bytes).
 
-use super::native::{le_u32, le_u64};
-use super::xxh3::xxh3_64;
+use super::scan::{format_error, payload_kind, pretty_type, Scan};
+use crate::io::bytes::{le_bytes, le_u32, le_u64, MAGIC};
+use crate::io::tensor_file::Entry;
+use crate::io::tensor_serde;
+use crate::io::xxh3::xxh3_64;
 use crate::{Error, Result, Tensor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::cell::RefCell;
 use std::io::{Seek, SeekFrom, Write};
 use xxhash_rust::xxh3::Xxh3;
 
+/// The format version this build writes (it reads versions 1 and 2).
+pub const VERSION: u32 = 2;
 /// Size of the fixed version-2 header.
 pub const HEADER_LEN: usize = 64;
 /// Alignment of the data section and of every tensor in it (a cache line, and enough
@@ -47,83 +50,6 @@ fn head_sum(head: &[u8]) -> u64 {
     h.digest()
 }
 
-// ---------------------------------------------------------------------------------------
-// The thread-local context Tensor's serde impl consults.
-
-struct WriteCtx {
-    cursor: u64,
-    tensors: Vec<(Tensor, u64)>,
-}
-
-#[derive(Clone, Copy)]
-struct ReadCtx {
-    data: *const u8,
-    len: usize,
-    /// End of the last tensor read: tensors must come in file order, without overlap.
-    next: u64,
-}
-
-enum Mode {
-    Off,
-    Write(WriteCtx),
-    Read(ReadCtx),
-}
-
-thread_local! {
-    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Off) };
-}
-
-/// Restores the previous mode when an encode or decode ends, however it ends.
-struct ModeGuard(Option<Mode>);
-
-impl ModeGuard {
-    fn set(m: Mode) -> ModeGuard {
-        ModeGuard(Some(MODE.with(|c| c.replace(m))))
-    }
-    fn take_write(&mut self) -> Option<WriteCtx> {
-        let prev = self.0.take()?;
-        match MODE.with(|c| c.replace(prev)) {
-            Mode::Write(w) => Some(w),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for ModeGuard {
-    fn drop(&mut self) {
-        if let Some(prev) = self.0.take() {
-            MODE.with(|c| *c.borrow_mut() = prev);
-        }
-    }
-}
-
-/// Whether a version-2 save is serializing on this thread (tensors then write a
-/// reference, placed with [`place`]).
-pub(crate) fn writing() -> bool {
-    MODE.with(|c| matches!(*c.borrow(), Mode::Write(_)))
-}
-
-/// Whether a version-2 load is deserializing on this thread.
-pub(crate) fn reading() -> bool {
-    MODE.with(|c| matches!(*c.borrow(), Mode::Read(_)))
-}
-
-/// Gives `t` the next aligned place in the data section; returns (offset, length).
-pub(crate) fn place(t: &Tensor) -> std::result::Result<(u64, u64), String> {
-    let len = super::tensor_serde::byte_len(t.dtype(), t.shape())
-        .ok_or_else(|| format!("tensor of shape {:?} is too large", t.shape()))?
-        as u64;
-    MODE.with(|c| match &mut *c.borrow_mut() {
-        Mode::Write(w) => {
-            let off = align(w.cursor).ok_or("data section too large")?;
-            w.cursor = off.checked_add(len).ok_or("data section too large")?;
-            w.tensors.push((t.clone(), off));
-            Ok((off, len))
-        }
-        _ => Err("no version-2 save in progress".to_string()),
-    })
-}
-
 /// Checks a tensor reference of the skeleton against the data section (`data_len`
 /// bytes, the previous tensor ending at `next`) and returns its end.
 pub(crate) fn check_ref(
@@ -149,34 +75,6 @@ pub(crate) fn check_ref(
     Ok(end)
 }
 
-/// Calls `f` on the `len` data bytes at `off` of the data section being decoded.
-pub(crate) fn with_data<R>(
-    off: u64,
-    len: u64,
-    f: impl FnOnce(&[u8]) -> R,
-) -> std::result::Result<R, String> {
-    let ctx = MODE.with(|c| match &*c.borrow() {
-        Mode::Read(r) => Some(*r),
-        _ => None,
-    });
-    let Some(ctx) = ctx else {
-        return Err("no version-2 load in progress".into());
-    };
-    let end = check_ref(off, len, ctx.len as u64, ctx.next)?;
-    MODE.with(|c| {
-        if let Mode::Read(r) = &mut *c.borrow_mut() {
-            r.next = end;
-        }
-    });
-    // SAFETY: `ctx` was set by `decode` from a slice `data` that it borrows for the whole
-    // postcard call, and the guard resets the mode before `decode` returns, so the
-    // pointer is valid for `ctx.len` bytes here (we run inside that call, on its
-    // thread); `off..end` was checked to lie inside it; the bytes are only read.
-    let data = unsafe { std::slice::from_raw_parts(ctx.data, ctx.len) };
-    let (s, e) = (off as usize, end as usize);
-    Ok(f(&data[s..e]))
-}
-
 // ---------------------------------------------------------------------------------------
 // Writing.
 
@@ -190,22 +88,14 @@ pub(crate) struct Plan {
 
 /// Serializes `value`'s skeleton, placing its tensors.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Plan> {
-    let mut guard = ModeGuard::set(Mode::Write(WriteCtx {
-        cursor: 0,
-        tensors: Vec::new(),
-    }));
-    let skeleton = postcard::to_stdvec(value);
-    let ctx = guard.take_write();
-    let ser = |msg: String| Error::Serialize {
+    let sk = tensor_serde::to_skeleton(value, ALIGN).map_err(|msg| Error::Serialize {
         path: what.to_string(),
         msg,
-    };
-    let skeleton = skeleton.map_err(|e| ser(e.to_string()))?;
-    let ctx = ctx.ok_or_else(|| ser("the save's context was lost".into()))?;
+    })?;
     Ok(Plan {
-        skeleton,
-        tensors: ctx.tensors,
-        data_len: ctx.cursor,
+        skeleton: sk.bytes,
+        tensors: sk.tensors,
+        data_len: sk.data_len,
         chunk: CHUNK,
     })
 }
@@ -226,7 +116,7 @@ impl Plan {
             .ok_or("file too large")?;
         let d_usize = usize::try_from(d).map_err(|_| "file too large")?;
         let mut h = vec![0u8; d_usize];
-        h[..8].copy_from_slice(&super::native::MAGIC);
+        h[..8].copy_from_slice(&MAGIC);
         h[8..12].copy_from_slice(&2u32.to_le_bytes());
         h[16..24].copy_from_slice(&m.to_le_bytes());
         h[24..32].copy_from_slice(&d.to_le_bytes());
@@ -254,7 +144,7 @@ impl Plan {
         let mut pos = 0u64; // within the data section
         let pad = [0u8; ALIGN as usize];
         for (t, off) in &self.tensors {
-            let bytes = super::tensor_serde::le_bytes(t).map_err(|e| bad(e.to_string()))?;
+            let bytes = le_bytes(t).map_err(|e| bad(e.to_string()))?;
             let gap = pad
                 .get(..off.saturating_sub(pos) as usize)
                 .filter(|g| pos + g.len() as u64 == *off)
@@ -377,7 +267,10 @@ pub(crate) fn check_head(file: &[u8]) -> std::result::Result<Layout, String> {
             "chunk size {c} is not a power of two from {MIN_CHUNK} to {MAX_CHUNK}"
         ));
     }
-    let table = l.div_ceil(c) * 8;
+    let table = l
+        .div_ceil(c)
+        .checked_mul(8)
+        .ok_or("header sizes overflow")?;
     let need = (HEADER_LEN as u64)
         .checked_add(m)
         .and_then(|x| x.checked_add(table))
@@ -446,7 +339,7 @@ pub(crate) fn verify_chunks(
 pub(crate) fn name_owners(refs: &[(String, u64, u64)], s: u64, e: u64) -> String {
     let hit: Vec<String> = refs
         .iter()
-        .filter(|(_, o, l)| *o < e && o + l > s)
+        .filter(|(_, o, l)| *o < e && o.saturating_add(*l) > s)
         .map(|(n, _, _)| format!("`{n}`"))
         .collect();
     match hit.len() {
@@ -461,10 +354,130 @@ pub(crate) fn decode_skeleton<T: DeserializeOwned>(
     skeleton: &[u8],
     data: &[u8],
 ) -> std::result::Result<(T, usize), postcard::Error> {
-    let _guard = ModeGuard::set(Mode::Read(ReadCtx {
-        data: data.as_ptr(),
-        len: data.len(),
-        next: 0,
-    }));
-    postcard::take_from_bytes::<T>(skeleton).map(|(v, rest)| (v, rest.len()))
+    tensor_serde::from_skeleton(skeleton, data, check_ref)
 }
+
+/// Names for the tensors of a checked version-2 skeleton, for errors: the keys of a
+/// state dict, else `#0`, `#1`... of a list or tuple; none for other values.
+fn skeleton_refs(skel: &[u8]) -> Vec<(String, u64, u64)> {
+    let n = skel.len() as u64;
+    if let Ok(es) = Scan::refs(skel, n).state_dict() {
+        return es
+            .into_iter()
+            .map(|e| (e.name, e.offset, e.len as u64))
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut sc = Scan::refs(skel, n);
+    if let Ok(count) = sc.varint() {
+        for i in 0..count {
+            match sc.tensor("") {
+                Ok(t) => out.push((format!("#{i}"), t.offset, t.len as u64)),
+                Err(_) => break,
+            }
+        }
+        if sc.end().is_ok() && out.len() as u64 == count {
+            return out;
+        }
+    }
+    let mut sc = Scan::refs(skel, n);
+    out.clear();
+    while sc.remaining > 0 {
+        match sc.tensor("") {
+            Ok(t) => out.push((format!("#{}", out.len()), t.offset, t.len as u64)),
+            Err(_) => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// Decodes a complete version-2 file held in memory: head checked, every chunk verified (in parallel),
+/// then the skeleton decoded with tensors copied from the data section.
+pub(crate) fn decode<T: DeserializeOwned>(
+    file: &[u8],
+    what: &str,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<T> {
+    let fmt_err = format_error(what);
+    let lay = check_head(file).map_err(fmt_err)?;
+    let skel = &file[lay.skeleton.clone()];
+    let refs = skeleton_refs(skel);
+    verify_chunks(file, &lay, release, |s, e| name_owners(&refs, s, e)).map_err(fmt_err)?;
+    // a state dict's or list's references, judged where their names are known; used
+    // only to explain a failed decode (the decoder checks every reference itself)
+    let mut next = 0;
+    let named = refs.iter().find_map(|(name, off, len)| {
+        match check_ref(*off, *len, lay.data.len() as u64, next) {
+            Ok(end) => {
+                next = end;
+                None
+            }
+            Err(m) => Some(format!("tensor `{name}`: {m}")),
+        }
+    });
+    let _ = tensor_serde::take_last_error();
+    match decode_skeleton::<T>(skel, &file[lay.data.clone()]) {
+        Ok((value, 0)) => Ok(value),
+        Ok((_, rest)) => Err(fmt_err(format!(
+            "{rest} unexpected bytes after the tensor list"
+        ))),
+        Err(e) => {
+            let detail = tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
+            // a state dict's scanner names the tensor at fault
+            let detail = match (named, Scan::refs(skel, skel.len() as u64).state_dict()) {
+                (Some(m), _) => m,
+                (None, Err(m)) if m.starts_with('`') => m,
+                _ => detail,
+            };
+            let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
+            Err(match payload_kind(skel, true) {
+                Some(found) if found != expected => Error::FileKind {
+                    path: what.to_string(),
+                    expected,
+                    found,
+                },
+                _ => fmt_err(format!("bad payload: {detail}")),
+            })
+        }
+    }
+}
+
+/// The entries of a version-2 state-dict file held in memory (a mapping): head checked,
+/// the tensor list parsed and checked against the data section (aligned, in order, no
+/// overlap, inside), every chunk verified in parallel. Offsets are absolute.
+pub(crate) fn scan_state_dict(
+    file: &[u8],
+    what: &str,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<Vec<Entry>> {
+    let fmt_err = format_error(what);
+    let lay = check_head(file).map_err(fmt_err)?;
+    let skel = &file[lay.skeleton.clone()];
+    let parsed = Scan::refs(skel, skel.len() as u64).state_dict();
+    let refs = skeleton_refs(skel);
+    verify_chunks(file, &lay, release, |s, e| name_owners(&refs, s, e)).map_err(fmt_err)?;
+    let mut entries = match parsed {
+        Ok(es) => es,
+        Err(m) => {
+            return Err(match payload_kind(skel, true) {
+                Some(found) => Error::FileKind {
+                    path: what.to_string(),
+                    expected: "a StateDict".into(),
+                    found,
+                },
+                None => fmt_err(format!("bad payload: {m}")),
+            })
+        }
+    };
+    let data_len = lay.data.len() as u64;
+    let mut next = 0;
+    for e in &mut entries {
+        next = check_ref(e.offset, e.len as u64, data_len, next)
+            .map_err(|m| fmt_err(format!("tensor `{}`: {m}", e.name)))?;
+        e.offset += lay.data.start as u64;
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,82 +7,13 @@
 //! instead of copying (a "billion laughs" pickle costs what its bytes cost), and
 //! dropping the result never recurses. Every opcode reads bounds-checked bytes, makes at
 //! most one object and pushes at most one value, so memory stays proportional to the
-//! pickle's length. Nesting depth is limited where the tree is walked ([`MAX_DEPTH`]).
+//! pickle's length. Nesting depth is limited where the tree is walked
+//! ([`super::pickle_value::MAX_DEPTH`]).
 
 use crate::DType;
 use std::collections::HashMap;
-use std::rc::Rc;
 
-/// Deepest nesting of containers accepted (a state dict nests 2 or 3 deep).
-pub(crate) const MAX_DEPTH: usize = 1000;
-
-/// A Python value as this unpickler knows it.
-#[derive(Debug, Clone)]
-pub(crate) enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(Rc<str>),
-    Bytes(Rc<[u8]>),
-    /// An object in the arena.
-    Obj(usize),
-    /// One of the allowed globals.
-    Global(Global),
-}
-
-/// The globals a weights-only pickle may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Global {
-    OrderedDict,
-    RebuildTensorV2,
-    RebuildParameter,
-    RebuildParameterWithState,
-    /// `torch.FloatStorage` and friends: the dtype of a storage.
-    Storage(DType),
-    /// `torch.float32` and friends.
-    DType(DType),
-    /// `torch.Size`: a tuple.
-    Size,
-    /// `_codecs.encode`: how protocol 2 pickles `bytes`.
-    Encode,
-    /// `torch.device`.
-    Device,
-}
-
-/// An arena object.
-#[derive(Debug, Clone)]
-pub(crate) enum Obj {
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
-    /// A storage named by persistent id: its dtype, key (the zip entry `data/<key>`) and
-    /// length in elements.
-    Storage {
-        dtype: DType,
-        key: Rc<str>,
-        numel: u64,
-    },
-    /// A tensor view of a storage.
-    Tensor(TensorRef),
-}
-
-/// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`, as read (unchecked).
-#[derive(Debug, Clone)]
-pub(crate) struct TensorRef {
-    /// The arena index of the storage.
-    pub storage: usize,
-    pub offset: i64,
-    pub size: Vec<i64>,
-    pub stride: Vec<i64>,
-}
-
-/// A parsed pickle: the arena and the root value.
-#[derive(Debug)]
-pub(crate) struct Pickle {
-    pub objs: Vec<Obj>,
-    pub root: Value,
-}
+use super::pickle_value::{Global, Obj, Pickle, TensorRef, Value};
 
 fn global(module: &str, name: &str) -> Option<Global> {
     let storage = |n: &str| {
@@ -123,10 +54,11 @@ struct Machine<'a> {
     objs: Vec<Obj>,
 }
 
-type R<T> = std::result::Result<T, String>;
+/// What each step of the unpickler returns: a value, or why the pickle is refused.
+type Step<T> = std::result::Result<T, String>;
 
 impl<'a> Machine<'a> {
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+    fn take(&mut self, n: usize) -> Step<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let Some(end) = end else {
             return Err(format!(
@@ -139,18 +71,18 @@ impl<'a> Machine<'a> {
         self.pos = end;
         Ok(s)
     }
-    fn u8(&mut self) -> R<u8> {
+    fn u8(&mut self) -> Step<u8> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> R<u16> {
+    fn u16(&mut self) -> Step<u16> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> R<u32> {
+    fn u32(&mut self) -> Step<u32> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn line(&mut self) -> R<&'a str> {
+    fn line(&mut self) -> Step<&'a str> {
         let rest = &self.data[self.pos..];
         let n = rest
             .iter()
@@ -161,20 +93,20 @@ impl<'a> Machine<'a> {
         self.pos += n + 1;
         Ok(s)
     }
-    fn pop(&mut self) -> R<Value> {
+    fn pop(&mut self) -> Step<Value> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
             return Err("pop across a MARK".into());
         }
         self.stack.pop().ok_or_else(|| "stack underflow".into())
     }
-    fn pop_mark(&mut self) -> R<Vec<Value>> {
+    fn pop_mark(&mut self) -> Step<Vec<Value>> {
         let m = self.marks.pop().ok_or("no MARK on the stack")?;
         if m > self.stack.len() {
             return Err("MARK past the stack".into());
         }
         Ok(self.stack.split_off(m))
     }
-    fn top_obj(&mut self) -> R<usize> {
+    fn top_obj(&mut self) -> Step<usize> {
         match self.stack.last() {
             Some(Value::Obj(i)) if self.marks.last().is_none_or(|&m| m < self.stack.len()) => {
                 Ok(*i)
@@ -195,7 +127,7 @@ impl<'a> Machine<'a> {
             _ => None,
         }
     }
-    fn ints(&self, v: &Value, what: &str) -> R<Vec<i64>> {
+    fn ints(&self, v: &Value, what: &str) -> Step<Vec<i64>> {
         let t = self
             .tuple(v)
             .ok_or_else(|| format!("{what} is not a tuple"))?;
@@ -207,7 +139,7 @@ impl<'a> Machine<'a> {
             .collect()
     }
 
-    fn extend(&mut self, target: usize, items: Vec<Value>) -> R<()> {
+    fn extend(&mut self, target: usize, items: Vec<Value>) -> Step<()> {
         match self.objs.get_mut(target) {
             Some(Obj::List(l)) => {
                 l.extend(items);
@@ -216,7 +148,7 @@ impl<'a> Machine<'a> {
             _ => Err("APPEND to something that is not a list".into()),
         }
     }
-    fn set_items(&mut self, target: usize, items: Vec<Value>) -> R<()> {
+    fn set_items(&mut self, target: usize, items: Vec<Value>) -> Step<()> {
         if items.len() % 2 != 0 {
             return Err("SETITEMS with an odd number of values".into());
         }
@@ -230,7 +162,7 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn reduce(&mut self, f: Value, args: Value) -> R<Value> {
+    fn reduce(&mut self, f: Value, args: Value) -> Step<Value> {
         let Value::Global(g) = f else {
             return Err("REDUCE of something that is not an allowed global".into());
         };
@@ -282,7 +214,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn persistent(&mut self, pid: Value) -> R<Value> {
+    fn persistent(&mut self, pid: Value) -> Step<Value> {
         let t = self
             .tuple(&pid)
             .ok_or("persistent id is not a tuple")?
@@ -304,7 +236,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn run(&mut self) -> R<Value> {
+    fn run(&mut self) -> Step<Value> {
         loop {
             let op = self.u8()?;
             match op {
@@ -505,7 +437,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn put(&mut self, i: u32) -> R<()> {
+    fn put(&mut self, i: u32) -> Step<()> {
         let v = self.stack.last().cloned().ok_or("PUT on an empty stack")?;
         self.memo.insert(i, v);
         Ok(())
@@ -524,97 +456,4 @@ pub(crate) fn parse(data: &[u8]) -> std::result::Result<Pickle, String> {
     };
     let root = m.run()?;
     Ok(Pickle { objs: m.objs, root })
-}
-
-/// A leaf found while walking a pickle: a tensor or some other value, under its dotted
-/// key path.
-#[derive(Debug)]
-pub(crate) enum Leaf<'p> {
-    Tensor(&'p TensorRef),
-    Other(String),
-}
-
-impl Pickle {
-    /// Every leaf under the root, with dotted key paths (`model.0.weight`, list items
-    /// by index), in pickle order. Errors past [`MAX_DEPTH`] nesting or when shared
-    /// sub-objects would be visited more than the arena can justify.
-    pub(crate) fn leaves(&self) -> std::result::Result<Vec<(String, Leaf<'_>)>, String> {
-        let mut out = Vec::new();
-        let mut budget = self.objs.len().saturating_mul(4).saturating_add(16);
-        self.walk(&self.root, String::new(), 0, &mut budget, &mut out)?;
-        Ok(out)
-    }
-
-    fn walk<'p>(
-        &'p self,
-        v: &'p Value,
-        path: String,
-        depth: usize,
-        budget: &mut usize,
-        out: &mut Vec<(String, Leaf<'p>)>,
-    ) -> std::result::Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!(
-                "containers nested deeper than {MAX_DEPTH} (or a cycle)"
-            ));
-        }
-        *budget = budget
-            .checked_sub(1)
-            .ok_or("shared sub-objects are referenced too many times")?;
-        let join = |k: &str| {
-            if path.is_empty() {
-                k.to_string()
-            } else {
-                format!("{path}.{k}")
-            }
-        };
-        let obj = match v {
-            Value::Obj(i) => self.objs.get(*i).ok_or("dangling object")?,
-            other => {
-                out.push((path, Leaf::Other(scalar_repr(other))));
-                return Ok(());
-            }
-        };
-        match obj {
-            Obj::Dict(items) => {
-                for (k, v) in items {
-                    let k = match k {
-                        Value::Str(s) => s.to_string(),
-                        Value::Int(i) => i.to_string(),
-                        _ => {
-                            return Err("a dict key that is neither a string nor an integer".into())
-                        }
-                    };
-                    self.walk(v, join(&k), depth + 1, budget, out)?;
-                }
-            }
-            Obj::List(items) | Obj::Tuple(items) => {
-                if items.iter().all(|x| !matches!(x, Value::Obj(_))) {
-                    let parts: Vec<String> = items.iter().map(scalar_repr).collect();
-                    out.push((path, Leaf::Other(format!("[{}]", parts.join(", ")))));
-                    return Ok(());
-                }
-                for (i, v) in items.iter().enumerate() {
-                    self.walk(v, join(&i.to_string()), depth + 1, budget, out)?;
-                }
-            }
-            Obj::Tensor(t) => out.push((path, Leaf::Tensor(t))),
-            Obj::Storage { .. } => out.push((path, Leaf::Other("<storage>".into()))),
-        }
-        Ok(())
-    }
-}
-
-fn scalar_repr(v: &Value) -> String {
-    match v {
-        Value::None => "None".into(),
-        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => format!("{f:?}"),
-        Value::Str(s) => format!("{s:?}"),
-        Value::Bytes(b) => format!("<{} bytes>", b.len()),
-        Value::Obj(_) => "<object>".into(),
-        Value::Global(Global::DType(d)) => format!("torch.{d}"),
-        Value::Global(g) => format!("{g:?}"),
-    }
 }

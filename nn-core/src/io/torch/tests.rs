@@ -2,14 +2,14 @@
 //! every offset and every single-bit flip of a real PyTorch file, pickles built to
 //! exhaust memory or the stack, and round trips of what we write.
 
-use super::*;
+use crate::io::*;
 use crate::{DType, Tensor};
 
-const MLP: &[u8] = include_bytes!("../../../tests/fixtures/pt/mlp_f32.pt");
-const VIEWS: &[u8] = include_bytes!("../../../tests/fixtures/pt/views.pt");
+const MLP: &[u8] = include_bytes!("../../../../tests/fixtures/pt/mlp_f32.pt");
+const VIEWS: &[u8] = include_bytes!("../../../../tests/fixtures/pt/views.pt");
 
 fn parse(p: &[u8]) -> std::result::Result<usize, String> {
-    let p = pickle::parse(p)?;
+    let p = torch::unpickle::parse(p)?;
     Ok(p.leaves()?.len())
 }
 
@@ -118,7 +118,7 @@ fn tied_tensors_are_written_once() -> Result<()> {
     sd.insert("a.bias", Tensor::zeros(&[2]));
     sd.insert("b.weight", w);
     let bytes = torch_to_bytes(&sd)?;
-    let entries = zip::read_entries(bytes.as_slice(), bytes.len() as u64, "mem")?;
+    let entries = torch::zip::read_entries(bytes.as_slice(), bytes.len() as u64, "mem")?;
     let storages: Vec<&str> = entries
         .iter()
         .map(|e| e.name.as_str())
@@ -144,7 +144,7 @@ fn repeated_views_of_one_storage_are_bounded_by_the_file() -> Result<()> {
     }
     p.extend_from_slice(b"u.");
     let zip_of = |n: usize| -> Result<Vec<u8>> {
-        let mut z = zip::ZipWriter::new(Vec::new());
+        let mut z = torch::zip::ZipWriter::new(Vec::new());
         z.entry("a/data.pkl", &[&p]).map_err(crate::Error::from)?;
         z.entry("a/data/0", &[&vec![0u8; n]])
             .map_err(crate::Error::from)?;
@@ -166,7 +166,7 @@ fn an_empty_tensor_may_have_any_offset() -> Result<()> {
     // {"w": _rebuild_tensor_v2(storage "0" of 32 floats, offset 2^62, size (0,), stride (1,))}
     let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK tQ".to_vec();
     p.extend_from_slice(b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40K\x00\x85K\x01\x85\x89)tRs.");
-    let mut z = zip::ZipWriter::new(Vec::new());
+    let mut z = torch::zip::ZipWriter::new(Vec::new());
     z.entry("a/data.pkl", &[&p]).map_err(crate::Error::from)?;
     z.entry("a/data/0", &[&[0u8; 128]])
         .map_err(crate::Error::from)?;
@@ -208,4 +208,18 @@ fn a_safetensors_header_length_with_low_byte_0x80_is_not_taken_for_a_pickle() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("bare pickle"), "{e}");
+}
+
+/// Issue 29: the row-major strides of an empty tensor with huge dims overflow; writing it
+/// as a `.pt` archive is an error instead of wrapping strides.
+#[test]
+fn an_empty_tensor_whose_strides_overflow_is_refused() -> Result<()> {
+    let t = Tensor::from_vec(Vec::<f32>::new(), &[0, 1 << 40, 1 << 40])?;
+    let sd = StateDict::from_unique_entries(vec![("e".to_string(), t)]);
+    let err = torch_to_bytes(&sd).err().map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|m| m.contains("strides")),
+        "{err:?}"
+    );
+    Ok(())
 }
