@@ -2,7 +2,7 @@
 //! `Tanh`, `GELU` (exact or tanh form), `SiLU`, `LeakyReLU`, `Softmax(dim)`,
 //! `LogSoftmax(dim)`, `Identity`. Any shape in, the same shape out.
 
-use crate::module::Forward;
+use crate::module::{Forward, FusedActivation};
 use crate::{Result, Tensor};
 
 /// `max(x, 0)` elementwise.
@@ -31,6 +31,10 @@ crate::__leaf_module!(Tanh, "Tanh");
 impl Forward for ReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.relu()
+    }
+    /// A chain may fold this ReLU into the layer before it (a `Linear`).
+    fn fused_activation(&self) -> Option<FusedActivation> {
+        Some(FusedActivation::Relu)
     }
 }
 impl Forward for Sigmoid {

@@ -145,12 +145,42 @@ pub trait Module: AsModule + Any + Send + Sync {
 pub trait Forward<I: ?Sized = Tensor> {
     /// Runs the block.
     fn forward(&self, x: &I) -> Result<Tensor>;
+
+    /// Fusion hook, off by default: the activation this layer is, when the layer before
+    /// it in a chain may run it fused into its own op ([`crate::layers::ReLU`] says
+    /// `Some(FusedActivation::Relu)`). Default: `None`.
+    fn fused_activation(&self) -> Option<FusedActivation> {
+        None
+    }
+
+    /// Fusion hook, off by default: `act(self.forward(x))` computed as one op, equal in
+    /// values and gradients to the two run in turn, or `None` (the default) where this
+    /// layer has no fused form of `act`; a chain then runs the two layers one after the
+    /// other. [`crate::layers::Linear`] fuses a ReLU ([`crate::layers::Linear::forward_relu`]).
+    fn forward_fused(&self, _x: &I, _act: FusedActivation) -> Option<Result<Tensor>> {
+        None
+    }
 }
 
 impl<I: ?Sized, T: Forward<I> + ?Sized> Forward<I> for Box<T> {
     fn forward(&self, x: &I) -> Result<Tensor> {
         (**self).forward(x)
     }
+    fn fused_activation(&self) -> Option<FusedActivation> {
+        (**self).fused_activation()
+    }
+    fn forward_fused(&self, x: &I, act: FusedActivation) -> Option<Result<Tensor>> {
+        (**self).forward_fused(x, act)
+    }
+}
+
+/// An activation that `Sequential` and `DynSequential` may run fused into the layer
+/// before it (see [`Forward::fused_activation`] and [`Forward::forward_fused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FusedActivation {
+    /// `max(x, 0)`.
+    Relu,
 }
 
 /// A module that is also a block from `I` to a tensor: what a runtime-built
