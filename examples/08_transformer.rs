@@ -111,9 +111,7 @@ impl Forward for Reverser {
         let t = tokens.shape().last().copied().unwrap_or(0);
         let pos = self.pos_emb.forward(&Tensor::arange(0, t as i64))?;
         let x = self.tok_emb.forward(tokens)?.add(&pos)?;
-        let h = self
-            .encoder
-            .forward_masked(&x, Some(&causal_mask(t)?), None)?;
+        let h = self.encoder.forward(&(x, Some(causal_mask(t)?), None))?;
         self.head.forward(&h)
     }
 }

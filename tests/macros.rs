@@ -457,3 +457,102 @@ fn unit_struct_layer_path_shape_form_and_train_eval() -> Result<()> {
     assert!(names(&MaybeProbe::Off).is_empty());
     Ok(())
 }
+
+/// Mean of the projected tokens, padding (mask 1) left out: a two-input forward.
+#[derive(Module)]
+struct MaskedMean {
+    proj: Linear,
+}
+
+impl Forward<(Tensor, Tensor)> for MaskedMean {
+    /// tokens `[B, T, 4]`, padding mask `[B, T]` (1 = padding) -> `[B, 2]`
+    fn forward(&self, (tokens, mask): &(Tensor, Tensor)) -> Result<Tensor> {
+        let keep = mask.mul_scalar(-1.0)?.add_scalar(1.0)?.unsqueeze(-1)?;
+        let sum = self.proj.forward(tokens)?.mul(&keep)?.sum_dim(1, false)?;
+        sum.div(&keep.sum_dim(1, false)?)
+    }
+}
+
+/// A single-input form next to the two-input one: no padding.
+impl Forward for MaskedMean {
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.proj.forward(tokens)?.mean_dim(1, false)
+    }
+}
+
+/// Composition: a boxed two-input body, then a head; itself a two-input layer.
+#[derive(Module)]
+struct Classifier {
+    body: Box<dyn nn::Layer<(Tensor, Tensor)>>,
+    head: Linear,
+}
+
+impl Forward<(Tensor, Tensor)> for Classifier {
+    fn forward(&self, x: &(Tensor, Tensor)) -> Result<Tensor> {
+        self.head.forward(&self.body.forward(x)?)
+    }
+}
+
+/// Generic code over layers of two inputs.
+fn run_twice<M: Forward<(Tensor, Tensor)> + ?Sized>(m: &M, x: &(Tensor, Tensor)) -> Result<Tensor> {
+    m.forward(x)?.add(&m.forward(x)?)
+}
+
+#[test]
+fn two_input_forward_called_through_the_trait_boxed_and_composed() -> Result<()> {
+    let pool = MaskedMean {
+        proj: Linear::new(4, 2),
+    };
+    let tokens = Tensor::randn(&[3, 5, 4]);
+    // the last two positions of every row are padding: the mean of the first three
+    let mask = Tensor::from_vec([0.0f32, 0.0, 0.0, 1.0, 1.0].repeat(3), &[3, 5])?;
+    let input = (tokens.clone(), mask.clone());
+    let y = pool.forward(&input)?;
+    let want = pool.forward(&tokens.narrow(1, 0, 3)?)?;
+    for (a, b) in y.to_vec::<f32>()?.iter().zip(want.to_vec::<f32>()?) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    assert_eq!(run_twice(&pool, &input)?.shape(), &[3, 2]);
+
+    let boxed: Box<dyn Forward<(Tensor, Tensor)>> = Box::new(MaskedMean {
+        proj: pool.proj.deep_copy(),
+    });
+    assert_eq!(boxed.forward(&input)?.to_vec::<f32>()?, y.to_vec::<f32>()?);
+    assert_eq!(run_twice(boxed.as_ref(), &input)?.shape(), &[3, 2]);
+
+    let net = Classifier {
+        body: Box::new(pool),
+        head: Linear::new(2, 3),
+    };
+    assert_eq!(
+        names(&net),
+        [
+            "body.proj.weight",
+            "body.proj.bias",
+            "head.weight",
+            "head.bias"
+        ]
+    );
+    let out = net.forward(&input)?;
+    assert_eq!(out.shape(), &[3, 3]);
+    out.sum()?.backward()?;
+    assert!(net.parameters().iter().all(|p| p.grad().is_some()));
+    assert!(net.to_string().contains("(body): MaskedMean("));
+    Ok(())
+}
+
+/// Twin of tests/ui/sequential-multi-input-layer.rs: a layer that also has a
+/// single-input forward is chained by that one.
+#[test]
+fn sequential_chains_the_single_input_form_of_a_multi_input_layer() -> Result<()> {
+    let net = sequential![
+        MaskedMean {
+            proj: Linear::new(4, 2)
+        },
+        ReLU,
+    ];
+    let x = Tensor::randn(&[3, 5, 4]);
+    let want = Forward::<Tensor>::forward(&net.0, &x)?.relu()?;
+    assert_eq!(net.forward(&x)?.to_vec::<f32>()?, want.to_vec::<f32>()?);
+    Ok(())
+}

@@ -215,7 +215,7 @@ fn transformer_encoders_match_pytorch() -> Result<()> {
             get(&sd, &format!("{key}.mask")),
             get(&sd, &format!("{key}.key_padding_mask")),
         );
-        let y = enc.forward_masked(&x, Some(&mask), Some(&kpm))?;
+        let y = enc.forward(&(x.clone(), Some(mask.clone()), Some(kpm.clone())))?;
         assert_close(
             &format!("{key} out"),
             &y,
@@ -228,7 +228,7 @@ fn transformer_encoders_match_pytorch() -> Result<()> {
         // masks mean the same here, and an int64 one keeps working
         for dtype in [DType::Bool, DType::U8] {
             let kpm = kpm.to_dtype(dtype)?;
-            let y = enc.forward_masked(&x.detach(), Some(&mask), Some(&kpm))?;
+            let y = enc.forward(&(x.detach(), Some(mask.clone()), Some(kpm)))?;
             assert_close(
                 &format!("{key} out, {dtype} padding mask"),
                 &y,
@@ -239,7 +239,7 @@ fn transformer_encoders_match_pytorch() -> Result<()> {
         // a boolean causal mask (True above the diagonal) equals the additive one
         let t = mask.shape()[0];
         let causal = Tensor::ones(&[t, t]).triu(1)?.gt_scalar(0.0)?;
-        let y = enc.forward_masked(&x.detach(), Some(&causal), Some(&kpm))?;
+        let y = enc.forward(&(x.detach(), Some(causal), Some(kpm)))?;
         assert_close(
             &format!("{key} out, bool causal mask"),
             &y,

@@ -79,6 +79,39 @@ use proc_macro::TokenStream;
 /// type mentions a type or const parameter. Enums visit the active variant; a variant
 /// with a single unnamed, unrenamed module field is transparent: it registers exactly as
 /// its inner value (name, parameters, printing), like `Box` or `Option`.
+///
+/// A forward with several inputs (tokens and a padding mask, query/key/value) implements
+/// `Forward` for a tuple: the model is then called, boxed and composed like any layer.
+///
+/// ```
+/// use nn::{Forward, Layer, Linear, Module, ModuleExt, Result, Tensor};
+///
+/// /// Mean of the projected tokens, padding (mask 1) left out.
+/// #[derive(Module)]
+/// struct MaskedMean {
+///     proj: Linear,
+/// }
+///
+/// impl Forward<(Tensor, Tensor)> for MaskedMean {
+///     /// tokens `[B, T, 4]`, padding mask `[B, T]` (1 = padding) -> `[B, 2]`
+///     fn forward(&self, (tokens, mask): &(Tensor, Tensor)) -> Result<Tensor> {
+///         let keep = mask.mul_scalar(-1.0)?.add_scalar(1.0)?.unsqueeze(-1)?;
+///         let sum = self.proj.forward(tokens)?.mul(&keep)?.sum_dim(1, false)?;
+///         sum.div(&keep.sum_dim(1, false)?)
+///     }
+/// }
+///
+/// let pool = MaskedMean { proj: Linear::new(4, 2) };
+/// let (tokens, mask) = (Tensor::randn(&[3, 5, 4]), Tensor::zeros(&[3, 5]));
+/// assert_eq!(pool.forward(&(tokens.clone(), mask.clone()))?.shape(), &[3, 2]);
+/// // boxed: still a module (parameters, printing) and still callable
+/// let boxed: Box<dyn Layer<(Tensor, Tensor)>> = Box::new(pool);
+/// assert_eq!(boxed.named_parameters()[0].0, "proj.weight");
+/// assert_eq!(boxed.forward(&(tokens, mask))?.shape(), &[3, 2]);
+/// # Ok::<(), nn::Error>(())
+/// ```
+///
+/// `sequential!` chains single-input layers only (`Forward<Tensor>`, the default).
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

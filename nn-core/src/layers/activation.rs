@@ -8,7 +8,7 @@
 //! the print: nn never overwrites a layer's input (the output is always a new tensor,
 //! and autograd keeps what it needs), so results and gradients are the same either way.
 
-use crate::module::{python_bool, python_float_f32, Forward};
+use crate::module::{python_bool, python_float_f32, Forward, FusedActivation};
 use crate::{Result, Tensor};
 
 /// `max(x, 0)` elementwise.
@@ -48,6 +48,10 @@ crate::__leaf_module!(Tanh, "Tanh");
 impl Forward for ReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.relu()
+    }
+    /// A chain may fold this ReLU into the layer before it (a `Linear`).
+    fn fused_activation(&self) -> Option<FusedActivation> {
+        Some(FusedActivation::Relu)
     }
 }
 impl Forward for Sigmoid {

@@ -30,6 +30,9 @@
 //! assert_eq!((y.shape(), w.map(|w| w.shape().to_vec())), (&[2, 5, 16][..], Some(vec![2, 5, 5])));
 //! # Ok::<(), nn_core::Error>(())
 //! ```
+//!
+//! Through [`Forward`], without masks: `forward(&x)` is self-attention and
+//! `forward(&(query, key, value))` attention of the query over key and value.
 
 use super::{Dropout, Linear};
 use crate::init::{Fans, Init};
@@ -372,6 +375,14 @@ impl Forward for MultiheadAttention {
     }
 }
 
+impl Forward<(Tensor, Tensor, Tensor)> for MultiheadAttention {
+    /// Attention of `query` over `key` and `value` without masks (PyTorch's
+    /// `mha(query, key, value)[0]`); masks and weights: [`MultiheadAttention::attend`].
+    fn forward(&self, (query, key, value): &(Tensor, Tensor, Tensor)) -> Result<Tensor> {
+        Ok(self.attend(query, key, value, &AttnMasks::default())?.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +447,24 @@ mod tests {
         for (x, y) in a.to_vec::<f32>()?.iter().zip(b.to_vec::<f32>()?) {
             assert!((x - y).abs() < 1e-5);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_three_input_forward_is_attend_without_masks() -> Result<()> {
+        let mha = MultiheadAttention::new(4, 2)?.batch_first(true);
+        let (q, kv) = (Tensor::randn(&[2, 3, 4]), Tensor::randn(&[2, 5, 4]));
+        let none = AttnMasks::default();
+        let (want, _) = mha.attend(&q, &kv, &kv, &none)?;
+        let boxed: Box<dyn Forward<(Tensor, Tensor, Tensor)>> = Box::new(mha.clone());
+        let got = boxed.forward(&(q.clone(), kv.clone(), kv))?;
+        assert_eq!(got.to_vec::<f32>()?, want.to_vec::<f32>()?);
+        // one tensor three times is self-attention, the single-input form
+        let (want, _) = mha.attend(&q, &q, &q, &none)?;
+        let got =
+            Forward::<(Tensor, Tensor, Tensor)>::forward(&mha, &(q.clone(), q.clone(), q.clone()))?;
+        assert_eq!(got.to_vec::<f32>()?, want.to_vec::<f32>()?);
+        assert_eq!(mha.forward(&q)?.to_vec::<f32>()?, want.to_vec::<f32>()?);
         Ok(())
     }
 

@@ -152,10 +152,9 @@ impl Module for DynSequential {
 impl Forward for DynSequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // a Linear followed by a ReLU runs fused, as in Sequential
-        let mut run = super::sequential::Fuser::new(x);
+        let mut run = super::sequential::ChainRunner::new(x);
         for (name, l) in &self.layers {
-            let is_relu = l.downcast_ref::<super::ReLU>().is_some();
-            run.push(name, l.downcast_ref(), is_relu, |y| l.forward(y))?;
+            run.push(name, l.as_ref())?;
         }
         run.finish()
     }

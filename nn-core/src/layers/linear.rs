@@ -13,7 +13,7 @@
 //! ```
 
 use crate::init::{Fans, Init};
-use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::module::{Forward, FusedActivation, Module, Param, Visitor, VisitorMut};
 use crate::{Error, Result, Tensor};
 
 /// A fully connected layer.
@@ -201,6 +201,12 @@ impl Linear {
 impl Forward for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.apply(x, false)
+    }
+    /// A following ReLU runs inside this layer's op ([`Linear::forward_relu`]).
+    fn forward_fused(&self, x: &Tensor, act: FusedActivation) -> Option<Result<Tensor>> {
+        match act {
+            FusedActivation::Relu => Some(self.forward_relu(x)),
+        }
     }
 }
 

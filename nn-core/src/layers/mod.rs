@@ -18,7 +18,7 @@ mod loss;
 mod pool;
 mod rms_norm;
 #[cfg(test)]
-mod seq_bad_input;
+mod sequence_layer_input_errors;
 mod sequential;
 mod transformer;
 

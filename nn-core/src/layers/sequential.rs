@@ -1,15 +1,14 @@
 //! `Sequential<T>`: a statically typed chain, built by `sequential![...]`.
 //!
-//! A `Linear` immediately followed by a `ReLU` runs as one fused op ([`Fuser`]).
+//! A `Linear` immediately followed by a `ReLU` runs as one fused op ([`ChainRunner`],
+//! through the fusion hooks of [`Forward`]).
 //!
 //! `T` is a tuple of layers; `net.2` reaches layer 2 with its concrete type (through
 //! `Deref`), so `net.2.weight` compiles. forward(x) = layer_n(...layer_1(layer_0(x))).
 
-use super::{Linear, ReLU};
 use crate::module::Buffer;
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
 use crate::{Result, Tensor};
-use std::any::Any;
 use std::ops::{Deref, DerefMut};
 
 /// A chain of layers of statically known types (usually written `sequential![...]`).
@@ -197,52 +196,47 @@ pub trait Chain {
     fn chain_named(&self, x: &Tensor, names: Option<&[&str]>) -> Result<Tensor>;
 }
 
-/// Runs a chain's layers in order, running a [`Linear`] immediately followed by a
-/// [`ReLU`] as one fused [`Linear::forward_relu`] (one recorded op instead of two, the
-/// same values and gradients). A layer error is located by the layer's name; the fused
-/// pair's by the `Linear`'s (a ReLU cannot fail).
-pub(crate) struct Fuser<'a> {
+/// Runs a chain's layers in order, fusing a layer with the activation after it where the
+/// layer offers a fused form ([`Forward::fused_activation`], [`Forward::forward_fused`]):
+/// a [`crate::layers::Linear`] followed by a [`crate::layers::ReLU`] runs as one
+/// [`crate::layers::Linear::forward_relu`] (one recorded op instead of two, the same
+/// values and gradients). A layer error is located by the layer's name; the fused pair's
+/// by the first layer's (the activation runs inside its op).
+pub(crate) struct ChainRunner<'a, L: ?Sized> {
     y: Tensor,
-    /// A `Linear` not yet run: the next layer decides whether it runs fused.
-    pending: Option<(&'a Linear, &'a str)>,
+    /// The last layer fed, not yet run: the next one decides whether the two run fused.
+    pending: Option<(&'a L, &'a str)>,
 }
 
-impl<'a> Fuser<'a> {
+impl<'a, L: Forward + ?Sized> ChainRunner<'a, L> {
     /// A chain run on input `x`.
     pub(crate) fn new(x: &Tensor) -> Self {
-        Fuser {
+        ChainRunner {
             y: x.clone(),
             pending: None,
         }
     }
 
-    /// Feeds the next layer: `linear` when it is a `Linear`, `is_relu` when a `ReLU`,
-    /// `forward` its forward pass.
-    pub(crate) fn push(
-        &mut self,
-        name: &'a str,
-        linear: Option<&'a Linear>,
-        is_relu: bool,
-        forward: impl FnOnce(&Tensor) -> Result<Tensor>,
-    ) -> Result<()> {
-        if let Some((lin, lname)) = self.pending.take() {
-            if is_relu {
-                self.y = lin.forward_relu(&self.y).map_err(|e| locate(e, lname))?;
+    /// Feeds the next layer, named `name`.
+    pub(crate) fn push(&mut self, name: &'a str, layer: &'a L) -> Result<()> {
+        if let Some((prev, pname)) = self.pending.take() {
+            let fused = layer
+                .fused_activation()
+                .and_then(|act| prev.forward_fused(&self.y, act));
+            if let Some(y) = fused {
+                self.y = y.map_err(|e| locate(e, pname))?;
                 return Ok(());
             }
-            self.y = lin.forward(&self.y).map_err(|e| locate(e, lname))?;
+            self.y = prev.forward(&self.y).map_err(|e| locate(e, pname))?;
         }
-        match linear {
-            Some(lin) => self.pending = Some((lin, name)),
-            None => self.y = forward(&self.y).map_err(|e| locate(e, name))?,
-        }
+        self.pending = Some((layer, name));
         Ok(())
     }
 
     /// The chain's output.
     pub(crate) fn finish(self) -> Result<Tensor> {
         match self.pending {
-            Some((lin, lname)) => lin.forward(&self.y).map_err(|e| locate(e, lname)),
+            Some((layer, name)) => layer.forward(&self.y).map_err(|e| locate(e, name)),
             None => Ok(self.y),
         }
     }
@@ -253,16 +247,10 @@ macro_rules! chain_tuple {
     ($($T:ident $i:tt),+) => {
         impl<$($T: Forward + 'static),+> Chain for ($($T,)+) {
             fn chain_named(&self, x: &Tensor, names: Option<&[&str]>) -> Result<Tensor> {
-                let mut run = Fuser::new(x);
+                let mut run = ChainRunner::<dyn Forward>::new(x);
                 $({
                     let name = names.and_then(|n| n.get($i)).copied();
-                    let layer: &dyn Any = &self.$i;
-                    run.push(
-                        name.unwrap_or(stringify!($i)),
-                        layer.downcast_ref::<Linear>(),
-                        layer.is::<ReLU>(),
-                        |y| self.$i.forward(y),
-                    )?;
+                    run.push(name.unwrap_or(stringify!($i)), &self.$i)?;
                 })+
                 run.finish()
             }
@@ -290,8 +278,9 @@ chain_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12,
 #[cfg(test)]
 mod tests {
     use crate::layers::{DynSequential, Linear, ReLU, Sequential, Tanh};
-    use crate::module::{Forward, ModuleExt};
+    use crate::module::{Forward, FusedActivation, ModuleExt};
     use crate::{Result, Tensor};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// The output and every parameter's gradient, for the output gradient `r`.
     fn run(
@@ -360,6 +349,38 @@ mod tests {
         )?;
         close(&fused, &by_hand);
         close(&fused_dyn, &by_hand);
+        Ok(())
+    }
+
+    /// A layer of one's own with a fused form: the chains fuse through the hook, not
+    /// by knowing `Linear`.
+    #[derive(Default)]
+    struct Doubler(AtomicUsize);
+    crate::__leaf_module!(Doubler, "Doubler");
+    impl Forward for Doubler {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            x.mul_scalar(2.0)
+        }
+        fn forward_fused(&self, x: &Tensor, act: FusedActivation) -> Option<Result<Tensor>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            match act {
+                FusedActivation::Relu => Some(x.mul_scalar(2.0).and_then(|y| y.relu())),
+            }
+        }
+    }
+
+    #[test]
+    fn chains_fuse_through_the_hook() -> Result<()> {
+        let x = Tensor::from_vec(vec![-1.0f32, 3.0], &[1, 2])?;
+        let net = Sequential::new((Doubler::default(), ReLU, Doubler::default(), Tanh));
+        assert_eq!(net.forward(&x)?.to_vec::<f32>()?, [0.0, 12f32.tanh()]);
+        // fused before the ReLU, not before the Tanh
+        assert_eq!(net.0 .0.load(Ordering::Relaxed), 1);
+        assert_eq!(net.2 .0.load(Ordering::Relaxed), 0);
+        let mut dyn_net = DynSequential::new();
+        dyn_net.push(Doubler::default()).push(ReLU).push(ReLU);
+        assert_eq!(dyn_net.forward(&x)?.to_vec::<f32>()?, [0.0, 6.0]);
+        assert_eq!(dyn_net.layer::<Doubler>(0)?.0.load(Ordering::Relaxed), 1);
         Ok(())
     }
 }

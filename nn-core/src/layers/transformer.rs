@@ -14,14 +14,23 @@
 //! as PyTorch's `_get_clones`), then an optional final norm. Backward: from the primitives.
 //!
 //! ```
-//! use nn_core::layers::{EncoderLayerConfig, TransformerEncoder, TransformerEncoderLayer};
+//! use nn_core::layers::{causal_mask, EncoderLayerConfig, TransformerEncoder, TransformerEncoderLayer};
 //! use nn_core::{Forward, ModuleExt, Tensor};
 //! let cfg = EncoderLayerConfig { dim_feedforward: 32, batch_first: true, ..EncoderLayerConfig::new(16, 4) };
 //! let enc = TransformerEncoder::new(&TransformerEncoderLayer::new(&cfg)?, 2)?;
 //! assert_eq!(enc.named_parameters()[0].0, "layers.0.self_attn.in_proj_weight");
-//! assert_eq!(enc.forward(&Tensor::randn(&[3, 5, 16]))?.shape(), &[3, 5, 16]);
+//! let x = Tensor::randn(&[3, 5, 16]);
+//! assert_eq!(enc.forward(&x)?.shape(), &[3, 5, 16]);
+//! // with masks: (src, mask, src_key_padding_mask), PyTorch's positional arguments
+//! let padding = Tensor::zeros_dtype(&[3, 5], nn_core::DType::Bool);
+//! let y = enc.forward(&(x, Some(causal_mask(5)?), Some(padding)))?;
+//! assert_eq!(y.shape(), &[3, 5, 16]);
 //! # Ok::<(), nn_core::Error>(())
 //! ```
+//!
+//! Both layers take `x` alone or `(src, mask, src_key_padding_mask)` (each mask an
+//! `Option<Tensor>`) through [`Forward`]; see [`MultiheadAttention::attend`] for the
+//! masks' meaning.
 
 use super::{AttnMasks, Dropout, LayerNorm, Linear, MultiheadAttention};
 use crate::module::{Forward, ModuleExt};
@@ -147,8 +156,8 @@ impl TransformerEncoderLayer {
     }
 
     /// The layer on `src` with an optional attention mask (`[T, T]` or `[B*H, T, T]`) and
-    /// key padding mask (`[B, T]`); see [`MultiheadAttention::attend`] for their meaning.
-    pub fn forward_masked(
+    /// key padding mask (`[B, T]`).
+    fn encode(
         &self,
         src: &Tensor,
         src_mask: Option<&Tensor>,
@@ -181,7 +190,19 @@ impl TransformerEncoderLayer {
 impl Forward for TransformerEncoderLayer {
     /// The layer without masks.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_masked(x, None, None)
+        self.encode(x, None, None)
+    }
+}
+
+impl Forward<(Tensor, Option<Tensor>, Option<Tensor>)> for TransformerEncoderLayer {
+    /// The layer on `src` with an optional attention mask (`[T, T]` or `[B*H, T, T]`) and
+    /// key padding mask (`[B, T]`): PyTorch's `layer(src, src_mask, src_key_padding_mask)`.
+    /// See [`MultiheadAttention::attend`] for the masks' meaning.
+    fn forward(
+        &self,
+        (src, src_mask, src_key_padding_mask): &(Tensor, Option<Tensor>, Option<Tensor>),
+    ) -> Result<Tensor> {
+        self.encode(src, src_mask.as_ref(), src_key_padding_mask.as_ref())
     }
 }
 
@@ -218,9 +239,8 @@ impl TransformerEncoder {
         self
     }
 
-    /// Every layer in turn with the same masks (see
-    /// [`TransformerEncoderLayer::forward_masked`]), then the final norm.
-    pub fn forward_masked(
+    /// Every layer in turn with the same masks, then the final norm.
+    fn encode(
         &self,
         src: &Tensor,
         mask: Option<&Tensor>,
@@ -228,7 +248,7 @@ impl TransformerEncoder {
     ) -> Result<Tensor> {
         let mut x = src.clone();
         for l in &self.layers {
-            x = l.forward_masked(&x, mask, src_key_padding_mask)?;
+            x = l.encode(&x, mask, src_key_padding_mask)?;
         }
         match &self.norm {
             Some(n) => n.forward(&x),
@@ -240,7 +260,19 @@ impl TransformerEncoder {
 impl Forward for TransformerEncoder {
     /// The stack without masks.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_masked(x, None, None)
+        self.encode(x, None, None)
+    }
+}
+
+impl Forward<(Tensor, Option<Tensor>, Option<Tensor>)> for TransformerEncoder {
+    /// Every layer in turn with the same optional attention mask and key padding mask,
+    /// then the final norm: PyTorch's `encoder(src, mask, src_key_padding_mask)` (see
+    /// the layer's form for the shapes).
+    fn forward(
+        &self,
+        (src, mask, src_key_padding_mask): &(Tensor, Option<Tensor>, Option<Tensor>),
+    ) -> Result<Tensor> {
+        self.encode(src, mask.as_ref(), src_key_padding_mask.as_ref())
     }
 }
 
@@ -264,10 +296,9 @@ mod tests {
             let layer = TransformerEncoderLayer::new(&cfg)?;
             let x = Tensor::randn(&[2, 3, 4]);
             let mask = causal_mask(3)?;
-            check_param_grads(&layer, 6, || layer.forward_masked(&x, Some(&mask), None))?;
-            crate::ops::testing::check_grad(&[&[2, 3, 4]], |xs| {
-                layer.forward_masked(&xs[0], Some(&mask), None)
-            })?;
+            let masked = |x: &Tensor| layer.forward(&(x.clone(), Some(mask.clone()), None));
+            check_param_grads(&layer, 6, || masked(&x))?;
+            crate::ops::testing::check_grad(&[&[2, 3, 4]], |xs| masked(&xs[0]))?;
         }
         Ok(())
     }

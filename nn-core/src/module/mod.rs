@@ -111,23 +111,89 @@ pub trait Module: AsModule + Any + Send + Sync {
     fn set_training(&mut self, _training: bool) {}
 }
 
-/// A tensor-to-tensor block: what `sequential!` chains.
+/// A block from input `I` to a tensor.
+///
+/// With the default `I = Tensor` it is a tensor-to-tensor layer, what `sequential!` and
+/// [`crate::layers::DynSequential`] chain. A layer with several inputs implements it for
+/// a tuple (`Forward<(Tensor, Tensor)>`: tokens and a padding mask;
+/// `Forward<(Tensor, Tensor, Tensor)>`: query, key and value) and is then called,
+/// boxed (`Box<dyn Forward<(Tensor, Tensor)>>`, `Box<dyn Layer<(Tensor, Tensor)>>`) and
+/// passed to generic code like any other layer; one type may implement several inputs
+/// (the built-in [`crate::layers::MultiheadAttention`] takes `x` or `(query, key, value)`).
+/// Chains stay single-input: the output of one layer is the input of the next.
+///
+/// ```
+/// use nn_core::layers::MultiheadAttention;
+/// use nn_core::{Forward, Layer, ModuleExt, Tensor};
+/// let mha = MultiheadAttention::new(8, 2)?.batch_first(true);
+/// let (q, kv) = (Tensor::randn(&[2, 3, 8]), Tensor::randn(&[2, 5, 8]));
+/// // cross-attention: query, key, value
+/// assert_eq!(mha.forward(&(q.clone(), kv.clone(), kv.clone()))?.shape(), &[2, 3, 8]);
+/// // self-attention: one input, as a chain calls it
+/// assert_eq!(mha.forward(&q)?.shape(), &[2, 3, 8]);
+/// // boxed as a three-input layer: still a module, still callable
+/// let boxed: Box<dyn Layer<(Tensor, Tensor, Tensor)>> = Box::new(mha);
+/// assert_eq!(boxed.parameters().len(), 4);
+/// assert_eq!(boxed.forward(&(q, kv.clone(), kv))?.shape(), &[2, 3, 8]);
+/// # Ok::<(), nn_core::Error>(())
+/// ```
+///
+/// A `#[derive(Module)]` struct of your own with several inputs: see the derive's
+/// documentation (`nn::Module`).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a layer: it does not implement `nn::Forward`",
-    label = "`sequential!` and `DynSequential` chain layers: `Module + Forward`",
-    note = "implement `Forward` for it: `fn forward(&self, x: &Tensor) -> Result<Tensor>`"
+    message = "`{Self}` is not a layer taking `{I}`: it does not implement `nn::Forward<{I}>`",
+    label = "`sequential!` and `DynSequential` chain single-input layers: `Module + Forward<Tensor>`",
+    note = "a layer implements `Forward`: `fn forward(&self, x: &Tensor) -> Result<Tensor>`; a layer with several inputs (`Forward<(Tensor, Tensor)>`) is called on its own, outside the chain"
 )]
-pub trait Forward {
+pub trait Forward<I: ?Sized = Tensor> {
     /// Runs the block.
-    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    fn forward(&self, x: &I) -> Result<Tensor>;
+
+    /// Fusion hook, off by default: the activation this layer is, when the layer before
+    /// it in a chain may run it fused into its own op ([`crate::layers::ReLU`] says
+    /// `Some(FusedActivation::Relu)`). Default: `None`.
+    fn fused_activation(&self) -> Option<FusedActivation> {
+        None
+    }
+
+    /// Fusion hook, off by default: `act(self.forward(x))` computed as one op, equal in
+    /// values and gradients to the two run in turn, or `None` (the default) where this
+    /// layer has no fused form of `act`; a chain then runs the two layers one after the
+    /// other. [`crate::layers::Linear`] fuses a ReLU ([`crate::layers::Linear::forward_relu`]).
+    fn forward_fused(&self, _x: &I, _act: FusedActivation) -> Option<Result<Tensor>> {
+        None
+    }
 }
 
-/// A module that is also a tensor-to-tensor block (what a runtime-built
-/// [`crate::layers::DynSequential`] holds).
-pub trait Layer: Module + Forward {}
-impl<T: Module + Forward> Layer for T {}
+impl<I: ?Sized, T: Forward<I> + ?Sized> Forward<I> for Box<T> {
+    fn forward(&self, x: &I) -> Result<Tensor> {
+        (**self).forward(x)
+    }
+    fn fused_activation(&self) -> Option<FusedActivation> {
+        (**self).fused_activation()
+    }
+    fn forward_fused(&self, x: &I, act: FusedActivation) -> Option<Result<Tensor>> {
+        (**self).forward_fused(x, act)
+    }
+}
 
-impl dyn Layer {
+/// An activation that `Sequential` and `DynSequential` may run fused into the layer
+/// before it (see [`Forward::fused_activation`] and [`Forward::forward_fused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FusedActivation {
+    /// `max(x, 0)`.
+    Relu,
+}
+
+/// A module that is also a block from `I` to a tensor: what a runtime-built
+/// [`crate::layers::DynSequential`] holds (`Box<dyn Layer>`), and the boxed form of a
+/// layer with several inputs (`Box<dyn Layer<(Tensor, Tensor)>>`), which keeps both
+/// faces: parameters and printing, and `forward`.
+pub trait Layer<I: ?Sized = Tensor>: Module + Forward<I> {}
+impl<I: ?Sized, T: Module + Forward<I>> Layer<I> for T {}
+
+impl<I: ?Sized + 'static> dyn Layer<I> {
     /// Downcasts to a concrete layer type.
     pub fn downcast_ref<T: Module>(&self) -> Option<&T> {
         (self as &dyn Any).downcast_ref::<T>()
