@@ -304,7 +304,16 @@ impl NpyFile {
                 "a Fortran-order array has no contiguous rows; read it whole with read_npy",
             ));
         }
-        let row_bytes = header.shape[1..].iter().product::<usize>() * header.dtype.size_in_bytes();
+        // checked: with a zero first dim the file holds nothing, whatever the other dims
+        let row_bytes = header.shape[1..]
+            .iter()
+            .try_fold(header.dtype.size_in_bytes(), |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    format!("a row of shape {:?} overflows", &header.shape[1..]),
+                )
+            })?;
         Ok(NpyFile {
             file,
             header,
