@@ -399,6 +399,13 @@ fn readers_with_huge_headers() -> Result<()> {
             "{dims:?}: {r:?}"
         );
     }
+    // found by the data_readers fuzz target: a multi-byte first char in 'descr' panicked
+    // (the byte order was cut at byte 1)
+    for descr in ["\u{2d9}4", "\u{2d9}", "<\u{2d9}", "\u{1F600}f4"] {
+        let b = npy_bytes(descr, "(2, 3)", &[0x12; 24]);
+        assert!(npy::npy_from_bytes(&b, what).is_err(), "{descr}");
+        assert!(npy::parse_header(&b, what).is_err(), "{descr}");
+    }
     let max = usize::MAX;
     let dir = std::env::temp_dir().join(format!("nn-hostile-sizes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| nn_core::Error::io(&dir, e))?;

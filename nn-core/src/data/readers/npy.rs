@@ -70,7 +70,8 @@ pub fn parse_header(b: &[u8], path: &Path) -> Result<NpyHeader> {
         .and_then(|v| v.strip_prefix('\''))
         .and_then(|v| v.split('\'').next())
         .ok_or_else(|| bad(path, format!("no 'descr' in header {h:?}")))?;
-    let (order, code) = descr.split_at(descr.len().min(1));
+    // (the first char, not byte: a multi-byte one there panicked in `split_at`)
+    let (order, code) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
     let dtype = match code {
         "f4" => DType::F32,
         "f8" => DType::F64,
