@@ -16,7 +16,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = idx::parse_idx(data, what);
     let _ = npy::npy_from_bytes(data, what);
     // as a file: gzip detection, the zip reader, the mapping
-    let path = std::env::temp_dir().join(format!("nn-fuzz-data-{}", std::process::id()));
+    let path = scratch_dir().join(format!("nn-fuzz-data-{}", std::process::id()));
     if std::fs::write(&path, data).is_ok() {
         let _ = readers::read_idx(&path);
         let _ = readers::read_npz(&path);
@@ -30,3 +30,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let _ = std::fs::remove_file(&path);
     }
 });
+
+/// Where the per-input file goes: `/dev/shm` (memory) when there is one, so each input
+/// costs no disk write; else the usual temporary directory.
+fn scratch_dir() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}

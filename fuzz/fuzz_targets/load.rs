@@ -18,7 +18,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = io::from_bytes::<Tensor>(&framed);
     let _ = io::from_bytes::<(Tensor, Tensor)>(&framed);
     // the file scanner (the path models load through); the file is removed again
-    let path = std::env::temp_dir().join(format!("nn-fuzz-{}", std::process::id()));
+    let path = scratch_dir().join(format!("nn-fuzz-{}", std::process::id()));
     if std::fs::write(&path, &framed).is_ok() {
         let _ = io::load_state_dict_file(&path);
         let _ = std::fs::remove_file(&path);
@@ -37,3 +37,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // safetensors
     let _ = io::safetensors_from_bytes(data);
 });
+
+/// Where the per-input file goes: `/dev/shm` (memory) when there is one, so each input
+/// costs no disk write; else the usual temporary directory.
+fn scratch_dir() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}

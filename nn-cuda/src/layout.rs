@@ -289,7 +289,9 @@ pub fn narrow(
     out[axis] = len;
     let st = strides(shape);
     let l = Layout3::from_strides("narrow", &out, &[&st, &strides(&out)])?;
-    Ok((l, start * st[axis], out))
+    // (strides of a shape with a zero dim may wrap, as `strides` documents: the offset
+    // then addresses nothing; for any other shape it is below the element count)
+    Ok((l, start.wrapping_mul(st[axis]), out))
 }
 
 /// The copy of one `cat` part of shape `part` into `out`, starting `at` along `axis`:
@@ -297,7 +299,8 @@ pub fn narrow(
 pub fn cat_part(part: &[usize], out: &[usize], axis: usize, at: usize) -> Result<(Layout3, usize)> {
     let ost = strides(out);
     let l = Layout3::from_strides("cat", part, &[&strides(part), &ost])?;
-    Ok((l, at * ost[axis]))
+    // (as in `narrow`: only a shape with a zero dim can wrap, and it addresses nothing)
+    Ok((l, at.wrapping_mul(ost[axis])))
 }
 
 #[cfg(test)]

@@ -240,9 +240,9 @@ impl NcclEngine {
         const OP: &str = "all_gather";
         let st = self.storage(OP, t)?;
         let n = t.numel();
-        let total = n * self.world_size();
         let mut shape = vec![self.world_size()];
         shape.extend_from_slice(t.shape());
+        let total = nn_core::shape::checked_numel(OP, &shape)?;
         match t.dtype() {
             DType::F32 => {
                 let src = st.f32s(OP).map_err(|e| self.failed(OP, e))?;

@@ -219,7 +219,8 @@ impl CudaStorage {
         let a = self.f32s("matmul")?;
         let b = self.other("matmul", rhs)?.f32s("matmul")?;
         let y = matmul::matmul_f32(&self.rt, a, b, spec, None)?;
-        self.wrap(Buf::F32(y), spec.batch * spec.m * spec.n)
+        let n = nn_core::shape::checked_numel("matmul", &[spec.batch, spec.m, spec.n])?;
+        self.wrap(Buf::F32(y), n)
     }
 
     fn reduce_(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
@@ -381,7 +382,8 @@ impl CudaStorage {
             Buf::F32(x) => Buf::F32(copy::index_select(&self.rt, s, &idx, x)?),
             Buf::I64(x) => Buf::I64(copy::index_select(&self.rt, s, &idx, x)?),
         };
-        self.wrap(buf, outer * k * inner)
+        let n = nn_core::shape::checked_numel("index_select", &[outer, k, inner])?;
+        self.wrap(buf, n)
     }
 
     fn index_add_(

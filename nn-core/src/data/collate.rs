@@ -79,7 +79,10 @@ pub fn stack_tensors(samples: &[Tensor]) -> Result<Tensor> {
 /// The host elements of `samples` one after the other (one copy each, no zero fill), or
 /// `None` when one of them is not in host memory of the first one's dtype.
 fn concat_host(samples: &[Tensor]) -> Option<HostData> {
-    let total = samples.iter().map(Tensor::numel).sum::<usize>();
+    // (an overflowing total falls back to `Tensor::stack`, which refuses it)
+    let total = samples
+        .iter()
+        .try_fold(0usize, |a, t| a.checked_add(t.numel()))?;
     macro_rules! cat {
         ($($var:ident),*) => {
             match samples.first()?.storage().as_host()? {
@@ -216,13 +219,18 @@ pub fn pad_sequence(seqs: &[Tensor], padding_value: f32) -> Result<PaddedBatch> 
         }
     }
     let max = seqs.iter().map(|s| s.shape()[0]).max().unwrap_or(0);
-    let step: usize = tail.iter().product();
+    let mut shape = vec![seqs.len(), max];
+    shape.extend_from_slice(tail);
+    // every count checked, the buffers reserved fallibly: a huge (zero-size) sequence
+    // list is an error, never a wrapped size or an abort
+    let step = crate::shape::checked_numel(OP, tail)?;
+    let total = crate::shape::checked_numel(OP, &shape)?;
+    let slots = crate::shape::checked_numel(OP, &shape[..2])?;
     let esz = dtype.size_in_bytes();
     let pad = HostData::F32(vec![padding_value]).to_dtype(dtype)?;
     let pad = pad.le_bytes();
-    let total = seqs.len() * max * step;
     let mut out = HostData::zeros(total, dtype)?;
-    let mut mask = vec![0u8; seqs.len() * max];
+    let mut mask = crate::host::try_filled(slots, 0u8, OP)?;
     let bytes = out.bytes_mut();
     for (b, s) in seqs.iter().enumerate() {
         let host = s.to_host()?;
@@ -238,8 +246,6 @@ pub fn pad_sequence(seqs: &[Tensor], padding_value: f32) -> Result<PaddedBatch> 
             *m = 1;
         }
     }
-    let mut shape = vec![seqs.len(), max];
-    shape.extend_from_slice(tail);
     let lengths: Vec<i64> = seqs.iter().map(|s| s.shape()[0] as i64).collect();
     Ok(PaddedBatch {
         data: Tensor::from_host(out, &shape)?,

@@ -362,7 +362,17 @@ impl Split {
                     .iter()
                     .map(|x| (len as f64 * x).floor() as usize)
                     .collect();
-                let rest = len - l.iter().sum::<usize>();
+                // fractions within 1e-6 of 1 may floor to more than `len` in all (as
+                // PyTorch, whose remainder is then negative and its sum check fails)
+                let floors = l.iter().try_fold(0usize, |a, &b| a.checked_add(b));
+                let Some(rest) = floors.and_then(|s| len.checked_sub(s)) else {
+                    return Err(Error::invalid_config(
+                        OP,
+                        "fractions",
+                        format!("{f:?}"),
+                        format!("their parts of {len} sum to more than {len}"),
+                    ));
+                };
                 let k = l.len();
                 for i in 0..rest {
                     l[i % k] += 1;

@@ -67,6 +67,15 @@ impl DistributedSampler {
                 what: "the data set".into(),
             });
         }
+        // `total_size` pads to equal shards: it must not overflow
+        if len.div_ceil(world_size).checked_mul(world_size).is_none() {
+            return Err(Error::invalid_config(
+                OP,
+                "len",
+                len,
+                format!("padded to {world_size} equal shards, it overflows usize"),
+            ));
+        }
         Ok(DistributedSampler {
             len,
             world_size,

@@ -224,8 +224,10 @@ fn crop(
     pad: usize,
     fill: f32,
     (i, j, th, tw): (usize, usize, usize, usize),
-) -> Vec<f32> {
-    let mut o = vec![fill; c * th * tw];
+) -> Result<Vec<f32>> {
+    const OP: &str = "RandomCrop";
+    let n = crate::shape::checked_numel(OP, &[c, th, tw])?;
+    let mut o = crate::host::try_filled(n, fill, OP)?;
     for ch in 0..c {
         for y in 0..th {
             let Some(sy) = (i + y).checked_sub(pad).filter(|&s| s < h) else {
@@ -238,13 +240,21 @@ fn crop(
             }
         }
     }
-    o
+    Ok(o)
 }
 
 impl Transform for RandomCrop {
     fn apply(&self, x: Tensor, rng: &mut SplitMix64) -> Result<Tensor> {
         let (d, c, h, w) = image(&x, "RandomCrop")?;
-        let (ph, pw) = (h + 2 * self.padding, w + 2 * self.padding);
+        // (checked: a padding near usize::MAX is an error, not a wrapped size)
+        let padded = |n: usize| self.padding.checked_mul(2).and_then(|p| p.checked_add(n));
+        let (Some(ph), Some(pw)) = (padded(h), padded(w)) else {
+            return Err(Error::bad_shape(
+                "RandomCrop",
+                x.shape(),
+                format!("padding {} overflows the image size", self.padding),
+            ));
+        };
         let (th, tw) = self.size;
         if th > ph || tw > pw || th == 0 || tw == 0 {
             return Err(Error::bad_shape(
@@ -256,7 +266,7 @@ impl Transform for RandomCrop {
         let i = rng.below(ph - th + 1);
         let j = rng.below(pw - tw + 1);
         out(
-            crop(&d, (c, h, w), self.padding, self.fill, (i, j, th, tw)),
+            crop(&d, (c, h, w), self.padding, self.fill, (i, j, th, tw))?,
             x.rank() == 2,
             c,
             th,
@@ -333,7 +343,15 @@ pub(crate) fn resize_bilinear(
     (c, h, w): (usize, usize, usize),
     (i, j, ch, cw): (usize, usize, usize, usize),
     (oh, ow): (usize, usize),
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
+    // the output first, fallibly (a huge `size` is an error, not an abort); the row and
+    // column tables are no longer than it
+    const OP: &str = "resized_crop";
+    let n = crate::shape::checked_numel(OP, &[c, oh, ow])?;
+    let mut o = crate::host::try_filled(n, 0f32, OP)?;
+    if n == 0 {
+        return Ok(o);
+    }
     let src = |o: usize, n_in: usize, n_out: usize| -> (usize, usize, f32) {
         let s = ((o as f64 + 0.5) * n_in as f64 / n_out as f64 - 0.5).max(0.0);
         let i0 = (s.floor() as usize).min(n_in - 1);
@@ -342,7 +360,6 @@ pub(crate) fn resize_bilinear(
     };
     let ys: Vec<_> = (0..oh).map(|y| src(y, ch, oh)).collect();
     let xs: Vec<_> = (0..ow).map(|x| src(x, cw, ow)).collect();
-    let mut o = vec![0f32; c * oh * ow];
     for p in 0..c {
         let at = |y: usize, x: usize| d[(p * h + i + y) * w + j + x];
         for (y, &(y0, y1, ly)) in ys.iter().enumerate() {
@@ -353,7 +370,7 @@ pub(crate) fn resize_bilinear(
             }
         }
     }
-    o
+    Ok(o)
 }
 
 /// The window `top..top+height`, `left..left+width` of an image resized to `size`
@@ -368,8 +385,9 @@ pub fn resized_crop(
     size: (usize, usize),
 ) -> Result<Tensor> {
     let (d, c, h, w) = image(x, "resized_crop")?;
-    if top + height > h
-        || left + width > w
+    let fits = |at: usize, n: usize, len: usize| matches!(at.checked_add(n), Some(e) if e <= len);
+    if !fits(top, height, h)
+        || !fits(left, width, w)
         || height == 0
         || width == 0
         || size.0 == 0
@@ -382,7 +400,7 @@ pub fn resized_crop(
         ));
     }
     out(
-        resize_bilinear(&d, (c, h, w), (top, left, height, width), size),
+        resize_bilinear(&d, (c, h, w), (top, left, height, width), size)?,
         x.rank() == 2,
         c,
         size.0,

@@ -62,7 +62,8 @@ fn rows(op: &'static str, lp: &Tensor, target_shape: &[usize]) -> Result<(Tensor
 /// The class weights as host values (`C` of them, 1 without `weight`).
 fn class_weights(op: &'static str, weight: Option<&Tensor>, c: usize) -> Result<Vec<f32>> {
     match weight {
-        None => Ok(vec![1.0; c]),
+        // (fallibly: `c` may be a huge class dim beside zero rows)
+        None => crate::host::try_filled(c, 1.0, op),
         Some(w) if w.shape() == [c] => w.to_dtype(DType::F32)?.to_vec::<f32>(),
         Some(w) => Err(Error::bad_shape(
             op,

@@ -156,6 +156,11 @@ impl Tensor {
             let win = opts.windows("avg_pool2d", x)?;
             let [n, c] = [x.shape()[0], x.shape()[1]];
             let sums = windows_of(x, &win, 0.0)?.sum_dim(2, false)?;
+            if sums.numel() == 0 {
+                // an empty batch or channel dim: no divisors needed (one per window
+                // position, of which there may be ~2^60 beside a zero dim)
+                return sums.reshape(&[n, c, win.output[0], win.output[1]]);
+            }
             let inv: Vec<f32> = (0..win.output[0])
                 .flat_map(|i| (0..win.output[1]).map(move |j| (i, j)))
                 .map(|(i, j)| {

@@ -217,7 +217,9 @@ impl Driver for CudaRt {
     }
 
     fn write<T: Elem>(&self, dst: &mut DevBuf<T>, offset: usize, src: &[T]) -> Result<()> {
-        let end = offset + src.len();
+        let end = offset
+            .checked_add(src.len())
+            .ok_or_else(|| out_of_range("write"))?;
         let d = slice_mut("write", dst)?;
         let mut v = d
             .try_slice_mut(offset..end)

@@ -210,12 +210,12 @@ impl Driver for HostRt {
 
     fn write<T: Elem>(&self, dst: &mut DevBuf<T>, offset: usize, src: &[T]) -> Result<()> {
         let d = host_mut("write", dst)?.as_mut_slice();
-        let part = d
-            .get_mut(offset..offset + src.len())
-            .ok_or(Error::Unsupported {
-                op: "write",
-                msg: "offset outside the buffer".into(),
-            })?;
+        let part =
+            d.get_mut(offset..offset.saturating_add(src.len()))
+                .ok_or(Error::Unsupported {
+                    op: "write",
+                    msg: "offset outside the buffer".into(),
+                })?;
         part.copy_from_slice(src);
         Ok(())
     }
@@ -379,7 +379,7 @@ pub(crate) fn sgemm(
     let at = |buf: &[f32], base: usize, what: &str, idx: i64| -> Result<f32> {
         usize::try_from(idx)
             .ok()
-            .and_then(|i| buf.get(base + i).copied())
+            .and_then(|i| buf.get(base.checked_add(i)?).copied())
             .ok_or_else(|| {
                 err(format!(
                     "{what} read out of bounds at element {idx} (+{base}) of {}",
@@ -388,7 +388,16 @@ pub(crate) fn sgemm(
             })
     };
     for t in 0..i64::from(g.batch) {
-        let (oa, ob, oc) = (t * g.stride_a, t * g.stride_b, t * g.stride_c);
+        // (checked: a stride near i64::MAX is an out-of-bounds error, not an overflow;
+        // a saturated index below is past every buffer)
+        let offsets = (
+            t.checked_mul(g.stride_a),
+            t.checked_mul(g.stride_b),
+            t.checked_mul(g.stride_c),
+        );
+        let (Some(oa), Some(ob), Some(oc)) = offsets else {
+            return Err(err(format!("matrix {t}'s offset overflows in {g:?}")));
+        };
         for j in 0..n {
             for i in 0..m {
                 let mut acc = 0.0f32;
@@ -403,13 +412,14 @@ pub(crate) fn sgemm(
                     } else {
                         p + j * i64::from(g.ldb)
                     };
-                    acc += at(a.0, a.1, "A", oa + ai)? * at(b.0, b.1, "B", ob + bi)?;
+                    acc += at(a.0, a.1, "A", oa.saturating_add(ai))?
+                        * at(b.0, b.1, "B", ob.saturating_add(bi))?;
                 }
-                let ci = oc + i + j * i64::from(g.ldc);
+                let ci = oc.saturating_add(i + j * i64::from(g.ldc));
                 let len = c.0.len();
                 let slot = usize::try_from(ci)
                     .ok()
-                    .and_then(|x| c.0.get_mut(c.1 + x))
+                    .and_then(|x| c.0.get_mut(c.1.checked_add(x)?))
                     .ok_or_else(|| {
                         err(format!(
                             "C written out of bounds at element {ci} (+{}) of {len}",

@@ -60,7 +60,10 @@ impl CudaStorage {
         let mean = ew::unary_f32(&self.rt, scale, &total, 1)?;
         Ok((
             self.wrap(super::Buf::F32(mean), 1)?,
-            self.wrap(super::Buf::F32(probs), rows * classes)?,
+            self.wrap(
+                super::Buf::F32(probs),
+                nn_core::shape::checked_numel(OP, &[rows, classes])?,
+            )?,
         ))
     }
 
@@ -84,7 +87,8 @@ impl CudaStorage {
             rows,
             classes,
         )?;
-        self.wrap(super::Buf::F32(y), rows * classes)
+        let n = nn_core::shape::checked_numel(OP, &[rows, classes])?;
+        self.wrap(super::Buf::F32(y), n)
     }
 
     pub(super) fn matmul_bias_(
@@ -103,7 +107,8 @@ impl CudaStorage {
             spec,
             Some(b.f32s(OP)?),
         )?;
-        self.wrap(super::Buf::F32(y), spec.batch * spec.m * spec.n)
+        let n = nn_core::shape::checked_numel(OP, &[spec.batch, spec.m, spec.n])?;
+        self.wrap(super::Buf::F32(y), n)
     }
 
     pub(super) fn relu_backward_colsum_(

@@ -70,7 +70,8 @@ pub fn parse_header(b: &[u8], path: &Path) -> Result<NpyHeader> {
         .and_then(|v| v.strip_prefix('\''))
         .and_then(|v| v.split('\'').next())
         .ok_or_else(|| bad(path, format!("no 'descr' in header {h:?}")))?;
-    let (order, code) = descr.split_at(descr.len().min(1));
+    // (the first char, not byte: a multi-byte one there panicked in `split_at`)
+    let (order, code) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
     let dtype = match code {
         "f4" => DType::F32,
         "f8" => DType::F64,
@@ -304,7 +305,16 @@ impl NpyFile {
                 "a Fortran-order array has no contiguous rows; read it whole with read_npy",
             ));
         }
-        let row_bytes = header.shape[1..].iter().product::<usize>() * header.dtype.size_in_bytes();
+        // checked: with a zero first dim the file holds nothing, whatever the other dims
+        let row_bytes = header.shape[1..]
+            .iter()
+            .try_fold(header.dtype.size_in_bytes(), |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    format!("a row of shape {:?} overflows", &header.shape[1..]),
+                )
+            })?;
         Ok(NpyFile {
             file,
             header,

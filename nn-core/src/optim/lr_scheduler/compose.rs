@@ -1,7 +1,7 @@
 //! Schedules made of schedules: [`SequentialLR`] (one after the other, switching at
 //! milestones) and [`ChainedScheduler`] (all at once, their factors multiplying).
 
-use super::{bad, f64_tensor, read_int, read_list, LrScheduler};
+use super::{bad, f64_tensor, read_int, read_list, steps, LrScheduler};
 use crate::optim::Optimizer;
 use crate::{Result, StateDict};
 
@@ -74,7 +74,10 @@ impl SequentialLR {
                 ),
             ));
         }
-        let milestones: Vec<i64> = milestones.iter().map(|&m| m as i64).collect();
+        let milestones = milestones
+            .iter()
+            .map(|&m| steps("SequentialLR", "milestones", m))
+            .collect::<Result<Vec<i64>>>()?;
         let n = opt.num_groups();
         let mut initial = Vec::with_capacity(n);
         for g in 0..n {

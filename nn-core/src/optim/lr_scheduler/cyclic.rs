@@ -1,7 +1,7 @@
 //! The schedules that compute the lr from the epoch alone, cycling it (and the
 //! momentum): [`OneCycleLR`], [`CyclicLR`], [`CosineAnnealingWarmRestarts`].
 
-use super::{bad, nonneg, per_group, read_int, Ctx, Rule, Scheduler};
+use super::{bad, nonneg, per_group, read_int, steps, Ctx, Rule, Scheduler};
 use crate::optim::Optimizer;
 use crate::{Error, Result, StateDict};
 use std::f64::consts::PI;
@@ -218,7 +218,7 @@ impl OneCycleBuilder {
             None
         };
         let rule = OneCycleRule {
-            total_steps: self.total_steps as i64,
+            total_steps: steps(N, "total_steps", self.total_steps)?,
             phases,
             anneal: self.anneal_strategy,
             initial_lr: initial_lr.clone(),
@@ -528,10 +528,10 @@ impl CosineAnnealingWarmRestarts {
         }
         nonneg(N, "eta_min", eta_min)?;
         let rule = WarmRestartsRule {
-            t_0: t_0 as i64,
-            t_mult: t_mult as i64,
+            t_0: steps(N, "T_0", t_0)?,
+            t_mult: steps(N, "T_mult", t_mult)?,
             eta_min,
-            t_i: t_0 as i64,
+            t_i: steps(N, "T_0", t_0)?,
             t_cur: -1,
         };
         Scheduler::build(opt, rule)

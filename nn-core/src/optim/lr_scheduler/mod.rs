@@ -412,6 +412,12 @@ pub(crate) fn bad(
     Error::invalid_config(name, field, v, why)
 }
 
+/// A step count as the schedulers' `i64` epochs: past `i64::MAX` it is an error, never
+/// a count wrapped to a negative one.
+pub(crate) fn steps(name: &'static str, field: &'static str, v: usize) -> Result<i64> {
+    i64::try_from(v).map_err(|_| bad(name, field, v, "must be at most i64::MAX"))
+}
+
 /// `v` finite and non-negative.
 pub(crate) fn nonneg(name: &'static str, field: &'static str, v: f64) -> Result<()> {
     super::check_hyper(name, field, v)

@@ -1,7 +1,7 @@
 //! The schedules that scale the current lrs by a formula of the epoch (PyTorch's
 //! chainable `get_lr`s), each with its closed form where PyTorch has one.
 
-use super::{bad, nonneg, Ctx, Rule, Scheduler};
+use super::{bad, nonneg, steps, Ctx, Rule, Scheduler};
 use crate::optim::Optimizer;
 use crate::Result;
 use std::f64::consts::PI;
@@ -45,7 +45,7 @@ impl StepLR {
         Scheduler::build(
             opt,
             StepRule {
-                step_size: step_size as i64,
+                step_size: steps("StepLR", "step_size", step_size)?,
                 gamma,
             },
         )
@@ -95,7 +95,10 @@ impl MultiStepLR {
     /// PyTorch's `MultiStepLR(optimizer, milestones, gamma)`.
     pub fn new(opt: &mut dyn Optimizer, milestones: &[usize], gamma: f64) -> Result<MultiStepLR> {
         nonneg("MultiStepLR", "gamma", gamma)?;
-        let mut milestones: Vec<i64> = milestones.iter().map(|&m| m as i64).collect();
+        let mut milestones = milestones
+            .iter()
+            .map(|&m| steps("MultiStepLR", "milestones", m))
+            .collect::<Result<Vec<i64>>>()?;
         milestones.sort_unstable();
         Scheduler::build(opt, MultiStepRule { milestones, gamma })
     }
@@ -151,7 +154,7 @@ impl ConstantLR {
             opt,
             ConstantRule {
                 factor,
-                total_iters: total_iters as i64,
+                total_iters: steps("ConstantLR", "total_iters", total_iters)?,
             },
         )
     }
@@ -240,7 +243,7 @@ impl LinearLR {
             LinearRule {
                 start: start_factor,
                 end: end_factor,
-                total_iters: total_iters as i64,
+                total_iters: steps("LinearLR", "total_iters", total_iters)?,
             },
         )
     }
@@ -343,7 +346,7 @@ impl PolynomialLR {
         Scheduler::build(
             opt,
             PolynomialRule {
-                total_iters: total_iters as i64,
+                total_iters: steps("PolynomialLR", "total_iters", total_iters)?,
                 power,
             },
         )
@@ -404,7 +407,7 @@ impl CosineAnnealingLR {
         Scheduler::build(
             opt,
             CosineRule {
-                t_max: t_max as i64,
+                t_max: steps("CosineAnnealingLR", "T_max", t_max)?,
                 eta_min,
             },
         )
@@ -423,7 +426,10 @@ impl Rule for CosineRule {
                 |b| eta + (b - eta) * (1.0 + (e * PI / t).cos()) / 2.0,
                 lrs,
             );
-        } else if (c.epoch - 1 - self.t_max).rem_euclid(2 * self.t_max) == 0 {
+        } else if (i128::from(c.epoch) - 1 - i128::from(self.t_max))
+            .rem_euclid(2 * i128::from(self.t_max))
+            == 0
+        {
             lrs.extend(
                 c.cur
                     .iter()

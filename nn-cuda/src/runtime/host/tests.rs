@@ -213,6 +213,45 @@ fn sgemm_follows_cublas_semantics() -> Result<()> {
     Ok(())
 }
 
+/// Offsets and strides near the top of their range are errors, never overflows
+/// (issue 29: unchecked size arithmetic on the host side).
+#[test]
+fn offsets_near_the_top_of_their_range_are_errors() -> Result<()> {
+    let rt = rt();
+    let mut y = rt.alloc::<f32>(4, true)?;
+    assert!(rt.write(&mut y, usize::MAX, &[1.0f32, 2.0]).is_err());
+    assert!(rt.write(&mut y, 3, &[1.0f32, 2.0]).is_err());
+    rt.write(&mut y, 2, &[1.0f32, 2.0])?;
+    let g = Gemm {
+        transa: false,
+        transb: false,
+        m: 1,
+        n: 1,
+        k: 1,
+        lda: 1,
+        ldb: 1,
+        ldc: 1,
+        batch: 3,
+        stride_a: i64::MAX,
+        stride_b: 1,
+        stride_c: 1,
+        accumulate: false,
+    };
+    let mut c = [0.0f32; 3];
+    let (a, b) = ([1.0f32; 3], [1.0f32; 3]);
+    assert!(sgemm(g, (&a, 0), (&b, 0), (&mut c, 0)).is_err());
+    let g = Gemm {
+        stride_a: i64::MAX / 2 + 1,
+        ..g
+    };
+    assert!(sgemm(g, (&a, 0), (&b, 0), (&mut c, 0)).is_err());
+    // a base offset near usize::MAX
+    let g = Gemm { batch: 1, ..g };
+    assert!(sgemm(g, (&a, usize::MAX), (&b, 0), (&mut c, 0)).is_err());
+    assert!(sgemm(g, (&a, 0), (&b, 0), (&mut c, usize::MAX)).is_err());
+    Ok(())
+}
+
 /// The probe kernels of `host/probe.cu`, for these tests.
 static PROBE: KernelModule = KernelModule {
     name: "probe",
