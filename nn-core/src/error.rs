@@ -2,6 +2,10 @@
 
 use crate::DType;
 
+mod backward;
+
+pub use backward::BackwardProblem;
+
 /// Result alias used across nn-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -66,9 +70,14 @@ pub enum Error {
         /// The parameter's name (its path in the model where known).
         param: String,
     },
-    /// Gradient computation failed.
-    #[error("backward: {0}")]
-    Backward(String),
+    /// Gradient computation failed: in which op's backward (when one is to blame), and why.
+    #[error("backward: {}{problem}", op.map(|o| format!("{o}: ")).unwrap_or_default())]
+    Backward {
+        /// The op whose backward (or the call) failed; `None` for the sweep as a whole.
+        op: Option<&'static str>,
+        /// What went wrong.
+        problem: BackwardProblem,
+    },
     /// An index out of range.
     #[error("{op}: index {index} out of range for size {size}")]
     IndexOutOfRange {
@@ -324,6 +333,11 @@ impl Error {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+
+    /// [`Error::Backward`] for the sweep as a whole (no single op to blame).
+    pub(crate) fn backward(problem: BackwardProblem) -> Self {
+        Error::Backward { op: None, problem }
     }
 
     /// [`Error::Custom`] with a message: the error a user's own layer (or other code)

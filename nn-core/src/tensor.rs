@@ -176,11 +176,9 @@ impl Tensor {
                 grad: self.0.grad.clone(),
             }));
         }
-        self.storage_mut().ok_or_else(|| {
-            Error::Backward(
-                "make_mut: a fresh copy is shared (a backend's deep_copy returned a shared handle)"
-                    .into(),
-            )
+        self.storage_mut().ok_or_else(|| Error::Backward {
+            op: Some("make_mut"),
+            problem: crate::BackwardProblem::SharedCopy,
         })
     }
 
