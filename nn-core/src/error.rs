@@ -3,8 +3,12 @@
 use crate::DType;
 
 mod backward;
+#[cfg(feature = "mpi")]
+mod distributed;
 
 pub use backward::BackwardProblem;
+#[cfg(feature = "mpi")]
+pub use distributed::DistributedProblem;
 
 /// Result alias used across nn-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -238,7 +242,7 @@ pub enum Error {
         /// The call that failed (`all_reduce`, `DistributedDataParallel::new`, `resume` ...).
         op: &'static str,
         /// What is wrong.
-        problem: crate::distributed::DistributedProblem,
+        problem: DistributedProblem,
     },
     /// A data set's sample could not be loaded ([`crate::data`]): the index, and why.
     #[error("sample {index}: {source}")]
