@@ -219,11 +219,11 @@ impl CpuStorage {
 }
 
 impl Drop for CpuStorage {
-    /// An f32 buffer goes back to this thread's cache ([`pool`]) for the next tensor of
-    /// its size.
+    /// An f32 buffer goes back to this thread's cache of host buffers ([`pool`]) for
+    /// the next tensor of its size.
     fn drop(&mut self) {
         if let HostData::F32(v) = &mut self.host {
-            pool::give(std::mem::take(v));
+            crate::host::pool::give(std::mem::take(v));
         }
     }
 }

@@ -2,8 +2,9 @@
 //! memory of the step before instead of asking the allocator (and, for buffers above
 //! glibc's mmap threshold, the kernel: fresh pages fault in and are zeroed on first touch).
 //!
-//! A CPU storage gives its f32 vector back here when dropped; the host allocation
-//! helpers hand out a cached vector of exactly the requested capacity, emptied. The
+//! It belongs to host memory, below every backend: a CPU storage gives its f32 vector
+//! back here when dropped; the host allocation helpers ([`crate::host`]) hand out a
+//! cached vector of exactly the requested capacity, emptied. The
 //! cache is bounded per thread (256 MiB in all, 4096 buffers of one size, 32 sizes, the
 //! oldest size evicted first) and never shared between threads, so it takes no lock.
 //! Buffers under 64 or over 16 Mi elements go to the allocator as before. Freed memory
