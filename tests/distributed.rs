@@ -407,7 +407,7 @@ mod ranks {
             ddp.backward(&loss)?;
             opt.step()?;
         }
-        Err(Error::Backward(format!(
+        Err(Error::custom(format!(
             "rank {} trained 1000 steps although its peer was gone",
             group.rank()
         )))
@@ -632,7 +632,7 @@ mod ranks {
         let local: Vec<Tensor> = ddp
             .parameters()
             .iter()
-            .map(|p| p.grad().ok_or_else(|| Error::Backward("no grad".into())))
+            .map(|p| p.grad().ok_or_else(|| Error::custom("no grad")))
             .collect::<Result<_>>()?;
         let before = group.stats();
         ddp.sync_gradients()?;
@@ -693,7 +693,7 @@ mod ranks {
             loss(&|x| reference.forward(x), x)?.backward()?;
         }
         for (p, r) in ddp.parameters().iter().zip(reference.parameters()) {
-            let local = r.grad().ok_or_else(|| Error::Backward("no grad".into()))?;
+            let local = r.grad().ok_or_else(|| Error::custom("no grad"))?;
             let want = group.all_reduce(&local, ReduceOp::Mean)?.to_vec::<f32>()?;
             let got = p
                 .grad()
@@ -714,8 +714,7 @@ mod ranks {
     pub fn train_job(group: &ProcessGroup) -> Result<()> {
         use crate::job::Config;
         let job = |cfg: &Config| {
-            crate::distributed::run_in(group, cfg, &mut ())
-                .map_err(|e| Error::Backward(e.to_string()))
+            crate::distributed::run_in(group, cfg, &mut ()).map_err(Error::from_source)
         };
         let cfg = |epochs: usize, resume: bool, dir: &str| Config {
             epochs,

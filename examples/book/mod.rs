@@ -66,11 +66,11 @@ impl Forward for TensorReduction {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight.tensor()?;
         let [d, _, k] = *w.shape() else {
-            return Err(nn::Error::bad_shape(
-                "TensorReduction",
-                w.shape(),
-                "weight must be [d, d, k]",
-            ));
+            // a layer's own invariant: `Error::custom` carries the layer's own words
+            return Err(nn::Error::custom(format!(
+                "TensorReduction: weight must be [d, d, k], got {:?}",
+                w.shape()
+            )));
         };
         let mismatch = || nn::Error::InputMismatch {
             layer: "TensorReduction".into(),

@@ -13,7 +13,7 @@
 use crate::backend::Storage;
 use crate::shape::Dims;
 use crate::tensor::Tensor;
-use crate::{Error, Result};
+use crate::{BackwardProblem, Error, Result};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,9 +168,7 @@ fn add_to(sum: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 
 /// The freed-graph error.
 fn freed() -> Error {
-    Error::Backward(
-        "the graph was already freed by an earlier backward; recompute the forward pass".into(),
-    )
+    Error::backward(BackwardProblem::GraphFreed)
 }
 
 fn lock(cell: &Mutex<Option<Node>>) -> std::sync::MutexGuard<'_, Option<Node>> {
@@ -183,9 +181,7 @@ fn lock(cell: &Mutex<Option<Node>>) -> std::sync::MutexGuard<'_, Option<Node>> {
 /// leaves every gradient as it was.
 pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
     if !root.requires_grad() {
-        return Err(Error::Backward(
-            "the output does not require grad: no input of the graph has requires_grad set (or it was built under no_grad)".into(),
-        ));
+        return Err(Error::backward(BackwardProblem::NotRequiringGrad));
     }
     if root.node().is_none() {
         // a leaf: its gradient is the output gradient
@@ -250,12 +246,13 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
                 continue;
             }
             if ig.shape() != inp.shape() {
-                return Err(Error::Backward(format!(
-                    "{}: gradient shape {:?} does not match input shape {:?}",
-                    node.name,
-                    ig.shape(),
-                    inp.shape()
-                )));
+                return Err(Error::Backward {
+                    op: Some(node.name),
+                    problem: BackwardProblem::GradShape {
+                        grad: ig.shape().to_vec(),
+                        input: inp.shape().to_vec(),
+                    },
+                });
             }
             if let Some(cc) = inp.node() {
                 // an input precedes its consumer in `order`, so it is not yet swept
@@ -263,11 +260,9 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
                 let sum = mark
                     .filter(|m| m.run == run && m.index < idx)
                     .and_then(|m| grads.get_mut(m.index))
-                    .ok_or_else(|| {
-                        Error::Backward(format!(
-                            "{}: an input's op was not reached by this backward's graph walk",
-                            node.name
-                        ))
+                    .ok_or(Error::Backward {
+                        op: Some(node.name),
+                        problem: BackwardProblem::Unreached,
                     })?;
                 add_to(sum, ig)?;
             } else if let Some(slot) = inp.grad_slot() {
@@ -300,7 +295,7 @@ mod tests {
     /// An op with the value of its input whose backward fails.
     fn failing(x: &Tensor) -> Tensor {
         record(x.storage().clone(), x.shape_dims(), &[x], "failing", || {
-            backward_fn(|_, _| Err(Error::Backward("failing: on purpose".into())))
+            backward_fn(|_, _| Err(Error::custom("failing: on purpose")))
         })
     }
 
@@ -328,7 +323,13 @@ mod tests {
         );
         let again = y.backward();
         assert!(
-            matches!(&again, Err(Error::Backward(m)) if m.contains("already freed")),
+            matches!(
+                &again,
+                Err(Error::Backward {
+                    op: None,
+                    problem: BackwardProblem::GraphFreed
+                })
+            ),
             "{again:?}"
         );
         Ok(())

@@ -2,8 +2,15 @@
 
 use crate::DType;
 
+mod backward;
 pub(crate) mod checkpoint;
+#[cfg(feature = "mpi")]
+mod distributed;
 pub(crate) mod load_report;
+
+pub use backward::BackwardProblem;
+#[cfg(feature = "mpi")]
+pub use distributed::DistributedProblem;
 
 /// Result alias used across nn-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,9 +76,14 @@ pub enum Error {
         /// The parameter's name (its path in the model where known).
         param: String,
     },
-    /// Gradient computation failed.
-    #[error("backward: {0}")]
-    Backward(String),
+    /// Gradient computation failed: in which op's backward (when one is to blame), and why.
+    #[error("backward: {}{problem}", op.map(|o| format!("{o}: ")).unwrap_or_default())]
+    Backward {
+        /// The op whose backward (or the call) failed; `None` for the sweep as a whole.
+        op: Option<&'static str>,
+        /// What went wrong.
+        problem: BackwardProblem,
+    },
     /// An index out of range.
     #[error("{op}: index {index} out of range for size {size}")]
     IndexOutOfRange {
@@ -232,7 +244,7 @@ pub enum Error {
         /// The call that failed (`all_reduce`, `DistributedDataParallel::new`, `resume` ...).
         op: &'static str,
         /// What is wrong.
-        problem: crate::distributed::DistributedProblem,
+        problem: DistributedProblem,
     },
     /// A data set's sample could not be loaded ([`crate::data`]): the index, and why.
     #[error("sample {index}: {source}")]
@@ -251,6 +263,18 @@ pub enum Error {
         what: String,
         /// The panic's message.
         msg: String,
+    },
+    /// An error raised by user code: a custom layer's `forward`, a data set, a training
+    /// loop. Build it with [`Error::custom`] (a message) or [`Error::from_source`] (any
+    /// error, kept as the source so a caller can downcast it).
+    #[error("{message}")]
+    Custom {
+        /// What went wrong, in the user's words (the source's message for
+        /// [`Error::from_source`]).
+        message: String,
+        /// The user's own error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// An op inside a layer failed on that layer's input (`layer1.0.conv1
     /// (Conv2d(...)): conv2d: kernel [3, 3] ... is larger than the padded input`).
@@ -317,6 +341,89 @@ impl Error {
         }
     }
 
+    /// [`Error::Backward`] for the sweep as a whole (no single op to blame).
+    pub(crate) fn backward(problem: BackwardProblem) -> Self {
+        Error::Backward { op: None, problem }
+    }
+
+    /// [`Error::Custom`] with a message: the error a user's own layer (or other code)
+    /// returns when none of the other variants fits.
+    ///
+    /// ```
+    /// use nn_core::{Error, Forward, Result, Tensor};
+    ///
+    /// /// Divides its input by its L2 norm; an all-zero input has no direction.
+    /// struct Normalize;
+    ///
+    /// impl Forward for Normalize {
+    ///     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    ///         let norm = x.square()?.sum()?.sqrt()?.item()?;
+    ///         if norm == 0.0 {
+    ///             return Err(Error::custom(format!(
+    ///                 "Normalize: input of shape {:?} is all zeros",
+    ///                 x.shape()
+    ///             )));
+    ///         }
+    ///         x.div_scalar(norm)
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<()> {
+    /// let err = Normalize.forward(&Tensor::zeros(&[2, 3])).unwrap_err();
+    /// assert_eq!(err.to_string(), "Normalize: input of shape [2, 3] is all zeros");
+    /// assert!(matches!(err, Error::Custom { source: None, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn custom(message: impl std::fmt::Display) -> Self {
+        Error::Custom {
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// [`Error::Custom`] wrapping the user's own error: its message is this error's
+    /// message, and it stays reachable through [`std::error::Error::source`] (downcast it
+    /// to get the original value back).
+    ///
+    /// ```
+    /// use nn_core::{Error, Forward, Result, Tensor};
+    ///
+    /// /// The user's own error type.
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("lookup table has no row {0}")]
+    /// struct NoRow(usize);
+    ///
+    /// /// Checks that its input's first value is a valid row number.
+    /// struct Lookup {
+    ///     rows: usize,
+    /// }
+    ///
+    /// impl Forward for Lookup {
+    ///     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    ///         let first = x.to_vec::<f32>()?.first().copied().unwrap_or(0.0) as usize;
+    ///         if first >= self.rows {
+    ///             return Err(Error::from_source(NoRow(first)));
+    ///         }
+    ///         Ok(x.clone())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<()> {
+    /// let err = Lookup { rows: 4 }.forward(&Tensor::from_vec(vec![7.0f32], &[1])?).unwrap_err();
+    /// assert_eq!(err.to_string(), "lookup table has no row 7");
+    /// let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<NoRow>());
+    /// assert_eq!(source.map(|s| s.0), Some(7));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_source(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Custom {
+            message: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
     /// [`Error::Backend`] from any backend error.
     pub fn backend(
         device: impl Into<String>,
@@ -326,5 +433,33 @@ impl Error {
             device: device.into(),
             source: source.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad token {0}")]
+    struct BadToken(u32);
+
+    #[test]
+    fn custom_errors_keep_the_message_and_the_source() {
+        let plain = Error::custom("MyLayer: the mask must be boolean");
+        assert_eq!(plain.to_string(), "MyLayer: the mask must be boolean");
+        assert!(std::error::Error::source(&plain).is_none());
+
+        let wrapped = Error::from_source(BadToken(7));
+        assert_eq!(wrapped.to_string(), "bad token 7");
+        let source = std::error::Error::source(&wrapped).and_then(|s| s.downcast_ref::<BadToken>());
+        assert_eq!(source.map(|s| s.0), Some(7));
+
+        // inside a layer's context, the user's message follows the layer path
+        let in_layer = Error::InLayer {
+            layer: "encoder.0 (MyLayer)".into(),
+            source: Box::new(wrapped),
+        };
+        assert_eq!(in_layer.to_string(), "encoder.0 (MyLayer): bad token 7");
     }
 }

@@ -4,6 +4,8 @@
 use crate::{DType, Error, Result};
 use std::borrow::Cow;
 
+pub(crate) mod pool;
+
 /// Contiguous row-major elements of one dtype in host memory.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostData {
@@ -52,15 +54,15 @@ pub(crate) fn try_filled<T: Clone + 'static>(n: usize, v: T, op: &'static str) -
 
 /// An empty vector with room for `n` elements, or [`Error::OutOfMemory`] naming `op`.
 /// An f32 vector comes from this thread's cache of freed buffers when it holds one of
-/// that size ([`crate::cpu::pool`]).
+/// that size ([`pool`]).
 pub(crate) fn try_with_capacity<T: 'static>(n: usize, op: &'static str) -> Result<Vec<T>> {
-    let mut cached = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        crate::cpu::pool::take(n)
-    } else {
-        None
-    };
-    let any: &mut dyn std::any::Any = &mut cached;
-    if let Some(v) = any.downcast_mut::<Option<Vec<T>>>().and_then(Option::take) {
+    // the cache holds f32 buffers only: for `T = f32` the slot is filled from it
+    let mut slot: Option<Vec<T>> = None;
+    if let Some(f32_slot) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Vec<f32>>>()
+    {
+        *f32_slot = pool::take(n);
+    }
+    if let Some(v) = slot {
         return Ok(v);
     }
     let mut out = Vec::new();

@@ -34,7 +34,7 @@ pub mod utils;
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
 pub use dtype::DType;
-pub use error::{Error, Result};
+pub use error::{BackwardProblem, Error, Result};
 pub use host::HostData;
 pub use init::Init;
 pub use io::{LoadOptions, LoadReport};

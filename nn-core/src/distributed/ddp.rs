@@ -2,7 +2,6 @@
 //! rank 0's state once and averaging gradients after every backward.
 
 use super::{problem, DistributedProblem, ProcessGroup};
-use crate::cpu::CpuStorage;
 use crate::module::{Module, ModuleExt, Param, Visitor, VisitorMut};
 use crate::{Error, Forward, Result, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -259,10 +258,11 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
             let n = p.numel();
             match p.grad() {
                 None => send.resize(send.len() + n, 0.0),
-                Some(g) => match g.storage().as_any().downcast_ref::<CpuStorage>() {
-                    Some(c) => match c.f32s() {
-                        Some(v) if v.len() == n => send.extend_from_slice(v),
-                        Some(v) => {
+                // host memory is read in place; anything else (a file mapping) is copied
+                Some(g) => match g.storage().as_host() {
+                    Some(h) => match h.f32s("DistributedDataParallel::sync_gradients")? {
+                        v if v.len() == n => send.extend_from_slice(v),
+                        v => {
                             return Err(Error::bad_shape(
                                 "DistributedDataParallel::sync_gradients",
                                 g.shape(),
@@ -272,13 +272,6 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
                                     v.len()
                                 ),
                             ))
-                        }
-                        None => {
-                            return Err(Error::DType {
-                                op: "DistributedDataParallel::sync_gradients",
-                                dtype: g.dtype(),
-                                expected: Some(crate::DType::F32),
-                            })
                         }
                     },
                     None => send.extend(g.to_vec::<f32>()?),

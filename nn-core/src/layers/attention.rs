@@ -421,7 +421,7 @@ mod tests {
                 },
             )?;
             o.sum_dim(-1, false)?.add(
-                &w.ok_or(Error::Backward("no weights".into()))?
+                &w.ok_or_else(|| Error::custom("need_weights: no weights returned"))?
                     .sum_dim(-1, false)?
                     .transpose(0, 1)?,
             )
@@ -484,7 +484,7 @@ mod tests {
             },
         )?;
         let w = w
-            .ok_or(Error::Backward("no weights".into()))?
+            .ok_or_else(|| Error::custom("need_weights: no weights returned"))?
             .to_vec::<f32>()?;
         assert!(w.iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-6), "{w:?}");
         Ok(())

@@ -125,7 +125,7 @@ mod tests {
             self
         }
         fn write_at(&mut self, _: usize, _: &crate::HostData) -> Result<()> {
-            Err(crate::Error::Backward("Defaults: read only".into()))
+            Err(crate::Error::custom("Defaults: read only"))
         }
         fn unary(&self, op: UnaryOp) -> Result<Storage> {
             self.0.unary(op)

@@ -265,7 +265,7 @@ mod tests {
             x.grad()
                 .map(|g| g.to_vec::<f32>())
                 .transpose()?
-                .ok_or(crate::Error::Backward("no grad".into()))
+                .ok_or_else(|| crate::Error::custom("x has no gradient"))
         };
         assert_eq!(grad_of(&|x| x.max_dim(1, false))?, [0., 1., 0., 1., 0., 0.]);
         assert_eq!(

@@ -1,0 +1,445 @@
+//! The CPU backend's [`BackendStorage`] impl: each method checks its arguments
+//! (module `check`), borrows the operands as [`View`]s and hands them to the kernels of
+//! the sibling modules.
+
+use super::*;
+
+impl BackendStorage for CpuStorage {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn dtype(&self) -> DType {
+        match &self.mapped {
+            Some(m) => m.dtype,
+            None => self.host.dtype(),
+        }
+    }
+    fn len(&self) -> usize {
+        match &self.mapped {
+            Some(m) => m.len,
+            None => self.host.len(),
+        }
+    }
+    fn to_host(&self) -> Result<HostData> {
+        let x = self.view();
+        elementwise::cast(x, x.dtype())
+    }
+    fn as_host(&self) -> Option<&HostData> {
+        self.data()
+    }
+    fn as_host_mut(&mut self) -> Option<&mut HostData> {
+        self.host_mut().ok()
+    }
+    fn as_le_bytes(&self) -> Option<&[u8]> {
+        // files are little-endian, and only little-endian hosts borrow from them
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        match &self.mapped {
+            Some(m) => Some(m.bytes()),
+            None => match self.host.le_bytes() {
+                std::borrow::Cow::Borrowed(b) => Some(b),
+                std::borrow::Cow::Owned(_) => None,
+            },
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn deep_copy(&self) -> Result<Storage> {
+        out(self.to_host()?)
+    }
+
+    fn write_at(&mut self, offset: usize, src: &HostData) -> Result<()> {
+        let len = self.view().len();
+        let end = offset.checked_add(src.len()).filter(|&e| e <= len);
+        let Some(end) = end else {
+            return Err(Error::IndexOutOfRange {
+                op: "write_at",
+                index: i64::try_from(offset.saturating_add(src.len())).unwrap_or(i64::MAX),
+                size: len,
+            });
+        };
+        match (self.host_mut()?, src) {
+            (HostData::F32(d), HostData::F32(s)) => d[offset..end].copy_from_slice(s),
+            (HostData::I64(d), HostData::I64(s)) => d[offset..end].copy_from_slice(s),
+            (d, s) => return Err(dtype_err("write_at", s.dtype(), d.dtype())),
+        }
+        Ok(())
+    }
+
+    fn sgd_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        buf: Option<&mut dyn BackendStorage>,
+        step: &SgdStep,
+    ) -> Result<bool> {
+        let g = cpu("sgd_step", grad)?.f32s("sgd_step")?;
+        let p = f32s_mut("sgd_step", self.host_mut()?)?;
+        match buf {
+            None => {
+                check::lens("sgd_step", p.len(), &[g.len()])?;
+                optim::sgd(step, p, g, None);
+            }
+            Some(b) => {
+                let b = f32s_mut("sgd_step", cpu_mut("sgd_step", b)?)?;
+                check::lens("sgd_step", p.len(), &[g.len(), b.len()])?;
+                optim::sgd(step, p, g, Some(b));
+            }
+        }
+        Ok(true)
+    }
+
+    fn adam_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        m: &mut dyn BackendStorage,
+        v: &mut dyn BackendStorage,
+        step: &AdamStep,
+    ) -> Result<bool> {
+        let g = cpu("adam_step", grad)?.f32s("adam_step")?;
+        let p = f32s_mut("adam_step", self.host_mut()?)?;
+        let m = f32s_mut("adam_step", cpu_mut("adam_step", m)?)?;
+        let v = f32s_mut("adam_step", cpu_mut("adam_step", v)?)?;
+        check::lens("adam_step", p.len(), &[g.len(), m.len(), v.len()])?;
+        optim::adam(step, p, g, m, v);
+        Ok(true)
+    }
+
+    fn optim_step(
+        &mut self,
+        grad: &dyn BackendStorage,
+        state: &mut [&mut dyn BackendStorage],
+        step: &OptimStep,
+    ) -> Result<bool> {
+        const OP: &str = "optim_step";
+        let g = cpu(OP, grad)?.f32s(OP)?;
+        let p = f32s_mut(OP, self.host_mut()?)?;
+        let mut bufs: [&mut [f32]; 3] = [&mut [], &mut [], &mut []];
+        let n = state.len();
+        if n > bufs.len() {
+            return Err(Error::invalid_config(OP, "state buffers", n, "at most 3"));
+        }
+        for (slot, s) in bufs.iter_mut().zip(state.iter_mut()) {
+            *slot = f32s_mut(OP, cpu_mut(OP, &mut **s)?)?;
+        }
+        let [a, b, c] = &bufs;
+        let lens = [g.len(), a.len(), b.len(), c.len()];
+        check::lens(OP, p.len(), &lens[..n + 1])?;
+        optim::fused(step, p, g, &mut bufs[..n])?;
+        Ok(true)
+    }
+
+    fn unary(&self, op: UnaryOp) -> Result<Storage> {
+        let x = self.view().f32s("unary")?;
+        out(HostData::F32(elementwise::unary(op, x)?))
+    }
+
+    fn binary(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let (lhs, rhs) = (self.view(), cpu("binary", rhs)?);
+        check::len("binary", lhs_shape, lhs.len())?;
+        check::len("binary", rhs_shape, rhs.len())?;
+        check::numel("binary", out_shape)?;
+        check::broadcasts("binary", lhs_shape, out_shape)?;
+        check::broadcasts("binary", rhs_shape, out_shape)?;
+        out(match (lhs, rhs) {
+            (View::F32(a), View::F32(b)) => {
+                elementwise::binary_f32(op, a, lhs_shape, b, rhs_shape, out_shape)?
+            }
+            (View::I64(a), View::I64(b)) => {
+                elementwise::binary_i64(op, a, lhs_shape, b, rhs_shape, out_shape)?
+            }
+            _ => return Err(dtype_err("binary", rhs.dtype(), lhs.dtype())),
+        })
+    }
+
+    fn compare(
+        &self,
+        op: BinaryOp,
+        lhs_shape: &[usize],
+        rhs: &dyn BackendStorage,
+        rhs_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let (lhs, rhs) = (self.view(), cpu("compare", rhs)?);
+        check::len("compare", lhs_shape, lhs.len())?;
+        check::len("compare", rhs_shape, rhs.len())?;
+        check::numel("compare", out_shape)?;
+        check::broadcasts("compare", lhs_shape, out_shape)?;
+        check::broadcasts("compare", rhs_shape, out_shape)?;
+        let (sa, sb, so) = (lhs_shape, rhs_shape, out_shape);
+        out(match (lhs, rhs) {
+            (View::F32(a), View::F32(b)) => elementwise::compare(op, a, sa, b, sb, so)?,
+            (View::I64(a), View::I64(b)) => elementwise::compare(op, a, sa, b, sb, so)?,
+            _ => return Err(dtype_err("compare", rhs.dtype(), lhs.dtype())),
+        })
+    }
+
+    fn where_cond(
+        &self,
+        cond_shape: &[usize],
+        a: &dyn BackendStorage,
+        a_shape: &[usize],
+        b: &dyn BackendStorage,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let cond = match self.view() {
+            View::I64(c) => elementwise::Cond::I64(c),
+            View::Other(HostData::Bool(c) | HostData::U8(c)) => elementwise::Cond::U8(c),
+            other => return Err(dtype_err("where", other.dtype(), DType::I64)),
+        };
+        let (a, b) = (cpu("where", a)?, cpu("where", b)?);
+        check::numel("where", out_shape)?;
+        for (shape, len) in [
+            (cond_shape, cond.len()),
+            (a_shape, a.len()),
+            (b_shape, b.len()),
+        ] {
+            check::len("where", shape, len)?;
+            check::broadcasts("where", shape, out_shape)?;
+        }
+        let (sc, so) = (cond_shape, out_shape);
+        out(match (a, b) {
+            (View::F32(a), View::F32(b)) => HostData::F32(elementwise::where_cond(
+                cond, sc, a, a_shape, b, b_shape, so,
+            )?),
+            (View::I64(a), View::I64(b)) => HostData::I64(elementwise::where_cond(
+                cond, sc, a, a_shape, b, b_shape, so,
+            )?),
+            _ => return Err(dtype_err("where", b.dtype(), a.dtype())),
+        })
+    }
+
+    fn matmul(&self, rhs: &dyn BackendStorage, spec: &MatmulSpec) -> Result<Storage> {
+        let a = self.view().f32s("matmul")?;
+        let b = cpu("matmul", rhs)?.f32s("matmul")?;
+        let n_out = check::matmul(spec, a.len(), b.len())?;
+        out(HostData::F32(matmul::matmul(a, b, spec, n_out)?))
+    }
+
+    fn matmul_bias(
+        &self,
+        rhs: &dyn BackendStorage,
+        spec: &MatmulSpec,
+        bias: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        let a = self.view().f32s("linear")?;
+        let b = cpu("linear", rhs)?.f32s("linear")?;
+        let bias = cpu("linear", bias)?.f32s("linear")?;
+        if bias.len() != spec.n {
+            return Err(Error::mismatch("linear", &[bias.len()], &[spec.n]));
+        }
+        let n_out = check::matmul(spec, a.len(), b.len())?;
+        out(HostData::F32(matmul::matmul_bias(a, b, spec, bias, n_out)?))
+    }
+
+    fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
+        let x = self.view().f32s("relu_backward")?;
+        let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
+        check::lens("relu_backward", x.len(), &[g.len()])?;
+        out(HostData::F32(elementwise::relu_backward(x, g)?))
+    }
+
+    fn relu_backward_colsum(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Storage, Storage)> {
+        let y = self.view().f32s("relu_backward")?;
+        let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;
+        check::lens("relu_backward", y.len(), &[g.len()])?;
+        check::len("relu_backward", &[rows, cols], y.len())?;
+        let (gm, sums) = elementwise::relu_backward_colsum(y, g, cols)?;
+        Ok((storage(HostData::F32(gm)), storage(HostData::F32(sums))))
+    }
+
+    fn cross_entropy(
+        &self,
+        targets: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> Result<Option<(Storage, Storage)>> {
+        let x = self.view().f32s("cross_entropy")?;
+        let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
+        check::len("cross_entropy", &[rows, classes], x.len())?;
+        check::len("cross_entropy", &[rows], t.len())?;
+        let (loss, probs) = loss::cross_entropy(x, t, classes)?;
+        Ok(Some((
+            storage(HostData::F32(vec![loss])),
+            storage(HostData::F32(probs)),
+        )))
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        targets: &dyn BackendStorage,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        classes: usize,
+    ) -> Result<Option<Storage>> {
+        let p = self.view().f32s("cross_entropy")?;
+        let t = cpu("cross_entropy", targets)?.i64s("cross_entropy")?;
+        let g = cpu("cross_entropy", grad)?.f32s("cross_entropy")?;
+        check::len("cross_entropy", &[rows, classes], p.len())?;
+        check::len("cross_entropy", &[rows], t.len())?;
+        check::len("cross_entropy", &[], g.len())?;
+        let gx = loss::cross_entropy_backward(p, t, g[0], classes)?;
+        Ok(Some(storage(HostData::F32(gx))))
+    }
+
+    fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
+        check::len("reduce", shape, self.view().len())?;
+        check::axes("reduce", shape, axes)?;
+        if op == ReduceOp::ArgMax {
+            let [ax] = *axes else {
+                return Err(Error::bad_shape(
+                    "argmax",
+                    shape,
+                    format!("needs exactly one axis, got {axes:?}"),
+                ));
+            };
+            return out(HostData::I64(match self.view() {
+                View::F32(x) => reduce::argmax(x, shape, ax)?,
+                View::I64(x) => reduce::argmax(x, shape, ax)?,
+                other => return Err(storage_only("argmax", other)),
+            }));
+        }
+        out(match self.view() {
+            View::F32(x) => HostData::F32(reduce::reduce(op, x, shape, axes)?),
+            View::I64(x) => HostData::I64(reduce::reduce(op, x, shape, axes)?),
+            other => return Err(storage_only("reduce", other)),
+        })
+    }
+
+    fn permute(&self, shape: &[usize], perm: &[usize]) -> Result<Storage> {
+        check::len("permute", shape, self.view().len())?;
+        check::perm(shape, perm)?;
+        out(match self.view() {
+            View::F32(x) => HostData::F32(copy::permute(x, shape, perm)?),
+            View::I64(x) => HostData::I64(copy::permute(x, shape, perm)?),
+            other => return Err(storage_only("permute", other)),
+        })
+    }
+
+    fn narrow(&self, shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Storage> {
+        check::len("narrow", shape, self.view().len())?;
+        check::range(shape, axis, start, len)?;
+        out(match self.view() {
+            View::F32(x) => HostData::F32(copy::narrow(x, shape, axis, start, len)?),
+            View::I64(x) => HostData::I64(copy::narrow(x, shape, axis, start, len)?),
+            other => return Err(storage_only("narrow", other)),
+        })
+    }
+
+    fn cat(
+        &self,
+        shape: &[usize],
+        others: &[(&dyn BackendStorage, &[usize])],
+        axis: usize,
+    ) -> Result<Storage> {
+        let first = self.view();
+        check::len("cat", shape, first.len())?;
+        check::axis("cat", shape, axis)?;
+        let mut parts: Vec<(View<'_>, &[usize])> = vec![(first, shape)];
+        let mut total = first.len();
+        for (s, sh) in others {
+            let c = cpu("cat", *s)?;
+            if c.dtype() != first.dtype() {
+                return Err(dtype_err("cat", c.dtype(), first.dtype()));
+            }
+            check::len("cat", sh, c.len())?;
+            check::same_but_axis("cat", shape, sh, axis)?;
+            total = total
+                .checked_add(c.len())
+                .ok_or_else(|| Error::bad_shape("cat", sh, "total size overflows usize"))?;
+            parts.push((c, sh));
+        }
+        out(match first {
+            View::F32(_) => {
+                let p: Vec<(&[f32], &[usize])> = parts
+                    .iter()
+                    .map(|(c, s)| c.f32s("cat").map(|v| (v, *s)))
+                    .collect::<Result<_>>()?;
+                HostData::F32(copy::cat(&p, axis)?)
+            }
+            View::I64(_) => {
+                let p: Vec<(&[i64], &[usize])> = parts
+                    .iter()
+                    .map(|(c, s)| c.i64s("cat").map(|v| (v, *s)))
+                    .collect::<Result<_>>()?;
+                HostData::I64(copy::cat(&p, axis)?)
+            }
+            other => return Err(storage_only("cat", other)),
+        })
+    }
+
+    fn index_select(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+    ) -> Result<Storage> {
+        let idx = cpu("index_select", indices)?.i64s("index_select")?;
+        check::len("index_select", shape, self.view().len())?;
+        check::axis("index_select", shape, axis)?;
+        let size = shape.get(axis).copied().unwrap_or(0);
+        let idx = copy::check_indices("index_select", idx, size)?;
+        out(match self.view() {
+            View::F32(x) => HostData::F32(copy::index_select(x, shape, axis, &idx)?),
+            View::I64(x) => HostData::I64(copy::index_select(x, shape, axis, &idx)?),
+            other => return Err(storage_only("index_select", other)),
+        })
+    }
+
+    fn index_add(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        indices: &dyn BackendStorage,
+        out_shape: &[usize],
+    ) -> Result<Storage> {
+        let idx = cpu("index_add", indices)?.i64s("index_add")?;
+        check::len("index_add", shape, self.view().len())?;
+        check::axis("index_add", shape, axis)?;
+        check::same_but_axis("index_add", out_shape, shape, axis)?;
+        check::numel("index_add", out_shape)?;
+        if shape.get(axis) != Some(&idx.len()) {
+            return Err(Error::mismatch("index_add", shape, &[idx.len()]));
+        }
+        let idx = copy::check_indices("index_add", idx, out_shape[axis])?;
+        let x = self.view().f32s("index_add")?;
+        out(HostData::F32(copy::index_add(
+            x, shape, axis, &idx, out_shape,
+        )?))
+    }
+
+    fn cast(&self, dtype: DType) -> Result<Storage> {
+        out(elementwise::cast(self.view(), dtype)?)
+    }
+
+    fn im2col(&self, spec: &Im2ColSpec) -> Result<Storage> {
+        let x = self.view().f32s("im2col")?;
+        let (image, cols) = im2col::check_spec("im2col", spec)?;
+        check::lens("im2col", x.len(), &[image])?;
+        out(HostData::F32(im2col::im2col(x, spec, cols)?))
+    }
+
+    fn col2im(&self, spec: &Im2ColSpec) -> Result<Storage> {
+        let c = self.view().f32s("col2im")?;
+        let (image, cols) = im2col::check_spec("col2im", spec)?;
+        check::lens("col2im", c.len(), &[cols])?;
+        out(HostData::F32(im2col::col2im(c, spec, image)?))
+    }
+}
