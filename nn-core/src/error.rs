@@ -350,7 +350,7 @@ impl Error {
     /// returns when none of the other variants fits.
     ///
     /// ```
-    /// use nn_core::{Error, Forward, Result, Tensor};
+    /// use nn::{Error, Forward, Result, Tensor};
     ///
     /// /// Divides its input by its L2 norm; an all-zero input has no direction.
     /// struct Normalize;
@@ -387,7 +387,7 @@ impl Error {
     /// to get the original value back).
     ///
     /// ```
-    /// use nn_core::{Error, Forward, Result, Tensor};
+    /// use nn::{Error, Forward, Result, Tensor};
     ///
     /// /// The user's own error type.
     /// #[derive(Debug, thiserror::Error)]

@@ -3,12 +3,12 @@
 //! in builders: [`crate::layers::CrossEntropyLoss`] and its siblings.
 //!
 //! ```
-//! use nn_core::{functional as F, Reduction, Tensor};
+//! use nn::{functional as F, Reduction, Tensor};
 //! let logits = Tensor::randn(&[4, 3]).with_requires_grad(true);
 //! let y = Tensor::from_vec(vec![0i64, 2, 1, -100], &[4])?;
 //! let loss = F::cross_entropy(&logits, &y, None, -100, Reduction::Mean, 0.1)?;
 //! loss.backward()?;
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 pub use crate::ops::{

@@ -52,13 +52,13 @@ pub fn stream(key: u64) -> StdRng {
 /// in every run you want to compare.
 ///
 /// ```
-/// use nn_core::{rng::RngState, Tensor};
-/// nn_core::manual_seed(7);
+/// use nn::{rng::RngState, Tensor};
+/// nn::manual_seed(7);
 /// let state = RngState::capture();
 /// let a = Tensor::rand(&[3]).to_vec::<f32>()?;
 /// state.restore();
 /// assert_eq!(Tensor::rand(&[3]).to_vec::<f32>()?, a);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RngState {

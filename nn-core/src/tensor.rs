@@ -15,12 +15,12 @@ mod create;
 /// tensors; in-place parameter updates go through [`crate::Param`].
 ///
 /// ```
-/// use nn_core::Tensor;
+/// use nn::Tensor;
 /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.with_requires_grad(true);
 /// let y = x.mul(&x)?.sum()?;
 /// y.backward()?;
 /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 8.0]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Tensor(Arc<Inner>);
@@ -319,11 +319,11 @@ impl Tensor {
     /// `x = x.detach().requires_grad_(on)`.
     ///
     /// ```
-    /// use nn_core::Tensor;
+    /// use nn::Tensor;
     /// let x = Tensor::ones(&[2]).with_requires_grad(true);
     /// x.sum()?.backward()?;
     /// assert!(x.grad().is_some());
-    /// # Ok::<(), nn_core::Error>(())
+    /// # Ok::<(), nn::Error>(())
     /// ```
     #[must_use = "with_requires_grad returns a new tensor; it does not change `self`"]
     pub fn with_requires_grad(&self, on: bool) -> Tensor {

@@ -8,14 +8,14 @@
 //! devices the same arithmetic runs as tensor ops where the gradient lives.
 //!
 //! ```
-//! use nn_core::{utils, Linear, ModuleExt, Forward, Tensor};
+//! use nn::{utils, Linear, ModuleExt, Forward, Tensor};
 //! let net = Linear::new(4, 2);
 //! net.forward(&Tensor::randn(&[8, 4]))?.sum()?.mul_scalar(100.0)?.backward()?;
 //! let total = utils::clip_grad_norm(&net.parameters(), 1.0, 2.0, false)?;
 //! assert!(total > 1.0);
 //! let after = utils::clip_grad_norm(&net.parameters(), f64::INFINITY, 2.0, false)?;
 //! assert!((after - 1.0).abs() < 1e-4);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::{Device, Error, HostData, Param, Result, Tensor};
@@ -191,12 +191,12 @@ pub fn clip_grad_norm(
 /// an error (PyTorch would set every gradient to `-clip_value`).
 ///
 /// ```
-/// use nn_core::{utils, Param, Tensor};
+/// use nn::{utils, Param, Tensor};
 /// let p = Param::new(Tensor::zeros(&[3]))?;
 /// p.set_grad(Some(Tensor::from_vec(vec![-5.0f32, 0.5, 2.0], &[3])?));
 /// utils::clip_grad_value(&[p.clone()], 1.0)?;
 /// assert_eq!(p.grad().unwrap().to_vec::<f32>()?, vec![-1.0, 0.5, 1.0]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn clip_grad_value(params: &[Param], clip_value: f64) -> Result<()> {
     if clip_value.is_nan() || clip_value < 0.0 {

@@ -17,10 +17,10 @@ const FTZ_DAZ: u32 = 0x8040;
 /// elsewhere it does nothing and returns false), as `torch.set_flush_denormal` does.
 ///
 /// ```
-/// let supported = nn_core::cpu::set_flush_denormal(true);
+/// let supported = nn::cpu::set_flush_denormal(true);
 /// let tiny = std::hint::black_box(1e-39f32);
 /// assert_eq!(tiny * 1.0 == 0.0, supported);
-/// nn_core::cpu::set_flush_denormal(false);
+/// nn::cpu::set_flush_denormal(false);
 /// ```
 pub fn set_flush_denormal(on: bool) -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -185,12 +185,12 @@ pub struct PaddedBatch {
 /// padding mask and lengths with it.
 ///
 /// ```
-/// use nn_core::data::pad_sequence;
-/// use nn_core::Tensor;
+/// use nn::data::pad_sequence;
+/// use nn::Tensor;
 /// let b = pad_sequence(&[Tensor::arange(1, 4), Tensor::arange(7, 8)], 0.0)?;
 /// assert_eq!(b.data.to_vec2::<i64>()?, vec![vec![1, 2, 3], vec![7, 0, 0]]);
-/// assert_eq!(b.padding_mask.to_dtype(nn_core::DType::I64)?.to_vec2::<i64>()?, vec![vec![0, 0, 0], vec![0, 1, 1]]);
-/// # Ok::<(), nn_core::Error>(())
+/// assert_eq!(b.padding_mask.to_dtype(nn::DType::I64)?.to_vec2::<i64>()?, vec![vec![0, 0, 0], vec![0, 1, 1]]);
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn pad_sequence(seqs: &[Tensor], padding_value: f32) -> Result<PaddedBatch> {
     const OP: &str = "pad_sequence";

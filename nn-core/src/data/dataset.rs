@@ -13,8 +13,8 @@ use std::sync::Arc;
 /// worker threads at once, so a data set is `Send + Sync`.
 ///
 /// ```
-/// use nn_core::data::Dataset;
-/// use nn_core::{Result, Tensor};
+/// use nn::data::Dataset;
+/// use nn::{Result, Tensor};
 /// struct Squares;
 /// impl Dataset for Squares {
 ///     type Item = (Tensor, i64);
@@ -24,7 +24,7 @@ use std::sync::Arc;
 ///     }
 /// }
 /// assert_eq!(Squares.get(3)?.1, 9);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub trait Dataset: Send + Sync {
     /// One sample.
@@ -163,14 +163,14 @@ tuple_impl!(T 0, T 1, T 2, T 3);
 /// `TensorDataset`): `TensorDataset::new((x, y))?.get(i)` is `(x[i], y[i])`.
 ///
 /// ```
-/// use nn_core::data::{Dataset, TensorDataset};
-/// use nn_core::Tensor;
+/// use nn::data::{Dataset, TensorDataset};
+/// use nn::Tensor;
 /// let x = Tensor::arange(0, 6).reshape(&[3, 2])?;
 /// let y = Tensor::arange(10, 13);
 /// let ds = TensorDataset::new((x, y))?;
 /// let (xi, yi) = ds.get(1)?;
 /// assert_eq!((xi.to_vec::<i64>()?, yi.to_vec::<i64>()?), (vec![2, 3], vec![11]));
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct TensorDataset<Ts: TensorTuple = Vec<Tensor>> {
@@ -387,12 +387,12 @@ impl Split {
 /// the parts take consecutive runs of a permutation seeded by `seed` only.
 ///
 /// ```
-/// use nn_core::data::{random_split, Dataset, Split, TensorDataset};
-/// use nn_core::Tensor;
+/// use nn::data::{random_split, Dataset, Split, TensorDataset};
+/// use nn::Tensor;
 /// let ds = TensorDataset::new(Tensor::arange(0, 10))?;
 /// let parts = random_split(ds, Split::Fractions(vec![0.7, 0.3]), 42)?;
 /// assert_eq!((parts[0].len(), parts[1].len()), (7, 3));
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn random_split<D: Dataset + Clone>(
     dataset: D,

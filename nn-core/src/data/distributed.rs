@@ -20,11 +20,11 @@ use crate::{Error, Result};
 /// depend on the seed and the world size only.
 ///
 /// ```
-/// use nn_core::data::DistributedSampler;
+/// use nn::data::DistributedSampler;
 /// let s0 = DistributedSampler::new(5, 2, 0, None)?;
 /// let s1 = DistributedSampler::new(5, 2, 1, None)?;
 /// assert_eq!((s0.indices(0), s1.indices(0)), (vec![0, 2, 4], vec![1, 3, 0])); // padded with 0
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistributedSampler {

@@ -15,8 +15,8 @@ pub type SampleStream<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 /// `IterableDataset` does with `get_worker_info()`).
 ///
 /// ```
-/// use nn_core::data::{IterableDataset, IterableLoader, SampleStream};
-/// use nn_core::Result;
+/// use nn::data::{IterableDataset, IterableLoader, SampleStream};
+/// use nn::Result;
 /// struct Numbers(i64);
 /// impl IterableDataset for Numbers {
 ///     type Item = i64;
@@ -31,7 +31,7 @@ pub type SampleStream<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 /// }
 /// seen.sort();
 /// assert_eq!(seen, (0..10).collect::<Vec<_>>());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub trait IterableDataset: Send + Sync + 'static {
     /// One sample.

@@ -9,8 +9,8 @@
 //! batches with 0 or 8 workers.
 //!
 //! ```
-//! use nn_core::data::{DataLoader, TensorDataset};
-//! use nn_core::Tensor;
+//! use nn::data::{DataLoader, TensorDataset};
+//! use nn::Tensor;
 //! let x = Tensor::rand(&[10, 3]);
 //! let y = Tensor::arange(0, 10);
 //! let mut loader = DataLoader::builder(TensorDataset::new((x, y))?)
@@ -28,7 +28,7 @@
 //!         assert_eq!(xb.shape()[0], yb.shape()[0]);
 //!     }
 //! }
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 //!
 //! A failing or panicking `get` fails its batch with an error naming the sample

@@ -56,7 +56,7 @@ impl Sampler for SequentialSampler {
 /// as PyTorch does); with replacement, `num_samples` uniform draws.
 ///
 /// ```
-/// use nn_core::data::{RandomSampler, Sampler};
+/// use nn::data::{RandomSampler, Sampler};
 /// let s = RandomSampler::new(5, 7);
 /// let mut e0 = s.indices(0);
 /// assert_eq!(e0, s.indices(0));          // a function of (seed, epoch)

@@ -457,13 +457,13 @@ impl<L: Send + 'static> Transformable for (Tensor, L) {
 /// `(seed, e, i)`, so its augmentation is the same whichever worker loads it.
 ///
 /// ```
-/// use nn_core::data::{Dataset, RandomCrop, TensorDataset, Transformed};
-/// use nn_core::Tensor;
+/// use nn::data::{Dataset, RandomCrop, TensorDataset, Transformed};
+/// use nn::Tensor;
 /// let images = TensorDataset::new(Tensor::rand(&[4, 1, 8, 8]))?;
 /// let ds = Transformed::new(images, RandomCrop::new(8, 1), 0);
 /// assert_eq!(ds.get(0)?.shape(), &[1, 8, 8]);
 /// assert_eq!(ds.get(0)?.to_vec::<f32>()?, ds.get(0)?.to_vec::<f32>()?); // same seed, same crop
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub struct Transformed<D, T> {
     dataset: D,

@@ -194,9 +194,9 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
     /// all-reduce per optimizer step and give the gradients of one large batch.
     ///
     /// ```no_run
-    /// # fn demo(ddp: &nn_core::distributed::DistributedDataParallel<nn_core::Linear>,
-    /// #         micro: &[nn_core::Tensor]) -> nn_core::Result<()> {
-    /// use nn_core::Forward;
+    /// # fn demo(ddp: &nn::distributed::DistributedDataParallel<nn::Linear>,
+    /// #         micro: &[nn::Tensor]) -> nn::Result<()> {
+    /// use nn::Forward;
     /// let (last, rest) = micro.split_last().expect("micro-batches");
     /// {
     ///     let _guard = ddp.no_sync();

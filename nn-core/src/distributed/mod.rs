@@ -7,11 +7,11 @@
 //! until it is done (dropping the last handle finalizes MPI):
 //!
 //! ```no_run
-//! use nn_core::distributed::{DistributedDataParallel, DistributedSampler, ProcessGroup};
-//! use nn_core::optim::{Adam, Optimizer};
-//! use nn_core::{Forward, Linear, ModuleExt, Tensor};
+//! use nn::distributed::{DistributedDataParallel, DistributedSampler, ProcessGroup};
+//! use nn::optim::{Adam, Optimizer};
+//! use nn::{Forward, Linear, ModuleExt, Tensor};
 //! let group = ProcessGroup::init()?;            // rank and world size from mpirun
-//! nn_core::manual_seed(0);
+//! nn::manual_seed(0);
 //! let ddp = DistributedDataParallel::new(Linear::new(4, 1), &group)?; // rank 0's weights everywhere
 //! let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
 //! let sampler = DistributedSampler::new(1000, group.world_size(), group.rank(), Some(7))?;
@@ -23,7 +23,7 @@
 //!     ddp.backward(&loss)?;                  // backward, then gradients averaged over ranks
 //!     opt.step()?;
 //! }
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 //!
 //! # Engines

@@ -67,17 +67,17 @@ impl From<String> for MetaValue {
 /// from code.
 ///
 /// ```
-/// use nn_core::io::TrainingCheckpoint;
-/// use nn_core::optim::{Adam, Optimizer};
-/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// use nn::io::TrainingCheckpoint;
+/// use nn::optim::{Adam, Optimizer};
+/// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// # let dir = std::env::temp_dir().join(format!("nn-ckpt-doc-{}", std::process::id()));
-/// # std::fs::create_dir_all(&dir).map_err(|source| nn_core::Error::Io { path: dir.display().to_string(), source })?;
+/// # std::fs::create_dir_all(&dir).map_err(|source| nn::Error::Io { path: dir.display().to_string(), source })?;
 /// let path = dir.join("checkpoint.nn");
 ///
-/// nn_core::manual_seed(0);
+/// nn::manual_seed(0);
 /// let net = Linear::new(3, 1);
 /// let mut opt = Adam::with_lr(net.parameters(), 1e-2)?;
-/// let step = |opt: &mut Adam| -> nn_core::Result<()> {
+/// let step = |opt: &mut Adam| -> nn::Result<()> {
 ///     let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean()?;
 ///     opt.zero_grad();
 ///     loss.backward()?;
@@ -96,7 +96,7 @@ impl From<String> for MetaValue {
 /// assert_eq!((ck.epoch, ck.meta_i64("batch_size")?), (1, 4));
 /// assert_eq!(net2.weight.data()?.to_vec::<f32>()?, net.weight.data()?.to_vec::<f32>()?);
 /// # std::fs::remove_dir_all(&dir).ok();
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 ///
 /// # File layout
@@ -210,16 +210,16 @@ impl TrainingCheckpoint {
     /// Adds the lr scheduler's state (`sched.state_dict()`).
     ///
     /// ```
-    /// use nn_core::io::TrainingCheckpoint;
-    /// use nn_core::optim::lr_scheduler::{LrScheduler, StepLR};
-    /// use nn_core::optim::Sgd;
-    /// use nn_core::{Linear, ModuleExt};
+    /// use nn::io::TrainingCheckpoint;
+    /// use nn::optim::lr_scheduler::{LrScheduler, StepLR};
+    /// use nn::optim::Sgd;
+    /// use nn::{Linear, ModuleExt};
     /// let net = Linear::new(2, 1);
     /// let mut opt = Sgd::with_lr(net.parameters(), 0.1)?;
     /// let mut sched = StepLR::new(&mut opt, 10, 0.5)?;
     /// let ck = TrainingCheckpoint::capture(0, &net, &opt)?.with_scheduler(sched.state_dict());
     /// sched.load_state_dict(&ck.scheduler)?;
-    /// # Ok::<(), nn_core::Error>(())
+    /// # Ok::<(), nn::Error>(())
     /// ```
     #[must_use]
     pub fn with_scheduler(mut self, state: StateDict) -> Self {

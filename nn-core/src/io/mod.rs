@@ -2,10 +2,10 @@
 //! native format or in safetensors (PyTorch interop).
 //!
 //! ```
-//! use nn_core::{io, Tensor};
+//! use nn::{io, Tensor};
 //! use std::collections::BTreeMap;
 //! # let dir = std::env::temp_dir().join(format!("nn-io-doc-{}", std::process::id()));
-//! # std::fs::create_dir_all(&dir).map_err(|e| nn_core::Error::io(&dir, e))?;
+//! # std::fs::create_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
 //! let x = Tensor::arange(0, 4);
 //! io::save(&x, dir.join("x-file"))?;
 //! let x2: Tensor = io::load(dir.join("x-file"))?;
@@ -19,7 +19,7 @@
 //! io::save(&mydict, dir.join("mydict"))?;
 //! let back: BTreeMap<String, Tensor> = io::load(dir.join("mydict"))?;
 //! # std::fs::remove_dir_all(&dir).ok();
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 //!
 //! Models: [`crate::ModuleExt::save`] writes the state dict (parameters and buffers,

@@ -17,13 +17,13 @@ use crate::{Result, Tensor};
 /// layer wherever a layer is expected, as before the `inplace` flag existed.
 ///
 /// ```
-/// use nn_core::{layers::ReLU, module::{Forward, ModuleExt}, Tensor};
+/// use nn::{layers::ReLU, module::{Forward, ModuleExt}, Tensor};
 /// let y = ReLU.forward(&Tensor::from_vec(vec![-1.0f32, 2.0], &[2])?)?;
 /// assert_eq!(y.to_vec::<f32>()?, vec![0.0, 2.0]);
 /// // PyTorch's nn.ReLU(inplace=True): the same values, printed with the flag
 /// assert_eq!(ReLU.inplace(true).repr(), "ReLU(inplace=True)");
 /// assert_eq!(ReLU.repr(), "ReLU()");
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReLU {
@@ -69,10 +69,10 @@ impl Forward for Tanh {
 /// `nn.GELU(approximate='tanh')`).
 ///
 /// ```
-/// use nn_core::{layers::GELU, module::Forward, Tensor};
+/// use nn::{layers::GELU, module::Forward, Tensor};
 /// let y = GELU::default().forward(&Tensor::from_vec(vec![0.0f32, 1.0], &[2])?)?;
 /// assert!((y.to_vec::<f32>()?[1] - 0.841_344_7).abs() < 1e-6); // 1 * Phi(1)
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GELU {

@@ -19,16 +19,16 @@
 //! biases zero, `out_proj.weight` a Linear's default. Backward: from the primitives.
 //!
 //! ```
-//! use nn_core::{layers::{causal_mask, MultiheadAttention}, Tensor};
+//! use nn::{layers::{causal_mask, MultiheadAttention}, Tensor};
 //! let mha = MultiheadAttention::new(16, 4)?.batch_first(true);
 //! let x = Tensor::randn(&[2, 5, 16]);
-//! let (y, w) = mha.attend(&x, &x, &x, &nn_core::layers::AttnMasks {
+//! let (y, w) = mha.attend(&x, &x, &x, &nn::layers::AttnMasks {
 //!     attn_mask: Some(&causal_mask(5)?),
 //!     need_weights: true,
 //!     ..Default::default()
 //! })?;
 //! assert_eq!((y.shape(), w.map(|w| w.shape().to_vec())), (&[2, 5, 16][..], Some(vec![2, 5, 5])));
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 //!
 //! Through [`Forward`], without masks: `forward(&x)` is self-attention and

@@ -19,14 +19,14 @@
 //! `BatchNorm2d::lazy()` learns `c` at the first forward (PyTorch's `LazyBatchNorm2d`).
 //!
 //! ```
-//! use nn_core::{layers::BatchNorm2d, Forward, ModuleExt, Tensor};
+//! use nn::{layers::BatchNorm2d, Forward, ModuleExt, Tensor};
 //! let mut bn = BatchNorm2d::new(3);
 //! let y = bn.forward(&Tensor::randn(&[4, 3, 5, 5]))?;
 //! assert!(y.mean()?.item()?.abs() < 1e-5);
 //! let keys: Vec<String> = bn.state_dict()?.keys().map(|k| k.to_string()).collect();
 //! assert_eq!(keys, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
 //! bn.eval();
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::init::Init;

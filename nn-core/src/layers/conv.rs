@@ -9,14 +9,14 @@
 //! (PyTorch's `LazyConv2d`).
 //!
 //! ```
-//! use nn_core::{layers::Conv2d, Forward, Tensor};
+//! use nn::{layers::Conv2d, Forward, Tensor};
 //! let conv = Conv2d::new(3, 8, 3).stride(2).padding(1);
 //! let y = conv.forward(&Tensor::rand(&[2, 3, 16, 16]))?;
 //! assert_eq!(y.shape(), &[2, 8, 8, 8]);
 //! let lazy = Conv2d::lazy(8, 3).padding_same();
 //! assert_eq!(lazy.forward(&Tensor::rand(&[1, 5, 6, 6]))?.shape(), &[1, 8, 6, 6]);
 //! assert_eq!(lazy.in_channels(), Some(5));
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::init::Init;

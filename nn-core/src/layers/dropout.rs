@@ -8,7 +8,7 @@
 //! the constant mask tensor. With p = 1 every unit is dropped and y = 0 (PyTorch's rule).
 //!
 //! ```
-//! use nn_core::{layers::Dropout, Forward, ModuleExt, Tensor};
+//! use nn::{layers::Dropout, Forward, ModuleExt, Tensor};
 //! let mut drop = Dropout::new(0.5);
 //! let x = Tensor::ones(&[2, 1000]);
 //! let y = drop.forward(&x)?;
@@ -17,7 +17,7 @@
 //! assert!((y.mean()?.item()? - 1.0).abs() < 0.1);
 //! drop.eval();
 //! assert_eq!(drop.forward(&x)?.to_vec::<f32>()?, x.to_vec::<f32>()?);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::module::{Forward, Module, Visitor, VisitorMut};

@@ -7,8 +7,8 @@ use crate::{Error, Result, Tensor};
 /// A runtime-built chain of boxed layers, optionally named.
 ///
 /// ```
-/// use nn_core::layers::{DynSequential, Linear, ReLU};
-/// use nn_core::module::{Forward, ModuleExt};
+/// use nn::layers::{DynSequential, Linear, ReLU};
+/// use nn::module::{Forward, ModuleExt};
 /// let mut net = DynSequential::new();
 /// for i in 0..2 {
 ///     net.push_named(format!("block {i}"), Linear::new(4, 4))?;
@@ -16,8 +16,8 @@ use crate::{Error, Result, Tensor};
 /// }
 /// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names[0], "block 0.weight");
-/// assert_eq!(net.forward(&nn_core::Tensor::rand(&[1, 4]))?.shape(), &[1, 4]);
-/// # Ok::<(), nn_core::Error>(())
+/// assert_eq!(net.forward(&nn::Tensor::rand(&[1, 4]))?.shape(), &[1, 4]);
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Default)]
 pub struct DynSequential {

@@ -9,12 +9,12 @@
 //! no gradient, as in PyTorch, so it keeps its value while training.
 //!
 //! ```
-//! use nn_core::{layers::Embedding, module::Forward, Tensor};
+//! use nn::{layers::Embedding, module::Forward, Tensor};
 //! let emb = Embedding::new(10, 3)?;
 //! let y = emb.forward(&Tensor::from_vec(vec![1i64, 2, 4, 5, 4, 3, 2, 9], &[2, 4])?)?;
 //! assert_eq!(y.shape(), &[2, 4, 3]);
 //! assert!(emb.forward(&Tensor::from_vec(vec![10i64], &[1])?).is_err()); // out of range
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::init::Init;

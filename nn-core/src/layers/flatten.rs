@@ -4,12 +4,12 @@
 //! `end_dim = -1`. No copy: the data is reshaped, and the gradient is reshaped back.
 //!
 //! ```
-//! use nn_core::{layers::Flatten, Forward, Tensor};
+//! use nn::{layers::Flatten, Forward, Tensor};
 //! let y = Flatten::new().forward(&Tensor::zeros(&[2, 3, 4, 5]))?;
 //! assert_eq!(y.shape(), &[2, 60]);
 //! let y = Flatten::range(1, 2).forward(&Tensor::zeros(&[2, 3, 4, 5]))?;
 //! assert_eq!(y.shape(), &[2, 12, 5]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::module::{Forward, Module, Visitor, VisitorMut};

@@ -12,10 +12,10 @@
 //! autograd's through mean and var.
 //!
 //! ```
-//! use nn_core::{layers::GroupNorm, Forward, Tensor};
+//! use nn::{layers::GroupNorm, Forward, Tensor};
 //! let gn = GroupNorm::new(2, 6);
 //! assert_eq!(gn.forward(&Tensor::randn(&[3, 6, 4, 4]))?.shape(), &[3, 6, 4, 4]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::init::Init;

@@ -7,11 +7,11 @@
 //! square, sqrt, div), which autograd differentiates through mu and var.
 //!
 //! ```
-//! use nn_core::{layers::LayerNorm, module::Forward, Tensor};
+//! use nn::{layers::LayerNorm, module::Forward, Tensor};
 //! let ln = LayerNorm::new(&[4])?;
 //! let y = ln.forward(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 4])?)?;
 //! assert!(y.mean()?.item()?.abs() < 1e-6);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::init::Init;

@@ -5,11 +5,11 @@
 //! b ~ U(-1/sqrt(in), 1/sqrt(in)). `Linear::lazy(out)` defers `in` to the first forward.
 //!
 //! ```
-//! use nn_core::{layers::Linear, module::Forward, Tensor};
+//! use nn::{layers::Linear, module::Forward, Tensor};
 //! let fc = Linear::new(20, 256);
 //! let y = fc.forward(&Tensor::rand(&[2, 20]))?;
 //! assert_eq!(y.shape(), &[2, 256]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::init::{Fans, Init};

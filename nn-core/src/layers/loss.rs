@@ -4,15 +4,15 @@
 //! and do not go in `sequential!` chains (PyTorch's are modules only to hold `weight`).
 //!
 //! ```
-//! use nn_core::layers::CrossEntropyLoss;
-//! use nn_core::{Reduction, Tensor};
+//! use nn::layers::CrossEntropyLoss;
+//! use nn::{Reduction, Tensor};
 //! let criterion = CrossEntropyLoss::new().label_smoothing(0.1).ignore_index(0);
 //! let logits = Tensor::randn(&[4, 3]).with_requires_grad(true);
 //! let y = Tensor::from_vec(vec![0i64, 2, 1, 1], &[4])?;
 //! let loss = criterion.forward(&logits, &y)?;
 //! loss.backward()?;
 //! assert_eq!(criterion.reduction(Reduction::Sum).forward(&logits, &y)?.shape(), &[] as &[usize]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::functional as F;

@@ -6,12 +6,12 @@
 //! [`Tensor::avg_pool2d`]'s and [`Tensor::adaptive_avg_pool2d`]'s.
 //!
 //! ```
-//! use nn_core::{layers::{AdaptiveAvgPool2d, MaxPool2d}, Forward, Tensor};
+//! use nn::{layers::{AdaptiveAvgPool2d, MaxPool2d}, Forward, Tensor};
 //! let y = MaxPool2d::new(3).stride(2).padding(1).forward(&Tensor::rand(&[1, 4, 16, 16]))?;
 //! assert_eq!(y.shape(), &[1, 4, 8, 8]);
 //! let z = AdaptiveAvgPool2d::new([1, 1]).forward(&y)?;
 //! assert_eq!(z.shape(), &[1, 4, 1, 1]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use super::conv::IntoDims;

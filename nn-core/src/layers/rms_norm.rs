@@ -5,11 +5,11 @@
 //! (PyTorch's `torch.finfo(x.dtype).eps`). Backward: from the primitives.
 //!
 //! ```
-//! use nn_core::{layers::RMSNorm, module::Forward, Tensor};
+//! use nn::{layers::RMSNorm, module::Forward, Tensor};
 //! let y = RMSNorm::new(&[2])?.forward(&Tensor::from_vec(vec![3.0f32, 4.0], &[1, 2])?)?;
 //! // rms = sqrt((9 + 16) / 2)
 //! assert!((y.to_vec::<f32>()?[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-5);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use super::layer_norm::{named, trailing_axes};

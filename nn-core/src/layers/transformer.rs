@@ -14,18 +14,18 @@
 //! as PyTorch's `_get_clones`), then an optional final norm. Backward: from the primitives.
 //!
 //! ```
-//! use nn_core::layers::{causal_mask, EncoderLayerConfig, TransformerEncoder, TransformerEncoderLayer};
-//! use nn_core::{Forward, ModuleExt, Tensor};
+//! use nn::layers::{causal_mask, EncoderLayerConfig, TransformerEncoder, TransformerEncoderLayer};
+//! use nn::{Forward, ModuleExt, Tensor};
 //! let cfg = EncoderLayerConfig { dim_feedforward: 32, batch_first: true, ..EncoderLayerConfig::new(16, 4) };
 //! let enc = TransformerEncoder::new(&TransformerEncoderLayer::new(&cfg)?, 2)?;
 //! assert_eq!(enc.named_parameters()[0].0, "layers.0.self_attn.in_proj_weight");
 //! let x = Tensor::randn(&[3, 5, 16]);
 //! assert_eq!(enc.forward(&x)?.shape(), &[3, 5, 16]);
 //! // with masks: (src, mask, src_key_padding_mask), PyTorch's positional arguments
-//! let padding = Tensor::zeros_dtype(&[3, 5], nn_core::DType::Bool);
+//! let padding = Tensor::zeros_dtype(&[3, 5], nn::DType::Bool);
 //! let y = enc.forward(&(x, Some(causal_mask(5)?), Some(padding)))?;
 //! assert_eq!(y.shape(), &[3, 5, 16]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 //!
 //! Both layers take `x` alone or `(src, mask, src_key_padding_mask)` (each mask an

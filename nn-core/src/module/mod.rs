@@ -123,8 +123,8 @@ pub trait Module: AsModule + Any + Send + Sync {
 /// Chains stay single-input: the output of one layer is the input of the next.
 ///
 /// ```
-/// use nn_core::layers::MultiheadAttention;
-/// use nn_core::{Forward, Layer, ModuleExt, Tensor};
+/// use nn::layers::MultiheadAttention;
+/// use nn::{Forward, Layer, ModuleExt, Tensor};
 /// let mha = MultiheadAttention::new(8, 2)?.batch_first(true);
 /// let (q, kv) = (Tensor::randn(&[2, 3, 8]), Tensor::randn(&[2, 5, 8]));
 /// // cross-attention: query, key, value
@@ -135,7 +135,7 @@ pub trait Module: AsModule + Any + Send + Sync {
 /// let boxed: Box<dyn Layer<(Tensor, Tensor, Tensor)>> = Box::new(mha);
 /// assert_eq!(boxed.parameters().len(), 4);
 /// assert_eq!(boxed.forward(&(q, kv.clone(), kv))?.shape(), &[2, 3, 8]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 ///
 /// A `#[derive(Module)]` struct of your own with several inputs: see the derive's
@@ -150,7 +150,7 @@ pub trait Forward<I: ?Sized = Tensor> {
     fn forward(&self, x: &I) -> Result<Tensor>;
 
     /// Fusion hook, off by default: the activation this layer is, when the layer before
-    /// it in a chain may run it fused into its own op ([`crate::layers::ReLU`] says
+    /// it in a chain may run it fused into its own op ([`ReLU`](struct@crate::layers::ReLU) says
     /// `Some(FusedActivation::Relu)`). Default: `None`.
     fn fused_activation(&self) -> Option<FusedActivation> {
         None
@@ -215,7 +215,7 @@ impl dyn Module {
     }
 }
 
-/// `nn_core::layers::Linear` from `nn_core::layers::linear::Linear<T>`.
+/// `nn::layers::Linear` from `nn::layers::linear::Linear<T>`.
 pub fn short_type_name(full: &str) -> String {
     let base = full.split('<').next().unwrap_or(full);
     base.rsplit("::").next().unwrap_or(base).to_string()

@@ -77,8 +77,8 @@ impl<V: VisitorMut + ?Sized> VisitorMut for Filter<'_, V> {
 /// Called by the code `#[derive(Module)]` generates for [`Module::visit`].
 ///
 /// ```
-/// use nn_core::module::{visit_in_order, Visitor};
-/// use nn_core::{Embedding, Module, ModuleExt, Param, Tensor};
+/// use nn::module::{visit_in_order, Visitor};
+/// use nn::{Embedding, Module, ModuleExt, Param, Tensor};
 /// struct Gpt { tok: Embedding, pos: Param }
 /// impl Module for Gpt {
 ///     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
@@ -87,8 +87,8 @@ impl<V: VisitorMut + ?Sized> VisitorMut for Filter<'_, V> {
 ///             self.pos.register("pos", v);
 ///         })
 ///     }
-///     fn visit_mut(&mut self, v: &mut dyn nn_core::module::VisitorMut) {
-///         nn_core::module::visit_in_order_mut(v, |v| {
+///     fn visit_mut(&mut self, v: &mut dyn nn::module::VisitorMut) {
+///         nn::module::visit_in_order_mut(v, |v| {
 ///             self.tok.register_mut("tok", v);
 ///             self.pos.register_mut("pos", v);
 ///         })
@@ -97,7 +97,7 @@ impl<V: VisitorMut + ?Sized> VisitorMut for Filter<'_, V> {
 /// let m = Gpt { tok: Embedding::new(5, 2)?, pos: Param::new(Tensor::zeros(&[3, 2]))? };
 /// let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["pos", "tok.weight"]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn visit_in_order<'a>(v: &mut dyn Visitor<'a>, fields: impl Fn(&mut dyn Visitor<'a>)) {
     for phase in PHASES {

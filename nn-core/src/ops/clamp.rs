@@ -11,13 +11,13 @@
 //! the open interval.
 //!
 //! ```
-//! use nn_core::Tensor;
+//! use nn::Tensor;
 //! let x = Tensor::from_vec(vec![-1.0f32, 0.5, 2.0], &[3])?.with_requires_grad(true);
 //! let y = x.clamp(0.0, 1.0)?;
 //! assert_eq!(y.to_vec::<f32>()?, vec![0.0, 0.5, 1.0]);
 //! y.sum()?.backward()?;
 //! assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![0.0, 1.0, 0.0]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::autograd::{backward_fn, record};

@@ -214,12 +214,12 @@ impl Tensor {
     /// `[o, c / groups, kh, kw]` and an optional `bias` `[o]`: PyTorch's `F.conv2d`.
     ///
     /// ```
-    /// use nn_core::{Conv2dOptions, Tensor};
+    /// use nn::{Conv2dOptions, Tensor};
     /// let x = Tensor::ones(&[1, 1, 3, 3]);
     /// let w = Tensor::ones(&[1, 1, 2, 2]);
     /// let y = x.conv2d(&w, None, &Conv2dOptions::default())?;
     /// assert_eq!(y.to_vec::<f32>()?, vec![4.0; 4]);
-    /// # Ok::<(), nn_core::Error>(())
+    /// # Ok::<(), nn::Error>(())
     /// ```
     pub fn conv2d(
         &self,

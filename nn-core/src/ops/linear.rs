@@ -21,12 +21,12 @@ impl Tensor {
     /// `[out]`), as PyTorch's `torch.nn.functional.linear`.
     ///
     /// ```
-    /// use nn_core::Tensor;
+    /// use nn::Tensor;
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?;
     /// let w = Tensor::from_vec(vec![1.0f32, 1.0, 0.0, 2.0], &[2, 2])?;
     /// let b = Tensor::from_vec(vec![0.5f32, -1.0], &[2])?;
     /// assert_eq!(x.linear(&w, Some(&b))?.to_vec::<f32>()?, vec![3.5, 3.0]);
-    /// # Ok::<(), nn_core::Error>(())
+    /// # Ok::<(), nn::Error>(())
     /// ```
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         self.affine_map(weight, bias, false)
@@ -39,11 +39,11 @@ impl Tensor {
     /// recorded node and no pre-activation tensor kept.
     ///
     /// ```
-    /// use nn_core::Tensor;
+    /// use nn::Tensor;
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?;
     /// let w = Tensor::from_vec(vec![1.0f32, 1.0, 0.0, -2.0], &[2, 2])?;
     /// assert_eq!(x.linear_relu(&w, None)?.to_vec::<f32>()?, vec![3.0, 0.0]);
-    /// # Ok::<(), nn_core::Error>(())
+    /// # Ok::<(), nn::Error>(())
     /// ```
     pub fn linear_relu(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         self.affine_map(weight, bias, true)

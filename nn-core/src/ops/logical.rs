@@ -6,13 +6,13 @@
 //! `masked_fill`, attention masks, these ops) accepts with the same meaning.
 //!
 //! ```
-//! use nn_core::{DType, Tensor};
+//! use nn::{DType, Tensor};
 //! let x = Tensor::from_vec(vec![-1.0f32, 0.5, 2.0], &[3])?;
 //! let inside = x.gt_scalar(0.0)?.logical_and(&x.lt_scalar(1.0)?)?;
 //! assert_eq!(inside.dtype(), DType::Bool);
 //! assert_eq!(inside.to_vec::<bool>()?, vec![false, true, false]);
 //! assert_eq!((!&inside)?.to_vec::<bool>()?, vec![true, false, true]);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use super::same_device;

@@ -81,13 +81,13 @@ fn in_unit_interval(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
 /// error, as in PyTorch.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let p = Tensor::from_vec(vec![0.5f32, 0.5], &[2])?;
 /// let t = Tensor::from_vec(vec![1.0f32, 0.0], &[2])?;
 /// let l = F::binary_cross_entropy(&p, &t, None, Reduction::Mean)?;
 /// assert!((l.item()? - 2f32.ln()).abs() < 1e-6);
 /// assert!(F::binary_cross_entropy(&t.add_scalar(0.5)?, &t, None, Reduction::Mean).is_err());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn binary_cross_entropy(
     input: &Tensor,
@@ -157,13 +157,13 @@ pub fn binary_cross_entropy(
 /// `pos_weight` (broadcast along the last dim: one per class).
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let z = Tensor::zeros(&[2, 3]);
 /// let t = Tensor::ones(&[2, 3]);
 /// let pw = Tensor::full(&[3], 2.0);
 /// let l = F::binary_cross_entropy_with_logits(&z, &t, None, Some(&pw), Reduction::Mean)?;
 /// assert!((l.item()? - 2.0 * 2f32.ln()).abs() < 1e-6);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn binary_cross_entropy_with_logits(
     input: &Tensor,

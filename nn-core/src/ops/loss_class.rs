@@ -201,12 +201,12 @@ fn indexed(
 /// mean divides by the summed weights of the targets counted.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let lp = Tensor::from_vec(vec![-0.5f32, -1.0, -2.0, -0.1], &[2, 2])?;
 /// let y = Tensor::from_vec(vec![1i64, -100], &[2])?;
 /// let l = F::nll_loss(&lp, &y, None, -100, Reduction::Mean)?;
 /// assert_eq!(l.item()?, 1.0); // the second target is ignored
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn nll_loss(
     input: &Tensor,
@@ -233,12 +233,12 @@ pub fn nll_loss(
 /// ignored targets and smoothing combine.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::zeros(&[2, 4]); // uniform over 4 classes
 /// let y = Tensor::from_vec(vec![0i64, 3], &[2])?;
 /// let l = F::cross_entropy(&x, &y, None, -100, Reduction::Mean, 0.1)?;
 /// assert!((l.item()? - 4f32.ln()).abs() < 1e-6);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn cross_entropy(
     input: &Tensor,

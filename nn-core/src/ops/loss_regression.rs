@@ -22,10 +22,10 @@ use crate::{Error, Result, Tensor};
 /// Mean absolute error (PyTorch's `F.l1_loss`).
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![1.0f32, -1.0], &[2])?;
 /// assert_eq!(F::l1_loss(&x, &Tensor::zeros(&[2]), Reduction::Sum)?.item()?, 2.0);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("l1_loss", input, target)?;
@@ -36,10 +36,10 @@ pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<
 /// [`Tensor::mse`].
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![1.0f32, -3.0], &[2])?;
 /// assert_eq!(F::mse_loss(&x, &Tensor::zeros(&[2]), Reduction::Mean)?.item()?, 5.0);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("mse_loss", input, target)?;
@@ -60,11 +60,11 @@ fn quad_lin(input: &Tensor, target: &Tensor, beta: f32, scale: f32) -> Result<Te
 /// linear above; `beta = 0` is the L1 loss, a negative `beta` an error.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![0.5f32, 3.0], &[2])?;
 /// let l = F::smooth_l1_loss(&x, &Tensor::zeros(&[2]), Reduction::None, 1.0)?;
 /// assert_eq!(l.to_vec::<f32>()?, vec![0.125, 2.5]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn smooth_l1_loss(
     input: &Tensor,
@@ -92,11 +92,11 @@ pub fn smooth_l1_loss(
 /// `delta (|d| - 0.5 delta)` above; `delta` must be positive.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![0.5f32, 3.0], &[2])?;
 /// let l = F::huber_loss(&x, &Tensor::zeros(&[2]), Reduction::None, 2.0)?;
 /// assert_eq!(l.to_vec::<f32>()?, vec![0.125, 4.0]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn huber_loss(
     input: &Tensor,
@@ -125,11 +125,11 @@ pub fn huber_loss(
 /// (the KL divergence per sample); `Mean` divides by every element, as PyTorch's.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let p = Tensor::from_vec(vec![0.5f32, 0.5], &[1, 2])?;
 /// let l = F::kl_div(&p.log()?, &p, Reduction::BatchMean, false)?;
 /// assert!(l.item()?.abs() < 1e-7);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn kl_div(
     input: &Tensor,
@@ -162,13 +162,13 @@ pub fn kl_div(
 /// margin)` for dissimilar ones, `cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12))`.
 ///
 /// ```
-/// use nn_core::{functional as F, Reduction, Tensor};
+/// use nn::{functional as F, Reduction, Tensor};
 /// let a = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], &[2, 2])?;
 /// let b = Tensor::from_vec(vec![1.0f32, 0.0, 1.0, 0.0], &[2, 2])?;
 /// let y = Tensor::from_vec(vec![1.0f32, -1.0], &[2])?;
 /// let l = F::cosine_embedding_loss(&a, &b, &y, 0.0, Reduction::None)?;
 /// assert_eq!(l.to_vec::<f32>()?, vec![0.0, 0.0]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn cosine_embedding_loss(
     input1: &Tensor,

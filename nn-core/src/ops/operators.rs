@@ -9,7 +9,7 @@
 //! gradients are those of the methods.
 //!
 //! ```
-//! use nn_core::Tensor;
+//! use nn::Tensor;
 //! let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
 //! let y = ((&x * 2.5)? + 1.0)?;
 //! assert_eq!(y.to_vec::<f32>()?, vec![3.5, 6.0]);
@@ -17,7 +17,7 @@
 //! assert_eq!(z.to_vec::<f32>()?, vec![-2.5, -2.5]);
 //! assert_eq!((-&x)?.to_vec::<f32>()?, vec![-1.0, -2.0]);
 //! assert!((&x + &Tensor::zeros(&[3])).is_err()); // shapes that do not broadcast
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::{Result, Tensor};

@@ -118,11 +118,11 @@ impl Tensor {
     /// Max pooling of `self` `[n, c, h, w]` (or `[c, h, w]`): PyTorch's `F.max_pool2d`.
     ///
     /// ```
-    /// use nn_core::{Pool2dOptions, Tensor};
+    /// use nn::{Pool2dOptions, Tensor};
     /// let x = Tensor::arange_f32(0.0, 16.0, 1.0)?.reshape(&[1, 1, 4, 4])?;
     /// let y = x.max_pool2d(&Pool2dOptions::new([2, 2]))?;
     /// assert_eq!(y.to_vec::<f32>()?, vec![5.0, 7.0, 13.0, 15.0]);
-    /// # Ok::<(), nn_core::Error>(())
+    /// # Ok::<(), nn::Error>(())
     /// ```
     pub fn max_pool2d(&self, opts: &Pool2dOptions) -> Result<Tensor> {
         batched("max_pool2d", self, |x| {

@@ -6,11 +6,11 @@
 //! (sigmoid of the input), not the composite's.
 //!
 //! ```
-//! use nn_core::Tensor;
+//! use nn::Tensor;
 //! let x = Tensor::from_vec(vec![0.0f32, 100.0, -100.0], &[3])?;
 //! let y = x.softplus()?.to_vec::<f32>()?;
 //! assert!((y[0] - 2f32.ln()).abs() < 1e-6 && y[1] == 100.0 && y[2] < 1e-30);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::autograd::{backward_fn, record};

@@ -18,7 +18,7 @@ use crate::{DType, Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`Adagrad`] (PyTorch's defaults).
 ///
 /// ```
-/// use nn_core::optim::AdagradConfig;
+/// use nn::optim::AdagradConfig;
 /// assert_eq!(AdagradConfig::default().eps, 1e-10);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,14 +104,14 @@ struct State {
 /// creates them at construction, with the same values).
 ///
 /// ```
-/// use nn_core::optim::{Adagrad, AdagradConfig, Optimizer};
-/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// use nn::optim::{Adagrad, AdagradConfig, Optimizer};
+/// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);
 /// let mut opt = Adagrad::new(net.parameters(), AdagradConfig { lr_decay: 0.01, ..Default::default() })?;
 /// net.forward(&Tensor::ones(&[2, 3]))?.sum()?.backward()?;
 /// opt.step()?;
 /// assert!(opt.state_dict()?.get("state.0.sum").is_some());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Adagrad {

@@ -28,7 +28,7 @@ use crate::{Error, Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`Adam`] (PyTorch's defaults).
 ///
 /// ```
-/// use nn_core::optim::AdamConfig;
+/// use nn::optim::AdamConfig;
 /// let cfg = AdamConfig { lr: 3e-4, amsgrad: true, ..Default::default() };
 /// assert_eq!(cfg.betas, (0.9, 0.999));
 /// ```
@@ -67,7 +67,7 @@ impl Default for AdamConfig {
 /// Hyperparameters of [`AdamW`] (PyTorch's defaults: `weight_decay` 0.01).
 ///
 /// ```
-/// use nn_core::optim::AdamWConfig;
+/// use nn::optim::AdamWConfig;
 /// assert_eq!(AdamWConfig::default().weight_decay, 0.01);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,14 +170,14 @@ struct Moments {
 /// `torch.optim.Adam` (with `decoupled_weight_decay`, the rule of [`AdamW`]).
 ///
 /// ```
-/// use nn_core::optim::{Adam, AdamConfig, Optimizer};
-/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// use nn::optim::{Adam, AdamConfig, Optimizer};
+/// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);
 /// let mut opt = Adam::new(net.parameters(), AdamConfig { amsgrad: true, ..Default::default() })?;
 /// net.forward(&Tensor::ones(&[2, 3]))?.sum()?.backward()?;
 /// opt.step()?;
 /// assert!(opt.state_dict()?.get("state.0.max_exp_avg_sq").is_some());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Adam {
@@ -430,14 +430,14 @@ super::group::grouped!(Adam, AdamConfig, Moments, state);
 /// `torch.optim.AdamW`: Adam with decoupled weight decay (PyTorch's default 0.01).
 ///
 /// ```
-/// use nn_core::optim::{AdamW, AdamWConfig, Optimizer};
-/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// use nn::optim::{AdamW, AdamWConfig, Optimizer};
+/// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);
 /// let mut opt = AdamW::new(net.parameters(), AdamWConfig { lr: 1e-2, ..Default::default() })?;
 /// net.forward(&Tensor::ones(&[2, 3]))?.sum()?.backward()?;
 /// opt.step()?;
 /// assert_eq!(opt.group_lr(0), Some(1e-2));
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct AdamW(Adam);

@@ -10,8 +10,8 @@ use std::ops::Range;
 /// struct update syntax for the overrides.
 ///
 /// ```
-/// use nn_core::optim::{partition_by_name, AdamW, AdamWConfig, Optimizer, ParamGroup};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::{partition_by_name, AdamW, AdamWConfig, Optimizer, ParamGroup};
+/// use nn::{Linear, ModuleExt};
 /// let net = Linear::new(3, 2);
 /// let (no_decay, decay) = partition_by_name(net.named_parameters(), &["*.bias", "bias"])?;
 /// let cfg = AdamWConfig { lr: 1e-3, ..Default::default() };
@@ -20,7 +20,7 @@ use std::ops::Range;
 ///     ParamGroup::new(no_decay, AdamWConfig { weight_decay: 0.0, ..cfg }),
 /// ])?;
 /// assert_eq!(opt.num_groups(), 2);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ParamGroup<C> {
@@ -338,12 +338,12 @@ pub(crate) fn split_state<'s>(
 /// `*norm*`, `pos`); an empty pattern is an error.
 ///
 /// ```
-/// use nn_core::optim::partition_by_name;
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::partition_by_name;
+/// use nn::{Linear, ModuleExt};
 /// let net = Linear::new(3, 2);
 /// let (bias, rest) = partition_by_name(net.named_parameters(), &["bias"])?;
 /// assert_eq!((bias.len(), rest.len()), (1, 1));
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn partition_by_name(
     named: Vec<(String, Param)>,

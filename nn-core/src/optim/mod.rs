@@ -20,15 +20,15 @@
 //! hyper-parameters as PyTorch does.
 //!
 //! ```
-//! use nn_core::optim::{Optimizer, Sgd, SgdConfig};
-//! use nn_core::{Linear, ModuleExt, Forward, Tensor};
+//! use nn::optim::{Optimizer, Sgd, SgdConfig};
+//! use nn::{Linear, ModuleExt, Forward, Tensor};
 //! let net = Linear::new(3, 1);
 //! let mut opt = Sgd::new(net.parameters(), SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })?;
 //! let loss = net.forward(&Tensor::ones(&[4, 3]))?.square()?.mean()?;
 //! opt.zero_grad();
 //! loss.backward()?;
 //! opt.step()?;
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 mod adagrad;

@@ -20,7 +20,7 @@ use crate::{Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`RmsProp`] (PyTorch's defaults).
 ///
 /// ```
-/// use nn_core::optim::RmsPropConfig;
+/// use nn::optim::RmsPropConfig;
 /// assert_eq!(RmsPropConfig::default().alpha, 0.99);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,15 +110,15 @@ struct State {
 /// `torch.optim.RMSprop`.
 ///
 /// ```
-/// use nn_core::optim::{Optimizer, RmsProp, RmsPropConfig};
-/// use nn_core::{Forward, Linear, ModuleExt, Tensor};
+/// use nn::optim::{Optimizer, RmsProp, RmsPropConfig};
+/// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);
 /// let cfg = RmsPropConfig { momentum: 0.9, centered: true, ..Default::default() };
 /// let mut opt = RmsProp::new(net.parameters(), cfg)?;
 /// net.forward(&Tensor::ones(&[2, 3]))?.sum()?.backward()?;
 /// opt.step()?;
 /// assert!(opt.state_dict()?.get("state.0.grad_avg").is_some());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct RmsProp {

@@ -17,7 +17,7 @@ use crate::{Error, Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`Sgd`] (PyTorch's defaults apart from `lr`, which has none there).
 ///
 /// ```
-/// use nn_core::optim::SgdConfig;
+/// use nn::optim::SgdConfig;
 /// let cfg = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() };
 /// assert_eq!(cfg.dampening, 0.0);
 /// ```
@@ -99,8 +99,8 @@ impl GroupConfig for SgdConfig {
 /// `torch.optim.SGD`.
 ///
 /// ```
-/// use nn_core::optim::{Optimizer, ParamGroup, Sgd, SgdConfig};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::{Optimizer, ParamGroup, Sgd, SgdConfig};
+/// use nn::{Linear, ModuleExt};
 /// let (a, b) = (Linear::new(2, 2), Linear::new(2, 1));
 /// let base = SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() };
 /// let mut opt = Sgd::with_groups(vec![
@@ -109,7 +109,7 @@ impl GroupConfig for SgdConfig {
 /// ])?;
 /// opt.set_group_lr(1, 0.02)?;
 /// assert_eq!(opt.group_lr(1), Some(0.02));
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Sgd {

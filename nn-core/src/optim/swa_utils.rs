@@ -10,8 +10,8 @@
 //! as `avg * (1 - w) + model * w` truncated, as PyTorch's integer path does.
 //!
 //! ```
-//! use nn_core::optim::swa_utils::{get_ema_multi_avg_fn, AveragedModel};
-//! use nn_core::{Forward, Linear, ModuleExt, Tensor};
+//! use nn::optim::swa_utils::{get_ema_multi_avg_fn, AveragedModel};
+//! use nn::{Forward, Linear, ModuleExt, Tensor};
 //! let model = Linear::new(3, 2);
 //! let mut ema = AveragedModel::new(&model, get_ema_multi_avg_fn(0.9), true);
 //! for _ in 0..3 {
@@ -20,7 +20,7 @@
 //! }
 //! assert_eq!(ema.n_averaged()?, 3);
 //! let y = ema.forward(&Tensor::ones(&[1, 3]))?;
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 use crate::layers::{BatchNorm1d, BatchNorm2d};

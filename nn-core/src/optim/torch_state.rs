@@ -15,12 +15,12 @@ use std::path::Path;
 /// `params` lists int64). Strings and `None` are left out.
 ///
 /// ```no_run
-/// use nn_core::optim::{from_torch, AdamW, AdamWConfig, Optimizer};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::{from_torch, AdamW, AdamWConfig, Optimizer};
+/// use nn::{Linear, ModuleExt};
 /// let net = Linear::new(4, 2);
 /// let mut opt = AdamW::new(net.parameters(), AdamWConfig::default())?;
 /// opt.load_state_dict(&from_torch("checkpoint.pt", "optimizer")?)?;
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn from_torch(path: impl AsRef<Path>, prefix: &str) -> Result<StateDict> {
     let path = path.as_ref();

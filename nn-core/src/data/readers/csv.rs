@@ -11,7 +11,7 @@ use std::path::Path;
 /// column holds class indices (integers) and every other column a number.
 ///
 /// ```
-/// use nn_core::data::{readers::CsvDataset, Dataset};
+/// use nn::data::{readers::CsvDataset, Dataset};
 /// let path = std::env::temp_dir().join(format!("doc-{}.csv", std::process::id()));
 /// std::fs::write(&path, "x,y,class\n0.5,1,0\n2,3.5,1\n")?;
 /// let ds = CsvDataset::read(&path, "class")?;

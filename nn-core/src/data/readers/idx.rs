@@ -11,9 +11,9 @@ use std::path::Path;
 /// tensor, i8/i16/i32 an `I32` one, f32 `F32`, f64 `F64`; the shape is the header's.
 ///
 /// ```no_run
-/// let images = nn_core::data::readers::read_idx("train-images-idx3-ubyte.gz")?;
+/// let images = nn::data::readers::read_idx("train-images-idx3-ubyte.gz")?;
 /// assert_eq!(images.shape(), &[60000, 28, 28]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn read_idx(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();

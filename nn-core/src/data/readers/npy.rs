@@ -186,8 +186,8 @@ pub fn npy_from_bytes(b: &[u8], path: &Path) -> Result<Tensor> {
 /// file's order).
 ///
 /// ```
-/// use nn_core::data::readers::{read_npy, write_npy};
-/// use nn_core::Tensor;
+/// use nn::data::readers::{read_npy, write_npy};
+/// use nn::Tensor;
 /// let path = std::env::temp_dir().join(format!("doc-{}.npy", std::process::id()));
 /// write_npy(&path, &Tensor::arange(0, 6).reshape(&[2, 3])?)?;
 /// assert_eq!(read_npy(&path)?.to_vec2::<i64>()?, vec![vec![0, 1, 2], vec![3, 4, 5]]);
@@ -259,8 +259,8 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
 /// memory keeps a small resident set.
 ///
 /// ```
-/// use nn_core::data::{readers::{write_npy, NpyFile}, Dataset};
-/// use nn_core::Tensor;
+/// use nn::data::{readers::{write_npy, NpyFile}, Dataset};
+/// use nn::Tensor;
 /// let path = std::env::temp_dir().join(format!("doc-map-{}.npy", std::process::id()));
 /// write_npy(&path, &Tensor::arange(0, 6).reshape(&[3, 2])?)?;
 /// let rows = NpyFile::open(&path)?;

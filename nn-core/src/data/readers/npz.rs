@@ -12,11 +12,11 @@ use std::path::Path;
 /// (`np.savez(f, x=a)` gives `"x"`; positional arrays `"arr_0"`, ...).
 ///
 /// ```no_run
-/// let arrays = nn_core::data::readers::read_npz("data.npz")?;
+/// let arrays = nn::data::readers::read_npz("data.npz")?;
 /// for (name, t) in &arrays {
 ///     println!("{name}: {:?}", t.shape());
 /// }
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();

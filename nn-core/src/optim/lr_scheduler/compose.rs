@@ -21,9 +21,9 @@ fn nest(sd: &mut StateDict, prefix: &str, child: StateDict) {
 /// next one starts from its epoch 0.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{ConstantLR, ExponentialLR, LrScheduler, SequentialLR};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{ConstantLR, ExponentialLR, LrScheduler, SequentialLR};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 1.0)?;
 /// let a = ConstantLR::new(&mut opt, 0.1, 2)?;
 /// let b = ExponentialLR::new(&mut opt, 0.5)?;
@@ -31,7 +31,7 @@ fn nest(sd: &mut StateDict, prefix: &str, child: StateDict) {
 /// assert!((opt.lr() - 0.1).abs() < 1e-15);
 /// for _ in 0..3 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.5).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub struct SequentialLR {
     schedulers: Vec<Box<dyn LrScheduler>>,
@@ -197,16 +197,16 @@ fn load_children(children: &mut [Box<dyn LrScheduler>], sd: &StateDict) -> Resul
 /// `ChainedScheduler`: every scheduler steps at every step, their effects composing.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{ChainedScheduler, ConstantLR, ExponentialLR, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{ChainedScheduler, ConstantLR, ExponentialLR, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 1.0)?;
 /// let a = ConstantLR::new(&mut opt, 0.5, 5)?;
 /// let b = ExponentialLR::new(&mut opt, 0.9)?;
 /// let mut s = ChainedScheduler::new(&mut opt, vec![Box::new(a), Box::new(b)])?;
 /// s.step(&mut opt)?;
 /// assert!((opt.lr() - 0.45).abs() < 1e-12);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub struct ChainedScheduler {
     schedulers: Vec<Box<dyn LrScheduler>>,

@@ -9,7 +9,7 @@ use std::f64::consts::PI;
 /// How [`OneCycleLR`] moves between two values.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{AnnealStrategy, OneCycleLR};
+/// use nn::optim::lr_scheduler::{AnnealStrategy, OneCycleLR};
 /// let mut b = OneCycleLR::builder(&[0.1], 100);
 /// b.anneal_strategy = AnnealStrategy::Linear;
 /// ```
@@ -64,31 +64,31 @@ pub struct OneCycleRule {
 /// cycles the other way. Stepping past `total_steps` is an error, as in PyTorch.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LrScheduler, OneCycleLR};
-/// use nn_core::optim::{Optimizer, Sgd, SgdConfig};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LrScheduler, OneCycleLR};
+/// use nn::optim::{Optimizer, Sgd, SgdConfig};
+/// use nn::{Linear, ModuleExt};
 /// let cfg = SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() };
 /// let mut opt = Sgd::new(Linear::new(2, 1).parameters(), cfg)?;
 /// let mut s = OneCycleLR::builder(&[1.0], 10).build(&mut opt)?;
 /// assert!((opt.lr() - 0.04).abs() < 1e-15);
 /// for _ in 0..10 { s.step(&mut opt)?; }
 /// assert!(s.step(&mut opt).is_err());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type OneCycleLR = Scheduler<OneCycleRule>;
 
 /// The arguments of [`OneCycleLR`], PyTorch's defaults preset.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::OneCycleLR;
-/// use nn_core::optim::{Sgd, SgdConfig};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::OneCycleLR;
+/// use nn::optim::{Sgd, SgdConfig};
+/// use nn::{Linear, ModuleExt};
 /// let cfg = SgdConfig { momentum: 0.9, ..Default::default() };
 /// let mut opt = Sgd::new(Linear::new(2, 1).parameters(), cfg)?;
 /// let mut b = OneCycleLR::builder(&[0.1], 100);
 /// b.three_phase = true;
 /// let s = b.build(&mut opt)?;
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct OneCycleBuilder {
@@ -307,7 +307,7 @@ impl Rule for OneCycleRule {
 /// The scaling of [`CyclicLR`]'s amplitude.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::CyclicMode;
+/// use nn::optim::lr_scheduler::CyclicMode;
 /// let m = CyclicMode::ExpRange { gamma: 0.99 };
 /// assert_ne!(m, CyclicMode::Triangular);
 /// ```
@@ -339,15 +339,15 @@ pub struct CyclicRule {
 /// `base_momentum` (PyTorch's defaults 0.9 and 0.8) when `cycle_momentum`.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{CyclicLR, CyclicMode, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd, SgdConfig};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{CyclicLR, CyclicMode, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd, SgdConfig};
+/// use nn::{Linear, ModuleExt};
 /// let cfg = SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() };
 /// let mut opt = Sgd::new(Linear::new(2, 1).parameters(), cfg)?;
 /// let mut s = CyclicLR::new(&mut opt, &[0.01], &[0.1], 2, None, CyclicMode::Triangular, true)?;
 /// for _ in 0..2 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.1).abs() < 1e-12);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type CyclicLR = Scheduler<CyclicRule>;
 
@@ -505,14 +505,14 @@ pub struct WarmRestartsRule {
 /// `t_0` epochs, restarted with cycles `t_mult` times longer each time.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{CosineAnnealingWarmRestarts, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{CosineAnnealingWarmRestarts, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = CosineAnnealingWarmRestarts::new(&mut opt, 4, 1, 0.0)?;
 /// for _ in 0..4 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.1).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type CosineAnnealingWarmRestarts = Scheduler<WarmRestartsRule>;
 

@@ -16,9 +16,9 @@
 //! in code. A step allocates nothing per parameter (one lr per group).
 //!
 //! ```
-//! use nn_core::optim::lr_scheduler::{CosineAnnealingLR, LinearLR, LrScheduler, SequentialLR};
-//! use nn_core::optim::{AdamW, AdamWConfig, Optimizer};
-//! use nn_core::{Linear, ModuleExt};
+//! use nn::optim::lr_scheduler::{CosineAnnealingLR, LinearLR, LrScheduler, SequentialLR};
+//! use nn::optim::{AdamW, AdamWConfig, Optimizer};
+//! use nn::{Linear, ModuleExt};
 //! let net = Linear::new(4, 2);
 //! let mut opt = AdamW::new(net.parameters(), AdamWConfig { lr: 0.1, ..Default::default() })?;
 //! let warmup = LinearLR::new(&mut opt, 0.1, 1.0, 5)?;
@@ -29,7 +29,7 @@
 //!     sched.step(&mut opt)?;
 //! }
 //! assert_eq!(sched.get_last_lr().len(), 1);
-//! # Ok::<(), nn_core::Error>(())
+//! # Ok::<(), nn::Error>(())
 //! ```
 
 mod compose;
@@ -99,14 +99,14 @@ pub struct Ctx<'a> {
 /// for a schedule of your own.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{Ctx, LrScheduler, Rule, Scheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{Ctx, LrScheduler, Rule, Scheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// /// Halves the lr every step after the first.
 /// struct Halve;
 /// impl Rule for Halve {
 ///     const NAME: &'static str = "Halve";
-///     fn get_lr(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>, _: &mut Vec<f64>) -> nn_core::Result<()> {
+///     fn get_lr(&self, c: &Ctx<'_>, lrs: &mut Vec<f64>, _: &mut Vec<f64>) -> nn::Result<()> {
 ///         let f = if c.initial { 1.0 } else { 0.5 };
 ///         lrs.extend(c.cur.iter().map(|lr| lr * f));
 ///         Ok(())
@@ -116,7 +116,7 @@ pub struct Ctx<'a> {
 /// let mut s = Scheduler::with_rule(&mut opt, Halve)?;
 /// s.step(&mut opt)?;
 /// assert_eq!(s.get_last_lr(), &[0.05]);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub trait Rule: Send {
     /// PyTorch's class name, for errors.
@@ -145,14 +145,14 @@ pub trait Rule: Send {
 /// a [`Rule`]. The public names ([`StepLR`] ...) are this type over their rule.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LrScheduler, StepLR};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LrScheduler, StepLR};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let s = StepLR::new(&mut opt, 5, 0.5)?;
 /// assert_eq!((s.base_lrs(), s.last_epoch()), (&[0.1][..], 0));
 /// assert_eq!(opt.group_initial_lr(0), Some(0.1));
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Scheduler<R> {

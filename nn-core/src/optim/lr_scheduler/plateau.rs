@@ -7,13 +7,13 @@ use crate::{Error, Result, StateDict};
 /// Whether a lower or a higher metric is better.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{PlateauMode, ReduceLROnPlateau};
-/// use nn_core::optim::Sgd;
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{PlateauMode, ReduceLROnPlateau};
+/// use nn::optim::Sgd;
+/// use nn::{Linear, ModuleExt};
 /// let opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let s = ReduceLROnPlateau::new(&opt).with_mode(PlateauMode::Max);
 /// assert_eq!(s.mode, PlateauMode::Max);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlateauMode {
@@ -26,13 +26,13 @@ pub enum PlateauMode {
 /// How `threshold` is compared.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{ReduceLROnPlateau, ThresholdMode};
-/// use nn_core::optim::Sgd;
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{ReduceLROnPlateau, ThresholdMode};
+/// use nn::optim::Sgd;
+/// use nn::{Linear, ModuleExt};
 /// let opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = ReduceLROnPlateau::new(&opt);
 /// s.threshold_mode = ThresholdMode::Abs;
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThresholdMode {
@@ -47,16 +47,16 @@ pub enum ThresholdMode {
 /// the metric; a NaN metric is an error and changes nothing.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::ReduceLROnPlateau;
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::ReduceLROnPlateau;
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = ReduceLROnPlateau::new(&opt);
 /// s.patience = 1;
 /// for _ in 0..3 { s.step(&mut opt, 1.0)?; }
 /// assert!((opt.lr() - 0.01).abs() < 1e-12);
 /// assert!(s.step(&mut opt, f64::NAN).is_err());
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReduceLROnPlateau {

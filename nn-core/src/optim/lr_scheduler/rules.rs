@@ -24,14 +24,14 @@ pub struct StepRule {
 /// `StepLR`: the lr times `gamma` every `step_size` epochs.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LrScheduler, StepLR};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LrScheduler, StepLR};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = StepLR::new(&mut opt, 2, 0.5)?;
 /// for _ in 0..4 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.025).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type StepLR = Scheduler<StepRule>;
 
@@ -80,14 +80,14 @@ pub struct MultiStepRule {
 /// multiplies twice).
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LrScheduler, MultiStepLR};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LrScheduler, MultiStepLR};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 1.0)?;
 /// let mut s = MultiStepLR::new(&mut opt, &[1, 3], 0.1)?;
 /// for _ in 0..3 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.01).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type MultiStepLR = Scheduler<MultiStepRule>;
 
@@ -132,15 +132,15 @@ pub struct ConstantRule {
 /// `ConstantLR`: the lr times `factor` until `total_iters`.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{ConstantLR, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{ConstantLR, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = ConstantLR::new(&mut opt, 0.5, 2)?;
 /// assert!((opt.lr() - 0.05).abs() < 1e-15);
 /// for _ in 0..2 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.1).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type ConstantLR = Scheduler<ConstantRule>;
 
@@ -199,14 +199,14 @@ pub struct LinearRule {
 /// `total_iters` steps (a warmup).
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LinearLR, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LinearLR, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = LinearLR::new(&mut opt, 0.5, 1.0, 2)?;
 /// s.step(&mut opt)?;
 /// assert!((opt.lr() - 0.075).abs() < 1e-12);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type LinearLR = Scheduler<LinearRule>;
 
@@ -284,14 +284,14 @@ pub struct ExponentialRule {
 /// `ExponentialLR`: the lr times `gamma` every epoch.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{ExponentialLR, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{ExponentialLR, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = ExponentialLR::new(&mut opt, 0.5)?;
 /// s.step(&mut opt)?;
 /// assert!((opt.lr() - 0.05).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type ExponentialLR = Scheduler<ExponentialRule>;
 
@@ -325,14 +325,14 @@ pub struct PolynomialRule {
 /// `PolynomialLR`: the lr decays as `(1 - t / total_iters)^power`.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LrScheduler, PolynomialLR};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LrScheduler, PolynomialLR};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = PolynomialLR::new(&mut opt, 2, 1.0)?;
 /// for _ in 0..2 { s.step(&mut opt)?; }
 /// assert_eq!(opt.lr(), 0.0);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type PolynomialLR = Scheduler<PolynomialRule>;
 
@@ -386,14 +386,14 @@ pub struct CosineRule {
 /// epochs (and back up past it, as PyTorch's recurrence does).
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{CosineAnnealingLR, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{CosineAnnealingLR, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = CosineAnnealingLR::new(&mut opt, 10, 0.0)?;
 /// for _ in 0..5 { s.step(&mut opt)?; }
 /// assert!((opt.lr() - 0.05).abs() < 1e-12);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type CosineAnnealingLR = Scheduler<CosineRule>;
 
@@ -467,14 +467,14 @@ impl std::fmt::Debug for LambdaRule {
 /// `LambdaLR`: the base lr times `f(epoch)`, the same closure for every group.
 ///
 /// ```
-/// use nn_core::optim::lr_scheduler::{LambdaLR, LrScheduler};
-/// use nn_core::optim::{Optimizer, Sgd};
-/// use nn_core::{Linear, ModuleExt};
+/// use nn::optim::lr_scheduler::{LambdaLR, LrScheduler};
+/// use nn::optim::{Optimizer, Sgd};
+/// use nn::{Linear, ModuleExt};
 /// let mut opt = Sgd::with_lr(Linear::new(2, 1).parameters(), 0.1)?;
 /// let mut s = LambdaLR::new(&mut opt, |e| 1.0 / (1 + e) as f64)?;
 /// s.step(&mut opt)?;
 /// assert!((opt.lr() - 0.05).abs() < 1e-15);
-/// # Ok::<(), nn_core::Error>(())
+/// # Ok::<(), nn::Error>(())
 /// ```
 pub type LambdaLR = Scheduler<LambdaRule>;
 
