@@ -292,3 +292,14 @@ fn storage_only(op: &'static str, v: View<'_>) -> Error {
         dtype: v.dtype(),
     }
 }
+
+/// Whether `t`'s elements are borrowed from a file mapping (a CPU tensor not yet
+/// written); `false` for every other storage. For io's mapping tests, so that
+/// `CpuStorage` stays inside the CPU backend.
+#[cfg(test)]
+pub(crate) fn is_mapped(t: &crate::Tensor) -> bool {
+    t.storage()
+        .as_any()
+        .downcast_ref::<CpuStorage>()
+        .is_some_and(CpuStorage::is_mapped)
+}

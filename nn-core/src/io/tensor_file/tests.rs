@@ -3,7 +3,6 @@
 //! can be, copy-on-write on every way a parameter is written, files replaced under a
 //! live mapping, damaged files refused before anything changes.
 
-use crate::cpu::CpuStorage;
 use crate::io::*;
 use crate::layers::{BatchNorm1d, DynSequential, Linear, ReLU};
 use crate::module::{ModuleExt, Param};
@@ -32,10 +31,7 @@ fn model() -> DynSequential {
 
 /// Whether `t`'s elements are borrowed from a mapping.
 fn is_mapped(t: &Tensor) -> bool {
-    t.storage()
-        .as_any()
-        .downcast_ref::<CpuStorage>()
-        .is_some_and(CpuStorage::is_mapped)
+    crate::cpu::is_mapped(t)
 }
 
 fn mapped_params(m: &DynSequential) -> Result<Vec<bool>> {
