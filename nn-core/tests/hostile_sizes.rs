@@ -7,7 +7,7 @@
 //! CI runs this binary in the `checked` profile (release speed with overflow checks and
 //! debug assertions: `cargo test -p nn-core --profile checked --test hostile_sizes`), so
 //! wrapping arithmetic panics where it happens; the plain test profile has overflow
-//! checks too. (`src/ops/size_props.rs` is the crate-internal twin for the ops.)
+//! checks too.
 
 use nn_core::data::readers::{self, idx, npy};
 use nn_core::data::seed::SplitMix64;

@@ -27,8 +27,6 @@ mod reduction;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
-#[cfg(test)]
-mod size_props;
 mod softplus;
 mod unary;
 pub use conv::Conv2dOptions;
