@@ -51,6 +51,21 @@ pub(super) fn broadcasts(op: &'static str, shape: &[usize], out: &[usize]) -> Re
     Ok(())
 }
 
+/// The two operands of an elementwise op (their shapes against their element counts)
+/// and the output they broadcast to.
+pub(super) fn broadcast_operands(
+    op: &'static str,
+    (lhs_shape, lhs_len): (&[usize], usize),
+    (rhs_shape, rhs_len): (&[usize], usize),
+    out: &[usize],
+) -> Result<()> {
+    len(op, lhs_shape, lhs_len)?;
+    len(op, rhs_shape, rhs_len)?;
+    numel(op, out)?;
+    broadcasts(op, lhs_shape, out)?;
+    broadcasts(op, rhs_shape, out)
+}
+
 /// Fails unless `axes` are sorted, unique and below the rank.
 pub(super) fn axes(op: &'static str, shape: &[usize], axes: &[usize]) -> Result<()> {
     let sorted = axes.windows(2).all(|w| w[0] < w[1]);

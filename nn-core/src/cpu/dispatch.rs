@@ -147,11 +147,12 @@ impl BackendStorage for CpuStorage {
         out_shape: &[usize],
     ) -> Result<Storage> {
         let (lhs, rhs) = (self.view(), cpu("binary", rhs)?);
-        check::len("binary", lhs_shape, lhs.len())?;
-        check::len("binary", rhs_shape, rhs.len())?;
-        check::numel("binary", out_shape)?;
-        check::broadcasts("binary", lhs_shape, out_shape)?;
-        check::broadcasts("binary", rhs_shape, out_shape)?;
+        check::broadcast_operands(
+            "binary",
+            (lhs_shape, lhs.len()),
+            (rhs_shape, rhs.len()),
+            out_shape,
+        )?;
         out(match (lhs, rhs) {
             (View::F32(a), View::F32(b)) => {
                 elementwise::binary_f32(op, a, lhs_shape, b, rhs_shape, out_shape)?
@@ -172,11 +173,12 @@ impl BackendStorage for CpuStorage {
         out_shape: &[usize],
     ) -> Result<Storage> {
         let (lhs, rhs) = (self.view(), cpu("compare", rhs)?);
-        check::len("compare", lhs_shape, lhs.len())?;
-        check::len("compare", rhs_shape, rhs.len())?;
-        check::numel("compare", out_shape)?;
-        check::broadcasts("compare", lhs_shape, out_shape)?;
-        check::broadcasts("compare", rhs_shape, out_shape)?;
+        check::broadcast_operands(
+            "compare",
+            (lhs_shape, lhs.len()),
+            (rhs_shape, rhs.len()),
+            out_shape,
+        )?;
         let (sa, sb, so) = (lhs_shape, rhs_shape, out_shape);
         out(match (lhs, rhs) {
             (View::F32(a), View::F32(b)) => elementwise::compare(op, a, sa, b, sb, so)?,
