@@ -2,7 +2,8 @@
 //! CRC-32 of a postcard payload holding everything, tensor bytes inline. See the
 //! [`crate::io`] docs for the layout.
 
-use super::scan::{format_error, payload_kind, pretty_type, Scan};
+use super::kind::payload_kind;
+use super::scan::{format_error, pretty_type, Scan};
 use super::v2::VERSION;
 use crate::io::bytes::{le_u32, le_u64, MAGIC};
 use crate::io::tensor_file::Entry;
@@ -109,7 +110,7 @@ pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> 
             let detail = tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
             let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
             // a valid file of another kind says what it holds
-            return Err(match payload_kind(body, false) {
+            return Err(match payload_kind(body, false).found() {
                 Some(found) if found != expected => Error::FileKind {
                     path: what.to_string(),
                     expected,
@@ -173,7 +174,7 @@ pub(crate) fn scan_state_dict<R: Read + Seek>(
                 file.take(payload_len)
                     .read_to_end(&mut body)
                     .map_err(io_err)?;
-                payload_kind(&body, false)
+                payload_kind(&body, false).found()
             } else {
                 None
             };

@@ -7,7 +7,8 @@
 //! data section) instead of the bytes ([`crate::io::tensor_serde`] writes and reads
 //! that form for [`encode`] and [`decode`]; every other serializer sees the bytes).
 
-use super::scan::{format_error, payload_kind, pretty_type, Scan};
+use super::kind::payload_kind;
+use super::scan::{format_error, pretty_type, Scan};
 use crate::io::bytes::{le_bytes, le_u32, le_u64, MAGIC};
 use crate::io::tensor_file::Entry;
 use crate::io::tensor_serde;
@@ -357,6 +358,19 @@ pub(crate) fn decode_skeleton<T: DeserializeOwned>(
     tensor_serde::from_skeleton(skeleton, data, check_ref)
 }
 
+/// Checks a whole version-2 file: its head, then every chunk of its data section (a bad
+/// one named by the tensors in it, as [`decode`] does); `release` as for
+/// [`verify_chunks`].
+pub(crate) fn check_file(
+    file: &[u8],
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> std::result::Result<Layout, String> {
+    let lay = check_head(file)?;
+    let refs = skeleton_refs(&file[lay.skeleton.clone()]);
+    verify_chunks(file, &lay, release, |s, e| name_owners(&refs, s, e))?;
+    Ok(lay)
+}
+
 /// Names for the tensors of a checked version-2 skeleton, for errors: the keys of a
 /// state dict, else `#0`, `#1`... of a list or tuple; none for other values.
 fn skeleton_refs(skel: &[u8]) -> Vec<(String, u64, u64)> {
@@ -430,7 +444,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
                 _ => detail,
             };
             let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
-            Err(match payload_kind(skel, true) {
+            Err(match payload_kind(skel, true).found() {
                 Some(found) if found != expected => Error::FileKind {
                     path: what.to_string(),
                     expected,
@@ -459,7 +473,7 @@ pub(crate) fn scan_state_dict(
     let mut entries = match parsed {
         Ok(es) => es,
         Err(m) => {
-            return Err(match payload_kind(skel, true) {
+            return Err(match payload_kind(skel, true).found() {
                 Some(found) => Error::FileKind {
                     path: what.to_string(),
                     expected: "a StateDict".into(),
