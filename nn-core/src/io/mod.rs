@@ -128,6 +128,7 @@ mod xxh3;
 // the formats, and serde for tensors
 mod native;
 mod safetensors;
+mod skeleton;
 mod tensor_serde;
 pub(crate) mod torch;
 // on top: format detection, loading into a model, checkpoints, summaries
