@@ -37,6 +37,16 @@ impl NativeKind {
             k => Some(k.to_string()),
         }
     }
+
+    /// The `found` of a state-dict read of another kind of file: also a training
+    /// checkpoint (whose loader reads both of its layouts as format errors, so
+    /// [`Self::found`] leaves it out).
+    pub(super) fn found_by_state_dict_reader(self) -> Option<String> {
+        match self {
+            NativeKind::Other => None,
+            k => Some(k.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for NativeKind {

@@ -171,7 +171,7 @@ pub(crate) fn scan_state_dict<R: Read + Seek>(
                 file.take(payload_len)
                     .read_to_end(&mut body)
                     .map_err(io_err)?;
-                payload_kind(&body, false).found()
+                payload_kind(&body, false).found_by_state_dict_reader()
             } else {
                 None
             };

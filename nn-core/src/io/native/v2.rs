@@ -502,14 +502,16 @@ pub(crate) fn scan_state_dict(
     let mut entries = match parsed {
         Ok(es) => es,
         Err(m) => {
-            return Err(match payload_kind(skel, true).found() {
-                Some(found) => Error::FileKind {
-                    path: what.to_string(),
-                    expected: "a StateDict".into(),
-                    found,
+            return Err(
+                match payload_kind(skel, true).found_by_state_dict_reader() {
+                    Some(found) => Error::FileKind {
+                        path: what.to_string(),
+                        expected: "a StateDict".into(),
+                        found,
+                    },
+                    None => fmt_err(format!("bad payload: {m}")),
                 },
-                None => fmt_err(format!("bad payload: {m}")),
-            })
+            )
         }
     };
     let data_len = lay.data.len() as u64;

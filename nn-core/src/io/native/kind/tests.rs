@@ -102,3 +102,27 @@ fn other_files_are_none_and_damaged_ones_the_load_error() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_checkpoint_read_as_a_state_dict_says_what_it_is() -> Result<()> {
+    let net = Linear::new(2, 1);
+    let opt = Sgd::with_lr(net.parameters(), 0.1)?;
+    let dir = std::env::temp_dir().join(format!("nn-kind-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let path = dir.join("ck.nn");
+    TrainingCheckpoint::capture(1, &net, &opt)?.save(&path)?;
+    let as_sd = load_state_dict_file(&path).map(|_| ());
+    let back = TrainingCheckpoint::load(&path).map(|ck| ck.epoch);
+    std::fs::remove_dir_all(&dir).ok();
+    match as_sd {
+        Err(Error::FileKind {
+            found, expected, ..
+        }) => assert_eq!(
+            (found.as_str(), expected.as_str()),
+            ("a TrainingCheckpoint", "a StateDict")
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(back?, 1);
+    Ok(())
+}
