@@ -4,7 +4,7 @@
 //! (`model.0.weight`); tensors holding the same data under several keys are marked tied.
 
 use crate::error::{CliError, Result};
-use nn_core::io::{self, FileFormat, MetaValue, TrainingCheckpoint};
+use nn_core::io::{self, FileFormat, MetaValue, NativeKind, TrainingCheckpoint};
 use nn_core::{DType, Error, StateDict, Tensor};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -139,14 +139,12 @@ impl Described {
                     loaded: None,
                 }
             }
-            Err(Error::FileKind { found, .. }) => tensors_file(path, &found)?,
-            Err(Error::Format { path: p, msg }) if !msg.contains("checksum") => {
-                match native_version(path) {
-                    Some(version) => checkpoint(path, version)?,
-                    None => return Err(Error::Format { path: p, msg }.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
+            // not a state dict, or damaged: the typed kind (every checksum verified)
+            // says which; a damaged file keeps the error the state-dict read gave
+            Err(e) => match io::native_kind(path) {
+                Ok(Some(kind)) => native_file(path, kind, e)?,
+                Ok(None) | Err(_) => return Err(e.into()),
+            },
         };
         d.mark_ties()?;
         Ok(d)
@@ -315,27 +313,27 @@ fn native_version(path: &Path) -> Option<u32> {
     Some(u32::from_le_bytes(v))
 }
 
-/// A native file of tensors that is not a state dict: `found` is what the decoder said
-/// it holds (`a Tensor`, `a Vec<Tensor> (3 tensors)`, `a tuple of 2 tensors`).
-fn tensors_file(path: &Path, found: &str) -> Result<Described> {
+/// A sound native file that `inspect` did not read as a state dict, by what it holds;
+/// `e` is the error that read gave.
+fn native_file(path: &Path, kind: NativeKind, e: Error) -> Result<Described> {
+    let version = native_version(path).unwrap_or(0);
     let unknown = || CliError::UnknownPayload {
         path: path.display().to_string(),
-        version: native_version(path).unwrap_or(0),
+        version,
     };
-    let (kind, ts) = if found == "a Tensor" {
-        (Kind::Tensor, vec![io::load::<Tensor>(path)?])
-    } else if found.starts_with("a Vec<Tensor>") {
-        let ts = io::load::<Vec<Tensor>>(path)?;
-        (Kind::List(ts.len()), ts)
-    } else if let Some(k) = found
-        .strip_prefix("a tuple of ")
-        .and_then(|r| r.strip_suffix(" tensors"))
-        .and_then(|k| k.parse::<usize>().ok())
-    {
-        let ts = load_tuple(path, k)?.ok_or_else(unknown)?;
-        (Kind::Tuple(ts.len()), ts)
-    } else {
-        return Err(unknown());
+    let (kind, ts) = match kind {
+        NativeKind::Tensor => (Kind::Tensor, vec![io::load::<Tensor>(path)?]),
+        NativeKind::List(_) => {
+            let ts = io::load::<Vec<Tensor>>(path)?;
+            (Kind::List(ts.len()), ts)
+        }
+        NativeKind::Tuple(k) => {
+            let ts = load_tuple(path, k)?.ok_or_else(unknown)?;
+            (Kind::Tuple(ts.len()), ts)
+        }
+        NativeKind::TrainingCheckpoint => return checkpoint(path, version),
+        NativeKind::StateDict => return Err(e.into()),
+        _ => return Err(unknown()),
     };
     let mut sd = StateDict::new();
     let mut items = Vec::new();
@@ -350,7 +348,7 @@ fn tensors_file(path: &Path, found: &str) -> Result<Described> {
     Ok(Described {
         path: path.to_path_buf(),
         format: FileFormat::Native,
-        version: native_version(path),
+        version: Some(version),
         kind,
         items,
         loaded: Some(sd),
@@ -381,12 +379,11 @@ fn tensor_item(name: &str, t: &Tensor) -> Item {
     })
 }
 
-/// A native file that is not a state dict: a training checkpoint, or else a value of a
-/// type we do not know.
+/// A training checkpoint; one of an unknown layout version is a value we do not know.
 fn checkpoint(path: &Path, version: u32) -> Result<Described> {
     let ck = match TrainingCheckpoint::load(path) {
         Ok(ck) => ck,
-        Err(Error::InvalidCheckpoint { .. }) | Err(Error::Format { .. }) => {
+        Err(Error::InvalidCheckpoint { .. }) => {
             return Err(CliError::UnknownPayload {
                 path: path.display().to_string(),
                 version,

@@ -233,3 +233,42 @@ fn a_native_file_under_a_text_name_warns() {
     assert_eq!(code, 0);
     assert!(out.contains("nn state dict (native format v2)"), "{out}");
 }
+
+#[test]
+fn kinds_come_from_the_library_typed_and_damage_wins() -> Result<()> {
+    // an array of three tensors is a tuple of three
+    let t = tmp("arr.nn");
+    io::save(
+        &[
+            Tensor::randn(&[2]),
+            Tensor::randn(&[3]),
+            Tensor::randn(&[4]),
+        ],
+        &t,
+    )?;
+    assert_eq!(io::native_kind(&t)?, Some(io::NativeKind::Tuple(3)));
+    let (code, out, err) = nn(&["inspect", &t]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("nn tuple of 3 tensors (native format v2)"),
+        "{out}"
+    );
+    // a damaged tensor or list file says so (its kind is never guessed from a message)
+    for (name, v1) in [("dl.nn", false), ("dl1.nn", true)] {
+        let path = tmp(name);
+        let list = vec![Tensor::randn(&[8]), Tensor::randn(&[8])];
+        let mut bytes = match v1 {
+            true => io::to_bytes_v1(&list)?,
+            false => io::to_bytes(&list)?,
+        };
+        if let Some(b) = bytes.last_mut() {
+            *b ^= 0x10;
+        }
+        write(&path, &bytes);
+        let (code, out, err) = nn(&["inspect", &path]);
+        assert_eq!(code, 3, "{out}");
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    Ok(())
+}

@@ -485,6 +485,88 @@ fn data_loader_bad_inputs_are_errors() -> Result<()> {
     Ok(())
 }
 
+/// Samplers asked for more indices than fit in memory: `try_indices`, `try_batches` and
+/// the `DataLoader` answer an out-of-memory error naming the sampler and the size (the
+/// infallible `indices` would abort, as any failed allocation does).
+#[test]
+fn samplers_asked_for_more_indices_than_fit_are_errors() -> Result<()> {
+    use nn_core::data::Sampler;
+    use nn_core::Error;
+    let huge = usize::MAX / 4;
+    let cases: Vec<(Box<dyn Sampler>, &str)> = vec![
+        (
+            Box::new(RandomSampler::new(10, 1).num_samples(huge)),
+            "RandomSampler::indices",
+        ),
+        (
+            Box::new(
+                RandomSampler::new(10, 1)
+                    .replacement(true)
+                    .num_samples(huge),
+            ),
+            "RandomSampler::indices",
+        ),
+        (
+            Box::new(RandomSampler::new(huge, 1)),
+            "RandomSampler::indices",
+        ),
+        (
+            Box::new(SequentialSampler::new(huge)),
+            "SequentialSampler::indices",
+        ),
+        (
+            Box::new(WeightedRandomSampler::new(vec![1.0, 2.0], huge, true, 0)?),
+            "WeightedRandomSampler::indices",
+        ),
+        (
+            Box::new(DistributedSampler::new(usize::MAX - 1, 2, 1, Some(3))?),
+            "DistributedSampler::indices",
+        ),
+        (
+            Box::new(DistributedSampler::new(huge, 3, 2, None)?),
+            "DistributedSampler::indices",
+        ),
+    ];
+    for (s, op) in cases {
+        match s.try_indices(0) {
+            Err(e @ Error::OutOfMemory { .. }) => {
+                let m = e.to_string();
+                assert!(
+                    m.starts_with(&format!("{op}: out of memory allocating ")),
+                    "{m}"
+                );
+            }
+            other => panic!("{op}: {:?}", other.map(|v| v.len())),
+        }
+    }
+    // through a batch sampler and a data loader: the error, once
+    let b = BatchSampler::new(RandomSampler::new(10, 1).num_samples(huge), 4, false)?;
+    assert!(matches!(b.try_batches(0), Err(Error::OutOfMemory { .. })));
+    let l = DataLoader::builder(TensorDataset::new(Tensor::arange(0, 10))?)
+        .sampler(RandomSampler::new(10, 1).num_samples(huge))
+        .batch_size(4)
+        .build()?;
+    let items: Vec<_> = l.iter().collect();
+    assert_eq!(items.len(), 1);
+    assert!(
+        matches!(
+            &items[0],
+            Err(Error::OutOfMemory {
+                op: "RandomSampler::indices",
+                ..
+            })
+        ),
+        "{:?}",
+        items[0].as_ref().err()
+    );
+    // sizes that fit still give every index, as `indices` does
+    let s = DistributedSampler::new(7, 3, 2, Some(5))?;
+    assert_eq!(s.try_indices(4)?, s.indices(4));
+    let r = RandomSampler::new(5, 2).num_samples(12);
+    assert_eq!(r.try_indices(1)?, r.indices(1));
+    Ok(())
+}
+
 /// What the property test above found: average pooling collected one divisor per window
 /// position (~2^58 here, beside a zero batch) until the process was killed, and the
 /// class losses filled one weight per class (`MAX_NUMEL` here, beside zero rows) with

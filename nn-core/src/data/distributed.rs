@@ -1,8 +1,10 @@
 //! `DistributedSampler`: each rank's disjoint shard of an epoch's seeded permutation,
 //! with PyTorch's `torch.utils.data.DistributedSampler` semantics.
 
-use super::seed::SplitMix64;
+use super::sampler::or_abort;
+use super::seed::{try_range, SplitMix64};
 use super::Sampler;
+use crate::host::try_with_capacity;
 use crate::{Error, Result};
 
 /// Splits the indices `0..len` of a data set among `world_size` ranks, epoch by epoch,
@@ -117,9 +119,18 @@ impl DistributedSampler {
         self.num_samples() * self.world_size
     }
 
-    /// This rank's indices for `epoch` (0-based), in the order to visit them.
+    /// This rank's indices for `epoch` (0-based), in the order to visit them (aborting
+    /// like any allocation where the data set's indices do not fit in memory:
+    /// [`Self::try_indices`] returns an error instead).
     pub fn indices(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len).collect();
+        or_abort(self.try_indices(epoch), self.len)
+    }
+
+    /// [`Self::indices`], or an [`Error::OutOfMemory`] naming the sampler and the size
+    /// where the data set's indices cannot be allocated.
+    pub fn try_indices(&self, epoch: u64) -> Result<Vec<usize>> {
+        const OP: &str = "DistributedSampler::indices";
+        let mut order = try_range(self.len, OP)?;
         if let Some(seed) = self.seed {
             let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xd1b5_4a32_d192_ed03));
             for i in (1..self.len).rev() {
@@ -130,14 +141,22 @@ impl DistributedSampler {
         if total <= order.len() {
             order.truncate(total);
         } else {
-            let head = order.clone();
-            order.extend(head.iter().cycle().take(total - head.len()));
+            // padding repeats the head: fewer than `world_size` extra indices
+            let pad = total - order.len();
+            order
+                .try_reserve_exact(pad)
+                .map_err(|_| Error::OutOfMemory {
+                    bytes: total as u128 * std::mem::size_of::<usize>() as u128,
+                    op: OP,
+                })?;
+            while order.len() < total {
+                let k = (total - order.len()).min(self.len);
+                order.extend_from_within(..k);
+            }
         }
-        order
-            .into_iter()
-            .skip(self.rank)
-            .step_by(self.world_size)
-            .collect()
+        let mut mine = try_with_capacity(self.num_samples(), OP)?;
+        mine.extend(order.into_iter().skip(self.rank).step_by(self.world_size));
+        Ok(mine)
     }
 }
 
@@ -148,6 +167,9 @@ impl Sampler for DistributedSampler {
 
     fn indices(&self, epoch: u64) -> Vec<usize> {
         DistributedSampler::indices(self, epoch)
+    }
+    fn try_indices(&self, epoch: u64) -> Result<Vec<usize>> {
+        DistributedSampler::try_indices(self, epoch)
     }
 }
 

@@ -233,10 +233,22 @@ impl<D: Dataset + 'static, C: Collate<D::Item> + 'static> DataLoader<D, C> {
     }
 
     /// The batches of the current epoch. Dropping the iterator early stops the workers
-    /// (each finishes the sample it is loading) and joins them.
+    /// (each finishes the sample it is loading) and joins them. An epoch whose indices
+    /// cannot be allocated (a sampler asked for more than fit in memory) is one item,
+    /// the [`crate::Error::OutOfMemory`] naming the sampler and the size.
     pub fn iter(&self) -> DataLoaderIter<'_, C::Batch> {
         self.dataset.set_epoch(self.epoch);
-        let batches = Arc::new(self.batches.batches(self.epoch));
+        let batches = match self.batches.try_batches(self.epoch) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                return DataLoaderIter {
+                    source: Source::Failed(Some(e)),
+                    next: 0,
+                    total: 1,
+                    _loader: PhantomData,
+                }
+            }
+        };
         let total = batches.len();
         let source = if self.num_workers == 0 {
             let (ds, collate) = (self.dataset.clone(), self.collate.clone());
@@ -287,6 +299,8 @@ impl<'a, D: Dataset + 'static, C: Collate<D::Item> + 'static> IntoIterator
 enum Source<B> {
     Inline(Box<dyn Fn(usize) -> Result<B>>),
     Pool(Pool<B>),
+    /// The epoch's batches could not be made: this error, once.
+    Failed(Option<crate::Error>),
 }
 
 /// The batches of one epoch of a [`DataLoader`], in order; items are `Result<Batch>`
@@ -316,10 +330,11 @@ impl<B: Send + 'static> Iterator for DataLoaderIter<'_, B> {
         }
         let k = self.next;
         self.next += 1;
-        Some(match &self.source {
-            Source::Inline(load) => load(k),
-            Source::Pool(pool) => pool.recv(k % pool.len(), || format!("batch {k}")),
-        })
+        match &mut self.source {
+            Source::Inline(load) => Some(load(k)),
+            Source::Pool(pool) => Some(pool.recv(k % pool.len(), || format!("batch {k}"))),
+            Source::Failed(e) => e.take().map(Err),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -2,7 +2,8 @@
 //! epoch (PyTorch's `torch.utils.data.Sampler` family). An epoch's order is a function of
 //! the sampler's seed and the epoch number only.
 
-use super::seed::{derive_seed, permutation, SplitMix64};
+use super::seed::{derive_seed, try_permutation, try_range, SplitMix64};
+use crate::host::try_with_capacity;
 use crate::{Error, Result};
 
 /// An order of sample indices per epoch.
@@ -16,7 +17,17 @@ pub trait Sampler: Send + Sync {
     }
 
     /// The indices of `epoch` (0-based), in the order to visit them; `len()` of them.
+    /// Like any allocation, it aborts the process when they do not fit in memory (a
+    /// huge `num_samples`): [`Sampler::try_indices`] returns an error instead.
     fn indices(&self, epoch: u64) -> Vec<usize>;
+
+    /// [`Sampler::indices`], or an [`Error::OutOfMemory`] naming the sampler and the
+    /// size when they cannot be allocated (the [`super::DataLoader`] calls this one).
+    /// The default calls [`Sampler::indices`]: a sampler of your own that may be asked
+    /// for more indices than fit overrides it.
+    fn try_indices(&self, epoch: u64) -> Result<Vec<usize>> {
+        Ok(self.indices(epoch))
+    }
 }
 
 impl<S: Sampler + ?Sized> Sampler for Box<S> {
@@ -25,6 +36,20 @@ impl<S: Sampler + ?Sized> Sampler for Box<S> {
     }
     fn indices(&self, epoch: u64) -> Vec<usize> {
         (**self).indices(epoch)
+    }
+    fn try_indices(&self, epoch: u64) -> Result<Vec<usize>> {
+        (**self).try_indices(epoch)
+    }
+}
+
+/// `indices`' answer when `try_indices` failed: the process aborts, as the failed
+/// allocation of `n` indices would have aborted it.
+pub(super) fn or_abort(r: Result<Vec<usize>>, n: usize) -> Vec<usize> {
+    match r {
+        Ok(v) => v,
+        Err(_) => std::alloc::handle_alloc_error(
+            std::alloc::Layout::array::<usize>(n).unwrap_or(std::alloc::Layout::new::<usize>()),
+        ),
     }
 }
 
@@ -45,8 +70,11 @@ impl Sampler for SequentialSampler {
     fn len(&self) -> usize {
         self.len
     }
-    fn indices(&self, _epoch: u64) -> Vec<usize> {
-        (0..self.len).collect()
+    fn indices(&self, epoch: u64) -> Vec<usize> {
+        or_abort(self.try_indices(epoch), self.len)
+    }
+    fn try_indices(&self, _epoch: u64) -> Result<Vec<usize>> {
+        try_range(self.len, "SequentialSampler::indices")
     }
 }
 
@@ -102,27 +130,34 @@ impl Sampler for RandomSampler {
     }
 
     fn indices(&self, epoch: u64) -> Vec<usize> {
+        or_abort(self.try_indices(epoch), self.len())
+    }
+
+    fn try_indices(&self, epoch: u64) -> Result<Vec<usize>> {
+        const OP: &str = "RandomSampler::indices";
         let n = self.len();
         let seed = derive_seed(self.seed, epoch);
         if self.len == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         if self.replacement {
             let mut rng = SplitMix64::new(seed);
-            return (0..n).map(|_| rng.below(self.len)).collect();
+            let mut out = try_with_capacity(n, OP)?;
+            out.extend((0..n).map(|_| rng.below(self.len)));
+            return Ok(out);
         }
         if n == self.len {
-            return permutation(self.len, seed);
+            return try_permutation(self.len, seed, OP);
         }
-        let mut out = Vec::with_capacity(n);
+        let mut out = try_with_capacity(n, OP)?;
         let mut round = 0u64;
         while out.len() < n {
-            let p = permutation(self.len, derive_seed(seed, round));
+            let p = try_permutation(self.len, derive_seed(seed, round), OP)?;
             let take = (n - out.len()).min(self.len);
             out.extend_from_slice(&p[..take]);
             round += 1;
         }
-        out
+        Ok(out)
     }
 }
 
@@ -198,17 +233,21 @@ impl Sampler for WeightedRandomSampler {
     }
 
     fn indices(&self, epoch: u64) -> Vec<usize> {
+        or_abort(self.try_indices(epoch), self.num_samples)
+    }
+
+    fn try_indices(&self, epoch: u64) -> Result<Vec<usize>> {
         let mut rng = SplitMix64::new(derive_seed(self.seed, epoch));
         let total = self.cumulative.last().copied().unwrap_or(0.0);
         if self.replacement {
             let last = self.weights.len().saturating_sub(1);
-            return (0..self.num_samples)
-                .map(|_| {
-                    let u = rng.uniform() * total;
-                    // the first index whose cumulative weight exceeds u (zero weights are skipped)
-                    self.cumulative.partition_point(|&c| c <= u).min(last)
-                })
-                .collect();
+            let mut out = try_with_capacity(self.num_samples, "WeightedRandomSampler::indices")?;
+            out.extend((0..self.num_samples).map(|_| {
+                let u = rng.uniform() * total;
+                // the first index whose cumulative weight exceeds u (zero weights are skipped)
+                self.cumulative.partition_point(|&c| c <= u).min(last)
+            }));
+            return Ok(out);
         }
         let mut keys: Vec<(f64, usize)> = self
             .weights
@@ -218,10 +257,12 @@ impl Sampler for WeightedRandomSampler {
             .map(|(i, w)| ((1.0 - rng.uniform()).ln() / w, i))
             .collect();
         keys.sort_by(|a, b| b.0.total_cmp(&a.0));
-        keys.into_iter()
+        // without replacement `num_samples` is at most the weights' count
+        Ok(keys
+            .into_iter()
             .take(self.num_samples)
             .map(|(_, i)| i)
-            .collect()
+            .collect())
     }
 }
 
@@ -285,7 +326,8 @@ impl BatchSampler {
         self.batch_size
     }
 
-    /// The batches of `epoch`.
+    /// The batches of `epoch` (aborting like any allocation where they do not fit in
+    /// memory: [`Self::try_batches`] returns an error instead).
     pub fn batches(&self, epoch: u64) -> Vec<Vec<usize>> {
         let idx = self.sampler.indices(epoch);
         let mut out: Vec<Vec<usize>> = idx.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
@@ -293,6 +335,23 @@ impl BatchSampler {
             out.pop();
         }
         out
+    }
+
+    /// The batches of `epoch`, or an [`Error::OutOfMemory`] naming the sampler (or
+    /// `BatchSampler`) and the size where they cannot be allocated.
+    pub fn try_batches(&self, epoch: u64) -> Result<Vec<Vec<usize>>> {
+        let idx = self.sampler.try_indices(epoch)?;
+        let mut out =
+            try_with_capacity(idx.len().div_ceil(self.batch_size), "BatchSampler::batches")?;
+        out.extend(idx.chunks(self.batch_size).map(<[usize]>::to_vec));
+        if self.drop_last
+            && out
+                .last()
+                .is_some_and(|b: &Vec<usize>| b.len() < self.batch_size)
+        {
+            out.pop();
+        }
+        Ok(out)
     }
 }
 

@@ -40,12 +40,32 @@ impl SplitMix64 {
 
 /// A uniformly shuffled `0..n` (Fisher-Yates), fully determined by `seed`.
 pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64::new(seed);
     let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
+    shuffle(&mut p, seed);
+    p
+}
+
+/// [`permutation`], or [`crate::Error::OutOfMemory`] naming `op` when `n` indices
+/// cannot be allocated.
+pub(crate) fn try_permutation(n: usize, seed: u64, op: &'static str) -> crate::Result<Vec<usize>> {
+    let mut p = try_range(n, op)?;
+    shuffle(&mut p, seed);
+    Ok(p)
+}
+
+/// `0..n`, or [`crate::Error::OutOfMemory`] naming `op` when it cannot be allocated.
+pub(crate) fn try_range(n: usize, op: &'static str) -> crate::Result<Vec<usize>> {
+    let mut p = crate::host::try_with_capacity(n, op)?;
+    p.extend(0..n);
+    Ok(p)
+}
+
+/// Fisher-Yates over splitmix64 seeded by `seed`.
+fn shuffle(p: &mut [usize], seed: u64) {
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..p.len()).rev() {
         p.swap(i, rng.below(i + 1));
     }
-    p
 }
 
 /// Mixes a seed with a stream number (an epoch, a purpose), so derived streams differ.

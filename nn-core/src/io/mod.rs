@@ -128,6 +128,7 @@ mod xxh3;
 // the formats, and serde for tensors
 mod native;
 mod safetensors;
+mod skeleton;
 mod tensor_serde;
 pub(crate) mod torch;
 // on top: format detection, loading into a model, checkpoints, summaries
@@ -143,6 +144,7 @@ pub use crate::error::load_report::{LoadReport, Mismatch};
 pub use bytes::MAGIC;
 pub use checkpoint::{CheckpointProblem, MetaValue, TrainingCheckpoint};
 pub use load::LoadOptions;
+pub use native::kind::NativeKind;
 pub use native::v1::{frame, to_bytes_v1, HEADER_LEN};
 pub use native::v2::{frame as frame_v2, HEADER_LEN as HEADER_LEN_V2, VERSION};
 pub use native::{from_bytes, to_bytes};
@@ -169,6 +171,33 @@ pub fn save<T: Serialize + ?Sized>(value: &T, path: impl AsRef<Path>) -> Result<
 /// [`crate::Error::Io`].
 pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
     native::load(path.as_ref())
+}
+
+/// What the native file at `path` holds (a state dict, a training checkpoint, a tensor,
+/// a list or tuple of tensors, or a value of another type), told from its layout
+/// without decoding any tensor; `Ok(None)` when it is not a native file (safetensors, a
+/// `torch.save` archive ...: see [`inspect`]). Every checksum is verified first: a
+/// damaged file is the [`crate::Error::Format`] loading it gives, so an answer means
+/// the file is sound.
+///
+/// ```
+/// use nn::io::{self, NativeKind};
+/// use nn::Tensor;
+/// # let dir = std::env::temp_dir().join(format!("nn-kind-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).map_err(|e| nn::Error::io(&dir, e))?;
+/// let path = dir.join("pair.nn");
+/// io::save(&(Tensor::zeros(&[2]), Tensor::ones(&[3])), &path)?;
+/// assert_eq!(io::native_kind(&path)?, Some(NativeKind::Tuple(2)));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), nn::Error>(())
+/// ```
+pub fn native_kind(path: impl AsRef<Path>) -> Result<Option<NativeKind>> {
+    native::kind_of_path(path.as_ref())
+}
+
+/// The in-memory twin of [`native_kind`].
+pub fn native_kind_from_bytes(bytes: &[u8]) -> Result<Option<NativeKind>> {
+    native::kind_of(bytes, "<memory>", &|_| {})
 }
 
 /// Saves a state dict in the format its extension names ([`FileFormat::from_extension`]):

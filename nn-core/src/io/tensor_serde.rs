@@ -1,8 +1,13 @@
 //! serde for [`Tensor`] and [`StateDict`]: a tensor is `{dtype, shape, data}` with its
 //! elements as one little-endian byte string, never element by element.
 //!
-//! Inside [`to_skeleton`] and [`from_skeleton`] (the native format's version 2) the
-//! data is instead `(offset, length)` in a separate data section.
+//! A tensor goes to a serializer as a newtype struct named [`TOKEN`] around that
+//! struct (the trick of serde_json's `RawValue`). Every serializer that is not ours
+//! treats a newtype struct as its content (postcard, JSON, bincode: the bytes are those
+//! of the plain struct); the native version-2 writer's serializer
+//! (`io/skeleton/`) recognizes the name and writes the tensor as a reference
+//! into its data section instead, reading the tables it needs from its own state, never
+//! from a thread-local. Deserialization mirrors it.
 //!
 //! Deserialization checks the byte length against `dtype` and `shape` (with overflow
 //! checks) before it allocates, so a hostile input cannot ask for more memory than it
@@ -11,58 +16,69 @@
 use super::bytes::{byte_len, dtype_from_str, le_bytes};
 use crate::module::StateDict;
 use crate::{DType, HostData, Tensor};
-use serde::de::DeserializeOwned;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
-thread_local! {
-    static LAST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
+/// The name of the newtype struct a [`Tensor`] serializes as: a serializer or
+/// deserializer of ours that meets it handles the tensor itself.
+pub(crate) const TOKEN: &str = "$nn::private::Tensor";
 
-/// A deserialization error whose message survives formats that drop custom messages
-/// (postcard reports them all as "Serde Deserialization Error"): see [`take_last_error`].
+/// A deserialization error with its message.
 fn fail<E: de::Error>(msg: impl fmt::Display) -> E {
-    let msg = msg.to_string();
-    let e = E::custom(&msg);
-    LAST.with(|l| *l.borrow_mut() = Some(msg));
-    e
+    E::custom(msg)
 }
 
-/// The message of the last error raised by a tensor deserializer on this thread.
-pub(crate) fn take_last_error() -> Option<String> {
-    LAST.with(|l| l.borrow_mut().take())
+/// The dtype a tensor's `dtype` field names, or what is wrong with it.
+pub(crate) fn parse_dtype(v: &str) -> std::result::Result<DType, String> {
+    dtype_from_str(v).ok_or_else(|| format!("unknown dtype `{v}` (expected `float32` or `int64`)"))
 }
 
-struct Bytes<'a>(&'a [u8]);
+/// The byte length `dtype` and `shape` need, or what is wrong with them.
+pub(crate) fn need_len(dtype: DType, shape: &[usize]) -> std::result::Result<usize, String> {
+    byte_len(dtype, shape)
+        .ok_or_else(|| format!("tensor of shape {shape:?} and dtype {dtype} is too large"))
+}
 
-impl Serialize for Bytes<'_> {
+/// The message of a data field of `have` bytes where `need` are needed.
+pub(crate) fn wrong_len(have: u64, need: usize) -> String {
+    format!("tensor data has {have} bytes, its dtype and shape need {need}")
+}
+
+/// A tensor's data, converted to little-endian bytes only when serialized (the
+/// version-2 writer's first pass never asks for them).
+struct Data<'a>(&'a Tensor);
+
+impl Serialize for Data<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
+        let bytes = le_bytes(self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_bytes(&bytes)
+    }
+}
+
+/// The struct a tensor is: `{dtype, shape, data}`.
+struct Inline<'a>(&'a Tensor);
+
+impl Serialize for Inline<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Tensor", 3)?;
+        st.serialize_field("dtype", self.0.dtype().as_str())?;
+        st.serialize_field("shape", self.0.shape())?;
+        st.serialize_field("data", &Data(self.0))?;
+        st.end()
     }
 }
 
 impl Serialize for Tensor {
-    /// `{dtype: "float32" | "int64", shape: [..], data: bytes}`; the data of a GPU tensor
-    /// is copied to the host first. Autograd state is not saved.
+    /// `{dtype: "float32" | "int64" | ..., shape: [..], data: bytes}` inside a newtype
+    /// struct named `$nn::private::Tensor` (which postcard, JSON and most formats write
+    /// as its content); the data of a GPU tensor is copied to the host first. Autograd
+    /// state is not saved.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Tensor", 3)?;
-        st.serialize_field("dtype", self.dtype().as_str())?;
-        st.serialize_field("shape", self.shape())?;
-        if writing() {
-            // a native version-2 save: the bytes go to the data section, the skeleton
-            // holds where
-            let at = place(self).map_err(serde::ser::Error::custom)?;
-            st.serialize_field("data", &at)?;
-        } else {
-            let bytes = le_bytes(self).map_err(serde::ser::Error::custom)?;
-            st.serialize_field("data", &Bytes(&bytes))?;
-        }
-        st.end()
+        s.serialize_newtype_struct(TOKEN, &Inline(self))
     }
 }
 
@@ -81,11 +97,7 @@ impl Visitor<'_> for DTypeSeed {
         f.write_str("a dtype name (`float32` or `int64`)")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<DType, E> {
-        dtype_from_str(v).ok_or_else(|| {
-            fail(format_args!(
-                "unknown dtype `{v}` (expected `float32` or `int64`)"
-            ))
-        })
+        parse_dtype(v).map_err(fail)
     }
 }
 
@@ -98,46 +110,14 @@ struct DataSeed {
 impl<'de> DeserializeSeed<'de> for DataSeed {
     type Value = HostData;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HostData, D::Error> {
-        if reading() {
-            return d.deserialize_tuple(2, DataRef(self));
-        }
         d.deserialize_bytes(self)
-    }
-}
-
-/// The data field of a native version-2 skeleton: `(offset, length)` in the data section.
-struct DataRef(DataSeed);
-
-impl<'de> Visitor<'de> for DataRef {
-    type Value = HostData;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the offset and length of {} bytes of data", self.0.len)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostData, A::Error> {
-        let off: u64 = seq
-            .next_element()?
-            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        let len: u64 = seq
-            .next_element()?
-            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-        if len != self.0.len as u64 {
-            return Err(fail(format_args!(
-                "tensor data has {len} bytes, its dtype and shape need {}",
-                self.0.len
-            )));
-        }
-        with_data(off, len, |b| self.0.take(b)).map_err(|m| fail(format_args!("tensor {m}")))?
     }
 }
 
 impl DataSeed {
     fn take<E: de::Error>(&self, v: &[u8]) -> Result<HostData, E> {
         if v.len() != self.len {
-            return Err(fail(format_args!(
-                "tensor data has {} bytes, its dtype and shape need {}",
-                v.len(),
-                self.len
-            )));
+            return Err(fail(wrong_len(v.len() as u64, self.len)));
         }
         HostData::from_le_bytes(self.dtype, v).map_err(fail)
     }
@@ -176,11 +156,7 @@ fn build<E: de::Error>(shape: &[usize], data: HostData) -> Result<Tensor, E> {
 }
 
 fn data_seed<E: de::Error>(dtype: DType, shape: &[usize]) -> Result<DataSeed, E> {
-    let len = byte_len(dtype, shape).ok_or_else(|| {
-        fail(format_args!(
-            "tensor of shape {shape:?} and dtype {dtype} is too large"
-        ))
-    })?;
+    let len = need_len(dtype, shape).map_err(fail)?;
     Ok(DataSeed { dtype, len })
 }
 
@@ -190,6 +166,10 @@ impl<'de> Visitor<'de> for TensorVisitor {
     type Value = Tensor;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a tensor {dtype, shape, data}")
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Tensor, D::Error> {
+        d.deserialize_struct("Tensor", FIELDS, self)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tensor, A::Error> {
@@ -233,9 +213,10 @@ impl<'de> Visitor<'de> for TensorVisitor {
 const FIELDS: &[&str] = &["dtype", "shape", "data"];
 
 impl<'de> Deserialize<'de> for Tensor {
-    /// Reads what [`Tensor`]'s `Serialize` wrote, onto the CPU.
+    /// Reads what [`Tensor`]'s `Serialize` wrote, onto the CPU: the newtype struct
+    /// `$nn::private::Tensor`, or the plain struct (from a format that drops newtypes).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tensor, D::Error> {
-        d.deserialize_struct("Tensor", FIELDS, TensorVisitor)
+        d.deserialize_newtype_struct(TOKEN, TensorVisitor)
     }
 }
 
@@ -276,163 +257,4 @@ impl<'de> Deserialize<'de> for StateDict {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StateDict, D::Error> {
         d.deserialize_map(StateDictVisitor)
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Tensors as references into a data section: the thread-local context Tensor's serde
-// impl consults.
-
-/// Checks a reference `(offset, length)` against a data section of `data_len` bytes whose
-/// previous tensor ends at `next`; returns the reference's end or what is wrong.
-pub(crate) type RefCheck = fn(u64, u64, u64, u64) -> std::result::Result<u64, String>;
-
-struct WriteCtx {
-    align: u64,
-    cursor: u64,
-    tensors: Vec<(Tensor, u64)>,
-}
-
-#[derive(Clone, Copy)]
-struct ReadCtx {
-    data: *const u8,
-    len: usize,
-    /// End of the last tensor read: tensors must come in file order, without overlap.
-    next: u64,
-    check: RefCheck,
-}
-
-enum Mode {
-    Off,
-    Write(WriteCtx),
-    Read(ReadCtx),
-}
-
-thread_local! {
-    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Off) };
-}
-
-/// Restores the previous mode when an encode or decode ends, however it ends.
-struct ModeGuard(Option<Mode>);
-
-impl ModeGuard {
-    fn set(m: Mode) -> ModeGuard {
-        ModeGuard(Some(MODE.with(|c| c.replace(m))))
-    }
-    fn take_write(&mut self) -> Option<WriteCtx> {
-        let prev = self.0.take()?;
-        match MODE.with(|c| c.replace(prev)) {
-            Mode::Write(w) => Some(w),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for ModeGuard {
-    fn drop(&mut self) {
-        if let Some(prev) = self.0.take() {
-            MODE.with(|c| *c.borrow_mut() = prev);
-        }
-    }
-}
-
-/// Whether a [`to_skeleton`] is serializing on this thread (tensors then write a
-/// reference, placed with [`place`]).
-fn writing() -> bool {
-    MODE.with(|c| matches!(*c.borrow(), Mode::Write(_)))
-}
-
-/// Whether a [`from_skeleton`] is deserializing on this thread.
-fn reading() -> bool {
-    MODE.with(|c| matches!(*c.borrow(), Mode::Read(_)))
-}
-
-/// Gives `t` the next aligned place in the data section; returns (offset, length).
-fn place(t: &Tensor) -> std::result::Result<(u64, u64), String> {
-    let len = byte_len(t.dtype(), t.shape())
-        .ok_or_else(|| format!("tensor of shape {:?} is too large", t.shape()))?
-        as u64;
-    MODE.with(|c| match &mut *c.borrow_mut() {
-        Mode::Write(w) => {
-            let off = w
-                .cursor
-                .checked_next_multiple_of(w.align)
-                .ok_or("data section too large")?;
-            w.cursor = off.checked_add(len).ok_or("data section too large")?;
-            w.tensors.push((t.clone(), off));
-            Ok((off, len))
-        }
-        _ => Err("no version-2 save in progress".to_string()),
-    })
-}
-
-/// Calls `f` on the `len` data bytes at `off` of the data section being decoded.
-fn with_data<R>(off: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, String> {
-    let ctx = MODE.with(|c| match &*c.borrow() {
-        Mode::Read(r) => Some(*r),
-        _ => None,
-    });
-    let Some(ctx) = ctx else {
-        return Err("no version-2 load in progress".into());
-    };
-    let end = (ctx.check)(off, len, ctx.len as u64, ctx.next)?;
-    MODE.with(|c| {
-        if let Mode::Read(r) = &mut *c.borrow_mut() {
-            r.next = end;
-        }
-    });
-    // SAFETY: `ctx` was set by `from_skeleton` from a slice `data` that it borrows for the
-    // whole postcard call, and the guard resets the mode before it returns, so the
-    // pointer is valid for `ctx.len` bytes here (we run inside that call, on its
-    // thread); `check` verified `off..end` lies inside it; the bytes are only read.
-    let data = unsafe { std::slice::from_raw_parts(ctx.data, ctx.len) };
-    let (s, e) = (off as usize, end as usize);
-    data.get(s..e)
-        .map(f)
-        .ok_or_else(|| format!("data at {off}+{len} lies outside the data section"))
-}
-
-/// A value's skeleton: postcard bytes whose tensors are `(offset, length)` references,
-/// the tensors with their offsets, and the data section's length.
-pub(crate) struct Skeleton {
-    pub bytes: Vec<u8>,
-    pub tensors: Vec<(Tensor, u64)>,
-    pub data_len: u64,
-}
-
-/// Serializes `value` with postcard, each tensor's data placed at the next
-/// `align`-multiple of a data section instead of written inline.
-pub(crate) fn to_skeleton<T: Serialize + ?Sized>(
-    value: &T,
-    align: u64,
-) -> std::result::Result<Skeleton, String> {
-    let mut guard = ModeGuard::set(Mode::Write(WriteCtx {
-        align,
-        cursor: 0,
-        tensors: Vec::new(),
-    }));
-    let bytes = postcard::to_stdvec(value);
-    let ctx = guard.take_write();
-    let bytes = bytes.map_err(|e| e.to_string())?;
-    let ctx = ctx.ok_or_else(|| "the save's context was lost".to_string())?;
-    Ok(Skeleton {
-        bytes,
-        tensors: ctx.tensors,
-        data_len: ctx.cursor,
-    })
-}
-
-/// Decodes a skeleton into `T`, tensors copying their bytes from `data` at the references
-/// `check` accepts; returns the value and the count of skeleton bytes left over.
-pub(crate) fn from_skeleton<T: DeserializeOwned>(
-    skeleton: &[u8],
-    data: &[u8],
-    check: RefCheck,
-) -> std::result::Result<(T, usize), postcard::Error> {
-    let _guard = ModeGuard::set(Mode::Read(ReadCtx {
-        data: data.as_ptr(),
-        len: data.len(),
-        next: 0,
-        check,
-    }));
-    postcard::take_from_bytes::<T>(skeleton).map(|(v, rest)| (v, rest.len()))
 }

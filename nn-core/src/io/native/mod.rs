@@ -2,6 +2,7 @@
 //! per-chunk sums) is written; versions 1 ([`v1`]: one CRC-32 over a postcard payload)
 //! and 2 are read, told apart by the header. See the [`crate::io`] docs.
 
+pub(crate) mod kind;
 mod scan;
 #[cfg(test)]
 pub(crate) mod test_writer;
@@ -12,6 +13,8 @@ use crate::io::bytes::{le_u32, MAGIC};
 use crate::io::files::{atomic, start_writeback, FileBytes};
 use crate::io::tensor_file::Entry;
 use crate::{Error, Result};
+use kind::NativeKind;
+use scan::format_error;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::File;
@@ -56,6 +59,35 @@ pub(crate) fn scan_state_dict(
         Some(2) => v2::scan_state_dict(file, what, release),
         _ => v1::scan_state_dict(&mut std::io::Cursor::new(file), file.len() as u64, what),
     }
+}
+
+/// What the native file `file` (held in memory) holds, every checksum verified (a
+/// damaged file is the error loading it gives); `None` when it does not start with the
+/// native magic number. `what` names it in errors, `release` as for [`decode`].
+pub(crate) fn kind_of(
+    file: &[u8],
+    what: &str,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<Option<NativeKind>> {
+    if file.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+        return Ok(None);
+    }
+    let fmt_err = format_error(what);
+    if version_of(file) == Some(2) {
+        let lay = v2::check_file(file, release).map_err(fmt_err)?;
+        return Ok(Some(kind::payload_kind(&file[lay.skeleton], true)));
+    }
+    let body = v1::payload(file).map_err(fmt_err)?;
+    Ok(Some(kind::payload_kind(body, false)))
+}
+
+/// What the native file at `path` holds ([`kind_of`]); `None` when it is not a native
+/// file.
+pub(crate) fn kind_of_path(path: &Path) -> Result<Option<NativeKind>> {
+    let bytes = FileBytes::open(path)?;
+    kind_of(bytes.bytes(), &path.display().to_string(), &|c| {
+        bytes.release(c)
+    })
 }
 
 /// Saves `value` to `path` in the native format (version 2), atomically (see

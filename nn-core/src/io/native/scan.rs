@@ -1,7 +1,7 @@
 //! What both native versions share: the sequential scanner of a postcard payload (a
 //! version-1 payload, a version-2 skeleton) that finds a state dict's tensors without
-//! decoding them, and the helpers that say what a file holds when it is not what was
-//! asked for.
+//! decoding them (and the other values nn writes, to say what a file holds), and the
+//! error helpers both versions use.
 
 use crate::io::bytes::{byte_len, dtype_from_str};
 use crate::io::tensor_file::Entry;
@@ -51,6 +51,15 @@ pub(super) struct TensorMeta {
     pub(super) shape: Vec<usize>,
     pub(super) offset: u64,
     pub(super) len: usize,
+}
+
+impl<'a> Scan<&'a [u8]> {
+    /// A scanner of a whole payload held in memory (`refs`: a version-2 skeleton).
+    pub(super) fn over(body: &'a [u8], refs: bool) -> Self {
+        let mut s = Scan::new(body, 0, body.len() as u64);
+        s.refs = refs;
+        s
+    }
 }
 
 impl<R: std::io::BufRead> Scan<R> {
@@ -108,7 +117,7 @@ impl<R: std::io::BufRead> Scan<R> {
         usize::try_from(n).map_err(|_| format!("length {n} too large"))
     }
 
-    fn string(&mut self) -> std::result::Result<String, String> {
+    pub(super) fn string(&mut self) -> std::result::Result<String, String> {
         let n = self.length()?;
         let mut v = Vec::with_capacity(n);
         self.skip(n, |b| v.extend_from_slice(b))?;
@@ -193,8 +202,16 @@ impl<R: std::io::BufRead> Scan<R> {
         })
     }
 
-    /// A state dict: a count, then (name, tensor) pairs with distinct names.
+    /// A state dict: a count, then (name, tensor) pairs with distinct names, and
+    /// nothing after it.
     pub(super) fn state_dict(&mut self) -> std::result::Result<Vec<Entry>, String> {
+        let entries = self.entries()?;
+        self.end()?;
+        Ok(entries)
+    }
+
+    /// A state dict's count and (name, tensor) pairs, more may follow.
+    pub(super) fn entries(&mut self) -> std::result::Result<Vec<Entry>, String> {
         let count = self.varint()?;
         let mut seen = std::collections::HashSet::new();
         let mut entries = Vec::new();
@@ -213,7 +230,6 @@ impl<R: std::io::BufRead> Scan<R> {
                 strides: None,
             });
         }
-        self.end()?;
         Ok(entries)
     }
 
@@ -225,37 +241,5 @@ impl<R: std::io::BufRead> Scan<R> {
             ));
         }
         Ok(())
-    }
-}
-
-/// What a checksum-verified payload holds, for "this file holds X, expected Y": one or
-/// more tensors back to back (`a Tensor`, a tuple), a counted list of tensors, or a
-/// state dict. None if it is none of these.
-pub(super) fn payload_kind(body: &[u8], refs: bool) -> Option<String> {
-    let n = body.len() as u64;
-    let scan = || {
-        let mut s = Scan::new(body, 0, n);
-        s.refs = refs;
-        s
-    };
-    if scan().state_dict().is_ok() {
-        return Some("a StateDict".into());
-    }
-    let mut sc = scan();
-    if let Ok(count) = sc.varint() {
-        if (0..count).all(|_| sc.tensor("").is_ok()) && sc.end().is_ok() {
-            return Some(format!("a Vec<Tensor> ({count} tensors)"));
-        }
-    }
-    let mut sc = scan();
-    let mut count = 0;
-    while sc.remaining > 0 {
-        sc.tensor("").ok()?;
-        count += 1;
-    }
-    match count {
-        0 => None,
-        1 => Some("a Tensor".into()),
-        k => Some(format!("a tuple of {k} tensors")),
     }
 }

@@ -2,11 +2,12 @@
 //! CRC-32 of a postcard payload holding everything, tensor bytes inline. See the
 //! [`crate::io`] docs for the layout.
 
-use super::scan::{format_error, payload_kind, pretty_type, Scan};
+use super::kind::payload_kind;
+use super::scan::{format_error, pretty_type, Scan};
 use super::v2::VERSION;
 use crate::io::bytes::{le_u32, le_u64, MAGIC};
+use crate::io::skeleton::de;
 use crate::io::tensor_file::Entry;
-use crate::io::tensor_serde;
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -102,14 +103,12 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
 pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> {
     let fmt_err = format_error(what);
     let body = payload(file).map_err(fmt_err)?;
-    let _ = tensor_serde::take_last_error();
-    let (value, rest) = match postcard::take_from_bytes::<T>(body) {
+    let (value, rest) = match de::decode::<T>(body, None) {
         Ok(v) => v,
-        Err(e) => {
-            let detail = tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
+        Err(detail) => {
             let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
             // a valid file of another kind says what it holds
-            return Err(match payload_kind(body, false) {
+            return Err(match payload_kind(body, false).found() {
                 Some(found) if found != expected => Error::FileKind {
                     path: what.to_string(),
                     expected,
@@ -119,10 +118,9 @@ pub(crate) fn decode<T: DeserializeOwned>(file: &[u8], what: &str) -> Result<T> 
             });
         }
     };
-    if !rest.is_empty() {
+    if rest != 0 {
         return Err(fmt_err(format!(
-            "{} unexpected bytes after the payload",
-            rest.len()
+            "{rest} unexpected bytes after the payload"
         )));
     }
     Ok(value)
@@ -173,7 +171,7 @@ pub(crate) fn scan_state_dict<R: Read + Seek>(
                 file.take(payload_len)
                     .read_to_end(&mut body)
                     .map_err(io_err)?;
-                payload_kind(&body, false)
+                payload_kind(&body, false).found_by_state_dict_reader()
             } else {
                 None
             };

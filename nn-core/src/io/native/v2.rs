@@ -4,15 +4,17 @@
 //!
 //! The skeleton is the value as [postcard](https://docs.rs/postcard) writes it, except that
 //! a tensor's `data` field is `(offset, length)` (two varints, the offset relative to the
-//! data section) instead of the bytes ([`crate::io::tensor_serde`] writes and reads
-//! that form for [`encode`] and [`decode`]; every other serializer sees the bytes).
+//! data section) instead of the bytes (the serializer and deserializer of
+//! `io/skeleton/` write and read that form for [`encode`] and [`decode`], carrying the
+//! data section in their state; every other serializer sees the bytes).
 
-use super::scan::{format_error, payload_kind, pretty_type, Scan};
-use crate::io::bytes::{le_bytes, le_u32, le_u64, MAGIC};
+use super::kind::payload_kind;
+use super::scan::{format_error, pretty_type, Scan};
+use crate::io::bytes::{le_u32, le_u64, MAGIC};
+use crate::io::skeleton::{de, ser};
 use crate::io::tensor_file::Entry;
-use crate::io::tensor_serde;
 use crate::io::xxh3::xxh3_64;
-use crate::{Error, Result, Tensor};
+use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::{Seek, SeekFrom, Write};
@@ -78,35 +80,43 @@ pub(crate) fn check_ref(
 // ---------------------------------------------------------------------------------------
 // Writing.
 
-/// A value laid out for writing: its skeleton and the tensors with their offsets.
-pub(crate) struct Plan {
+/// Everything before the data section but the sums: the skeleton and the data
+/// section's size and chunking.
+struct Head {
     skeleton: Vec<u8>,
-    tensors: Vec<(Tensor, u64)>,
     data_len: u64,
     chunk: u64,
 }
 
-/// Serializes `value`'s skeleton, placing its tensors.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Plan> {
-    let sk = tensor_serde::to_skeleton(value, ALIGN).map_err(|msg| Error::Serialize {
+/// A value laid out for writing: the value and its [`Head`].
+pub(crate) struct Plan<'v, T: ?Sized> {
+    value: &'v T,
+    head: Head,
+}
+
+/// Serializes `value`'s skeleton, placing its tensors (no tensor data is read yet).
+pub(crate) fn encode<'v, T: Serialize + ?Sized>(value: &'v T, what: &str) -> Result<Plan<'v, T>> {
+    let sk = ser::encode(value, ALIGN, None).map_err(|msg| Error::Serialize {
         path: what.to_string(),
         msg,
     })?;
     Ok(Plan {
-        skeleton: sk.bytes,
-        tensors: sk.tensors,
-        data_len: sk.data_len,
-        chunk: CHUNK,
+        value,
+        head: Head {
+            skeleton: sk.bytes,
+            data_len: sk.data_len,
+            chunk: CHUNK,
+        },
     })
 }
 
-impl Plan {
+impl Head {
     fn chunks(&self) -> u64 {
         self.data_len.div_ceil(self.chunk)
     }
 
     /// Header, skeleton, chunk table (zeros) and padding: everything before the data.
-    fn head(&self) -> std::result::Result<Vec<u8>, String> {
+    fn bytes(&self) -> std::result::Result<Vec<u8>, String> {
         let m = self.skeleton.len() as u64;
         let table = self.chunks() * 8;
         let d = (HEADER_LEN as u64)
@@ -125,38 +135,46 @@ impl Plan {
         h[HEADER_LEN..HEADER_LEN + self.skeleton.len()].copy_from_slice(&self.skeleton);
         Ok(h)
     }
+}
 
-    /// Writes the file to `w` (at position 0): the data section first, each tensor's
-    /// bytes straight from its storage in chunk-sized writes, hashed on the way; then the
-    /// head with the chunk table and its own sum. `wrote(offset, len)` is told about
-    /// every large write (to start writeback early).
+impl<T: Serialize + ?Sized> Plan<'_, T> {
+    /// Writes the file to `w` (at position 0): the data section first, the value
+    /// serialized again with each tensor's bytes sent straight from its storage in
+    /// chunk-sized writes, hashed on the way; then the head with the chunk table and its
+    /// own sum. `wrote(offset, len)` is told about every large write (to start writeback
+    /// early).
     pub(crate) fn write_to<W: Write + Seek>(
         &self,
         mut w: W,
         mut wrote: impl FnMut(u64, u64),
     ) -> std::io::Result<()> {
         let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
-        let mut head = self.head().map_err(|m| bad(m.to_string()))?;
+        let hd = &self.head;
+        let mut head = hd.bytes().map_err(bad)?;
         let d = head.len() as u64;
         w.seek(SeekFrom::Start(d))?;
-        let mut sums: Vec<u64> = Vec::with_capacity(self.chunks() as usize);
+        let mut sums: Vec<u64> = Vec::with_capacity(hd.chunks() as usize);
         let mut hasher = Xxh3::new();
         let mut pos = 0u64; // within the data section
+        let mut io_err = None;
         let pad = [0u8; ALIGN as usize];
-        for (t, off) in &self.tensors {
-            let bytes = le_bytes(t).map_err(|e| bad(e.to_string()))?;
+        let mut put = |off: u64, bytes: &[u8]| -> std::result::Result<(), String> {
             let gap = pad
                 .get(..off.saturating_sub(pos) as usize)
-                .filter(|g| pos + g.len() as u64 == *off)
-                .ok_or_else(|| bad("tensors out of order in the plan".into()))?;
-            let mut parts: [&[u8]; 2] = [gap, &bytes];
+                .filter(|g| pos + g.len() as u64 == off)
+                .ok_or("tensors out of order in the plan")?;
+            let mut parts: [&[u8]; 2] = [gap, bytes];
             for part in parts.iter_mut() {
                 while !part.is_empty() {
-                    let room = self.chunk - pos % self.chunk;
+                    let room = hd.chunk - pos % hd.chunk;
                     let k = (part.len() as u64).min(room) as usize;
                     let (now, rest) = part.split_at(k);
-                    w.write_all(now)?;
-                    if k as u64 == self.chunk {
+                    if let Err(e) = w.write_all(now) {
+                        let msg = e.to_string();
+                        io_err = Some(e);
+                        return Err(msg);
+                    }
+                    if k as u64 == hd.chunk {
                         sums.push(xxh3_64(now));
                     } else {
                         hasher.update(now);
@@ -172,14 +190,24 @@ impl Plan {
                     *part = rest;
                 }
             }
+            Ok(())
+        };
+        let again = ser::encode(self.value, ALIGN, Some(&mut put));
+        if let Some(e) = io_err {
+            return Err(e);
         }
-        if pos % self.chunk != 0 {
+        let again = again.map_err(bad)?;
+        if pos % hd.chunk != 0 {
             sums.push(hasher.digest());
         }
-        if pos != self.data_len || sums.len() as u64 != self.chunks() {
+        if again.bytes != hd.skeleton
+            || again.data_len != hd.data_len
+            || pos != hd.data_len
+            || sums.len() as u64 != hd.chunks()
+        {
             return Err(bad("tensors changed size while being saved".into()));
         }
-        let at = HEADER_LEN + self.skeleton.len();
+        let at = HEADER_LEN + hd.skeleton.len();
         for (i, s) in sums.iter().enumerate() {
             head[at + 8 * i..at + 8 * i + 8].copy_from_slice(&s.to_le_bytes());
         }
@@ -210,13 +238,12 @@ pub(crate) fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 #[doc(hidden)]
 pub fn frame(skeleton: &[u8], data: &[u8], chunk: u64) -> Vec<u8> {
     let chunk = chunk.clamp(MIN_CHUNK, MAX_CHUNK).next_power_of_two();
-    let plan = Plan {
+    let hd = Head {
         skeleton: skeleton.to_vec(),
-        tensors: Vec::new(),
         data_len: data.len() as u64,
         chunk,
     };
-    let Ok(mut head) = plan.head() else {
+    let Ok(mut head) = hd.bytes() else {
         return Vec::new();
     };
     let at = HEADER_LEN + skeleton.len();
@@ -349,12 +376,30 @@ pub(crate) fn name_owners(refs: &[(String, u64, u64)], s: u64, e: u64) -> String
     }
 }
 
-/// Decodes a checked skeleton into `T`, tensors copying their bytes from `data`.
+/// Decodes a checked skeleton into `T`, tensors copying their bytes from `data`;
+/// returns the value and the count of skeleton bytes left over, or what is wrong.
 pub(crate) fn decode_skeleton<T: DeserializeOwned>(
     skeleton: &[u8],
     data: &[u8],
-) -> std::result::Result<(T, usize), postcard::Error> {
-    tensor_serde::from_skeleton(skeleton, data, check_ref)
+) -> std::result::Result<(T, usize), String> {
+    let section = de::Section {
+        data,
+        check: check_ref,
+    };
+    de::decode(skeleton, Some(section))
+}
+
+/// Checks a whole version-2 file: its head, then every chunk of its data section (a bad
+/// one named by the tensors in it, as [`decode`] does); `release` as for
+/// [`verify_chunks`].
+pub(crate) fn check_file(
+    file: &[u8],
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> std::result::Result<Layout, String> {
+    let lay = check_head(file)?;
+    let refs = skeleton_refs(&file[lay.skeleton.clone()]);
+    verify_chunks(file, &lay, release, |s, e| name_owners(&refs, s, e))?;
+    Ok(lay)
 }
 
 /// Names for the tensors of a checked version-2 skeleton, for errors: the keys of a
@@ -415,14 +460,12 @@ pub(crate) fn decode<T: DeserializeOwned>(
             Err(m) => Some(format!("tensor `{name}`: {m}")),
         }
     });
-    let _ = tensor_serde::take_last_error();
     match decode_skeleton::<T>(skel, &file[lay.data.clone()]) {
         Ok((value, 0)) => Ok(value),
         Ok((_, rest)) => Err(fmt_err(format!(
             "{rest} unexpected bytes after the tensor list"
         ))),
-        Err(e) => {
-            let detail = tensor_serde::take_last_error().unwrap_or_else(|| e.to_string());
+        Err(detail) => {
             // a state dict's scanner names the tensor at fault
             let detail = match (named, Scan::refs(skel, skel.len() as u64).state_dict()) {
                 (Some(m), _) => m,
@@ -430,7 +473,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
                 _ => detail,
             };
             let expected = format!("a {}", pretty_type(std::any::type_name::<T>()));
-            Err(match payload_kind(skel, true) {
+            Err(match payload_kind(skel, true).found() {
                 Some(found) if found != expected => Error::FileKind {
                     path: what.to_string(),
                     expected,
@@ -459,14 +502,16 @@ pub(crate) fn scan_state_dict(
     let mut entries = match parsed {
         Ok(es) => es,
         Err(m) => {
-            return Err(match payload_kind(skel, true) {
-                Some(found) => Error::FileKind {
-                    path: what.to_string(),
-                    expected: "a StateDict".into(),
-                    found,
+            return Err(
+                match payload_kind(skel, true).found_by_state_dict_reader() {
+                    Some(found) => Error::FileKind {
+                        path: what.to_string(),
+                        expected: "a StateDict".into(),
+                        found,
+                    },
+                    None => fmt_err(format!("bad payload: {m}")),
                 },
-                None => fmt_err(format!("bad payload: {m}")),
-            })
+            )
         }
     };
     let data_len = lay.data.len() as u64;
