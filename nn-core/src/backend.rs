@@ -420,6 +420,23 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     ) -> Result<Option<Storage>> {
         Ok(None)
     }
+    /// Softmax of each `cols`-long row of `self` (`[rows, cols]` f32), in one pass per
+    /// row. `None` when the backend has no fused form (the caller then composes it from
+    /// max, sub, exp, sum and div).
+    fn softmax_last(&self, _rows: usize, _cols: usize) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// The input gradient of [`BackendStorage::softmax_last`] from its output `self` and
+    /// the output gradient `grad`: `y * (grad - sum_row(grad * y))`; `None` without a
+    /// fused form.
+    fn softmax_last_backward(
+        &self,
+        _grad: &dyn BackendStorage,
+        _rows: usize,
+        _cols: usize,
+    ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage>;
     /// Copy with permuted dims.

@@ -301,6 +301,26 @@ impl BackendStorage for CpuStorage {
         Ok(Some(storage(HostData::F32(gx))))
     }
 
+    fn softmax_last(&self, rows: usize, cols: usize) -> Result<Option<Storage>> {
+        let x = self.view().f32s("softmax")?;
+        check::len("softmax", &[rows, cols], x.len())?;
+        Ok(Some(storage(HostData::F32(rowwise::softmax(x, cols)?))))
+    }
+
+    fn softmax_last_backward(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<Storage>> {
+        let y = self.view().f32s("softmax_backward")?;
+        let g = cpu("softmax_backward", grad)?.f32s("softmax_backward")?;
+        check::len("softmax_backward", &[rows, cols], y.len())?;
+        check::lens("softmax_backward", y.len(), &[g.len()])?;
+        let dx = rowwise::softmax_backward(y, g, cols)?;
+        Ok(Some(storage(HostData::F32(dx))))
+    }
+
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
         check::len("reduce", shape, self.view().len())?;
         check::axes("reduce", shape, axes)?;

@@ -17,6 +17,7 @@ mod matmul;
 mod optim;
 pub mod pool;
 mod reduce;
+mod rowwise;
 mod small_gemm;
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod reduction;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
+mod softmax;
 mod softplus;
 mod unary;
 pub use conv::Conv2dOptions;
