@@ -241,6 +241,10 @@ impl Im2ColSpec {
     }
 }
 
+/// The gradients [`BackendStorage::layer_norm_backward`] returns: the input's, the
+/// weight's (when given) and the bias's (when asked for).
+pub type LayerNormGrads = (Storage, Option<Storage>, Option<Storage>);
+
 /// Storage of one tensor on one device: contiguous, row-major, one dtype.
 pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// The device holding this storage.
@@ -435,6 +439,37 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         _rows: usize,
         _cols: usize,
     ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// Layer normalization of each `cols`-long row of `self` (`[rows, cols]` f32):
+    /// `(x - mean) * rstd * weight + bias`, `rstd = 1 / sqrt(var + eps)` (biased
+    /// variance), `weight` and `bias` `[cols]` when given. Returns the output and the
+    /// statistics `[rows, 2]` (mean, rstd) its backward reads; `None` when the backend has
+    /// no fused form (the caller then composes it from primitives).
+    fn layer_norm(
+        &self,
+        _weight: Option<&dyn BackendStorage>,
+        _bias: Option<&dyn BackendStorage>,
+        _rows: usize,
+        _cols: usize,
+        _eps: f32,
+    ) -> Result<Option<(Storage, Storage)>> {
+        Ok(None)
+    }
+    /// The gradients of [`BackendStorage::layer_norm`] from its input `self`, the output
+    /// gradient `grad` and the saved `stats`: the input's, and the weight's and bias's
+    /// (column sums over the rows) when `weight` is given / `with_bias`; `None` without
+    /// a fused form.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_backward(
+        &self,
+        _grad: &dyn BackendStorage,
+        _stats: &dyn BackendStorage,
+        _weight: Option<&dyn BackendStorage>,
+        _with_bias: bool,
+        _rows: usize,
+        _cols: usize,
+    ) -> Result<Option<LayerNormGrads>> {
         Ok(None)
     }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.

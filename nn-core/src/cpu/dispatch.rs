@@ -321,6 +321,62 @@ impl BackendStorage for CpuStorage {
         Ok(Some(storage(HostData::F32(dx))))
     }
 
+    fn layer_norm(
+        &self,
+        weight: Option<&dyn BackendStorage>,
+        bias: Option<&dyn BackendStorage>,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    ) -> Result<Option<(Storage, Storage)>> {
+        let x = self.view().f32s("layer_norm")?;
+        check::len("layer_norm", &[rows, cols], x.len())?;
+        fn param<'a>(p: Option<&'a dyn BackendStorage>, cols: usize) -> Result<Option<&'a [f32]>> {
+            let Some(p) = p else { return Ok(None) };
+            let v = cpu("layer_norm", p)?.f32s("layer_norm")?;
+            check::len("layer_norm", &[cols], v.len())?;
+            Ok(Some(v))
+        }
+        let aff = rowwise::Affine {
+            weight: param(weight, cols)?,
+            bias: param(bias, cols)?,
+        };
+        let (y, stats) = rowwise::layer_norm(x, cols, eps, aff)?;
+        Ok(Some((
+            storage(HostData::F32(y)),
+            storage(HostData::F32(stats)),
+        )))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        grad: &dyn BackendStorage,
+        stats: &dyn BackendStorage,
+        weight: Option<&dyn BackendStorage>,
+        with_bias: bool,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<LayerNormGrads>> {
+        let op = "layer_norm_backward";
+        let x = self.view().f32s(op)?;
+        let g = cpu(op, grad)?.f32s(op)?;
+        let st = cpu(op, stats)?.f32s(op)?;
+        check::len(op, &[rows, cols], x.len())?;
+        check::lens(op, x.len(), &[g.len()])?;
+        check::len(op, &[rows, 2], st.len())?;
+        let w = match weight {
+            Some(w) => {
+                let w = cpu(op, w)?.f32s(op)?;
+                check::len(op, &[cols], w.len())?;
+                Some(w)
+            }
+            None => None,
+        };
+        let (dx, dw, db) = rowwise::layer_norm_backward(x, g, st, cols, w, with_bias)?;
+        let wrap = |v: Vec<f32>| storage(HostData::F32(v));
+        Ok(Some((wrap(dx), dw.map(wrap), db.map(wrap))))
+    }
+
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
         check::len("reduce", shape, self.view().len())?;
         check::axes("reduce", shape, axes)?;

@@ -26,8 +26,8 @@ mod tests;
 pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
-    AdamStep, BackendStorage, BinaryOp, Im2ColSpec, MatmulSpec, OptimStep, ReduceOp, SgdStep,
-    Storage, UnaryOp,
+    AdamStep, BackendStorage, BinaryOp, Im2ColSpec, LayerNormGrads, MatmulSpec, OptimStep,
+    ReduceOp, SgdStep, Storage, UnaryOp,
 };
 use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;

@@ -10,6 +10,7 @@ mod clamp;
 mod conv;
 mod im2col;
 mod indexing;
+mod layer_norm;
 mod linear;
 mod logical;
 mod loss;
