@@ -578,6 +578,19 @@ fn losses(dev: &Device) -> Result<()> {
     grads_on(dev, "softmax", &[x.clone()], |v| v[0].softmax(-1))?;
     grads_on(dev, "softmax 0", &[x.clone()], |v| v[0].softmax(0))?;
     grads_on(dev, "log_softmax", &[x.clone()], |v| v[0].log_softmax(-1))?;
+    grads_on(dev, "softmax 3d", &[x.reshape(&[2, 2, 6])?], |v| {
+        v[0].softmax(-1)
+    })?;
+    let (w, b) = (seeded_randn(17, &[6]), seeded_randn(18, &[6]));
+    grads_on(dev, "layer_norm", &[x.clone(), w.clone(), b], |v| {
+        v[0].layer_norm(&[6], Some(&v[1]), Some(&v[2]), 1e-5)
+    })?;
+    grads_on(dev, "layer_norm weight only", &[x.clone(), w], |v| {
+        v[0].layer_norm(&[6], Some(&v[1]), None, 1e-5)
+    })?;
+    grads_on(dev, "layer_norm 2 dims", &[x.reshape(&[2, 2, 6])?], |v| {
+        v[0].layer_norm(&[2, 6], None, None, 1e-5)
+    })?;
     let t = Tensor::from_vec(vec![0i64, 5, 2, 2], &[4])?;
     grads_on(dev, "cross_entropy", &[x.clone()], |v| {
         v[0].cross_entropy(&t.to_device(&v[0].device())?)
