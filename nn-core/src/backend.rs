@@ -245,6 +245,28 @@ impl Im2ColSpec {
 /// weight's (when given) and the bias's (when asked for).
 pub type LayerNormGrads = (Storage, Option<Storage>, Option<Storage>);
 
+/// The geometry of a fused attention forward ([`BackendStorage::attention`]): `batch`
+/// independent problems, query `[l, d]`, key `[s, d]`, value `[s, dv]`, output `[l, dv]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionSpec {
+    /// Number of (batch, head) problems.
+    pub batch: usize,
+    /// Query length L.
+    pub l: usize,
+    /// Key and value length S.
+    pub s: usize,
+    /// Query and key width.
+    pub d: usize,
+    /// Value width.
+    pub dv: usize,
+    /// The factor on `q k^T`.
+    pub scale: f32,
+    /// Query `i` attends keys `j <= i` only.
+    pub causal: bool,
+    /// With an additive f32 mask: for each problem, the index of its `[l, s]` mask matrix.
+    pub mask_batch: Option<Vec<usize>>,
+}
+
 /// Storage of one tensor on one device: contiguous, row-major, one dtype.
 pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// The device holding this storage.
@@ -470,6 +492,21 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         _rows: usize,
         _cols: usize,
     ) -> Result<Option<LayerNormGrads>> {
+        Ok(None)
+    }
+    /// Attention without gradients, `softmax(q k^T * scale + mask) v` per problem with
+    /// query `self`, computed tile by tile with a running (online) softmax so the
+    /// `[l, s]` weights of a problem are never stored whole; a row with every key masked
+    /// gives 0 (PyTorch's `scaled_dot_product_attention`). `mask` holds the additive
+    /// `[l, s]` matrices `spec.mask_batch` indexes. `None` when the backend has no fused
+    /// form (the caller then composes it from primitives).
+    fn attention(
+        &self,
+        _key: &dyn BackendStorage,
+        _value: &dyn BackendStorage,
+        _mask: Option<&dyn BackendStorage>,
+        _spec: &AttentionSpec,
+    ) -> Result<Option<Storage>> {
         Ok(None)
     }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.

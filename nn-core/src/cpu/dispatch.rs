@@ -377,6 +377,40 @@ impl BackendStorage for CpuStorage {
         Ok(Some((wrap(dx), dw.map(wrap), db.map(wrap))))
     }
 
+    fn attention(
+        &self,
+        key: &dyn BackendStorage,
+        value: &dyn BackendStorage,
+        mask: Option<&dyn BackendStorage>,
+        spec: &AttentionSpec,
+    ) -> Result<Option<Storage>> {
+        let op = "scaled_dot_product_attention";
+        let q = self.view().f32s(op)?;
+        let k = cpu(op, key)?.f32s(op)?;
+        let v = cpu(op, value)?.f32s(op)?;
+        let AttentionSpec {
+            batch, l, s, d, dv, ..
+        } = *spec;
+        check::len(op, &[batch, l, d], q.len())?;
+        check::len(op, &[batch, s, d], k.len())?;
+        check::len(op, &[batch, s, dv], v.len())?;
+        let mask = match (mask, &spec.mask_batch) {
+            (Some(m), Some(idx)) => {
+                let m = cpu(op, m)?.f32s(op)?;
+                let count = m.len() / (l * s).max(1);
+                if idx.len() != batch || idx.iter().any(|&i| i >= count) {
+                    return Err(Error::mismatch(op, &[idx.len()], &[batch]));
+                }
+                check::len(op, &[count, l, s], m.len())?;
+                Some((m, idx.as_slice()))
+            }
+            (None, None) => None,
+            _ => return Err(Error::mismatch(op, &[mask.is_some() as usize], &[0])),
+        };
+        let o = attention::forward(q, k, v, mask, spec)?;
+        Ok(Some(storage(HostData::F32(o))))
+    }
+
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
         check::len("reduce", shape, self.view().len())?;
         check::axes("reduce", shape, axes)?;

@@ -40,7 +40,7 @@ pub(super) fn matmul_bias(
 /// whose AVX-512 kernel is about 1.5x faster per core than `gemm`'s stable-Rust FMA
 /// kernel, split by output rows over the rayon pool. The CPU check is std's cached
 /// feature detection: no per-call system query.
-fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
+pub(super) fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
     let (m, n, k) = (s.m, s.n, s.k);
     if m == 0 || n == 0 {
         return;

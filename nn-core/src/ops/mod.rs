@@ -5,6 +5,7 @@
 //! `cross_entropy` are written with primitives and need no backward of their own.
 
 mod activations;
+mod attention;
 mod binary;
 mod clamp;
 mod conv;
@@ -31,6 +32,7 @@ mod size_checks;
 mod softmax;
 mod softplus;
 mod unary;
+pub use attention::scaled_dot_product_attention;
 pub use conv::Conv2dOptions;
 pub use loss_binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
 pub use loss_class::{cross_entropy, nll_loss};
