@@ -113,19 +113,21 @@ pub fn scaled_dot_product_attention(
             if out.as_slice() != full.as_slice() {
                 return Err(Error::mismatch(OP, m.shape(), &full));
             }
-            let m = m.to_device(&query.device())?;
+            // a bool mask cannot live on a device without bool storage: its additive
+            // form is made where it is and moved to the query
             let add = match m.dtype() {
                 DType::Bool => Tensor::try_zeros(m.shape())?
-                    .to_device(&query.device())?
+                    .to_device(&m.device())?
                     .masked_fill(&m.logical_not()?, f32::NEG_INFINITY)?,
-                DType::F32 => m,
+                DType::F32 => m.clone(),
                 d => {
                     return bad(
-                        &m,
+                        m,
                         format!("attn_mask must be bool (true = attend) or f32, not {d}"),
                     )
                 }
             };
+            let add = add.to_device(&query.device())?;
             // pad to the query's rank and spell out the last two dims
             let mut padded = vec![1usize; r - add.rank()];
             padded.extend_from_slice(add.shape());
@@ -178,16 +180,22 @@ pub fn scaled_dot_product_attention(
         // no keys: the empty product below gives zeros, as in PyTorch
         return scores.matmul(value);
     }
-    let mut attn = scores.softmax(-1)?;
-    if mask.is_some() {
-        // PyTorch's safe softmax: rows with every key masked give 0, not NaN
-        let dead = scores
-            .detach()
-            .max_axes_keepdim(&[r - 1])?
-            .eq(&Tensor::try_full(&[], f32::NEG_INFINITY)?.to_device(&query.device())?)?;
-        let zero = Tensor::try_zeros(&[])?.to_device(&query.device())?;
-        attn = Tensor::where_cond(&dead, &zero, &attn)?;
-    }
+    let attn = match &mask {
+        None => scores.softmax(-1)?,
+        Some(_) => {
+            // PyTorch's safe softmax: rows with every key masked give 0, not NaN.
+            // NOTE: their scores are replaced before the softmax too, or its backward
+            // (y (g - sum g y) with y NaN) would put NaN in every gradient.
+            let dead = scores
+                .detach()
+                .max_axes_keepdim(&[r - 1])?
+                .eq(&Tensor::try_full(&[], f32::NEG_INFINITY)?.to_device(&query.device())?)?;
+            let zero = Tensor::try_zeros(&[])?.to_device(&query.device())?;
+            let live = Tensor::where_cond(&dead, &zero, &scores)?;
+            Tensor::where_cond(&dead, &zero, &live.softmax(-1)?)?
+        }
+    };
+    let mut attn = attn;
     if dropout_p > 0.0 {
         attn = Dropout::new(dropout_p).forward(&attn)?;
     }

@@ -130,3 +130,29 @@ fn dropout_one_zeroes_and_bad_arguments_are_errors() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn fully_masked_rows_have_zero_output_and_finite_gradients() -> Result<()> {
+    // a NaN there would spread through dk to every key (check_grad cannot see a NaN:
+    // every comparison with one is false)
+    let keep = Tensor::from_vec(vec![true, false, true, false, false, false], &[2, 3])?;
+    let q = Tensor::randn(&[2, 3]).with_requires_grad(true);
+    let k = Tensor::randn(&[3, 3]).with_requires_grad(true);
+    let v = Tensor::randn(&[3, 2]).with_requires_grad(true);
+    let o = sdpa(&q, &k, &v, Some(&keep), 0.0, false, None)?;
+    assert_eq!(&o.to_vec::<f32>()?[2..], &[0.0, 0.0]);
+    o.sum()?.backward()?;
+    for t in [&q, &k, &v] {
+        let g = t
+            .grad()
+            .ok_or_else(|| Error::custom("no grad"))?
+            .to_vec::<f32>()?;
+        assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+    }
+    let gq = q
+        .grad()
+        .ok_or_else(|| Error::custom("no grad"))?
+        .to_vec::<f32>()?;
+    assert_eq!(&gq[3..], &[0.0, 0.0, 0.0]);
+    Ok(())
+}
