@@ -331,7 +331,7 @@ impl BackendStorage for CpuStorage {
     ) -> Result<Option<(Storage, Storage)>> {
         let x = self.view().f32s("layer_norm")?;
         check::len("layer_norm", &[rows, cols], x.len())?;
-        fn param<'a>(p: Option<&'a dyn BackendStorage>, cols: usize) -> Result<Option<&'a [f32]>> {
+        fn param(p: Option<&dyn BackendStorage>, cols: usize) -> Result<Option<&[f32]>> {
             let Some(p) = p else { return Ok(None) };
             let v = cpu("layer_norm", p)?.f32s("layer_norm")?;
             check::len("layer_norm", &[cols], v.len())?;

@@ -178,6 +178,9 @@ pub(super) fn layer_norm(
     Ok((y, stats))
 }
 
+/// dx, dw (when the weight is given) and db (when asked for).
+type LayerNormGrads = (Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// The gradients of [`layer_norm`]: dx, and the column sums dw = sum g * xhat (when the
 /// weight is given) and db = sum g (when `with_bias`).
 pub(super) fn layer_norm_backward(
@@ -187,7 +190,7 @@ pub(super) fn layer_norm_backward(
     cols: usize,
     weight: Option<&[f32]>,
     with_bias: bool,
-) -> Result<(Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>)> {
+) -> Result<LayerNormGrads> {
     let mut dx = try_filled(x.len(), 0.0f32, "layer_norm_backward")?;
     let want_dw = weight.is_some();
     if cols == 0 {
