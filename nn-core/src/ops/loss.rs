@@ -11,8 +11,8 @@ use crate::shape::{axis as resolve_axis, Dims};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
-    /// Softmax along `axis` (the last axis runs as one fused op where the backend has
-    /// one: [`Tensor::softmax_last`]).
+    /// Softmax along `axis` (the last axis runs as one fused op, one pass per row, where
+    /// the backend has one).
     pub fn softmax(&self, axis: isize) -> Result<Tensor> {
         let a = resolve_axis("softmax", self.shape(), axis)?;
         if a + 1 == self.rank() {
