@@ -51,6 +51,7 @@ macro_rules! device_tests {
 
 device_tests!(
     upload_download,
+    attention,
     unary_ops,
     binary_broadcast,
     binary_i64,
@@ -578,6 +579,19 @@ fn losses(dev: &Device) -> Result<()> {
     grads_on(dev, "softmax", &[x.clone()], |v| v[0].softmax(-1))?;
     grads_on(dev, "softmax 0", &[x.clone()], |v| v[0].softmax(0))?;
     grads_on(dev, "log_softmax", &[x.clone()], |v| v[0].log_softmax(-1))?;
+    grads_on(dev, "softmax 3d", &[x.reshape(&[2, 2, 6])?], |v| {
+        v[0].softmax(-1)
+    })?;
+    let (w, b) = (seeded_randn(17, &[6]), seeded_randn(18, &[6]));
+    grads_on(dev, "layer_norm", &[x.clone(), w.clone(), b], |v| {
+        v[0].layer_norm(&[6], Some(&v[1]), Some(&v[2]), 1e-5)
+    })?;
+    grads_on(dev, "layer_norm weight only", &[x.clone(), w], |v| {
+        v[0].layer_norm(&[6], Some(&v[1]), None, 1e-5)
+    })?;
+    grads_on(dev, "layer_norm 2 dims", &[x.reshape(&[2, 2, 6])?], |v| {
+        v[0].layer_norm(&[2, 6], None, None, 1e-5)
+    })?;
     let t = Tensor::from_vec(vec![0i64, 5, 2, 2], &[4])?;
     grads_on(dev, "cross_entropy", &[x.clone()], |v| {
         v[0].cross_entropy(&t.to_device(&v[0].device())?)
@@ -585,6 +599,45 @@ fn losses(dev: &Device) -> Result<()> {
     let y = seeded_randn(16, &[4, 6]);
     grads_on(dev, "mse", &[x, y], |v| v[0].mse(&v[1]))?;
     same_on(dev, "one_hot", &[t], |v| v[0].one_hot(6))?;
+    Ok(())
+}
+
+/// `scaled_dot_product_attention`: the composite with gradients (masks of both kinds,
+/// a fully masked row, causal) and the no-grad forward (the CPU's fused kernel against
+/// the device's path).
+fn attention(dev: &Device) -> Result<()> {
+    use nn::functional::scaled_dot_product_attention as sdpa;
+    let (q, k, v) = (
+        seeded_randn(40, &[2, 2, 3, 4]),
+        seeded_randn(41, &[2, 2, 5, 4]),
+        seeded_randn(42, &[2, 2, 5, 3]),
+    );
+    let fm = seeded_randn(43, &[2, 1, 3, 5]);
+    let keep: Vec<bool> = (0..15).map(|i| i % 4 != 1 && i / 5 != 1).collect();
+    let bm = Tensor::from_vec(keep, &[3, 5])?;
+    let qkv = [q, k, v];
+    for (what, m, causal) in [
+        ("sdpa", None, false),
+        ("sdpa causal", None, true),
+        ("sdpa f32 mask", Some(&fm), false),
+        ("sdpa bool mask", Some(&bm), false),
+    ] {
+        let run = |x: &[Tensor]| {
+            // f32 masks go to the device; bool ones stay on the host (CUDA has no bool
+            // storage), which the op accepts
+            let m = m
+                .map(|m| match m.dtype() {
+                    DType::Bool => Ok(m.clone()),
+                    _ => m.to_device(&x[0].device()),
+                })
+                .transpose()?;
+            sdpa(&x[0], &x[1], &x[2], m.as_ref(), 0.0, causal, None)
+        };
+        grads_on(dev, what, &qkv, run)?;
+        same_on(dev, &format!("{what} no_grad"), &qkv, |x| {
+            nn::no_grad(|| run(x))
+        })?;
+    }
     Ok(())
 }
 

@@ -241,6 +241,32 @@ impl Im2ColSpec {
     }
 }
 
+/// The gradients [`BackendStorage::layer_norm_backward`] returns: the input's, the
+/// weight's (when given) and the bias's (when asked for).
+pub type LayerNormGrads = (Storage, Option<Storage>, Option<Storage>);
+
+/// The geometry of a fused attention forward ([`BackendStorage::attention`]): `batch`
+/// independent problems, query `[l, d]`, key `[s, d]`, value `[s, dv]`, output `[l, dv]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionSpec {
+    /// Number of (batch, head) problems.
+    pub batch: usize,
+    /// Query length L.
+    pub l: usize,
+    /// Key and value length S.
+    pub s: usize,
+    /// Query and key width.
+    pub d: usize,
+    /// Value width.
+    pub dv: usize,
+    /// The factor on `q k^T`.
+    pub scale: f32,
+    /// Query `i` attends keys `j <= i` only.
+    pub causal: bool,
+    /// With an additive f32 mask: for each problem, the index of its `[l, s]` mask matrix.
+    pub mask_batch: Option<Vec<usize>>,
+}
+
 /// Storage of one tensor on one device: contiguous, row-major, one dtype.
 pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     /// The device holding this storage.
@@ -417,6 +443,69 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         _grad: &dyn BackendStorage,
         _rows: usize,
         _classes: usize,
+    ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// Softmax of each `cols`-long row of `self` (`[rows, cols]` f32), in one pass per
+    /// row. `None` when the backend has no fused form (the caller then composes it from
+    /// max, sub, exp, sum and div).
+    fn softmax_last(&self, _rows: usize, _cols: usize) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// The input gradient of [`BackendStorage::softmax_last`] from its output `self` and
+    /// the output gradient `grad`: `y * (grad - sum_row(grad * y))`; `None` without a
+    /// fused form.
+    fn softmax_last_backward(
+        &self,
+        _grad: &dyn BackendStorage,
+        _rows: usize,
+        _cols: usize,
+    ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// Layer normalization of each `cols`-long row of `self` (`[rows, cols]` f32):
+    /// `(x - mean) * rstd * weight + bias`, `rstd = 1 / sqrt(var + eps)` (biased
+    /// variance), `weight` and `bias` `[cols]` when given. Returns the output and the
+    /// statistics `[rows, 2]` (mean, rstd) its backward reads; `None` when the backend has
+    /// no fused form (the caller then composes it from primitives).
+    fn layer_norm(
+        &self,
+        _weight: Option<&dyn BackendStorage>,
+        _bias: Option<&dyn BackendStorage>,
+        _rows: usize,
+        _cols: usize,
+        _eps: f32,
+    ) -> Result<Option<(Storage, Storage)>> {
+        Ok(None)
+    }
+    /// The gradients of [`BackendStorage::layer_norm`] from its input `self`, the output
+    /// gradient `grad` and the saved `stats`: the input's, and the weight's and bias's
+    /// (column sums over the rows) when `weight` is given / `with_bias`; `None` without
+    /// a fused form.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_backward(
+        &self,
+        _grad: &dyn BackendStorage,
+        _stats: &dyn BackendStorage,
+        _weight: Option<&dyn BackendStorage>,
+        _with_bias: bool,
+        _rows: usize,
+        _cols: usize,
+    ) -> Result<Option<LayerNormGrads>> {
+        Ok(None)
+    }
+    /// Attention without gradients, `softmax(q k^T * scale + mask) v` per problem with
+    /// query `self`, computed tile by tile with a running (online) softmax so the
+    /// `[l, s]` weights of a problem are never stored whole; a row with every key masked
+    /// gives 0 (PyTorch's `scaled_dot_product_attention`). `mask` holds the additive
+    /// `[l, s]` matrices `spec.mask_batch` indexes. `None` when the backend has no fused
+    /// form (the caller then composes it from primitives).
+    fn attention(
+        &self,
+        _key: &dyn BackendStorage,
+        _value: &dyn BackendStorage,
+        _mask: Option<&dyn BackendStorage>,
+        _spec: &AttentionSpec,
     ) -> Result<Option<Storage>> {
         Ok(None)
     }

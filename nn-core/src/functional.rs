@@ -1,4 +1,5 @@
-//! Loss functions as functions of tensors, PyTorch's `torch.nn.functional` losses
+//! Loss functions (and attention) as functions of tensors, PyTorch's `torch.nn.functional`
+//! losses and `scaled_dot_product_attention`
 //! (import as `F`, as PyTorch code does). The same losses as layers with their options
 //! in builders: [`crate::layers::CrossEntropyLoss`] and its siblings.
 //!
@@ -13,5 +14,5 @@
 
 pub use crate::ops::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cosine_embedding_loss, cross_entropy,
-    huber_loss, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss,
+    huber_loss, kl_div, l1_loss, mse_loss, nll_loss, scaled_dot_product_attention, smooth_l1_loss,
 };

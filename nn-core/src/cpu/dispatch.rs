@@ -301,6 +301,116 @@ impl BackendStorage for CpuStorage {
         Ok(Some(storage(HostData::F32(gx))))
     }
 
+    fn softmax_last(&self, rows: usize, cols: usize) -> Result<Option<Storage>> {
+        let x = self.view().f32s("softmax")?;
+        check::len("softmax", &[rows, cols], x.len())?;
+        Ok(Some(storage(HostData::F32(rowwise::softmax(x, cols)?))))
+    }
+
+    fn softmax_last_backward(
+        &self,
+        grad: &dyn BackendStorage,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<Storage>> {
+        let y = self.view().f32s("softmax_backward")?;
+        let g = cpu("softmax_backward", grad)?.f32s("softmax_backward")?;
+        check::len("softmax_backward", &[rows, cols], y.len())?;
+        check::lens("softmax_backward", y.len(), &[g.len()])?;
+        let dx = rowwise::softmax_backward(y, g, cols)?;
+        Ok(Some(storage(HostData::F32(dx))))
+    }
+
+    fn layer_norm(
+        &self,
+        weight: Option<&dyn BackendStorage>,
+        bias: Option<&dyn BackendStorage>,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    ) -> Result<Option<(Storage, Storage)>> {
+        let x = self.view().f32s("layer_norm")?;
+        check::len("layer_norm", &[rows, cols], x.len())?;
+        fn param(p: Option<&dyn BackendStorage>, cols: usize) -> Result<Option<&[f32]>> {
+            let Some(p) = p else { return Ok(None) };
+            let v = cpu("layer_norm", p)?.f32s("layer_norm")?;
+            check::len("layer_norm", &[cols], v.len())?;
+            Ok(Some(v))
+        }
+        let aff = rowwise::Affine {
+            weight: param(weight, cols)?,
+            bias: param(bias, cols)?,
+        };
+        let (y, stats) = rowwise::layer_norm(x, cols, eps, aff)?;
+        Ok(Some((
+            storage(HostData::F32(y)),
+            storage(HostData::F32(stats)),
+        )))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        grad: &dyn BackendStorage,
+        stats: &dyn BackendStorage,
+        weight: Option<&dyn BackendStorage>,
+        with_bias: bool,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<LayerNormGrads>> {
+        let op = "layer_norm_backward";
+        let x = self.view().f32s(op)?;
+        let g = cpu(op, grad)?.f32s(op)?;
+        let st = cpu(op, stats)?.f32s(op)?;
+        check::len(op, &[rows, cols], x.len())?;
+        check::lens(op, x.len(), &[g.len()])?;
+        check::len(op, &[rows, 2], st.len())?;
+        let w = match weight {
+            Some(w) => {
+                let w = cpu(op, w)?.f32s(op)?;
+                check::len(op, &[cols], w.len())?;
+                Some(w)
+            }
+            None => None,
+        };
+        let (dx, dw, db) = rowwise::layer_norm_backward(x, g, st, cols, w, with_bias)?;
+        let wrap = |v: Vec<f32>| storage(HostData::F32(v));
+        Ok(Some((wrap(dx), dw.map(wrap), db.map(wrap))))
+    }
+
+    fn attention(
+        &self,
+        key: &dyn BackendStorage,
+        value: &dyn BackendStorage,
+        mask: Option<&dyn BackendStorage>,
+        spec: &AttentionSpec,
+    ) -> Result<Option<Storage>> {
+        let op = "scaled_dot_product_attention";
+        let q = self.view().f32s(op)?;
+        let k = cpu(op, key)?.f32s(op)?;
+        let v = cpu(op, value)?.f32s(op)?;
+        let AttentionSpec {
+            batch, l, s, d, dv, ..
+        } = *spec;
+        check::len(op, &[batch, l, d], q.len())?;
+        check::len(op, &[batch, s, d], k.len())?;
+        check::len(op, &[batch, s, dv], v.len())?;
+        let mask = match (mask, &spec.mask_batch) {
+            (Some(m), Some(idx)) => {
+                let m = cpu(op, m)?.f32s(op)?;
+                let count = m.len() / (l * s).max(1);
+                if idx.len() != batch || idx.iter().any(|&i| i >= count) {
+                    return Err(Error::mismatch(op, &[idx.len()], &[batch]));
+                }
+                check::len(op, &[count, l, s], m.len())?;
+                Some((m, idx.as_slice()))
+            }
+            (None, None) => None,
+            _ => return Err(Error::mismatch(op, &[mask.is_some() as usize], &[0])),
+        };
+        let o = attention::forward(q, k, v, mask, spec)?;
+        Ok(Some(storage(HostData::F32(o))))
+    }
+
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
         check::len("reduce", shape, self.view().len())?;
         check::axes("reduce", shape, axes)?;

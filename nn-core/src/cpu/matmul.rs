@@ -40,7 +40,7 @@ pub(super) fn matmul_bias(
 /// whose AVX-512 kernel is about 1.5x faster per core than `gemm`'s stable-Rust FMA
 /// kernel, split by output rows over the rayon pool. The CPU check is std's cached
 /// feature detection: no per-call system query.
-fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
+pub(super) fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
     let (m, n, k) = (s.m, s.n, s.k);
     if m == 0 || n == 0 {
         return;
@@ -77,11 +77,10 @@ fn blocks(
     // element (i, p) of op(lhs) sits at i*rs + p*cs
     let (a_rs, a_cs) = if s.lhs_t { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if s.rhs_t { (1, k) } else { (n, 1) };
-    for bi in 0..s.batch {
+    let one = |bi: usize, dst: &mut [f32]| {
         let ao = s.lhs_batch[bi] * m * k;
         let bo = s.rhs_batch[bi] * k * n;
         let (a, b) = (&a[ao..ao + m * k], &b[bo..bo + k * n]);
-        let dst = &mut out[bi * m * n..(bi + 1) * m * n];
         let l = Operand {
             data: a,
             rs: a_rs,
@@ -99,7 +98,7 @@ fn blocks(
                 !s.lhs_t && super::small_gemm::gemm_bt(dst, a, a_rs, b, (m, n, k), acc)
             };
             if done {
-                continue;
+                return;
             }
         }
         if macs < SMALL_MACS || !has_avx512() {
@@ -150,6 +149,23 @@ fn blocks(
             }
         } else {
             mm_crate(dst, l, r, (m, n, k), acc);
+        }
+    };
+    // Many products each too small to split (attention's per-head products): one
+    // product per task instead, when together they are worth the threads.
+    let per_batch = !threaded
+        && s.batch > 1
+        && macs.saturating_mul(s.batch) >= PARALLEL_FLOPS
+        && rayon::current_num_threads() > 1;
+    let out = &mut out[..s.batch * m * n];
+    if per_batch {
+        use rayon::prelude::*;
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(bi, dst)| one(bi, dst));
+    } else {
+        for (bi, dst) in out.chunks_mut(m * n).enumerate() {
+            one(bi, dst);
         }
     }
 }

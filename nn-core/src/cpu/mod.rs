@@ -6,6 +6,7 @@
 //! `elementwise`, `reduce`, `copy` and `matmul` then index only in bounds, and every
 //! output whose size comes from user input is allocated fallibly (`OutOfMemory`).
 
+mod attention;
 mod check;
 mod copy;
 mod denormal;
@@ -17,6 +18,7 @@ mod matmul;
 mod optim;
 pub mod pool;
 mod reduce;
+mod rowwise;
 mod small_gemm;
 
 #[cfg(test)]
@@ -25,8 +27,8 @@ mod tests;
 pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
-    AdamStep, BackendStorage, BinaryOp, Im2ColSpec, MatmulSpec, OptimStep, ReduceOp, SgdStep,
-    Storage, UnaryOp,
+    AdamStep, AttentionSpec, BackendStorage, BinaryOp, Im2ColSpec, LayerNormGrads, MatmulSpec,
+    OptimStep, ReduceOp, SgdStep, Storage, UnaryOp,
 };
 use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;

@@ -14,8 +14,11 @@
 //! Masks follow PyTorch: `attn_mask` is `[L, S]` or `[B*H, L, S]`, `key_padding_mask`
 //! `[B, S]`; a bool mask (or a uint8 or int64 one, nonzero as true) marks with true the
 //! positions that may NOT be attended (they get -inf), an f32 mask is added to the scores. A row with every
-//! position masked gives NaN, as in PyTorch. `need_weights` returns the attention
-//! weights averaged over heads, `[B, L, S]`. Init: `in_proj_weight` Xavier uniform, the
+//! position masked gives NaN with `need_weights` and 0 (then out_proj's bias) without,
+//! as in PyTorch, whose path without weights is `scaled_dot_product_attention` (so is
+//! ours: [`crate::functional::scaled_dot_product_attention`], fused and tile by tile
+//! under `no_grad` on the CPU). `need_weights` returns the attention weights averaged
+//! over heads, `[B, L, S]`. Init: `in_proj_weight` Xavier uniform, the
 //! biases zero, `out_proj.weight` a Linear's default. Backward: from the primitives.
 //!
 //! ```
@@ -37,6 +40,7 @@
 use super::{Dropout, Linear};
 use crate::init::{Fans, Init};
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
+use crate::ops::scaled_dot_product_attention;
 use crate::{DType, Error, Result, Tensor};
 
 /// `[len, len]` f32 additive causal mask: 0 on and below the diagonal, -inf above
@@ -300,9 +304,8 @@ impl MultiheadAttention {
         };
         // [B, T, E] -> [B, H, T, D]
         let heads = |t: &Tensor, len: usize| t.reshape(&[b, len, h, d])?.permute(&[0, 2, 1, 3]);
-        let q = heads(&q.mul_scalar(1.0 / (d as f32).sqrt())?, l)?;
-        let (k, v) = (heads(&k, s)?, heads(&v, s)?);
-        let mut scores = q.matmul(&k.transpose(-2, -1)?)?;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut mask: Option<Tensor> = None;
         if let Some(m) = masks.attn_mask {
             let m = match m.rank() {
                 2 => self.additive("attn_mask", m, &[l, s], &[1, 1, l, s])?,
@@ -310,31 +313,43 @@ impl MultiheadAttention {
             };
             // a bool mask cannot live on a device without bool storage: its additive
             // form is made where it is and moved to the scores
-            scores = scores.add(&m.to_device(&scores.device())?)?;
+            mask = Some(m.to_device(&q.device())?);
         }
         if let Some(m) = masks.key_padding_mask {
             let want: &[usize] = if unbatched { &[s] } else { &[b, s] };
             let m = self.additive("key_padding_mask", m, want, &[b, 1, 1, s])?;
-            scores = scores.add(&m.to_device(&scores.device())?)?;
+            let m = m.to_device(&q.device())?;
+            mask = Some(match mask {
+                Some(a) => a.add(&m)?,
+                None => m,
+            });
         }
-        // no keys: nothing to normalize (the max of an empty row is an error), and the
-        // empty product below gives zeros, as in PyTorch
-        let attn = if s == 0 { scores } else { scores.softmax(-1)? };
-        let dropped = if self.training && self.dropout > 0.0 {
-            Dropout::new(self.dropout).forward(&attn)?
+        let p = if self.training { self.dropout } else { 0.0 };
+        let (o, attn) = if masks.need_weights {
+            let q = heads(&q.mul_scalar(scale)?, l)?;
+            let (k, v) = (heads(&k, s)?, heads(&v, s)?);
+            let mut scores = q.matmul(&k.transpose(-2, -1)?)?;
+            if let Some(m) = &mask {
+                scores = scores.add(m)?;
+            }
+            // no keys: nothing to normalize (the max of an empty row is an error), and
+            // the empty product below gives zeros, as in PyTorch
+            let attn = if s == 0 { scores } else { scores.softmax(-1)? };
+            let dropped = if p > 0.0 {
+                Dropout::new(p).forward(&attn)?
+            } else {
+                attn.clone()
+            };
+            (dropped.matmul(&v)?, Some(attn))
         } else {
-            attn.clone()
+            // PyTorch's path without weights: a row with every key masked gives 0
+            let (q, k, v) = (heads(&q, l)?, heads(&k, s)?, heads(&v, s)?);
+            let o = scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, Some(scale))?;
+            (o, None)
         };
-        let o = dropped
-            .matmul(&v)?
-            .permute(&[0, 2, 1, 3])?
-            .reshape(&[b, l, e])?;
+        let o = o.permute(&[0, 2, 1, 3])?.reshape(&[b, l, e])?;
         let mut out = self.out_proj.forward(&o)?;
-        let mut weights = if masks.need_weights {
-            Some(attn.mean_dim(1, false)?)
-        } else {
-            None
-        };
+        let mut weights = attn.map(|a| a.mean_dim(1, false)).transpose()?;
         if unbatched {
             out = out.squeeze(0)?;
             weights = weights.map(|w| w.squeeze(0)).transpose()?;

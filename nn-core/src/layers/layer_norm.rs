@@ -3,8 +3,8 @@
 //! With `normalized_shape` the last k dims of x and mu, var the mean and the biased
 //! variance over them: y = (x - mu) / sqrt(var + eps) * gamma + beta, gamma (ones) and
 //! beta (zeros) of shape `normalized_shape` when `elementwise_affine`. Any `[*, ...shape]`
-//! in, the same shape out. The backward comes from the composite's primitives (mean, sub,
-//! square, sqrt, div), which autograd differentiates through mu and var.
+//! in, the same shape out. It runs [`Tensor::layer_norm`]: one fused op forward and
+//! backward where the backend has one, the primitives' composite elsewhere.
 //!
 //! ```
 //! use nn::{layers::LayerNorm, module::Forward, Tensor};
@@ -143,16 +143,12 @@ impl Module for LayerNorm {
 
 impl Forward for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let axes = trailing_axes(|| self.layer_name(), x, &self.normalized_shape)?;
-        let count = self.normalized_shape.iter().product::<usize>().max(1) as f32;
-        let mu = x.sum_axes_keepdim(&axes)?.div_scalar(count)?;
-        let c = x.sub(&mu)?;
-        let var = c.square()?.sum_axes_keepdim(&axes)?.div_scalar(count)?;
-        let y = c.div(&var.add_scalar(self.eps as f32)?.sqrt()?)?;
-        match (&self.weight, &self.bias) {
-            (Some(w), Some(b)) => y.mul(&w.tensor()?)?.add(&b.tensor()?),
-            _ => Ok(y),
-        }
+        trailing_axes(|| self.layer_name(), x, &self.normalized_shape)?;
+        let (w, b) = match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) => (Some(w.tensor()?), Some(b.tensor()?)),
+            _ => (None, None),
+        };
+        x.layer_norm(&self.normalized_shape, w.as_ref(), b.as_ref(), self.eps)
     }
 }
 

@@ -11,9 +11,20 @@ use crate::shape::{axis as resolve_axis, Dims};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
-    /// Softmax along `axis`.
+    /// Softmax along `axis` (the last axis runs as one fused op, one pass per row, where
+    /// the backend has one).
     pub fn softmax(&self, axis: isize) -> Result<Tensor> {
         let a = resolve_axis("softmax", self.shape(), axis)?;
+        if a + 1 == self.rank() {
+            if let Some(y) = self.softmax_last()? {
+                return Ok(y);
+            }
+        }
+        self.softmax_composite(a)
+    }
+
+    /// Softmax along axis `a` from primitives (max, sub, exp, sum, div).
+    pub(crate) fn softmax_composite(&self, a: usize) -> Result<Tensor> {
         let m = self.detach().max_axes_keepdim(&[a])?;
         let e = self.sub(&m)?.exp()?;
         e.div(&e.sum_axes_keepdim(&[a])?)

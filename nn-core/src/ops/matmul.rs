@@ -128,6 +128,26 @@ mod tests {
     use crate::{Result, Tensor};
 
     #[test]
+    fn many_small_products_split_over_threads_match_one_at_a_time() -> Result<()> {
+        // 70 products of 40 x 72 x 50 (each under the threading size, together over
+        // it), one operand broadcast: each output matrix against its own product
+        let a = Tensor::randn(&[2, 35, 40, 50]);
+        let b = Tensor::randn(&[35, 50, 72]);
+        let got = a.matmul(&b)?.to_vec::<f32>()?;
+        for i in 0..2usize {
+            for j in 0..35usize {
+                let one = a.get(i as i64)?.get(j as i64)?;
+                let one = one.matmul(&b.get(j as i64)?)?.to_vec::<f32>()?;
+                let at = (i * 35 + j) * 40 * 72;
+                for (x, y) in got[at..at + 40 * 72].iter().zip(&one) {
+                    assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
     fn values_2d() -> Result<()> {
         let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
         let b = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])?;

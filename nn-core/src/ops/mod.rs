@@ -5,11 +5,13 @@
 //! `cross_entropy` are written with primitives and need no backward of their own.
 
 mod activations;
+mod attention;
 mod binary;
 mod clamp;
 mod conv;
 mod im2col;
 mod indexing;
+mod layer_norm;
 mod linear;
 mod logical;
 mod loss;
@@ -27,8 +29,10 @@ mod reduction;
 mod shape_ops;
 #[cfg(test)]
 mod size_checks;
+mod softmax;
 mod softplus;
 mod unary;
+pub use attention::scaled_dot_product_attention;
 pub use conv::Conv2dOptions;
 pub use loss_binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
 pub use loss_class::{cross_entropy, nll_loss};

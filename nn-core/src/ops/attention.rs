@@ -1,0 +1,226 @@
+//! `scaled_dot_product_attention`, PyTorch's `F.scaled_dot_product_attention`:
+//! `softmax(q k^T * scale + mask) v` over the last two dims, batch dims in front.
+//!
+//! With gradients (or dropout, or a backend without the kernel) it is composed from
+//! primitives (scale, matmul, add, the fused softmax, dropout, matmul) and autograd
+//! differentiates it; its backward is theirs: dA = g v^T, dv = A^T g,
+//! dS = A * (dA - sum(dA * A)), dq = scale dS k, dk = scale dS^T q. Without gradients
+//! the CPU runs a fused tile-by-tile forward that never stores the `[.., L, S]` weights.
+//!
+//! NOTE: a query row whose keys are all masked gives 0, as PyTorch's SDPA does (its
+//! "safe softmax"; the plain softmax gives NaN there, as `MultiheadAttention` with
+//! `need_weights` does in PyTorch).
+
+use crate::backend::AttentionSpec;
+use crate::layers::Dropout;
+use crate::module::Forward;
+use crate::shape::broadcast_shapes;
+use crate::{DType, Error, Result, Tensor};
+
+const OP: &str = "scaled_dot_product_attention";
+
+/// Attention of `query` `[*, L, E]` over `key` `[*, S, E]` and `value` `[*, S, Ev]`
+/// (the same batch dims `*`), `[*, L, Ev]` out: `softmax(q k^T * scale + mask) v`,
+/// PyTorch's `F.scaled_dot_product_attention` with its arguments and semantics.
+///
+/// - `attn_mask` broadcasts to `[*, L, S]`: bool, true = may attend (false gets -inf),
+///   or f32, added to the scores.
+/// - `dropout_p`: dropout on the weights (applied whenever > 0, as in PyTorch: pass 0
+///   in eval).
+/// - `is_causal`: query `i` attends keys `j <= i` (top-left aligned); not with a mask.
+/// - `scale`: defaults to `1 / sqrt(E)`.
+///
+/// A query row whose keys are all masked gives 0, as in PyTorch.
+///
+/// ```
+/// use nn::{functional as F, Tensor};
+/// let (q, k, v) = (Tensor::randn(&[2, 4, 5, 8]), Tensor::randn(&[2, 4, 7, 8]), Tensor::randn(&[2, 4, 7, 3]));
+/// let o = F::scaled_dot_product_attention(&q, &k, &v, None, 0.0, false, None)?;
+/// assert_eq!(o.shape(), &[2, 4, 5, 3]);
+/// // a bool mask: true = attend; the first query row sees key 0 only
+/// let mut keep = vec![true; 5 * 7];
+/// keep[1..7].fill(false);
+/// let mask = Tensor::from_vec(keep, &[5, 7])?;
+/// let o = F::scaled_dot_product_attention(&q, &k, &v, Some(&mask), 0.0, false, None)?;
+/// let first = o.narrow(2, 0, 1)?.to_vec::<f32>()?;
+/// let v0 = v.narrow(2, 0, 1)?.to_vec::<f32>()?;
+/// assert!(first.iter().zip(&v0).all(|(a, b)| (a - b).abs() < 1e-5));
+/// # Ok::<(), nn::Error>(())
+/// ```
+pub fn scaled_dot_product_attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    attn_mask: Option<&Tensor>,
+    dropout_p: f32,
+    is_causal: bool,
+    scale: Option<f32>,
+) -> Result<Tensor> {
+    let r = query.rank();
+    let bad = |t: &Tensor, msg: String| Err(Error::bad_shape(OP, t.shape(), msg));
+    if r < 2 || key.rank() != r || value.rank() != r {
+        return bad(
+            query,
+            format!(
+                "query, key and value must be [*, L, E], [*, S, E], [*, S, Ev] of one rank >= 2, got ranks {}, {}, {}",
+                r,
+                key.rank(),
+                value.rank()
+            ),
+        );
+    }
+    let (qs, ks, vs) = (query.shape(), key.shape(), value.shape());
+    if qs[..r - 2] != ks[..r - 2] || ks[..r - 1] != vs[..r - 1] || qs[r - 1] != ks[r - 1] {
+        return Err(Error::ShapeMismatch {
+            op: "scaled_dot_product_attention (query [*, L, E], key [*, S, E], value [*, S, Ev])",
+            lhs: qs.to_vec(),
+            rhs: [ks, vs].concat(),
+        });
+    }
+    for t in [query, key, value] {
+        if t.dtype() != DType::F32 {
+            return bad(
+                t,
+                format!("query, key and value must be f32, not {}", t.dtype()),
+            );
+        }
+        super::same_device(OP, query, t)?;
+    }
+    if !(0.0..=1.0).contains(&dropout_p) {
+        return Err(Error::invalid_config(
+            OP,
+            "dropout_p",
+            dropout_p,
+            "must be in [0, 1]",
+        ));
+    }
+    if is_causal && attn_mask.is_some() {
+        return Err(Error::invalid_config(
+            OP,
+            "is_causal",
+            true,
+            "an explicit attn_mask cannot be combined with is_causal (as in PyTorch)",
+        ));
+    }
+    let (l, s, e, ev) = (qs[r - 2], ks[r - 2], qs[r - 1], vs[r - 1]);
+    let scale = scale.unwrap_or(1.0 / (e as f32).sqrt());
+    // the mask as additive f32 scores, [m*, L, S] with m* broadcasting to the batch dims
+    let mask = match attn_mask {
+        None => None,
+        Some(m) => {
+            let full: Vec<usize> = [&qs[..r - 2], &[l, s]].concat();
+            let out = broadcast_shapes(OP, m.shape(), &full)?;
+            if out.as_slice() != full.as_slice() {
+                return Err(Error::mismatch(OP, m.shape(), &full));
+            }
+            // a bool mask cannot live on a device without bool storage: its additive
+            // form is made where it is and moved to the query
+            let add = match m.dtype() {
+                DType::Bool => Tensor::try_zeros(m.shape())?
+                    .to_device(&m.device())?
+                    .masked_fill(&m.logical_not()?, f32::NEG_INFINITY)?,
+                DType::F32 => m.clone(),
+                d => {
+                    return bad(
+                        m,
+                        format!("attn_mask must be bool (true = attend) or f32, not {d}"),
+                    )
+                }
+            };
+            let add = add.to_device(&query.device())?;
+            // pad to the query's rank and spell out the last two dims
+            let mut padded = vec![1usize; r - add.rank()];
+            padded.extend_from_slice(add.shape());
+            let lr = Tensor::try_zeros(&[l, s])?.to_device(&query.device())?;
+            Some(add.reshape(&padded)?.add(&lr)?)
+        }
+    };
+    let needs_grad = crate::autograd::is_grad_enabled()
+        && (query.requires_grad() || key.requires_grad() || value.requires_grad());
+    if !needs_grad && dropout_p == 0.0 {
+        let batch: usize = qs[..r - 2].iter().product();
+        let mask_batch = mask
+            .as_ref()
+            .map(|m| mask_index(&m.shape()[..r - 2], &qs[..r - 2]));
+        let spec = AttentionSpec {
+            batch,
+            l,
+            s,
+            d: e,
+            dv: ev,
+            scale,
+            causal: is_causal,
+            mask_batch,
+        };
+        let fused = query.storage().attention(
+            key.storage().as_ref(),
+            value.storage().as_ref(),
+            mask.as_ref().map(|m| m.storage().as_ref()),
+            &spec,
+        )?;
+        if let Some(o) = fused {
+            let out: Vec<usize> = [&qs[..r - 1], &[ev]].concat();
+            return Tensor::from_storage(o, &out);
+        }
+    }
+    let mut scores = query.mul_scalar(scale)?.matmul(&key.transpose(-2, -1)?)?;
+    let mask = match (mask, is_causal) {
+        (Some(m), _) => Some(m),
+        (None, true) => Some(
+            Tensor::try_full(&[l, s], f32::NEG_INFINITY)?
+                .triu(1)?
+                .to_device(&query.device())?,
+        ),
+        (None, false) => None,
+    };
+    if let Some(m) = &mask {
+        scores = scores.add(m)?;
+    }
+    if s == 0 {
+        // no keys: the empty product below gives zeros, as in PyTorch
+        return scores.matmul(value);
+    }
+    let attn = match &mask {
+        None => scores.softmax(-1)?,
+        Some(_) => {
+            // PyTorch's safe softmax: rows with every key masked give 0, not NaN.
+            // NOTE: their scores are replaced before the softmax too, or its backward
+            // (y (g - sum g y) with y NaN) would put NaN in every gradient.
+            let dead = scores
+                .detach()
+                .max_axes_keepdim(&[r - 1])?
+                .eq(&Tensor::try_full(&[], f32::NEG_INFINITY)?.to_device(&query.device())?)?;
+            let zero = Tensor::try_zeros(&[])?.to_device(&query.device())?;
+            let live = Tensor::where_cond(&dead, &zero, &scores)?;
+            Tensor::where_cond(&dead, &zero, &live.softmax(-1)?)?
+        }
+    };
+    let mut attn = attn;
+    if dropout_p > 0.0 {
+        attn = Dropout::new(dropout_p).forward(&attn)?;
+    }
+    attn.matmul(value)
+}
+
+/// For each problem of the batch dims `batch`, the index of its mask matrix in a mask
+/// with batch dims `mask` (each equal or 1, same rank): broadcasting's row-major index.
+fn mask_index(mask: &[usize], batch: &[usize]) -> Vec<usize> {
+    let n: usize = batch.iter().product();
+    (0..n)
+        .map(|mut flat| {
+            let (mut idx, mut stride) = (0, 1);
+            for (&m, &b) in mask.iter().zip(batch).rev() {
+                let i = flat % b.max(1);
+                flat /= b.max(1);
+                if m != 1 {
+                    idx += i * stride;
+                }
+                stride *= m;
+            }
+            idx
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

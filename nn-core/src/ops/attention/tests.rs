@@ -1,0 +1,158 @@
+use super::scaled_dot_product_attention as sdpa;
+use crate::ops::testing::check_grad;
+use crate::{Error, Result, Tensor};
+
+fn close(what: &str, a: &Tensor, b: &Tensor, tol: f32) -> Result<()> {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    for (x, y) in a.to_vec::<f32>()?.iter().zip(b.to_vec::<f32>()?) {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()) || (x.is_nan() && y.is_nan()),
+            "{what}: {x} vs {y}"
+        );
+    }
+    Ok(())
+}
+
+/// The fused forward (no gradients) and the composite (inputs requiring gradients).
+fn both(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    m: Option<&Tensor>,
+    causal: bool,
+) -> Result<(Tensor, Tensor)> {
+    let fused = crate::no_grad(|| sdpa(q, k, v, m, 0.0, causal, None))?;
+    let g = |t: &Tensor| t.detach().with_requires_grad(true);
+    let comp = sdpa(&g(q), &g(k), &g(v), m, 0.0, causal, None)?;
+    Ok((fused, comp.detach()))
+}
+
+#[test]
+fn fused_forward_matches_the_composite() -> Result<()> {
+    // L != S, tiles of keys and rows crossed (S > 256, L > 64), Ev != E, batch 1
+    for (qs, ks, vs) in [
+        (&[2, 3, 5, 8][..], &[2, 3, 7, 8][..], &[2, 3, 7, 3][..]),
+        (&[1, 70, 4][..], &[1, 300, 4][..], &[1, 300, 6][..]),
+        (&[6, 5][..], &[9, 5][..], &[9, 2][..]),
+    ] {
+        let (q, k, v) = (Tensor::randn(qs), Tensor::randn(ks), Tensor::randn(vs));
+        let (l, s) = (qs[qs.len() - 2], ks[ks.len() - 2]);
+        let (f, c) = both(&q, &k, &v, None, false)?;
+        close("no mask", &f, &c, 1e-5)?;
+        let (f, c) = both(&q, &k, &v, None, true)?;
+        close("causal", &f, &c, 1e-5)?;
+        // a float mask [L, S] and a bool one with a fully masked row (-> 0)
+        let fm = Tensor::randn(&[l, s]);
+        let (f, c) = both(&q, &k, &v, Some(&fm), false)?;
+        close("float mask", &f, &c, 1e-5)?;
+        let keep: Vec<bool> = (0..l * s).map(|i| i % 3 != 1 && i / s != 1).collect();
+        let bm = Tensor::from_vec(keep, &[l, s])?;
+        let (f, c) = both(&q, &k, &v, Some(&bm), false)?;
+        close("bool mask", &f, &c, 1e-5)?;
+        let row1 = f.narrow(-2, 1, 1)?.to_vec::<f32>()?;
+        assert!(row1.iter().all(|&x| x == 0.0), "{row1:?}");
+    }
+    // per-batch masks broadcast over heads ([B, 1, L, S]) and per head ([B, H, L, S])
+    let (q, k, v) = (
+        Tensor::randn(&[2, 3, 4, 8]),
+        Tensor::randn(&[2, 3, 6, 8]),
+        Tensor::randn(&[2, 3, 6, 8]),
+    );
+    for shape in [&[2, 1, 4, 6][..], &[2, 3, 4, 6], &[1, 6], &[2, 1, 1, 6]] {
+        let m = Tensor::randn(shape);
+        let (f, c) = both(&q, &k, &v, Some(&m), false)?;
+        close("broadcast mask", &f, &c, 1e-5)?;
+        let b = m.gt(&Tensor::zeros(&[]))?.to_dtype(crate::DType::Bool)?;
+        let (f, c) = both(&q, &k, &v, Some(&b), false)?;
+        close("broadcast bool mask", &f, &c, 1e-5)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn finite_differences_and_hand_derived() -> Result<()> {
+    check_grad(&[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]], |t| {
+        sdpa(&t[0], &t[1], &t[2], None, 0.0, false, None)
+    })?;
+    check_grad(&[&[1, 4, 2], &[1, 3, 2], &[1, 3, 2]], |t| {
+        sdpa(&t[0], &t[1], &t[2], None, 0.0, true, Some(0.7))
+    })?;
+    let keep = Tensor::from_vec(vec![true, false, true, false, false, false], &[2, 3])?;
+    check_grad(&[&[2, 3], &[3, 3], &[3, 2]], |t| {
+        sdpa(&t[0], &t[1], &t[2], Some(&keep), 0.0, false, None)
+    })?;
+    // equal keys: uniform weights, so the output is the mean of the value rows, for
+    // any query: v rows [1, 2] and [3, 4] -> [2, 3]
+    let q = Tensor::randn(&[2, 2]);
+    let k = Tensor::ones(&[2, 2]);
+    let v = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    for grad in [false, true] {
+        let o = sdpa(&q.with_requires_grad(grad), &k, &v, None, 0.0, false, None)?;
+        close(
+            "uniform",
+            &o,
+            &Tensor::from_vec(vec![2.0f32, 3.0, 2.0, 3.0], &[2, 2])?,
+            1e-6,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn dropout_one_zeroes_and_bad_arguments_are_errors() -> Result<()> {
+    let (q, k) = (Tensor::randn(&[2, 3, 4]), Tensor::randn(&[2, 5, 4]));
+    let o = sdpa(&q, &k, &k, None, 1.0, false, None)?;
+    assert!(o.to_vec::<f32>()?.iter().all(|&x| x == 0.0));
+    let m = Tensor::zeros(&[3, 5]);
+    let bad: Vec<Result<Tensor>> = vec![
+        sdpa(&q, &k, &k, Some(&m), 0.0, true, None),
+        sdpa(&q, &k, &k, Some(&Tensor::zeros(&[3, 4])), 0.0, false, None),
+        sdpa(&q, &k.narrow(-1, 0, 3)?, &k, None, 0.0, false, None),
+        sdpa(&q, &k, &k.narrow(1, 0, 4)?, None, 0.0, false, None),
+        sdpa(&q.get(0)?.get(0)?, &k, &k, None, 0.0, false, None),
+        sdpa(&q, &k, &k, None, 1.5, false, None),
+        sdpa(
+            &q,
+            &k,
+            &k,
+            Some(&Tensor::zeros(&[3, 5]).to_dtype(crate::DType::I64)?),
+            0.0,
+            false,
+            None,
+        ),
+    ];
+    for (i, r) in bad.into_iter().enumerate() {
+        let msg = r.err().map(|e: Error| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.contains("scaled_dot_product_attention"),
+            "case {i}: {msg:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn fully_masked_rows_have_zero_output_and_finite_gradients() -> Result<()> {
+    // a NaN there would spread through dk to every key (check_grad cannot see a NaN:
+    // every comparison with one is false)
+    let keep = Tensor::from_vec(vec![true, false, true, false, false, false], &[2, 3])?;
+    let q = Tensor::randn(&[2, 3]).with_requires_grad(true);
+    let k = Tensor::randn(&[3, 3]).with_requires_grad(true);
+    let v = Tensor::randn(&[3, 2]).with_requires_grad(true);
+    let o = sdpa(&q, &k, &v, Some(&keep), 0.0, false, None)?;
+    assert_eq!(&o.to_vec::<f32>()?[2..], &[0.0, 0.0]);
+    o.sum()?.backward()?;
+    for t in [&q, &k, &v] {
+        let g = t
+            .grad()
+            .ok_or_else(|| Error::custom("no grad"))?
+            .to_vec::<f32>()?;
+        assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+    }
+    let gq = q
+        .grad()
+        .ok_or_else(|| Error::custom("no grad"))?
+        .to_vec::<f32>()?;
+    assert_eq!(&gq[3..], &[0.0, 0.0, 0.0]);
+    Ok(())
+}
