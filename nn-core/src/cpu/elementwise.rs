@@ -279,6 +279,77 @@ pub(super) fn where_cond<T: Copy + 'static>(
     Ok(res)
 }
 
+/// The per-channel vectors of [`channel_affine`] (each `[c]`).
+pub(super) struct Channels<'a> {
+    pub(super) mean: &'a [f32],
+    pub(super) scale: &'a [f32],
+    pub(super) shift: Option<&'a [f32]>,
+}
+
+/// Elements below which [`channel_affine`] runs on one thread.
+const AFFINE_PARALLEL_LEN: usize = 1 << 16;
+
+/// `relu?((x - mean) * scale + shift + residual?)` per channel of `x` as `[outer, c,
+/// inner]` (lengths checked by the caller), in one pass, split over the rayon pool by
+/// channel planes when large. Each step is its own rounded f32 op, in the order the
+/// separate ops run, so the result is the same bits as theirs.
+pub(super) fn channel_affine(
+    x: &[f32],
+    [_, c, inner]: [usize; 3],
+    ch: &Channels<'_>,
+    residual: Option<&[f32]>,
+    relu: bool,
+) -> Result<Vec<f32>> {
+    use rayon::prelude::*;
+    let mut y = try_filled(x.len(), 0.0f32, "channel_affine")?;
+    if x.is_empty() || inner == 0 {
+        return Ok(y);
+    }
+    let plane = |(t, dst): (usize, &mut [f32])| {
+        let k = t % c;
+        let (m, s, b) = (ch.mean[k], ch.scale[k], ch.shift.map(|b| b[k]));
+        let src = &x[t * inner..(t + 1) * inner];
+        let res = residual.map(|r| &r[t * inner..(t + 1) * inner]);
+        match (b, res) {
+            (Some(b), Some(r)) => {
+                for ((d, &v), &r) in dst.iter_mut().zip(src).zip(r) {
+                    *d = (v - m) * s + b + r;
+                }
+            }
+            (Some(b), None) => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - m) * s + b;
+                }
+            }
+            (None, Some(r)) => {
+                for ((d, &v), &r) in dst.iter_mut().zip(src).zip(r) {
+                    *d = (v - m) * s + r;
+                }
+            }
+            (None, None) => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - m) * s;
+                }
+            }
+        }
+        if relu {
+            for d in dst.iter_mut() {
+                // the same test as `UnaryOp::Relu` (NaN goes to 0)
+                *d = if *d > 0.0 { *d } else { 0.0 };
+            }
+        }
+    };
+    if x.len() >= AFFINE_PARALLEL_LEN && rayon::current_num_threads() > 1 {
+        y.par_chunks_mut(inner)
+            .enumerate()
+            .with_min_len((1usize << 13).div_ceil(inner))
+            .for_each(plane);
+    } else {
+        y.chunks_mut(inner).enumerate().for_each(plane);
+    }
+    Ok(y)
+}
+
 /// `x > 0 ? g : 0` in one pass.
 pub(super) fn relu_backward(x: &[f32], g: &[f32]) -> Result<Vec<f32>> {
     let it = x.iter().zip(g);
