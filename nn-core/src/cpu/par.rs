@@ -101,6 +101,7 @@ pub(super) fn filled(n: usize, v: f32, op: &'static str) -> Result<Vec<f32>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::copy::permute;
     use super::super::elementwise::{binary_f32, relu_backward, unary};
     use crate::backend::{BinaryOp, UnaryOp};
     use crate::host::HostData;
@@ -177,6 +178,28 @@ mod tests {
             assert_eq!(back[i], if x[i] > 0.0 { g[i] } else { 0.0 });
         }
         assert!(super::filled(n, 1.5f32, "test")?.iter().all(|&v| v == 1.5));
+        assert!(super::filled(n, 0.0f32, "test")?.iter().all(|&v| v == 0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn split_permutes_match_the_definition() -> Result<()> {
+        let shape = [3usize, 7, 61, 53]; // 67893 elements: over the split threshold
+        let x = values(shape.iter().product(), 5);
+        for perm in [[1, 0, 2, 3], [0, 2, 3, 1], [3, 2, 1, 0], [0, 1, 2, 3]] {
+            let got = permute(&x, &shape, &perm)?;
+            let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+            for (i, g) in got.iter().enumerate() {
+                // the output coordinates of i, read back at the source
+                let (mut rem, mut src) = (i, [0usize; 4]);
+                for d in (0..4).rev() {
+                    src[perm[d]] = rem % out[d];
+                    rem /= out[d];
+                }
+                let at = ((src[0] * shape[1] + src[1]) * shape[2] + src[2]) * shape[3] + src[3];
+                assert_eq!(*g, x[at], "{perm:?} at {i}");
+            }
+        }
         Ok(())
     }
 }
