@@ -42,15 +42,14 @@ impl BasicBlock {
 
 impl Forward for BasicBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self
-            .relu
-            .forward(&self.bn1.forward(&self.conv1.forward(x)?)?)?;
-        let out = self.bn2.forward(&self.conv2.forward(&out)?)?;
+        // `bn.forward_relu(x)` is `relu(bn(x))`, one pass in eval mode under no_grad
+        let out = self.bn1.forward_relu(&self.conv1.forward(x)?)?;
         let identity = match &self.downsample {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        self.relu.forward(&out.add(&identity)?)
+        self.bn2
+            .forward_add_relu(&self.conv2.forward(&out)?, &identity)
     }
 }
 
@@ -105,9 +104,7 @@ impl ResNet {
 impl Forward for ResNet {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.conv1.forward(x)?;
-        let x = self
-            .maxpool
-            .forward(&self.relu.forward(&self.bn1.forward(&x)?)?)?;
+        let x = self.maxpool.forward(&self.bn1.forward_relu(&x)?)?;
         let x = self.layer1.forward(&x)?;
         let x = self.layer2.forward(&x)?;
         let x = self.layer3.forward(&x)?;

@@ -401,6 +401,36 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         let out = [spec.batch * spec.m, spec.n];
         y.binary(BinaryOp::Add, &out, bias, &[spec.n], &out)
     }
+    /// Batch norm's eval-mode normalization in one pass: for `self` (f32) viewed as
+    /// `[outer, c, inner]` (`shape`) and per-channel `[c]` vectors, `y = (x - mean[ch]) *
+    /// scale[ch] + shift[ch]` (no shift when `None`), then `+ residual` (same shape as
+    /// `self`) and `max(y, 0)` when `relu`, each step rounded as its own op would round
+    /// it. The default runs those ops one by one (what nn-cuda uses); backends override it
+    /// to fuse.
+    fn channel_affine(
+        &self,
+        shape: [usize; 3],
+        mean: &dyn BackendStorage,
+        scale: &dyn BackendStorage,
+        shift: Option<&dyn BackendStorage>,
+        residual: Option<&dyn BackendStorage>,
+        relu: bool,
+    ) -> Result<Storage> {
+        let [outer, c, inner] = shape;
+        let (full, ch) = ([outer, c, inner], [1, c, 1]);
+        let mut y = self.binary(BinaryOp::Sub, &full, mean, &ch, &full)?;
+        y = y.binary(BinaryOp::Mul, &full, scale, &ch, &full)?;
+        if let Some(b) = shift {
+            y = y.binary(BinaryOp::Add, &full, b, &ch, &full)?;
+        }
+        if let Some(r) = residual {
+            y = y.binary(BinaryOp::Add, &full, r, &full, &full)?;
+        }
+        if relu {
+            y = y.unary(UnaryOp::Relu)?;
+        }
+        Ok(y)
+    }
     /// ReLU's backward: `grad` where `self > 0`, else 0 (same length, f32). The default
     /// runs a step then a product; backends override it to do one pass.
     fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {

@@ -62,7 +62,29 @@ pub(crate) fn conv_and_pool(dev: &Device) -> Result<()> {
         .stride([2, 2])
         .padding([1, 1]);
     grads_on(dev, "max_pool2d", &[x.clone()], |v| v[0].max_pool2d(&pool))?;
-    grads_on(dev, "avg_pool2d", &[x], |v| v[0].avg_pool2d(&pool, false))?;
+    grads_on(dev, "avg_pool2d", &[x.clone()], |v| {
+        v[0].avg_pool2d(&pool, false)
+    })?;
+    // batch norm's eval pass with residual and ReLU (`channel_affine`: the trait's
+    // default off the CPU), after one training step so the statistics are not 0 and 1
+    use nn::ModuleExt;
+    let mut bn = nn::layers::BatchNorm2d::new(4);
+    bn.forward(&seeded_randn(34, &[3, 4, 2, 3]).mul_scalar(3.0)?)?;
+    bn.eval();
+    let r = seeded_randn(35, &[2, 4, 5, 6]);
+    let want = nn::no_grad(|| bn.forward_add_relu(&x, &r))?;
+    bn.to_device(dev)?;
+    let (xd, rd) = (x.to_device(dev)?, r.to_device(dev)?);
+    let got = nn::no_grad(|| bn.forward_add_relu(&xd, &rd))?;
+    assert_same("batch norm eval + add + relu", dev, &got, &want)?;
+    let got = nn::no_grad(|| bn.forward_relu(&xd))?;
+    let want = bn.forward(&xd)?.relu()?;
+    assert_same(
+        "batch norm eval + relu",
+        dev,
+        &got,
+        &want.to_device(&Device::Cpu)?,
+    )?;
     Ok(())
 }
 

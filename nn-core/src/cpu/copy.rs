@@ -6,7 +6,7 @@ use crate::host::{try_filled, try_with_capacity};
 use crate::shape::{numel, outer_inner, strides};
 use crate::{Error, Result};
 
-pub(super) fn permute<T: Copy + 'static>(
+pub(super) fn permute<T: Copy + Send + Sync + 'static>(
     x: &[T],
     shape: &[usize],
     perm: &[usize],
@@ -15,6 +15,9 @@ pub(super) fn permute<T: Copy + 'static>(
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let src_st: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
     let n = x.len();
+    if super::par::worth(n) && !out_shape.is_empty() {
+        return permute_par(x, &out_shape, &src_st);
+    }
     let mut res = try_with_capacity(n, "permute")?;
     if out_shape.is_empty() {
         res.extend_from_slice(x);
@@ -46,6 +49,53 @@ pub(super) fn permute<T: Copy + 'static>(
         }
     }
     Ok(res)
+}
+
+/// [`permute`] of a large tensor, split over the pool by chunks of whole output rows;
+/// `out_shape` is the permuted shape (rank >= 1), `src_st` the source stride of each of
+/// its dims.
+fn permute_par<T: Copy + Send + Sync + 'static>(
+    x: &[T],
+    out_shape: &[usize],
+    src_st: &[usize],
+) -> Result<Vec<T>> {
+    let last = out_shape.len() - 1;
+    let (inner, is) = (out_shape[last], src_st[last]);
+    super::par::build(x.len(), inner, "permute", |start, dst| {
+        // the odometer at the chunk's first row
+        let mut idx = vec![0usize; last];
+        let mut o = 0usize;
+        let mut r = start / inner.max(1);
+        for d in (0..last).rev() {
+            idx[d] = r % out_shape[d];
+            r /= out_shape[d];
+            o += idx[d] * src_st[d];
+        }
+        let mut written = 0;
+        for row in dst.chunks_mut(inner) {
+            if is == 1 {
+                for (d, &v) in row.iter_mut().zip(&x[o..o + inner]) {
+                    d.write(v);
+                    written += 1;
+                }
+            } else {
+                for (j, d) in row.iter_mut().enumerate() {
+                    d.write(x[o + j * is]);
+                    written += 1;
+                }
+            }
+            for d in (0..last).rev() {
+                idx[d] += 1;
+                o += src_st[d];
+                if idx[d] < out_shape[d] {
+                    break;
+                }
+                o -= src_st[d] * out_shape[d];
+                idx[d] = 0;
+            }
+        }
+        written
+    })
 }
 
 pub(super) fn narrow<T: Copy + 'static>(

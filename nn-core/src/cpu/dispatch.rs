@@ -246,6 +246,36 @@ impl BackendStorage for CpuStorage {
         out(HostData::F32(matmul::matmul_bias(a, b, spec, bias, n_out)?))
     }
 
+    fn channel_affine(
+        &self,
+        shape: [usize; 3],
+        mean: &dyn BackendStorage,
+        scale: &dyn BackendStorage,
+        shift: Option<&dyn BackendStorage>,
+        residual: Option<&dyn BackendStorage>,
+        relu: bool,
+    ) -> Result<Storage> {
+        const OP: &str = "channel_affine";
+        let x = self.view().f32s(OP)?;
+        check::len(OP, &shape, x.len())?;
+        let c = shape[1];
+        let mean = cpu(OP, mean)?.f32s(OP)?;
+        let scale = cpu(OP, scale)?.f32s(OP)?;
+        let shift = shift.map(|b| cpu(OP, b)?.f32s(OP)).transpose()?;
+        let residual = residual.map(|r| cpu(OP, r)?.f32s(OP)).transpose()?;
+        check::lens(OP, c, &[mean.len(), scale.len()])?;
+        if let Some(b) = shift {
+            check::lens(OP, c, &[b.len()])?;
+        }
+        if let Some(r) = residual {
+            check::lens(OP, x.len(), &[r.len()])?;
+        }
+        let ch = elementwise::Channels { mean, scale, shift };
+        out(HostData::F32(elementwise::channel_affine(
+            x, shape, &ch, residual, relu,
+        )?))
+    }
+
     fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {
         let x = self.view().f32s("relu_backward")?;
         let g = cpu("relu_backward", grad)?.f32s("relu_backward")?;

@@ -11,7 +11,11 @@ pub(super) fn unary(op: UnaryOp, x: &[f32]) -> Result<Vec<f32>> {
     // a macro, not a closure taking `fn`: each arm's loop is monomorphic and inlined
     macro_rules! c {
         ($f:expr) => {
-            try_collect(x.iter().map(|&v| $f(v)), "unary")
+            if super::par::worth(x.len()) {
+                super::par::map(x, "unary", |v| $f(v))
+            } else {
+                try_collect(x.iter().map(|&v| $f(v)), "unary")
+            }
         };
     }
     match op {
@@ -68,15 +72,18 @@ fn erf(x: f32) -> f32 {
 }
 
 /// Applies `f` elementwise over `a` and `b` broadcast to `out`.
-fn map2<A: Copy, B: Copy, O: 'static>(
+fn map2<A: Copy + Sync, B: Copy + Sync, O: Send + 'static>(
     a: &[A],
     sa: &[usize],
     b: &[B],
     sb: &[usize],
     out: &[usize],
-    f: impl Fn(A, B) -> O,
+    f: impl Fn(A, B) -> O + Sync,
 ) -> Result<Vec<O>> {
     let n = numel(out);
+    if super::par::worth(n) && !out.is_empty() {
+        return map2_par(a, sa, b, sb, out, f);
+    }
     if sa == out && sb == out {
         return try_collect(a.iter().zip(b).map(|(&x, &y)| f(x, y)), "binary");
     }
@@ -186,7 +193,7 @@ pub(super) fn binary_i64(
 }
 
 /// A comparison as a `Bool` mask (`op` must be one of the six comparisons).
-pub(super) fn compare<T: Copy + PartialOrd>(
+pub(super) fn compare<T: Copy + PartialOrd + Sync>(
     op: BinaryOp,
     a: &[T],
     sa: &[usize],
@@ -279,8 +286,137 @@ pub(super) fn where_cond<T: Copy + 'static>(
     Ok(res)
 }
 
+/// [`map2`] for a large output, split over the pool by chunks of whole rows (the
+/// innermost dim); the same values.
+fn map2_par<A: Copy + Sync, B: Copy + Sync, O: Send + 'static>(
+    a: &[A],
+    sa: &[usize],
+    b: &[B],
+    sb: &[usize],
+    out: &[usize],
+    f: impl Fn(A, B) -> O + Sync,
+) -> Result<Vec<O>> {
+    use super::par;
+    if sa == out && sb == out {
+        return par::zip(a, b, "binary", f);
+    }
+    if let (true, [x]) = (sb == out, a) {
+        return par::map(b, "binary", |y| f(*x, y));
+    }
+    if let (true, [y]) = (sa == out, b) {
+        return par::map(a, "binary", |x| f(x, *y));
+    }
+    let st_a = broadcast_strides(sa, out);
+    let st_b = broadcast_strides(sb, out);
+    let last = out.len() - 1;
+    let inner = out[last];
+    let (ia, ib) = (st_a[last], st_b[last]);
+    par::build(numel(out), inner, "binary", |start, dst| {
+        // the odometer at the chunk's first row
+        let mut idx = vec![0usize; last];
+        let (mut oa, mut ob) = (0usize, 0usize);
+        let mut r = start / inner.max(1);
+        for d in (0..last).rev() {
+            idx[d] = r % out[d];
+            r /= out[d];
+            oa += idx[d] * st_a[d];
+            ob += idx[d] * st_b[d];
+        }
+        let mut written = 0;
+        for row in dst.chunks_mut(inner) {
+            for (j, d) in row.iter_mut().enumerate() {
+                d.write(f(a[oa + j * ia], b[ob + j * ib]));
+                written += 1;
+            }
+            for d in (0..last).rev() {
+                idx[d] += 1;
+                oa += st_a[d];
+                ob += st_b[d];
+                if idx[d] < out[d] {
+                    break;
+                }
+                oa -= st_a[d] * out[d];
+                ob -= st_b[d] * out[d];
+                idx[d] = 0;
+            }
+        }
+        written
+    })
+}
+
+/// The per-channel vectors of [`channel_affine`] (each `[c]`).
+pub(super) struct Channels<'a> {
+    pub(super) mean: &'a [f32],
+    pub(super) scale: &'a [f32],
+    pub(super) shift: Option<&'a [f32]>,
+}
+
+/// `relu?((x - mean) * scale + shift + residual?)` per channel of `x` as `[outer, c,
+/// inner]` (lengths checked by the caller), in one pass, split over the rayon pool by
+/// channel planes when large. Each step is its own rounded f32 op, in the order the
+/// separate ops run, so the result is the same bits as theirs.
+pub(super) fn channel_affine(
+    x: &[f32],
+    [_, c, inner]: [usize; 3],
+    ch: &Channels<'_>,
+    residual: Option<&[f32]>,
+    relu: bool,
+) -> Result<Vec<f32>> {
+    use rayon::prelude::*;
+    let mut y = super::par::filled(x.len(), 0.0f32, "channel_affine")?;
+    if x.is_empty() || inner == 0 {
+        return Ok(y);
+    }
+    let plane = |(t, dst): (usize, &mut [f32])| {
+        let k = t % c;
+        let (m, s, b) = (ch.mean[k], ch.scale[k], ch.shift.map(|b| b[k]));
+        let src = &x[t * inner..(t + 1) * inner];
+        let res = residual.map(|r| &r[t * inner..(t + 1) * inner]);
+        match (b, res) {
+            (Some(b), Some(r)) => {
+                for ((d, &v), &r) in dst.iter_mut().zip(src).zip(r) {
+                    *d = (v - m) * s + b + r;
+                }
+            }
+            (Some(b), None) => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - m) * s + b;
+                }
+            }
+            (None, Some(r)) => {
+                for ((d, &v), &r) in dst.iter_mut().zip(src).zip(r) {
+                    *d = (v - m) * s + r;
+                }
+            }
+            (None, None) => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - m) * s;
+                }
+            }
+        }
+        if relu {
+            for d in dst.iter_mut() {
+                // the same test as `UnaryOp::Relu` (NaN goes to 0)
+                *d = if *d > 0.0 { *d } else { 0.0 };
+            }
+        }
+    };
+    if super::par::worth(x.len()) {
+        y.par_chunks_mut(inner)
+            .enumerate()
+            .with_min_len((1usize << 13).div_ceil(inner))
+            .for_each(plane);
+    } else {
+        y.chunks_mut(inner).enumerate().for_each(plane);
+    }
+    Ok(y)
+}
+
 /// `x > 0 ? g : 0` in one pass.
 pub(super) fn relu_backward(x: &[f32], g: &[f32]) -> Result<Vec<f32>> {
+    if super::par::worth(x.len()) {
+        return super::par::zip(x, g, "relu_backward", |x, g| if x > 0.0 { g } else { 0.0 });
+    }
     let it = x.iter().zip(g);
     try_collect(
         it.map(|(&x, &g)| if x > 0.0 { g } else { 0.0 }),

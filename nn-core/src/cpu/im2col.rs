@@ -5,7 +5,6 @@
 
 use super::check;
 use crate::backend::Im2ColSpec;
-use crate::host::try_filled;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -148,7 +147,7 @@ fn add_row(spec: &Im2ColSpec, src: &[f32], p: usize, q: usize, plane: &mut [f32]
 
 /// The columns of `x` (`spec.image_len()` elements, checked by the caller).
 pub(super) fn im2col(x: &[f32], spec: &Im2ColSpec, cols_len: usize) -> Result<Vec<f32>> {
-    let mut out = try_filled(cols_len, spec.pad_value, "im2col")?;
+    let mut out = super::par::filled(cols_len, spec.pad_value, "im2col")?;
     let l = spec.output[0] * spec.output[1];
     let hw = spec.input[0] * spec.input[1];
     if cols_len == 0 || l == 0 {
@@ -173,7 +172,7 @@ pub(super) fn im2col(x: &[f32], spec: &Im2ColSpec, cols_len: usize) -> Result<Ve
 
 /// The image that `cols` (`spec.cols_len()` elements, checked by the caller) adds up to.
 pub(super) fn col2im(cols: &[f32], spec: &Im2ColSpec, image_len: usize) -> Result<Vec<f32>> {
-    let mut out = try_filled(image_len, 0.0f32, "col2im")?;
+    let mut out = super::par::filled(image_len, 0.0f32, "col2im")?;
     let l = spec.output[0] * spec.output[1];
     let hw = spec.input[0] * spec.input[1];
     if image_len == 0 || l == 0 {

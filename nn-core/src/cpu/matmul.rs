@@ -3,14 +3,14 @@
 //! (`check::matmul`) validated the spec against the operands' lengths.
 
 use crate::backend::MatmulSpec;
-use crate::host::{try_filled, try_with_capacity};
+use crate::host::try_with_capacity;
 use crate::Result;
 
 /// Products at or above this many multiply-adds use every thread of the rayon pool.
 const PARALLEL_FLOPS: usize = 1 << 22;
 
 pub(super) fn matmul(a: &[f32], b: &[f32], s: &MatmulSpec, n_out: usize) -> Result<Vec<f32>> {
-    let mut out = try_filled(n_out, 0.0f32, "matmul")?;
+    let mut out = super::par::filled(n_out, 0.0f32, "matmul")?;
     gemm_into(&mut out, a, b, s, false);
     Ok(out)
 }

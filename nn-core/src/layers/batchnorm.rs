@@ -359,6 +359,84 @@ impl<const D: usize> Module for BatchNorm<D> {
     }
 }
 
+impl<const D: usize> BatchNorm<D> {
+    /// `relu(bn(x))`, what a convolution block runs after its convolution. In eval mode
+    /// without autograd (an inference forward under `no_grad`), the normalization and
+    /// the ReLU are one pass over `x` with the same numbers; otherwise it is `forward`
+    /// then `relu`.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_then(x, None, true)
+    }
+
+    /// `relu(bn(x) + residual)`, the tail of a residual block (torchvision's
+    /// `BasicBlock`); one pass over `x` in eval mode without autograd, like
+    /// [`BatchNorm::forward_relu`].
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.forward_then(x, Some(residual), true)
+    }
+
+    fn forward_then(&self, x: &Tensor, residual: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+        if let Some(y) = self.eval_fused(x, residual, relu)? {
+            return Ok(y);
+        }
+        let mut y = self.forward(x)?;
+        if let Some(r) = residual {
+            y = y.add(r)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        Ok(y)
+    }
+
+    /// The eval-mode forward (plus residual and ReLU) as one backend pass, `None` where
+    /// it does not apply: in training, without running statistics, when autograd would
+    /// record (the fused pass has no backward), or for a residual of another shape.
+    fn eval_fused(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<Option<Tensor>> {
+        let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) else {
+            return Ok(None);
+        };
+        if self.training || residual.is_some_and(|r| r.shape() != x.shape()) {
+            return Ok(None);
+        }
+        let c = self.check(x)?;
+        let (weight, bias) = (
+            self.weight.as_ref().map(Param::tensor).transpose()?,
+            self.bias.as_ref().map(Param::tensor).transpose()?,
+        );
+        let records = crate::autograd::is_grad_enabled()
+            && (x.requires_grad()
+                || residual.is_some_and(Tensor::requires_grad)
+                || weight.as_ref().is_some_and(Tensor::requires_grad)
+                || bias.as_ref().is_some_and(Tensor::requires_grad));
+        if records {
+            return Ok(None);
+        }
+        let (rm, rv) = (rm.get(), rv.get());
+        // the same per-channel scale as `forward` computes, so the same numbers
+        let mut scale = rv.add_scalar(self.eps as f32)?.powf(-0.5)?;
+        if let Some(w) = &weight {
+            scale = scale.mul(w)?;
+        }
+        let outer = x.shape()[0];
+        let inner = x.shape()[2..].iter().product::<usize>();
+        let y = x.storage().channel_affine(
+            [outer, c, inner],
+            rm.storage().as_ref(),
+            scale.storage().as_ref(),
+            bias.as_ref().map(|b| b.storage().as_ref()),
+            residual.map(|r| r.storage().as_ref()),
+            relu,
+        )?;
+        Ok(Some(Tensor::from_storage(y, x.shape())?))
+    }
+}
+
 impl<const D: usize> Forward for BatchNorm<D> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.check(x)?;
@@ -486,6 +564,96 @@ mod tests {
             plain.repr(),
             "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, bias=False, track_running_stats=False)"
         );
+        Ok(())
+    }
+
+    /// Trained-looking statistics and parameters, so the eval pass is not an identity.
+    fn trained<const D: usize>(
+        mut bn: super::BatchNorm<D>,
+        x: &[usize],
+    ) -> Result<super::BatchNorm<D>> {
+        for _ in 0..3 {
+            bn.forward(&Tensor::randn(x).mul_scalar(2.0)?.add_scalar(0.5)?)?;
+        }
+        for p in bn.parameters() {
+            p.set_data(&Tensor::randn(&p.shape().unwrap_or_default()))?;
+        }
+        bn.eval();
+        Ok(bn)
+    }
+
+    #[test]
+    fn fused_eval_pass_matches_the_ops_bit_for_bit() -> Result<()> {
+        let bits = |t: &Tensor| -> Result<Vec<u32>> {
+            Ok(t.to_vec::<f32>()?.iter().map(|v| v.to_bits()).collect())
+        };
+        let cases: Vec<(super::BatchNorm2d, Vec<usize>)> = vec![
+            (BatchNorm2d::new(3), vec![2, 3, 5, 7]),
+            (BatchNorm2d::new(4).no_affine(), vec![1, 4, 3, 2]),
+            (BatchNorm2d::new(2).no_bias(), vec![3, 2, 1, 9]),
+            // large enough for the threaded split
+            (BatchNorm2d::new(16), vec![4, 16, 33, 31]),
+        ];
+        for (bn, shape) in cases {
+            let bn = trained(bn, &shape)?;
+            let x = Tensor::randn(&shape);
+            let r = Tensor::randn(&shape);
+            let want = bn.forward(&x)?.relu()?;
+            let want_res = bn.forward(&x)?.add(&r)?.relu()?;
+            // recorded: the unfused ops; under no_grad: the one pass
+            assert_eq!(bits(&bn.forward_relu(&x)?)?, bits(&want)?, "{shape:?}");
+            let fused = crate::no_grad(|| bn.forward_relu(&x))?;
+            assert_eq!(bits(&fused)?, bits(&want)?, "{shape:?}");
+            let fused = crate::no_grad(|| bn.forward_add_relu(&x, &r))?;
+            assert_eq!(bits(&fused)?, bits(&want_res)?, "{shape:?}");
+        }
+        let bn = trained(BatchNorm1d::new(5), &[4, 5, 3])?;
+        for shape in [[6usize, 5].as_slice(), &[2, 5, 3]] {
+            let x = Tensor::randn(shape);
+            let want = bits(&bn.forward(&x)?.relu()?)?;
+            assert_eq!(bits(&crate::no_grad(|| bn.forward_relu(&x))?)?, want);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_helpers_keep_training_and_gradients() -> Result<()> {
+        // training: the same values, statistics and gradients as forward + add + relu
+        let (a, b) = (BatchNorm2d::new(3), BatchNorm2d::new(3));
+        let x = Tensor::randn(&[2, 3, 4, 5]).with_requires_grad(true);
+        let r = Tensor::randn(&[2, 3, 4, 5]);
+        let ya = a.forward_add_relu(&x, &r)?;
+        let yb = b.forward(&x)?.add(&r)?.relu()?;
+        assert_eq!(ya.to_vec::<f32>()?, yb.to_vec::<f32>()?);
+        let ga = {
+            ya.sum()?.backward()?;
+            x.grad().map(|g| g.to_vec::<f32>()).transpose()?
+        };
+        x.zero_grad();
+        yb.sum()?.backward()?;
+        assert_eq!(ga, x.grad().map(|g| g.to_vec::<f32>()).transpose()?);
+        let stats = |bn: &BatchNorm2d| -> Result<Vec<f32>> {
+            let mut v = bn
+                .running_mean
+                .as_ref()
+                .map(|b| b.get().to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default();
+            v.extend(
+                bn.running_var
+                    .as_ref()
+                    .map(|b| b.get().to_vec::<f32>())
+                    .transpose()?
+                    .unwrap_or_default(),
+            );
+            Ok(v)
+        };
+        assert_eq!(stats(&a)?, stats(&b)?);
+        // eval with autograd on: differentiable, checked by finite differences
+        let bn = trained(BatchNorm2d::new(2), &[3, 2, 2, 3])?;
+        check_grad(&[&[2, 2, 2, 3], &[2, 2, 2, 3]], |t| {
+            bn.forward_add_relu(&t[0], &t[1])
+        })?;
         Ok(())
     }
 }
