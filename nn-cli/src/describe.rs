@@ -322,7 +322,7 @@ fn native_file(path: &Path, kind: NativeKind, e: Error) -> Result<Described> {
         version,
     };
     let (kind, ts) = match kind {
-        NativeKind::Tensor => (Kind::Tensor, vec![io::load::<Tensor>(path)?]),
+        NativeKind::SingleTensor => (Kind::Tensor, vec![io::load::<Tensor>(path)?]),
         NativeKind::List(_) => {
             let ts = io::load::<Vec<Tensor>>(path)?;
             (Kind::List(ts.len()), ts)

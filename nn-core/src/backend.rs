@@ -16,8 +16,10 @@ use std::fmt;
 use std::sync::Arc;
 
 mod optim_step;
+mod spec;
 
 pub use optim_step::{AdamStep, OptimStep, SgdStep};
+pub use spec::{AttentionSpec, Im2ColSpec, LayerNormGrads, MatmulSpec};
 
 /// Elementwise unary primitives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,166 +107,6 @@ pub enum ReduceOp {
     Min,
     /// index of the maximum (i64), one axis only
     ArgMax,
-}
-
-/// A (batched) matrix product `out[b] = op(lhs[b]) @ op(rhs[b])` on contiguous operands,
-/// `op` being an optional transpose of the last two dims.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatmulSpec {
-    /// Number of output matrices.
-    pub batch: usize,
-    /// Rows of the output.
-    pub m: usize,
-    /// Columns of the output.
-    pub n: usize,
-    /// Contracted size.
-    pub k: usize,
-    /// For each output batch, the index of the lhs matrix (broadcast batch dims).
-    pub lhs_batch: Vec<usize>,
-    /// For each output batch, the index of the rhs matrix.
-    pub rhs_batch: Vec<usize>,
-    /// lhs is stored as `[k, m]` (transposed).
-    pub lhs_t: bool,
-    /// rhs is stored as `[n, k]` (transposed).
-    pub rhs_t: bool,
-}
-
-/// The window geometry of an im2col ([`BackendStorage::im2col`]) and of its adjoint
-/// col2im: an image `[batch, channels, h, w]` (contiguous f32) and the columns holding,
-/// for every channel `c`, tap `(p, q)` and output position `(i, j)`, the padded input at
-/// row `i*sh + p*dh - pad_top`, column `j*sw + q*dw - pad_left` (`pad_value` outside the
-/// image). The caller computed `output` from the rest and checked every size.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Im2ColSpec {
-    /// Samples `n`.
-    pub batch: usize,
-    /// Channels `c`.
-    pub channels: usize,
-    /// Image size `[h, w]`.
-    pub input: [usize; 2],
-    /// Window size `[kh, kw]`.
-    pub kernel: [usize; 2],
-    /// Window step `[sh, sw]`.
-    pub stride: [usize; 2],
-    /// Padding `[[top, bottom], [left, right]]`.
-    pub padding: [[usize; 2]; 2],
-    /// Tap spacing `[dh, dw]`.
-    pub dilation: [usize; 2],
-    /// Output positions `[oh, ow]`.
-    pub output: [usize; 2],
-    /// Columns laid out `[c, kh, kw, n, oh, ow]` (a convolution's product operand, one
-    /// matrix for the whole batch) when true, `[n, c, kh, kw, oh, ow]` (pools) when false.
-    pub batch_inner: bool,
-    /// What the padding reads (0 for convolutions, -inf for max pooling).
-    pub pad_value: f32,
-}
-
-impl Im2ColSpec {
-    /// The spec of one sample laid out per sample, with the sample's image length,
-    /// its taps `c * kh * kw` and its window positions `h_out * w_out` (the default
-    /// implementations gather one sample's indices from every sample).
-    fn one_sample(&self) -> (Im2ColSpec, usize, usize, usize) {
-        let one = Im2ColSpec {
-            batch: 1,
-            batch_inner: false,
-            ..*self
-        };
-        (
-            one,
-            self.image_len() / self.batch.max(1),
-            self.channels * self.kernel[0] * self.kernel[1],
-            self.output[0] * self.output[1],
-        )
-    }
-    /// Elements of the image, `n * c * h * w`.
-    pub fn image_len(&self) -> usize {
-        self.batch * self.channels * self.input[0] * self.input[1]
-    }
-    /// Elements of the columns, `n * c * kh * kw * oh * ow`.
-    pub fn cols_len(&self) -> usize {
-        self.batch
-            * self.channels
-            * self.kernel[0]
-            * self.kernel[1]
-            * self.output[0]
-            * self.output[1]
-    }
-    /// Image row (`d = 0`) or column (`d = 1`) read at output position `o`, tap `k`;
-    /// `None` in the padding.
-    pub fn source(&self, d: usize, o: usize, k: usize) -> Option<usize> {
-        let p = (o * self.stride[d] + k * self.dilation[d]).checked_sub(self.padding[d][0])?;
-        (p < self.input[d]).then_some(p)
-    }
-    /// For each column element, its index into the flattened image, `image_len()` (one
-    /// past the end) for the padding: the gather the default implementations run.
-    pub fn indices(&self) -> Vec<i64> {
-        let [h, w] = self.input;
-        let [kh, kw] = self.kernel;
-        let [oh, ow] = self.output;
-        let (n, c) = (self.batch, self.channels);
-        let pad = self.image_len() as i64;
-        let mut idx = Vec::with_capacity(self.cols_len());
-        let row = |b: usize, ch: usize, p: usize, q: usize, idx: &mut Vec<i64>| {
-            let base = (b * c + ch) * h * w;
-            for i in 0..oh {
-                let r = self.source(0, i, p);
-                for j in 0..ow {
-                    idx.push(match (r, self.source(1, j, q)) {
-                        (Some(r), Some(s)) => (base + r * w + s) as i64,
-                        _ => pad,
-                    });
-                }
-            }
-        };
-        if self.batch_inner {
-            for ch in 0..c {
-                for p in 0..kh {
-                    for q in 0..kw {
-                        for b in 0..n {
-                            row(b, ch, p, q, &mut idx);
-                        }
-                    }
-                }
-            }
-        } else {
-            for b in 0..n {
-                for ch in 0..c {
-                    for p in 0..kh {
-                        for q in 0..kw {
-                            row(b, ch, p, q, &mut idx);
-                        }
-                    }
-                }
-            }
-        }
-        idx
-    }
-}
-
-/// The gradients [`BackendStorage::layer_norm_backward`] returns: the input's, the
-/// weight's (when given) and the bias's (when asked for).
-pub type LayerNormGrads = (Storage, Option<Storage>, Option<Storage>);
-
-/// The geometry of a fused attention forward ([`BackendStorage::attention`]): `batch`
-/// independent problems, query `[l, d]`, key `[s, d]`, value `[s, dv]`, output `[l, dv]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttentionSpec {
-    /// Number of (batch, head) problems.
-    pub batch: usize,
-    /// Query length L.
-    pub l: usize,
-    /// Key and value length S.
-    pub s: usize,
-    /// Query and key width.
-    pub d: usize,
-    /// Value width.
-    pub dv: usize,
-    /// The factor on `q k^T`.
-    pub scale: f32,
-    /// Query `i` attends keys `j <= i` only.
-    pub causal: bool,
-    /// With an additive f32 mask: for each problem, the index of its `[l, s]` mask matrix.
-    pub mask_batch: Option<Vec<usize>>,
 }
 
 /// Storage of one tensor on one device: contiguous, row-major, one dtype.

@@ -15,8 +15,10 @@ pub enum NativeKind {
     /// A [`crate::io::TrainingCheckpoint`] (either layout: with or without the lr
     /// scheduler's state).
     TrainingCheckpoint,
-    /// One [`crate::Tensor`] (`io::save(&tensor)`).
-    Tensor,
+    /// One [`crate::Tensor`] (`io::save(&tensor)`). Not named `Tensor`: a second public
+    /// item of that name makes rustc print `nn::Tensor` instead of `Tensor` in users'
+    /// compile errors (the trybuild snapshots in tests/ui/ show them).
+    SingleTensor,
     /// A `Vec<Tensor>` (or slice) of this many tensors.
     List(usize),
     /// A tuple or array of this many tensors (two or more).
@@ -56,7 +58,7 @@ impl fmt::Display for NativeKind {
         match self {
             NativeKind::StateDict => f.write_str("a StateDict"),
             NativeKind::TrainingCheckpoint => f.write_str("a TrainingCheckpoint"),
-            NativeKind::Tensor => f.write_str("a Tensor"),
+            NativeKind::SingleTensor => f.write_str("a Tensor"),
             NativeKind::List(n) => write!(f, "a Vec<Tensor> ({n} tensors)"),
             NativeKind::Tuple(n) => write!(f, "a tuple of {n} tensors"),
             NativeKind::Other => f.write_str("a value of another type"),
@@ -90,7 +92,7 @@ pub(super) fn payload_kind(body: &[u8], refs: bool) -> NativeKind {
     }
     match count {
         0 => NativeKind::Other,
-        1 => NativeKind::Tensor,
+        1 => NativeKind::SingleTensor,
         k => NativeKind::Tuple(k),
     }
 }

@@ -20,7 +20,7 @@ fn every_value_nn_writes_has_its_kind_in_both_versions() -> Result<()> {
     assert_eq!(kind_of(&small_dict()?)?, Some(NativeKind::StateDict));
     let m = BTreeMap::from([("a".to_string(), a.clone())]);
     assert_eq!(kind_of(&m)?, Some(NativeKind::StateDict));
-    assert_eq!(kind_of(&a)?, Some(NativeKind::Tensor));
+    assert_eq!(kind_of(&a)?, Some(NativeKind::SingleTensor));
     let list = vec![a.clone(), b.clone(), a.clone()];
     assert_eq!(kind_of(&list)?, Some(NativeKind::List(3)));
     assert_eq!(

@@ -1,0 +1,163 @@
+use super::{BatchNorm1d, BatchNorm2d};
+use crate::module::{Forward, ModuleExt};
+use crate::ops::testing::check_grad;
+use crate::{Result, Tensor};
+
+#[test]
+fn hand_derived_stats() -> Result<()> {
+    // one channel, values 1, 3: mean 2, biased var 1 -> y = -1, 1 (eps 0);
+    // running_mean = 0.9*0 + 0.1*2 = 0.2, running_var = 0.9*1 + 0.1*(1*2/1) = 1.1
+    let mut bn = BatchNorm1d::new(1).eps(0.0);
+    let y = bn.forward(&Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1])?)?;
+    assert_eq!(y.to_vec::<f32>()?, vec![-1.0, 1.0]);
+    let rm = bn
+        .running_mean
+        .as_ref()
+        .map(|b| b.get().to_vec::<f32>())
+        .transpose()?;
+    let rv = bn
+        .running_var
+        .as_ref()
+        .map(|b| b.get().to_vec::<f32>())
+        .transpose()?;
+    assert!((rm.unwrap_or_default()[0] - 0.2).abs() < 1e-6);
+    assert!((rv.unwrap_or_default()[0] - 1.1).abs() < 1e-6);
+    let n = bn
+        .num_batches_tracked
+        .as_ref()
+        .map(|b| b.get().to_vec::<i64>())
+        .transpose()?;
+    assert_eq!(n, Some(vec![1]));
+    bn.eval();
+    // eval: (x - 0.2) / sqrt(1.1)
+    let y = bn.forward(&Tensor::from_vec(vec![0.2f32], &[1, 1])?)?;
+    assert!(y.to_vec::<f32>()?[0].abs() < 1e-6);
+    Ok(())
+}
+
+#[test]
+fn grads_finite_difference() -> Result<()> {
+    let bn = BatchNorm2d::new(3);
+    check_grad(&[&[2, 3, 2, 3]], |t| bn.forward(&t[0]))?;
+    let bn1 = BatchNorm1d::new(4).no_running_stats();
+    check_grad(&[&[5, 4]], |t| bn1.forward(&t[0]))
+}
+
+#[test]
+fn lazy_options_repr_and_errors() -> Result<()> {
+    let bn = BatchNorm2d::lazy();
+    assert!(bn.repr().starts_with("BatchNorm2d(?, eps=1e-05"));
+    bn.forward(&Tensor::randn(&[2, 5, 3, 3]))?;
+    assert_eq!(bn.num_features(), Some(5));
+    assert_eq!(
+        bn.repr(),
+        "BatchNorm2d(5, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
+    );
+    let e = bn
+        .forward(&Tensor::randn(&[2, 4, 3, 3]))
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.is_some_and(|e| e.contains("5 channels") && e.contains("[2, 4, 3, 3]")));
+    assert!(bn.forward(&Tensor::randn(&[2, 5, 3])).is_err());
+    assert!(bn.forward(&Tensor::randn(&[1, 5, 1, 1])).is_err());
+    let plain = BatchNorm1d::new(3)
+        .no_affine()
+        .no_running_stats()
+        .momentum(None);
+    assert_eq!(plain.state_dict()?.len(), 0);
+    assert_eq!(
+        plain.repr(),
+        "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, bias=False, track_running_stats=False)"
+    );
+    Ok(())
+}
+
+/// Trained-looking statistics and parameters, so the eval pass is not an identity.
+fn trained<const D: usize>(
+    mut bn: super::BatchNorm<D>,
+    x: &[usize],
+) -> Result<super::BatchNorm<D>> {
+    for _ in 0..3 {
+        bn.forward(&Tensor::randn(x).mul_scalar(2.0)?.add_scalar(0.5)?)?;
+    }
+    for p in bn.parameters() {
+        p.set_data(&Tensor::randn(&p.shape().unwrap_or_default()))?;
+    }
+    bn.eval();
+    Ok(bn)
+}
+
+#[test]
+fn fused_eval_pass_matches_the_ops_bit_for_bit() -> Result<()> {
+    let bits = |t: &Tensor| -> Result<Vec<u32>> {
+        Ok(t.to_vec::<f32>()?.iter().map(|v| v.to_bits()).collect())
+    };
+    let cases: Vec<(super::BatchNorm2d, Vec<usize>)> = vec![
+        (BatchNorm2d::new(3), vec![2, 3, 5, 7]),
+        (BatchNorm2d::new(4).no_affine(), vec![1, 4, 3, 2]),
+        (BatchNorm2d::new(2).no_bias(), vec![3, 2, 1, 9]),
+        // large enough for the threaded split
+        (BatchNorm2d::new(16), vec![4, 16, 33, 31]),
+    ];
+    for (bn, shape) in cases {
+        let bn = trained(bn, &shape)?;
+        let x = Tensor::randn(&shape);
+        let r = Tensor::randn(&shape);
+        let want = bn.forward(&x)?.relu()?;
+        let want_res = bn.forward(&x)?.add(&r)?.relu()?;
+        // recorded: the unfused ops; under no_grad: the one pass
+        assert_eq!(bits(&bn.forward_relu(&x)?)?, bits(&want)?, "{shape:?}");
+        let fused = crate::no_grad(|| bn.forward_relu(&x))?;
+        assert_eq!(bits(&fused)?, bits(&want)?, "{shape:?}");
+        let fused = crate::no_grad(|| bn.forward_add_relu(&x, &r))?;
+        assert_eq!(bits(&fused)?, bits(&want_res)?, "{shape:?}");
+    }
+    let bn = trained(BatchNorm1d::new(5), &[4, 5, 3])?;
+    for shape in [[6usize, 5].as_slice(), &[2, 5, 3]] {
+        let x = Tensor::randn(shape);
+        let want = bits(&bn.forward(&x)?.relu()?)?;
+        assert_eq!(bits(&crate::no_grad(|| bn.forward_relu(&x))?)?, want);
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_helpers_keep_training_and_gradients() -> Result<()> {
+    // training: the same values, statistics and gradients as forward + add + relu
+    let (a, b) = (BatchNorm2d::new(3), BatchNorm2d::new(3));
+    let x = Tensor::randn(&[2, 3, 4, 5]).with_requires_grad(true);
+    let r = Tensor::randn(&[2, 3, 4, 5]);
+    let ya = a.forward_add_relu(&x, &r)?;
+    let yb = b.forward(&x)?.add(&r)?.relu()?;
+    assert_eq!(ya.to_vec::<f32>()?, yb.to_vec::<f32>()?);
+    let ga = {
+        ya.sum()?.backward()?;
+        x.grad().map(|g| g.to_vec::<f32>()).transpose()?
+    };
+    x.zero_grad();
+    yb.sum()?.backward()?;
+    assert_eq!(ga, x.grad().map(|g| g.to_vec::<f32>()).transpose()?);
+    let stats = |bn: &BatchNorm2d| -> Result<Vec<f32>> {
+        let mut v = bn
+            .running_mean
+            .as_ref()
+            .map(|b| b.get().to_vec::<f32>())
+            .transpose()?
+            .unwrap_or_default();
+        v.extend(
+            bn.running_var
+                .as_ref()
+                .map(|b| b.get().to_vec::<f32>())
+                .transpose()?
+                .unwrap_or_default(),
+        );
+        Ok(v)
+    };
+    assert_eq!(stats(&a)?, stats(&b)?);
+    // eval with autograd on: differentiable, checked by finite differences
+    let bn = trained(BatchNorm2d::new(2), &[3, 2, 2, 3])?;
+    check_grad(&[&[2, 2, 2, 3], &[2, 2, 2, 3]], |t| {
+        bn.forward_add_relu(&t[0], &t[1])
+    })?;
+    Ok(())
+}
