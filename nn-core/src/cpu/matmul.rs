@@ -1,5 +1,6 @@
 //! Matrix products on the host: `gemm` for small and AVX2 products, `matrixmultiply`
-//! for large ones where the CPU has AVX-512, split over the rayon pool. The caller
+//! for large ones where the CPU has AVX-512 (`gemm` again for those with a short side),
+//! split over the rayon pool. The caller
 //! (`check::matmul`) validated the spec against the operands' lengths.
 
 use crate::backend::MatmulSpec;
@@ -38,8 +39,10 @@ pub(super) fn matmul_bias(
 /// AVX2 machines, large ones too (threaded by its own rayon split above
 /// [`PARALLEL_FLOPS`]). Where the CPU has AVX-512, large products go to `matrixmultiply`,
 /// whose AVX-512 kernel is about 1.5x faster per core than `gemm`'s stable-Rust FMA
-/// kernel, split by output rows over the rayon pool. The CPU check is std's cached
-/// feature detection: no per-call system query.
+/// kernel, split by output rows over the rayon pool; except the products with a short
+/// side ([`prefers_gemm`]: the Linear layers of a transformer), whose blocks of that
+/// same split go to `gemm`'s kernel. The CPU check is std's cached feature detection:
+/// no per-call system query.
 pub(super) fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
     let (m, n, k) = (s.m, s.n, s.k);
     if m == 0 || n == 0 {
