@@ -59,7 +59,7 @@ impl Im2ColSpec {
     /// The spec of one sample laid out per sample, with the sample's image length,
     /// its taps `c * kh * kw` and its window positions `h_out * w_out` (the default
     /// implementations gather one sample's indices from every sample).
-    fn one_sample(&self) -> (Im2ColSpec, usize, usize, usize) {
+    pub(super) fn one_sample(&self) -> (Im2ColSpec, usize, usize, usize) {
         let one = Im2ColSpec {
             batch: 1,
             batch_inner: false,
