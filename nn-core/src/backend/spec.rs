@@ -161,4 +161,11 @@ pub struct AttentionSpec {
     pub causal: bool,
     /// With an additive f32 mask: for each problem, the index of its `[l, s]` mask matrix.
     pub mask_batch: Option<Vec<usize>>,
+    /// `Some(h)`: self-attention on one packed projection, no head split or merge
+    /// copies. The query storage is `[batch / h, l, 3 h d]` (per row the q, k and v
+    /// column blocks, each `[h, d]`); key and value are that same storage, `s == l`,
+    /// `dv == d`; problem `b h + j` is head `j` of sample `b`; the output is
+    /// `[batch / h, l, h dv]` (heads merged). `None`: separate `[batch, l, d]`,
+    /// `[batch, s, d]` and `[batch, s, dv]` operands, `[batch, l, dv]` out.
+    pub packed_heads: Option<usize>,
 }

@@ -62,6 +62,73 @@ pub(super) fn forward(
     Ok(out)
 }
 
+/// [`forward`] on one packed self-attention projection `qkv` `[batch / heads, l, 3 e]`
+/// (`e = heads d`, per row the q, k and v column blocks, each `[heads, d]`), output
+/// `[batch / heads, l, e]` with the heads merged. Each problem gathers its rows into
+/// contiguous scratch and runs the same [`problem`] as [`forward`] on them, so the
+/// result is bit-identical to splitting the heads first.
+pub(super) fn forward_packed(
+    qkv: &[f32],
+    heads: usize,
+    mask: Option<(&[f32], &[usize])>,
+    spec: &AttentionSpec,
+) -> Result<Vec<f32>> {
+    let AttentionSpec {
+        batch,
+        l,
+        d,
+        dv,
+        scale,
+        causal,
+        ..
+    } = *spec;
+    let n = batch / heads.max(1);
+    let e = heads * dv;
+    let mut out = try_filled(n * l * e, 0.0f32, "scaled_dot_product_attention")?;
+    if l == 0 || dv == 0 {
+        return Ok(out);
+    }
+    let row = 3 * heads * d;
+    let one = |p: usize| {
+        let (b, h) = (p / heads, p % heads);
+        let rows = &qkv[b * l * row..(b + 1) * l * row];
+        let gather = |off: usize, w: usize| {
+            let mut t = Vec::with_capacity(l * w);
+            for r in rows.chunks_exact(row) {
+                t.extend_from_slice(&r[off..off + w]);
+            }
+            t
+        };
+        let q = gather(h * d, d);
+        let k = gather(heads * d + h * d, d);
+        let v = gather(2 * heads * d + h * dv, dv);
+        let mut o = vec![0.0f32; l * dv];
+        let mb = mask.map(|(m, idx)| &m[idx[p] * l * l..(idx[p] + 1) * l * l]);
+        problem(&q, &k, &v, mb, &mut o, (l, l, d, dv), scale, causal);
+        o
+    };
+    // the problems' outputs `[l, dv]` into their columns of `[l, e]`, one sample
+    let merge = |ob: &mut [f32], os: &[Vec<f32>]| {
+        for (h, o) in os.iter().enumerate() {
+            for (dst, src) in ob.chunks_exact_mut(e).zip(o.chunks_exact(dv)) {
+                dst[h * dv..(h + 1) * dv].copy_from_slice(src);
+            }
+        }
+    };
+    if batch > 1 && rayon::current_num_threads() > 1 && batch * l * l * (d + dv) >= 1 << 18 {
+        let os: Vec<Vec<f32>> = (0..batch).into_par_iter().map(one).collect();
+        out.par_chunks_mut(l * e)
+            .zip(os.par_chunks(heads))
+            .for_each(|(ob, os)| merge(ob, os));
+    } else {
+        for (b, ob) in out.chunks_mut(l * e).enumerate() {
+            let os: Vec<Vec<f32>> = (b * heads..(b + 1) * heads).map(one).collect();
+            merge(ob, &os);
+        }
+    }
+    Ok(out)
+}
+
 /// One problem: `out` `[l, dv]` from `q` `[l, d]`, `k` `[s, d]`, `v` `[s, dv]`.
 #[allow(clippy::too_many_arguments)]
 fn problem(

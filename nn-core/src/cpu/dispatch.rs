@@ -421,9 +421,6 @@ impl BackendStorage for CpuStorage {
         let AttentionSpec {
             batch, l, s, d, dv, ..
         } = *spec;
-        check::len(op, &[batch, l, d], q.len())?;
-        check::len(op, &[batch, s, d], k.len())?;
-        check::len(op, &[batch, s, dv], v.len())?;
         let mask = match (mask, &spec.mask_batch) {
             (Some(m), Some(idx)) => {
                 let m = cpu(op, m)?.f32s(op)?;
@@ -437,6 +434,17 @@ impl BackendStorage for CpuStorage {
             (None, None) => None,
             _ => return Err(Error::mismatch(op, &[mask.is_some() as usize], &[0])),
         };
+        if let Some(h) = spec.packed_heads {
+            if h == 0 || batch % h != 0 || s != l || dv != d {
+                return Err(Error::mismatch(op, &[batch, l, d], &[h, s, dv]));
+            }
+            check::len(op, &[batch / h, l, 3 * h * d], q.len())?;
+            let o = attention::forward_packed(q, h, mask, spec)?;
+            return Ok(Some(storage(HostData::F32(o))));
+        }
+        check::len(op, &[batch, l, d], q.len())?;
+        check::len(op, &[batch, s, d], k.len())?;
+        check::len(op, &[batch, s, dv], v.len())?;
         let o = attention::forward(q, k, v, mask, spec)?;
         Ok(Some(storage(HostData::F32(o))))
     }

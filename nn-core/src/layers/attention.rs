@@ -40,7 +40,7 @@
 use super::{Dropout, Linear};
 use crate::init::{Fans, Init};
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
-use crate::ops::scaled_dot_product_attention;
+use crate::ops::{packed_self_attention, scaled_dot_product_attention};
 use crate::{DType, Error, Result, Tensor};
 
 /// `[len, len]` f32 additive causal mask: 0 on and below the diagonal, -inf above
@@ -288,19 +288,22 @@ impl MultiheadAttention {
             && key.same_storage(value)
             && query.shape() == key.shape()
             && key.shape() == value.shape();
-        let (q, k, v) = if self_attention {
-            let qkv = q_in.linear(&w, bias.as_ref())?;
-            let p = qkv.chunk(3, -1)?;
-            (p[0].clone(), p[1].clone(), p[2].clone())
+        // self-attention keeps the packed [B, L, 3E] projection: the fused no-grad path
+        // reads the heads from it, the others split it
+        let (qkv, split) = if self_attention {
+            (Some(q_in.linear(&w, bias.as_ref())?), None)
         } else {
             let ws = w.chunk(3, 0)?;
             let bs = bias.map(|b| b.chunk(3, 0)).transpose()?;
             let bi = |i: usize| bs.as_ref().map(|b| b[i].clone());
-            (
-                q_in.linear(&ws[0], bi(0).as_ref())?,
-                k_in.linear(&ws[1], bi(1).as_ref())?,
-                v_in.linear(&ws[2], bi(2).as_ref())?,
-            )
+            let q = q_in.linear(&ws[0], bi(0).as_ref())?;
+            let k = k_in.linear(&ws[1], bi(1).as_ref())?;
+            let v = v_in.linear(&ws[2], bi(2).as_ref())?;
+            (None, Some((q, k, v)))
+        };
+        let dev = match (&qkv, &split) {
+            (Some(t), _) | (None, Some((t, _, _))) => t.device(),
+            (None, None) => q_in.device(),
         };
         // [B, T, E] -> [B, H, T, D]
         let heads = |t: &Tensor, len: usize| t.reshape(&[b, len, h, d])?.permute(&[0, 2, 1, 3]);
@@ -313,19 +316,39 @@ impl MultiheadAttention {
             };
             // a bool mask cannot live on a device without bool storage: its additive
             // form is made where it is and moved to the scores
-            mask = Some(m.to_device(&q.device())?);
+            mask = Some(m.to_device(&dev)?);
         }
         if let Some(m) = masks.key_padding_mask {
             let want: &[usize] = if unbatched { &[s] } else { &[b, s] };
             let m = self.additive("key_padding_mask", m, want, &[b, 1, 1, s])?;
-            let m = m.to_device(&q.device())?;
+            let m = m.to_device(&dev)?;
             mask = Some(match mask {
                 Some(a) => a.add(&m)?,
                 None => m,
             });
         }
         let p = if self.training { self.dropout } else { 0.0 };
-        let (o, attn) = if masks.need_weights {
+        let fused = match &qkv {
+            Some(qkv) if !masks.need_weights && p == 0.0 => {
+                packed_self_attention(qkv, h, mask.as_ref(), scale)?
+            }
+            _ => None,
+        };
+        // the heads' blocks of the packed projection (split already without it)
+        let split = || -> Result<(Tensor, Tensor, Tensor)> {
+            match (&split, &qkv) {
+                (Some((q, k, v)), _) => Ok((q.clone(), k.clone(), v.clone())),
+                (None, Some(qkv)) => {
+                    let p = qkv.chunk(3, -1)?;
+                    Ok((p[0].clone(), p[1].clone(), p[2].clone()))
+                }
+                (None, None) => Err(self.bad_input("query", "projected".into(), query)),
+            }
+        };
+        let (o, attn) = if let Some(o) = fused {
+            (o, None)
+        } else if masks.need_weights {
+            let (q, k, v) = split()?;
             let q = heads(&q.mul_scalar(scale)?, l)?;
             let (k, v) = (heads(&k, s)?, heads(&v, s)?);
             let mut scores = q.matmul(&k.transpose(-2, -1)?)?;
@@ -340,14 +363,15 @@ impl MultiheadAttention {
             } else {
                 attn.clone()
             };
-            (dropped.matmul(&v)?, Some(attn))
+            let o = dropped.matmul(&v)?;
+            (o.permute(&[0, 2, 1, 3])?.reshape(&[b, l, e])?, Some(attn))
         } else {
             // PyTorch's path without weights: a row with every key masked gives 0
+            let (q, k, v) = split()?;
             let (q, k, v) = (heads(&q, l)?, heads(&k, s)?, heads(&v, s)?);
             let o = scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, Some(scale))?;
-            (o, None)
+            (o.permute(&[0, 2, 1, 3])?.reshape(&[b, l, e])?, None)
         };
-        let o = o.permute(&[0, 2, 1, 3])?.reshape(&[b, l, e])?;
         let mut out = self.out_proj.forward(&o)?;
         let mut weights = attn.map(|a| a.mean_dim(1, false)).transpose()?;
         if unbatched {

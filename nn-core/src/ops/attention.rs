@@ -104,37 +104,7 @@ pub fn scaled_dot_product_attention(
     }
     let (l, s, e, ev) = (qs[r - 2], ks[r - 2], qs[r - 1], vs[r - 1]);
     let scale = scale.unwrap_or(1.0 / (e as f32).sqrt());
-    // the mask as additive f32 scores, [m*, L, S] with m* broadcasting to the batch dims
-    let mask = match attn_mask {
-        None => None,
-        Some(m) => {
-            let full: Vec<usize> = [&qs[..r - 2], &[l, s]].concat();
-            let out = broadcast_shapes(OP, m.shape(), &full)?;
-            if out.as_slice() != full.as_slice() {
-                return Err(Error::mismatch(OP, m.shape(), &full));
-            }
-            // a bool mask cannot live on a device without bool storage: its additive
-            // form is made where it is and moved to the query
-            let add = match m.dtype() {
-                DType::Bool => Tensor::try_zeros(m.shape())?
-                    .to_device(&m.device())?
-                    .masked_fill(&m.logical_not()?, f32::NEG_INFINITY)?,
-                DType::F32 => m.clone(),
-                d => {
-                    return bad(
-                        m,
-                        format!("attn_mask must be bool (true = attend) or f32, not {d}"),
-                    )
-                }
-            };
-            let add = add.to_device(&query.device())?;
-            // pad to the query's rank and spell out the last two dims
-            let mut padded = vec![1usize; r - add.rank()];
-            padded.extend_from_slice(add.shape());
-            let lr = Tensor::try_zeros(&[l, s])?.to_device(&query.device())?;
-            Some(add.reshape(&padded)?.add(&lr)?)
-        }
-    };
+    let mask = additive_mask(attn_mask, query, &qs[..r - 2], l, s)?;
     let needs_grad = crate::autograd::is_grad_enabled()
         && (query.requires_grad() || key.requires_grad() || value.requires_grad());
     if !needs_grad && dropout_p == 0.0 {
@@ -151,6 +121,7 @@ pub fn scaled_dot_product_attention(
             scale,
             causal: is_causal,
             mask_batch,
+            packed_heads: None,
         };
         let fused = query.storage().attention(
             key.storage().as_ref(),
@@ -200,6 +171,98 @@ pub fn scaled_dot_product_attention(
         attn = Dropout::new(dropout_p).forward(&attn)?;
     }
     attn.matmul(value)
+}
+
+/// Self-attention on one packed projection `qkv` `[B, L, 3 E]` (the q, k and v column
+/// blocks, each `[H, D]` per row), `[B, L, E]` out with the heads merged: what
+/// [`scaled_dot_product_attention`] gives on the heads `[B, H, L, D]` of each block
+/// (no dropout, not causal, `attn_mask` broadcasting to `[B, H, L, L]`), merged back,
+/// bit for bit, without the split and merge copies. `None` where that fused path does
+/// not apply (gradients, a backend without it): the caller splits the heads itself.
+pub(crate) fn packed_self_attention(
+    qkv: &Tensor,
+    heads: usize,
+    attn_mask: Option<&Tensor>,
+    scale: f32,
+) -> Result<Option<Tensor>> {
+    let &[b, l, e3] = qkv.shape() else {
+        return Ok(None);
+    };
+    if qkv.dtype() != DType::F32
+        || heads == 0
+        || e3 % (3 * heads) != 0
+        || (crate::autograd::is_grad_enabled() && qkv.requires_grad())
+    {
+        return Ok(None);
+    }
+    let d = e3 / (3 * heads);
+    let mask = additive_mask(attn_mask, qkv, &[b, heads], l, l)?;
+    let spec = AttentionSpec {
+        batch: b * heads,
+        l,
+        s: l,
+        d,
+        dv: d,
+        scale,
+        causal: false,
+        mask_batch: mask
+            .as_ref()
+            .map(|m| mask_index(&m.shape()[..2], &[b, heads])),
+        packed_heads: Some(heads),
+    };
+    let st = qkv.storage();
+    let fused = st.attention(
+        st.as_ref(),
+        st.as_ref(),
+        mask.as_ref().map(|m| m.storage().as_ref()),
+        &spec,
+    )?;
+    fused
+        .map(|o| Tensor::from_storage(o, &[b, l, heads * d]))
+        .transpose()
+}
+
+/// `attn_mask` as additive f32 scores `[m*, L, S]` on the query's device, `m*`
+/// broadcasting to the batch dims `batch` (same rank).
+fn additive_mask(
+    attn_mask: Option<&Tensor>,
+    query: &Tensor,
+    batch: &[usize],
+    l: usize,
+    s: usize,
+) -> Result<Option<Tensor>> {
+    let r = batch.len() + 2;
+    Ok(match attn_mask {
+        None => None,
+        Some(m) => {
+            let full: Vec<usize> = [batch, &[l, s]].concat();
+            let out = broadcast_shapes(OP, m.shape(), &full)?;
+            if out.as_slice() != full.as_slice() {
+                return Err(Error::mismatch(OP, m.shape(), &full));
+            }
+            // a bool mask cannot live on a device without bool storage: its additive
+            // form is made where it is and moved to the query
+            let add = match m.dtype() {
+                DType::Bool => Tensor::try_zeros(m.shape())?
+                    .to_device(&m.device())?
+                    .masked_fill(&m.logical_not()?, f32::NEG_INFINITY)?,
+                DType::F32 => m.clone(),
+                d => {
+                    return Err(Error::bad_shape(
+                        OP,
+                        m.shape(),
+                        format!("attn_mask must be bool (true = attend) or f32, not {d}"),
+                    ))
+                }
+            };
+            let add = add.to_device(&query.device())?;
+            // pad to the query's rank and spell out the last two dims
+            let mut padded = vec![1usize; r - add.rank()];
+            padded.extend_from_slice(add.shape());
+            let lr = Tensor::try_zeros(&[l, s])?.to_device(&query.device())?;
+            Some(add.reshape(&padded)?.add(&lr)?)
+        }
+    })
 }
 
 /// For each problem of the batch dims `batch`, the index of its mask matrix in a mask

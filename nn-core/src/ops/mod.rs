@@ -32,6 +32,7 @@ mod size_checks;
 mod softmax;
 mod softplus;
 mod unary;
+pub(crate) use attention::packed_self_attention;
 pub use attention::scaled_dot_product_attention;
 pub use conv::Conv2dOptions;
 pub use loss_binary::{binary_cross_entropy, binary_cross_entropy_with_logits};

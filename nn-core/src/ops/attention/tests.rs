@@ -156,3 +156,68 @@ fn fully_masked_rows_have_zero_output_and_finite_gradients() -> Result<()> {
     assert_eq!(&gq[3..], &[0.0, 0.0, 0.0]);
     Ok(())
 }
+
+/// The packed self-attention (heads read from `[B, L, 3E]`, written merged) against the
+/// split it replaces (chunk, heads to `[B, H, L, D]`, the fused forward, merge): bit for
+/// bit, the same kernel on the same numbers.
+#[test]
+fn packed_self_attention_is_the_split_bit_for_bit() -> Result<()> {
+    use super::packed_self_attention;
+    // batch 1, several heads, D = 1, rows and keys tiles crossed (L > 64), and one big
+    // enough for the parallel branch
+    for (b, l, h, d) in [
+        (1, 5, 3, 4),
+        (2, 7, 4, 2),
+        (3, 1, 2, 1),
+        (1, 70, 2, 3),
+        (2, 64, 4, 16),
+    ] {
+        let e = h * d;
+        let qkv = Tensor::randn(&[b, l, 3 * e]);
+        let scale = 1.0 / (d as f32).sqrt();
+        let split = |m: Option<&Tensor>| -> Result<Tensor> {
+            let p = qkv.chunk(3, -1)?;
+            let heads = |t: &Tensor| t.reshape(&[b, l, h, d])?.permute(&[0, 2, 1, 3]);
+            let (q, k, v) = (heads(&p[0])?, heads(&p[1])?, heads(&p[2])?);
+            sdpa(&q, &k, &v, m, 0.0, false, Some(scale))?
+                .permute(&[0, 2, 1, 3])?
+                .reshape(&[b, l, e])
+        };
+        // MultiheadAttention's masks: attn_mask 2-d ([1, 1, L, L]) and 3-d
+        // ([B, H, L, L]), key_padding_mask ([B, 1, 1, L], a fully masked sample), a sum
+        let keep: Vec<f32> = (0..b * l)
+            .map(|i| {
+                if i % 3 == 1 || i < l {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let kpm = Tensor::from_vec(keep, &[b, 1, 1, l])?;
+        let m2 = Tensor::randn(&[1, 1, l, l]);
+        let m3 = Tensor::randn(&[b, h, l, l]);
+        let both = m3.add(&kpm)?;
+        for (what, m) in [
+            ("no mask", None),
+            ("2-d", Some(&m2)),
+            ("3-d", Some(&m3)),
+            ("key padding", Some(&kpm)),
+            ("both", Some(&both)),
+        ] {
+            let packed = crate::no_grad(|| packed_self_attention(&qkv, h, m, scale))?;
+            let Some(packed) = packed else {
+                panic!("{what}: no fused packed path on the CPU")
+            };
+            let old = crate::no_grad(|| split(m))?;
+            assert_eq!(packed.shape(), old.shape(), "{what}");
+            let (p, o) = (packed.to_vec::<f32>()?, old.to_vec::<f32>()?);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&p), bits(&o), "{what} {b} {l} {h} {d}");
+        }
+    }
+    // with gradients it is not taken: the caller composes
+    let qkv = Tensor::randn(&[1, 3, 6]).with_requires_grad(true);
+    assert!(packed_self_attention(&qkv, 2, None, 1.0)?.is_none());
+    Ok(())
+}
