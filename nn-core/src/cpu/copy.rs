@@ -27,9 +27,9 @@ pub(super) fn permute<T: Copy + Send + Sync + 'static>(
     let inner = out_shape[last];
     let is = src_st[last];
     let outer = n.checked_div(inner).unwrap_or(0);
-    let mut idx = vec![0usize; last];
-    let mut o = 0usize;
+    let mut rows = super::par::Rows::at_row(&out_shape[..last], [&src_st[..last]], 0);
     for _ in 0..outer {
+        let [o] = rows.at;
         if is == 1 {
             // the innermost dim stays innermost: whole runs move at once
             res.extend_from_slice(&x[o..o + inner]);
@@ -38,15 +38,7 @@ pub(super) fn permute<T: Copy + Send + Sync + 'static>(
                 res.push(x[o + j * is]);
             }
         }
-        for d in (0..last).rev() {
-            idx[d] += 1;
-            o += src_st[d];
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            o -= src_st[d] * out_shape[d];
-            idx[d] = 0;
-        }
+        rows.advance();
     }
     Ok(res)
 }
@@ -62,17 +54,11 @@ fn permute_par<T: Copy + Send + Sync + 'static>(
     let last = out_shape.len() - 1;
     let (inner, is) = (out_shape[last], src_st[last]);
     super::par::build(x.len(), inner, "permute", |start, dst| {
-        // the odometer at the chunk's first row
-        let mut idx = vec![0usize; last];
-        let mut o = 0usize;
-        let mut r = start / inner.max(1);
-        for d in (0..last).rev() {
-            idx[d] = r % out_shape[d];
-            r /= out_shape[d];
-            o += idx[d] * src_st[d];
-        }
+        let mut rows =
+            super::par::Rows::at_row(&out_shape[..last], [&src_st[..last]], start / inner.max(1));
         let mut written = 0;
         for row in dst.chunks_mut(inner) {
+            let [o] = rows.at;
             if is == 1 {
                 for (d, &v) in row.iter_mut().zip(&x[o..o + inner]) {
                     d.write(v);
@@ -84,15 +70,7 @@ fn permute_par<T: Copy + Send + Sync + 'static>(
                     written += 1;
                 }
             }
-            for d in (0..last).rev() {
-                idx[d] += 1;
-                o += src_st[d];
-                if idx[d] < out_shape[d] {
-                    break;
-                }
-                o -= src_st[d] * out_shape[d];
-                idx[d] = 0;
-            }
+            rows.advance();
         }
         written
     })

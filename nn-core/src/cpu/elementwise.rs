@@ -104,9 +104,9 @@ fn map2<A: Copy + Sync, B: Copy + Sync, O: Send + 'static>(
     let inner = out[last];
     let (ia, ib) = (st_a[last], st_b[last]);
     let outer = n.checked_div(inner).unwrap_or(0);
-    let mut idx = vec![0usize; last];
-    let (mut oa, mut ob) = (0usize, 0usize);
+    let mut rows = super::par::Rows::at_row(&out[..last], [&st_a[..last], &st_b[..last]], 0);
     for _ in 0..outer {
+        let [oa, ob] = rows.at;
         if ia == 1 && ib == 1 {
             res.extend(
                 a[oa..oa + inner]
@@ -125,18 +125,7 @@ fn map2<A: Copy + Sync, B: Copy + Sync, O: Send + 'static>(
                 res.push(f(a[oa + j * ia], b[ob + j * ib]));
             }
         }
-        // odometer over the outer dims
-        for d in (0..last).rev() {
-            idx[d] += 1;
-            oa += st_a[d];
-            ob += st_b[d];
-            if idx[d] < out[d] {
-                break;
-            }
-            oa -= st_a[d] * out[d];
-            ob -= st_b[d] * out[d];
-            idx[d] = 0;
-        }
+        rows.advance();
     }
     Ok(res)
 }
@@ -312,33 +301,19 @@ fn map2_par<A: Copy + Sync, B: Copy + Sync, O: Send + 'static>(
     let inner = out[last];
     let (ia, ib) = (st_a[last], st_b[last]);
     par::build(numel(out), inner, "binary", |start, dst| {
-        // the odometer at the chunk's first row
-        let mut idx = vec![0usize; last];
-        let (mut oa, mut ob) = (0usize, 0usize);
-        let mut r = start / inner.max(1);
-        for d in (0..last).rev() {
-            idx[d] = r % out[d];
-            r /= out[d];
-            oa += idx[d] * st_a[d];
-            ob += idx[d] * st_b[d];
-        }
+        let mut rows = par::Rows::at_row(
+            &out[..last],
+            [&st_a[..last], &st_b[..last]],
+            start / inner.max(1),
+        );
         let mut written = 0;
         for row in dst.chunks_mut(inner) {
+            let [oa, ob] = rows.at;
             for (j, d) in row.iter_mut().enumerate() {
                 d.write(f(a[oa + j * ia], b[ob + j * ib]));
                 written += 1;
             }
-            for d in (0..last).rev() {
-                idx[d] += 1;
-                oa += st_a[d];
-                ob += st_b[d];
-                if idx[d] < out[d] {
-                    break;
-                }
-                oa -= st_a[d] * out[d];
-                ob -= st_b[d] * out[d];
-                idx[d] = 0;
-            }
+            rows.advance();
         }
         written
     })

@@ -283,65 +283,29 @@ struct Compound<'c, 's, C> {
     st: &'c State<'s>,
 }
 
-impl<C: SerializeSeq> SerializeSeq for Compound<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), C::Error> {
-        let w = Wrap {
-            value: v,
-            st: self.st,
-        };
-        self.inner.serialize_element(&w)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
+/// The compound serializers with one method beside `end`: each element or field is
+/// handed on wrapped, so the tensors inside it are placed by the same state.
+macro_rules! wrap_elements {
+    ($($tr:ident :: $method:ident),* $(,)?) => {$(
+        impl<C: $tr> $tr for Compound<'_, '_, C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+            fn $method<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), C::Error> {
+                self.inner.$method(&Wrap { value: v, st: self.st })
+            }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        }
+    )*};
 }
 
-impl<C: SerializeTuple> SerializeTuple for Compound<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), C::Error> {
-        let w = Wrap {
-            value: v,
-            st: self.st,
-        };
-        self.inner.serialize_element(&w)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: SerializeTupleStruct> SerializeTupleStruct for Compound<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), C::Error> {
-        let w = Wrap {
-            value: v,
-            st: self.st,
-        };
-        self.inner.serialize_field(&w)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: SerializeTupleVariant> SerializeTupleVariant for Compound<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), C::Error> {
-        let w = Wrap {
-            value: v,
-            st: self.st,
-        };
-        self.inner.serialize_field(&w)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
+wrap_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 impl<C: SerializeMap> SerializeMap for Compound<'_, '_, C> {
     type Ok = C::Ok;
@@ -365,46 +329,27 @@ impl<C: SerializeMap> SerializeMap for Compound<'_, '_, C> {
     }
 }
 
-impl<C: SerializeStruct> SerializeStruct for Compound<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), C::Error> {
-        let w = Wrap {
-            value: v,
-            st: self.st,
-        };
-        self.inner.serialize_field(key, &w)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.inner.skip_field(key)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
+/// The struct serializers: named fields handed on wrapped, skipped fields passed through.
+macro_rules! wrap_fields {
+    ($($tr:ident),* $(,)?) => {$(
+        impl<C: $tr> $tr for Compound<'_, '_, C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+            fn serialize_field<T: ?Sized + Serialize>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), C::Error> {
+                self.inner.serialize_field(key, &Wrap { value: v, st: self.st })
+            }
+            fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
+                self.inner.skip_field(key)
+            }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        }
+    )*};
 }
 
-impl<C: SerializeStructVariant> SerializeStructVariant for Compound<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), C::Error> {
-        let w = Wrap {
-            value: v,
-            st: self.st,
-        };
-        self.inner.serialize_field(key, &w)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.inner.skip_field(key)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
+wrap_fields!(SerializeStruct, SerializeStructVariant);
