@@ -99,6 +99,59 @@ pub(super) fn filled(n: usize, v: f32, op: &'static str) -> Result<Vec<f32>> {
     })
 }
 
+/// The rows of an output walked in order, with where each row starts in `K` strided
+/// sources: `shape` is the output's outer dims (all but the innermost), `strides[k]`
+/// source `k`'s stride for each of them (0 where it is broadcast). Shared by the
+/// broadcasting and permuting kernels, serial and split.
+pub(super) struct Rows<'s, const K: usize> {
+    idx: Vec<usize>,
+    shape: &'s [usize],
+    strides: [&'s [usize]; K],
+    /// Each source's offset of the current row's first element.
+    pub(super) at: [usize; K],
+}
+
+impl<'s, const K: usize> Rows<'s, K> {
+    /// Positioned at output row `row` (which must exist unless it is 0).
+    pub(super) fn at_row(shape: &'s [usize], strides: [&'s [usize]; K], row: usize) -> Self {
+        let mut idx = vec![0usize; shape.len()];
+        let mut at = [0usize; K];
+        let mut r = row;
+        if r > 0 {
+            for d in (0..shape.len()).rev() {
+                idx[d] = r % shape[d];
+                r /= shape[d];
+                for (o, st) in at.iter_mut().zip(strides) {
+                    *o += idx[d] * st[d];
+                }
+            }
+        }
+        Rows {
+            idx,
+            shape,
+            strides,
+            at,
+        }
+    }
+
+    /// Moves to the next row (an odometer over `shape`).
+    pub(super) fn advance(&mut self) {
+        for d in (0..self.shape.len()).rev() {
+            self.idx[d] += 1;
+            for (o, st) in self.at.iter_mut().zip(self.strides) {
+                *o += st[d];
+            }
+            if self.idx[d] < self.shape[d] {
+                break;
+            }
+            for (o, st) in self.at.iter_mut().zip(self.strides) {
+                *o -= st[d] * self.shape[d];
+            }
+            self.idx[d] = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::copy::permute;
@@ -201,58 +254,5 @@ mod tests {
             }
         }
         Ok(())
-    }
-}
-
-/// The rows of an output walked in order, with where each row starts in `K` strided
-/// sources: `shape` is the output's outer dims (all but the innermost), `strides[k]`
-/// source `k`'s stride for each of them (0 where it is broadcast). Shared by the
-/// broadcasting and permuting kernels, serial and split.
-pub(super) struct Rows<'s, const K: usize> {
-    idx: Vec<usize>,
-    shape: &'s [usize],
-    strides: [&'s [usize]; K],
-    /// Each source's offset of the current row's first element.
-    pub(super) at: [usize; K],
-}
-
-impl<'s, const K: usize> Rows<'s, K> {
-    /// Positioned at output row `row` (which must exist unless it is 0).
-    pub(super) fn at_row(shape: &'s [usize], strides: [&'s [usize]; K], row: usize) -> Self {
-        let mut idx = vec![0usize; shape.len()];
-        let mut at = [0usize; K];
-        let mut r = row;
-        if r > 0 {
-            for d in (0..shape.len()).rev() {
-                idx[d] = r % shape[d];
-                r /= shape[d];
-                for (o, st) in at.iter_mut().zip(strides) {
-                    *o += idx[d] * st[d];
-                }
-            }
-        }
-        Rows {
-            idx,
-            shape,
-            strides,
-            at,
-        }
-    }
-
-    /// Moves to the next row (an odometer over `shape`).
-    pub(super) fn advance(&mut self) {
-        for d in (0..self.shape.len()).rev() {
-            self.idx[d] += 1;
-            for (o, st) in self.at.iter_mut().zip(self.strides) {
-                *o += st[d];
-            }
-            if self.idx[d] < self.shape[d] {
-                break;
-            }
-            for (o, st) in self.at.iter_mut().zip(self.strides) {
-                *o -= st[d] * self.shape[d];
-            }
-            self.idx[d] = 0;
-        }
     }
 }
