@@ -80,7 +80,10 @@ fn check_grad_with(
             };
             let numeric = (probe(eps)? - probe(-eps)?) / (2.0 * eps as f64);
             let a = analytic[j] as f64;
-            if (numeric - a).abs() > 2e-2 + 2e-2 * numeric.abs() {
+            // written so that a NaN on either side fails (every comparison with NaN is
+            // false: `diff > tol` let NaN gradients pass)
+            let close = (numeric - a).abs() <= 2e-2 + 2e-2 * numeric.abs();
+            if !close {
                 return Err(Error::NotClose {
                     what: format!("gradient check, input {i} element {j}"),
                     got: format!("autograd {a}"),
@@ -199,4 +202,22 @@ pub(crate) fn fixture_ce() -> Result<()> {
         &g,
         &load(&st, "cross_entropy.grad0")?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_grad;
+    use crate::Tensor;
+
+    #[test]
+    fn a_nan_gradient_fails_the_check() {
+        // 0 * sqrt(x - x) is 0 everywhere (finite difference 0), but autograd's gradient
+        // is 0 * inf = NaN: a `diff > tol` comparison with NaN is false and let it pass
+        let r = check_grad(&[&[3]], |x| {
+            x[0].sub(&x[0].detach())?.sqrt()?.mul_scalar(0.0)
+        });
+        assert!(r.is_err(), "{r:?}");
+        // and a smooth function still passes
+        check_grad(&[&[3]], |x: &[Tensor]| x[0].mul(&x[0])).expect("x^2 passes");
+    }
 }
