@@ -50,7 +50,7 @@ pub(super) fn forward(
         let mb = mask.map(|(m, idx)| &m[idx[b] * l * s..(idx[b] + 1) * l * s]);
         problem(qb, kb, vb, mb, ob, (l, s, d, dv), scale, causal);
     };
-    if batch > 1 && rayon::current_num_threads() > 1 && batch * l * s * (d + dv) >= 1 << 18 {
+    if split(batch, l * s * (d + dv)) {
         out.par_chunks_mut(l * dv)
             .enumerate()
             .for_each(|(b, ob)| one(b, ob));
@@ -115,7 +115,7 @@ pub(super) fn forward_packed(
             }
         }
     };
-    if batch > 1 && rayon::current_num_threads() > 1 && batch * l * l * (d + dv) >= 1 << 18 {
+    if split(batch, l * l * (d + dv)) {
         let os: Vec<Vec<f32>> = (0..batch).into_par_iter().map(one).collect();
         out.par_chunks_mut(l * e)
             .zip(os.par_chunks(heads))
@@ -127,6 +127,12 @@ pub(super) fn forward_packed(
         }
     }
     Ok(out)
+}
+
+/// Whether `batch` problems of `work` multiply-adds each go one per rayon task (several
+/// problems, several threads, and enough work in all to pay for the hand-off).
+fn split(batch: usize, work: usize) -> bool {
+    batch > 1 && rayon::current_num_threads() > 1 && batch.saturating_mul(work) >= 1 << 18
 }
 
 /// One problem: `out` `[l, dv]` from `q` `[l, d]`, `k` `[s, d]`, `v` `[s, dv]`.

@@ -16,13 +16,17 @@ use rayon::prelude::*;
 /// Below this many elements the rows run on the calling thread.
 const PARALLEL_LEN: usize = 1 << 15;
 
+/// How many rows each rayon task takes when `rows` rows of `len` elements in all are
+/// worth splitting (about four tasks per thread); `None`: run them on the calling thread.
+fn rows_per_task(len: usize, rows: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (len >= PARALLEL_LEN && threads > 1 && rows > 1).then(|| rows.div_ceil(threads * 4).max(1))
+}
+
 /// Runs `f(row_index, out_rows)` over blocks of `cols`-long rows of `out`, on rayon's
 /// threads when the tensor is large enough to pay for the split.
 fn for_rows(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = out.len() / cols;
-    let threads = rayon::current_num_threads();
-    if out.len() >= PARALLEL_LEN && threads > 1 && rows > 1 {
-        let per = rows.div_ceil(threads * 4).max(1);
+    if let Some(per) = rows_per_task(out.len(), out.len() / cols) {
         out.par_chunks_mut(per * cols)
             .enumerate()
             .for_each(|(i, block)| f(i * per, block));
@@ -151,9 +155,7 @@ pub(super) fn layer_norm(
         st[0] = mean;
         st[1] = rstd;
     };
-    let threads = rayon::current_num_threads();
-    if x.len() >= PARALLEL_LEN && threads > 1 && rows > 1 {
-        let per = rows.div_ceil(threads * 4).max(1);
+    if let Some(per) = rows_per_task(x.len(), rows) {
         y.par_chunks_mut(per * cols)
             .zip(stats.par_chunks_mut(per * 2))
             .zip(x.par_chunks(per * cols))
