@@ -31,12 +31,7 @@ pub(super) fn build<T: Send + 'static>(
 ) -> Result<Vec<T>> {
     let mut out = try_with_capacity(n, op)?;
     let step = CHUNK.div_ceil(align.max(1)) * align.max(1);
-    let dst = &mut out.spare_capacity_mut()[..n];
-    let full = dst
-        .par_chunks_mut(step)
-        .enumerate()
-        .map(|(c, d)| fill(c * step, d) == d.len())
-        .reduce(|| true, |a, b| a && b);
+    let full = fill_chunks(&mut out.spare_capacity_mut()[..n], step, &fill);
     if !full {
         return Err(Error::custom(format!(
             "{op}: a parallel chunk was left short"
@@ -46,6 +41,22 @@ pub(super) fn build<T: Send + 'static>(
     // one reported every one of its slots written (`full`), so all `n` are initialized.
     unsafe { out.set_len(n) };
     Ok(out)
+}
+
+/// `build`'s split: `fill` of each `step`-long chunk of `dst` on the pool, whether every
+/// chunk was written whole. Behind a `dyn` so that rayon's machinery is compiled once per
+/// element type, not once per kernel (each kernel's closure made its own copy of
+/// rayon's job and bridge code: a third of nn-core's optimized code, and of its release
+/// build time).
+fn fill_chunks<T: Send>(
+    dst: &mut [MaybeUninit<T>],
+    step: usize,
+    fill: &(dyn Fn(usize, &mut [MaybeUninit<T>]) -> usize + Sync),
+) -> bool {
+    dst.par_chunks_mut(step)
+        .enumerate()
+        .map(|(c, d)| fill(c * step, d) == d.len())
+        .reduce(|| true, |a, b| a && b)
 }
 
 /// `f` of each element of `x`, split over the pool.
