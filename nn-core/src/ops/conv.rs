@@ -14,6 +14,15 @@
 //! d cols = w^T dy, dx = col2im(d cols) (the scatter-add of the columns back to the
 //! windows' positions), dw = dy cols^T, db = sum of dy over n, h, w.
 //!
+//! Where the backend has a fused convolution ([`BackendStorage::conv2d`], the CPU's
+//! `cpu/conv.rs`) the convolution is instead one node: the backend writes `y` directly,
+//! and its backward ([`BackendStorage::conv2d_backward`]) returns dx, dw and db in one
+//! call. The composite stays as the path of the other backends (nn-cuda) and as the
+//! reference the tests compare the fused node with.
+//!
+//! [`BackendStorage::conv2d`]: crate::backend::BackendStorage::conv2d
+//! [`BackendStorage::conv2d_backward`]: crate::backend::BackendStorage::conv2d_backward
+//!
 //! NOTE: the batch goes into the columns, not into a batch dim of the product: with
 //! `cols [n, g, taps, l]` and `w` broadcast over n, autograd computes dw as n products
 //! `[o, taps]` then sums them, an `n * o * taps` temporary per layer (for ResNet-18 at
