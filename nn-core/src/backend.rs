@@ -19,7 +19,7 @@ mod optim_step;
 mod spec;
 
 pub use optim_step::{AdamStep, OptimStep, SgdStep};
-pub use spec::{AttentionSpec, Im2ColSpec, LayerNormGrads, MatmulSpec};
+pub use spec::{AttentionSpec, Conv2dGrads, Conv2dSpec, Im2ColSpec, LayerNormGrads, MatmulSpec};
 
 /// Elementwise unary primitives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -446,6 +446,31 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
             self.index_add(&shape, 1, idx.as_ref(), &out)?
         };
         img.narrow(&[n, per + 1], 1, 0, per)
+    }
+    /// 2-d convolution of the f32 image `self` with `weight` and the optional `bias`
+    /// `[o]` under `spec` (PyTorch's `F.conv2d`), the output `[n, o, oh, ow]` written
+    /// directly. `None` when the backend has no fused form (the default: the caller then
+    /// composes it from im2col and a matrix product). A backend that implements it
+    /// implements [`BackendStorage::conv2d_backward`] too.
+    fn conv2d(
+        &self,
+        _weight: &dyn BackendStorage,
+        _bias: Option<&dyn BackendStorage>,
+        _spec: &Conv2dSpec,
+    ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// The gradients of [`BackendStorage::conv2d`] from its input `self`, `weight` and the
+    /// output gradient `grad`: the input's, the weight's and the bias's, each computed
+    /// only when `needs` (in that order) asks for it. `None` without a fused form.
+    fn conv2d_backward(
+        &self,
+        _weight: &dyn BackendStorage,
+        _grad: &dyn BackendStorage,
+        _spec: &Conv2dSpec,
+        _needs: [bool; 3],
+    ) -> Result<Option<Conv2dGrads>> {
+        Ok(None)
     }
 }
 

@@ -55,8 +55,23 @@ pub(crate) fn conv_and_pool(dev: &Device) -> Result<()> {
         dilation: [1, 2],
         groups: 2,
     };
-    grads_on(dev, "conv2d", &[x.clone(), w, b], |v| {
+    grads_on(dev, "conv2d", &[x.clone(), w, b.clone()], |v| {
         v[0].conv2d(&v[1], Some(&v[2]), &opts)
+    })?;
+    // large enough for the CPU's per-sample schedule (64+ output positions): a 3x3 and
+    // a 1x1 read straight from the input, against the composite the trait's defaults run
+    let xl = seeded_randn(36, &[2, 4, 9, 9]);
+    let wl = seeded_randn(37, &[3, 4, 3, 3]);
+    let w1 = seeded_randn(38, &[3, 4, 1, 1]);
+    let same = nn::Conv2dOptions::default().padding([1, 1]);
+    grads_on(
+        dev,
+        "conv2d, per sample",
+        &[xl.clone(), wl, b.narrow(0, 0, 3)?],
+        |v| v[0].conv2d(&v[1], Some(&v[2]), &same),
+    )?;
+    grads_on(dev, "conv2d 1x1, per sample", &[xl, w1], |v| {
+        v[0].conv2d(&v[1], None, &nn::Conv2dOptions::default())
     })?;
     let pool = nn::Pool2dOptions::new([3, 2])
         .stride([2, 2])

@@ -1,5 +1,5 @@
 //! The geometry of the backend calls that take more than a shape: matrix products,
-//! im2col windows, fused attention, and what layer norm's backward returns.
+//! im2col windows, fused convolutions, fused attention, and what layer norm's backward returns.
 
 use super::Storage;
 
@@ -136,6 +136,42 @@ impl Im2ColSpec {
         idx
     }
 }
+
+/// The geometry of a fused 2-d convolution ([`BackendStorage::conv2d`](super::BackendStorage::conv2d)):
+/// the image `[batch, channels, h, w]` and its windows as `window` gives them
+/// (`batch_inner` and `pad_value` unused: the padding reads 0), the weight
+/// `[out_channels, channels / groups, kh, kw]`, the output `[batch, out_channels, oh,
+/// ow]`. The caller checked every size and that `groups` divides both channel counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conv2dSpec {
+    /// The image and window geometry.
+    pub window: Im2ColSpec,
+    /// Output channels `o`.
+    pub out_channels: usize,
+    /// Channel groups `g`.
+    pub groups: usize,
+}
+
+impl Conv2dSpec {
+    /// Elements of the weight, `o * (c / g) * kh * kw`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.taps()
+    }
+    /// Taps of one output channel, `(c / g) * kh * kw`.
+    pub fn taps(&self) -> usize {
+        let w = &self.window;
+        (w.channels / self.groups.max(1)) * w.kernel[0] * w.kernel[1]
+    }
+    /// Elements of the output, `n * o * oh * ow`.
+    pub fn output_len(&self) -> usize {
+        let w = &self.window;
+        w.batch * self.out_channels * w.output[0] * w.output[1]
+    }
+}
+
+/// The gradients [`BackendStorage::conv2d_backward`](super::BackendStorage::conv2d_backward)
+/// returns: the input's, the weight's and the bias's, each when asked for.
+pub type Conv2dGrads = (Option<Storage>, Option<Storage>, Option<Storage>);
 
 /// The gradients [`BackendStorage::layer_norm_backward`](super::BackendStorage::layer_norm_backward) returns: the input's, the
 /// weight's (when given) and the bias's (when asked for).

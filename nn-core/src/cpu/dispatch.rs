@@ -592,4 +592,36 @@ impl BackendStorage for CpuStorage {
         check::lens("col2im", c.len(), &[cols])?;
         out(HostData::F32(im2col::col2im(c, spec, image)?))
     }
+
+    fn conv2d(
+        &self,
+        weight: &dyn BackendStorage,
+        bias: Option<&dyn BackendStorage>,
+        spec: &Conv2dSpec,
+    ) -> Result<Option<Storage>> {
+        const OP: &str = "conv2d";
+        let x = self.view().f32s(OP)?;
+        let w = cpu(OP, weight)?.f32s(OP)?;
+        let b = bias.map(|b| cpu(OP, b)?.f32s(OP)).transpose()?;
+        conv::check_spec(OP, spec, x.len(), w.len(), b.map(<[f32]>::len))?;
+        Ok(Some(storage(HostData::F32(conv::forward(x, w, b, spec)?))))
+    }
+
+    fn conv2d_backward(
+        &self,
+        weight: &dyn BackendStorage,
+        grad: &dyn BackendStorage,
+        spec: &Conv2dSpec,
+        needs: [bool; 3],
+    ) -> Result<Option<Conv2dGrads>> {
+        const OP: &str = "conv2d_backward";
+        let x = self.view().f32s(OP)?;
+        let w = cpu(OP, weight)?.f32s(OP)?;
+        let g = cpu(OP, grad)?.f32s(OP)?;
+        conv::check_spec(OP, spec, x.len(), w.len(), None)?;
+        check::lens(OP, spec.output_len(), &[g.len()])?;
+        let (dx, dw, db) = conv::backward(x, w, g, spec, needs)?;
+        let wrap = |v: Option<Vec<f32>>| v.map(|v| storage(HostData::F32(v)));
+        Ok(Some((wrap(dx), wrap(dw), wrap(db))))
+    }
 }

@@ -145,6 +145,42 @@ fn add_row(spec: &Im2ColSpec, src: &[f32], p: usize, q: usize, plane: &mut [f32]
     }
 }
 
+/// The columns of one sample `x` (`spec.batch == 1`, laid out per sample, `spec.image_len()`
+/// elements) written into `dst` (`spec.cols_len()` elements) on the calling thread: the
+/// scratch of a convolution's per-sample products. Does nothing on lengths that do not fit.
+pub(super) fn fill_sample(x: &[f32], spec: &Im2ColSpec, dst: &mut [f32]) {
+    let l = spec.output[0] * spec.output[1];
+    let hw = spec.input[0] * spec.input[1];
+    if l == 0 || x.len() < spec.image_len() || dst.len() < spec.cols_len() {
+        return;
+    }
+    let dst = &mut dst[..spec.cols_len()];
+    dst.fill(spec.pad_value);
+    for (t, row) in dst.chunks_exact_mut(l).enumerate() {
+        let (_, ch, p, q) = row_of(spec, t);
+        fill_row(spec, &x[ch * hw..(ch + 1) * hw], p, q, row);
+    }
+}
+
+/// The adjoint of [`fill_sample`]: every element of `cols` added into the sample image
+/// `dst` at the position it was read from, on the calling thread.
+pub(super) fn add_sample(cols: &[f32], spec: &Im2ColSpec, dst: &mut [f32]) {
+    let l = spec.output[0] * spec.output[1];
+    let hw = spec.input[0] * spec.input[1];
+    if l == 0 || hw == 0 || cols.len() < spec.cols_len() || dst.len() < spec.image_len() {
+        return;
+    }
+    let [kh, kw] = spec.kernel;
+    for (ch, plane) in dst[..spec.image_len()].chunks_exact_mut(hw).enumerate() {
+        for p in 0..kh {
+            for q in 0..kw {
+                let r = index_of(spec, 0, ch, p, q);
+                add_row(spec, &cols[r * l..(r + 1) * l], p, q, plane);
+            }
+        }
+    }
+}
+
 /// The columns of `x` (`spec.image_len()` elements, checked by the caller).
 pub(super) fn im2col(x: &[f32], spec: &Im2ColSpec, cols_len: usize) -> Result<Vec<f32>> {
     let mut out = super::par::filled(cols_len, spec.pad_value, "im2col")?;

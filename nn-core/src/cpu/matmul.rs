@@ -66,6 +66,22 @@ pub(super) fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, a
     blocks(out, a, b, s, acc, (m, n, k), threaded)
 }
 
+/// [`gemm_into`] on the calling thread only: the product of one task of a split the
+/// caller made (a convolution's per-sample products).
+pub(super) fn gemm_serial(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
+    let (m, n, k) = (s.m, s.n, s.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            out.fill(0.0);
+        }
+        return;
+    }
+    blocks(out, a, b, s, acc, (m, n, k), false)
+}
+
 /// The body of [`gemm_into`]: one product per batch element.
 fn blocks(
     out: &mut [f32],

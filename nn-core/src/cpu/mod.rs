@@ -8,6 +8,7 @@
 
 mod attention;
 mod check;
+mod conv;
 mod copy;
 mod denormal;
 mod dispatch;
@@ -28,8 +29,8 @@ mod tests;
 pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
-    AdamStep, AttentionSpec, BackendStorage, BinaryOp, Im2ColSpec, LayerNormGrads, MatmulSpec,
-    OptimStep, ReduceOp, SgdStep, Storage, UnaryOp,
+    AdamStep, AttentionSpec, BackendStorage, BinaryOp, Conv2dGrads, Conv2dSpec, Im2ColSpec,
+    LayerNormGrads, MatmulSpec, OptimStep, ReduceOp, SgdStep, Storage, UnaryOp,
 };
 use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;

@@ -14,12 +14,24 @@
 //! d cols = w^T dy, dx = col2im(d cols) (the scatter-add of the columns back to the
 //! windows' positions), dw = dy cols^T, db = sum of dy over n, h, w.
 //!
+//! Where the backend has a fused convolution ([`BackendStorage::conv2d`], the CPU's
+//! `cpu/conv.rs`) the convolution is instead one node: the backend writes `y` directly,
+//! and its backward ([`BackendStorage::conv2d_backward`]) returns dx, dw and db in one
+//! call. The composite stays as the path of the other backends (nn-cuda) and as the
+//! reference the tests compare the fused node with.
+//!
+//! [`BackendStorage::conv2d`]: crate::backend::BackendStorage::conv2d
+//! [`BackendStorage::conv2d_backward`]: crate::backend::BackendStorage::conv2d_backward
+//!
 //! NOTE: the batch goes into the columns, not into a batch dim of the product: with
 //! `cols [n, g, taps, l]` and `w` broadcast over n, autograd computes dw as n products
 //! `[o, taps]` then sums them, an `n * o * taps` temporary per layer (for ResNet-18 at
 //! batch 8, 8x the model's size, summed by a reduction every step).
 
 use super::im2col::im2col;
+use crate::autograd::{backward_fn, record};
+use crate::backend::{Conv2dSpec, Im2ColSpec, Storage};
+use crate::shape::Dims;
 use crate::{DType, Error, Result, Tensor};
 
 /// Hyper-parameters of a 2-d convolution, as `F.conv2d` takes them (padding may differ
@@ -227,9 +239,25 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: &Conv2dOptions,
     ) -> Result<Tensor> {
+        self.conv2d_with(weight, bias, opts, true)
+    }
+
+    /// [`Tensor::conv2d`], by the backend's fused convolution when `fused` and the
+    /// backend has one, else by the composite (im2col and a product; the reference the
+    /// tests compare the fused one with).
+    pub(crate) fn conv2d_with(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: &Conv2dOptions,
+        fused: bool,
+    ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         if self.rank() == 3 {
-            return self.unsqueeze(0)?.conv2d(weight, bias, opts)?.squeeze(0);
+            return self
+                .unsqueeze(0)?
+                .conv2d_with(weight, bias, opts, fused)?
+                .squeeze(0);
         }
         check_input(OP, self, 4, "[batch, channels, height, width]")?;
         if weight.rank() != 4 {
@@ -283,6 +311,11 @@ impl Tensor {
         crate::shape::checked_numel(OP, &[n, c, kh, kw, l])?;
         // the column matrix's width (even an input with no channel asks for it)
         let n_l = crate::shape::checked_numel(OP, &[n, l])?;
+        if fused {
+            if let Some(y) = self.conv2d_fused(weight, bias, &win, g)? {
+                return Ok(y);
+            }
+        }
         let direct =
             kh == 1 && kw == 1 && opts.stride == [1, 1] && opts.padding == [[0, 0], [0, 0]];
         // one column matrix for the whole batch, [c * kh * kw, n * l]: a product per
@@ -305,6 +338,95 @@ impl Tensor {
             Some(b) => y.add(&b.reshape(&[o, 1, 1])?),
             None => Ok(y),
         }
+    }
+
+    /// The convolution as one node computed by [`BackendStorage::conv2d`] and
+    /// differentiated by [`BackendStorage::conv2d_backward`]; `None` where the backend
+    /// has no fused form, for an empty operand and for operands that are not all f32
+    /// on one device (the composite then runs, or reports the problem). The caller
+    /// validated the shapes.
+    ///
+    /// [`BackendStorage::conv2d`]: crate::backend::BackendStorage::conv2d
+    /// [`BackendStorage::conv2d_backward`]: crate::backend::BackendStorage::conv2d_backward
+    fn conv2d_fused(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        win: &Windows,
+        groups: usize,
+    ) -> Result<Option<Tensor>> {
+        let operands = [Some(self), Some(weight), bias];
+        let usable = operands
+            .iter()
+            .flatten()
+            .all(|t| t.dtype() == DType::F32 && t.device() == self.device() && t.numel() > 0);
+        if !usable || win.positions() == 0 {
+            return Ok(None);
+        }
+        let o = weight.shape()[0];
+        let spec = Conv2dSpec {
+            window: Im2ColSpec {
+                batch: self.shape()[0],
+                channels: self.shape()[1],
+                input: win.input,
+                kernel: win.kernel,
+                stride: win.stride,
+                padding: win.padding,
+                dilation: win.dilation,
+                output: win.output,
+                batch_inner: false,
+                pad_value: 0.0,
+            },
+            out_channels: o,
+            groups,
+        };
+        let bs = bias.map(|b| b.storage());
+        let Some(y) =
+            self.storage()
+                .conv2d(weight.storage().as_ref(), bs.map(|s| s.as_ref()), &spec)?
+        else {
+            return Ok(None);
+        };
+        let shape = [spec.window.batch, o, win.output[0], win.output[1]];
+        let inputs: Vec<&Tensor> = operands.into_iter().flatten().collect();
+        let has_b = bias.is_some();
+        Ok(Some(record(
+            y,
+            Dims::from_slice(&shape),
+            &inputs,
+            "conv2d",
+            move || {
+                backward_fn(move |inp, g| {
+                    let (x, w) = (&inp[0], &inp[1]);
+                    let needs = [
+                        x.requires_grad(),
+                        w.requires_grad(),
+                        has_b && inp[2].requires_grad(),
+                    ];
+                    let grads = x.storage().conv2d_backward(
+                        w.storage().as_ref(),
+                        g.storage().as_ref(),
+                        &spec,
+                        needs,
+                    )?;
+                    let Some((dx, dw, db)) = grads else {
+                        return Err(Error::custom(format!(
+                            "conv2d: the backend of input {:?} computed the fused forward \
+                             but has no conv2d_backward",
+                            x.shape()
+                        )));
+                    };
+                    let wrap = |s: Option<Storage>, t: &Tensor| {
+                        s.map(|s| Tensor::from_storage(s, t.shape())).transpose()
+                    };
+                    let mut grads = vec![wrap(dx, x)?, wrap(dw, w)?];
+                    if has_b {
+                        grads.push(wrap(db, &inp[2])?);
+                    }
+                    Ok(grads)
+                })
+            },
+        )))
     }
 
     /// 1-d convolution of `self` `[n, c, l]` (or `[c, l]`) with `weight` `[o, c / groups,
@@ -460,9 +582,129 @@ mod tests {
             let bias = [ws[0]];
             check_grad(&[&xs, &ws, &bias], |t| t[0].conv2d(&t[1], Some(&t[2]), &o))?;
         }
+        // the per-sample schedule (64 output positions or more), 3x3 and 1x1
+        check_grad(&[&[2, 2, 9, 8], &[3, 2, 2, 2], &[3]], |t| {
+            let o = Conv2dOptions::default().padding([1, 1]);
+            t[0].conv2d(&t[1], Some(&t[2]), &o)
+        })?;
+        check_grad(&[&[2, 3, 8, 9], &[2, 3, 1, 1], &[2]], |t| {
+            t[0].conv2d(&t[1], Some(&t[2]), &Conv2dOptions::default())
+        })?;
         check_grad(&[&[2, 2, 7], &[4, 1, 3], &[4]], |t| {
             t[0].conv1d(&t[1], Some(&t[2]), 2, [1, 1], 2, 2)
         })?;
+        Ok(())
+    }
+
+    /// Shapes for the fused op against the composite: both schedules of the CPU (per
+    /// sample from 64 output positions, batch in the columns below), a split over
+    /// threads into uneven sample ranges (3 samples, enough work), 1x1 with and without
+    /// stride, groups and depthwise on each schedule, asymmetric padding, dilation, odd
+    /// sizes, batch 1.
+    fn fused_cases() -> Vec<(Vec<usize>, Vec<usize>, Conv2dOptions)> {
+        let d = Conv2dOptions::default();
+        let mut asym = d.stride([1, 2]).dilation([2, 1]);
+        asym.padding = [[2, 0], [1, 3]];
+        let mut v = cases();
+        v.extend([
+            (vec![3, 8, 20, 20], vec![16, 8, 3, 3], d.padding([1, 1])),
+            (vec![2, 6, 11, 9], vec![5, 6, 3, 3], asym),
+            (
+                vec![2, 6, 13, 9],
+                vec![6, 1, 3, 3],
+                d.groups(6).padding([1, 1]),
+            ),
+            (vec![3, 6, 9, 10], vec![4, 3, 2, 2], d.groups(2)),
+            (vec![3, 16, 10, 9], vec![24, 16, 1, 1], d),
+            (vec![3, 16, 10, 9], vec![24, 16, 1, 1], d.stride([2, 2])),
+            (vec![2, 16, 5, 3], vec![8, 16, 1, 1], d),
+            (
+                vec![1, 3, 17, 15],
+                vec![4, 3, 7, 7],
+                d.stride([2, 2]).padding([3, 3]),
+            ),
+            (vec![1, 4, 12, 12], vec![4, 4, 3, 3], d.padding([1, 1])),
+            (vec![5, 8, 4, 4], vec![16, 8, 3, 3], d.padding([1, 1])),
+        ]);
+        v
+    }
+
+    /// `(y, dx, dw, db)` of `sum(conv(x) * r)` (r fixed) by the fused op or the composite.
+    fn run(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        o: &Conv2dOptions,
+        fused: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        let leaf = |t: &Tensor| t.detach().with_requires_grad(true);
+        let (x, w, b) = (leaf(x), leaf(w), b.map(leaf));
+        let y = x.conv2d_with(&w, b.as_ref(), o, fused)?;
+        let r: Vec<f32> = (0..y.numel())
+            .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let r = Tensor::from_vec(r, y.shape())?;
+        y.mul(&r)?.sum()?.backward()?;
+        let mut out = vec![y.to_vec::<f32>()?];
+        for t in [Some(&x), Some(&w), b.as_ref()].into_iter().flatten() {
+            out.push(
+                t.grad()
+                    .map(|g| g.to_vec::<f32>())
+                    .transpose()?
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn fused_matches_the_composite() -> Result<()> {
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| crate::Error::custom(e.to_string()))?;
+            for (xs, ws, o) in fused_cases() {
+                for with_bias in [true, false] {
+                    let (x, w, b) = (
+                        Tensor::randn(&xs),
+                        Tensor::randn(&ws),
+                        Tensor::randn(&[ws[0]]),
+                    );
+                    let b = with_bias.then_some(&b);
+                    let got = pool.install(|| run(&x, &w, b, &o, true))?;
+                    let want = pool.install(|| run(&x, &w, b, &o, false))?;
+                    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(g.len(), w.len(), "{xs:?} {ws:?} {o:?} output {k}");
+                        for (a, e) in g.iter().zip(w) {
+                            assert!(
+                                (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                                "{xs:?} {ws:?} {o:?} bias {with_bias} threads {threads} \
+                                 output {k}: {a} vs {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_unbatched_and_frozen_operands() -> Result<()> {
+        let o = Conv2dOptions::default().padding([1, 1]);
+        let (x, w) = (Tensor::randn(&[3, 9, 9]), Tensor::randn(&[4, 3, 3, 3]));
+        let got = x.conv2d(&w, None, &o)?;
+        let want = x.conv2d_with(&w, None, &o, false)?;
+        assert_eq!(got.shape(), &[4, 9, 9]);
+        super::super::testing::assert_close("unbatched", &got, &want)?;
+        // only the weight asks for a gradient (a first layer), then only the input
+        for (xg, wg) in [(false, true), (true, false)] {
+            let xr = x.detach().with_requires_grad(xg);
+            let wr = w.detach().with_requires_grad(wg);
+            xr.conv2d(&wr, None, &o)?.sum()?.backward()?;
+            assert_eq!((xr.grad().is_some(), wr.grad().is_some()), (xg, wg));
+        }
         Ok(())
     }
 
