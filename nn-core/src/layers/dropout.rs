@@ -50,7 +50,7 @@ impl Dropout {
 
     /// The mask-and-scale tensor `m / (1 - p)` for an input of `shape`, drawn from the
     /// thread's generator.
-    fn mask(&self, shape: &[usize]) -> Result<Tensor> {
+    pub(crate) fn mask(&self, shape: &[usize]) -> Result<Tensor> {
         let n = crate::shape::checked_numel("dropout", shape)?;
         let keep = 1.0 - self.p;
         let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
