@@ -285,8 +285,8 @@ pub(super) fn train_forward(
         d,
         dv,
     };
-    let mut probs = try_filled(batch * l * s, 0.0f32, op)?;
-    let mut out = try_filled(batch * l * dv, 0.0f32, op)?;
+    let mut probs = super::par::filled(batch * l * s, 0.0, op)?;
+    let mut out = super::par::filled(batch * l * dv, 0.0, op)?;
     if l * s == 0 {
         return Ok((out, probs));
     }
@@ -454,12 +454,12 @@ pub(super) fn backward(
     };
     match packed_heads {
         Some(_) => {
-            let mut dqkv = try_filled(batch * l * (2 * d + dv), 0.0f32, op)?;
+            let mut dqkv = super::par::filled(batch * l * (2 * d + dv), 0.0, op)?;
             scatter(&mut dqkv, &blocks, packed_heads, l, &[d, d, dv]);
             Ok(vec![dqkv])
         }
         None => {
-            let mut all = try_filled(batch * (l * d + s * d + s * dv), 0.0f32, op)?;
+            let mut all = super::par::filled(batch * (l * d + s * d + s * dv), 0.0, op)?;
             // unpacked: q's, k's and v's gradients one after another, split below
             let (nq, nk) = (batch * l * d, batch * s * d);
             let mut at = [0usize; 3];
