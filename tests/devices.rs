@@ -602,9 +602,9 @@ fn losses(dev: &Device) -> Result<()> {
     Ok(())
 }
 
-/// `scaled_dot_product_attention`: the composite with gradients (masks of both kinds,
-/// a fully masked row, causal) and the no-grad forward (the CPU's fused kernel against
-/// the device's path).
+/// `scaled_dot_product_attention`: with gradients (masks of both kinds, a fully masked
+/// row, causal, dropout) and the no-grad forward (the CPU's fused kernels against the
+/// device's path).
 fn attention(dev: &Device) -> Result<()> {
     use nn::functional::scaled_dot_product_attention as sdpa;
     let (q, k, v) = (
@@ -638,6 +638,13 @@ fn attention(dev: &Device) -> Result<()> {
             nn::no_grad(|| run(x))
         })?;
     }
+    // dropout on the weights: one seed per run, so every device draws the same mask
+    // (the CPU's fused training node against the device's path)
+    grads_on(dev, "sdpa dropout", &qkv, |x| {
+        nn::manual_seed(44);
+        let m = fm.to_device(&x[0].device())?;
+        sdpa(&x[0], &x[1], &x[2], Some(&m), 0.3, false, None)
+    })?;
     Ok(())
 }
 

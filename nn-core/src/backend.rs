@@ -381,6 +381,39 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
     ) -> Result<Option<Storage>> {
         Ok(None)
     }
+    /// Attention with gradients to come (the training forward), query `self`: per
+    /// problem the weights `P = softmax(q k^T * scale + mask)` (0 for a row with every
+    /// key masked), stored whole, and the output `(P * drop) v`, `drop` the dropout's
+    /// `[batch, l, s]` mask-and-scale when given. Returns the output and `P`
+    /// `[batch, l, s]`, which [`BackendStorage::attention_backward`] reads; `None` when
+    /// the backend has no fused form (the caller composes it from primitives).
+    fn attention_train(
+        &self,
+        _key: &dyn BackendStorage,
+        _value: &dyn BackendStorage,
+        _mask: Option<&dyn BackendStorage>,
+        _drop: Option<&dyn BackendStorage>,
+        _spec: &AttentionSpec,
+    ) -> Result<Option<(Storage, Storage)>> {
+        Ok(None)
+    }
+    /// The gradients of [`BackendStorage::attention_train`] from its operands (query
+    /// `self`), the saved weights `probs`, the dropout mask `drop` and the output
+    /// gradient `grad` (in the layout of `spec`): the query's, key's and value's, or the
+    /// packed projection's alone with [`AttentionSpec::packed_heads`]. `None` without a
+    /// fused form.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        &self,
+        _key: &dyn BackendStorage,
+        _value: &dyn BackendStorage,
+        _probs: &dyn BackendStorage,
+        _drop: Option<&dyn BackendStorage>,
+        _grad: &dyn BackendStorage,
+        _spec: &AttentionSpec,
+    ) -> Result<Option<Vec<Storage>>> {
+        Ok(None)
+    }
     /// Reduction over `axes` (sorted, unique); the result has the kept-dim shape.
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage>;
     /// Copy with permuted dims.

@@ -28,6 +28,39 @@ pub fn with_rng<R>(f: impl FnOnce(&mut StdRng) -> R) -> R {
     RNG.with(|r| f(&mut r.borrow_mut()))
 }
 
+/// `n` draws of a dropout mask from this thread's generator: `scale` where the uniform
+/// draw `u ~ U[0, 1)` is below `keep`, 0 elsewhere; the values, and the generator's
+/// state afterwards, of `(0..n).map(|_| if rng.random::<f32>() < keep { scale } else
+/// { 0.0 })`, which the mask was before.
+///
+/// The generator's words are taken in one bulk fill (the same stream: a block generator
+/// hands out its 32-bit words in order, little-endian, to `fill_bytes` as to
+/// `next_u32`), then turned into the mask in place, split over the pool when large.
+pub(crate) fn keep_mask(n: usize, keep: f32, scale: f32) -> crate::Result<Vec<f32>> {
+    use rand::Rng;
+    use rayon::prelude::*;
+    let mut out = crate::host::try_filled(n, 0.0f32, "dropout")?;
+    with_rng(|r| r.fill_bytes(bytemuck::cast_slice_mut(&mut out)));
+    // rand's f32 draw: the top 24 bits of a word times 2^-24, exact in f32
+    let unit = 1.0 / (1u32 << 24) as f32;
+    let to_mask = |c: &mut [f32]| {
+        for v in c {
+            let word = u32::from_le(v.to_bits());
+            *v = if ((word >> 8) as f32) * unit < keep {
+                scale
+            } else {
+                0.0
+            };
+        }
+    };
+    if n >= 1 << 16 && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(1 << 14).for_each(to_mask);
+    } else {
+        to_mask(&mut out);
+    }
+    Ok(out)
+}
+
 /// Draws a fresh 64-bit stream key (one per parameter), so a parameter's initial values
 /// depend only on the seed and its creation order, not on when its shape becomes known.
 pub fn next_key() -> u64 {

@@ -415,38 +415,55 @@ impl BackendStorage for CpuStorage {
         spec: &AttentionSpec,
     ) -> Result<Option<Storage>> {
         let op = "scaled_dot_product_attention";
-        let q = self.view().f32s(op)?;
-        let k = cpu(op, key)?.f32s(op)?;
-        let v = cpu(op, value)?.f32s(op)?;
-        let AttentionSpec {
-            batch, l, s, d, dv, ..
-        } = *spec;
-        let mask = match (mask, &spec.mask_batch) {
-            (Some(m), Some(idx)) => {
-                let m = cpu(op, m)?.f32s(op)?;
-                let count = m.len() / (l * s).max(1);
-                if idx.len() != batch || idx.iter().any(|&i| i >= count) {
-                    return Err(Error::mismatch(op, &[idx.len()], &[batch]));
-                }
-                check::len(op, &[count, l, s], m.len())?;
-                Some((m, idx.as_slice()))
-            }
-            (None, None) => None,
-            _ => return Err(Error::mismatch(op, &[mask.is_some() as usize], &[0])),
+        let (q, k, v, mask) = attention_operands(op, self, key, value, mask, spec)?;
+        let o = match spec.packed_heads {
+            Some(h) => attention::forward_packed(q, h, mask, spec)?,
+            None => attention::forward(q, k, v, mask, spec)?,
         };
-        if let Some(h) = spec.packed_heads {
-            if h == 0 || batch % h != 0 || s != l || dv != d {
-                return Err(Error::mismatch(op, &[batch, l, d], &[h, s, dv]));
-            }
-            check::len(op, &[batch / h, l, 3 * h * d], q.len())?;
-            let o = attention::forward_packed(q, h, mask, spec)?;
-            return Ok(Some(storage(HostData::F32(o))));
-        }
-        check::len(op, &[batch, l, d], q.len())?;
-        check::len(op, &[batch, s, d], k.len())?;
-        check::len(op, &[batch, s, dv], v.len())?;
-        let o = attention::forward(q, k, v, mask, spec)?;
         Ok(Some(storage(HostData::F32(o))))
+    }
+
+    fn attention_train(
+        &self,
+        key: &dyn BackendStorage,
+        value: &dyn BackendStorage,
+        mask: Option<&dyn BackendStorage>,
+        drop: Option<&dyn BackendStorage>,
+        spec: &AttentionSpec,
+    ) -> Result<Option<(Storage, Storage)>> {
+        let op = "scaled_dot_product_attention";
+        let (q, k, v, mask) = attention_operands(op, self, key, value, mask, spec)?;
+        let drop = weights_operand(op, drop, spec)?;
+        let (o, p) = attention::train_forward(q, k, v, mask, drop, spec)?;
+        Ok(Some((storage(HostData::F32(o)), storage(HostData::F32(p)))))
+    }
+
+    fn attention_backward(
+        &self,
+        key: &dyn BackendStorage,
+        value: &dyn BackendStorage,
+        probs: &dyn BackendStorage,
+        drop: Option<&dyn BackendStorage>,
+        grad: &dyn BackendStorage,
+        spec: &AttentionSpec,
+    ) -> Result<Option<Vec<Storage>>> {
+        let op = "scaled_dot_product_attention_backward";
+        let (q, k, v, _) = attention_operands(op, self, key, value, None, spec)?;
+        let drop = weights_operand(op, drop, spec)?;
+        let probs = weights_operand(op, Some(probs), spec)?.unwrap_or_default();
+        let g = cpu(op, grad)?.f32s(op)?;
+        let out_len = match spec.packed_heads {
+            Some(h) => [spec.batch / h.max(1), spec.l, h * spec.dv],
+            None => [spec.batch, spec.l, spec.dv],
+        };
+        check::len(op, &out_len, g.len())?;
+        let grads = attention::backward(q, k, v, probs, drop, g, spec)?;
+        Ok(Some(
+            grads
+                .into_iter()
+                .map(|g| storage(HostData::F32(g)))
+                .collect(),
+        ))
     }
 
     fn reduce(&self, op: ReduceOp, shape: &[usize], axes: &[usize]) -> Result<Storage> {
@@ -624,4 +641,69 @@ impl BackendStorage for CpuStorage {
         let wrap = |v: Option<Vec<f32>>| v.map(|v| storage(HostData::F32(v)));
         Ok(Some((wrap(dx), wrap(dw), wrap(db))))
     }
+}
+
+/// The operands of a fused attention (`q`, `k`, `v` and the masks with their per-problem
+/// index), their lengths checked against `spec`; `k` and `v` are `q` when packed.
+#[allow(clippy::type_complexity)]
+fn attention_operands<'a>(
+    op: &'static str,
+    query: &'a CpuStorage,
+    key: &'a dyn BackendStorage,
+    value: &'a dyn BackendStorage,
+    mask: Option<&'a dyn BackendStorage>,
+    spec: &'a AttentionSpec,
+) -> Result<(
+    &'a [f32],
+    &'a [f32],
+    &'a [f32],
+    Option<(&'a [f32], &'a [usize])>,
+)> {
+    let q = query.view().f32s(op)?;
+    let k = cpu(op, key)?.f32s(op)?;
+    let v = cpu(op, value)?.f32s(op)?;
+    let AttentionSpec {
+        batch, l, s, d, dv, ..
+    } = *spec;
+    let mask = match (mask, &spec.mask_batch) {
+        (Some(m), Some(idx)) => {
+            let m = cpu(op, m)?.f32s(op)?;
+            let count = m.len() / (l * s).max(1);
+            if idx.len() != batch || idx.iter().any(|&i| i >= count) {
+                return Err(Error::mismatch(op, &[idx.len()], &[batch]));
+            }
+            check::len(op, &[count, l, s], m.len())?;
+            Some((m, idx.as_slice()))
+        }
+        (None, None) => None,
+        // the backward reads no mask (its weights are saved)
+        (None, Some(_)) if op.ends_with("_backward") => None,
+        _ => return Err(Error::mismatch(op, &[mask.is_some() as usize], &[0])),
+    };
+    if let Some(h) = spec.packed_heads {
+        if h == 0 || batch % h != 0 || s != l || dv != d {
+            return Err(Error::mismatch(op, &[batch, l, d], &[h, s, dv]));
+        }
+        check::len(op, &[batch / h, l, 3 * h * d], q.len())?;
+    } else {
+        check::len(op, &[batch, l, d], q.len())?;
+        check::len(op, &[batch, s, d], k.len())?;
+        check::len(op, &[batch, s, dv], v.len())?;
+    }
+    Ok((q, k, v, mask))
+}
+
+/// An optional `[batch, l, s]` operand of a fused attention (weights, dropout mask),
+/// its length checked.
+fn weights_operand<'a>(
+    op: &'static str,
+    t: Option<&'a dyn BackendStorage>,
+    spec: &AttentionSpec,
+) -> Result<Option<&'a [f32]>> {
+    t.map(|t| {
+        let t = cpu(op, t)?.f32s(op)?;
+        check::len(op, &[spec.batch, spec.l, spec.s], t.len())?;
+        Ok(t)
+    })
+    .transpose()
 }

@@ -25,10 +25,28 @@ pub(super) fn matmul_bias(
     bias: &[f32],
     n_out: usize,
 ) -> Result<Vec<f32>> {
-    let mut out = try_with_capacity(n_out, "linear")?;
-    for _ in 0..s.batch * s.m {
-        out.extend_from_slice(bias);
-    }
+    let rows = s.batch * s.m;
+    let mut out = if super::par::worth(n_out) && n_out == rows * s.n && bias.len() == s.n && s.n > 0
+    {
+        // the bias rows written by the pool (a serial 3-4 MB copy on the calling thread
+        // in a transformer's Linear layers, while the workers wait)
+        super::par::build(n_out, s.n, "linear", |_, d| {
+            d.chunks_exact_mut(s.n)
+                .map(|row| {
+                    for (x, &b) in row.iter_mut().zip(bias) {
+                        x.write(b);
+                    }
+                })
+                .count()
+                * s.n
+        })?
+    } else {
+        let mut out = try_with_capacity(n_out, "linear")?;
+        for _ in 0..rows {
+            out.extend_from_slice(bias);
+        }
+        out
+    };
     gemm_into(&mut out, a, b, s, true);
     Ok(out)
 }

@@ -40,7 +40,9 @@
 use super::{Dropout, Linear};
 use crate::init::{Fans, Init};
 use crate::module::{Forward, Module, Param, Visitor, VisitorMut};
-use crate::ops::{packed_self_attention, scaled_dot_product_attention};
+use crate::ops::{
+    packed_self_attention, packed_self_attention_train, scaled_dot_product_attention,
+};
 use crate::{DType, Error, Result, Tensor};
 
 /// `[len, len]` f32 additive causal mask: 0 on and below the diagonal, -inf above
@@ -365,8 +367,11 @@ impl MultiheadAttention {
             };
             let o = dropped.matmul(&v)?;
             (o.permute(&[0, 2, 1, 3])?.reshape(&[b, l, e])?, Some(attn))
-        } else {
+        } else if let Some(qkv) = &qkv {
             // PyTorch's path without weights: a row with every key masked gives 0
+            let o = packed_self_attention_train(qkv, h, mask.as_ref(), p, scale)?;
+            (o, None)
+        } else {
             let (q, k, v) = split()?;
             let (q, k, v) = (heads(&q, l)?, heads(&k, s)?, heads(&v, s)?);
             let o = scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, Some(scale))?;

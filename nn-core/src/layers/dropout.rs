@@ -22,7 +22,6 @@
 
 use crate::module::{Forward, Module, Visitor, VisitorMut};
 use crate::{Error, Result, Tensor};
-use rand::RngExt;
 
 /// Randomly zeroes elements with probability `p` while training and rescales the rest by
 /// `1 / (1 - p)`; the identity in evaluation mode.
@@ -51,16 +50,11 @@ impl Dropout {
 
     /// The mask-and-scale tensor `m / (1 - p)` for an input of `shape`, drawn from the
     /// thread's generator.
-    fn mask(&self, shape: &[usize]) -> Result<Tensor> {
+    pub(crate) fn mask(&self, shape: &[usize]) -> Result<Tensor> {
         let n = crate::shape::checked_numel("dropout", shape)?;
         let keep = 1.0 - self.p;
         let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
-        let v: Vec<f32> = crate::rng::with_rng(|r| {
-            (0..n)
-                .map(|_| if r.random::<f32>() < keep { scale } else { 0.0 })
-                .collect()
-        });
-        Tensor::from_vec(v, shape)
+        Tensor::from_vec(crate::rng::keep_mask(n, keep, scale)?, shape)
     }
 }
 
@@ -174,6 +168,29 @@ mod tests {
         let err = Dropout::new(1.5).forward(&x).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("p=1.5")));
         assert_eq!(Dropout::new(0.5).repr(), "Dropout(p=0.5, inplace=False)");
+        Ok(())
+    }
+
+    #[test]
+    fn masks_are_the_per_draw_formulation_bit_for_bit() -> Result<()> {
+        use rand::RngExt;
+        // sizes below and above the pool split, odd lengths, p at the edges
+        for (n, p) in [(0, 0.1), (1, 0.1), (37, 0.5), (70_001, 0.1), (200_003, 0.9)] {
+            crate::manual_seed(5);
+            let keep = 1.0f32 - p;
+            let scale = 1.0 / keep;
+            let want: Vec<f32> = crate::rng::with_rng(|r| {
+                (0..n)
+                    .map(|_| if r.random::<f32>() < keep { scale } else { 0.0 })
+                    .collect()
+            });
+            let after = crate::rng::with_rng(|r| r.random::<u64>());
+            crate::manual_seed(5);
+            let got = crate::rng::keep_mask(n, keep, scale)?;
+            assert_eq!(got, want, "n {n}, p {p}");
+            // the generator stands where the per-draw loop left it
+            assert_eq!(crate::rng::with_rng(|r| r.random::<u64>()), after);
+        }
         Ok(())
     }
 }

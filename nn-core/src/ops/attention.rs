@@ -11,10 +11,10 @@
 //! "safe softmax"; the plain softmax gives NaN there, as `MultiheadAttention` with
 //! `need_weights` does in PyTorch).
 
+use crate::autograd::{backward_fn, record};
 use crate::backend::AttentionSpec;
 use crate::layers::Dropout;
-use crate::module::Forward;
-use crate::shape::broadcast_shapes;
+use crate::shape::{broadcast_shapes, Dims};
 use crate::{DType, Error, Result, Tensor};
 
 const OP: &str = "scaled_dot_product_attention";
@@ -134,6 +134,134 @@ pub fn scaled_dot_product_attention(
             return Tensor::from_storage(o, &out);
         }
     }
+    let batch_dims = &qs[..r - 2];
+    let drop = drop_mask(dropout_p, &[batch_dims, &[l, s]].concat(), &query.device())?;
+    let spec = AttentionSpec {
+        batch: batch_dims.iter().product(),
+        l,
+        s,
+        d: e,
+        dv: ev,
+        scale,
+        causal: is_causal,
+        mask_batch: mask
+            .as_ref()
+            .map(|m| mask_index(&m.shape()[..r - 2], batch_dims)),
+        packed_heads: None,
+    };
+    let out: Vec<usize> = [&qs[..r - 1], &[ev]].concat();
+    if let Some(o) = fused_train(
+        &[query, key, value],
+        mask.as_ref(),
+        drop.as_ref(),
+        spec,
+        &out,
+    )? {
+        return Ok(o);
+    }
+    composed(query, key, value, mask, drop, is_causal, scale)
+}
+
+/// The dropout's mask-and-scale for weights of `shape` on `dev`, drawn as
+/// [`Dropout`]'s forward draws it (`None` for `p = 0`, which draws nothing).
+fn drop_mask(p: f32, shape: &[usize], dev: &crate::Device) -> Result<Option<Tensor>> {
+    if p == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Dropout::new(p).mask(shape)?.to_device(dev)?))
+}
+
+/// The fused training forward as one autograd node with its own backward
+/// ([`crate::backend::BackendStorage::attention_train`] /
+/// [`attention_backward`](crate::backend::BackendStorage::attention_backward)), on
+/// `inputs` `[q, k, v]` or the packed projection `[qkv]`; `None` where the backend has
+/// no fused form or an f32 mask wants its own gradient.
+fn fused_train(
+    inputs: &[&Tensor],
+    mask: Option<&Tensor>,
+    drop: Option<&Tensor>,
+    spec: AttentionSpec,
+    out_shape: &[usize],
+) -> Result<Option<Tensor>> {
+    if mask.is_some_and(|m| m.requires_grad()) && crate::autograd::is_grad_enabled() {
+        return Ok(None);
+    }
+    let (q, k, v) = match *inputs {
+        [qkv] => (qkv, qkv, qkv),
+        [q, k, v] => (q, k, v),
+        _ => return Ok(None),
+    };
+    let Some((o, probs)) = q.storage().attention_train(
+        k.storage().as_ref(),
+        v.storage().as_ref(),
+        mask.map(|m| m.storage().as_ref()),
+        drop.map(|m| m.storage().as_ref()),
+        &spec,
+    )?
+    else {
+        return Ok(None);
+    };
+    let drop = drop.cloned();
+    let y = record(o, Dims::from_slice(out_shape), inputs, OP, move || {
+        backward_fn(move |inp, g| {
+            let (q, k, v) = match inp {
+                [qkv] => (qkv, qkv, qkv),
+                [q, k, v] => (q, k, v),
+                _ => {
+                    return Err(Error::custom(format!(
+                        "{OP}: backward of {} inputs",
+                        inp.len()
+                    )))
+                }
+            };
+            let grads = q
+                .storage()
+                .attention_backward(
+                    k.storage().as_ref(),
+                    v.storage().as_ref(),
+                    probs.as_ref(),
+                    drop.as_ref().map(|m| m.storage().as_ref()),
+                    g.storage().as_ref(),
+                    &spec,
+                )?
+                .ok_or_else(|| {
+                    Error::custom(format!(
+                        "{OP}: the backend ran the fused forward but has no fused backward"
+                    ))
+                })?;
+            if grads.len() != inp.len() {
+                return Err(Error::custom(format!(
+                    "{OP}: the backward gave {} gradients for {} inputs",
+                    grads.len(),
+                    inp.len()
+                )));
+            }
+            grads
+                .into_iter()
+                .zip(inp)
+                .map(|(s, t)| Tensor::from_storage(s, t.shape()).map(Some))
+                .collect()
+        })
+    });
+    Ok(Some(y))
+}
+
+/// The composite form, differentiated by autograd: `mask` additive `[m*, L, S]` (or
+/// none), `drop` the dropout's mask-and-scale of the weights, already drawn.
+fn composed(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: Option<Tensor>,
+    drop: Option<Tensor>,
+    is_causal: bool,
+    scale: f32,
+) -> Result<Tensor> {
+    let (r, l, s) = (
+        query.rank(),
+        query.shape()[query.rank() - 2],
+        key.shape()[key.rank() - 2],
+    );
     let mut scores = query.mul_scalar(scale)?.matmul(&key.transpose(-2, -1)?)?;
     let mask = match (mask, is_causal) {
         (Some(m), _) => Some(m),
@@ -166,11 +294,10 @@ pub fn scaled_dot_product_attention(
             Tensor::where_cond(&dead, &zero, &live.softmax(-1)?)?
         }
     };
-    let mut attn = attn;
-    if dropout_p > 0.0 {
-        attn = Dropout::new(dropout_p).forward(&attn)?;
+    match drop {
+        Some(m) => attn.mul(&m)?.matmul(value),
+        None => attn.matmul(value),
     }
-    attn.matmul(value)
 }
 
 /// Self-attention on one packed projection `qkv` `[B, L, 3 E]` (the q, k and v column
@@ -220,6 +347,70 @@ pub(crate) fn packed_self_attention(
     fused
         .map(|o| Tensor::from_storage(o, &[b, l, heads * d]))
         .transpose()
+}
+
+/// [`packed_self_attention`] where that does not apply (gradients, dropout): the same
+/// self-attention on the packed projection `qkv` `[B, L, 3 E]`, `[B, L, E]` out, with
+/// dropout `dropout_p` on the weights (drawn as [`scaled_dot_product_attention`] on the
+/// split heads draws it). One fused autograd node reading the heads from `qkv` and
+/// writing its gradient packed where the backend has the kernels; otherwise the split,
+/// the composite and the merge.
+pub(crate) fn packed_self_attention_train(
+    qkv: &Tensor,
+    heads: usize,
+    attn_mask: Option<&Tensor>,
+    dropout_p: f32,
+    scale: f32,
+) -> Result<Tensor> {
+    let (b, l, e3) = match *qkv.shape() {
+        [b, l, e3] if heads > 0 && e3 % (3 * heads) == 0 => (b, l, e3),
+        _ => {
+            return Err(Error::bad_shape(
+                OP,
+                qkv.shape(),
+                format!("a packed projection [B, L, 3 E] with E divisible by {heads} heads"),
+            ))
+        }
+    };
+    let d = e3 / (3 * heads);
+    let mask = additive_mask(attn_mask, qkv, &[b, heads], l, l)?;
+    let drop = drop_mask(dropout_p, &[b, heads, l, l], &qkv.device())?;
+    if qkv.dtype() == DType::F32 {
+        let spec = AttentionSpec {
+            batch: b * heads,
+            l,
+            s: l,
+            d,
+            dv: d,
+            scale,
+            causal: false,
+            mask_batch: mask
+                .as_ref()
+                .map(|m| mask_index(&m.shape()[..2], &[b, heads])),
+            packed_heads: Some(heads),
+        };
+        if let Some(o) = fused_train(
+            &[qkv],
+            mask.as_ref(),
+            drop.as_ref(),
+            spec,
+            &[b, l, heads * d],
+        )? {
+            return Ok(o);
+        }
+    }
+    let p = qkv.chunk(3, -1)?;
+    let split = |t: &Tensor| t.reshape(&[b, l, heads, d])?.permute(&[0, 2, 1, 3]);
+    let o = composed(
+        &split(&p[0])?,
+        &split(&p[1])?,
+        &split(&p[2])?,
+        mask,
+        drop,
+        false,
+        scale,
+    )?;
+    o.permute(&[0, 2, 1, 3])?.reshape(&[b, l, heads * d])
 }
 
 /// `attn_mask` as additive f32 scores `[m*, L, S]` on the query's device, `m*`

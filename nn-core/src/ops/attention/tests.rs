@@ -221,3 +221,133 @@ fn packed_self_attention_is_the_split_bit_for_bit() -> Result<()> {
     assert!(packed_self_attention(&qkv, 2, None, 1.0)?.is_none());
     Ok(())
 }
+
+/// Output and input gradients (of `sum(o * w)`) of `f` on fresh leaves copied from `xs`.
+fn with_grads(
+    xs: &[&Tensor],
+    w: &Tensor,
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<Vec<Tensor>> {
+    let leaves: Vec<Tensor> = xs
+        .iter()
+        .map(|t| t.detach().with_requires_grad(true))
+        .collect();
+    let o = f(&leaves)?;
+    o.mul(w)?.sum()?.backward()?;
+    let mut out = vec![o.detach()];
+    for t in &leaves {
+        out.push(t.grad().ok_or_else(|| Error::custom("no grad"))?);
+    }
+    Ok(out)
+}
+
+/// The fused training node (one autograd node, its own backward) against the composite
+/// it replaces, outputs and the three gradients: masks of both kinds (a fully masked
+/// row), causal, L != S, Ev != E, dropout with the same draws, and enough problems for
+/// the parallel branch.
+#[test]
+fn fused_training_matches_the_composite() -> Result<()> {
+    use super::{additive_mask, composed, drop_mask};
+    for (qs, ks, vs) in [
+        (&[2, 3, 5, 8][..], &[2, 3, 7, 8][..], &[2, 3, 7, 3][..]),
+        (&[6, 5][..], &[9, 5][..], &[9, 2][..]),
+        (
+            &[4, 16, 64, 16][..],
+            &[4, 16, 64, 16][..],
+            &[4, 16, 64, 16][..],
+        ),
+    ] {
+        let r = qs.len();
+        let (l, s, e) = (qs[r - 2], ks[r - 2], qs[r - 1]);
+        let (q, k, v) = (Tensor::randn(qs), Tensor::randn(ks), Tensor::randn(vs));
+        let fm = Tensor::randn(&[l, s]);
+        let keep: Vec<bool> = (0..l * s).map(|i| i % 3 != 1 && i / s != 1).collect();
+        let bm = Tensor::from_vec(keep, &[l, s])?;
+        let out: Vec<usize> = [&qs[..r - 1], &[vs[r - 1]]].concat();
+        let w = Tensor::randn(&out);
+        for (what, m, causal, p) in [
+            ("plain", None, false, 0.0),
+            ("causal", None, true, 0.0),
+            ("float mask", Some(&fm), false, 0.0),
+            ("bool mask", Some(&bm), false, 0.0),
+            ("dropout", Some(&fm), false, 0.3),
+            ("dropout causal", None, true, 0.5),
+        ] {
+            let fused = with_grads(&[&q, &k, &v], &w, |t| {
+                crate::manual_seed(17);
+                sdpa(&t[0], &t[1], &t[2], m, p, causal, None)
+            })?;
+            let comp = with_grads(&[&q, &k, &v], &w, |t| {
+                crate::manual_seed(17);
+                let mask = additive_mask(m, &t[0], &qs[..r - 2], l, s)?;
+                let drop = drop_mask(p, &[&qs[..r - 2], &[l, s]].concat(), &t[0].device())?;
+                composed(
+                    &t[0],
+                    &t[1],
+                    &t[2],
+                    mask,
+                    drop,
+                    causal,
+                    1.0 / (e as f32).sqrt(),
+                )
+            })?;
+            for (i, (a, b)) in fused.iter().zip(&comp).enumerate() {
+                close(&format!("{what} {qs:?} #{i}"), a, b, 1e-4)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The packed training path (heads read from `[B, L, 3E]`, the gradient written packed)
+/// against the split composite, with masks and dropout; and finite differences through
+/// it and through the unpacked fused node with dropout (one seed per call: one fixed
+/// mask).
+#[test]
+fn packed_training_matches_the_split_and_finite_differences() -> Result<()> {
+    use super::{additive_mask, composed, drop_mask, packed_self_attention_train};
+    for (b, l, h, d, p) in [(1, 5, 3, 4, 0.0), (2, 7, 4, 2, 0.2), (2, 64, 4, 16, 0.1)] {
+        let e = h * d;
+        let qkv = Tensor::randn(&[b, l, 3 * e]);
+        let scale = 1.0 / (d as f32).sqrt();
+        let m = Tensor::randn(&[b, h, l, l]);
+        let w = Tensor::randn(&[b, l, e]);
+        for mask in [None, Some(&m)] {
+            let fused = with_grads(&[&qkv], &w, |t| {
+                crate::manual_seed(23);
+                packed_self_attention_train(&t[0], h, mask, p, scale)
+            })?;
+            let split = with_grads(&[&qkv], &w, |t| {
+                crate::manual_seed(23);
+                let am = additive_mask(mask, &t[0], &[b, h], l, l)?;
+                let drop = drop_mask(p, &[b, h, l, l], &t[0].device())?;
+                let c = t[0].chunk(3, -1)?;
+                let heads = |t: &Tensor| t.reshape(&[b, l, h, d])?.permute(&[0, 2, 1, 3]);
+                composed(
+                    &heads(&c[0])?,
+                    &heads(&c[1])?,
+                    &heads(&c[2])?,
+                    am,
+                    drop,
+                    false,
+                    scale,
+                )?
+                .permute(&[0, 2, 1, 3])?
+                .reshape(&[b, l, e])
+            })?;
+            for (i, (x, y)) in fused.iter().zip(&split).enumerate() {
+                close(&format!("packed {b} {l} {h} {d} {p} #{i}"), x, y, 1e-4)?;
+            }
+        }
+    }
+    let m = Tensor::randn(&[2, 2, 3, 3]);
+    check_grad(&[&[2, 3, 12]], |t| {
+        crate::manual_seed(29);
+        packed_self_attention_train(&t[0], 2, Some(&m), 0.25, 0.5)
+    })?;
+    check_grad(&[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]], |t| {
+        crate::manual_seed(31);
+        sdpa(&t[0], &t[1], &t[2], None, 0.4, false, None)
+    })?;
+    Ok(())
+}
