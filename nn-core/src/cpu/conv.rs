@@ -241,7 +241,7 @@ fn forward_per_sample(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geo) -> 
     build_split(geo.n * o * l, per * o * l, |t, dst| {
         let mut cols: Vec<f32> = try_with_capacity(scratch, "conv2d")?;
         cols.resize(scratch, 0.0);
-        for (i, yb) in dst.chunks_mut(o * l).enumerate() {
+        for (i, yb) in dst.chunks_mut((o * l).max(1)).enumerate() {
             let b = t * per + i;
             let yb = init(yb, |e| bias.map_or(0.0, |v| v[e / l]));
             let xb = &x[b * c * hw..(b + 1) * c * hw];
@@ -323,6 +323,9 @@ pub(super) type Grads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
 
 /// Row sums of `[rows, l]` blocks added into `acc [rows]`.
 fn add_row_sums(acc: &mut [f32], m: &[f32], l: usize) {
+    if l == 0 {
+        return;
+    }
     for (a, row) in acc.iter_mut().zip(m.chunks_exact(l)) {
         *a += row.iter().sum::<f32>();
     }
@@ -408,7 +411,8 @@ fn backward_per_sample(
     let parts: Vec<(Vec<f32>, Vec<f32>)> = if need_dx {
         let len = n * c * hw;
         let spare = &mut dx.spare_capacity_mut()[..len];
-        let chunks: Vec<&mut [MaybeUninit<f32>]> = spare.chunks_mut(per * c * hw).collect();
+        let chunks: Vec<&mut [MaybeUninit<f32>]> =
+            spare.chunks_mut((per * c * hw).max(1)).collect();
         let parts = chunks
             .into_par_iter()
             .enumerate()
@@ -488,4 +492,65 @@ fn backward_batched(
         None
     };
     Ok((dx, dw, db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{backward, check_spec, forward};
+    use crate::backend::{Conv2dSpec, Im2ColSpec};
+
+    fn spec(n: usize, c: usize, o: usize, input: [usize; 2], output: [usize; 2]) -> Conv2dSpec {
+        Conv2dSpec {
+            window: Im2ColSpec {
+                batch: n,
+                channels: c,
+                input,
+                kernel: [1, 1],
+                stride: [1, 1],
+                padding: [[0, 0], [0, 0]],
+                dilation: [1, 1],
+                output,
+                batch_inner: false,
+                pad_value: 0.0,
+            },
+            out_channels: o,
+            groups: 1,
+        }
+    }
+
+    /// Empty batches, channels and images (reachable through the backend trait, which
+    /// the tensor op never sends them to) give empty or bias-only results, no panic.
+    #[test]
+    fn empty_operands() -> crate::Result<()> {
+        for (n, c, o, hw) in [
+            (0, 2, 3, 9),
+            (2, 0, 3, 9),
+            (2, 2, 0, 9),
+            (2, 2, 3, 0),
+            (1, 0, 2, 100),
+        ] {
+            let side = (hw as f64).sqrt() as usize;
+            let s = spec(n, c, o, [side, side], [side, side]);
+            let (x, w, b) = (vec![1.0; n * c * hw], vec![1.0; o * c], vec![0.5; o]);
+            check_spec("test", &s, x.len(), w.len(), Some(b.len()))?;
+            let y = forward(&x, &w, Some(&b), &s)?;
+            assert_eq!(y, vec![0.5; n * o * hw], "{n} {c} {o} {hw}");
+            let (dx, dw, db) = backward(&x, &w, &y, &s, [true; 3])?;
+            assert_eq!(dx.map(|v| v.len()), Some(n * c * hw));
+            assert_eq!(dw.map(|v| v.len()), Some(o * c));
+            assert_eq!(db.map(|v| v.len()), Some(o));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn lengths_that_do_not_fit_the_spec_are_errors() {
+        let s = spec(2, 3, 4, [5, 5], [5, 5]);
+        assert!(check_spec("test", &s, 2 * 3 * 25, 12, Some(4)).is_ok());
+        assert!(check_spec("test", &s, 2 * 3 * 24, 12, None).is_err());
+        assert!(check_spec("test", &s, 2 * 3 * 25, 11, None).is_err());
+        assert!(check_spec("test", &s, 2 * 3 * 25, 12, Some(3)).is_err());
+        let groups = Conv2dSpec { groups: 2, ..s };
+        assert!(check_spec("test", &groups, 2 * 3 * 25, 12, None).is_err());
+    }
 }
