@@ -39,7 +39,8 @@ pub fn with_rng<R>(f: impl FnOnce(&mut StdRng) -> R) -> R {
 pub(crate) fn keep_mask(n: usize, keep: f32, scale: f32) -> crate::Result<Vec<f32>> {
     use rand::Rng;
     use rayon::prelude::*;
-    let mut out = crate::host::try_filled(n, 0.0f32, "dropout")?;
+    // zeroed by the pool when large (the fill below overwrites it, on this thread)
+    let mut out = crate::cpu::par::filled(n, 0.0, "dropout")?;
     with_rng(|r| r.fill_bytes(bytemuck::cast_slice_mut(&mut out)));
     // rand's f32 draw: the top 24 bits of a word times 2^-24, exact in f32
     let unit = 1.0 / (1u32 << 24) as f32;

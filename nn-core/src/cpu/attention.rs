@@ -1,4 +1,6 @@
-//! Fused attention forward on the host (no gradients): per (batch, head) problem, blocks
+//! Fused attention on the host. Training (`train_forward`, `backward`): per (batch, head)
+//! problem the whole `[l, s]` weights, saved for a backward that computes the three
+//! gradients in one pass per problem. Without gradients (`forward`): per problem, blocks
 //! of query rows against blocks of keys with a running softmax (FlashAttention's online
 //! rescaling), so only one `[rows, keys]` tile of weights exists at a time; problems run
 //! in parallel on rayon's threads.

@@ -17,7 +17,7 @@ mod im2col;
 mod loss;
 mod matmul;
 mod optim;
-mod par;
+pub(crate) mod par;
 pub mod pool;
 mod reduce;
 mod rowwise;

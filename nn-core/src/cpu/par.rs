@@ -94,7 +94,7 @@ pub(super) fn zip<A: Copy + Sync, B: Copy + Sync, O: Send + 'static>(
 }
 
 /// `n` copies of `v`, written by the pool when large.
-pub(super) fn filled(n: usize, v: f32, op: &'static str) -> Result<Vec<f32>> {
+pub(crate) fn filled(n: usize, v: f32, op: &'static str) -> Result<Vec<f32>> {
     if !worth(n) {
         return crate::host::try_filled(n, v, op);
     }

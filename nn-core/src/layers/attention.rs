@@ -19,7 +19,9 @@
 //! ours: [`crate::functional::scaled_dot_product_attention`], fused and tile by tile
 //! under `no_grad` on the CPU). `need_weights` returns the attention weights averaged
 //! over heads, `[B, L, S]`. Init: `in_proj_weight` Xavier uniform, the
-//! biases zero, `out_proj.weight` a Linear's default. Backward: from the primitives.
+//! biases zero, `out_proj.weight` a Linear's default. Backward: from the primitives, and the fused
+//! attention node's own (self-attention without weights reads the heads from the packed
+//! projection and writes its gradient packed).
 //!
 //! ```
 //! use nn::{layers::{causal_mask, MultiheadAttention}, Tensor};

@@ -1,11 +1,14 @@
 //! `scaled_dot_product_attention`, PyTorch's `F.scaled_dot_product_attention`:
 //! `softmax(q k^T * scale + mask) v` over the last two dims, batch dims in front.
 //!
-//! With gradients (or dropout, or a backend without the kernel) it is composed from
-//! primitives (scale, matmul, add, the fused softmax, dropout, matmul) and autograd
-//! differentiates it; its backward is theirs: dA = g v^T, dv = A^T g,
+//! With A the weights, D the dropout's mask-and-scale, Ad = A * D, o = Ad v and g the
+//! output gradient: dAd = g v^T, dv = Ad^T g, dA = dAd * D,
 //! dS = A * (dA - sum(dA * A)), dq = scale dS k, dk = scale dS^T q. Without gradients
-//! the CPU runs a fused tile-by-tile forward that never stores the `[.., L, S]` weights.
+//! or dropout the CPU runs a fused tile-by-tile forward that never stores the
+//! `[.., L, S]` weights; with them, one autograd node that stores A (and D) and runs
+//! that backward per (batch, head) problem. A backend without those kernels composes
+//! the op from primitives (scale, matmul, add, the fused softmax, dropout, matmul) and
+//! autograd differentiates it, with the same dropout draws.
 //!
 //! NOTE: a query row whose keys are all masked gives 0, as PyTorch's SDPA does (its
 //! "safe softmax"; the plain softmax gives NaN there, as `MultiheadAttention` with
