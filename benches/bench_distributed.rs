@@ -19,8 +19,9 @@
 //!
 //! `--configs overlap:bucket_mib:first_bucket_mib,...` (default [`DEFAULT_CONFIGS`]):
 //! the DDP set-ups timed one after the other in the same job (`overlap` is `off`,
-//! `nonblocking` or `thread`, see `nn::distributed::Overlap`); the first one is the
-//! `2ranks` row, each other one a `2ranks:<config>` row.
+//! `nonblocking` or `thread`, see `nn::distributed::Overlap`; `default` is
+//! `DdpOptions::default()`); the first one is the `2ranks` row, each other one a
+//! `2ranks:<config>` row.
 
 use nn::distributed::{DdpOptions, DistributedDataParallel, Overlap, ProcessGroup, ReduceOp};
 use nn::optim::{Optimizer, Sgd};
@@ -36,9 +37,10 @@ const REPS: usize = 7;
 const INNER: usize = 10;
 const WARM: usize = 10;
 /// The DDP set-ups timed by default, in this order (`--configs` to pick others): the
-/// blocking all-reduce after backward in one 25 MiB bucket (the `2ranks` row), then
-/// the overlapped buckets.
-const DEFAULT_CONFIGS: &str = "off:25:25,nonblocking:25:1,nonblocking:4:1,thread:4:1";
+/// defaults of `DistributedDataParallel::new` (the `2ranks` row), the blocking
+/// all-reduce after backward in 25 MiB buckets (the set-up before overlap), PyTorch's
+/// bucket sizes overlapped, and the communication thread.
+const DEFAULT_CONFIGS: &str = "default,off:25:25,nonblocking:25:1,thread:4:1";
 
 type Mlp = Sequential<(Linear, ReLU, Linear, ReLU, Linear)>;
 
@@ -121,6 +123,12 @@ struct Config {
 }
 
 fn parse_config(spec: &str) -> Result<Config> {
+    if spec == "default" {
+        return Ok(Config {
+            spec: spec.to_string(),
+            options: DdpOptions::default(),
+        });
+    }
     let bad = || {
         nn::Error::custom(format!(
             "--configs: `{spec}` is not overlap:bucket_mib:first_bucket_mib \

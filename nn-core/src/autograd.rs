@@ -543,12 +543,11 @@ mod tests {
         Ok(())
     }
 
+    /// `(leaf name, gradient)` per hook call.
+    type Log = Arc<Mutex<Vec<(&'static str, Vec<f32>)>>>;
+
     /// Records `(name, gradient)` per call of the hook on `t`.
-    fn log_hook(
-        t: &Tensor,
-        name: &'static str,
-        log: &Arc<Mutex<Vec<(&'static str, Vec<f32>)>>>,
-    ) -> Result<HookHandle> {
+    fn log_hook(t: &Tensor, name: &'static str, log: &Log) -> Result<HookHandle> {
         let log = log.clone();
         t.register_post_accumulate_grad_hook(move |g| {
             let v = g.to_vec::<f32>()?;

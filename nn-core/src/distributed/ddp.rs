@@ -12,8 +12,15 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-/// Default bucket size: PyTorch's `bucket_cap_mb=25`.
-const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
+/// Default bucket size: 4 MiB, below PyTorch's `bucket_cap_mb=25` so that a model of a
+/// few MB (W8's 7.5 MB MLP, benches/PEERS.md) gets several buckets whose all-reduces
+/// overlap the rest of backward: there 4 MiB buckets stepped 2-4x faster than one 25 MiB
+/// bucket on 2 loaded vCPUs (`benches/bench_w8.sh`).
+const DEFAULT_BUCKET_BYTES: usize = 4 << 20;
+
+/// Default first-bucket size: PyTorch's 1 MiB (the last layers' gradients, ready first,
+/// go out early).
+const DEFAULT_FIRST_BUCKET_BYTES: usize = 1 << 20;
 
 /// How [`DistributedDataParallel::backward`] moves the gradient buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,11 +43,11 @@ pub enum Overlap {
 /// The settings of [`DistributedDataParallel::with_options`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DdpOptions {
-    /// The largest bucket in bytes (PyTorch's `bucket_cap_mb`; default 25 MiB). A
+    /// The largest bucket in bytes (PyTorch's `bucket_cap_mb`; default 4 MiB). A
     /// parameter larger than that gets a bucket of its own.
     pub bucket_bytes: usize,
-    /// The first bucket's cap (the last layers' gradients, ready first): PyTorch keeps
-    /// it small (1 MiB) so the first all-reduce starts early. Default: `bucket_bytes`.
+    /// The first bucket's cap (the last layers' gradients, ready first): kept small, as
+    /// PyTorch does (default 1 MiB), so the first all-reduce starts early.
     pub first_bucket_bytes: usize,
     /// How backward overlaps the all-reduces (default [`Overlap::Nonblocking`]).
     pub overlap: Overlap,
@@ -50,7 +57,7 @@ impl Default for DdpOptions {
     fn default() -> Self {
         DdpOptions {
             bucket_bytes: DEFAULT_BUCKET_BYTES,
-            first_bucket_bytes: DEFAULT_BUCKET_BYTES,
+            first_bucket_bytes: DEFAULT_FIRST_BUCKET_BYTES,
             overlap: Overlap::default(),
         }
     }
@@ -63,8 +70,9 @@ impl Default for DdpOptions {
 ///   (parameter names and shapes), then broadcasts rank 0's parameters and buffers, so
 ///   the replicas start identical whatever each rank drew;
 /// - [`DistributedDataParallel::backward`] runs `loss.backward()` and averages the
-///   gradients over the ranks, packed into few large messages (buckets of up to 25 MiB,
-///   last parameters first as their gradients are ready first), each parameter once,
+///   gradients over the ranks, packed into few large messages (buckets of up to 4 MiB,
+///   the first up to 1 MiB, last parameters first as their gradients are ready first,
+///   see [`DdpOptions`]), each parameter once,
 ///   so tied parameters are reduced once. By default ([`Overlap::Nonblocking`]) a
 ///   bucket's all-reduce starts inside backward, as soon as backward has produced all
 ///   of its gradients (PyTorch DDP's bucket hooks), and `backward` returns once every
@@ -136,13 +144,15 @@ fn fingerprint(items: &[(String, Vec<usize>)]) -> u64 {
 }
 
 impl<M: Module + Forward> DistributedDataParallel<M> {
-    /// Wraps `module`, with buckets of up to 25 MiB.
+    /// Wraps `module` with the default [`DdpOptions`]: buckets of up to 4 MiB (the
+    /// first up to 1 MiB), each all-reduce overlapped with backward
+    /// ([`Overlap::Nonblocking`]).
     pub fn new(module: M, group: &ProcessGroup) -> Result<Self> {
-        Self::with_bucket_bytes(module, group, DEFAULT_BUCKET_BYTES)
+        Self::with_options(module, group, DdpOptions::default())
     }
 
-    /// Wraps `module`, packing gradients into buckets of up to `bucket_bytes` (a
-    /// parameter larger than that gets a bucket of its own).
+    /// Wraps `module`, packing gradients into buckets of up to `bucket_bytes` (the first
+    /// one too; a parameter larger than that gets a bucket of its own), overlapped.
     pub fn with_bucket_bytes(module: M, group: &ProcessGroup, bucket_bytes: usize) -> Result<Self> {
         Self::with_options(
             module,
