@@ -543,8 +543,6 @@ struct Step {
     flights: Vec<Option<InFlight>>,
     /// [`Overlap::Thread`]: buckets handed to the thread and not yet reported done.
     queued: usize,
-    /// A hook's error, reported by `finish` (backward stops at it anyway).
-    failed: bool,
 }
 
 /// The communication thread of [`Overlap::Thread`].
@@ -599,7 +597,6 @@ impl Reducer {
                 next: 0,
                 flights: buckets.iter().map(|_| None).collect(),
                 queued: 0,
-                failed: false,
             }),
             buckets,
             thread,
@@ -652,7 +649,6 @@ impl Reducer {
         }
         st.missing = self.buckets.iter().map(|b| b.params.len()).collect();
         st.next = 0;
-        st.failed = false;
         st.armed = true;
     }
 
@@ -662,9 +658,8 @@ impl Reducer {
         if !st.armed {
             return Ok(());
         }
-        self.pack_param(&mut st, b, k, Some(g))
-            .and_then(|()| self.start_ready(&mut st))
-            .inspect_err(|_| st.failed = true)?;
+        self.pack_param(&mut st, b, k, Some(g))?;
+        self.start_ready(&mut st)?;
         if self.mode == Overlap::Nonblocking {
             // let the reductions in flight move on (Open MPI progresses them in calls)
             for f in st.flights.iter_mut().flatten() {
@@ -768,7 +763,7 @@ impl Reducer {
         if let Some(t) = &self.thread {
             let t = t.lock().unwrap_or_else(|e| e.into_inner());
             while st.queued > 0 {
-                let b = t.done.recv().map_err(|_| {
+                t.done.recv().map_err(|_| {
                     problem(
                         SYNC_OP,
                         DistributedProblem::CommThread {
@@ -777,7 +772,6 @@ impl Reducer {
                         },
                     )
                 })?;
-                let _ = b;
                 st.queued -= 1;
             }
         }
