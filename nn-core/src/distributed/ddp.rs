@@ -14,8 +14,10 @@ use std::thread::JoinHandle;
 
 /// Default bucket size: 4 MiB, below PyTorch's `bucket_cap_mb=25` so that a model of a
 /// few MB (W8's 7.5 MB MLP, benches/PEERS.md) gets several buckets whose all-reduces
-/// overlap the rest of backward: there 4 MiB buckets stepped 2-4x faster than one 25 MiB
-/// bucket on 2 loaded vCPUs (`benches/bench_w8.sh`).
+/// overlap the rest of backward. On 2 shared vCPUs (`benches/bench_w8.sh`, 2 ranks of 1
+/// thread) these overlapped buckets stepped as fast as one blocking 25 MiB bucket at
+/// load 3 (17.4 vs 17.0 ms: no core is left to communicate on), and 2-6x faster at
+/// load 5-9 (medians 14-51 ms vs 81-158 ms, 4 rounds of 4).
 const DEFAULT_BUCKET_BYTES: usize = 4 << 20;
 
 /// Default first-bucket size: PyTorch's 1 MiB (the last layers' gradients, ready first,
