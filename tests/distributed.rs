@@ -66,6 +66,35 @@ fn ddp_no_sync_accumulates_with_one_all_reduce_per_step() {
     not(feature = "mpi"),
     ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
 )]
+fn ddp_overlapped_buckets_match_the_blocking_path_bit_for_bit() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "ddp_overlapped_buckets_match_the_blocking_path_bit_for_bit",
+        &[],
+        ranks::overlap,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
+fn ddp_overlapped_buckets_on_a_world_of_one() {
+    #[cfg(feature = "mpi")]
+    ranks::run_on(
+        "ddp_overlapped_buckets_on_a_world_of_one",
+        1,
+        &[],
+        ranks::overlap,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
 fn checkpoint_of_two_ranks_resumes_identically_and_world_size_is_checked() {
     #[cfg(feature = "mpi")]
     ranks::run(
@@ -655,6 +684,133 @@ mod ranks {
                 "{}: {got:?} vs {want:?}",
                 p.name()
             );
+        }
+        Ok(())
+    }
+
+    /// Two linear layers and one that `forward` never uses (its gradient is a zero).
+    #[derive(Module, Clone)]
+    struct Branchy {
+        a: Linear,
+        skipped: Linear,
+        b: Linear,
+    }
+
+    impl Forward for Branchy {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            self.b.forward(&self.a.forward(x)?.relu()?)
+        }
+    }
+
+    fn branchy() -> Branchy {
+        Branchy {
+            a: Linear::new(16, 32),
+            skipped: Linear::new(16, 8),
+            b: Linear::new(32, 10),
+        }
+    }
+
+    fn grads_bits(m: &impl Module) -> Vec<Option<Vec<u32>>> {
+        m.parameters()
+            .iter()
+            .map(|p| {
+                p.grad()
+                    .map(|g| {
+                        g.to_vec::<f32>()
+                            .map(|v| v.iter().map(|x| x.to_bits()).collect())
+                    })
+                    .transpose()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Each overlap mode against `Overlap::Off` on the same replica and data: gradients
+    /// after every backward and weights after every step equal bit for bit, one
+    /// all-reduce per bucket, the unused layer's gradient a zero, a no_sync
+    /// micro-batch included; the hooks are gone with the wrapper.
+    pub fn overlap(group: &ProcessGroup) -> Result<()> {
+        use nn::distributed::{DdpOptions, Overlap};
+        let options = |overlap| DdpOptions {
+            bucket_bytes: 200 * 4,
+            first_bucket_bytes: 100 * 4,
+            overlap,
+        };
+        for mode in [Overlap::Nonblocking, Overlap::Thread] {
+            nn::manual_seed(11);
+            let base = branchy();
+            let fast =
+                DistributedDataParallel::with_options(base.deep_copy(), group, options(mode))?;
+            let slow = DistributedDataParallel::with_options(base, group, options(Overlap::Off))?;
+            assert_eq!((fast.overlap(), slow.overlap()), (mode, Overlap::Off));
+            // b.bias | b.weight (320) | skipped.* + a.bias | a.weight (512)
+            assert_eq!(fast.bucket_count(), slow.bucket_count());
+            assert!(fast.bucket_count() >= 4, "{}", fast.bucket_count());
+            let mut opt_f = Adam::with_lr(fast.parameters(), 1e-2)?;
+            let mut opt_s = Adam::with_lr(slow.parameters(), 1e-2)?;
+            nn::manual_seed(70 + group.rank() as u64);
+            for step in 0..4 {
+                let x = Tensor::randn(&[6, 16]);
+                let y = Tensor::randint(&[6], 0, 10)?;
+                opt_f.zero_grad();
+                opt_s.zero_grad();
+                if step == 2 {
+                    // a micro-batch without communication first
+                    let _f = fast.no_sync();
+                    let _s = slow.no_sync();
+                    fast.backward(&fast.forward(&x)?.cross_entropy(&y)?)?;
+                    slow.backward(&slow.forward(&x)?.cross_entropy(&y)?)?;
+                }
+                let before = group.stats().all_reduces;
+                // when backward reaches the first layer, the last layer's buckets
+                // (b.bias, b.weight) are on their way already
+                let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let (g, at) = (group.clone(), seen.clone());
+                let probe = fast
+                    .module()
+                    .a
+                    .weight
+                    .register_post_accumulate_grad_hook(move |_| {
+                        at.store(g.stats().all_reduces, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    });
+                fast.backward(&fast.forward(&x)?.cross_entropy(&y)?)?;
+                probe.remove();
+                if mode == Overlap::Nonblocking {
+                    // (the thread counts its all-reduces when it gets to them)
+                    assert_eq!(
+                        seen.load(std::sync::atomic::Ordering::Relaxed) - before,
+                        2,
+                        "{mode:?}: buckets started during backward"
+                    );
+                }
+                assert_eq!(
+                    group.stats().all_reduces - before,
+                    fast.bucket_count() as u64,
+                    "{mode:?}: one all-reduce per bucket"
+                );
+                slow.backward(&slow.forward(&x)?.cross_entropy(&y)?)?;
+                assert_eq!(grads_bits(&fast), grads_bits(&slow), "{mode:?} step {step}");
+                let zero = fast.module().skipped.weight.grad();
+                assert_eq!(
+                    zero.map(|g| g.to_vec::<f32>()).transpose()?,
+                    Some(vec![0.0; 16 * 8]),
+                    "the unused layer's gradient"
+                );
+                opt_f.step()?;
+                opt_s.step()?;
+                assert_eq!(flat_weights(&fast)?, flat_weights(&slow)?, "{mode:?}");
+            }
+            assert_ranks_identical(group, &fast, &format!("{mode:?}"))?;
+            // a plain backward (not through the wrapper) starts no all-reduce
+            let before = group.stats().all_reduces;
+            let x = Tensor::randn(&[2, 16]);
+            fast.forward(&x)?.sum()?.backward()?;
+            assert_eq!(group.stats().all_reduces, before, "{mode:?}: hooks unarmed");
+            // the hooks go with the wrapper (no all-reduce, no cycle keeping it alive)
+            let inner = fast.into_inner();
+            inner.forward(&x)?.sum()?.backward()?;
+            assert_eq!(group.stats().all_reduces, before);
         }
         Ok(())
     }

@@ -132,6 +132,8 @@ mod imp {
         // the input size is inferred at the first forward: materialize before wrapping
         nn::no_grad(|| model.forward(&x_test.narrow(0, 0, 1)?.to_device(&nn::Device::Cpu)?))?;
         model.to_device(&device)?;
+        // each gradient bucket's all-reduce starts inside `ddp.backward`, as soon as the
+        // bucket is complete (DdpOptions::overlap); it returns with every gradient averaged
         let ddp = DistributedDataParallel::new(model, group)?;
         let mut opt = Adam::with_lr(ddp.parameters(), cfg.lr)?;
         let mut history: Vec<EpochRecord> = Vec::new();

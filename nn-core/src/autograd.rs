@@ -9,6 +9,12 @@
 //! The sweep uses no hash maps: each backward call takes a fresh run id, and the graph
 //! walk stamps every node (and every leaf's slot) it reaches with that id and its index in
 //! the sweep's own gradient vectors, so finding where a gradient goes is a field read.
+//!
+//! A leaf may carry post-accumulate-grad hooks ([`Tensor::register_post_accumulate_grad_hook`],
+//! PyTorch's `register_post_accumulate_grad_hook`): the sweep then accumulates that leaf
+//! as soon as its last consumer has been swept and calls its hooks right there, in the
+//! middle of backward (how data-parallel training starts a gradient's all-reduce while
+//! the rest of backward runs). While no hook exists anywhere, the sweep is unchanged.
 
 use crate::backend::Storage;
 use crate::shape::Dims;
@@ -16,8 +22,8 @@ use crate::tensor::Tensor;
 use crate::{BackwardProblem, Error, Result};
 use smallvec::SmallVec;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The gradients of an op's inputs (None where an input gets none).
 pub type Grads = Vec<Option<Tensor>>;
@@ -52,11 +58,52 @@ struct Mark {
 /// Backward run ids: unique per call, so a mark left by another run never matches.
 static RUNS: AtomicU64 = AtomicU64::new(1);
 
+/// A post-accumulate-grad hook: called with the leaf's gradient once it holds everything
+/// one backward accumulates into it. An `Err` stops the backward and is what it returns.
+pub type PostAccumulateGradHook = Arc<dyn Fn(&Tensor) -> Result<()> + Send + Sync>;
+
+/// Hooks registered and not removed, process-wide: 0 keeps the sweep free of hook work.
+static LIVE_HOOKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Hook ids, unique per process.
+static HOOK_IDS: AtomicU64 = AtomicU64::new(1);
+
 /// Where a leaf's gradient accumulates; shared by every handle on the same parameter.
 #[derive(Default)]
 pub struct GradSlot {
     grad: Mutex<Option<Tensor>>,
     mark: Mutex<Mark>,
+    hooks: Mutex<Vec<(u64, PostAccumulateGradHook)>>,
+}
+
+impl Drop for GradSlot {
+    fn drop(&mut self) {
+        let n = self.hooks.get_mut().map_or(0, |h| h.len());
+        LIVE_HOOKS.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Removes a hook registered with [`Tensor::register_post_accumulate_grad_hook`] or
+/// [`crate::Param::register_post_accumulate_grad_hook`] (PyTorch's `RemovableHandle`).
+/// Dropping the handle keeps the hook.
+#[derive(Debug, Clone)]
+#[must_use = "dropping the handle keeps the hook; keep it to remove the hook later"]
+pub struct HookHandle {
+    slot: Weak<GradSlot>,
+    id: u64,
+}
+
+impl HookHandle {
+    /// Removes the hook (nothing happens if it is gone already).
+    pub fn remove(&self) {
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
+        let mut hooks = slot.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        let before = hooks.len();
+        hooks.retain(|(id, _)| *id != self.id);
+        LIVE_HOOKS.fetch_sub(before - hooks.len(), Ordering::Relaxed);
+    }
 }
 
 impl GradSlot {
@@ -90,6 +137,50 @@ impl GradSlot {
             None => g,
         });
         Ok(())
+    }
+
+    /// Adds `hook` to the slot's post-accumulate-grad hooks.
+    pub(crate) fn add_hook(self: &Arc<Self>, hook: PostAccumulateGradHook) -> HookHandle {
+        let id = HOOK_IDS.fetch_add(1, Ordering::Relaxed);
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, hook));
+        LIVE_HOOKS.fetch_add(1, Ordering::Relaxed);
+        HookHandle {
+            slot: Arc::downgrade(self),
+            id,
+        }
+    }
+
+    fn has_hooks(&self) -> bool {
+        !self
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Accumulates `g` and calls the hooks with the total; returns the gradient held
+    /// before, for a restore if the backward fails later.
+    fn accumulate_and_notify(&self, g: Tensor) -> Result<Option<Tensor>> {
+        let before = self.get();
+        self.accumulate(g)?;
+        // called without the lock held: a hook may read or replace the gradient, or
+        // register and remove hooks
+        let hooks: Vec<PostAccumulateGradHook> = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect();
+        for hook in hooks {
+            if let Some(total) = self.get() {
+                hook(&total)?;
+            }
+        }
+        Ok(before)
     }
 }
 
@@ -178,7 +269,9 @@ fn lock(cell: &Mutex<Option<Node>>) -> std::sync::MutexGuard<'_, Option<Node>> {
 /// Reverse-mode sweep from `root` with output gradient `grad`.
 ///
 /// Leaves' slots are written only after every node's backward succeeded, so an error
-/// leaves every gradient as it was.
+/// leaves every gradient as it was. Hooked leaves are written during the sweep (their
+/// hooks see the total); if the backward fails afterwards they get back the gradient
+/// they held before (what their hooks did stays done).
 pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
     if !root.requires_grad() {
         return Err(Error::backward(BackwardProblem::NotRequiringGrad));
@@ -186,7 +279,12 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
     if root.node().is_none() {
         // a leaf: its gradient is the output gradient
         return match root.grad_slot() {
-            Some(slot) => slot.accumulate(grad),
+            Some(slot) => {
+                let before = slot.get();
+                slot.accumulate_and_notify(grad).map(drop).inspect_err(|_| {
+                    slot.set(before);
+                })
+            }
             None => Ok(()),
         };
     }
@@ -225,13 +323,102 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
         }
     }
     let _ng = NoGradGuard::new();
+    let mut leaves: Vec<(Arc<GradSlot>, Option<Tensor>)> = Vec::new();
+    let mut due = if LIVE_HOOKS.load(Ordering::Relaxed) > 0 {
+        hooked_leaves(&order, run, &mut leaves)?
+    } else {
+        Vec::new()
+    };
+    // hooked leaves accumulated so far, with their gradients before this backward
+    let mut done: Vec<(Arc<GradSlot>, Option<Tensor>)> = Vec::new();
+    let swept = sweep(&order, grad, run, &mut leaves, &mut due, &mut done);
+    if let Err(e) = swept {
+        for (slot, before) in done {
+            slot.set(before);
+        }
+        return Err(e);
+    }
+    for (slot, g) in leaves {
+        if let Some(g) = g {
+            slot.accumulate(g)?;
+        }
+    }
+    Ok(())
+}
+
+/// The hooked leaves among `order`'s inputs, stamped into `leaves`, each with the sweep
+/// index of its last consumer (the smallest index that has it as an input), in
+/// increasing index order: the sweep runs from the end, so it pops them from the back.
+fn hooked_leaves(
+    order: &[Tensor],
+    run: u64,
+    leaves: &mut Vec<(Arc<GradSlot>, Option<Tensor>)>,
+) -> Result<Vec<(usize, usize)>> {
+    let mut due = Vec::new();
+    for (idx, t) in order.iter().enumerate() {
+        let Some(cell) = t.node() else { continue };
+        let guard = lock(cell);
+        let node = guard.as_ref().ok_or_else(freed)?;
+        for inp in &node.inputs {
+            if inp.node().is_some() || !inp.requires_grad() {
+                continue;
+            }
+            let Some(slot) = inp.grad_slot() else {
+                continue;
+            };
+            if !slot.has_hooks() {
+                continue;
+            }
+            let (j, new) = slot.index_in(run, leaves.len());
+            if new {
+                leaves.push((slot.clone(), None));
+                due.push((idx, j));
+            }
+        }
+    }
+    Ok(due)
+}
+
+/// Accumulates hooked leaf `j` (if it got a gradient) and calls its hooks.
+fn notify(
+    leaves: &mut [(Arc<GradSlot>, Option<Tensor>)],
+    j: usize,
+    done: &mut Vec<(Arc<GradSlot>, Option<Tensor>)>,
+) -> Result<()> {
+    let Some((slot, sum)) = leaves.get_mut(j) else {
+        return Ok(());
+    };
+    let Some(g) = sum.take() else { return Ok(()) };
+    let slot = slot.clone();
+    let before = slot.get();
+    done.push((slot.clone(), before));
+    slot.accumulate_and_notify(g).map(drop)
+}
+
+/// The sweep proper: every node's backward, from the root (the last of `order`) down;
+/// plain leaves' sums are left in `leaves`, hooked ones are accumulated and notified as
+/// soon as their last consumer is swept (`due`, see [`hooked_leaves`]).
+fn sweep(
+    order: &[Tensor],
+    grad: Tensor,
+    run: u64,
+    leaves: &mut Vec<(Arc<GradSlot>, Option<Tensor>)>,
+    due: &mut Vec<(usize, usize)>,
+    done: &mut Vec<(Arc<GradSlot>, Option<Tensor>)>,
+) -> Result<()> {
     // the root is emitted last
     let mut grads: Vec<Option<Tensor>> = vec![None; order.len()];
     if let Some(last) = grads.last_mut() {
         *last = Some(grad);
     }
-    let mut leaves: Vec<(Arc<GradSlot>, Option<Tensor>)> = Vec::new();
     for (idx, t) in order.iter().enumerate().rev() {
+        while let Some(&(last, j)) = due.last() {
+            if last <= idx {
+                break;
+            }
+            due.pop();
+            notify(leaves, j, done)?;
+        }
         let Some(g) = grads.get_mut(idx).and_then(Option::take) else {
             continue;
         };
@@ -276,10 +463,8 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
             }
         }
     }
-    for (slot, g) in leaves {
-        if let Some(g) = g {
-            slot.accumulate(g)?;
-        }
+    while let Some((_, j)) = due.pop() {
+        notify(leaves, j, done)?;
     }
     Ok(())
 }
@@ -355,6 +540,119 @@ mod tests {
             x.grad().map(|g| g.to_vec::<f32>()).transpose()?,
             Some(vec![0.5, 4.0])
         );
+        Ok(())
+    }
+
+    /// `(leaf name, gradient)` per hook call.
+    type Log = Arc<Mutex<Vec<(&'static str, Vec<f32>)>>>;
+
+    /// Records `(name, gradient)` per call of the hook on `t`.
+    fn log_hook(t: &Tensor, name: &'static str, log: &Log) -> Result<HookHandle> {
+        let log = log.clone();
+        t.register_post_accumulate_grad_hook(move |g| {
+            let v = g.to_vec::<f32>()?;
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((name, v));
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn post_accumulate_hooks_fire_once_per_leaf_with_the_total_last_layer_first() -> Result<()> {
+        // h = w1 * x used twice (h * h), then y = (h * h) * w2: w2's gradient is complete
+        // after the first node swept, w1's only at the end
+        let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+        let w1 = leaf(&[3.0, -1.0])?;
+        let w2 = leaf(&[0.5, 2.0])?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let _h1 = log_hook(&w1, "w1", &log)?;
+        let _h2 = log_hook(&w2, "w2", &log)?;
+        // a hook that checks the slot already holds the total when it runs
+        let w1c = w1.clone();
+        let _h3 = w1.register_post_accumulate_grad_hook(move |g| {
+            let slot = w1c.grad().map(|s| s.to_vec::<f32>()).transpose()?;
+            assert_eq!(slot, Some(g.to_vec::<f32>()?), "the slot holds the total");
+            Ok(())
+        })?;
+        let run = || -> Result<()> {
+            let h = w1.mul(&x)?;
+            h.mul(&h)?.mul(&w2)?.sum()?.backward()
+        };
+        run()?;
+        // h = [3, -2]: dy/dw2 = h^2 = [9, 4]; dy/dw1 = 2 h x w2 = [3, -16]
+        let want1 = vec![("w2", vec![9.0, 4.0]), ("w1", vec![3.0, -16.0])];
+        assert_eq!(*log.lock().unwrap_or_else(|e| e.into_inner()), want1);
+        // a second backward: the hooks see the accumulated sums, once each again
+        run()?;
+        let got = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            got[2..],
+            [("w2", vec![18.0, 8.0]), ("w1", vec![6.0, -32.0])]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn post_accumulate_hooks_need_a_leaf_and_can_be_removed() -> Result<()> {
+        let x = leaf(&[1.0, 2.0])?;
+        let y = x.mul(&x)?;
+        let plain = Tensor::from_vec(vec![1.0f32], &[1])?;
+        for t in [&y, &plain] {
+            let r = t.register_post_accumulate_grad_hook(|_| Ok(()));
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::Backward {
+                        problem: BackwardProblem::HookOnNonLeaf,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let h = log_hook(&x, "x", &log)?;
+        // a leaf root fires its hooks too
+        x.backward_with(&Tensor::from_vec(vec![1.0f32, 1.0], &[2])?)?;
+        h.remove();
+        h.remove();
+        y.sum()?.backward()?;
+        assert_eq!(log.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_hook_is_the_backwards_error_and_gradients_are_restored() -> Result<()> {
+        let x = leaf(&[1.0, 2.0])?;
+        let w = leaf(&[5.0, 6.0])?;
+        x.mul(&w)?.sum()?.backward()?;
+        let _h = w.register_post_accumulate_grad_hook(|_| Err(Error::custom("hook: no")))?;
+        let r = x.mul(&w)?.sum()?.backward();
+        assert!(
+            matches!(&r, Err(Error::Custom { message, .. }) if message == "hook: no"),
+            "{r:?}"
+        );
+        let get = |t: &Tensor| t.grad().map(|g| g.to_vec::<f32>()).transpose();
+        assert_eq!(get(&w)?, Some(vec![1.0, 2.0]), "w as before");
+        assert_eq!(get(&x)?, Some(vec![5.0, 6.0]), "x as before");
+        // a node failing after a hooked leaf was accumulated restores it too
+        let ok = Arc::new(Mutex::new(0));
+        let count = ok.clone();
+        let v = leaf(&[1.0, 1.0])?;
+        let _hv = v.register_post_accumulate_grad_hook(move |_| {
+            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            Ok(())
+        })?;
+        let root = failing(&x).mul(&v)?.sum()?;
+        assert!(root.backward().is_err());
+        assert_eq!(
+            *ok.lock().unwrap_or_else(|e| e.into_inner()),
+            1,
+            "v's hook ran"
+        );
+        assert!(v.grad().is_none(), "v restored");
         Ok(())
     }
 }

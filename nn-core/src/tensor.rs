@@ -343,6 +343,45 @@ impl Tensor {
         self.0.grad.as_ref().and_then(|s| s.get())
     }
 
+    /// Registers `hook` to run each time a backward has accumulated this leaf's gradient
+    /// (PyTorch's `register_post_accumulate_grad_hook`): once per backward that gives the
+    /// leaf a gradient, as soon as every contribution of that backward is in, before
+    /// the rest of the graph is swept; leaves are reached in reverse topological order
+    /// (the last layers' parameters first). The hook gets the accumulated gradient
+    /// (what [`Tensor::grad`] returns then); an `Err` from it stops the backward, which
+    /// returns that error. Only leaves that require grad accumulate gradients: anything
+    /// else is an [`Error::Backward`] with [`crate::BackwardProblem::HookOnNonLeaf`].
+    ///
+    /// A hook that captures a handle on its own tensor (or parameter) keeps it alive
+    /// until [`autograd::HookHandle::remove`] is called.
+    ///
+    /// ```
+    /// use nn::Tensor;
+    /// use std::sync::{Arc, Mutex};
+    /// let w = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?.with_requires_grad(true);
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let handle = w.register_post_accumulate_grad_hook(move |g| {
+    ///     log.lock().unwrap().push(g.to_vec::<f32>()?);
+    ///     Ok(())
+    /// })?;
+    /// w.mul(&w)?.sum()?.backward()?;
+    /// assert_eq!(*seen.lock().unwrap(), vec![vec![2.0, 4.0]]);
+    /// handle.remove();
+    /// w.sum()?.backward()?;
+    /// assert_eq!(seen.lock().unwrap().len(), 1);
+    /// # Ok::<(), nn::Error>(())
+    /// ```
+    pub fn register_post_accumulate_grad_hook(
+        &self,
+        hook: impl Fn(&Tensor) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<autograd::HookHandle> {
+        match (&self.0.grad, &self.0.node) {
+            (Some(slot), None) => Ok(slot.add_hook(Arc::new(hook))),
+            _ => Err(Error::backward(crate::BackwardProblem::HookOnNonLeaf)),
+        }
+    }
+
     /// Clears the accumulated gradient of a leaf.
     pub fn zero_grad(&self) {
         if let Some(s) = &self.0.grad {

@@ -1,14 +1,69 @@
 //! `DistributedDataParallel`: one model replica per rank, kept identical by broadcasting
-//! rank 0's state once and averaging gradients after every backward.
+//! rank 0's state once and averaging gradients in every backward, bucket by bucket, each
+//! bucket's all-reduce started as soon as backward has produced its gradients.
 
+use super::group::InFlight;
 use super::{problem, DistributedProblem, ProcessGroup};
+use crate::autograd::HookHandle;
 use crate::module::{Module, ModuleExt, Param, Visitor, VisitorMut};
 use crate::{Error, Forward, Result, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
-/// Default bucket size: PyTorch's `bucket_cap_mb=25`.
-const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
+/// Default bucket size: 4 MiB, below PyTorch's `bucket_cap_mb=25` so that a model of a
+/// few MB (W8's 7.5 MB MLP, benches/PEERS.md) gets several buckets whose all-reduces
+/// overlap the rest of backward. On 2 shared vCPUs (`benches/bench_w8.sh`, 2 ranks of 1
+/// thread) these overlapped buckets stepped as fast as one blocking 25 MiB bucket at
+/// load 3 (17.4 vs 17.0 ms: no core is left to communicate on), and 2-6x faster at
+/// load 5-9 (medians 14-51 ms vs 81-158 ms, 4 rounds of 4).
+const DEFAULT_BUCKET_BYTES: usize = 4 << 20;
+
+/// Default first-bucket size: PyTorch's 1 MiB (the last layers' gradients, ready first,
+/// go out early).
+const DEFAULT_FIRST_BUCKET_BYTES: usize = 1 << 20;
+
+/// How [`DistributedDataParallel::backward`] moves the gradient buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// No overlap: after the whole backward, one blocking all-reduce per bucket
+    /// ([`DistributedDataParallel::sync_gradients`]).
+    Off,
+    /// PyTorch DDP's bucket hooks: a post-accumulate-grad hook on every parameter packs
+    /// its gradient as soon as backward has accumulated it, and a bucket's all-reduce
+    /// (`MPI_Iallreduce`) starts as soon as all of its parameters are in (buckets in
+    /// order, last layers first); each later hook lets the reductions in flight
+    /// progress, and the end of `backward` waits for them all.
+    #[default]
+    Nonblocking,
+    /// Like [`Overlap::Nonblocking`], but a communication thread runs each ready
+    /// bucket's blocking all-reduce while backward goes on.
+    Thread,
+}
+
+/// The settings of [`DistributedDataParallel::with_options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DdpOptions {
+    /// The largest bucket in bytes (PyTorch's `bucket_cap_mb`; default 4 MiB). A
+    /// parameter larger than that gets a bucket of its own.
+    pub bucket_bytes: usize,
+    /// The first bucket's cap (the last layers' gradients, ready first): kept small, as
+    /// PyTorch does (default 1 MiB), so the first all-reduce starts early.
+    pub first_bucket_bytes: usize,
+    /// How backward overlaps the all-reduces (default [`Overlap::Nonblocking`]).
+    pub overlap: Overlap,
+}
+
+impl Default for DdpOptions {
+    fn default() -> Self {
+        DdpOptions {
+            bucket_bytes: DEFAULT_BUCKET_BYTES,
+            first_bucket_bytes: DEFAULT_FIRST_BUCKET_BYTES,
+            overlap: Overlap::default(),
+        }
+    }
+}
 
 /// Wraps any `Module + Forward` for data-parallel training (PyTorch's
 /// `DistributedDataParallel`):
@@ -16,12 +71,18 @@ const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 /// - [`DistributedDataParallel::new`] checks that every rank built the same model
 ///   (parameter names and shapes), then broadcasts rank 0's parameters and buffers, so
 ///   the replicas start identical whatever each rank drew;
-/// - [`DistributedDataParallel::backward`] runs `loss.backward()` then
-///   [`DistributedDataParallel::sync_gradients`]: the gradients are averaged over the
-///   ranks, packed into few large messages (buckets of up to 25 MiB, last parameters
-///   first as their gradients are ready first), each parameter once, so tied
-///   parameters are reduced once. A parameter that got no gradient on a rank counts as
-///   a zero gradient there (every rank sends the same buckets);
+/// - [`DistributedDataParallel::backward`] runs `loss.backward()` and averages the
+///   gradients over the ranks, packed into few large messages (buckets of up to 4 MiB,
+///   the first up to 1 MiB, last parameters first as their gradients are ready first,
+///   see [`DdpOptions`]), each parameter once,
+///   so tied parameters are reduced once. By default ([`Overlap::Nonblocking`]) a
+///   bucket's all-reduce starts inside backward, as soon as backward has produced all
+///   of its gradients (PyTorch DDP's bucket hooks), and `backward` returns once every
+///   bucket is reduced: after it, every gradient is the mean, and there is no moment
+///   where an optimizer could read a half-reduced one. [`Overlap::Off`] reduces after
+///   backward ([`DistributedDataParallel::sync_gradients`]); both give bit-identical
+///   gradients. A parameter that got no gradient on a rank counts as a zero gradient
+///   there (every rank sends the same buckets);
 /// - it is a [`Module`] whose traversal is the inner module's: `state_dict()` names are
 ///   the inner model's (no `module.` prefix), and the inner module is
 ///   [`DistributedDataParallel::module`].
@@ -35,6 +96,9 @@ pub struct DistributedDataParallel<M> {
     group: ProcessGroup,
     /// Buckets of trainable parameters, in reduction order.
     buckets: Vec<Vec<Param>>,
+    /// The overlapped path's state and hooks (None: [`Overlap::Off`], or parameters
+    /// off the CPU).
+    overlap: Option<Overlapped>,
     /// Host buckets' send and receive buffers, reused every step: fresh multi-MB
     /// buffers each step made glibc hand pages back to the OS and fault them in again
     /// (1.3 M page faults in 150 W2 steps, the step 2-4x slower).
@@ -50,6 +114,13 @@ impl<M: std::fmt::Debug> std::fmt::Debug for DistributedDataParallel<M> {
             .field("module", &self.module)
             .field("group", &self.group)
             .field("buckets", &self.buckets.len())
+            .field(
+                "overlap",
+                &self
+                    .overlap
+                    .as_ref()
+                    .map_or(Overlap::Off, |o| o.reducer.mode),
+            )
             .finish()
     }
 }
@@ -75,14 +146,42 @@ fn fingerprint(items: &[(String, Vec<usize>)]) -> u64 {
 }
 
 impl<M: Module + Forward> DistributedDataParallel<M> {
-    /// Wraps `module`, with buckets of up to 25 MiB.
+    /// Wraps `module` with the default [`DdpOptions`]: buckets of up to 4 MiB (the
+    /// first up to 1 MiB), each all-reduce overlapped with backward
+    /// ([`Overlap::Nonblocking`]).
     pub fn new(module: M, group: &ProcessGroup) -> Result<Self> {
-        Self::with_bucket_bytes(module, group, DEFAULT_BUCKET_BYTES)
+        Self::with_options(module, group, DdpOptions::default())
     }
 
-    /// Wraps `module`, packing gradients into buckets of up to `bucket_bytes` (a
-    /// parameter larger than that gets a bucket of its own).
+    /// Wraps `module`, packing gradients into buckets of up to `bucket_bytes` (the first
+    /// one too; a parameter larger than that gets a bucket of its own), overlapped.
     pub fn with_bucket_bytes(module: M, group: &ProcessGroup, bucket_bytes: usize) -> Result<Self> {
+        Self::with_options(
+            module,
+            group,
+            DdpOptions {
+                bucket_bytes,
+                first_bucket_bytes: bucket_bytes,
+                ..DdpOptions::default()
+            },
+        )
+    }
+
+    /// Wraps `module` with the bucket sizes and overlap of `options`.
+    ///
+    /// ```no_run
+    /// use nn::distributed::{DdpOptions, DistributedDataParallel, Overlap, ProcessGroup};
+    /// let group = ProcessGroup::init()?;
+    /// let options = DdpOptions {
+    ///     bucket_bytes: 4 << 20,       // more, smaller buckets: more overlap
+    ///     first_bucket_bytes: 1 << 20, // PyTorch's small first bucket
+    ///     overlap: Overlap::Nonblocking,
+    /// };
+    /// let ddp = DistributedDataParallel::with_options(nn::Linear::new(4, 1), &group, options)?;
+    /// assert_eq!(ddp.overlap(), Overlap::Nonblocking);
+    /// # Ok::<(), nn::Error>(())
+    /// ```
+    pub fn with_options(module: M, group: &ProcessGroup, options: DdpOptions) -> Result<Self> {
         const OP: &str = "DistributedDataParallel::new";
         let named = module.named_parameters();
         let mut layout = Vec::with_capacity(named.len());
@@ -118,9 +217,19 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
             ));
         }
         let params: Vec<Param> = named.into_iter().map(|(_, p)| p).collect();
+        let buckets = Self::bucketize(&params, options.first_bucket_bytes, options.bucket_bytes);
+        // the overlapped path packs host memory; parameters elsewhere (CUDA) are reduced
+        // after backward, through the device engine
+        let host = buckets.iter().flatten().all(|p| p.device().is_cpu());
+        let overlap = match options.overlap {
+            Overlap::Off => None,
+            _ if !host => None,
+            mode => Some(Overlapped::new(group, &buckets, mode)?),
+        };
         let ddp = DistributedDataParallel {
             group: group.clone(),
-            buckets: Self::bucketize(&params, bucket_bytes),
+            buckets,
+            overlap,
             host: Mutex::new((Vec::new(), Vec::new())),
             sync: AtomicBool::new(true),
             module,
@@ -129,14 +238,16 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
         Ok(ddp)
     }
 
-    /// Trainable parameters in reverse registration order, cut into buckets.
-    fn bucketize(params: &[Param], bucket_bytes: usize) -> Vec<Vec<Param>> {
+    /// Trainable parameters in reverse registration order, cut into buckets of up to
+    /// `first` bytes (the first bucket) and `rest` bytes (the others).
+    fn bucketize(params: &[Param], first: usize, rest: usize) -> Vec<Vec<Param>> {
         let mut buckets: Vec<Vec<Param>> = Vec::new();
         let mut bytes = 0usize;
         for p in params.iter().rev().filter(|p| p.requires_grad()) {
             let size = p.numel() * 4;
+            let cap = if buckets.len() <= 1 { first } else { rest };
             match buckets.last_mut() {
-                Some(b) if bytes + size <= bucket_bytes => b.push(p.clone()),
+                Some(b) if bytes + size <= cap => b.push(p.clone()),
                 _ => {
                     buckets.push(vec![p.clone()]);
                     bytes = 0;
@@ -177,14 +288,35 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
         [cpu, other].into_iter().filter(|b| !b.is_empty()).collect()
     }
 
-    /// `loss.backward()`, then [`DistributedDataParallel::sync_gradients`] unless inside
-    /// [`DistributedDataParallel::no_sync`].
+    /// `loss.backward()` with the gradients averaged over the ranks (unless inside
+    /// [`DistributedDataParallel::no_sync`]): with overlap (the default) each bucket's
+    /// all-reduce starts during backward, and this returns once all are done; with
+    /// [`Overlap::Off`] it is `loss.backward()` then
+    /// [`DistributedDataParallel::sync_gradients`]. If backward fails, the all-reduces
+    /// already started are waited for before the error is returned.
     pub fn backward(&self, loss: &Tensor) -> Result<()> {
-        loss.backward()?;
-        if self.sync.load(Ordering::Relaxed) {
-            self.sync_gradients()?;
+        if !self.sync.load(Ordering::Relaxed) {
+            return loss.backward();
         }
-        Ok(())
+        match &self.overlap {
+            Some(o) => {
+                o.reducer.arm();
+                let done = loss.backward();
+                o.reducer.finish(done, 1.0 / self.group.world_size() as f32)
+            }
+            None => {
+                loss.backward()?;
+                self.sync_gradients()
+            }
+        }
+    }
+
+    /// How `backward` overlaps the all-reduces with the backward pass
+    /// ([`Overlap::Off`] also where the parameters are not on the CPU).
+    pub fn overlap(&self) -> Overlap {
+        self.overlap
+            .as_ref()
+            .map_or(Overlap::Off, |o| o.reducer.mode)
     }
 
     /// Gradient accumulation without communication (PyTorch's `with ddp.no_sync():`):
@@ -253,42 +385,23 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
     fn sync_host_bucket(&self, bucket: &[Param], scale: f32) -> Result<()> {
         let mut bufs = self.host.lock().unwrap_or_else(|e| e.into_inner());
         let (send, recv) = &mut *bufs;
-        send.clear();
+        let len: usize = bucket.iter().map(Param::numel).sum();
+        send.resize(len, 0.0);
+        let mut at = 0;
         for p in bucket {
             let n = p.numel();
-            match p.grad() {
-                None => send.resize(send.len() + n, 0.0),
-                // host memory is read in place; anything else (a file mapping) is copied
-                Some(g) => match g.storage().as_host() {
-                    Some(h) => match h.f32s("DistributedDataParallel::sync_gradients")? {
-                        v if v.len() == n => send.extend_from_slice(v),
-                        v => {
-                            return Err(Error::bad_shape(
-                                "DistributedDataParallel::sync_gradients",
-                                g.shape(),
-                                format!(
-                                    "the gradient of `{}` holds {} elements, the parameter {n}",
-                                    p.name(),
-                                    v.len()
-                                ),
-                            ))
-                        }
-                    },
-                    None => send.extend(g.to_vec::<f32>()?),
-                },
-            }
+            pack(
+                self.group.rank(),
+                None,
+                p,
+                p.grad().as_ref(),
+                &mut send[at..at + n],
+            )?;
+            at += n;
         }
         recv.resize(send.len(), 0.0);
         self.group.all_reduce_sum_into(send, recv, "all_reduce");
-        let mut at = 0;
-        for p in bucket {
-            let shape = p.shape().unwrap_or_default();
-            let n: usize = shape.iter().product();
-            let mean: Vec<f32> = recv[at..at + n].iter().map(|x| x * scale).collect();
-            p.set_grad(Some(Tensor::from_vec(mean, &shape)?));
-            at += n;
-        }
-        Ok(())
+        unpack(bucket, recv, scale)
     }
 
     /// The number of gradient messages per step.
@@ -314,6 +427,410 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
     /// Unwraps.
     pub fn into_inner(self) -> M {
         self.module
+    }
+}
+
+const SYNC_OP: &str = "DistributedDataParallel::backward";
+
+/// Copies `p`'s gradient `g` (None: zeros, a parameter without gradient this step) into
+/// `dst`, its place in a bucket's send buffer. Host memory is read in place; anything
+/// else (a file mapping) is copied.
+fn pack(
+    rank: usize,
+    bucket: Option<usize>,
+    p: &Param,
+    g: Option<&Tensor>,
+    dst: &mut [f32],
+) -> Result<()> {
+    let Some(g) = g else {
+        dst.fill(0.0);
+        return Ok(());
+    };
+    let wrong = |got: usize| {
+        Error::bad_shape(
+            SYNC_OP,
+            g.shape(),
+            format!(
+                "rank {rank}{}: the gradient of `{}` holds {got} elements, the parameter {}",
+                bucket.map(|b| format!(", bucket {b}")).unwrap_or_default(),
+                p.name(),
+                dst.len()
+            ),
+        )
+    };
+    match g.storage().as_host() {
+        Some(h) => {
+            let v = h.f32s(SYNC_OP)?;
+            if v.len() != dst.len() {
+                return Err(wrong(v.len()));
+            }
+            dst.copy_from_slice(v);
+        }
+        None => {
+            let v = g.to_vec::<f32>()?;
+            if v.len() != dst.len() {
+                return Err(wrong(v.len()));
+            }
+            dst.copy_from_slice(&v);
+        }
+    }
+    Ok(())
+}
+
+/// Each parameter of `bucket` gets its piece of the reduced sums `recv`, times `scale`,
+/// as its gradient.
+fn unpack(bucket: &[Param], recv: &[f32], scale: f32) -> Result<()> {
+    let mut at = 0;
+    for p in bucket {
+        let shape = p.shape().unwrap_or_default();
+        let n: usize = shape.iter().product();
+        let mean: Vec<f32> = recv[at..at + n].iter().map(|x| x * scale).collect();
+        p.set_grad(Some(Tensor::from_vec(mean, &shape)?));
+        at += n;
+    }
+    Ok(())
+}
+
+/// The overlapped path: the reducer and the hooks that feed it (removed on drop, which
+/// also breaks the cycle parameter -> hook -> reducer -> parameter).
+struct Overlapped {
+    reducer: Arc<Reducer>,
+    hooks: Vec<HookHandle>,
+}
+
+impl Overlapped {
+    fn new(group: &ProcessGroup, buckets: &[Vec<Param>], mode: Overlap) -> Result<Self> {
+        let reducer = Arc::new(Reducer::new(group, buckets, mode)?);
+        let mut hooks = Vec::new();
+        for (b, bucket) in buckets.iter().enumerate() {
+            for (k, p) in bucket.iter().enumerate() {
+                let r = reducer.clone();
+                hooks.push(p.register_post_accumulate_grad_hook(move |g| r.ready(b, k, g)));
+            }
+        }
+        Ok(Overlapped { reducer, hooks })
+    }
+}
+
+impl Drop for Overlapped {
+    fn drop(&mut self) {
+        for h in &self.hooks {
+            h.remove();
+        }
+    }
+}
+
+/// One bucket of the overlapped path.
+struct Bucket {
+    params: Vec<Param>,
+    /// Where each parameter starts in the bucket's buffers.
+    offsets: Vec<usize>,
+    /// Send and receive buffers, allocated once. While the bucket's all-reduce is in
+    /// flight, nothing but MPI touches them (the invariant `start_all_reduce_sum` needs).
+    bufs: Arc<Mutex<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// One backward's progress.
+struct Step {
+    /// Whether hooks pack gradients (only inside `DistributedDataParallel::backward`).
+    armed: bool,
+    /// Per bucket and parameter: packed this step.
+    packed: Vec<Vec<bool>>,
+    /// Per bucket: parameters not yet packed.
+    missing: Vec<usize>,
+    /// The next bucket to start: buckets start in order on every rank (MPI matches
+    /// collectives by order), a ready bucket waits for the ones before it.
+    next: usize,
+    /// [`Overlap::Nonblocking`]: the all-reduces in flight, per bucket.
+    flights: Vec<Option<InFlight>>,
+    /// [`Overlap::Thread`]: buckets handed to the thread and not yet reported done.
+    queued: usize,
+}
+
+/// The communication thread of [`Overlap::Thread`].
+struct CommThread {
+    jobs: Option<Sender<usize>>,
+    done: Receiver<usize>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Packs gradients as hooks report them and starts each bucket's all-reduce when the
+/// bucket is complete.
+struct Reducer {
+    group: ProcessGroup,
+    mode: Overlap,
+    buckets: Vec<Bucket>,
+    step: Mutex<Step>,
+    thread: Option<Mutex<CommThread>>,
+}
+
+impl Reducer {
+    fn new(group: &ProcessGroup, buckets: &[Vec<Param>], mode: Overlap) -> Result<Self> {
+        let buckets: Vec<Bucket> = buckets
+            .iter()
+            .map(|params| {
+                let mut offsets = Vec::with_capacity(params.len());
+                let mut len = 0;
+                for p in params {
+                    offsets.push(len);
+                    len += p.numel();
+                }
+                Bucket {
+                    params: params.clone(),
+                    offsets,
+                    bufs: Arc::new(Mutex::new((vec![0.0; len], vec![0.0; len]))),
+                }
+            })
+            .collect();
+        let thread = match mode {
+            Overlap::Thread => Some(Mutex::new(Self::spawn(group, &buckets)?)),
+            _ => None,
+        };
+        Ok(Reducer {
+            group: group.clone(),
+            mode,
+            step: Mutex::new(Step {
+                armed: false,
+                packed: buckets
+                    .iter()
+                    .map(|b| vec![false; b.params.len()])
+                    .collect(),
+                missing: buckets.iter().map(|b| b.params.len()).collect(),
+                next: 0,
+                flights: buckets.iter().map(|_| None).collect(),
+                queued: 0,
+            }),
+            buckets,
+            thread,
+        })
+    }
+
+    /// The communication thread: reduces each bucket index it is sent, in order, and
+    /// reports it back; it ends when the job channel closes.
+    fn spawn(group: &ProcessGroup, buckets: &[Bucket]) -> Result<CommThread> {
+        let (jobs, rx) = channel::<usize>();
+        let (tx, done) = channel::<usize>();
+        let group = group.clone();
+        let bufs: Vec<_> = buckets.iter().map(|b| b.bufs.clone()).collect();
+        let handle = std::thread::Builder::new()
+            .name("ddp-comm".into())
+            .spawn(move || {
+                for b in rx {
+                    if let Some(buf) = bufs.get(b) {
+                        let mut buf = buf.lock().unwrap_or_else(|e| e.into_inner());
+                        let (send, recv) = &mut *buf;
+                        group.all_reduce_sum_into(send, recv, "all_reduce");
+                    }
+                    if tx.send(b).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| {
+                Error::custom(format!(
+                    "DistributedDataParallel: starting the communication thread: {e}"
+                ))
+            })?;
+        Ok(CommThread {
+            jobs: Some(jobs),
+            done,
+            handle: Some(handle),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Step> {
+        self.step.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a step: every bucket empty, hooks on.
+    fn arm(&self) {
+        let mut st = self.lock();
+        for (packed, b) in st.packed.iter_mut().zip(&self.buckets) {
+            packed.clear();
+            packed.resize(b.params.len(), false);
+        }
+        st.missing = self.buckets.iter().map(|b| b.params.len()).collect();
+        st.next = 0;
+        st.armed = true;
+    }
+
+    /// The hook of parameter `k` of bucket `b`: its gradient `g` is complete.
+    fn ready(&self, b: usize, k: usize, g: &Tensor) -> Result<()> {
+        let mut st = self.lock();
+        if !st.armed {
+            return Ok(());
+        }
+        self.pack_param(&mut st, b, k, Some(g))?;
+        self.start_ready(&mut st)?;
+        if self.mode == Overlap::Nonblocking {
+            // let the reductions in flight move on (Open MPI progresses them in calls)
+            for f in st.flights.iter_mut().flatten() {
+                self.group.test_all_reduce(f);
+            }
+        }
+        Ok(())
+    }
+
+    fn pack_param(&self, st: &mut Step, b: usize, k: usize, g: Option<&Tensor>) -> Result<()> {
+        let (Some(bucket), Some(packed)) = (self.buckets.get(b), st.packed.get_mut(b)) else {
+            return Ok(());
+        };
+        let (Some(p), Some(&at), Some(seen)) = (
+            bucket.params.get(k),
+            bucket.offsets.get(k),
+            packed.get_mut(k),
+        ) else {
+            return Ok(());
+        };
+        if *seen {
+            return Ok(());
+        }
+        {
+            let mut bufs = bucket.bufs.lock().unwrap_or_else(|e| e.into_inner());
+            let dst = bufs.0.get_mut(at..at + p.numel()).ok_or_else(|| {
+                Error::bad_shape(
+                    SYNC_OP,
+                    &[p.numel()],
+                    format!(
+                        "rank {}, bucket {b}: `{}` does not fit its bucket (the parameter was resized after wrapping)",
+                        self.group.rank(),
+                        p.name()
+                    ),
+                )
+            })?;
+            pack(self.group.rank(), Some(b), p, g, dst)?;
+        }
+        *seen = true;
+        if let Some(m) = st.missing.get_mut(b) {
+            *m -= 1;
+        }
+        Ok(())
+    }
+
+    /// Starts every complete bucket from `next` on, in order.
+    fn start_ready(&self, st: &mut Step) -> Result<()> {
+        while st.next < self.buckets.len() && st.missing.get(st.next) == Some(&0) {
+            self.start(st, st.next)?;
+            st.next += 1;
+        }
+        Ok(())
+    }
+
+    fn start(&self, st: &mut Step, b: usize) -> Result<()> {
+        let Some(bucket) = self.buckets.get(b) else {
+            return Ok(());
+        };
+        match &self.thread {
+            Some(t) => {
+                let t = t.lock().unwrap_or_else(|e| e.into_inner());
+                let gone = || {
+                    problem(
+                        SYNC_OP,
+                        DistributedProblem::CommThread {
+                            rank: self.group.rank(),
+                            bucket: b,
+                        },
+                    )
+                };
+                t.jobs
+                    .as_ref()
+                    .ok_or_else(gone)?
+                    .send(b)
+                    .map_err(|_| gone())?;
+                st.queued += 1;
+            }
+            None => {
+                let mut bufs = bucket.bufs.lock().unwrap_or_else(|e| e.into_inner());
+                let (send, recv) = &mut *bufs;
+                // SAFETY: the buffers live in `bucket.bufs`, are never resized, and are
+                // not touched while `flights[b]` is Some: `finish` (and `Drop`) wait for
+                // every flight before reading them or letting them go, and the
+                // reducer's group handle keeps MPI initialized until then.
+                let flight = unsafe { self.group.start_all_reduce_sum(send, recv) };
+                if let Some(slot) = st.flights.get_mut(b) {
+                    *slot = Some(flight);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every all-reduce started this step.
+    fn wait_all(&self, st: &mut Step) -> Result<()> {
+        for f in st.flights.iter_mut() {
+            if let Some(mut flight) = f.take() {
+                self.group.wait_all_reduce(&mut flight);
+            }
+        }
+        if let Some(t) = &self.thread {
+            let t = t.lock().unwrap_or_else(|e| e.into_inner());
+            while st.queued > 0 {
+                t.done.recv().map_err(|_| {
+                    problem(
+                        SYNC_OP,
+                        DistributedProblem::CommThread {
+                            rank: self.group.rank(),
+                            bucket: st.next.saturating_sub(st.queued),
+                        },
+                    )
+                })?;
+                st.queued -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a step: `done` is the backward's result. On success, the parameters that
+    /// got no gradient are packed (their gradient so far, or zeros), the remaining
+    /// buckets start, all are waited for, and every parameter gets its mean. On failure
+    /// the all-reduces in flight are waited for and the error is returned.
+    fn finish(&self, done: Result<()>, scale: f32) -> Result<()> {
+        let mut st = self.lock();
+        st.armed = false;
+        let rest = match done {
+            Err(e) => Err(e),
+            Ok(()) => self.complete(&mut st),
+        };
+        let waited = self.wait_all(&mut st);
+        rest?;
+        waited?;
+        for bucket in &self.buckets {
+            let bufs = bucket.bufs.lock().unwrap_or_else(|e| e.into_inner());
+            unpack(&bucket.params, &bufs.1, scale)?;
+        }
+        Ok(())
+    }
+
+    /// Packs the parameters no hook reported and starts the remaining buckets.
+    fn complete(&self, st: &mut Step) -> Result<()> {
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            for (k, p) in bucket.params.iter().enumerate() {
+                if st.packed.get(b).and_then(|v| v.get(k)) == Some(&false) {
+                    self.pack_param(st, b, k, p.grad().as_ref())?;
+                }
+            }
+        }
+        self.start_ready(st)
+    }
+}
+
+impl Drop for Reducer {
+    fn drop(&mut self) {
+        // nothing is in flight after `finish`; this covers a panic in between
+        let mut st = self.step.lock().unwrap_or_else(|e| e.into_inner());
+        for f in st.flights.iter_mut() {
+            if let Some(mut flight) = f.take() {
+                self.group.wait_all_reduce(&mut flight);
+            }
+        }
+        drop(st);
+        if let Some(t) = &mut self.thread {
+            let t = t.get_mut().unwrap_or_else(|e| e.into_inner());
+            t.jobs = None;
+            if let Some(h) = t.handle.take() {
+                let _ = h.join();
+            }
+        }
     }
 }
 

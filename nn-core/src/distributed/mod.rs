@@ -53,7 +53,7 @@ pub use crate::error::DistributedProblem;
 pub use checkpoint::{
     check_world_size, checkpoint_world_size, resume_checkpoint, save_checkpoint, WORLD_SIZE_KEY,
 };
-pub use ddp::{DistributedDataParallel, NoSync};
+pub use ddp::{DdpOptions, DistributedDataParallel, NoSync, Overlap};
 pub use group::{Backend, CommStats, DeviceEngine, ProcessGroup, ReduceOp};
 
 use crate::{DType, Error};

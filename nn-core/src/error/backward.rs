@@ -25,4 +25,8 @@ pub enum BackwardProblem {
     /// returned a shared handle).
     #[error("a fresh copy is shared (a backend's deep_copy returned a shared handle)")]
     SharedCopy,
+    /// A post-accumulate-grad hook was registered on a tensor that has no gradient of
+    /// its own: an op's result, or a leaf that does not require grad.
+    #[error("post-accumulate-grad hooks need a leaf that requires grad (an op's result or a tensor without requires_grad gets no accumulated gradient)")]
+    HookOnNonLeaf,
 }

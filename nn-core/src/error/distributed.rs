@@ -45,6 +45,17 @@ pub enum DistributedProblem {
         /// This run's world size.
         current: usize,
     },
+    /// DDP's communication thread ([`crate::distributed::Overlap::Thread`]) is gone
+    /// (it panicked), so a gradient bucket cannot be reduced.
+    #[error(
+        "rank {rank}: the gradient communication thread stopped before bucket {bucket} was reduced"
+    )]
+    CommThread {
+        /// This rank.
+        rank: usize,
+        /// The bucket that was to be reduced.
+        bucket: usize,
+    },
     /// A device engine failed or refused a tensor.
     #[error("{engine}: {msg}")]
     Engine {

@@ -501,6 +501,18 @@ impl Param {
         self.0.grad.clear()
     }
 
+    /// Registers `hook` to run each time a backward has accumulated this parameter's
+    /// gradient, in the middle of the backward (PyTorch's
+    /// `register_post_accumulate_grad_hook`; see [`Tensor::register_post_accumulate_grad_hook`]
+    /// for when it runs and what it gets). Every tied handle shares the hook. It does
+    /// not run while the parameter is frozen (it gets no gradient then).
+    pub fn register_post_accumulate_grad_hook(
+        &self,
+        hook: impl Fn(&Tensor) -> Result<()> + Send + Sync + 'static,
+    ) -> crate::autograd::HookHandle {
+        self.0.grad.add_hook(Arc::new(hook))
+    }
+
     /// The device of the data (for a deferred param, where it will materialize).
     pub fn device(&self) -> Device {
         if let Some((_, device)) = self.lent() {
