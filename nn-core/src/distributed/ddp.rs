@@ -15,13 +15,11 @@ use std::thread::JoinHandle;
 mod reducer;
 use reducer::{flatten, pack, unflatten, unpack, Overlapped};
 
-/// Default bucket size: 4 MiB, below PyTorch's `bucket_cap_mb=25` so that a model of a
-/// few MB (W8's 7.5 MB MLP, benches/PEERS.md) gets several buckets whose all-reduces
-/// overlap the rest of backward. On 2 shared vCPUs (`benches/bench_w8.sh`, 2 ranks of 1
-/// thread) these overlapped buckets stepped as fast as one blocking 25 MiB bucket at
-/// load 3 (17.4 vs 17.0 ms: no core is left to communicate on), and 2-6x faster at
-/// load 5-9 (medians 14-51 ms vs 81-158 ms, 4 rounds of 4).
-const DEFAULT_BUCKET_BYTES: usize = 4 << 20;
+/// Default bucket size: PyTorch's `bucket_cap_mb=25`. On a quiet 2-vCPU machine
+/// (`benches/bench_w8.sh`, 2 ranks of 1 thread, W8's 7.5 MB MLP, benches/PEERS.md) 25 MiB
+/// buckets after a 1 MiB first one stepped at 61% scaling efficiency, 4 MiB buckets at
+/// 56%, one blocking 25 MiB bucket after backward at 55%, the communication thread at 50%.
+const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 
 /// Default first-bucket size: PyTorch's 1 MiB (the last layers' gradients, ready first,
 /// go out early).
@@ -48,7 +46,7 @@ pub enum Overlap {
 /// The settings of [`DistributedDataParallel::with_options`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DdpOptions {
-    /// The largest bucket in bytes (PyTorch's `bucket_cap_mb`; default 4 MiB). A
+    /// The largest bucket in bytes (PyTorch's `bucket_cap_mb`; default 25 MiB). A
     /// parameter larger than that gets a bucket of its own.
     pub bucket_bytes: usize,
     /// The first bucket's cap (the last layers' gradients, ready first): kept small, as
@@ -75,7 +73,7 @@ impl Default for DdpOptions {
 ///   (parameter names and shapes), then broadcasts rank 0's parameters and buffers, so
 ///   the replicas start identical whatever each rank drew;
 /// - [`DistributedDataParallel::backward`] runs `loss.backward()` and averages the
-///   gradients over the ranks, packed into few large messages (buckets of up to 4 MiB,
+///   gradients over the ranks, packed into few large messages (buckets of up to 25 MiB,
 ///   the first up to 1 MiB, last parameters first as their gradients are ready first,
 ///   see [`DdpOptions`]), each parameter once,
 ///   so tied parameters are reduced once. By default ([`Overlap::Nonblocking`]) a
@@ -149,7 +147,7 @@ fn fingerprint(items: &[(String, Vec<usize>)]) -> u64 {
 }
 
 impl<M: Module + Forward> DistributedDataParallel<M> {
-    /// Wraps `module` with the default [`DdpOptions`]: buckets of up to 4 MiB (the
+    /// Wraps `module` with the default [`DdpOptions`]: buckets of up to 25 MiB (the
     /// first up to 1 MiB), each all-reduce overlapped with backward
     /// ([`Overlap::Nonblocking`]).
     pub fn new(module: M, group: &ProcessGroup) -> Result<Self> {
