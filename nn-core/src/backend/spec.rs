@@ -25,6 +25,23 @@ pub struct MatmulSpec {
     pub rhs_t: bool,
 }
 
+impl MatmulSpec {
+    /// One product `[m, k] @ [k, n]`, either side stored transposed (`lhs_t`: `[k, m]`,
+    /// `rhs_t`: `[n, k]`).
+    pub fn single(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
+        MatmulSpec {
+            batch: 1,
+            m,
+            n,
+            k,
+            lhs_batch: vec![0],
+            rhs_batch: vec![0],
+            lhs_t,
+            rhs_t,
+        }
+    }
+}
+
 /// The window geometry of an im2col ([`BackendStorage::im2col`](super::BackendStorage::im2col)) and of its adjoint
 /// col2im: an image `[batch, channels, h, w]` (contiguous f32) and the columns holding,
 /// for every channel `c`, tap `(p, q)` and output position `(i, j)`, the padded input at

@@ -241,16 +241,7 @@ fn scatter(
 
 /// A single-product [`MatmulSpec`]: `[m, k] @ [k, n]`, either side stored transposed.
 fn one_product(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
-    MatmulSpec {
-        batch: 1,
-        m,
-        n,
-        k,
-        lhs_batch: vec![0],
-        rhs_batch: vec![0],
-        lhs_t,
-        rhs_t,
-    }
+    MatmulSpec::single(m, n, k, lhs_t, rhs_t)
 }
 
 /// Attention with gradients to come: per problem the weights `P = softmax(q k^T scale +

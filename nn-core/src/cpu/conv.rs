@@ -99,16 +99,7 @@ impl Geo {
 
     /// One group's product spec.
     fn mm(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
-        MatmulSpec {
-            batch: 1,
-            m,
-            n,
-            k,
-            lhs_batch: vec![0],
-            rhs_batch: vec![0],
-            lhs_t,
-            rhs_t,
-        }
+        MatmulSpec::single(m, n, k, lhs_t, rhs_t)
     }
 
     /// The products of every group at once, `batch = g`.

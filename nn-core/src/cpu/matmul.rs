@@ -62,16 +62,9 @@ pub(super) fn matmul_bias(
 /// same split go to `gemm`'s kernel. The CPU check is std's cached feature detection:
 /// no per-call system query.
 pub(super) fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
-    let (m, n, k) = (s.m, s.n, s.k);
-    if m == 0 || n == 0 {
+    let Some((m, n, k)) = nonempty(out, s, acc) else {
         return;
-    }
-    if k == 0 {
-        if !acc {
-            out.fill(0.0);
-        }
-        return;
-    }
+    };
     let macs = m * n * k;
     let threaded = macs >= PARALLEL_FLOPS && rayon::current_num_threads() > 1;
     if threaded && rayon::current_thread_index().is_none() {
@@ -87,17 +80,25 @@ pub(super) fn gemm_into(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, a
 /// [`gemm_into`] on the calling thread only: the product of one task of a split the
 /// caller made (a convolution's per-sample products).
 pub(super) fn gemm_serial(out: &mut [f32], a: &[f32], b: &[f32], s: &MatmulSpec, acc: bool) {
+    if let Some(mnk) = nonempty(out, s, acc) {
+        blocks(out, a, b, s, acc, mnk, false)
+    }
+}
+
+/// `(m, n, k)` of a product that has work to do; `None` for an empty output, and for
+/// an empty contraction after `out` is set to its value (zeros, or kept when `acc`).
+fn nonempty(out: &mut [f32], s: &MatmulSpec, acc: bool) -> Option<(usize, usize, usize)> {
     let (m, n, k) = (s.m, s.n, s.k);
     if m == 0 || n == 0 {
-        return;
+        return None;
     }
     if k == 0 {
         if !acc {
             out.fill(0.0);
         }
-        return;
+        return None;
     }
-    blocks(out, a, b, s, acc, (m, n, k), false)
+    Some((m, n, k))
 }
 
 /// The body of [`gemm_into`]: one product per batch element.

@@ -327,19 +327,7 @@ pub(crate) fn packed_self_attention(
     }
     let d = e3 / (3 * heads);
     let mask = additive_mask(attn_mask, qkv, &[b, heads], l, l)?;
-    let spec = AttentionSpec {
-        batch: b * heads,
-        l,
-        s: l,
-        d,
-        dv: d,
-        scale,
-        causal: false,
-        mask_batch: mask
-            .as_ref()
-            .map(|m| mask_index(&m.shape()[..2], &[b, heads])),
-        packed_heads: Some(heads),
-    };
+    let spec = packed_spec([b, heads, l, d], mask.as_ref(), scale);
     let st = qkv.storage();
     let fused = st.attention(
         st.as_ref(),
@@ -350,6 +338,21 @@ pub(crate) fn packed_self_attention(
     fused
         .map(|o| Tensor::from_storage(o, &[b, l, heads * d]))
         .transpose()
+}
+
+/// The spec of a self-attention read from a packed projection `[b, l, 3 * heads * d]`.
+fn packed_spec([b, heads, l, d]: [usize; 4], mask: Option<&Tensor>, scale: f32) -> AttentionSpec {
+    AttentionSpec {
+        batch: b * heads,
+        l,
+        s: l,
+        d,
+        dv: d,
+        scale,
+        causal: false,
+        mask_batch: mask.map(|m| mask_index(&m.shape()[..2], &[b, heads])),
+        packed_heads: Some(heads),
+    }
 }
 
 /// [`packed_self_attention`] where that does not apply (gradients, dropout): the same
@@ -379,19 +382,7 @@ pub(crate) fn packed_self_attention_train(
     let mask = additive_mask(attn_mask, qkv, &[b, heads], l, l)?;
     let drop = drop_mask(dropout_p, &[b, heads, l, l], &qkv.device())?;
     if qkv.dtype() == DType::F32 {
-        let spec = AttentionSpec {
-            batch: b * heads,
-            l,
-            s: l,
-            d,
-            dv: d,
-            scale,
-            causal: false,
-            mask_batch: mask
-                .as_ref()
-                .map(|m| mask_index(&m.shape()[..2], &[b, heads])),
-            packed_heads: Some(heads),
-        };
+        let spec = packed_spec([b, heads, l, d], mask.as_ref(), scale);
         if let Some(o) = fused_train(
             &[qkv],
             mask.as_ref(),

@@ -147,16 +147,7 @@ impl Tensor {
 
 /// One `[m, k] x [k, n]` product with optionally transposed operands.
 fn spec(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
-    MatmulSpec {
-        batch: 1,
-        m,
-        n,
-        k,
-        lhs_batch: vec![0],
-        rhs_batch: vec![0],
-        lhs_t,
-        rhs_t,
-    }
+    MatmulSpec::single(m, n, k, lhs_t, rhs_t)
 }
 
 /// `max(x, 0)` of a fresh GEMM output: in place when the storage is host memory held
