@@ -68,8 +68,8 @@ pub(super) fn forward(
 /// [`forward`] on one packed self-attention projection `qkv` `[batch / heads, l, 3 e]`
 /// (`e = heads d`, per row the q, k and v column blocks, each `[heads, d]`), output
 /// `[batch / heads, l, e]` with the heads merged. Each problem gathers its rows into
-/// contiguous scratch and runs the same [`problem`] as [`forward`] on them, so the
-/// result is bit-identical to splitting the heads first.
+/// contiguous scratch ([`Layout::operands`]) and runs the same [`problem`] as
+/// [`forward`] on them, so the result is bit-identical to splitting the heads first.
 pub(super) fn forward_packed(
     qkv: &[f32],
     heads: usize,
@@ -85,50 +85,38 @@ pub(super) fn forward_packed(
         causal,
         ..
     } = *spec;
-    let n = batch / heads.max(1);
     let e = heads * dv;
-    let mut out = try_filled(n * l * e, 0.0f32, "scaled_dot_product_attention")?;
+    let mut out = try_filled(
+        batch / heads.max(1) * l * e,
+        0.0f32,
+        "scaled_dot_product_attention",
+    )?;
     if l == 0 || dv == 0 {
         return Ok(out);
     }
-    let row = 3 * heads * d;
+    let lay = Layout {
+        q: qkv,
+        k: qkv,
+        v: qkv,
+        heads: Some(heads),
+        l,
+        s: l,
+        d,
+        dv,
+    };
     let one = |p: usize| {
-        let (b, h) = (p / heads, p % heads);
-        let rows = &qkv[b * l * row..(b + 1) * l * row];
-        let gather = |off: usize, w: usize| {
-            let mut t = Vec::with_capacity(l * w);
-            for r in rows.chunks_exact(row) {
-                t.extend_from_slice(&r[off..off + w]);
-            }
-            t
-        };
-        let q = gather(h * d, d);
-        let k = gather(heads * d + h * d, d);
-        let v = gather(2 * heads * d + h * dv, dv);
+        let [q, k, v] = lay.operands(p);
         let mut o = vec![0.0f32; l * dv];
         let mb = mask.map(|(m, idx)| &m[idx[p] * l * l..(idx[p] + 1) * l * l]);
         problem(&q, &k, &v, mb, &mut o, (l, l, d, dv), scale, causal);
-        o
+        vec![o]
     };
-    // the problems' outputs `[l, dv]` into their columns of `[l, e]`, one sample
-    let merge = |ob: &mut [f32], os: &[Vec<f32>]| {
-        for (h, o) in os.iter().enumerate() {
-            for (dst, src) in ob.chunks_exact_mut(e).zip(o.chunks_exact(dv)) {
-                dst[h * dv..(h + 1) * dv].copy_from_slice(src);
-            }
-        }
-    };
-    if split(batch, l * l * (d + dv)) {
-        let os: Vec<Vec<f32>> = (0..batch).into_par_iter().map(one).collect();
-        out.par_chunks_mut(l * e)
-            .zip(os.par_chunks(heads))
-            .for_each(|(ob, os)| merge(ob, os));
+    let os: Vec<Vec<Vec<f32>>> = if split(batch, l * l * (d + dv)) {
+        (0..batch).into_par_iter().map(one).collect()
     } else {
-        for (b, ob) in out.chunks_mut(l * e).enumerate() {
-            let os: Vec<Vec<f32>> = (b * heads..(b + 1) * heads).map(one).collect();
-            merge(ob, &os);
-        }
-    }
+        (0..batch).map(one).collect()
+    };
+    scatter(&mut out, &os, Some(heads), l, &[dv]);
     Ok(out)
 }
 
@@ -239,11 +227,6 @@ fn scatter(
     }
 }
 
-/// A single-product [`MatmulSpec`]: `[m, k] @ [k, n]`, either side stored transposed.
-fn one_product(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
-    MatmulSpec::single(m, n, k, lhs_t, rhs_t)
-}
-
 /// Attention with gradients to come: per problem the weights `P = softmax(q k^T scale +
 /// mask)` (a row with every key masked: 0), stored whole as `probs` `[batch, l, s]` for
 /// the backward, and the output `(P * drop) v` (`drop` the dropout's mask-and-scale
@@ -286,7 +269,13 @@ pub(super) fn train_forward(
     let one = |p: usize, pb: &mut [f32]| -> Vec<Vec<f32>> {
         let [qp, kp, vp] = lay.operands(p);
         if d > 0 {
-            gemm_into(pb, &qp, &kp, &one_product(l, s, d, false, true), false);
+            gemm_into(
+                pb,
+                &qp,
+                &kp,
+                &MatmulSpec::single(l, s, d, false, true),
+                false,
+            );
         }
         let mb = mask.map(|(m, idx)| &m[idx[p] * l * s..(idx[p] + 1) * l * s]);
         for (i, row) in pb.chunks_exact_mut(s).enumerate() {
@@ -330,7 +319,7 @@ pub(super) fn train_forward(
             &mut o,
             &dropped,
             &vp,
-            &one_product(l, dv, s, false, false),
+            &MatmulSpec::single(l, dv, s, false, false),
             false,
         );
         vec![o]
@@ -399,7 +388,7 @@ pub(super) fn backward(
                 &mut ds,
                 &gp,
                 &vp,
-                &one_product(l, s, dv, false, true),
+                &MatmulSpec::single(l, s, dv, false, true),
                 false,
             );
         }
@@ -417,7 +406,7 @@ pub(super) fn backward(
             &mut gv,
             &pd,
             &gp,
-            &one_product(s, dv, l, true, false),
+            &MatmulSpec::single(s, dv, l, true, false),
             false,
         );
         for (row, prow) in ds.chunks_exact_mut(s).zip(pp.chunks_exact(s)) {
@@ -433,10 +422,16 @@ pub(super) fn backward(
                 &mut gq,
                 &ds,
                 &kp,
-                &one_product(l, d, s, false, false),
+                &MatmulSpec::single(l, d, s, false, false),
                 false,
             );
-            gemm_into(&mut gk, &ds, &qp, &one_product(s, d, l, true, false), false);
+            gemm_into(
+                &mut gk,
+                &ds,
+                &qp,
+                &MatmulSpec::single(s, d, l, true, false),
+                false,
+            );
         }
         vec![gq, gk, gv]
     };

@@ -97,11 +97,6 @@ impl Geo {
         (tasks, self.n.div_ceil(tasks).max(1))
     }
 
-    /// One group's product spec.
-    fn mm(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
-        MatmulSpec::single(m, n, k, lhs_t, rhs_t)
-    }
-
     /// The products of every group at once, `batch = g`.
     fn mm_groups(&self, m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
         MatmulSpec {
@@ -248,7 +243,7 @@ fn forward_per_sample(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geo) -> 
                     &mut yb[gi * og * l..(gi + 1) * og * l],
                     &w[gi * og * taps..(gi + 1) * og * taps],
                     rhs,
-                    &Geo::mm(og, l, taps, false, false),
+                    &MatmulSpec::single(og, l, taps, false, false),
                     bias.is_some(),
                 );
             }
@@ -379,14 +374,14 @@ fn backward_per_sample(
                         &mut dw[gi * og * taps..(gi + 1) * og * taps],
                         dyg,
                         rhs,
-                        &Geo::mm(og, taps, l, false, true),
+                        &MatmulSpec::single(og, taps, l, false, true),
                         true,
                     );
                 }
                 if let Some(dx) = dx.as_deref_mut() {
                     let i = b - samples.start;
                     let dxg = &mut dx[(i * c + gi * cg) * hw..(i * c + (gi + 1) * cg) * hw];
-                    let mm = Geo::mm(taps, l, og, true, false);
+                    let mm = MatmulSpec::single(taps, l, og, true, false);
                     if geo.direct {
                         matmul::gemm_serial(dxg, wg, dyg, &mm, false);
                     } else {

@@ -178,6 +178,27 @@ impl Windows {
         })
     }
 
+    /// The im2col of these windows over `[batch, channels]` images.
+    pub(crate) fn im2col_spec(
+        &self,
+        [batch, channels]: [usize; 2],
+        batch_inner: bool,
+        pad_value: f32,
+    ) -> Im2ColSpec {
+        Im2ColSpec {
+            batch,
+            channels,
+            input: self.input,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            output: self.output,
+            batch_inner,
+            pad_value,
+        }
+    }
+
     /// Number of window positions `h_out * w_out`.
     pub(crate) fn positions(&self) -> usize {
         self.output[0] * self.output[1]
@@ -365,18 +386,7 @@ impl Tensor {
         }
         let o = weight.shape()[0];
         let spec = Conv2dSpec {
-            window: Im2ColSpec {
-                batch: self.shape()[0],
-                channels: self.shape()[1],
-                input: win.input,
-                kernel: win.kernel,
-                stride: win.stride,
-                padding: win.padding,
-                dilation: win.dilation,
-                output: win.output,
-                batch_inner: false,
-                pad_value: 0.0,
-            },
+            window: win.im2col_spec([self.shape()[0], self.shape()[1]], false, 0.0),
             out_channels: o,
             groups,
         };

@@ -10,7 +10,6 @@
 
 use super::conv::Windows;
 use crate::autograd::{backward_fn, record};
-use crate::backend::Im2ColSpec;
 use crate::shape::Dims;
 use crate::{Result, Tensor};
 
@@ -24,18 +23,7 @@ pub(crate) fn im2col(
     pad_value: f32,
 ) -> Result<Tensor> {
     let [n, c] = [x.shape()[0], x.shape()[1]];
-    let spec = Im2ColSpec {
-        batch: n,
-        channels: c,
-        input: win.input,
-        kernel: win.kernel,
-        stride: win.stride,
-        padding: win.padding,
-        dilation: win.dilation,
-        output: win.output,
-        batch_inner,
-        pad_value,
-    };
+    let spec = win.im2col_spec([n, c], batch_inner, pad_value);
     // each factor checked on its own: with a zero elsewhere the total may be 0 while a
     // part overflows (`c` beside an empty batch, `n * l` beside no channel)
     let taps = crate::shape::checked_numel("im2col", &[c, win.kernel[0], win.kernel[1]])?;

@@ -81,7 +81,7 @@ impl Tensor {
         // The rows are the product of the leading dims, not numel / in_features: with
         // in_features = 0 there are still rows (each output is its bias).
         let rows = crate::shape::numel(&self.shape()[..self.rank() - 1]);
-        let fwd = spec(rows, out_f, in_f, false, true);
+        let fwd = MatmulSpec::single(rows, out_f, in_f, false, true);
         let (xs, ws) = (self.storage(), weight.storage());
         let mut storage = match bias {
             Some(b) => xs.matmul_bias(ws.as_ref(), &fwd, b.storage().as_ref())?,
@@ -121,16 +121,20 @@ impl Tensor {
                 };
                 let gx = if x.requires_grad() {
                     // dX = G W: [rows, out] x [out, in]
-                    let s =
-                        g.matmul(w.storage().as_ref(), &spec(rows, in_f, out_f, false, false))?;
+                    let s = g.matmul(
+                        w.storage().as_ref(),
+                        &MatmulSpec::single(rows, in_f, out_f, false, false),
+                    )?;
                     Some(Tensor::from_storage(s, x.shape())?)
                 } else {
                     None
                 };
                 let gw = if w.requires_grad() {
                     // dW = G^T X: [out, rows] x [rows, in]
-                    let s =
-                        g.matmul(x.storage().as_ref(), &spec(out_f, in_f, rows, true, false))?;
+                    let s = g.matmul(
+                        x.storage().as_ref(),
+                        &MatmulSpec::single(out_f, in_f, rows, true, false),
+                    )?;
                     Some(Tensor::from_storage(s, &[out_f, in_f])?)
                 } else {
                     None
@@ -143,11 +147,6 @@ impl Tensor {
             })
         }))
     }
-}
-
-/// One `[m, k] x [k, n]` product with optionally transposed operands.
-fn spec(m: usize, n: usize, k: usize, lhs_t: bool, rhs_t: bool) -> MatmulSpec {
-    MatmulSpec::single(m, n, k, lhs_t, rhs_t)
 }
 
 /// `max(x, 0)` of a fresh GEMM output: in place when the storage is host memory held
