@@ -1,6 +1,6 @@
 //! GFLOP/s of the Linear products of W7 / W7i (x `[1024, 256]` against weights `[768, 256]`,
 //! `[256, 256]`, `[1024, 256]`, `[256, 1024]`) and of their backward products, beside the
-//! 1024^3 product of W3, for `nn`'s `linear` / `matmul` and for the two kernels under them
+//! 1024^3 product of W3 and the convolution products of W6, for `nn`'s `linear` / `matmul` and for the two kernels under them
 //! (`matrixmultiply`, `gemm`) called directly with the same strides.
 //!
 //! Run: `cargo bench --bench bench_gemm_shapes`, with `RAYON_NUM_THREADS=1` for one core.
@@ -95,7 +95,7 @@ fn gm(
 fn main() -> Result<()> {
     let threads = rayon::current_num_threads();
     // (label, m, n, k, lhs_t, rhs_t)
-    let shapes: [(&str, usize, usize, usize, bool, bool); 11] = [
+    let shapes: [(&str, usize, usize, usize, bool, bool); 21] = [
         ("W3 1024^3", 1024, 1024, 1024, false, false),
         ("fwd qkv x@W^T [768,256]", 1024, 768, 256, false, true),
         ("fwd out x@W^T [256,256]", 1024, 256, 256, false, true),
@@ -107,6 +107,19 @@ fn main() -> Result<()> {
         ("dW qkv G^T@X", 768, 256, 1024, true, false),
         ("dW ff1 G^T@X", 1024, 256, 1024, true, false),
         ("dW ff2 G^T@X", 256, 1024, 1024, true, false),
+        // W6's convolutions (ResNet-18, batch 8 of 64x64): the per-sample forward
+        // W [o, taps] @ cols [taps, l], its dW += dy [o, l] @ cols^T and dcols = W^T @ dy,
+        // and the batch-in-columns forward of the late layers (n = 8 * l)
+        ("conv stem W@cols", 64, 1024, 147, false, false),
+        ("conv l1 W@cols", 64, 256, 576, false, false),
+        ("conv l2 W@cols", 128, 64, 1152, false, false),
+        ("conv l3 W@cols (batch)", 256, 128, 2304, false, false),
+        ("conv l4 W@cols (batch)", 512, 32, 4608, false, false),
+        ("conv stem dW dy@cols^T", 64, 147, 1024, false, true),
+        ("conv l1 dW dy@cols^T", 64, 576, 256, false, true),
+        ("conv l2 dW dy@cols^T", 128, 1152, 64, false, true),
+        ("conv l1 dcols W^T@dy", 576, 256, 64, true, false),
+        ("conv l2 dcols W^T@dy", 1152, 64, 128, true, false),
     ];
     println!("threads {threads}; GFLOP/s (fastest call)");
     println!(
