@@ -323,3 +323,35 @@ fn mapping_refuses_what_it_cannot_borrow() -> Result<()> {
     assert!(super::mapped(&map, 0, 0, DType::I64).is_some());
     Ok(())
 }
+
+#[test]
+fn attention_mask_and_its_index_come_together() -> Result<()> {
+    let spec = |mask_batch: Option<Vec<usize>>| crate::backend::AttentionSpec {
+        batch: 1,
+        l: 2,
+        s: 2,
+        d: 1,
+        dv: 1,
+        scale: 1.0,
+        causal: false,
+        mask_batch,
+        packed_heads: None,
+    };
+    let (q, mask) = (f32s(&[1.0, 2.0])?, f32s(&[0.0; 4])?);
+    let (q, mask) = (q.as_ref(), mask.as_ref());
+    // a mask without its index, and an index without a mask: both name the spec's field
+    for (m, s) in [(Some(mask), spec(None)), (None, spec(Some(vec![0])))] {
+        match q.attention(q, q, m, &s) {
+            Err(e @ Error::InvalidConfig { .. }) => {
+                assert!(e.to_string().contains("mask_batch"), "{e}")
+            }
+            other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
+        }
+    }
+    // both, or neither: computed
+    assert!(q
+        .attention(q, q, Some(mask), &spec(Some(vec![0])))?
+        .is_some());
+    assert!(q.attention(q, q, None, &spec(None))?.is_some());
+    Ok(())
+}

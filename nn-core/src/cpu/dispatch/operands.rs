@@ -117,7 +117,22 @@ pub(super) fn attention_operands<'a>(
         (None, None) => None,
         // the backward reads no mask (its weights are saved)
         (None, Some(_)) if op.ends_with("_backward") => None,
-        _ => return Err(Error::mismatch(op, &[mask.is_some() as usize], &[0])),
+        (Some(_), None) => {
+            return Err(Error::invalid_config(
+                op,
+                "mask_batch",
+                "None",
+                "a mask operand was given without its per-problem index (spec.mask_batch)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::invalid_config(
+                op,
+                "mask_batch",
+                "Some",
+                "spec.mask_batch indexes a mask, but no mask operand was given",
+            ))
+        }
     };
     if let Some(h) = spec.packed_heads {
         if h == 0 || batch % h != 0 || s != l || dv != d {
