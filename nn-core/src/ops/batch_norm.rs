@@ -70,7 +70,7 @@ impl Tensor {
             relu: args.relu,
             batch_stats: args.running.is_none(),
         };
-        fn st<'t>(t: Option<&'t Tensor>) -> Option<&'t dyn crate::backend::BackendStorage> {
+        fn st(t: Option<&Tensor>) -> Option<&dyn crate::backend::BackendStorage> {
             t.map(|t| t.storage().as_ref())
         }
         let operands = BatchNormOperands {
