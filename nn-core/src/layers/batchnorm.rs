@@ -15,7 +15,12 @@
 //! In training mode (modules start in it) the batch statistics normalize and the running
 //! ones are updated; in evaluation mode the running statistics normalize. Without
 //! `track_running_stats` there are no buffers and batch statistics are always used.
-//! The gradient is autograd's through mean and var (both functions of x).
+//! Where the backend has a fused batch norm (the CPU), the forward, with the residual
+//! add and ReLU of [`BatchNorm::forward_add_relu`] / [`BatchNorm::forward_relu`], is
+//! one autograd node (`Tensor::batch_norm_fused` in `ops`): one statistics pass per channel
+//! and one output pass, and a backward of the same shape (its gradient includes the
+//! paths through mean and var). Elsewhere it is composed of primitives, which autograd
+//! differentiates op by op; both give the same numbers within rounding.
 //! `BatchNorm2d::lazy()` learns `c` at the first forward (PyTorch's `LazyBatchNorm2d`).
 //!
 //! ```
@@ -363,15 +368,17 @@ impl<const D: usize> Module for BatchNorm<D> {
 impl<const D: usize> BatchNorm<D> {
     /// `relu(bn(x))`, what a convolution block runs after its convolution. In eval mode
     /// without autograd (an inference forward under `no_grad`), the normalization and
-    /// the ReLU are one pass over `x` with the same numbers; otherwise it is `forward`
-    /// then `relu`.
+    /// the ReLU are one pass over `x` with the same numbers; otherwise one fused node
+    /// (training or recorded eval, where the backend has one), else `forward` then
+    /// `relu`.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_then(x, None, true)
     }
 
     /// `relu(bn(x) + residual)`, the tail of a residual block (torchvision's
-    /// `BasicBlock`); one pass over `x` in eval mode without autograd, like
-    /// [`BatchNorm::forward_relu`].
+    /// `BasicBlock`); one pass over `x` in eval mode without autograd, one fused node
+    /// otherwise for a residual of `x`'s shape, like [`BatchNorm::forward_relu`] (a
+    /// residual that broadcasts goes through the composite).
     pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.forward_then(x, Some(residual), true)
     }
@@ -394,7 +401,7 @@ impl<const D: usize> BatchNorm<D> {
     }
 
     /// The forward (plus residual and ReLU) as one autograd node
-    /// ([`Tensor::batch_norm_fused`]): batch statistics in training (the running ones
+    /// (`Tensor::batch_norm_fused` in `ops`): batch statistics in training (the running ones
     /// updated from them as the composite does) or without running statistics, the
     /// running ones otherwise. `None` where the backend has no fused form or an operand
     /// does not fit it (the composite then runs); the input checks and errors are the
