@@ -16,6 +16,8 @@ use crate::host::try_filled;
 use crate::Result;
 use rayon::prelude::*;
 
+mod rows;
+
 /// The borrowed optional operands of [`batch_norm`] (lengths checked by the caller).
 pub(super) struct Operands<'a> {
     pub(super) weight: Option<&'a [f32]>,
@@ -142,14 +144,18 @@ pub(super) fn batch_norm(
         }
         _ => {
             let inv_m = 1.0 / (outer * inner).max(1) as f32;
-            let mv = per_channel(c, x.len(), |k| {
-                let s: f64 = planes(x, shape, k).map(|p| sum8(p, |v| v) as f64).sum();
-                let mu = s as f32 * inv_m;
-                let q: f64 = planes(x, shape, k)
-                    .map(|p| sum8(p, |v| (v - mu) * (v - mu)) as f64)
-                    .sum();
-                (mu, q as f32 * inv_m)
-            });
+            let mv = if inner < rows::SHORT {
+                rows::stats(x, shape)
+            } else {
+                per_channel(c, x.len(), |k| {
+                    let s: f64 = planes(x, shape, k).map(|p| sum8(p, |v| v) as f64).sum();
+                    let mu = s as f32 * inv_m;
+                    let q: f64 = planes(x, shape, k)
+                        .map(|p| sum8(p, |v| (v - mu) * (v - mu)) as f64)
+                        .sum();
+                    (mu, q as f32 * inv_m)
+                })
+            };
             for ((m, v), (mu, q)) in mean.iter_mut().zip(var.iter_mut()).zip(mv) {
                 (*m, *v) = (mu, q);
             }
@@ -161,12 +167,17 @@ pub(super) fn batch_norm(
         invstd[k] = (var[k] + spec.eps).powf(-0.5);
         scale[k] = invstd[k] * ops.weight.map_or(1.0, |w| w[k]);
     }
-    let ch = Channels {
-        mean,
-        scale: &scale,
-        shift: ops.bias,
+    let y = if inner < rows::SHORT {
+        let ms = [&*mean, &scale[..]];
+        rows::affine(x, shape, ms, ops.bias, ops.residual, spec.relu)?
+    } else {
+        let ch = Channels {
+            mean,
+            scale: &scale,
+            shift: ops.bias,
+        };
+        channel_affine(x, shape, &ch, ops.residual, spec.relu)?
     };
-    let y = channel_affine(x, shape, &ch, ops.residual, spec.relu)?;
     Ok((y, stats))
 }
 
@@ -189,7 +200,11 @@ pub(super) fn batch_norm_backward(
     let mask = spec.relu.then_some(y);
     let m = (outer * inner).max(1) as f64;
     // per channel sum g' and sum g' (x - mean)
-    let sums = if want_dw || want_db || (want_dx && spec.batch_stats) {
+    let sums = if !(want_dw || want_db || (want_dx && spec.batch_stats)) {
+        Vec::new()
+    } else if inner < rows::SHORT {
+        rows::grad_sums(x, g, mask, mean, shape)
+    } else {
         per_channel(c, x.len(), |k| {
             let (mut s, mut sx) = (0.0f64, 0.0f64);
             for o in 0..outer {
@@ -201,8 +216,6 @@ pub(super) fn batch_norm_backward(
             }
             (s, sx)
         })
-    } else {
-        Vec::new()
     };
     let dw = want_dw.then(|| {
         sums.iter()
@@ -235,6 +248,10 @@ pub(super) fn batch_norm_backward(
             coef[3 * k + 1] = (sums[k].0 / m) as f32;
             coef[3 * k + 2] = (sums[k].1 / m) as f32 * r * r;
         }
+    }
+    if inner < rows::SHORT {
+        let dx = rows::dx(x, g, mask, shape, &coef, mean, spec.batch_stats)?;
+        return Ok((Some(dx), dw, db, dr));
     }
     let mut dx = par::filled(x.len(), 0.0f32, OP)?;
     if inner == 0 {

@@ -294,11 +294,14 @@ fn fused_node_matches_the_composite() -> Result<()> {
             .map_err(|e| crate::Error::custom(e.to_string()))?;
         pool.install(|| -> Result<()> {
             for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
-                // small, and large enough for the threaded split (c 16, 3 * 16 * 40 * 37)
+                // small, and large enough for the threaded split (c 16, 3 * 16 * 40 * 37);
+                // planes shorter than 32 take the row-wise passes
                 fused_vs_composite(|| BatchNorm2d::new(3), &[2, 3, 4, 5], residual, relu)?;
                 fused_vs_composite(|| BatchNorm2d::new(16), &[3, 16, 40, 37], residual, relu)?;
                 fused_vs_composite(|| BatchNorm1d::new(5), &[7, 5], residual, relu)?;
                 fused_vs_composite(|| BatchNorm1d::new(4), &[3, 4, 9], residual, relu)?;
+                // short planes split by rows over the pool (81920 values)
+                fused_vs_composite(|| BatchNorm1d::new(40), &[2048, 40], residual, relu)?;
             }
             let no_affine = || BatchNorm2d::new(3).no_affine().momentum(None);
             fused_vs_composite(no_affine, &[2, 3, 3, 3], true, true)?;
