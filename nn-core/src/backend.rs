@@ -19,7 +19,10 @@ mod optim_step;
 mod spec;
 
 pub use optim_step::{AdamStep, OptimStep, SgdStep};
-pub use spec::{AttentionSpec, Conv2dGrads, Conv2dSpec, Im2ColSpec, LayerNormGrads, MatmulSpec};
+pub use spec::{
+    AttentionSpec, BatchNormGrads, BatchNormOperands, BatchNormSpec, Conv2dGrads, Conv2dSpec,
+    Im2ColSpec, LayerNormGrads, MatmulSpec,
+};
 
 /// Elementwise unary primitives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -364,6 +367,38 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         _rows: usize,
         _cols: usize,
     ) -> Result<Option<LayerNormGrads>> {
+        Ok(None)
+    }
+    /// Batch normalization of `self` (f32, `spec.shape` `[outer, c, inner]`) as one op:
+    /// per channel the batch's `mean` and biased `var` (or the running ones of
+    /// `operands.running` when `!spec.batch_stats`), `invstd = (var + eps)^-0.5`, then
+    /// `y = relu?((x - mean) * (invstd * weight) + bias + residual)`. Returns `y` and the
+    /// statistics `[3, c]` (rows mean, invstd, var) that the backward reads and the
+    /// running-statistics update uses; `None` when the backend has no fused form (the
+    /// caller then composes it from primitives; the default, what nn-cuda uses).
+    fn batch_norm(
+        &self,
+        _spec: &BatchNormSpec,
+        _operands: &BatchNormOperands<'_>,
+    ) -> Result<Option<(Storage, Storage)>> {
+        Ok(None)
+    }
+    /// The gradients of [`BackendStorage::batch_norm`] from its input `self`, the output
+    /// gradient `grad`, its output `output` (the ReLU's mask `output > 0` when
+    /// `spec.relu`), the saved `stats` and the `weight`: with `g' = grad * mask`,
+    /// `xhat = (x - mean) invstd`, per channel `dweight = sum g' xhat`, `dbias = sum g'`,
+    /// `dresidual = g'`, and `dx = weight invstd (g' - dbias / m - xhat dweight / m)`
+    /// (`weight invstd g'` with running statistics), each computed when `needs` (dx,
+    /// dweight, dbias, dresidual) asks for it; `None` without a fused form.
+    fn batch_norm_backward(
+        &self,
+        _grad: &dyn BackendStorage,
+        _output: &dyn BackendStorage,
+        _stats: &dyn BackendStorage,
+        _weight: Option<&dyn BackendStorage>,
+        _spec: &BatchNormSpec,
+        _needs: [bool; 4],
+    ) -> Result<Option<BatchNormGrads>> {
         Ok(None)
     }
     /// Attention without gradients, `softmax(q k^T * scale + mask) v` per problem with

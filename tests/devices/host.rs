@@ -100,6 +100,16 @@ pub(crate) fn conv_and_pool(dev: &Device) -> Result<()> {
         &got,
         &want.to_device(&Device::Cpu)?,
     )?;
+    // batch norm's training pass with residual and ReLU: one fused node on the CPU, the
+    // composite where the backend has no `batch_norm` (a layer without parameters or
+    // buffers, so it runs on either device as it is)
+    let plain = nn::layers::BatchNorm2d::new(4)
+        .no_affine()
+        .no_running_stats();
+    let r = seeded_randn(36, &[2, 4, 5, 6]);
+    grads_on(dev, "batch norm train + add + relu", &[x.clone(), r], |v| {
+        plain.forward_add_relu(&v[0], &v[1])
+    })?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The geometry of the backend calls that take more than a shape: matrix products,
 //! im2col windows, fused convolutions, fused attention, and what layer norm's backward returns.
 
-use super::Storage;
+use super::{BackendStorage, Storage};
 
 /// A (batched) matrix product `out[b] = op(lhs[b]) @ op(rhs[b])` on contiguous operands,
 /// `op` being an optional transpose of the last two dims.
@@ -222,3 +222,46 @@ pub struct AttentionSpec {
     /// `[batch, s, d]` and `[batch, s, dv]` operands, `[batch, l, dv]` out.
     pub packed_heads: Option<usize>,
 }
+
+/// The geometry and options of a fused batch normalization
+/// ([`BackendStorage::batch_norm`](super::BackendStorage::batch_norm) and its backward):
+/// the input viewed as `[outer, c, inner]` (`shape`: samples, channels, the product of
+/// the spatial dims), normalized per channel over its `outer * inner` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormSpec {
+    /// `[outer, c, inner]`.
+    pub shape: [usize; 3],
+    /// Added to the variance under the square root.
+    pub eps: f32,
+    /// `max(y, 0)` after the affine map and the residual.
+    pub relu: bool,
+    /// Normalize by the batch's statistics (training, or no running statistics): the
+    /// backward then differentiates through them. False: by given (running) statistics,
+    /// constants to the backward.
+    pub batch_stats: bool,
+}
+
+/// The optional operands of [`BackendStorage::batch_norm`](super::BackendStorage::batch_norm):
+/// per-channel `weight` and `bias` `[c]`, a `residual` of the input's length added before
+/// the ReLU, and the running `(mean, var)` `[c]` that normalize when the spec's
+/// `batch_stats` is false.
+#[derive(Clone, Copy, Default)]
+pub struct BatchNormOperands<'a> {
+    /// Scale `[c]` (1 when absent).
+    pub weight: Option<&'a dyn BackendStorage>,
+    /// Shift `[c]` (0 when absent).
+    pub bias: Option<&'a dyn BackendStorage>,
+    /// Added to the normalized output before the ReLU.
+    pub residual: Option<&'a dyn BackendStorage>,
+    /// The running mean and (unbiased) variance, used instead of the batch's.
+    pub running: Option<(&'a dyn BackendStorage, &'a dyn BackendStorage)>,
+}
+
+/// The gradients [`BackendStorage::batch_norm_backward`](super::BackendStorage::batch_norm_backward)
+/// returns, each when asked for: the input's, the weight's, the bias's and the residual's.
+pub type BatchNormGrads = (
+    Option<Storage>,
+    Option<Storage>,
+    Option<Storage>,
+    Option<Storage>,
+);

@@ -5,6 +5,7 @@
 use super::*;
 use operands::{attention_operands, weights_operand};
 
+mod norm;
 mod operands;
 
 impl BackendStorage for CpuStorage {
@@ -234,25 +235,27 @@ impl BackendStorage for CpuStorage {
         residual: Option<&dyn BackendStorage>,
         relu: bool,
     ) -> Result<Storage> {
-        const OP: &str = "channel_affine";
-        let x = self.view().f32s(OP)?;
-        check::len(OP, &shape, x.len())?;
-        let c = shape[1];
-        let mean = cpu(OP, mean)?.f32s(OP)?;
-        let scale = cpu(OP, scale)?.f32s(OP)?;
-        let shift = shift.map(|b| cpu(OP, b)?.f32s(OP)).transpose()?;
-        let residual = residual.map(|r| cpu(OP, r)?.f32s(OP)).transpose()?;
-        check::lens(OP, c, &[mean.len(), scale.len()])?;
-        if let Some(b) = shift {
-            check::lens(OP, c, &[b.len()])?;
-        }
-        if let Some(r) = residual {
-            check::lens(OP, x.len(), &[r.len()])?;
-        }
-        let ch = elementwise::Channels { mean, scale, shift };
-        out(HostData::F32(elementwise::channel_affine(
-            x, shape, &ch, residual, relu,
-        )?))
+        norm::channel_affine(self, shape, [mean, scale], shift, residual, relu)
+    }
+
+    fn batch_norm(
+        &self,
+        spec: &BatchNormSpec,
+        operands: &BatchNormOperands<'_>,
+    ) -> Result<Option<(Storage, Storage)>> {
+        norm::batch_norm(self, spec, operands).map(Some)
+    }
+
+    fn batch_norm_backward(
+        &self,
+        grad: &dyn BackendStorage,
+        output: &dyn BackendStorage,
+        stats: &dyn BackendStorage,
+        weight: Option<&dyn BackendStorage>,
+        spec: &BatchNormSpec,
+        needs: [bool; 4],
+    ) -> Result<Option<BatchNormGrads>> {
+        norm::batch_norm_backward(self, [grad, output, stats], weight, spec, needs).map(Some)
     }
 
     fn relu_backward(&self, grad: &dyn BackendStorage) -> Result<Storage> {

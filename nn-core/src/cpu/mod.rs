@@ -7,6 +7,7 @@
 //! output whose size comes from user input is allocated fallibly (`OutOfMemory`).
 
 mod attention;
+mod batch_norm;
 mod check;
 mod conv;
 mod copy;
@@ -29,8 +30,9 @@ mod tests;
 pub use denormal::{flush_denormal, set_flush_denormal};
 
 use crate::backend::{
-    AdamStep, AttentionSpec, BackendStorage, BinaryOp, Conv2dGrads, Conv2dSpec, Im2ColSpec,
-    LayerNormGrads, MatmulSpec, OptimStep, ReduceOp, SgdStep, Storage, UnaryOp,
+    AdamStep, AttentionSpec, BackendStorage, BatchNormGrads, BatchNormOperands, BatchNormSpec,
+    BinaryOp, Conv2dGrads, Conv2dSpec, Im2ColSpec, LayerNormGrads, MatmulSpec, OptimStep, ReduceOp,
+    SgdStep, Storage, UnaryOp,
 };
 use crate::{DType, Device, Error, HostData, Result};
 use std::any::Any;

@@ -15,7 +15,12 @@
 //! In training mode (modules start in it) the batch statistics normalize and the running
 //! ones are updated; in evaluation mode the running statistics normalize. Without
 //! `track_running_stats` there are no buffers and batch statistics are always used.
-//! The gradient is autograd's through mean and var (both functions of x).
+//! Where the backend has a fused batch norm (the CPU), the forward, with the residual
+//! add and ReLU of [`BatchNorm::forward_add_relu`] / [`BatchNorm::forward_relu`], is
+//! one autograd node (`Tensor::batch_norm_fused` in `ops`): one statistics pass per channel
+//! and one output pass, and a backward of the same shape (its gradient includes the
+//! paths through mean and var). Elsewhere it is composed of primitives, which autograd
+//! differentiates op by op; both give the same numbers within rounding.
 //! `BatchNorm2d::lazy()` learns `c` at the first forward (PyTorch's `LazyBatchNorm2d`).
 //!
 //! ```
@@ -33,6 +38,7 @@ use crate::init::Init;
 use crate::module::{
     python_bool, python_float, Buffer, Forward, Module, Param, Visitor, VisitorMut,
 };
+use crate::ops::BatchNormArgs;
 use crate::{DType, Error, Result, Tensor};
 
 /// Batch normalization over `D` spatial dims' worth of input; use [`BatchNorm1d`] and
@@ -362,15 +368,17 @@ impl<const D: usize> Module for BatchNorm<D> {
 impl<const D: usize> BatchNorm<D> {
     /// `relu(bn(x))`, what a convolution block runs after its convolution. In eval mode
     /// without autograd (an inference forward under `no_grad`), the normalization and
-    /// the ReLU are one pass over `x` with the same numbers; otherwise it is `forward`
-    /// then `relu`.
+    /// the ReLU are one pass over `x` with the same numbers; otherwise one fused node
+    /// (training or recorded eval, where the backend has one), else `forward` then
+    /// `relu`.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_then(x, None, true)
     }
 
     /// `relu(bn(x) + residual)`, the tail of a residual block (torchvision's
-    /// `BasicBlock`); one pass over `x` in eval mode without autograd, like
-    /// [`BatchNorm::forward_relu`].
+    /// `BasicBlock`); one pass over `x` in eval mode without autograd, one fused node
+    /// otherwise for a residual of `x`'s shape, like [`BatchNorm::forward_relu`] (a
+    /// residual that broadcasts goes through the composite).
     pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.forward_then(x, Some(residual), true)
     }
@@ -379,7 +387,10 @@ impl<const D: usize> BatchNorm<D> {
         if let Some(y) = self.eval_fused(x, residual, relu)? {
             return Ok(y);
         }
-        let mut y = self.forward(x)?;
+        if let Some(y) = self.node_fused(x, residual, relu)? {
+            return Ok(y);
+        }
+        let mut y = self.composite(x)?;
         if let Some(r) = residual {
             y = y.add(r)?;
         }
@@ -387,6 +398,50 @@ impl<const D: usize> BatchNorm<D> {
             y = y.relu()?;
         }
         Ok(y)
+    }
+
+    /// The forward (plus residual and ReLU) as one autograd node
+    /// (`Tensor::batch_norm_fused` in `ops`): batch statistics in training (the running ones
+    /// updated from them as the composite does) or without running statistics, the
+    /// running ones otherwise. `None` where the backend has no fused form or an operand
+    /// does not fit it (the composite then runs); the input checks and errors are the
+    /// composite's.
+    fn node_fused(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<Option<Tensor>> {
+        let c = self.check(x)?;
+        let m = x.numel() / c.max(1);
+        if m <= 1 && self.training {
+            return Err(self.mismatch(x, "more than 1 value per channel when training".into()));
+        }
+        let running = match (&self.running_mean, &self.running_var) {
+            _ if self.training => None,
+            (Some(rm), Some(rv)) => Some((rm.get(), rv.get())),
+            _ => None,
+        };
+        let (weight, bias) = (
+            self.weight.as_ref().map(Param::tensor).transpose()?,
+            self.bias.as_ref().map(Param::tensor).transpose()?,
+        );
+        let args = BatchNormArgs {
+            weight: weight.as_ref(),
+            bias: bias.as_ref(),
+            residual,
+            running: running.as_ref().map(|(m, v)| (m, v)),
+            eps: self.eps as f32,
+            relu,
+        };
+        let Some((y, stats)) = x.batch_norm_fused(&args)? else {
+            return Ok(None);
+        };
+        if self.training {
+            let row = |i: usize| stats.narrow(0, i, 1)?.reshape(&[c]);
+            self.update_stats(&row(0)?, &row(2)?, m)?;
+        }
+        Ok(Some(y))
     }
 
     /// The eval-mode forward (plus residual and ReLU) as one backend pass, `None` where
@@ -438,7 +493,17 @@ impl<const D: usize> BatchNorm<D> {
 }
 
 impl<const D: usize> Forward for BatchNorm<D> {
+    /// One fused node where the backend has one (see [`BatchNorm::forward_relu`]), else
+    /// the composite of primitives.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_then(x, None, false)
+    }
+}
+
+impl<const D: usize> BatchNorm<D> {
+    /// The forward from primitives (autograd differentiates it op by op): what backends
+    /// without the fused op run, and the reference of the tests.
+    fn composite(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.check(x)?;
         let axes: Vec<usize> = (0..x.rank()).filter(|&a| a != 1).collect();
         let mut bshape = vec![1; x.rank()];

@@ -6,6 +6,7 @@
 
 mod activations;
 mod attention;
+mod batch_norm;
 mod binary;
 mod clamp;
 mod conv;
@@ -34,6 +35,7 @@ mod softplus;
 mod unary;
 pub use attention::scaled_dot_product_attention;
 pub(crate) use attention::{packed_self_attention, packed_self_attention_train};
+pub(crate) use batch_norm::BatchNormArgs;
 pub use conv::Conv2dOptions;
 pub use loss_binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
 pub use loss_class::{cross_entropy, nll_loss};

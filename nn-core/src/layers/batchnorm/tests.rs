@@ -161,3 +161,201 @@ fn fused_helpers_keep_training_and_gradients() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// `a` (fused node) and `b` (composite) layers with the same random parameters.
+fn pair<const D: usize>(
+    make: impl Fn() -> super::BatchNorm<D>,
+    c: usize,
+) -> Result<(super::BatchNorm<D>, super::BatchNorm<D>)> {
+    let (a, b) = (make(), make());
+    for (pa, pb) in a.parameters().iter().zip(b.parameters()) {
+        let v = Tensor::randn(&[c]).add_scalar(0.5)?;
+        pa.set_data(&v)?;
+        pb.set_data(&v)?;
+    }
+    Ok((a, b))
+}
+
+/// Elementwise `|x - y| <= tol (1 + |y|)`.
+fn close(what: &str, a: &Tensor, b: &Tensor, tol: f32) -> Result<()> {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    for (i, (x, y)) in a
+        .to_vec::<f32>()?
+        .iter()
+        .zip(b.to_vec::<f32>()?)
+        .enumerate()
+    {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+    Ok(())
+}
+
+/// The buffers, parameter gradients and batch count of a layer, flattened.
+fn state<const D: usize>(bn: &super::BatchNorm<D>) -> Result<Vec<(String, Tensor)>> {
+    let mut out: Vec<(String, Tensor)> = bn
+        .state_dict()?
+        .iter()
+        .map(|(k, t)| (k.to_string(), t.clone()))
+        .collect();
+    for (i, p) in bn.parameters().iter().enumerate() {
+        if let Some(g) = p.grad() {
+            out.push((format!("grad {i}"), g));
+        }
+    }
+    Ok(out)
+}
+
+/// Fused vs composite on input `shape` (channel 0 constant): output, running statistics
+/// and every gradient, over two training steps then one recorded eval step.
+fn fused_vs_composite<const D: usize>(
+    make: impl Fn() -> super::BatchNorm<D>,
+    shape: &[usize],
+    residual: bool,
+    relu: bool,
+) -> Result<()> {
+    let c = shape[1];
+    let (mut a, mut b) = pair(make, c)?;
+    for step in 0..3 {
+        if step == 2 {
+            a.eval();
+            b.eval();
+        }
+        let mut xv = Tensor::randn(shape)
+            .mul_scalar(2.0)?
+            .add_scalar(0.5)?
+            .to_vec::<f32>()?;
+        let inner: usize = shape[2..].iter().product();
+        for (i, v) in xv.iter_mut().enumerate() {
+            if (i / inner) % c == 0 {
+                *v = 3.0;
+            }
+        }
+        let x = Tensor::from_vec(xv, shape)?.with_requires_grad(true);
+        let r = residual.then(|| Tensor::randn(shape).with_requires_grad(true));
+        let u = Tensor::randn(shape);
+        let ya = a.forward_then(&x, r.as_ref(), relu)?;
+        ya.mul(&u)?.sum()?.backward()?;
+        let ga: Vec<Option<Tensor>> = [Some(&x), r.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.grad())
+            .collect();
+        x.zero_grad();
+        if let Some(r) = &r {
+            r.zero_grad();
+        }
+        let mut yb = b.composite(&x)?;
+        if let Some(r) = &r {
+            yb = yb.add(r)?;
+        }
+        if relu {
+            yb = yb.relu()?;
+        }
+        yb.mul(&u)?.sum()?.backward()?;
+        let gb: Vec<Option<Tensor>> = [Some(&x), r.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.grad())
+            .collect();
+        let case = format!("{shape:?} residual {residual} relu {relu} step {step}");
+        close(&format!("y {case}"), &ya, &yb, 1e-4)?;
+        for (i, (ga, gb)) in ga.iter().zip(&gb).enumerate() {
+            match (ga, gb) {
+                (Some(ga), Some(gb)) => close(&format!("input grad {i} {case}"), ga, gb, 2e-3)?,
+                (ga, gb) => assert_eq!(ga.is_some(), gb.is_some(), "input grad {i} {case}"),
+            }
+        }
+        let (sa, sb) = (state(&a)?, state(&b)?);
+        assert_eq!(sa.len(), sb.len(), "{case}");
+        for ((ka, ta), (kb, tb)) in sa.iter().zip(&sb) {
+            assert_eq!(ka, kb);
+            if ta.dtype() == crate::DType::I64 {
+                assert_eq!(ta.to_vec::<i64>()?, tb.to_vec::<i64>()?, "{ka} {case}");
+            } else {
+                close(&format!("{ka} {case}"), ta, tb, 2e-3)?;
+            }
+        }
+        for p in a.parameters().iter().chain(&b.parameters()) {
+            p.zero_grad();
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_node_matches_the_composite() -> Result<()> {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| crate::Error::custom(e.to_string()))?;
+        pool.install(|| -> Result<()> {
+            for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+                // small, and large enough for the threaded split (c 16, 3 * 16 * 40 * 37);
+                // planes shorter than 32 take the row-wise passes
+                fused_vs_composite(|| BatchNorm2d::new(3), &[2, 3, 4, 5], residual, relu)?;
+                fused_vs_composite(|| BatchNorm2d::new(16), &[3, 16, 40, 37], residual, relu)?;
+                fused_vs_composite(|| BatchNorm1d::new(5), &[7, 5], residual, relu)?;
+                fused_vs_composite(|| BatchNorm1d::new(4), &[3, 4, 9], residual, relu)?;
+                // short planes split by rows over the pool (81920 values)
+                fused_vs_composite(|| BatchNorm1d::new(40), &[2048, 40], residual, relu)?;
+            }
+            let no_affine = || BatchNorm2d::new(3).no_affine().momentum(None);
+            fused_vs_composite(no_affine, &[2, 3, 3, 3], true, true)?;
+            fused_vs_composite(|| BatchNorm2d::new(3).no_bias(), &[2, 3, 3, 3], true, true)?;
+            let untracked = || BatchNorm1d::new(6).no_running_stats();
+            fused_vs_composite(untracked, &[4, 6, 5], true, true)?;
+            fused_vs_composite(
+                || BatchNorm1d::new(6).no_affine().no_running_stats(),
+                &[4, 6],
+                false,
+                true,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_node_falls_back_and_keeps_errors() -> Result<()> {
+    // a broadcast residual is not the node's: the composite adds it
+    let (a, b) = pair(|| BatchNorm2d::new(3), 3)?;
+    let x = Tensor::randn(&[2, 3, 4, 4]);
+    let r = Tensor::randn(&[1, 3, 1, 4]);
+    let want = b.composite(&x)?.add(&r)?.relu()?;
+    close(
+        "broadcast residual",
+        &a.forward_add_relu(&x, &r)?,
+        &want,
+        1e-4,
+    )?;
+    // (the node does run on the CPU for a residual of the input's shape, or none)
+    assert!(a.node_fused(&x, Some(&r), true)?.is_none());
+    assert!(a.node_fused(&x, Some(&x), true)?.is_some());
+    assert!(a.node_fused(&x, None, false)?.is_some());
+    // one value per channel in training, a wrong channel count, an f64 input: errors
+    let bn = BatchNorm1d::new(3);
+    assert!(bn.forward_relu(&Tensor::randn(&[1, 3])).is_err());
+    assert!(bn.forward_relu(&Tensor::randn(&[4, 2])).is_err());
+    let x64 = Tensor::randn(&[4, 3]).to_dtype(crate::DType::F64)?;
+    assert!(bn.forward(&x64).is_err());
+    // a mismatched residual is reported as the composite reports it
+    assert!(bn
+        .forward_add_relu(&Tensor::randn(&[4, 3]), &Tensor::randn(&[5, 3]))
+        .is_err());
+    Ok(())
+}
+
+#[test]
+fn fused_node_finite_differences() -> Result<()> {
+    let bn = BatchNorm2d::new(3);
+    check_grad(&[&[2, 3, 2, 3], &[2, 3, 2, 3]], |t| {
+        bn.forward_add_relu(&t[0], &t[1])
+    })?;
+    check_grad(&[&[2, 3, 2, 3]], |t| bn.forward_relu(&t[0]))?;
+    let bn1 = BatchNorm1d::new(4).no_affine();
+    check_grad(&[&[5, 4], &[5, 4]], |t| bn1.forward_add_relu(&t[0], &t[1]))
+}
