@@ -1,0 +1,419 @@
+//! Winograd F(2x2, 3x3) convolution on the host for 3x3, stride-1, undilated,
+//! ungrouped layers (the bulk of a ResNet's multiply-adds), forward and input gradient.
+//!
+//! Each 2x2 block of outputs ("tile") of one output channel is
+//! `A^T [sum_c (G g G^T) .* (B^T d B)] A`, with `g` the 3x3 kernel of an (output, input)
+//! channel pair and `d` the 4x4 input patch under the tile: 16 multiply-adds per input
+//! channel instead of 36. Summed over the input channels, the elementwise products of
+//! the 16 positions are 16 matrix products `M[k] = U[k] @ V[k]` (`U [16, o, c]` the
+//! transformed weights, `V [16, c, tiles]` the transformed patches of every tile of
+//! the whole batch, so that the late layers with one to four tiles per sample still
+//! make wide products), run as one batched product on the rayon pool; the output
+//! transform then writes `y [n, o, oh, ow]`, the bias added and the edge tiles clipped.
+//!
+//! The input gradient of a stride-1 convolution is itself one: the "full" correlation
+//! of `dy` with the kernels rotated by 180 degrees, input and output channels swapped,
+//! shifted by `2 - pad` (negative shifts read inside `dy`), so the same routine computes
+//! it. The weight and bias gradients stay on `conv`'s im2col path.
+//!
+//! Every transform works on blocks of up to [`JB`] tiles of one image row in plain
+//! arrays (vectorised by the compiler); the transforms are split over the pool by
+//! channels (input and weights) and by output planes (output).
+
+use super::{matmul, par};
+use crate::backend::{Conv2dSpec, MatmulSpec};
+use crate::host::try_with_capacity;
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+const OP: &str = "conv2d";
+/// Tiles per block of a transform (one tile row's tiles `j0..j0 + JB`).
+const JB: usize = 16;
+/// Input columns under a block of `JB` tiles.
+const JW: usize = 2 * JB + 2;
+
+/// One correlation: `out[b, oc, i, j] = sum_{ic, p, q} x[b, ic, i + p - top, j + q - left]
+/// * k[oc, ic, p, q]`, zeros read outside the image `[h, w]`.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    top: isize,
+    left: isize,
+    /// Tile rows and columns of one output plane.
+    ty: usize,
+    tx: usize,
+}
+
+impl Plan {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        [h, w]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        top: isize,
+        left: isize,
+    ) -> Plan {
+        Plan {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            oh,
+            ow,
+            top,
+            left,
+            ty: oh.div_ceil(2),
+            tx: ow.div_ceil(2),
+        }
+    }
+
+    /// Tiles of the whole batch: the columns of the 16 products.
+    fn tiles(&self) -> usize {
+        self.n * self.ty * self.tx
+    }
+}
+
+/// Whether `spec` is a 3x3, stride-1, undilated, ungrouped convolution whose output
+/// size is the stride-1 one (what Winograd computes), whatever the padding, batch,
+/// channels and image size.
+pub(super) fn fits(spec: &Conv2dSpec) -> bool {
+    let w = &spec.window;
+    let full = |d: usize| w.input[d] + w.padding[d][0] + w.padding[d][1] == w.output[d] + 2;
+    w.kernel == [3, 3]
+        && w.stride == [1, 1]
+        && w.dilation == [1, 1]
+        && spec.groups == 1
+        && full(0)
+        && full(1)
+}
+
+/// Whether the convolution runs here rather than on `conv`'s im2col path: it [`fits`]
+/// and is among the shapes where Winograd measured faster (see [`MIN_CHANNELS`]).
+pub(super) fn takes(spec: &Conv2dSpec) -> bool {
+    fits(spec) && spec.window.channels.min(spec.out_channels) >= MIN_CHANNELS
+}
+
+/// Fewest input and output channels for which the Winograd path runs.
+const MIN_CHANNELS: usize = 16;
+
+/// The forward `y [n, o, oh, ow]` of a convolution that [`fits`]; the caller validated
+/// the lengths (`conv::check_spec`).
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    spec: &Conv2dSpec,
+) -> Result<Vec<f32>> {
+    let s = &spec.window;
+    let plan = Plan::new(
+        s.batch,
+        s.channels,
+        spec.out_channels,
+        s.input,
+        s.output,
+        s.padding[0][0] as isize,
+        s.padding[1][0] as isize,
+    );
+    let u = weights(w, spec.out_channels, s.channels, false)?;
+    correlate(x, &u, bias, &plan)
+}
+
+/// The input gradient `dx [n, c, h, w]` of a convolution that [`fits`], from `dy
+/// [n, o, oh, ow]`: the correlation of `dy` with the rotated, transposed kernels at
+/// offset `2 - pad` (see the module docs).
+pub(super) fn input_grad(w: &[f32], dy: &[f32], spec: &Conv2dSpec) -> Result<Vec<f32>> {
+    let s = &spec.window;
+    let plan = Plan::new(
+        s.batch,
+        spec.out_channels,
+        s.channels,
+        s.output,
+        s.input,
+        2 - s.padding[0][0] as isize,
+        2 - s.padding[1][0] as isize,
+    );
+    let u = weights(w, spec.out_channels, s.channels, true)?;
+    correlate(dy, &u, None, &plan)
+}
+
+/// `x` correlated with the kernels transformed into `u [16, cout, cin]`, plus `bias`.
+fn correlate(x: &[f32], u: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec<f32>> {
+    let (t, plane) = (p.tiles(), p.oh * p.ow);
+    if p.n * p.cout * plane == 0 {
+        return Ok(Vec::new());
+    }
+    let v = input_tiles(x, p)?;
+    let mut m = par::filled(16 * p.cout * t, 0.0, OP)?;
+    let spec = MatmulSpec {
+        batch: 16,
+        m: p.cout,
+        n: t,
+        k: p.cin,
+        lhs_batch: (0..16).collect(),
+        rhs_batch: (0..16).collect(),
+        lhs_t: false,
+        rhs_t: false,
+    };
+    matmul::gemm_into(&mut m, u, &v, &spec, false);
+    drop(v);
+    output(&m, bias, p)
+}
+
+/// A vector of 16 planes of `rows * per_row` elements, split by rows over the pool:
+/// `body(rows, planes)` writes the rows `rows` of each of the 16 planes (`planes[k]`
+/// being plane `k`'s part, `rows.len() * per_row` elements) and returns how many
+/// elements it wrote in all; a task that wrote fewer is an error, never uninitialized
+/// memory.
+fn build16(
+    rows: usize,
+    per_row: usize,
+    body: impl Fn(Range<usize>, &mut [&mut [MaybeUninit<f32>]]) -> usize + Sync,
+) -> Result<Vec<f32>> {
+    let len = 16 * rows * per_row;
+    let mut out: Vec<f32> = try_with_capacity(len, OP)?;
+    if len == 0 {
+        return Ok(out);
+    }
+    let tasks = if par::worth(len) {
+        (4 * rayon::current_num_threads()).min(rows)
+    } else {
+        1
+    };
+    let step = rows.div_ceil(tasks.max(1));
+    let mut parts: Vec<Vec<&mut [MaybeUninit<f32>]>> =
+        (0..rows.div_ceil(step)).map(|_| Vec::new()).collect();
+    for plane in out.spare_capacity_mut()[..len].chunks_mut(rows * per_row) {
+        for (part, chunk) in parts.iter_mut().zip(plane.chunks_mut(step * per_row)) {
+            part.push(chunk);
+        }
+    }
+    let full = parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, mut part)| {
+            let want: usize = part.iter().map(|c| c.len()).sum();
+            let r = i * step..((i + 1) * step).min(rows);
+            body(r, &mut part) == want
+        })
+        .reduce(|| true, |a, b| a && b);
+    if !full {
+        return Err(Error::custom(format!("{OP}: a transform task was left short")));
+    }
+    // SAFETY: the parts partition the first `len` slots (16 planes, each cut into the
+    // same row ranges), and every body reported writing all of its part's elements.
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
+/// The transformed kernels `U [16, rows, cols]`, `U[k][r, s] = (G g G^T)[k]`: for the
+/// forward (`rot` false) `rows = o`, `cols = c` and `g = w[r, s]`; for the input
+/// gradient `rows = c`, `cols = o` and `g` is `w[s, r]` rotated by 180 degrees.
+fn weights(w: &[f32], o: usize, c: usize, rot: bool) -> Result<Vec<f32>> {
+    let (rows, cols) = if rot { (c, o) } else { (o, c) };
+    build16(rows, cols, |rr, parts| {
+        let mut done = 0;
+        for (ri, r) in rr.enumerate() {
+            for s in 0..cols {
+                let (oi, ci) = if rot { (s, r) } else { (r, s) };
+                let src = &w[(oi * c + ci) * 9..][..9];
+                let mut g = [0.0f32; 9];
+                for (i, d) in g.iter_mut().enumerate() {
+                    *d = if rot { src[8 - i] } else { src[i] };
+                }
+                let u = kernel_transform(&g);
+                let at = ri * cols + s;
+                for (part, v) in parts.iter_mut().zip(u) {
+                    if let Some(d) = part.get_mut(at) {
+                        d.write(v);
+                        done += 1;
+                    }
+                }
+            }
+        }
+        done
+    })
+}
+
+/// `G g G^T` of one 3x3 kernel (row-major), as 16 values.
+#[inline]
+fn kernel_transform(g: &[f32; 9]) -> [f32; 16] {
+    // G g: 4 rows of 3
+    let mut t = [[0.0f32; 3]; 4];
+    for q in 0..3 {
+        let (a, b, c) = (g[q], g[3 + q], g[6 + q]);
+        t[0][q] = a;
+        t[1][q] = 0.5 * (a + b + c);
+        t[2][q] = 0.5 * (a - b + c);
+        t[3][q] = c;
+    }
+    let mut u = [0.0f32; 16];
+    for (r, row) in t.iter().enumerate() {
+        let [a, b, c] = *row;
+        u[4 * r] = a;
+        u[4 * r + 1] = 0.5 * (a + b + c);
+        u[4 * r + 2] = 0.5 * (a - b + c);
+        u[4 * r + 3] = c;
+    }
+    u
+}
+
+/// The transformed input patches `V [16, cin, tiles]`, `V[k][c, t] = (B^T d B)[k]` with
+/// `d` the 4x4 patch of channel `c` under tile `t = (b * ty + i) * tx + j`.
+fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
+    let Plan {
+        n,
+        cin,
+        h,
+        w,
+        top,
+        left,
+        ty,
+        tx,
+        ..
+    } = *p;
+    let t = p.tiles();
+    build16(cin, t, |chans, parts| {
+        let mut done = 0;
+        for (ci, ch) in chans.enumerate() {
+            for b in 0..n {
+                let img = &x[(b * cin + ch) * h * w..][..h * w];
+                for i in 0..ty {
+                    let at = ci * t + (b * ty + i) * tx;
+                    for j0 in (0..tx).step_by(JB) {
+                        let nj = JB.min(tx - j0);
+                        let d = patch_rows(img, [h, w], 2 * i as isize - top, {
+                            2 * j0 as isize - left
+                        });
+                        // B^T d: the 4 rows combined, over the block's columns
+                        let mut r = [[0.0f32; JW]; 4];
+                        for u in 0..JW {
+                            r[0][u] = d[0][u] - d[2][u];
+                            r[1][u] = d[1][u] + d[2][u];
+                            r[2][u] = d[2][u] - d[1][u];
+                            r[3][u] = d[1][u] - d[3][u];
+                        }
+                        // (B^T d) B: each row's 4 columns under tile j at 2j..2j+4
+                        for (ri, row) in r.iter().enumerate() {
+                            let base = at + j0;
+                            let k = 4 * ri;
+                            done += put(&mut parts[k], base, nj, |u| row[u] - row[u + 2]);
+                            done += put(&mut parts[k + 1], base, nj, |u| row[u + 1] + row[u + 2]);
+                            done += put(&mut parts[k + 2], base, nj, |u| row[u + 2] - row[u + 1]);
+                            done += put(&mut parts[k + 3], base, nj, |u| row[u + 1] - row[u + 3]);
+                        }
+                    }
+                }
+            }
+        }
+        done
+    })
+}
+
+/// Writes `f(2 * jj)` into slot `base + jj` of `part` for the `nj` tiles of a block,
+/// returning how many it wrote (0 when the slots lie outside `part`).
+#[inline(always)]
+fn put(part: &mut [MaybeUninit<f32>], base: usize, nj: usize, f: impl Fn(usize) -> f32) -> usize {
+    match part.get_mut(base..base + nj) {
+        Some(slots) => {
+            for (jj, s) in slots.iter_mut().enumerate() {
+                s.write(f(2 * jj));
+            }
+            nj
+        }
+        None => 0,
+    }
+}
+
+/// The 4 image rows from `row0` under a block of tiles, columns from `col0` (`JW` of
+/// them), zeros outside the image.
+#[inline]
+fn patch_rows(img: &[f32], [h, w]: [usize; 2], row0: isize, col0: isize) -> [[f32; JW]; 4] {
+    let mut d = [[0.0f32; JW]; 4];
+    // the block's columns u with 0 <= col0 + u < w
+    let lo = (-col0).clamp(0, JW as isize) as usize;
+    let hi = (w as isize - col0).clamp(0, JW as isize) as usize;
+    for (dr, row) in d.iter_mut().enumerate() {
+        let r = row0 + dr as isize;
+        if r < 0 || r >= h as isize || lo >= hi {
+            continue;
+        }
+        let start = r as usize * w + (col0 + lo as isize) as usize;
+        if let Some(src) = img.get(start..start + (hi - lo)) {
+            row[lo..hi].copy_from_slice(src);
+        }
+    }
+    d
+}
+
+/// The output `[n, cout, oh, ow]` from the products `m [16, cout, tiles]`: per tile
+/// `A^T m A`, plus the bias, clipped to the plane.
+fn output(m: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec<f32>> {
+    let Plan {
+        cout,
+        oh,
+        ow,
+        ty,
+        tx,
+        ..
+    } = *p;
+    let (t, plane) = (p.tiles(), oh * ow);
+    let kstride = cout * t;
+    par::build(p.n * cout * plane, plane, OP, |start, dst| {
+        let mut done = 0;
+        for (pi, yp) in dst.chunks_mut(plane).enumerate() {
+            let pl = start / plane + pi;
+            let (b, oc) = (pl / cout, pl % cout);
+            let bv = bias.map_or(0.0, |v| v[oc]);
+            for i in 0..ty {
+                let at = oc * t + (b * ty + i) * tx;
+                for j0 in (0..tx).step_by(JB) {
+                    let nj = JB.min(tx - j0);
+                    // A^T m: s[0] = m0 + m1 + m2, s[1] = m1 - m2 - m3 (rows of m), per
+                    // column of m and tile
+                    let mut s = [[[0.0f32; JB]; 4]; 2];
+                    for col in 0..4 {
+                        let row = |r: usize| &m[(4 * r + col) * kstride + at + j0..][..nj];
+                        let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
+                        for jj in 0..nj {
+                            s[0][col][jj] = m0[jj] + m1[jj] + m2[jj];
+                            s[1][col][jj] = m1[jj] - m2[jj] - m3[jj];
+                        }
+                    }
+                    for (a, sa) in s.iter().enumerate() {
+                        let r = 2 * i + a;
+                        if r >= oh {
+                            continue;
+                        }
+                        let yrow = &mut yp[r * ow..(r + 1) * ow];
+                        for jj in 0..nj {
+                            let c0 = 2 * (j0 + jj);
+                            let v0 = sa[0][jj] + sa[1][jj] + sa[2][jj] + bv;
+                            let v1 = sa[1][jj] - sa[2][jj] - sa[3][jj] + bv;
+                            yrow[c0].write(v0);
+                            done += 1;
+                            if let Some(y1) = yrow.get_mut(c0 + 1) {
+                                y1.write(v1);
+                                done += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        done
+    })
+}
+
+#[cfg(test)]
+mod tests;
