@@ -99,13 +99,33 @@ pub(super) fn fits(spec: &Conv2dSpec) -> bool {
 }
 
 /// Whether the convolution runs here rather than on `conv`'s im2col path: it [`fits`]
-/// and is among the shapes where Winograd measured faster (see [`MIN_CHANNELS`]).
+/// and has the channels and tiles where Winograd measured faster (see [`MIN_CHANNELS`]).
 pub(super) fn takes(spec: &Conv2dSpec) -> bool {
-    fits(spec) && spec.window.channels.min(spec.out_channels) >= MIN_CHANNELS
+    let w = &spec.window;
+    let tiles = w.batch * w.output[0].div_ceil(2) * w.output[1].div_ceil(2);
+    fits(spec) && w.channels.min(spec.out_channels) >= MIN_CHANNELS && tiles >= MIN_TILES
 }
 
-/// Fewest input and output channels for which the Winograd path runs.
-const MIN_CHANNELS: usize = 16;
+/// Fewest input and output channels, and fewest output tiles of the whole batch, for
+/// which the Winograd path runs. Measured per layer (`tests::timings`, batch 8, padding
+/// 1, im2col time / Winograd time, 1 thread, thread CPU time on a loaded 2-core
+/// AVX-512 machine), forward and input gradient:
+///
+/// | channels, side | tiles | forward | dx    |
+/// |----------------|-------|---------|-------|
+/// | 64, 16x16      | 512   | 1.78x   | 1.47x |
+/// | 128, 8x8       | 128   | 1.85x   | 1.54x |
+/// | 256, 4x4       | 32    | 1.20x   | 1.37x |
+/// | 512, 2x2       | 8     | 0.52x   | 0.82x |
+/// | 16, 16x16      | 512   | 1.01x   | 0.91x |
+/// | 32, 8x8        | 128   | 1.14x   | 1.03x |
+///
+/// With few tiles the weight transform (`U` is 16/9 of the weight, written and read
+/// back: 4 ms of the 8 at 512 channels) outweighs the multiply-adds saved; with few
+/// channels the transforms and the small products' overhead do.
+const MIN_CHANNELS: usize = 32;
+/// See [`MIN_CHANNELS`].
+const MIN_TILES: usize = 32;
 
 /// The forward `y [n, o, oh, ow]` of a convolution that [`fits`]; the caller validated
 /// the lengths (`conv::check_spec`).
@@ -126,7 +146,9 @@ pub(super) fn forward(
         s.padding[1][0] as isize,
     );
     let u = weights(w, spec.out_channels, s.channels, false)?;
-    correlate(x, &u, bias, &plan)
+    let y = correlate(x, &u, bias, &plan);
+    crate::host::pool::give(u);
+    y
 }
 
 /// The input gradient `dx [n, c, h, w]` of a convolution that [`fits`], from `dy
@@ -144,7 +166,9 @@ pub(super) fn input_grad(w: &[f32], dy: &[f32], spec: &Conv2dSpec) -> Result<Vec
         2 - s.padding[1][0] as isize,
     );
     let u = weights(w, spec.out_channels, s.channels, true)?;
-    correlate(dy, &u, None, &plan)
+    let dx = correlate(dy, &u, None, &plan);
+    crate::host::pool::give(u);
+    dx
 }
 
 /// `x` correlated with the kernels transformed into `u [16, cout, cin]`, plus `bias`.
@@ -166,8 +190,12 @@ fn correlate(x: &[f32], u: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec
         rhs_t: false,
     };
     matmul::gemm_into(&mut m, u, &v, &spec, false);
-    drop(v);
-    output(&m, bias, p)
+    // the scratch goes back to this thread's cache of host buffers, for the next layer
+    // of its size (a fresh one faults its pages in)
+    crate::host::pool::give(v);
+    let y = output(&m, bias, p);
+    crate::host::pool::give(m);
+    y
 }
 
 /// A vector of 16 planes of `rows * per_row` elements, split by rows over the pool:
@@ -208,7 +236,9 @@ fn build16(
         })
         .reduce(|| true, |a, b| a && b);
     if !full {
-        return Err(Error::custom(format!("{OP}: a transform task was left short")));
+        return Err(Error::custom(format!(
+            "{OP}: a transform task was left short"
+        )));
     }
     // SAFETY: the parts partition the first `len` slots (16 planes, each cut into the
     // same row ranges), and every body reported writing all of its part's elements.
@@ -224,20 +254,22 @@ fn weights(w: &[f32], o: usize, c: usize, rot: bool) -> Result<Vec<f32>> {
     build16(rows, cols, |rr, parts| {
         let mut done = 0;
         for (ri, r) in rr.enumerate() {
-            for s in 0..cols {
-                let (oi, ci) = if rot { (s, r) } else { (r, s) };
-                let src = &w[(oi * c + ci) * 9..][..9];
-                let mut g = [0.0f32; 9];
-                for (i, d) in g.iter_mut().enumerate() {
-                    *d = if rot { src[8 - i] } else { src[i] };
+            for s0 in (0..cols).step_by(JB) {
+                let ns = JB.min(cols - s0);
+                // the block's kernels, tap-major: g[tap][s - s0]
+                let mut g = [[0.0f32; JB]; 9];
+                for si in 0..ns {
+                    let s = s0 + si;
+                    let (oi, ci) = if rot { (s, r) } else { (r, s) };
+                    let src = &w[(oi * c + ci) * 9..][..9];
+                    for (tap, gt) in g.iter_mut().enumerate() {
+                        gt[si] = if rot { src[8 - tap] } else { src[tap] };
+                    }
                 }
                 let u = kernel_transform(&g);
-                let at = ri * cols + s;
-                for (part, v) in parts.iter_mut().zip(u) {
-                    if let Some(d) = part.get_mut(at) {
-                        d.write(v);
-                        done += 1;
-                    }
+                let at = ri * cols + s0;
+                for (part, uk) in parts.iter_mut().zip(&u) {
+                    done += put(part, at, ns, |si| uk[si]);
                 }
             }
         }
@@ -245,25 +277,30 @@ fn weights(w: &[f32], o: usize, c: usize, rot: bool) -> Result<Vec<f32>> {
     })
 }
 
-/// `G g G^T` of one 3x3 kernel (row-major), as 16 values.
+/// `G g G^T` of a block of `JB` 3x3 kernels (tap-major: `g[3 * p + q][kernel]`), as
+/// the 16 transformed values of each.
 #[inline]
-fn kernel_transform(g: &[f32; 9]) -> [f32; 16] {
-    // G g: 4 rows of 3
-    let mut t = [[0.0f32; 3]; 4];
+fn kernel_transform(g: &[[f32; JB]; 9]) -> [[f32; JB]; 16] {
+    // G g: 4 rows of 3, then (G g) G^T: 4 columns of each row
+    let mut t = [[[0.0f32; JB]; 3]; 4];
     for q in 0..3 {
-        let (a, b, c) = (g[q], g[3 + q], g[6 + q]);
-        t[0][q] = a;
-        t[1][q] = 0.5 * (a + b + c);
-        t[2][q] = 0.5 * (a - b + c);
-        t[3][q] = c;
+        for e in 0..JB {
+            let (a, b, c) = (g[q][e], g[3 + q][e], g[6 + q][e]);
+            t[0][q][e] = a;
+            t[1][q][e] = 0.5 * (a + b + c);
+            t[2][q][e] = 0.5 * (a - b + c);
+            t[3][q][e] = c;
+        }
     }
-    let mut u = [0.0f32; 16];
+    let mut u = [[0.0f32; JB]; 16];
     for (r, row) in t.iter().enumerate() {
-        let [a, b, c] = *row;
-        u[4 * r] = a;
-        u[4 * r + 1] = 0.5 * (a + b + c);
-        u[4 * r + 2] = 0.5 * (a - b + c);
-        u[4 * r + 3] = c;
+        for e in 0..JB {
+            let (a, b, c) = (row[0][e], row[1][e], row[2][e]);
+            u[4 * r][e] = a;
+            u[4 * r + 1][e] = 0.5 * (a + b + c);
+            u[4 * r + 2][e] = 0.5 * (a - b + c);
+            u[4 * r + 3][e] = c;
+        }
     }
     u
 }
@@ -307,10 +344,16 @@ fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
                         for (ri, row) in r.iter().enumerate() {
                             let base = at + j0;
                             let k = 4 * ri;
-                            done += put(&mut parts[k], base, nj, |u| row[u] - row[u + 2]);
-                            done += put(&mut parts[k + 1], base, nj, |u| row[u + 1] + row[u + 2]);
-                            done += put(&mut parts[k + 2], base, nj, |u| row[u + 2] - row[u + 1]);
-                            done += put(&mut parts[k + 3], base, nj, |u| row[u + 1] - row[u + 3]);
+                            done += put(&mut parts[k], base, nj, |j| row[2 * j] - row[2 * j + 2]);
+                            done += put(&mut parts[k + 1], base, nj, |j| {
+                                row[2 * j + 1] + row[2 * j + 2]
+                            });
+                            done += put(&mut parts[k + 2], base, nj, |j| {
+                                row[2 * j + 2] - row[2 * j + 1]
+                            });
+                            done += put(&mut parts[k + 3], base, nj, |j| {
+                                row[2 * j + 1] - row[2 * j + 3]
+                            });
                         }
                     }
                 }
@@ -320,14 +363,14 @@ fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
     })
 }
 
-/// Writes `f(2 * jj)` into slot `base + jj` of `part` for the `nj` tiles of a block,
-/// returning how many it wrote (0 when the slots lie outside `part`).
+/// Writes `f(j)` into slot `base + j` of `part` for `j < nj`, returning how many it
+/// wrote (0 when the slots lie outside `part`).
 #[inline(always)]
 fn put(part: &mut [MaybeUninit<f32>], base: usize, nj: usize, f: impl Fn(usize) -> f32) -> usize {
     match part.get_mut(base..base + nj) {
         Some(slots) => {
             for (jj, s) in slots.iter_mut().enumerate() {
-                s.write(f(2 * jj));
+                s.write(f(jj));
             }
             nj
         }
