@@ -30,7 +30,7 @@ use std::ops::Range;
 
 const OP: &str = "conv2d";
 /// Tiles per block of a transform (one tile row's tiles `j0..j0 + JB`).
-const JB: usize = 16;
+const JB: usize = 8;
 /// Input columns under a block of `JB` tiles.
 const JW: usize = 2 * JB + 2;
 
@@ -103,29 +103,55 @@ pub(super) fn fits(spec: &Conv2dSpec) -> bool {
 pub(super) fn takes(spec: &Conv2dSpec) -> bool {
     let w = &spec.window;
     let tiles = w.batch * w.output[0].div_ceil(2) * w.output[1].div_ceil(2);
-    fits(spec) && w.channels.min(spec.out_channels) >= MIN_CHANNELS && tiles >= MIN_TILES
+    let wide = w.channels.min(spec.out_channels) >= MIN_CHANNELS && tiles >= MIN_TILES;
+    fits(spec) && (wide || forced())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: every convolution that [`fits`] runs here, on this thread.
+    static FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test forced the Winograd path on this thread (`false` outside tests).
+fn forced() -> bool {
+    #[cfg(test)]
+    {
+        FORCED.with(|f| f.get())
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// Tests: sends every convolution that [`fits`] here (`on`), on this thread, so that
+/// small shapes check the whole node by finite differences.
+#[cfg(test)]
+fn force(on: bool) {
+    FORCED.with(|f| f.set(on));
 }
 
 /// Fewest input and output channels, and fewest output tiles of the whole batch, for
-/// which the Winograd path runs. Measured per layer (`tests::timings`, batch 8, padding
-/// 1, im2col time / Winograd time, 1 thread, thread CPU time on a loaded 2-core
-/// AVX-512 machine), forward and input gradient:
+/// which the Winograd path runs. Measured per layer (`tests::timings` in the release
+/// profile, batch 8, padding 1, im2col time / Winograd time, 1 thread in thread CPU
+/// time on a shared 2-core AVX-512 machine, load 2-3), forward and input gradient:
 ///
 /// | channels, side | tiles | forward | dx    |
 /// |----------------|-------|---------|-------|
-/// | 64, 16x16      | 512   | 1.78x   | 1.47x |
-/// | 128, 8x8       | 128   | 1.85x   | 1.54x |
-/// | 256, 4x4       | 32    | 1.20x   | 1.37x |
-/// | 512, 2x2       | 8     | 0.52x   | 0.82x |
-/// | 16, 16x16      | 512   | 1.01x   | 0.91x |
-/// | 32, 8x8        | 128   | 1.14x   | 1.03x |
+/// | 64, 16x16      | 512   | 1.35x   | 1.16x |
+/// | 128, 8x8       | 128   | 1.27x   | 1.16x |
+/// | 256, 4x4       | 32    | 0.90x   | 0.95x |
+/// | 512, 2x2       | 8     | 0.35x   | 0.39x |
+/// | 16, 16x16      | 512   | 1.01x   | 0.75x |
+/// | 32, 8x8        | 128   | 1.04x   | 0.82x |
 ///
 /// With few tiles the weight transform (`U` is 16/9 of the weight, written and read
-/// back: 4 ms of the 8 at 512 channels) outweighs the multiply-adds saved; with few
-/// channels the transforms and the small products' overhead do.
-const MIN_CHANNELS: usize = 32;
+/// back: 3.9 ms of the 6.5 at 512 channels) outweighs the multiply-adds saved; with
+/// few channels the transforms (a fixed cost per tile and channel) do.
+const MIN_CHANNELS: usize = 64;
 /// See [`MIN_CHANNELS`].
-const MIN_TILES: usize = 32;
+const MIN_TILES: usize = 64;
 
 /// The forward `y [n, o, oh, ow]` of a convolution that [`fits`]; the caller validated
 /// the lengths (`conv::check_spec`).
@@ -269,7 +295,7 @@ fn weights(w: &[f32], o: usize, c: usize, rot: bool) -> Result<Vec<f32>> {
                 let u = kernel_transform(&g);
                 let at = ri * cols + s0;
                 for (part, uk) in parts.iter_mut().zip(&u) {
-                    done += put(part, at, ns, |si| uk[si]);
+                    done += put(part, at, &uk[..ns]);
                 }
             }
         }
@@ -340,20 +366,21 @@ fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
                             r[2][u] = d[2][u] - d[1][u];
                             r[3][u] = d[1][u] - d[3][u];
                         }
-                        // (B^T d) B: each row's 4 columns under tile j at 2j..2j+4
+                        // (B^T d) B: each row's 4 columns under tile j at 2j..2j+4,
+                        // for the whole block (fixed bounds: vectorised, no checks)
+                        let mut v = [[0.0f32; JB]; 16];
                         for (ri, row) in r.iter().enumerate() {
-                            let base = at + j0;
-                            let k = 4 * ri;
-                            done += put(&mut parts[k], base, nj, |j| row[2 * j] - row[2 * j + 2]);
-                            done += put(&mut parts[k + 1], base, nj, |j| {
-                                row[2 * j + 1] + row[2 * j + 2]
-                            });
-                            done += put(&mut parts[k + 2], base, nj, |j| {
-                                row[2 * j + 2] - row[2 * j + 1]
-                            });
-                            done += put(&mut parts[k + 3], base, nj, |j| {
-                                row[2 * j + 1] - row[2 * j + 3]
-                            });
+                            for j in 0..JB {
+                                let (a, b, c, d) =
+                                    (row[2 * j], row[2 * j + 1], row[2 * j + 2], row[2 * j + 3]);
+                                v[4 * ri][j] = a - c;
+                                v[4 * ri + 1][j] = b + c;
+                                v[4 * ri + 2][j] = c - b;
+                                v[4 * ri + 3][j] = b - d;
+                            }
+                        }
+                        for (part, vk) in parts.iter_mut().zip(&v) {
+                            done += put(part, at + j0, &vk[..nj]);
                         }
                     }
                 }
@@ -363,19 +390,26 @@ fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
     })
 }
 
-/// Writes `f(j)` into slot `base + j` of `part` for `j < nj`, returning how many it
-/// wrote (0 when the slots lie outside `part`).
+/// Writes `src` into the slots from `base` of `part`, returning how many it wrote (0
+/// when the slots lie outside `part`). A whole block (`JB` values) is copied with a
+/// fixed length: a few vector moves, where a copy of unknown length is a `memcpy` call.
 #[inline(always)]
-fn put(part: &mut [MaybeUninit<f32>], base: usize, nj: usize, f: impl Fn(usize) -> f32) -> usize {
-    match part.get_mut(base..base + nj) {
-        Some(slots) => {
-            for (jj, s) in slots.iter_mut().enumerate() {
-                s.write(f(jj));
+fn put(part: &mut [MaybeUninit<f32>], base: usize, src: &[f32]) -> usize {
+    let Some(slots) = part.get_mut(base..base + src.len()) else {
+        return 0;
+    };
+    match (
+        <&mut [MaybeUninit<f32>; JB]>::try_from(&mut *slots),
+        <&[f32; JB]>::try_from(src),
+    ) {
+        (Ok(d), Ok(s)) => *d = s.map(MaybeUninit::new),
+        _ => {
+            for (d, &v) in slots.iter_mut().zip(src) {
+                d.write(v);
             }
-            nj
         }
-        None => 0,
     }
+    src.len()
 }
 
 /// The 4 image rows from `row0` under a block of tiles, columns from `col0` (`JW` of
@@ -423,7 +457,7 @@ fn output(m: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec<f32>> {
                 for j0 in (0..tx).step_by(JB) {
                     let nj = JB.min(tx - j0);
                     // A^T m: s[0] = m0 + m1 + m2, s[1] = m1 - m2 - m3 (rows of m), per
-                    // column of m and tile
+                    // column of m and tile, read in place
                     let mut s = [[[0.0f32; JB]; 4]; 2];
                     for col in 0..4 {
                         let row = |r: usize| &m[(4 * r + col) * kstride + at + j0..][..nj];
