@@ -133,21 +133,21 @@ fn force(on: bool) {
 }
 
 /// Fewest input and output channels, and fewest output tiles of the whole batch, for
-/// which the Winograd path runs. Measured per layer (`tests::timings` in the release
-/// profile, batch 8, padding 1, im2col time / Winograd time, 1 thread in thread CPU
-/// time on a shared 2-core AVX-512 machine, load 2-3), forward and input gradient:
+/// which the Winograd path runs. Measured per layer (`tests::timings`, release profile,
+/// batch 8, padding 1; im2col time / Winograd time, 1 thread in thread CPU time, then
+/// 2 threads in wall time; a shared 2-core AVX-512 machine at load 3.4):
 ///
-/// | channels, side | tiles | forward | dx    |
-/// |----------------|-------|---------|-------|
-/// | 64, 16x16      | 512   | 1.35x   | 1.16x |
-/// | 128, 8x8       | 128   | 1.27x   | 1.16x |
-/// | 256, 4x4       | 32    | 0.90x   | 0.95x |
-/// | 512, 2x2       | 8     | 0.35x   | 0.39x |
-/// | 16, 16x16      | 512   | 1.01x   | 0.75x |
-/// | 32, 8x8        | 128   | 1.04x   | 0.82x |
+/// | channels, side | tiles | forward 1t | dx 1t | forward 2t | dx 2t |
+/// |----------------|-------|------------|-------|------------|-------|
+/// | 64, 16x16      | 512   | 1.38x      | 1.16x | 1.37x      | 1.16x |
+/// | 128, 8x8       | 128   | 1.28x      | 1.19x | 1.29x      | 1.21x |
+/// | 256, 4x4       | 32    | 0.94x      | 0.92x | 0.95x      | 0.90x |
+/// | 512, 2x2       | 8     | 0.37x      | 0.41x | 0.38x      | 0.39x |
+/// | 16, 16x16      | 512   | 1.02x      | 0.74x | 1.08x      | 0.77x |
+/// | 32, 8x8        | 128   | 1.00x      | 0.79x | 1.01x      | 0.81x |
 ///
 /// With few tiles the weight transform (`U` is 16/9 of the weight, written and read
-/// back: 3.9 ms of the 6.5 at 512 channels) outweighs the multiply-adds saved; with
+/// back: 3.3 ms of the 5.7 at 512 channels) outweighs the multiply-adds saved; with
 /// few channels the transforms (a fixed cost per tile and channel) do.
 const MIN_CHANNELS: usize = 64;
 /// See [`MIN_CHANNELS`].
@@ -258,7 +258,7 @@ fn build16(
         .map(|(i, mut part)| {
             let want: usize = part.iter().map(|c| c.len()).sum();
             let r = i * step..((i + 1) * step).min(rows);
-            with_avx2(|| body(r, &mut part)) == want
+            body(r, &mut part) == want
         })
         .reduce(|| true, |a, b| a && b);
     if !full {
@@ -278,34 +278,65 @@ fn build16(
 fn weights(w: &[f32], o: usize, c: usize, rot: bool) -> Result<Vec<f32>> {
     let (rows, cols) = if rot { (c, o) } else { (o, c) };
     build16(rows, cols, |rr, parts| {
-        let mut done = 0;
-        for (ri, r) in rr.enumerate() {
-            for s0 in (0..cols).step_by(JB) {
-                let ns = JB.min(cols - s0);
-                // the block's kernels, tap-major: g[tap][s - s0]
-                let mut g = [[0.0f32; JB]; 9];
-                for si in 0..ns {
-                    let s = s0 + si;
-                    let (oi, ci) = if rot { (s, r) } else { (r, s) };
-                    let src = &w[(oi * c + ci) * 9..][..9];
-                    for (tap, gt) in g.iter_mut().enumerate() {
-                        gt[si] = if rot { src[8 - tap] } else { src[tap] };
-                    }
-                }
-                let u = kernel_transform(&g);
-                let at = ri * cols + s0;
-                for (part, uk) in parts.iter_mut().zip(&u) {
-                    done += put(part, at, &uk[..ns]);
+        let args = (w, c, cols, rot);
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU runs AVX2 and FMA.
+            return unsafe { weights_avx2(args, rr, parts) };
+        }
+        weights_task(args, rr, parts)
+    })
+}
+
+/// One task of [`weights`] (`(w, c, cols, rot)` as there): its rows `rr` of the 16
+/// planes (`parts`), blocks of `JB` kernels at a time.
+#[inline(always)]
+fn weights_task(
+    (w, c, cols, rot): (&[f32], usize, usize, bool),
+    rr: Range<usize>,
+    parts: &mut [&mut [MaybeUninit<f32>]],
+) -> usize {
+    let mut done = 0;
+    for (ri, r) in rr.enumerate() {
+        for s0 in (0..cols).step_by(JB) {
+            let ns = JB.min(cols - s0);
+            // the block's kernels, tap-major: g[tap][s - s0]
+            let mut g = [[0.0f32; JB]; 9];
+            for si in 0..ns {
+                let s = s0 + si;
+                let (oi, ci) = if rot { (s, r) } else { (r, s) };
+                let src = &w[(oi * c + ci) * 9..][..9];
+                for (tap, gt) in g.iter_mut().enumerate() {
+                    gt[si] = if rot { src[8 - tap] } else { src[tap] };
                 }
             }
+            let u = kernel_transform(&g);
+            let at = ri * cols + s0;
+            for (part, uk) in parts.iter_mut().zip(&u) {
+                done += put(part, at, &uk[..ns]);
+            }
         }
-        done
-    })
+    }
+    done
+}
+
+/// [`weights_task`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weights_avx2(
+    args: (&[f32], usize, usize, bool),
+    rr: Range<usize>,
+    parts: &mut [&mut [MaybeUninit<f32>]],
+) -> usize {
+    weights_task(args, rr, parts)
 }
 
 /// `G g G^T` of a block of `JB` 3x3 kernels (tap-major: `g[3 * p + q][kernel]`), as
 /// the 16 transformed values of each.
-#[inline]
+#[inline(always)]
 fn kernel_transform(g: &[[f32; JB]; 9]) -> [[f32; JB]; 16] {
     // G g: 4 rows of 3, then (G g) G^T: 4 columns of each row
     let mut t = [[[0.0f32; JB]; 3]; 4];
@@ -334,6 +365,24 @@ fn kernel_transform(g: &[[f32; JB]; 9]) -> [[f32; JB]; 16] {
 /// The transformed input patches `V [16, cin, tiles]`, `V[k][c, t] = (B^T d B)[k]` with
 /// `d` the 4x4 patch of channel `c` under tile `t = (b * ty + i) * tx + j`.
 fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
+    build16(p.cin, p.tiles(), |chans, parts| {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU runs AVX2 and FMA.
+            return unsafe { input_avx2(x, p, chans, parts) };
+        }
+        input_task(x, p, chans, parts)
+    })
+}
+
+/// One task of [`input_tiles`]: the channels `chans` of the 16 planes (`parts`).
+#[inline(always)]
+fn input_task(
+    x: &[f32],
+    p: &Plan,
+    chans: Range<usize>,
+    parts: &mut [&mut [MaybeUninit<f32>]],
+) -> usize {
     let Plan {
         n,
         cin,
@@ -346,48 +395,61 @@ fn input_tiles(x: &[f32], p: &Plan) -> Result<Vec<f32>> {
         ..
     } = *p;
     let t = p.tiles();
-    build16(cin, t, |chans, parts| {
-        let mut done = 0;
-        for (ci, ch) in chans.enumerate() {
-            for b in 0..n {
-                let img = &x[(b * cin + ch) * h * w..][..h * w];
-                for i in 0..ty {
-                    let at = ci * t + (b * ty + i) * tx;
-                    for j0 in (0..tx).step_by(JB) {
-                        let nj = JB.min(tx - j0);
-                        let d = patch_rows(img, [h, w], 2 * i as isize - top, {
-                            2 * j0 as isize - left
-                        });
-                        // B^T d: the 4 rows combined, over the block's columns
-                        let mut r = [[0.0f32; JW]; 4];
-                        for u in 0..JW {
-                            r[0][u] = d[0][u] - d[2][u];
-                            r[1][u] = d[1][u] + d[2][u];
-                            r[2][u] = d[2][u] - d[1][u];
-                            r[3][u] = d[1][u] - d[3][u];
+    let mut done = 0;
+    for (ci, ch) in chans.enumerate() {
+        for b in 0..n {
+            let img = &x[(b * cin + ch) * h * w..][..h * w];
+            for i in 0..ty {
+                let at = ci * t + (b * ty + i) * tx;
+                for j0 in (0..tx).step_by(JB) {
+                    let nj = JB.min(tx - j0);
+                    let d = patch_rows(img, [h, w], 2 * i as isize - top, {
+                        2 * j0 as isize - left
+                    });
+                    // B^T d: the 4 rows combined, over the block's columns
+                    let mut r = [[0.0f32; JW]; 4];
+                    for u in 0..JW {
+                        r[0][u] = d[0][u] - d[2][u];
+                        r[1][u] = d[1][u] + d[2][u];
+                        r[2][u] = d[2][u] - d[1][u];
+                        r[3][u] = d[1][u] - d[3][u];
+                    }
+                    // (B^T d) B: each row's 4 columns under tile j at 2j..2j+4,
+                    // for the whole block (fixed bounds: vectorised, no checks)
+                    let mut v = [[0.0f32; JB]; 16];
+                    for (ri, row) in r.iter().enumerate() {
+                        for j in 0..JB {
+                            let (a, b, c, d) =
+                                (row[2 * j], row[2 * j + 1], row[2 * j + 2], row[2 * j + 3]);
+                            v[4 * ri][j] = a - c;
+                            v[4 * ri + 1][j] = b + c;
+                            v[4 * ri + 2][j] = c - b;
+                            v[4 * ri + 3][j] = b - d;
                         }
-                        // (B^T d) B: each row's 4 columns under tile j at 2j..2j+4,
-                        // for the whole block (fixed bounds: vectorised, no checks)
-                        let mut v = [[0.0f32; JB]; 16];
-                        for (ri, row) in r.iter().enumerate() {
-                            for j in 0..JB {
-                                let (a, b, c, d) =
-                                    (row[2 * j], row[2 * j + 1], row[2 * j + 2], row[2 * j + 3]);
-                                v[4 * ri][j] = a - c;
-                                v[4 * ri + 1][j] = b + c;
-                                v[4 * ri + 2][j] = c - b;
-                                v[4 * ri + 3][j] = b - d;
-                            }
-                        }
-                        for (part, vk) in parts.iter_mut().zip(&v) {
-                            done += put(part, at + j0, &vk[..nj]);
-                        }
+                    }
+                    for (part, vk) in parts.iter_mut().zip(&v) {
+                        done += put(part, at + j0, &vk[..nj]);
                     }
                 }
             }
         }
-        done
-    })
+    }
+    done
+}
+
+/// [`input_task`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_avx2(
+    x: &[f32],
+    p: &Plan,
+    chans: Range<usize>,
+    parts: &mut [&mut [MaybeUninit<f32>]],
+) -> usize {
+    input_task(x, p, chans, parts)
 }
 
 /// Writes `src` into the slots from `base` of `part`, returning how many it wrote (0
@@ -414,7 +476,7 @@ fn put(part: &mut [MaybeUninit<f32>], base: usize, src: &[f32]) -> usize {
 
 /// The 4 image rows from `row0` under a block of tiles, columns from `col0` (`JW` of
 /// them), zeros outside the image.
-#[inline]
+#[inline(always)]
 fn patch_rows(img: &[f32], [h, w]: [usize; 2], row0: isize, col0: isize) -> [[f32; JW]; 4] {
     let mut d = [[0.0f32; JW]; 4];
     // the block's columns u with 0 <= col0 + u < w
@@ -436,6 +498,26 @@ fn patch_rows(img: &[f32], [h, w]: [usize; 2], row0: isize, col0: isize) -> [[f3
 /// The output `[n, cout, oh, ow]` from the products `m [16, cout, tiles]`: per tile
 /// `A^T m A`, plus the bias, clipped to the plane.
 fn output(m: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec<f32>> {
+    let plane = p.oh * p.ow;
+    par::build(p.n * p.cout * plane, plane, OP, |start, dst| {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU runs AVX2 and FMA.
+            return unsafe { output_avx2(m, bias, p, start, dst) };
+        }
+        output_task(m, bias, p, start, dst)
+    })
+}
+
+/// One chunk of [`output`]: the whole planes `dst` from plane `start / (oh * ow)` on.
+#[inline(always)]
+fn output_task(
+    m: &[f32],
+    bias: Option<&[f32]>,
+    p: &Plan,
+    start: usize,
+    dst: &mut [MaybeUninit<f32>],
+) -> usize {
     let Plan {
         cout,
         oh,
@@ -446,74 +528,72 @@ fn output(m: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec<f32>> {
     } = *p;
     let (t, plane) = (p.tiles(), oh * ow);
     let kstride = cout * t;
-    par::build(p.n * cout * plane, plane, OP, |start, dst| {
-        with_avx2(|| {
-            let mut done = 0;
-            for (pi, yp) in dst.chunks_mut(plane).enumerate() {
-                let pl = start / plane + pi;
-                let (b, oc) = (pl / cout, pl % cout);
-                let bv = bias.map_or(0.0, |v| v[oc]);
-                for i in 0..ty {
-                    let at = oc * t + (b * ty + i) * tx;
-                    for j0 in (0..tx).step_by(JB) {
-                        let nj = JB.min(tx - j0);
-                        // A^T m: s[0] = m0 + m1 + m2, s[1] = m1 - m2 - m3 (rows of m), per
-                        // column of m and tile, read in place
-                        let mut s = [[[0.0f32; JB]; 4]; 2];
-                        for col in 0..4 {
-                            let row = |r: usize| &m[(4 * r + col) * kstride + at + j0..][..nj];
-                            let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
-                            for jj in 0..nj {
-                                s[0][col][jj] = m0[jj] + m1[jj] + m2[jj];
-                                s[1][col][jj] = m1[jj] - m2[jj] - m3[jj];
-                            }
-                        }
-                        for (a, sa) in s.iter().enumerate() {
-                            let r = 2 * i + a;
-                            if r >= oh {
-                                continue;
-                            }
-                            let yrow = &mut yp[r * ow..(r + 1) * ow];
-                            for jj in 0..nj {
-                                let c0 = 2 * (j0 + jj);
-                                let v0 = sa[0][jj] + sa[1][jj] + sa[2][jj] + bv;
-                                let v1 = sa[1][jj] - sa[2][jj] - sa[3][jj] + bv;
-                                yrow[c0].write(v0);
-                                done += 1;
-                                if let Some(y1) = yrow.get_mut(c0 + 1) {
-                                    y1.write(v1);
-                                    done += 1;
-                                }
-                            }
+    let mut done = 0;
+    for (pi, yp) in dst.chunks_mut(plane).enumerate() {
+        let pl = start / plane + pi;
+        let (b, oc) = (pl / cout, pl % cout);
+        let bv = bias.map_or(0.0, |v| v[oc]);
+        for i in 0..ty {
+            let at = oc * t + (b * ty + i) * tx;
+            for j0 in (0..tx).step_by(JB) {
+                let nj = JB.min(tx - j0);
+                // A^T m: s[0] = m0 + m1 + m2, s[1] = m1 - m2 - m3 (rows of m), per
+                // column of m and tile, read in place
+                let mut s = [[[0.0f32; JB]; 4]; 2];
+                for col in 0..4 {
+                    let row = |r: usize| &m[(4 * r + col) * kstride + at + j0..][..nj];
+                    let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
+                    for jj in 0..nj {
+                        s[0][col][jj] = m0[jj] + m1[jj] + m2[jj];
+                        s[1][col][jj] = m1[jj] - m2[jj] - m3[jj];
+                    }
+                }
+                for (a, sa) in s.iter().enumerate() {
+                    let r = 2 * i + a;
+                    if r >= oh {
+                        continue;
+                    }
+                    let yrow = &mut yp[r * ow..(r + 1) * ow];
+                    for jj in 0..nj {
+                        let c0 = 2 * (j0 + jj);
+                        let v0 = sa[0][jj] + sa[1][jj] + sa[2][jj] + bv;
+                        let v1 = sa[1][jj] - sa[2][jj] - sa[3][jj] + bv;
+                        yrow[c0].write(v0);
+                        done += 1;
+                        if let Some(y1) = yrow.get_mut(c0 + 1) {
+                            y1.write(v1);
+                            done += 1;
                         }
                     }
                 }
             }
-            done
-        })
-    })
-}
-
-/// `f()`, compiled for AVX2 and FMA where the CPU runs them: the crate is built for
-/// baseline x86-64 (SSE2), whose 4-lane vectors halve the transforms' speed.
-#[inline(always)]
-fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU runs AVX2 and FMA (detected just above), all `avx2` asks.
-        return unsafe { avx2(f) };
+        }
     }
-    f()
+    done
 }
 
-/// `f()` with AVX2 and FMA enabled (`f`, called once here, is inlined into it).
+/// [`output_task`] compiled for AVX2 and FMA.
 ///
 /// # Safety
 /// The CPU runs AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
+unsafe fn output_avx2(
+    m: &[f32],
+    bias: Option<&[f32]>,
+    p: &Plan,
+    start: usize,
+    dst: &mut [MaybeUninit<f32>],
+) -> usize {
+    output_task(m, bias, p, start, dst)
+}
+
+/// Whether the CPU runs AVX2 and FMA (std caches the answer): the crate is built for
+/// baseline x86-64 (SSE2), whose 4-lane vectors halve the transforms' speed, so the
+/// transform tasks have AVX2 copies.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(test)]
