@@ -553,15 +553,15 @@ fn output_task(
                     if r >= oh {
                         continue;
                     }
-                    let yrow = &mut yp[r * ow..(r + 1) * ow];
-                    for jj in 0..nj {
-                        let c0 = 2 * (j0 + jj);
+                    // tile j0 + jj writes columns 2 (j0 + jj) and the next, if any
+                    let cols = yp
+                        .get_mut(r * ow + 2 * j0..(r + 1) * ow)
+                        .unwrap_or_default();
+                    for (jj, pair) in cols.chunks_mut(2).take(nj).enumerate() {
                         let v0 = sa[0][jj] + sa[1][jj] + sa[2][jj] + bv;
                         let v1 = sa[1][jj] - sa[2][jj] - sa[3][jj] + bv;
-                        yrow[c0].write(v0);
-                        done += 1;
-                        if let Some(y1) = yrow.get_mut(c0 + 1) {
-                            y1.write(v1);
+                        for (y, v) in pair.iter_mut().zip([v0, v1]) {
+                            y.write(v);
                             done += 1;
                         }
                     }

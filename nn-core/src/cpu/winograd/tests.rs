@@ -55,8 +55,11 @@ fn close(got: &[f32], want: &[f32], rel: f32, what: &str) {
     }
 }
 
-/// The shapes: batch, channels in and out, image, padding.
-fn shapes() -> Vec<(usize, usize, usize, [usize; 2], [[usize; 2]; 2])> {
+/// Batch, channels in and out, image, padding.
+type Shape = (usize, usize, usize, [usize; 2], [[usize; 2]; 2]);
+
+/// The shapes compared with im2col.
+fn shapes() -> Vec<Shape> {
     let p1 = [[1, 1], [1, 1]];
     let p0 = [[0, 0], [0, 0]];
     let asym = [[2, 0], [1, 2]];
