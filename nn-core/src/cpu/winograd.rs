@@ -16,9 +16,8 @@
 //! shifted by `2 - pad` (negative shifts read inside `dy`), so the same routine computes
 //! it. The weight and bias gradients stay on `conv`'s im2col path.
 //!
-//! Every transform works on blocks of up to [`JB`] tiles of one image row in plain
-//! arrays (vectorised by the compiler); the transforms are split over the pool by
-//! channels (input and weights) and by output planes (output).
+//! The transforms work on blocks of [`JB`] tiles in plain arrays (vectorised, with AVX2
+//! copies), split over the pool by channels (input, weights) and output planes.
 
 use super::{matmul, par};
 use crate::backend::{Conv2dSpec, MatmulSpec};
@@ -104,8 +103,14 @@ pub(super) fn takes(spec: &Conv2dSpec) -> bool {
     let w = &spec.window;
     let tiles = w.batch * w.output[0].div_ceil(2) * w.output[1].div_ceil(2);
     let wide = w.channels.min(spec.out_channels) >= MIN_CHANNELS && tiles >= MIN_TILES;
-    fits(spec) && (wide || forced())
+    // the whole batch's transformed tiles, [16, channels, tiles], stay under MAX_SCRATCH
+    let held = tiles.saturating_mul(16 * w.channels.max(spec.out_channels)) <= MAX_SCRATCH;
+    fits(spec) && ((wide && held) || forced())
 }
+
+/// Most elements of one `[16, channels, tiles]` buffer (64 MiB): larger layers stay on
+/// the per-sample im2col path, whose scratch is one sample's.
+const MAX_SCRATCH: usize = 1 << 24;
 
 #[cfg(test)]
 thread_local! {
@@ -114,19 +119,16 @@ thread_local! {
 }
 
 /// Whether a test forced the Winograd path on this thread (`false` outside tests).
+#[cfg(test)]
 fn forced() -> bool {
-    #[cfg(test)]
-    {
-        FORCED.with(|f| f.get())
-    }
-    #[cfg(not(test))]
-    {
-        false
-    }
+    FORCED.with(|f| f.get())
+}
+#[cfg(not(test))]
+fn forced() -> bool {
+    false
 }
 
-/// Tests: sends every convolution that [`fits`] here (`on`), on this thread, so that
-/// small shapes check the whole node by finite differences.
+/// Tests: every convolution that [`fits`] runs here (`on`), on this thread.
 #[cfg(test)]
 fn force(on: bool) {
     FORCED.with(|f| f.set(on));
@@ -216,8 +218,7 @@ fn correlate(x: &[f32], u: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec
         rhs_t: false,
     };
     matmul::gemm_into(&mut m, u, &v, &spec, false);
-    // the scratch goes back to this thread's cache of host buffers, for the next layer
-    // of its size (a fresh one faults its pages in)
+    // scratch back to the thread's buffer cache (a fresh buffer faults its pages in)
     crate::host::pool::give(v);
     let y = output(&m, bias, p);
     crate::host::pool::give(m);
@@ -588,9 +589,8 @@ unsafe fn output_avx2(
     output_task(m, bias, p, start, dst)
 }
 
-/// Whether the CPU runs AVX2 and FMA (std caches the answer): the crate is built for
-/// baseline x86-64 (SSE2), whose 4-lane vectors halve the transforms' speed, so the
-/// transform tasks have AVX2 copies.
+/// Whether the CPU runs AVX2 and FMA (cached by std): the crate is built for SSE2, whose
+/// 4-lane vectors slow the transforms, so their tasks have AVX2 copies.
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

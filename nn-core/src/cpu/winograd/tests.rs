@@ -140,6 +140,9 @@ fn dispatch_takes_winograd_for_qualifying_layers() -> Result<()> {
     assert!(!takes(&spec(8, 256, 256, [4, 4], [[1, 1], [1, 1]])));
     assert!(!takes(&spec(8, 512, 512, [2, 2], [[1, 1], [1, 1]])));
     assert!(fits(&spec(8, 512, 512, [2, 2], [[1, 1], [1, 1]])));
+    // a layer whose transformed tiles would pass 64 MiB stays on im2col
+    assert!(!takes(&spec(32, 64, 64, [224, 224], [[1, 1], [1, 1]])));
+    assert!(takes(&spec(16, 64, 64, [56, 56], [[1, 1], [1, 1]])));
     let mut strided = s;
     strided.window.stride = [2, 2];
     strided.window.output = [4, 4];
