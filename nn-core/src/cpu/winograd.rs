@@ -148,9 +148,9 @@ fn force(on: bool) {
 /// | 16, 16x16      | 512   | 1.02x      | 0.74x | 1.08x      | 0.77x |
 /// | 32, 8x8        | 128   | 1.00x      | 0.79x | 1.01x      | 0.81x |
 ///
-/// With few tiles the weight transform (`U` is 16/9 of the weight, written and read
-/// back: 3.3 ms of the 5.7 at 512 channels) outweighs the multiply-adds saved; with
-/// few channels the transforms (a fixed cost per tile and channel) do.
+/// Few tiles: the weight transform (3.3 of 5.7 ms at 512 channels) outweighs the saving;
+/// few channels: the transforms do. In W6 (layers 1-2 here) ~1-2% at 1 thread, none
+/// measurable at 2: the transforms' traffic ([16, c, tiles] out and back) eats the rest.
 const MIN_CHANNELS: usize = 64;
 /// See [`MIN_CHANNELS`].
 const MIN_TILES: usize = 64;
