@@ -225,11 +225,9 @@ fn correlate(x: &[f32], u: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec
     y
 }
 
-/// A vector of 16 planes of `rows * per_row` elements, split by rows over the pool:
-/// `body(rows, planes)` writes the rows `rows` of each of the 16 planes (`planes[k]`
-/// being plane `k`'s part, `rows.len() * per_row` elements) and returns how many
-/// elements it wrote in all; a task that wrote fewer is an error, never uninitialized
-/// memory.
+/// 16 planes of `rows * per_row` elements split by rows over the pool: `body(rows,
+/// planes)` writes its rows of each plane (`planes[k]`: `rows.len() * per_row` slots)
+/// and returns how many it wrote; a task left short is an error, never uninit memory.
 fn build16(
     rows: usize,
     per_row: usize,
@@ -253,15 +251,15 @@ fn build16(
             part.push(chunk);
         }
     }
-    let full = parts
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, mut part)| {
-            let want: usize = part.iter().map(|c| c.len()).sum();
-            let r = i * step..((i + 1) * step).min(rows);
-            body(r, &mut part) == want
-        })
-        .reduce(|| true, |a, b| a && b);
+    let task = |(i, mut part): (usize, Vec<&mut [MaybeUninit<f32>]>)| {
+        let want: usize = part.iter().map(|c| c.len()).sum();
+        body(i * step..((i + 1) * step).min(rows), &mut part) == want
+    };
+    // one task runs here (a pool job would wake a worker and wait for it)
+    let full = match parts.len() {
+        1 => parts.into_iter().enumerate().all(task),
+        _ => parts.into_par_iter().enumerate().map(task).all(|ok| ok),
+    };
     if !full {
         return Err(Error::custom(format!(
             "{OP}: a transform task was left short"
