@@ -18,7 +18,7 @@
 //! The backward recomputes the columns from the input rather than keeping them from the
 //! forward (the memory of a training step holds no `taps * n * l` matrix per layer).
 
-use super::{check, im2col, matmul};
+use super::{check, im2col, matmul, winograd};
 use crate::backend::{Conv2dSpec, Im2ColSpec, MatmulSpec};
 use crate::host::try_with_capacity;
 use crate::{Error, Result};
@@ -196,7 +196,21 @@ fn build_split(
 }
 
 /// The forward: `y [n, o, oh, ow]`. The caller validated the lengths (`check_spec`).
+/// The 3x3 stride-1 layers that Winograd serves faster go there ([`winograd::takes`]).
 pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    spec: &Conv2dSpec,
+) -> Result<Vec<f32>> {
+    if winograd::takes(spec) {
+        return winograd::forward(x, w, bias, spec);
+    }
+    forward_im2col(x, w, bias, spec)
+}
+
+/// The forward on the im2col path, whatever the geometry.
+pub(super) fn forward_im2col(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -288,8 +302,28 @@ fn forward_batched(
 }
 
 /// The gradients `(dx, dw, db)`, each when `needs` asks. The caller validated the
-/// lengths (`check_spec`, and `dy` against the output).
+/// lengths (`check_spec`, and `dy` against the output). Where Winograd serves the
+/// layer ([`winograd::takes`]) it computes `dx`, and the im2col path only `dw`, `db`.
 pub(super) fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    spec: &Conv2dSpec,
+    needs: [bool; 3],
+) -> Result<Grads> {
+    if needs[0] && winograd::takes(spec) {
+        let dx = winograd::input_grad(w, dy, spec)?;
+        let (_, dw, db) = match needs {
+            [_, false, false] => (None, None, None),
+            [_, dw, db] => backward_im2col(x, w, dy, spec, [false, dw, db])?,
+        };
+        return Ok((Some(dx), dw, db));
+    }
+    backward_im2col(x, w, dy, spec, needs)
+}
+
+/// The gradients on the im2col path, whatever the geometry.
+pub(super) fn backward_im2col(
     x: &[f32],
     w: &[f32],
     dy: &[f32],

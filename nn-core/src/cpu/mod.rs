@@ -23,6 +23,7 @@ pub mod pool;
 mod reduce;
 mod rowwise;
 mod small_gemm;
+mod winograd;
 
 #[cfg(test)]
 mod tests;
