@@ -12,7 +12,7 @@
 use super::elementwise::{channel_affine, relu_backward, Channels};
 use super::par;
 use crate::backend::BatchNormSpec;
-use crate::host::try_filled;
+use crate::host::{try_filled, try_with_capacity};
 use crate::Result;
 use rayon::prelude::*;
 
@@ -228,8 +228,8 @@ pub(super) fn batch_norm_backward(
         Some(match mask {
             Some(y) => relu_backward(y, g)?,
             None => {
-                let mut v = try_filled(g.len(), 0.0f32, OP)?;
-                v.copy_from_slice(g);
+                let mut v = try_with_capacity(g.len(), OP)?;
+                v.extend_from_slice(g);
                 v
             }
         })

@@ -80,6 +80,16 @@ impl Geo {
         }
     }
 
+    /// Elements of one sample's columns, the per-sample schedule's scratch (none for
+    /// the 1x1 case, which reads the input itself).
+    fn scratch(&self) -> usize {
+        if self.direct {
+            0
+        } else {
+            self.taps * self.l
+        }
+    }
+
     /// Whether the per-sample schedule runs (see the module docs).
     fn per_sample(&self) -> bool {
         self.l >= PER_SAMPLE_L && self.n >= rayon::current_num_threads().min(2)
@@ -237,7 +247,7 @@ fn forward_per_sample(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geo) -> 
         ..
     } = *geo;
     let (_, per) = geo.tasks();
-    let scratch = if geo.direct { 0 } else { taps * l };
+    let scratch = geo.scratch();
     build_split(geo.n * o * l, per * o * l, |t, dst| {
         let mut cols: Vec<f32> = try_with_capacity(scratch, "conv2d")?;
         cols.resize(scratch, 0.0);
@@ -372,7 +382,7 @@ fn backward_per_sample(
     } = *geo;
     let (tasks, per) = geo.tasks();
     let wlen = o * taps;
-    let scratch = if geo.direct { 0 } else { taps * l };
+    let scratch = geo.scratch();
     // the weight and bias sums of one task's samples
     let task = |t: usize, dx: Option<&mut [MaybeUninit<f32>]>| -> Result<(Vec<f32>, Vec<f32>)> {
         let samples = t * per..((t + 1) * per).min(n);

@@ -355,3 +355,27 @@ fn attention_mask_and_its_index_come_together() -> Result<()> {
     assert!(q.attention(q, q, None, &spec(None))?.is_some());
     Ok(())
 }
+
+#[test]
+fn batch_norm_with_running_statistics_needs_them() -> Result<()> {
+    let x = f32s(&[1.0, 2.0, 3.0, 4.0])?;
+    let spec = crate::backend::BatchNormSpec {
+        shape: [2, 2, 1],
+        eps: 1e-5,
+        relu: false,
+        batch_stats: false,
+    };
+    let none = crate::backend::BatchNormOperands::default();
+    match x.as_ref().batch_norm(&spec, &none) {
+        Err(e @ Error::InvalidConfig { .. }) => assert!(e.to_string().contains("running"), "{e}"),
+        other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
+    }
+    // a running mean of the wrong length is a length error
+    let (m, v) = (f32s(&[0.0])?, f32s(&[1.0, 1.0])?);
+    let short = crate::backend::BatchNormOperands {
+        running: Some((m.as_ref(), v.as_ref())),
+        ..none
+    };
+    assert!(x.as_ref().batch_norm(&spec, &short).is_err());
+    Ok(())
+}

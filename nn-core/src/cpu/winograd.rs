@@ -163,40 +163,37 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     spec: &Conv2dSpec,
 ) -> Result<Vec<f32>> {
-    let s = &spec.window;
-    let plan = Plan::new(
-        s.batch,
-        s.channels,
-        spec.out_channels,
-        s.input,
-        s.output,
-        s.padding[0][0] as isize,
-        s.padding[1][0] as isize,
-    );
-    let u = weights(w, spec.out_channels, s.channels, false)?;
-    let y = correlate(x, &u, bias, &plan);
-    crate::host::pool::give(u);
-    y
+    run(x, w, bias, spec, false)
 }
 
 /// The input gradient `dx [n, c, h, w]` of a convolution that [`fits`], from `dy
 /// [n, o, oh, ow]`: the correlation of `dy` with the rotated, transposed kernels at
 /// offset `2 - pad` (see the module docs).
 pub(super) fn input_grad(w: &[f32], dy: &[f32], spec: &Conv2dSpec) -> Result<Vec<f32>> {
+    run(dy, w, None, spec, true)
+}
+
+/// `src` correlated with the kernels of `w`: the forward's `x` through them (`rot`
+/// false), or the backward's `dy` through them rotated and transposed (`rot`).
+fn run(
+    src: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    spec: &Conv2dSpec,
+    rot: bool,
+) -> Result<Vec<f32>> {
     let s = &spec.window;
-    let plan = Plan::new(
-        s.batch,
-        spec.out_channels,
-        s.channels,
-        s.output,
-        s.input,
-        2 - s.padding[0][0] as isize,
-        2 - s.padding[1][0] as isize,
-    );
-    let u = weights(w, spec.out_channels, s.channels, true)?;
-    let dx = correlate(dy, &u, None, &plan);
+    let (o, c) = (spec.out_channels, s.channels);
+    let (top, left) = (s.padding[0][0] as isize, s.padding[1][0] as isize);
+    let plan = if rot {
+        Plan::new(s.batch, o, c, s.output, s.input, 2 - top, 2 - left)
+    } else {
+        Plan::new(s.batch, c, o, s.input, s.output, top, left)
+    };
+    let u = weights(w, o, c, rot)?;
+    let out = correlate(src, &u, bias, &plan);
     crate::host::pool::give(u);
-    dx
+    out
 }
 
 /// `x` correlated with the kernels transformed into `u [16, cout, cin]`, plus `bias`.

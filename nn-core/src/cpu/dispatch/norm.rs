@@ -4,16 +4,20 @@
 
 use super::super::*;
 
+/// An operand of `len` f32 elements.
+fn f32s_of<'a>(op: &'static str, s: &'a dyn BackendStorage, len: usize) -> Result<&'a [f32]> {
+    let v = cpu(op, s)?.f32s(op)?;
+    check::lens(op, len, &[v.len()])?;
+    Ok(v)
+}
+
 /// An optional operand of `len` f32 elements.
 fn opt_f32s<'a>(
     op: &'static str,
     s: Option<&'a dyn BackendStorage>,
     len: usize,
 ) -> Result<Option<&'a [f32]>> {
-    let Some(s) = s else { return Ok(None) };
-    let v = cpu(op, s)?.f32s(op)?;
-    check::lens(op, len, &[v.len()])?;
-    Ok(Some(v))
+    s.map(|s| f32s_of(op, s, len)).transpose()
 }
 
 /// `BackendStorage::channel_affine` of `x`, `[mean, scale]` `[c]`.
@@ -29,9 +33,7 @@ pub(super) fn channel_affine(
     let x = x.view().f32s(OP)?;
     check::len(OP, &shape, x.len())?;
     let c = shape[1];
-    let mean = cpu(OP, mean)?.f32s(OP)?;
-    let scale = cpu(OP, scale)?.f32s(OP)?;
-    check::lens(OP, c, &[mean.len(), scale.len()])?;
+    let (mean, scale) = (f32s_of(OP, mean, c)?, f32s_of(OP, scale, c)?);
     let shift = opt_f32s(OP, shift, c)?;
     let residual = opt_f32s(OP, residual, x.len())?;
     let ch = elementwise::Channels { mean, scale, shift };
@@ -51,15 +53,13 @@ pub(super) fn batch_norm(
     check::len(OP, &spec.shape, x.len())?;
     let c = spec.shape[1];
     let running = match ops.running {
-        Some((m, v)) => {
-            let m = cpu(OP, m)?.f32s(OP)?;
-            let v = cpu(OP, v)?.f32s(OP)?;
-            check::lens(OP, c, &[m.len(), v.len()])?;
-            Some((m, v))
-        }
+        Some((m, v)) => Some((f32s_of(OP, m, c)?, f32s_of(OP, v, c)?)),
         None if !spec.batch_stats => {
-            return Err(Error::custom(
-                "batch_norm: running statistics are needed without batch statistics",
+            return Err(Error::invalid_config(
+                OP,
+                "running",
+                "None",
+                "the running (mean, var) are needed when spec.batch_stats is false",
             ));
         }
         None => None,
