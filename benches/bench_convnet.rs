@@ -12,6 +12,8 @@
 //! memory line has `peak_rss_mb`), which `benches/side_by_side.py` reads beside
 //! `benches/torch_peers.py w6 w6f`. `--threads N` sets `RAYON_NUM_THREADS`. `--calls N`
 //! runs each body exactly N times, untimed (for `valgrind --tool=callgrind` or `perf`).
+//! `--layers` times each distinct convolution of W6f alone instead (PyTorch's:
+//! `benches/conv_layers.py`).
 
 #[allow(dead_code)]
 #[path = "../examples/convnet/resnet.rs"]
@@ -64,6 +66,41 @@ fn print(json: bool, workload: &str, variant: &str, label: &str, (m, b): (f64, f
             b * 1e3
         );
     }
+}
+
+/// ResNet-18's distinct convolutions at batch 8 of 64x64: (label, in channels, out
+/// channels, kernel, stride, input side, how many the network has). `benches/conv_layers.py`
+/// holds the same list for PyTorch.
+const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 11] = [
+    ("stem 7x7/2", 3, 64, 7, 2, 64, 1),
+    ("l1 3x3", 64, 64, 3, 1, 16, 4),
+    ("l2 3x3/2", 64, 128, 3, 2, 16, 1),
+    ("l2 1x1/2", 64, 128, 1, 2, 16, 1),
+    ("l2 3x3", 128, 128, 3, 1, 8, 3),
+    ("l3 3x3/2", 128, 256, 3, 2, 8, 1),
+    ("l3 1x1/2", 128, 256, 1, 2, 8, 1),
+    ("l3 3x3", 256, 256, 3, 1, 4, 3),
+    ("l4 3x3/2", 256, 512, 3, 2, 4, 1),
+    ("l4 1x1/2", 256, 512, 1, 2, 4, 1),
+    ("l4 3x3", 512, 512, 3, 1, 2, 3),
+];
+
+/// Each of [`LAYERS`] alone, without autograd (W6f's convolutions; padding `k / 2`, no
+/// bias): one line per layer with its time per call, and the count-weighted total.
+fn layers(json: bool) -> Result<()> {
+    let mut total = 0.0;
+    for (label, c, o, k, s, side, count) in LAYERS {
+        let x = Tensor::randn(&[BATCH, c, side, side]);
+        let w = Tensor::randn(&[o, c, k, k]);
+        let opts = nn::Conv2dOptions::default()
+            .stride([s, s])
+            .padding([k / 2, k / 2]);
+        let r = nn::no_grad(|| time(0, 5, 31, || x.conv2d(&w, None, &opts).map(drop)))?;
+        total += r.0 * count as f64;
+        print(json, "conv", label, &format!("conv {label} x{count}"), r);
+    }
+    print(json, "conv", "total", "conv all, count-weighted", (total, total));
+    Ok(())
 }
 
 /// The model, one batch and its targets.
@@ -131,6 +168,7 @@ fn main() -> Result<()> {
             // before the first parallel op, which sizes rayon's pool from the variable
             "--threads" => std::env::set_var("RAYON_NUM_THREADS", value("--threads")?.to_string()),
             "--rss-only" => return rss_only(json),
+            "--layers" => return layers(json),
             "--json" => {}
             name => names.push(name.to_ascii_lowercase()),
         }

@@ -18,7 +18,7 @@
 //! The backward recomputes the columns from the input rather than keeping them from the
 //! forward (the memory of a training step holds no `taps * n * l` matrix per layer).
 
-use super::{check, im2col, matmul, winograd};
+use super::{check, direct, im2col, matmul, winograd};
 use crate::backend::{Conv2dSpec, Im2ColSpec, MatmulSpec};
 use crate::host::try_with_capacity;
 use crate::{Error, Result};
@@ -206,13 +206,17 @@ fn build_split(
 }
 
 /// The forward: `y [n, o, oh, ow]`. The caller validated the lengths (`check_spec`).
-/// The 3x3 stride-1 layers that Winograd serves faster go there ([`winograd::takes`]).
+/// The 3x3 stride-1 layers that Winograd serves faster go there ([`winograd::takes`]),
+/// the small padded images to the direct kernel ([`direct::takes`]).
 pub(super) fn forward(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     spec: &Conv2dSpec,
 ) -> Result<Vec<f32>> {
+    if direct::takes(spec) {
+        return direct::forward(x, w, bias, spec);
+    }
     if winograd::takes(spec) {
         return winograd::forward(x, w, bias, spec);
     }
@@ -321,8 +325,16 @@ pub(super) fn backward(
     spec: &Conv2dSpec,
     needs: [bool; 3],
 ) -> Result<Grads> {
-    if needs[0] && winograd::takes(spec) {
-        let dx = winograd::input_grad(w, dy, spec)?;
+    let dx = if !needs[0] {
+        None
+    } else if direct::takes_input_grad(spec) {
+        Some(direct::input_grad(w, dy, spec)?)
+    } else if winograd::takes(spec) {
+        Some(winograd::input_grad(w, dy, spec)?)
+    } else {
+        None
+    };
+    if let Some(dx) = dx {
         let (_, dw, db) = match needs {
             [_, false, false] => (None, None, None),
             [_, dw, db] => backward_im2col(x, w, dy, spec, [false, dw, db])?,

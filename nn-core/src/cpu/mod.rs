@@ -12,6 +12,7 @@ mod check;
 mod conv;
 mod copy;
 mod denormal;
+mod direct;
 mod dispatch;
 mod elementwise;
 mod im2col;

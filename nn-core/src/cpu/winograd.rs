@@ -120,11 +120,11 @@ thread_local! {
 
 /// Whether a test forced the Winograd path on this thread (`false` outside tests).
 #[cfg(test)]
-fn forced() -> bool {
+pub(super) fn forced() -> bool {
     FORCED.with(|f| f.get())
 }
 #[cfg(not(test))]
-fn forced() -> bool {
+pub(super) fn forced() -> bool {
     false
 }
 

@@ -1,0 +1,398 @@
+//! Direct convolution for small images (a ResNet's late layers: 4x4 and 2x2 outputs),
+//! forward and, at stride 1, input gradient.
+//!
+//! There, im2col's product multiplies a large share of zeros: with a 3x3 kernel and
+//! padding 1, the taps that read padding are 31% of a 4x4 output's multiply-adds and 56%
+//! of a 2x2 one's. This path skips them. The output positions fall into classes by the
+//! taps that read inside the image (the rows `p` and columns `q` valid for that output
+//! row and column); a tile is [`OB`] output channels by up to [`NC`] columns, a column
+//! being one output position of one sample, all of one class, so one tile walks
+//! `cin x (its class's taps)` and nothing else. The input is read in place (each
+//! column's value broadcast from the image); the weights of each block of [`OB`] output
+//! channels are packed once per call into `[cin, kh * kw, OB]` (what a GEMM's packing
+//! costs anyway), and the blocks are split over the rayon pool. The accumulators of a
+//! tile (two AVX-512 registers per column) stay in registers for the whole reduction.
+//!
+//! The input gradient of a stride-1 convolution is the correlation of `dy` with the
+//! kernels rotated by 180 degrees, input and output channels swapped, at offset
+//! `(k - 1) * dilation - pad` (as in `winograd`), so the same routine computes it.
+
+use crate::backend::Conv2dSpec;
+use crate::host::try_with_capacity;
+use crate::{Error, Result};
+use rayon::prelude::*;
+
+const OP: &str = "conv2d";
+/// Output channels of a tile and of a packed weight block (two 16-lane registers).
+const OB: usize = 32;
+/// Most columns of a tile (16 accumulators with the two of [`OB`]).
+const NC: usize = 8;
+/// Most output positions of a sample for which the path runs: small images, where the
+/// padding's share is large and im2col's matrix is thin.
+const MAX_L: usize = 16;
+/// The path runs when at most this share of im2col's multiply-adds reads inside the
+/// image (the rest multiply padding zeros).
+const MAX_USEFUL: f64 = 0.9;
+/// Multiply-adds below which one thread does the whole convolution.
+const PARALLEL_MACS: usize = 1 << 20;
+
+/// One correlation: `out[b, oc, i, j] = sum_{ic, p, q} src[b, ic, i * sh + p * dh - top,
+/// j * sw + q * dw - left] * k[oc, ic, p, q]`, the terms outside `src`'s `[h, w]` skipped.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    input: [usize; 2],
+    output: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    /// Input row and column read by output `(0, 0)`'s tap `(0, 0)`, negated.
+    shift: [isize; 2],
+    /// `k` is the forward weight `w[oc, ic, p, q]` (false), or, for the input gradient,
+    /// `w[ic, oc, kh - 1 - p, kw - 1 - q]` (true).
+    rot: bool,
+}
+
+impl Plan {
+    fn forward(spec: &Conv2dSpec) -> Plan {
+        let s = &spec.window;
+        Plan {
+            n: s.batch,
+            cin: s.channels,
+            cout: spec.out_channels,
+            input: s.input,
+            output: s.output,
+            kernel: s.kernel,
+            stride: s.stride,
+            dilation: s.dilation,
+            shift: [s.padding[0][0] as isize, s.padding[1][0] as isize],
+            rot: false,
+        }
+    }
+
+    /// The input gradient's correlation (stride 1 only; see the module docs).
+    fn input_grad(spec: &Conv2dSpec) -> Plan {
+        let s = &spec.window;
+        let full = |d: usize| ((s.kernel[d] - 1) * s.dilation[d]) as isize - s.padding[d][0] as isize;
+        Plan {
+            n: s.batch,
+            cin: spec.out_channels,
+            cout: s.channels,
+            input: s.output,
+            output: s.input,
+            kernel: s.kernel,
+            stride: [1, 1],
+            dilation: s.dilation,
+            shift: [full(0), full(1)],
+            rot: true,
+        }
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// The kernel taps along dimension `d` that read inside the input from output index
+    /// `i`, as a bit mask (bit `p` for tap `p`).
+    fn valid(&self, d: usize, i: usize) -> u64 {
+        let mut mask = 0;
+        for p in 0..self.kernel[d] {
+            let r = (i * self.stride[d] + p * self.dilation[d]) as isize - self.shift[d];
+            if r >= 0 && (r as usize) < self.input[d] {
+                mask |= 1 << p;
+            }
+        }
+        mask
+    }
+
+    /// The share of all `output x kernel` multiply-adds that read inside the input.
+    fn useful(&self) -> f64 {
+        let share = |d: usize| {
+            let hits: u32 = (0..self.output[d]).map(|i| self.valid(d, i).count_ones()).sum();
+            f64::from(hits) / (self.output[d] * self.kernel[d]).max(1) as f64
+        };
+        share(0) * share(1)
+    }
+}
+
+/// Whether the forward of `spec` runs here: an ungrouped convolution of a small image
+/// whose padding makes a large share of im2col's multiply-adds (see [`MAX_USEFUL`]), on
+/// a CPU with AVX-512.
+pub(super) fn takes(spec: &Conv2dSpec) -> bool {
+    if super::winograd::forced() {
+        return false; // a Winograd test owns this thread's convolutions
+    }
+    fits(spec)
+        && (forced() || kernel_available() && Plan::forward(spec).useful() <= MAX_USEFUL)
+}
+
+/// Whether the input gradient of `spec` runs here: as [`takes`], at stride 1.
+pub(super) fn takes_input_grad(spec: &Conv2dSpec) -> bool {
+    let s = &spec.window;
+    if super::winograd::forced() {
+        return false;
+    }
+    fits(spec)
+        && s.stride == [1, 1]
+        && s.input[0] * s.input[1] <= MAX_L
+        && (forced() || kernel_available() && Plan::input_grad(spec).useful() <= MAX_USEFUL)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: every convolution that [`fits`] runs here, on this thread.
+    static FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test forced this path on this thread (`false` outside tests).
+#[cfg(test)]
+fn forced() -> bool {
+    FORCED.with(|f| f.get())
+}
+#[cfg(not(test))]
+fn forced() -> bool {
+    false
+}
+
+/// Tests: every convolution that [`fits`] runs here (`on`), on this thread.
+#[cfg(test)]
+fn force(on: bool) {
+    FORCED.with(|f| f.set(on));
+}
+
+/// The geometry the path handles at all: one group, at most 64 taps per dimension (bit
+/// masks), at most [`MAX_L`] output positions, a nonempty reduction.
+fn fits(spec: &Conv2dSpec) -> bool {
+    let s = &spec.window;
+    spec.groups == 1
+        && s.kernel[0] <= 64
+        && s.kernel[1] <= 64
+        && s.output[0] * s.output[1] <= MAX_L
+        && s.channels > 0
+        && s.kernel[0] * s.kernel[1] > 0
+}
+
+/// The forward `y [n, o, oh, ow]` (plus `bias`); the caller validated the lengths
+/// (`conv::check_spec`).
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    spec: &Conv2dSpec,
+) -> Result<Vec<f32>> {
+    correlate(x, w, bias, &Plan::forward(spec))
+}
+
+/// The input gradient `dx [n, c, h, w]` of a stride-1 convolution from `dy [n, o, oh, ow]`.
+pub(super) fn input_grad(w: &[f32], dy: &[f32], spec: &Conv2dSpec) -> Result<Vec<f32>> {
+    if spec.window.stride != [1, 1] {
+        return Err(Error::invalid_config(
+            OP,
+            "stride",
+            format!("{:?}", spec.window.stride),
+            "the direct input gradient is for stride 1",
+        ));
+    }
+    correlate(dy, w, None, &Plan::input_grad(spec))
+}
+
+/// One class of output positions: the taps that read inside the input from each of them
+/// (`(tap index, offset in a plane)`), and the positions.
+struct Class {
+    taps: Vec<(usize, isize)>,
+    positions: Vec<usize>,
+}
+
+/// The classes of `p`'s output positions (grouped by their valid row and column taps).
+fn classes(p: &Plan) -> Vec<Class> {
+    let [oh, ow] = p.output;
+    let rows: Vec<u64> = (0..oh).map(|i| p.valid(0, i)).collect();
+    let cols: Vec<u64> = (0..ow).map(|j| p.valid(1, j)).collect();
+    let mut out: Vec<(u64, u64, Class)> = Vec::new();
+    for (i, &rm) in rows.iter().enumerate() {
+        for (j, &cm) in cols.iter().enumerate() {
+            let pos = i * ow + j;
+            if let Some((_, _, c)) = out.iter_mut().find(|(r, c, _)| *r == rm && *c == cm) {
+                c.positions.push(pos);
+                continue;
+            }
+            let mut taps = Vec::new();
+            for a in (0..p.kernel[0]).filter(|a| rm >> a & 1 == 1) {
+                for b in (0..p.kernel[1]).filter(|b| cm >> b & 1 == 1) {
+                    let off = (a * p.dilation[0] * p.input[1] + b * p.dilation[1]) as isize;
+                    taps.push((a * p.kernel[1] + b, off));
+                }
+            }
+            out.push((
+                rm,
+                cm,
+                Class {
+                    taps,
+                    positions: vec![pos],
+                },
+            ));
+        }
+    }
+    out.into_iter().map(|(_, _, c)| c).collect()
+}
+
+/// Up to [`NC`] columns of one class: each column's offset of its tap `(0, 0)` in `src`
+/// (channel 0) and of its output element (output channel 0).
+struct Tile {
+    class: usize,
+    src: [isize; NC],
+    dst: [usize; NC],
+    len: usize,
+}
+
+/// The tiles of every class, each column checked to read inside `src` (`src_len`
+/// elements) for every tap of its class and every input channel.
+fn tiles(p: &Plan, classes: &[Class], src_len: usize) -> Result<Vec<Tile>> {
+    let [ih, iw] = p.input;
+    let (ow, l, plane) = (p.output[1], p.output[0] * p.output[1], ih * iw);
+    let mut out = Vec::new();
+    for (ci, class) in classes.iter().enumerate() {
+        let (lo, hi) = class
+            .taps
+            .iter()
+            .fold((isize::MAX, isize::MIN), |(lo, hi), &(_, o)| (lo.min(o), hi.max(o)));
+        let mut tile = Tile {
+            class: ci,
+            src: [0; NC],
+            dst: [0; NC],
+            len: 0,
+        };
+        let reads = !class.taps.is_empty(); // a class under padding alone reads nothing
+        for &pos in &class.positions {
+            let (i, j) = (pos / ow, pos % ow);
+            let row = (i * p.stride[0]) as isize - p.shift[0];
+            let col = (j * p.stride[1]) as isize - p.shift[1];
+            for b in 0..p.n {
+                let base = (b * p.cin * plane) as isize + row * iw as isize + col;
+                let last = base.saturating_add(hi) + ((p.cin - 1) * plane) as isize;
+                if reads && (base.saturating_add(lo) < 0 || last >= src_len as isize) {
+                    return Err(Error::invalid_config(
+                        OP,
+                        "direct plan",
+                        format!("column ({b}, {pos}) reads outside the input"),
+                        "inside the input (an internal error)",
+                    ));
+                }
+                tile.src[tile.len] = base;
+                tile.dst[tile.len] = b * p.cout * l + pos;
+                tile.len += 1;
+                if tile.len == NC {
+                    out.push(std::mem::replace(
+                        &mut tile,
+                        Tile {
+                            class: ci,
+                            src: [0; NC],
+                            dst: [0; NC],
+                            len: 0,
+                        },
+                    ));
+                }
+            }
+        }
+        if tile.len > 0 {
+            out.push(tile);
+        }
+    }
+    Ok(out)
+}
+
+/// `src` correlated with the kernels of `w` as `p` says, plus `bias`.
+fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<Vec<f32>> {
+    let l = p.output[0] * p.output[1];
+    let len = p.n * p.cout * l;
+    let plane = p.input[0] * p.input[1];
+    if src.len() < p.n * p.cin * plane || w.len() < p.cout * p.cin * p.taps() {
+        return Err(Error::invalid_config(
+            OP,
+            "direct operands",
+            format!("src {} and weight {} elements", src.len(), w.len()),
+            "the lengths of the plan",
+        ));
+    }
+    let classes = classes(p);
+    let tiles = tiles(p, &classes, src.len())?;
+    let blocks = p.cout.div_ceil(OB);
+    let block = |bi: usize| -> Result<Vec<f32>> {
+        let panel = pack(w, p, bi)?;
+        let mut y: Vec<f32> = try_with_capacity(OB * p.n * l, OP)?;
+        y.resize(OB * p.n * l, 0.0);
+        let mut acc = [[0.0f32; OB]; NC];
+        for t in &tiles {
+            kernel::tile(&panel, p, &classes[t.class].taps, src, t, &mut acc);
+            for (k, a) in acc[..t.len].iter().enumerate() {
+                // output (b, oc, pos) at t.dst[k] + oc * l; block-local row r
+                let (b, pos) = (t.dst[k] / (p.cout * l), t.dst[k] % (p.cout * l));
+                for (r, v) in a.iter().enumerate() {
+                    y[(r * p.n + b) * l + pos] = *v;
+                }
+            }
+        }
+        Ok(y)
+    };
+    let macs = len.saturating_mul(p.cin * p.taps());
+    let parts: Vec<Vec<f32>> = if macs >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
+        (0..blocks).into_par_iter().map(block).collect::<Result<_>>()?
+    } else {
+        (0..blocks).map(block).collect::<Result<_>>()?
+    };
+    let mut out: Vec<f32> = try_with_capacity(len, OP)?;
+    for b in 0..p.n {
+        for oc in 0..p.cout {
+            let (part, r) = (&parts[oc / OB], oc % OB);
+            let row = &part[(r * p.n + b) * l..][..l];
+            match bias {
+                Some(v) => out.extend(row.iter().map(|y| y + v[oc])),
+                None => out.extend_from_slice(row),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The kernels of output block `bi` packed as `[cin, kh * kw, OB]`, rows past `cout` zero.
+fn pack(w: &[f32], p: &Plan, bi: usize) -> Result<Vec<f32>> {
+    let (taps, cin, cout) = (p.taps(), p.cin, p.cout);
+    let mut panel: Vec<f32> = try_with_capacity(cin * taps * OB, OP)?;
+    panel.resize(cin * taps * OB, 0.0);
+    let [kh, kw] = p.kernel;
+    for r in 0..OB.min(cout - bi * OB) {
+        let oc = bi * OB + r;
+        for ic in 0..cin {
+            for t in 0..taps {
+                let v = if p.rot {
+                    // w[ic, oc, kh - 1 - a, kw - 1 - b] for tap t = (a, b)
+                    let (a, b) = (t / kw, t % kw);
+                    w[((ic * cout + oc) * kh + kh - 1 - a) * kw + kw - 1 - b]
+                } else {
+                    w[(oc * cin + ic) * taps + t]
+                };
+                panel[(ic * taps + t) * OB + r] = v;
+            }
+        }
+    }
+    Ok(panel)
+}
+
+/// Whether the fast tile kernel runs on this CPU (std caches the detection).
+fn kernel_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+mod kernel;
+
+#[cfg(test)]
+mod tests;
