@@ -28,11 +28,15 @@ const OB: usize = 32;
 /// Most columns of a tile (16 accumulators with the two of [`OB`]).
 const NC: usize = 8;
 /// Most output positions of a sample for which the path runs: small images, where the
-/// padding's share is large and im2col's matrix is thin.
-const MAX_L: usize = 16;
+/// padding's share is large and im2col's matrix is thin. Per layer, batch 8, 1 thread
+/// (`benches/conv_layers.py`, ms, this path / the one before): ResNet-18's 3x3 layers
+/// at 2x2 1.71 / 2.27, 4x4 1.22 / 2.07, 8x8 0.47 / 0.57 (Winograd), 8x8 stride 2 0.81 /
+/// 0.93; at 16x16 it was level with Winograd (1.74 / 1.76), which keeps those.
+const MAX_L: usize = 64;
 /// The path runs when at most this share of im2col's multiply-adds reads inside the
-/// image (the rest multiply padding zeros).
-const MAX_USEFUL: f64 = 0.9;
+/// image (the rest multiply padding zeros): an unpadded layer (1.0, the 1x1 ones) stays
+/// on im2col's product, faster there (0.11 / 0.25 ms).
+const MAX_USEFUL: f64 = 0.95;
 /// Multiply-adds below which one thread does the whole convolution.
 const PARALLEL_MACS: usize = 1 << 20;
 
@@ -357,23 +361,50 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
 }
 
 /// The kernels of output block `bi` packed as `[cin, kh * kw, OB]`, rows past `cout` zero.
+/// Both orders keep the written part of the panel in L1: the forward's rows are read
+/// [`KB`] elements at a time (16x16 blocks transposed in registers where the CPU can),
+/// the rotated kernels one input channel `ic` at a time (`w[ic, block, :, :]` is
+/// contiguous).
 fn pack(w: &[f32], p: &Plan, bi: usize) -> Result<Vec<f32>> {
+    const KB: usize = 16;
     let (taps, cin, cout) = (p.taps(), p.cin, p.cout);
-    let mut panel: Vec<f32> = try_with_capacity(cin * taps * OB, OP)?;
-    panel.resize(cin * taps * OB, 0.0);
-    let [kh, kw] = p.kernel;
-    for r in 0..OB.min(cout - bi * OB) {
-        let oc = bi * OB + r;
-        for ic in 0..cin {
-            for t in 0..taps {
-                let v = if p.rot {
-                    // w[ic, oc, kh - 1 - a, kw - 1 - b] for tap t = (a, b)
-                    let (a, b) = (t / kw, t % kw);
-                    w[((ic * cout + oc) * kh + kh - 1 - a) * kw + kw - 1 - b]
-                } else {
-                    w[(oc * cin + ic) * taps + t]
-                };
-                panel[(ic * taps + t) * OB + r] = v;
+    let k = cin * taps;
+    let mut panel: Vec<f32> = try_with_capacity(k * OB, OP)?;
+    panel.resize(k * OB, 0.0);
+    let rows = OB.min(cout - bi * OB);
+    if p.rot {
+        // panel[(ic, t), r] = w[ic, oc, kh - 1 - a, kw - 1 - b], t = (a, b), oc = bi * OB + r
+        for (ic, dst) in panel.chunks_exact_mut(taps * OB).enumerate() {
+            let src = &w[(ic * cout + bi * OB) * taps..][..rows * taps];
+            let gathered = if kernel::rotate_rows(src, taps, rows / 16, dst) {
+                rows / 16 * 16
+            } else {
+                0
+            };
+            for (r, kern) in src.chunks_exact(taps).enumerate().skip(gathered) {
+                for (t, v) in kern.iter().rev().enumerate() {
+                    dst[t * OB + r] = *v;
+                }
+            }
+        }
+    } else {
+        // panel[kk, r] = w[oc, kk], kk = (ic, t)
+        for (kb, dst) in panel.chunks_mut(KB * OB).enumerate() {
+            let k0 = kb * KB;
+            let len = dst.len() / OB;
+            let mut r0 = 0;
+            while len == KB && r0 + KB <= rows {
+                let src = &w[(bi * OB + r0) * k + k0..];
+                if !kernel::transpose16(src, k, &mut dst[r0..], OB) {
+                    break;
+                }
+                r0 += KB;
+            }
+            for r in r0..rows {
+                let src = &w[(bi * OB + r) * k + k0..][..len];
+                for (j, v) in src.iter().enumerate() {
+                    dst[j * OB + r] = *v;
+                }
             }
         }
     }

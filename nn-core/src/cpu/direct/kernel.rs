@@ -138,3 +138,116 @@ unsafe fn avx512<const N: usize>(
         }
     }
 }
+
+/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i, j < 16`: one 16x16 block
+/// of the weight packing, in registers (four rounds of shuffles, 16 vector stores instead
+/// of 256 scalar ones). Returns false (doing nothing) without AVX-512 or when a block
+/// does not fit the slices.
+pub(super) fn transpose16(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fits = |len: usize, stride: usize| stride >= 16 && 15 * stride + 16 <= len;
+        if super::kernel_available() && fits(src.len(), src_stride) && fits(dst.len(), dst_stride) {
+            // SAFETY: AVX-512F was detected; 16 rows of 16 elements at the strides lie
+            // inside both slices (checked just above).
+            unsafe { transpose16_avx512(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
+            return true;
+        }
+    }
+    let _ = (src, src_stride, dst, dst_stride);
+    false
+}
+
+/// The AVX-512 body of [`transpose16`].
+///
+/// # Safety
+/// AVX-512F is available; `src` and `dst` are valid for 16 rows of 16 elements at their
+/// strides.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16_avx512(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: the contract above covers every load and store.
+    unsafe {
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(src.add(i * ss));
+        }
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for i in 0..4 {
+            let b = 4 * i;
+            r[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+            r[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+            r[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+            r[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+        }
+        for h in 0..2 {
+            let b = 8 * h;
+            for i in 0..4 {
+                t[b + i] = _mm512_shuffle_f32x4::<0x88>(r[b + i], r[b + 4 + i]);
+                t[b + 4 + i] = _mm512_shuffle_f32x4::<0xDD>(r[b + i], r[b + 4 + i]);
+            }
+        }
+        for i in 0..8 {
+            r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+            r[8 + i] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[8 + i]);
+        }
+        for (j, v) in r.iter().enumerate() {
+            _mm512_storeu_ps(dst.add(j * ds), *v);
+        }
+    }
+}
+
+/// `dst[t * OB + r] = src[r * taps + taps - 1 - t]` for `t < taps` and `r < 16 * halves`:
+/// the rotated kernels of one input channel packed ([`super::pack`]'s input-gradient
+/// order), 16 rows per gather. Returns false (doing nothing) without AVX-512 or when
+/// the slices are too short.
+pub(super) fn rotate_rows(src: &[f32], taps: usize, halves: usize, dst: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ok = halves <= OB / 16
+            && src.len() >= 16 * halves * taps
+            && dst.len() >= taps * OB
+            && i32::try_from(16 * halves * taps).is_ok();
+        if super::kernel_available() && ok {
+            // SAFETY: AVX-512F was detected; every gathered index is below
+            // `16 * halves * taps <= src.len()` and every store lands below
+            // `(taps - 1) * OB + 16 * halves <= taps * OB <= dst.len()` (checked above).
+            unsafe { rotate_rows_avx512(src.as_ptr(), taps, halves, dst.as_mut_ptr()) };
+            return true;
+        }
+    }
+    let _ = (src, taps, halves, dst);
+    false
+}
+
+/// The AVX-512 body of [`rotate_rows`].
+///
+/// # Safety
+/// AVX-512F is available; `src` is valid for `16 * halves * taps` reads (a count that
+/// fits `i32`) and `dst` for `taps * OB` writes, `halves <= OB / 16`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rotate_rows_avx512(src: *const f32, taps: usize, halves: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    // SAFETY: the contract above covers every gathered read and every store.
+    unsafe {
+        let step = taps as i32;
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(step),
+        );
+        for h in 0..halves {
+            for t in 0..taps {
+                let first = (16 * h * taps + taps - 1 - t) as i32;
+                let idx = _mm512_add_epi32(rows, _mm512_set1_epi32(first));
+                let v = _mm512_i32gather_ps::<4>(idx, src.cast());
+                _mm512_storeu_ps(dst.add(t * OB + 16 * h), v);
+            }
+        }
+    }
+}

@@ -159,6 +159,8 @@ fn dispatch_takes_small_padded_layers() -> Result<()> {
     assert!(!fits(&grouped));
     let avx512 = super::kernel_available();
     for s in [
+        resnet(8, 128, 128, 8, 1),
+        resnet(8, 64, 128, 16, 2),
         resnet(8, 256, 256, 4, 1),
         resnet(8, 512, 512, 2, 1),
         resnet(8, 128, 256, 8, 2),
