@@ -27,12 +27,13 @@ const OP: &str = "conv2d";
 const OB: usize = 32;
 /// Most columns of a tile (16 accumulators with the two of [`OB`]).
 const NC: usize = 8;
-/// Most output positions of a sample for which the path runs: small images, where the
-/// padding's share is large and im2col's matrix is thin. Per layer, batch 8, 1 thread
-/// (`benches/conv_layers.py`, ms, this path / the one before): ResNet-18's 3x3 layers
-/// at 2x2 1.71 / 2.27, 4x4 1.22 / 2.07, 8x8 0.47 / 0.57 (Winograd), 8x8 stride 2 0.81 /
-/// 0.93; at 16x16 it was level with Winograd (1.74 / 1.76), which keeps those.
-const MAX_L: usize = 64;
+/// Most output positions of a sample for which the path runs (16x16): small images,
+/// where the padding's share is large and im2col's matrix is thin. Per layer, batch 8,
+/// 1 thread (`benches/conv_layers.py`, ms, this path / the one before): ResNet-18's 3x3
+/// layers at 2x2 1.41 / 2.27, 4x4 1.22 / 2.07, 8x8 0.47 / 0.57 (Winograd), 8x8 stride 2
+/// 0.81 / 0.93, 16x16 1.71-1.82 / 1.75-4.1 (Winograd, its 64 MiB of transforms unsteady).
+/// Larger images stay with Winograd and im2col, whose buffers pay off there.
+const MAX_L: usize = 256;
 /// The path runs when at most this share of im2col's multiply-adds reads inside the
 /// image (the rest multiply padding zeros): an unpadded layer (1.0, the 1x1 ones) stays
 /// on im2col's product, faster there (0.11 / 0.25 ms).

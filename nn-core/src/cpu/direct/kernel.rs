@@ -143,7 +143,12 @@ unsafe fn avx512<const N: usize>(
 /// of the weight packing, in registers (four rounds of shuffles, 16 vector stores instead
 /// of 256 scalar ones). Returns false (doing nothing) without AVX-512 or when a block
 /// does not fit the slices.
-pub(super) fn transpose16(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) -> bool {
+pub(super) fn transpose16(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let fits = |len: usize, stride: usize| stride >= 16 && 15 * stride + 16 <= len;

@@ -19,7 +19,8 @@ fn spec(
     dilation: [usize; 2],
 ) -> Conv2dSpec {
     let out = |d: usize| {
-        (input[d] + padding[d][0] + padding[d][1]).saturating_sub(dilation[d] * (kernel[d] - 1))
+        (input[d] + padding[d][0] + padding[d][1])
+            .saturating_sub(dilation[d] * (kernel[d] - 1))
             .saturating_sub(1)
             / stride[d]
             + 1
@@ -44,7 +45,14 @@ fn spec(
 
 /// A 3x3 stride-`s` convolution with padding 1, ResNet's.
 fn resnet(n: usize, c: usize, o: usize, side: usize, s: usize) -> Conv2dSpec {
-    spec((n, c, o), [side, side], [3, 3], [s, s], [[1, 1], [1, 1]], [1, 1])
+    spec(
+        (n, c, o),
+        [side, side],
+        [3, 3],
+        [s, s],
+        [[1, 1], [1, 1]],
+        [1, 1],
+    )
 }
 
 /// Values in [-1, 1) with a few exact zeros, from a fixed integer hash.
@@ -96,7 +104,14 @@ fn shapes() -> Vec<Conv2dSpec> {
         spec((2, 3, 8), [4, 4], [5, 5], [1, 1], [[2, 2], [2, 2]], [1, 1]),
         spec((9, 3, 8), [2, 2], [3, 3], [1, 1], p1, [1, 1]),
     ];
-    v.push(spec((1, 2, 3), [1, 1], [1, 1], [1, 1], [[0, 0], [0, 0]], [1, 1]));
+    v.push(spec(
+        (1, 2, 3),
+        [1, 1],
+        [1, 1],
+        [1, 1],
+        [[0, 0], [0, 0]],
+        [1, 1],
+    ));
     v
 }
 
@@ -108,7 +123,8 @@ fn forward_and_input_grad_match_im2col() -> Result<()> {
             for s in shapes() {
                 assert!(fits(&s), "{s:?}");
                 let (n, c, o) = (s.window.batch, s.window.channels, s.out_channels);
-                let ([h, w_], [oh, ow], [kh, kw]) = (s.window.input, s.window.output, s.window.kernel);
+                let ([h, w_], [oh, ow], [kh, kw]) =
+                    (s.window.input, s.window.output, s.window.kernel);
                 let x = values(n * c * h * w_, 1);
                 let w = values(o * c * kh * kw, 2);
                 let b = values(o, 3);
@@ -121,7 +137,12 @@ fn forward_and_input_grad_match_im2col() -> Result<()> {
                         forward(&x, &w, bias, &s)
                     })?;
                     let want = pool.install(|| conv::forward_im2col(&x, &w, bias, &s))?;
-                    close(&got, &want, 1e-4, &format!("forward bias {} {what}", bias.is_some()));
+                    close(
+                        &got,
+                        &want,
+                        1e-4,
+                        &format!("forward bias {} {what}", bias.is_some()),
+                    );
                 }
                 if s.window.stride == [1, 1] {
                     let got = pool.install(|| {
@@ -150,15 +171,24 @@ fn dispatch_takes_small_padded_layers() -> Result<()> {
     let useful = |s: &Conv2dSpec| Plan::forward(s).useful();
     assert!((useful(&resnet(8, 512, 512, 2, 1)) - 16.0 / 36.0).abs() < 1e-9);
     assert!((useful(&resnet(8, 256, 256, 4, 1)) - 100.0 / 144.0).abs() < 1e-9);
-    let one = spec((8, 256, 512), [4, 4], [1, 1], [2, 2], [[0, 0], [0, 0]], [1, 1]);
+    let one = spec(
+        (8, 256, 512),
+        [4, 4],
+        [1, 1],
+        [2, 2],
+        [[0, 0], [0, 0]],
+        [1, 1],
+    );
     assert!((useful(&one) - 1.0).abs() < 1e-9);
     assert!(!takes(&one), "a 1x1 unpadded layer reads no padding");
-    assert!(!fits(&resnet(8, 64, 64, 16, 1)), "256 positions");
+    assert!(fits(&resnet(8, 64, 64, 16, 1)), "256 positions");
+    assert!(!fits(&resnet(8, 64, 64, 17, 1)), "289 positions");
     let mut grouped = resnet(8, 64, 64, 4, 1);
     grouped.groups = 2;
     assert!(!fits(&grouped));
     let avx512 = super::kernel_available();
     for s in [
+        resnet(8, 64, 64, 16, 1),
         resnet(8, 128, 128, 8, 1),
         resnet(8, 64, 128, 16, 2),
         resnet(8, 256, 256, 4, 1),
@@ -167,7 +197,11 @@ fn dispatch_takes_small_padded_layers() -> Result<()> {
         resnet(8, 256, 512, 4, 2),
     ] {
         assert_eq!(takes(&s), avx512, "{s:?}");
-        assert_eq!(takes_input_grad(&s), avx512 && s.window.stride == [1, 1], "{s:?}");
+        assert_eq!(
+            takes_input_grad(&s),
+            avx512 && s.window.stride == [1, 1],
+            "{s:?}"
+        );
     }
     // the entry points, forced where the CPU lacks AVX-512
     force(true);
@@ -181,10 +215,23 @@ fn dispatch_takes_small_padded_layers() -> Result<()> {
         let y = conv::forward(&x, &w, Some(&b), &s)?;
         assert_eq!(bits(&y), bits(&forward(&x, &w, Some(&b), &s)?));
         let (dx, dw, db) = conv::backward(&x, &w, &dy, &s, [true; 3])?;
-        assert_eq!(bits(&dx.unwrap_or_default()), bits(&input_grad(&w, &dy, &s)?));
+        assert_eq!(
+            bits(&dx.unwrap_or_default()),
+            bits(&input_grad(&w, &dy, &s)?)
+        );
         let (_, want_dw, want_db) = conv::backward_im2col(&x, &w, &dy, &s, [false, true, true])?;
-        close(&dw.unwrap_or_default(), &want_dw.unwrap_or_default(), 1e-5, "dw");
-        close(&db.unwrap_or_default(), &want_db.unwrap_or_default(), 1e-5, "db");
+        close(
+            &dw.unwrap_or_default(),
+            &want_dw.unwrap_or_default(),
+            1e-5,
+            "dw",
+        );
+        close(
+            &db.unwrap_or_default(),
+            &want_db.unwrap_or_default(),
+            1e-5,
+            "db",
+        );
         let xt = Tensor::from_slice(&x, &[3, 40, 4, 4])?;
         let wt = Tensor::from_slice(&w, &[36, 40, 3, 3])?;
         let bt = Tensor::from_slice(&b, &[36])?;

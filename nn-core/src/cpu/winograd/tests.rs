@@ -132,7 +132,8 @@ fn dispatch_takes_winograd_for_qualifying_layers() -> Result<()> {
     for (c, side) in [(64, 16), (128, 8)] {
         assert!(takes(&spec(8, c, c, [side, side], [[1, 1], [1, 1]])), "{c}");
     }
-    let s = spec(3, 64, 64, [9, 9], [[1, 1], [1, 1]]);
+    // (17x17: larger than the direct path's small images)
+    let s = spec(3, 64, 64, [17, 17], [[1, 1], [1, 1]]);
     assert!(takes(&s));
     // too few channels, or too few tiles (ResNet-18's last 3x3 layers at 2x2)
     assert!(!takes(&spec(8, 3, 64, [16, 16], [[1, 1], [1, 1]])));
@@ -145,20 +146,20 @@ fn dispatch_takes_winograd_for_qualifying_layers() -> Result<()> {
     assert!(takes(&spec(16, 64, 64, [56, 56], [[1, 1], [1, 1]])));
     let mut strided = s;
     strided.window.stride = [2, 2];
-    strided.window.output = [4, 4];
+    strided.window.output = [9, 9];
     let mut grouped = s;
     grouped.groups = 2;
     let mut dilated = s;
     dilated.window.dilation = [2, 2];
-    dilated.window.output = [5, 5];
+    dilated.window.output = [15, 15];
     for other in [strided, grouped, dilated] {
         assert!(!fits(&other) && !takes(&other), "{other:?}");
     }
 
-    let x = values(3 * 64 * 81, 1);
+    let x = values(3 * 64 * 289, 1);
     let w = values(64 * 64 * 9, 2);
     let b = values(64, 3);
-    let dy = values(3 * 64 * 81, 4);
+    let dy = values(3 * 64 * 289, 4);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let y = conv::forward(&x, &w, Some(&b), &s)?;
     assert_eq!(bits(&y), bits(&forward(&x, &w, Some(&b), &s)?));
@@ -184,7 +185,7 @@ fn dispatch_takes_winograd_for_qualifying_layers() -> Result<()> {
     assert!(dx.is_some() && dw.is_none() && db.is_none());
 
     // the tensor op reaches the same path
-    let xt = Tensor::from_slice(&x, &[3, 64, 9, 9])?;
+    let xt = Tensor::from_slice(&x, &[3, 64, 17, 17])?;
     let wt = Tensor::from_slice(&w, &[64, 64, 3, 3])?;
     let bt = Tensor::from_slice(&b, &[64])?;
     let opts = Conv2dOptions::default().padding([1, 1]);
