@@ -99,7 +99,13 @@ fn layers(json: bool) -> Result<()> {
         total += r.0 * count as f64;
         print(json, "conv", label, &format!("conv {label} x{count}"), r);
     }
-    print(json, "conv", "total", "conv all, count-weighted", (total, total));
+    print(
+        json,
+        "conv",
+        "total",
+        "conv all, count-weighted",
+        (total, total),
+    );
     Ok(())
 }
 

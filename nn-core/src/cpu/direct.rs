@@ -80,7 +80,8 @@ impl Plan {
     /// The input gradient's correlation (stride 1 only; see the module docs).
     fn input_grad(spec: &Conv2dSpec) -> Plan {
         let s = &spec.window;
-        let full = |d: usize| ((s.kernel[d] - 1) * s.dilation[d]) as isize - s.padding[d][0] as isize;
+        let full =
+            |d: usize| ((s.kernel[d] - 1) * s.dilation[d]) as isize - s.padding[d][0] as isize;
         Plan {
             n: s.batch,
             cin: spec.out_channels,
@@ -115,7 +116,9 @@ impl Plan {
     /// The share of all `output x kernel` multiply-adds that read inside the input.
     fn useful(&self) -> f64 {
         let share = |d: usize| {
-            let hits: u32 = (0..self.output[d]).map(|i| self.valid(d, i).count_ones()).sum();
+            let hits: u32 = (0..self.output[d])
+                .map(|i| self.valid(d, i).count_ones())
+                .sum();
             f64::from(hits) / (self.output[d] * self.kernel[d]).max(1) as f64
         };
         share(0) * share(1)
@@ -129,8 +132,7 @@ pub(super) fn takes(spec: &Conv2dSpec) -> bool {
     if super::winograd::forced() {
         return false; // a Winograd test owns this thread's convolutions
     }
-    fits(spec)
-        && (forced() || kernel_available() && Plan::forward(spec).useful() <= MAX_USEFUL)
+    fits(spec) && (forced() || kernel_available() && Plan::forward(spec).useful() <= MAX_USEFUL)
 }
 
 /// Whether the input gradient of `spec` runs here: as [`takes`], at stride 1.
@@ -262,7 +264,9 @@ fn tiles(p: &Plan, classes: &[Class], src_len: usize) -> Result<Vec<Tile>> {
         let (lo, hi) = class
             .taps
             .iter()
-            .fold((isize::MAX, isize::MIN), |(lo, hi), &(_, o)| (lo.min(o), hi.max(o)));
+            .fold((isize::MAX, isize::MIN), |(lo, hi), &(_, o)| {
+                (lo.min(o), hi.max(o))
+            });
         let mut tile = Tile {
             class: ci,
             src: [0; NC],
@@ -324,8 +328,9 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
     let classes = classes(p);
     let tiles = tiles(p, &classes, src.len())?;
     let blocks = p.cout.div_ceil(OB);
-    let block = |bi: usize| -> Result<Vec<f32>> {
-        let panel = pack(w, p, bi)?;
+    let block = |panel: &mut Vec<f32>, bi: usize| -> Result<Vec<f32>> {
+        pack(w, p, bi, panel)?;
+        let panel = &panel[..];
         let mut y: Vec<f32> = try_with_capacity(OB * p.n * l, OP)?;
         y.resize(OB * p.n * l, 0.0);
         let mut acc = [[0.0f32; OB]; NC];
@@ -343,9 +348,15 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
     };
     let macs = len.saturating_mul(p.cin * p.taps());
     let parts: Vec<Vec<f32>> = if macs >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
-        (0..blocks).into_par_iter().map(block).collect::<Result<_>>()?
+        (0..blocks)
+            .into_par_iter()
+            .map_init(Vec::new, block)
+            .collect::<Result<_>>()?
     } else {
-        (0..blocks).map(block).collect::<Result<_>>()?
+        let mut panel = Vec::new();
+        (0..blocks)
+            .map(|bi| block(&mut panel, bi))
+            .collect::<Result<_>>()?
     };
     let mut out: Vec<f32> = try_with_capacity(len, OP)?;
     for b in 0..p.n {
@@ -361,28 +372,41 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
     Ok(out)
 }
 
-/// The kernels of output block `bi` packed as `[cin, kh * kw, OB]`, rows past `cout` zero.
-/// Both orders keep the written part of the panel in L1: the forward's rows are read
-/// [`KB`] elements at a time (16x16 blocks transposed in registers where the CPU can),
-/// the rotated kernels one input channel `ic` at a time (`w[ic, block, :, :]` is
-/// contiguous).
-fn pack(w: &[f32], p: &Plan, bi: usize) -> Result<Vec<f32>> {
+/// The kernels of output block `bi` packed into `panel` as `[cin, kh * kw, OB]`, rows
+/// past `cout` zero; `panel` is reused from block to block of one thread (allocated,
+/// zeroed and faulted in once per call rather than once per block).
+/// Both orders keep the written part of the panel in L1 and move 16x16 blocks through
+/// registers where the CPU can ([`kernel::transpose16`]): the forward's rows [`KB`]
+/// elements at a time, the rotated kernels one input channel `ic` at a time
+/// (`w[ic, block, :, :]` is contiguous; taps up to 16 that way, scalar beyond).
+fn pack(w: &[f32], p: &Plan, bi: usize, panel: &mut Vec<f32>) -> Result<()> {
     const KB: usize = 16;
     let (taps, cin, cout) = (p.taps(), p.cin, p.cout);
     let k = cin * taps;
-    let mut panel: Vec<f32> = try_with_capacity(k * OB, OP)?;
-    panel.resize(k * OB, 0.0);
     let rows = OB.min(cout - bi * OB);
+    if panel.len() != k * OB {
+        *panel = try_with_capacity(k * OB, OP)?;
+        panel.resize(k * OB, 0.0);
+    } else if rows < OB {
+        // a buffer reused from a full block: the rows past `cout` back to zero
+        for kk in panel.chunks_exact_mut(OB) {
+            kk[rows..].fill(0.0);
+        }
+    }
     if p.rot {
         // panel[(ic, t), r] = w[ic, oc, kh - 1 - a, kw - 1 - b], t = (a, b), oc = bi * OB + r
         for (ic, dst) in panel.chunks_exact_mut(taps * OB).enumerate() {
             let src = &w[(ic * cout + bi * OB) * taps..][..rows * taps];
-            let gathered = if kernel::rotate_rows(src, taps, rows / 16, dst) {
-                rows / 16 * 16
-            } else {
-                0
-            };
-            for (r, kern) in src.chunks_exact(taps).enumerate().skip(gathered) {
+            let mut done = 0;
+            while done + KB <= rows {
+                // rows `done..done + 16` read 16 wide: past the block, inside `w` or not
+                let at = (ic * cout + bi * OB + done) * taps;
+                if !kernel::transpose16(&w[at..], taps, &mut dst[done..], OB, (taps, true)) {
+                    break;
+                }
+                done += KB;
+            }
+            for (r, kern) in src.chunks_exact(taps).enumerate().skip(done) {
                 for (t, v) in kern.iter().rev().enumerate() {
                     dst[t * OB + r] = *v;
                 }
@@ -396,7 +420,7 @@ fn pack(w: &[f32], p: &Plan, bi: usize) -> Result<Vec<f32>> {
             let mut r0 = 0;
             while len == KB && r0 + KB <= rows {
                 let src = &w[(bi * OB + r0) * k + k0..];
-                if !kernel::transpose16(src, k, &mut dst[r0..], OB) {
+                if !kernel::transpose16(src, k, &mut dst[r0..], OB, (KB, false)) {
                     break;
                 }
                 r0 += KB;
@@ -409,7 +433,7 @@ fn pack(w: &[f32], p: &Plan, bi: usize) -> Result<Vec<f32>> {
             }
         }
     }
-    Ok(panel)
+    Ok(())
 }
 
 /// Whether the fast tile kernel runs on this CPU (std caches the detection).

@@ -139,44 +139,71 @@ unsafe fn avx512<const N: usize>(
     }
 }
 
-/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i, j < 16`: one 16x16 block
-/// of the weight packing, in registers (four rounds of shuffles, 16 vector stores instead
-/// of 256 scalar ones). Returns false (doing nothing) without AVX-512 or when a block
-/// does not fit the slices.
+/// `dst[row(j) * dst_stride + i] = src[i * src_stride + j]` for `i < 16`, `j < cols`
+/// (`cols <= 16`), `row(j)` being `j`, or `cols - 1 - j` when `rev`: a 16 x `cols`
+/// block of the weight packing transposed in registers (four rounds of shuffles, one
+/// vector store per output row instead of 16 scalar ones). Each source row is read 16
+/// elements wide, so `src` must hold `15 * src_stride + 16` elements even where `cols`
+/// is smaller. Returns false (doing nothing) without AVX-512 or when the block does
+/// not fit the slices.
 pub(super) fn transpose16(
     src: &[f32],
     src_stride: usize,
     dst: &mut [f32],
     dst_stride: usize,
+    (cols, rev): (usize, bool),
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let fits = |len: usize, stride: usize| stride >= 16 && 15 * stride + 16 <= len;
-        if super::kernel_available() && fits(src.len(), src_stride) && fits(dst.len(), dst_stride) {
-            // SAFETY: AVX-512F was detected; 16 rows of 16 elements at the strides lie
-            // inside both slices (checked just above).
-            unsafe { transpose16_avx512(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
+        let ok = src_stride > 0
+            && (1..=16).contains(&cols)
+            && 15 * src_stride + 16 <= src.len()
+            && dst_stride >= 16
+            && (cols - 1) * dst_stride + 16 <= dst.len();
+        if super::kernel_available() && ok {
+            // SAFETY: AVX-512F was detected; the 16 source rows of 16 elements and the
+            // `cols` destination rows of 16 lie inside the slices (checked just above).
+            unsafe {
+                transpose16_avx512(
+                    src.as_ptr(),
+                    src_stride,
+                    dst.as_mut_ptr(),
+                    dst_stride,
+                    cols,
+                    rev,
+                )
+            };
             return true;
         }
     }
-    let _ = (src, src_stride, dst, dst_stride);
+    let _ = (src, src_stride, dst, dst_stride, cols, rev);
     false
 }
 
 /// The AVX-512 body of [`transpose16`].
 ///
 /// # Safety
-/// AVX-512F is available; `src` and `dst` are valid for 16 rows of 16 elements at their
-/// strides.
+/// AVX-512F is available; `src` is valid for 16 rows of 16 elements at stride `ss`, and
+/// `dst` for `cols <= 16` rows of 16 at stride `ds`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16_avx512(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+unsafe fn transpose16_avx512(
+    src: *const f32,
+    ss: usize,
+    dst: *mut f32,
+    ds: usize,
+    cols: usize,
+    rev: bool,
+) {
     use std::arch::x86_64::*;
     // SAFETY: the contract above covers every load and store.
     unsafe {
         let mut r = [_mm512_setzero_ps(); 16];
         for (i, v) in r.iter_mut().enumerate() {
             *v = _mm512_loadu_ps(src.add(i * ss));
+            // the forward's packing goes on along these rows: ask for 4 lines ahead
+            // (a hint; the address is never dereferenced, so it may lie past `src`)
+            _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(i * ss + 64).cast());
         }
         let mut t = [_mm512_setzero_ps(); 16];
         for i in 0..8 {
@@ -201,58 +228,9 @@ unsafe fn transpose16_avx512(src: *const f32, ss: usize, dst: *mut f32, ds: usiz
             r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
             r[8 + i] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[8 + i]);
         }
-        for (j, v) in r.iter().enumerate() {
-            _mm512_storeu_ps(dst.add(j * ds), *v);
-        }
-    }
-}
-
-/// `dst[t * OB + r] = src[r * taps + taps - 1 - t]` for `t < taps` and `r < 16 * halves`:
-/// the rotated kernels of one input channel packed ([`super::pack`]'s input-gradient
-/// order), 16 rows per gather. Returns false (doing nothing) without AVX-512 or when
-/// the slices are too short.
-pub(super) fn rotate_rows(src: &[f32], taps: usize, halves: usize, dst: &mut [f32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let ok = halves <= OB / 16
-            && src.len() >= 16 * halves * taps
-            && dst.len() >= taps * OB
-            && i32::try_from(16 * halves * taps).is_ok();
-        if super::kernel_available() && ok {
-            // SAFETY: AVX-512F was detected; every gathered index is below
-            // `16 * halves * taps <= src.len()` and every store lands below
-            // `(taps - 1) * OB + 16 * halves <= taps * OB <= dst.len()` (checked above).
-            unsafe { rotate_rows_avx512(src.as_ptr(), taps, halves, dst.as_mut_ptr()) };
-            return true;
-        }
-    }
-    let _ = (src, taps, halves, dst);
-    false
-}
-
-/// The AVX-512 body of [`rotate_rows`].
-///
-/// # Safety
-/// AVX-512F is available; `src` is valid for `16 * halves * taps` reads (a count that
-/// fits `i32`) and `dst` for `taps * OB` writes, `halves <= OB / 16`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn rotate_rows_avx512(src: *const f32, taps: usize, halves: usize, dst: *mut f32) {
-    use std::arch::x86_64::*;
-    // SAFETY: the contract above covers every gathered read and every store.
-    unsafe {
-        let step = taps as i32;
-        let rows = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(step),
-        );
-        for h in 0..halves {
-            for t in 0..taps {
-                let first = (16 * h * taps + taps - 1 - t) as i32;
-                let idx = _mm512_add_epi32(rows, _mm512_set1_epi32(first));
-                let v = _mm512_i32gather_ps::<4>(idx, src.cast());
-                _mm512_storeu_ps(dst.add(t * OB + 16 * h), v);
-            }
+        for (j, v) in r.iter().enumerate().take(cols) {
+            let row = if rev { cols - 1 - j } else { j };
+            _mm512_storeu_ps(dst.add(row * ds), *v);
         }
     }
 }
