@@ -17,6 +17,11 @@
 //!
 //! The backward recomputes the columns from the input rather than keeping them from the
 //! forward (the memory of a training step holds no `taps * n * l` matrix per layer).
+//!
+//! Two other paths take the layers they serve faster, forward and input gradient:
+//! `direct` the padded images of up to 16x16 outputs on AVX-512 CPUs (no columns, the
+//! taps that read padding skipped), then `winograd` the larger 3x3 stride-1 ones. The
+//! weight and bias gradients always come from the schedules above.
 
 use super::{check, direct, im2col, matmul, winograd};
 use crate::backend::{Conv2dSpec, Im2ColSpec, MatmulSpec};
@@ -334,14 +339,23 @@ pub(super) fn backward(
     } else {
         None
     };
-    if let Some(dx) = dx {
-        let (_, dw, db) = match needs {
-            [_, false, false] => (None, None, None),
-            [_, dw, db] => backward_im2col(x, w, dy, spec, [false, dw, db])?,
-        };
-        return Ok((Some(dx), dw, db));
+    // the direct path's layers: the weight and bias gradients there too
+    let direct = (needs[1] || needs[2]) && direct::takes(spec);
+    let dw = match needs[1] && direct {
+        true => Some(direct::weight_grad(x, dy, spec)?),
+        false => None,
+    };
+    let db = (needs[2] && direct).then(|| direct::bias_grad(dy, spec));
+    let rest = [
+        needs[0] && dx.is_none(),
+        needs[1] && dw.is_none(),
+        needs[2] && db.is_none(),
+    ];
+    if rest == [false; 3] {
+        return Ok((dx, dw, db));
     }
-    backward_im2col(x, w, dy, spec, needs)
+    let (rx, rw, rb) = backward_im2col(x, w, dy, spec, rest)?;
+    Ok((dx.or(rx), dw.or(rw), db.or(rb)))
 }
 
 /// The gradients on the im2col path, whatever the geometry.

@@ -334,8 +334,13 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
         let mut y: Vec<f32> = try_with_capacity(OB * p.n * l, OP)?;
         y.resize(OB * p.n * l, 0.0);
         let mut acc = [[0.0f32; OB]; NC];
+        let walk = kernel::Walk {
+            outer: p.cin,
+            rows: p.taps(),
+            step: plane as isize,
+        };
         for t in &tiles {
-            kernel::tile(&panel, p, &classes[t.class].taps, src, t, &mut acc);
+            kernel::tile(panel, &walk, &classes[t.class].taps, src, t, &mut acc);
             for (k, a) in acc[..t.len].iter().enumerate() {
                 // output (b, oc, pos) at t.dst[k] + oc * l; block-local row r
                 let (b, pos) = (t.dst[k] / (p.cout * l), t.dst[k] % (p.cout * l));
@@ -413,27 +418,51 @@ fn pack(w: &[f32], p: &Plan, bi: usize, panel: &mut Vec<f32>) -> Result<()> {
             }
         }
     } else {
-        // panel[kk, r] = w[oc, kk], kk = (ic, t)
+        // panel[kk, r] = w[oc, kk], kk = (ic, t), KB of kk at a time
         for (kb, dst) in panel.chunks_mut(KB * OB).enumerate() {
             let k0 = kb * KB;
             let len = dst.len() / OB;
-            let mut r0 = 0;
-            while len == KB && r0 + KB <= rows {
-                let src = &w[(bi * OB + r0) * k + k0..];
-                if !kernel::transpose16(src, k, &mut dst[r0..], OB, (KB, false)) {
-                    break;
-                }
-                r0 += KB;
-            }
-            for r in r0..rows {
-                let src = &w[(bi * OB + r) * k + k0..][..len];
-                for (j, v) in src.iter().enumerate() {
-                    dst[j * OB + r] = *v;
-                }
-            }
+            transpose_into(&w[bi * OB * k + k0..], k, rows, len, dst);
         }
     }
     Ok(())
+}
+
+/// `dst[j * OB + r] = src[r * stride + j]` for `r < rows <= OB`, `j < len`: 16x16
+/// blocks through registers where the CPU can ([`kernel::transpose16`]), the rest one
+/// by one.
+fn transpose_into(src: &[f32], stride: usize, rows: usize, len: usize, dst: &mut [f32]) {
+    const KB: usize = 16;
+    let mut j0 = 0;
+    while j0 + KB <= len {
+        let mut r0 = 0;
+        while r0 + KB <= rows {
+            let at = r0 * stride + j0;
+            if at > src.len()
+                || !kernel::transpose16(
+                    &src[at..],
+                    stride,
+                    &mut dst[j0 * OB + r0..],
+                    OB,
+                    (KB, false),
+                )
+            {
+                break;
+            }
+            r0 += KB;
+        }
+        for r in r0..rows {
+            for j in j0..j0 + KB {
+                dst[j * OB + r] = src[r * stride + j];
+            }
+        }
+        j0 += KB;
+    }
+    for r in 0..rows {
+        for j in j0..len {
+            dst[j * OB + r] = src[r * stride + j];
+        }
+    }
 }
 
 /// Whether the fast tile kernel runs on this CPU (std caches the detection).
@@ -448,7 +477,10 @@ fn kernel_available() -> bool {
     }
 }
 
+mod grad;
 mod kernel;
+
+pub(super) use grad::{bias_grad, weight_grad};
 
 #[cfg(test)]
 mod tests;

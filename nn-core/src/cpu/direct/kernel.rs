@@ -4,14 +4,25 @@
 //! it (the 16 accumulators of a full tile in registers), a portable one elsewhere (the
 //! tests' reference on every machine).
 
-use super::{Plan, Tile, NC, OB};
+use super::{Tile, NC, OB};
 
-/// Fills `acc[..tile.len]` for one tile (see the module docs). The tile's reads were
-/// checked inside `src` when the tiles were made (`super::tiles`), and `panel` holds
-/// `cin * kh * kw * OB` elements (`super::pack`).
+/// The reduction a tile walks: `outer` steps (input channels for the forward, samples
+/// for the weight gradient), each over `rows` panel rows of [`OB`] (the `taps`' panel
+/// index is below it) and `step` source elements further on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Walk {
+    pub outer: usize,
+    pub rows: usize,
+    pub step: isize,
+}
+
+/// Fills `acc[..tile.len]` for one tile: `acc[k][r] = sum_{i < outer, (t, off) in taps}
+/// panel[(i * rows + t) * OB + r] * src[tile.src[k] + i * step + off]`. The tile's reads
+/// were checked inside `src` when the tiles were made (`super::tiles`,
+/// `super::grad_tiles`); the panel's length and the tap indices are checked here.
 pub(super) fn tile(
     panel: &[f32],
-    p: &Plan,
+    walk: &Walk,
     taps: &[(usize, isize)],
     src: &[f32],
     tile: &Tile,
@@ -19,26 +30,28 @@ pub(super) fn tile(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if super::kernel_available() && !portable_only() && panel.len() >= p.cin * p.taps() * OB {
-            // SAFETY: AVX-512F was detected; the panel holds `cin * taps * OB` elements
-            // (checked just above) and every tap index is below `taps`; each source read
-            // `tile.src[k] + ic * plane + off` lies inside `src` (checked by `tiles`).
+        let fits =
+            panel.len() >= walk.outer * walk.rows * OB && taps.iter().all(|&(t, _)| t < walk.rows);
+        if super::kernel_available() && !portable_only() && fits {
+            // SAFETY: AVX-512F was detected; the panel holds `outer * rows * OB` elements
+            // and every tap index is below `rows` (checked just above); each source read
+            // `tile.src[k] + i * step + off` lies inside `src` (checked with the tiles).
             unsafe {
                 match tile.len {
-                    8 => avx512::<8>(panel, p, taps, src, tile, acc),
-                    7 => avx512::<7>(panel, p, taps, src, tile, acc),
-                    6 => avx512::<6>(panel, p, taps, src, tile, acc),
-                    5 => avx512::<5>(panel, p, taps, src, tile, acc),
-                    4 => avx512::<4>(panel, p, taps, src, tile, acc),
-                    3 => avx512::<3>(panel, p, taps, src, tile, acc),
-                    2 => avx512::<2>(panel, p, taps, src, tile, acc),
-                    _ => avx512::<1>(panel, p, taps, src, tile, acc),
+                    8 => avx512::<8>(panel, walk, taps, src, tile, acc),
+                    7 => avx512::<7>(panel, walk, taps, src, tile, acc),
+                    6 => avx512::<6>(panel, walk, taps, src, tile, acc),
+                    5 => avx512::<5>(panel, walk, taps, src, tile, acc),
+                    4 => avx512::<4>(panel, walk, taps, src, tile, acc),
+                    3 => avx512::<3>(panel, walk, taps, src, tile, acc),
+                    2 => avx512::<2>(panel, walk, taps, src, tile, acc),
+                    _ => avx512::<1>(panel, walk, taps, src, tile, acc),
                 }
             }
             return;
         }
     }
-    portable(panel, p, taps, src, tile, acc)
+    portable(panel, walk, taps, src, tile, acc)
 }
 
 #[cfg(test)]
@@ -66,18 +79,18 @@ pub(super) fn set_portable(on: bool) {
 /// The reference body: plain loops, indices checked.
 pub(super) fn portable(
     panel: &[f32],
-    p: &Plan,
+    walk: &Walk,
     taps: &[(usize, isize)],
     src: &[f32],
     tile: &Tile,
     acc: &mut [[f32; OB]; NC],
 ) {
-    let (plane, nt) = (p.input[0] * p.input[1], p.taps());
+    let nt = walk.rows;
     for (k, a) in acc[..tile.len].iter_mut().enumerate() {
         *a = [0.0; OB];
-        for ic in 0..p.cin {
+        for ic in 0..walk.outer {
             for &(t, off) in taps {
-                let at = tile.src[k] + (ic * plane) as isize + off;
+                let at = tile.src[k] + ic as isize * walk.step + off;
                 let v = usize::try_from(at).ok().and_then(|i| src.get(i)).copied();
                 let w = panel.get((ic * nt + t) * OB..(ic * nt + t + 1) * OB);
                 if let (Some(v), Some(w)) = (v, w) {
@@ -93,14 +106,14 @@ pub(super) fn portable(
 /// The AVX-512 body for a tile of `N` columns.
 ///
 /// # Safety
-/// AVX-512F is available; `panel` holds `p.cin * p.taps() * OB` elements and every tap
-/// index in `taps` is below `p.taps()`; for every column `k < N`, input channel `ic` and
-/// tap offset `off`, `tile.src[k] + ic * plane + off` indexes inside `src`.
+/// AVX-512F is available; `panel` holds `walk.outer * walk.rows * OB` elements and every
+/// tap index in `taps` is below `walk.rows`; for every column `k < N`, outer step `i`
+/// and tap offset `off`, `tile.src[k] + i * walk.step + off` indexes inside `src`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512<const N: usize>(
     panel: &[f32],
-    p: &Plan,
+    walk: &Walk,
     taps: &[(usize, isize)],
     src: &[f32],
     tile: &Tile,
@@ -110,14 +123,13 @@ unsafe fn avx512<const N: usize>(
     // SAFETY: the contract above covers every pointer read and the AVX-512
     // instructions; the stores write acc[k], 32 elements, for k < N <= NC.
     unsafe {
-        let plane = (p.input[0] * p.input[1]) as isize;
-        let nt = p.taps();
+        let (plane, nt) = (walk.step, walk.rows);
         let (wp, sp) = (panel.as_ptr(), src.as_ptr());
         let mut lo = [_mm512_setzero_ps(); N];
         let mut hi = [_mm512_setzero_ps(); N];
         let mut base = [0isize; N];
         base.copy_from_slice(&tile.src[..N]);
-        for ic in 0..p.cin {
+        for ic in 0..walk.outer {
             let wc = wp.add(ic * nt * OB);
             let xc = ic as isize * plane;
             for &(t, off) in taps {

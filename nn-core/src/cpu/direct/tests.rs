@@ -1,9 +1,11 @@
-//! The direct path against im2col (forward with and without bias, input gradient; many
-//! geometries; 1 and 2 threads; the AVX-512 and the portable tile bodies), the
-//! dispatch, and the conv2d node by finite differences.
+//! The direct path against im2col (forward with and without bias, input, weight and
+//! bias gradients; many geometries; 1 and 2 threads; the AVX-512 and the portable tile
+//! bodies), the dispatch, and the conv2d node by finite differences.
 
 use super::super::conv;
-use super::{fits, force, forward, input_grad, kernel, takes, takes_input_grad, Plan};
+use super::{
+    bias_grad, fits, force, forward, input_grad, kernel, takes, takes_input_grad, weight_grad, Plan,
+};
 use crate::backend::{Conv2dSpec, Im2ColSpec};
 use crate::ops::testing::check_grad;
 use crate::ops::Conv2dOptions;
@@ -144,6 +146,25 @@ fn forward_and_input_grad_match_im2col() -> Result<()> {
                         &format!("forward bias {} {what}", bias.is_some()),
                     );
                 }
+                let (_, want_dw, want_db) =
+                    pool.install(|| conv::backward_im2col(&x, &w, &dy, &s, [false, true, true]))?;
+                let got = pool.install(|| {
+                    kernel::set_portable(portable);
+                    weight_grad(&x, &dy, &s)
+                })?;
+                close(
+                    &got,
+                    &want_dw.unwrap_or_default(),
+                    1e-4,
+                    &format!("dw {what}"),
+                );
+                let got = bias_grad(&dy, &s);
+                close(
+                    &got,
+                    &want_db.unwrap_or_default(),
+                    1e-4,
+                    &format!("db {what}"),
+                );
                 if s.window.stride == [1, 1] {
                     let got = pool.install(|| {
                         kernel::set_portable(portable);
