@@ -14,9 +14,10 @@ use crate::host::try_with_capacity;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
-/// One tap: the positions whose reads it makes inside the image (`(pos,
+/// One tap: its index, the positions whose reads it makes inside the image (`(pos,
 /// offset in a sample's input)`), and the tiles of input channels.
 struct TapWork {
+    tap: usize,
     reads: Vec<(usize, isize)>,
     tiles: Vec<Tile>,
 }
@@ -74,7 +75,11 @@ fn taps(p: &Plan, x_len: usize) -> Result<Vec<TapWork>> {
                 }
                 tiles.push(tile);
             }
-            out.push(TapWork { reads, tiles });
+            out.push(TapWork {
+                tap: a * kw + b,
+                reads,
+                tiles,
+            });
         }
     }
     Ok(out)
@@ -116,13 +121,26 @@ pub(in crate::cpu) fn weight_grad(x: &[f32], dy: &[f32], spec: &Conv2dSpec) -> R
             transpose_into(&dy[(b * o + bi * OB) * l..], l, rows, l, dst);
         }
         let mut acc = [[0.0f32; OB]; NC];
-        for t in &work {
-            for tile in &t.tiles {
+        // one group of NC input channels at a time, every tap into `held [k, t, r]`, then
+        // written out as contiguous runs `dw[oc, c0..c0 + NC, ..]` (a store per tap and
+        // channel straight into `dw` would touch a cache line per output channel)
+        let mut held = vec![0.0f32; NC * kk * OB];
+        for g in 0..c.div_ceil(NC) {
+            held.fill(0.0);
+            for t in &work {
+                let Some(tile) = t.tiles.get(g) else {
+                    continue;
+                };
                 kernel::tile(panel, &walk, &t.reads, x, tile, &mut acc);
                 for (k, a) in acc[..tile.len].iter().enumerate() {
-                    for (r, v) in a[..rows].iter().enumerate() {
-                        out[r * c * kk + tile.dst[k]] = *v;
-                    }
+                    held[(k * kk + t.tap) * OB..][..OB].copy_from_slice(a);
+                }
+            }
+            let (c0, len) = (g * NC, NC.min(c - g * NC));
+            for r in 0..rows {
+                let run = &mut out[r * c * kk + c0 * kk..][..len * kk];
+                for (i, v) in run.iter_mut().enumerate() {
+                    *v = held[i * OB + r];
                 }
             }
         }
