@@ -229,7 +229,7 @@ fn crash_child_saves_until_killed() -> Result<()> {
     let mut i = 0u32;
     loop {
         // alternate between the two formats so both writers are interrupted
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             io::save(&sd, &path)?;
         } else {
             io::save_state_dict(&sd, format!("{path}.safetensors"))?;

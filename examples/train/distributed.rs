@@ -100,7 +100,7 @@ mod imp {
         if cfg.batch_size == 0 {
             return Err(JobError::ZeroBatch.into());
         }
-        if cfg.batch_size % world != 0 {
+        if !cfg.batch_size.is_multiple_of(world) {
             return Err(DistError::Indivisible {
                 batch_size: cfg.batch_size,
                 world_size: world,

@@ -169,7 +169,7 @@ impl HostData {
     /// element size. One allocation and one `memcpy` on little-endian hosts.
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<Self> {
         let sz = dtype.size_in_bytes();
-        if bytes.len() % sz != 0 {
+        if !bytes.len().is_multiple_of(sz) {
             return Err(Error::bad_shape(
                 "from_le_bytes",
                 &[bytes.len()],

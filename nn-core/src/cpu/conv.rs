@@ -138,7 +138,7 @@ pub(super) fn check_spec(
     let w = &spec.window;
     let (image_len, _) = im2col::check_spec(op, w)?;
     let g = spec.groups;
-    if g == 0 || w.channels % g != 0 || spec.out_channels % g != 0 {
+    if g == 0 || !w.channels.is_multiple_of(g) || !spec.out_channels.is_multiple_of(g) {
         return Err(Error::invalid_config(
             op,
             "groups",

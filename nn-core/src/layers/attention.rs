@@ -123,7 +123,7 @@ impl MultiheadAttention {
         dropout: f32,
         bias: bool,
     ) -> Result<MultiheadAttention> {
-        if num_heads == 0 || embed_dim % num_heads != 0 {
+        if num_heads == 0 || !embed_dim.is_multiple_of(num_heads) {
             return Err(Error::invalid_config(
                 "MultiheadAttention",
                 "num_heads",

@@ -270,7 +270,7 @@ impl<const D: usize> Conv<D> {
         }
         let c = x.shape()[rank - D - 1];
         let g = self.groups;
-        if g == 0 || c % g != 0 || self.out_channels % g != 0 {
+        if g == 0 || !c.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
             return Err(Error::InLayer {
                 layer: self.layer_name(),
                 source: Box::new(Error::invalid_config(

@@ -45,7 +45,7 @@ impl Tensor {
             .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
             .ok_or_else(bad)?;
         let infer = shape.iter().filter(|&&d| d < 0).count();
-        if infer > 1 || (infer == 1 && (known == 0 || self.numel() % known != 0)) {
+        if infer > 1 || (infer == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
             return Err(bad());
         }
         let dims: Vec<usize> = shape

@@ -66,7 +66,7 @@ pub(crate) fn check_ref(
         .ok_or_else(|| {
             format!("data at {off}+{len} lies outside the {data_len}-byte data section")
         })?;
-    if off % ALIGN != 0 {
+    if !off.is_multiple_of(ALIGN) {
         return Err(format!("data offset {off} is not {ALIGN}-byte aligned"));
     }
     if off < next {
@@ -197,7 +197,7 @@ impl<T: Serialize + ?Sized> Plan<'_, T> {
             return Err(e);
         }
         let again = again.map_err(bad)?;
-        if pos % hd.chunk != 0 {
+        if !pos.is_multiple_of(hd.chunk) {
             sums.push(hasher.digest());
         }
         if again.bytes != hd.skeleton

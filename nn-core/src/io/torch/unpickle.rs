@@ -149,7 +149,7 @@ impl<'a> Machine<'a> {
         }
     }
     fn set_items(&mut self, target: usize, items: Vec<Value>) -> Step<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of values".into());
         }
         let Some(Obj::Dict(d)) = self.objs.get_mut(target) else {

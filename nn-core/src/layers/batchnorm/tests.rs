@@ -229,7 +229,7 @@ fn fused_vs_composite<const D: usize>(
             .to_vec::<f32>()?;
         let inner: usize = shape[2..].iter().product();
         for (i, v) in xv.iter_mut().enumerate() {
-            if (i / inner) % c == 0 {
+            if (i / inner).is_multiple_of(c) {
                 *v = 3.0;
             }
         }
