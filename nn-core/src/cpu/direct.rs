@@ -40,6 +40,9 @@ const MAX_L: usize = 256;
 const MAX_USEFUL: f64 = 0.95;
 /// Multiply-adds below which one thread does the whole convolution.
 const PARALLEL_MACS: usize = 1 << 20;
+/// Tasks per thread a parallel call aims at (blocks of output channels split by tiles
+/// when there are fewer), so that a thread the host slows down holds back little.
+const TASKS_PER_THREAD: usize = 4;
 
 /// One correlation: `out[b, oc, i, j] = sum_{ic, p, q} src[b, ic, i * sh + p * dh - top,
 /// j * sw + q * dw - left] * k[oc, ic, p, q]`, the terms outside `src`'s `[h, w]` skipped.
@@ -328,49 +331,68 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
     let classes = classes(p);
     let tiles = tiles(p, &classes, src.len())?;
     let blocks = p.cout.div_ceil(OB);
-    let block = |panel: &mut Vec<f32>, bi: usize| -> Result<Vec<f32>> {
-        pack(w, p, bi, panel)?;
-        let panel = &panel[..];
-        let mut y: Vec<f32> = try_with_capacity(OB * p.n * l, OP)?;
-        y.resize(OB * p.n * l, 0.0);
-        let mut acc = [[0.0f32; OB]; NC];
-        let walk = kernel::Walk {
-            outer: p.cin,
-            rows: p.taps(),
-            step: plane as isize,
-        };
-        for t in &tiles {
-            kernel::tile(panel, &walk, &classes[t.class].taps, src, t, &mut acc);
-            for (k, a) in acc[..t.len].iter().enumerate() {
-                // output (b, oc, pos) at t.dst[k] + oc * l; block-local row r
-                let (b, pos) = (t.dst[k] / (p.cout * l), t.dst[k] % (p.cout * l));
-                for (r, v) in a.iter().enumerate() {
-                    y[(r * p.n + b) * l + pos] = *v;
-                }
-            }
-        }
-        Ok(y)
+    let walk = kernel::Walk {
+        outer: p.cin,
+        rows: p.taps(),
+        step: plane as isize,
     };
     let macs = len.saturating_mul(p.cin * p.taps());
-    let parts: Vec<Vec<f32>> = if macs >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
-        (0..blocks)
-            .into_par_iter()
-            .map_init(Vec::new, block)
+    let threads = rayon::current_num_threads();
+    let parallel = macs >= PARALLEL_MACS && threads > 1;
+    // Tasks: a block's tiles in `split` ranges, so that the layers with few blocks (64
+    // output channels: two) still give every thread several tasks to balance.
+    let split = match parallel {
+        true => (TASKS_PER_THREAD * threads)
+            .div_ceil(blocks)
+            .clamp(1, tiles.len().max(1)),
+        false => 1,
+    };
+    let per = tiles.len().div_ceil(split).max(1);
+    // one task's results: the accumulators of each of its tiles
+    let task = |(panel, packed): &mut (Vec<f32>, Option<usize>),
+                (bi, ti): (usize, usize)|
+     -> Result<Vec<[[f32; OB]; NC]>> {
+        if *packed != Some(bi) {
+            pack(w, p, bi, panel)?;
+            *packed = Some(bi);
+        }
+        let mine = tiles
+            .get(ti * per..((ti + 1) * per).min(tiles.len()))
+            .unwrap_or(&[]);
+        let mut res: Vec<[[f32; OB]; NC]> = try_with_capacity(mine.len(), OP)?;
+        for t in mine {
+            let mut acc = [[0.0f32; OB]; NC];
+            kernel::tile(panel, &walk, &classes[t.class].taps, src, t, &mut acc);
+            res.push(acc);
+        }
+        Ok(res)
+    };
+    let jobs: Vec<(usize, usize)> = (0..blocks)
+        .flat_map(|bi| (0..split).map(move |ti| (bi, ti)))
+        .collect();
+    let parts: Vec<Vec<[[f32; OB]; NC]>> = if parallel {
+        jobs.par_iter()
+            .map_init(|| (Vec::new(), None), |state, &job| task(state, job))
             .collect::<Result<_>>()?
     } else {
-        let mut panel = Vec::new();
-        (0..blocks)
-            .map(|bi| block(&mut panel, bi))
+        let mut state = (Vec::new(), None);
+        jobs.iter()
+            .map(|&job| task(&mut state, job))
             .collect::<Result<_>>()?
     };
+    // every (sample, channel, position) is one tile column's row: written exactly once
     let mut out: Vec<f32> = try_with_capacity(len, OP)?;
-    for b in 0..p.n {
-        for oc in 0..p.cout {
-            let (part, r) = (&parts[oc / OB], oc % OB);
-            let row = &part[(r * p.n + b) * l..][..l];
-            match bias {
-                Some(v) => out.extend(row.iter().map(|y| y + v[oc])),
-                None => out.extend_from_slice(row),
+    out.resize(len, 0.0);
+    for (&(bi, ti), part) in jobs.iter().zip(&parts) {
+        let rows = OB.min(p.cout - bi * OB);
+        let mine = tiles.get(ti * per..).unwrap_or(&[]);
+        for (t, acc) in mine.iter().zip(part) {
+            for (k, a) in acc[..t.len].iter().enumerate() {
+                // output (b, oc, pos) at t.dst[k] + oc * l
+                for (r, v) in a[..rows].iter().enumerate() {
+                    let oc = bi * OB + r;
+                    out[t.dst[k] + oc * l] = v + bias.map_or(0.0, |b| b[oc]);
+                }
             }
         }
     }

@@ -89,6 +89,7 @@ fn close(got: &[f32], want: &[f32], rel: f32, what: &str) {
 fn shapes() -> Vec<Conv2dSpec> {
     let p1 = [[1, 1], [1, 1]];
     let mut v = vec![
+        resnet(4, 64, 40, 16, 1),
         resnet(8, 256, 256, 4, 1),
         resnet(8, 512, 512, 2, 1),
         resnet(8, 128, 256, 8, 2),
