@@ -440,12 +440,8 @@ fn pack(w: &[f32], p: &Plan, bi: usize, panel: &mut Vec<f32>) -> Result<()> {
             }
         }
     } else {
-        // panel[kk, r] = w[oc, kk], kk = (ic, t), KB of kk at a time
-        for (kb, dst) in panel.chunks_mut(KB * OB).enumerate() {
-            let k0 = kb * KB;
-            let len = dst.len() / OB;
-            transpose_into(&w[bi * OB * k + k0..], k, rows, len, dst);
-        }
+        // panel[kk, r] = w[oc, kk], kk = (ic, t)
+        transpose_into(&w[bi * OB * k..], k, rows, k, panel);
     }
     Ok(())
 }
@@ -455,10 +451,11 @@ fn pack(w: &[f32], p: &Plan, bi: usize, panel: &mut Vec<f32>) -> Result<()> {
 /// by one.
 fn transpose_into(src: &[f32], stride: usize, rows: usize, len: usize, dst: &mut [f32]) {
     const KB: usize = 16;
-    let mut j0 = 0;
-    while j0 + KB <= len {
-        let mut r0 = 0;
-        while r0 + KB <= rows {
+    // 16 rows at a time along their whole length: 16 read streams for the prefetcher
+    let mut r0 = 0;
+    while r0 + KB <= rows {
+        let mut j0 = 0;
+        while j0 + KB <= len {
             let at = r0 * stride + j0;
             if at > src.len()
                 || !kernel::transpose16(
@@ -471,17 +468,17 @@ fn transpose_into(src: &[f32], stride: usize, rows: usize, len: usize, dst: &mut
             {
                 break;
             }
-            r0 += KB;
+            j0 += KB;
         }
-        for r in r0..rows {
-            for j in j0..j0 + KB {
+        for r in r0..r0 + KB {
+            for j in j0..len {
                 dst[j * OB + r] = src[r * stride + j];
             }
         }
-        j0 += KB;
+        r0 += KB;
     }
-    for r in 0..rows {
-        for j in j0..len {
+    for r in r0..rows {
+        for j in 0..len {
             dst[j * OB + r] = src[r * stride + j];
         }
     }
