@@ -424,6 +424,10 @@ fn pack(w: &[f32], p: &Plan, bi: usize, panel: &mut Vec<f32>) -> Result<()> {
         // panel[(ic, t), r] = w[ic, oc, kh - 1 - a, kw - 1 - b], t = (a, b), oc = bi * OB + r
         for (ic, dst) in panel.chunks_exact_mut(taps * OB).enumerate() {
             let src = &w[(ic * cout + bi * OB) * taps..][..rows * taps];
+            if ic + 1 < cin {
+                // the next channel's block lies `cout * taps` further: no stream to follow
+                kernel::prefetch(&w[((ic + 1) * cout + bi * OB) * taps..][..rows * taps]);
+            }
             let mut done = 0;
             while done + KB <= rows {
                 // rows `done..done + 16` read 16 wide: past the block, inside `w` or not

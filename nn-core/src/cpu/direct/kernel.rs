@@ -246,3 +246,24 @@ unsafe fn transpose16_avx512(
         }
     }
 }
+
+/// Asks the CPU to bring `data` toward L1 (every 64-byte line of it), a hint with no
+/// effect on results; nothing where the CPU has no AVX-512 path to feed.
+pub(super) fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::kernel_available() {
+            for line in data.chunks(16) {
+                // SAFETY: `_mm_prefetch` only hints the cache; the address is inside
+                // `data` and is never dereferenced by the instruction's semantics.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast(),
+                    )
+                };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
