@@ -380,21 +380,32 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
             .map(|&job| task(&mut state, job))
             .collect::<Result<_>>()?
     };
-    // every (sample, channel, position) is one tile column's row: written exactly once
-    let mut out: Vec<f32> = try_with_capacity(len, OP)?;
-    out.resize(len, 0.0);
-    for (&(bi, ti), part) in jobs.iter().zip(&parts) {
-        let rows = OB.min(p.cout - bi * OB);
-        let mine = tiles.get(ti * per..).unwrap_or(&[]);
-        for (t, acc) in mine.iter().zip(part) {
-            for (k, a) in acc[..t.len].iter().enumerate() {
-                // output (b, oc, pos) at t.dst[k] + oc * l
-                for (r, v) in a[..rows].iter().enumerate() {
+    // every (sample, channel, position) is one tile column's row: written exactly once,
+    // sample by sample on the pool (the columns of each sample listed first)
+    let mut by_sample: Vec<Vec<(usize, usize)>> = vec![Vec::new(); p.n];
+    for (ti, t) in tiles.iter().enumerate() {
+        for k in 0..t.len {
+            by_sample[t.dst[k] / (p.cout * l)].push((ti, k));
+        }
+    }
+    let mut out = super::par::filled(len, 0.0, OP)?;
+    let sample = |(b, dst): (usize, &mut [f32])| {
+        for &(ti, k) in &by_sample[b] {
+            let pos = tiles[ti].dst[k] % (p.cout * l);
+            for bi in 0..blocks {
+                let a = &parts[bi * split + ti / per][ti % per][k];
+                for (r, v) in a[..OB.min(p.cout - bi * OB)].iter().enumerate() {
                     let oc = bi * OB + r;
-                    out[t.dst[k] + oc * l] = v + bias.map_or(0.0, |b| b[oc]);
+                    dst[oc * l + pos] = v + bias.map_or(0.0, |b| b[oc]);
                 }
             }
         }
+    };
+    let chunk = (p.cout * l).max(1);
+    if parallel {
+        out.par_chunks_mut(chunk).enumerate().for_each(sample);
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(sample);
     }
     Ok(out)
 }

@@ -107,8 +107,8 @@ pub(in crate::cpu) fn weight_grad(x: &[f32], dy: &[f32], spec: &Conv2dSpec) -> R
         rows: l,
         step: (c * p.input[0] * p.input[1]) as isize,
     };
-    let mut dw: Vec<f32> = try_with_capacity(o * c * kk, OP)?;
-    dw.resize(o * c * kk, 0.0);
+    // zeros for the taps that read only padding (on the pool: dw is the layer's size)
+    let mut dw = crate::cpu::par::filled(o * c * kk, 0.0, OP)?;
     let block = |panel: &mut Vec<f32>, (bi, out): (usize, &mut [f32])| -> Result<()> {
         let rows = OB.min(o - bi * OB);
         // panel[(b, pos), r] = dy[b, bi * OB + r, pos]
