@@ -24,6 +24,8 @@ pub mod pool;
 mod reduce;
 mod rowwise;
 mod small_gemm;
+#[cfg(test)]
+mod test_util;
 mod winograd;
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! bodies), the dispatch, and the conv2d node by finite differences.
 
 use super::super::conv;
+use super::super::test_util::{close, pool, values};
 use super::{
     bias_grad, fits, force, forward, input_grad, kernel, takes, takes_input_grad, weight_grad, Plan,
 };
 use crate::backend::{Conv2dSpec, Im2ColSpec};
 use crate::ops::testing::check_grad;
 use crate::ops::Conv2dOptions;
-use crate::{Error, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// A convolution of `[n, c, h, w]` into `o` channels.
 fn spec(
@@ -55,32 +56,6 @@ fn resnet(n: usize, c: usize, o: usize, side: usize, s: usize) -> Conv2dSpec {
         [[1, 1], [1, 1]],
         [1, 1],
     )
-}
-
-/// Values in [-1, 1) with a few exact zeros, from a fixed integer hash.
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 7919 + salt * 104_729) % 1013) as f32 / 506.5 - 1.0)
-        .collect()
-}
-
-fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::custom(e.to_string()))
-}
-
-/// Whether `got` is `want` within `rel` of the largest `|want|` (at least 1).
-fn close(got: &[f32], want: &[f32], rel: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= rel * scale,
-            "{what}: element {i}: {g} vs {w} (scale {scale})"
-        );
-    }
 }
 
 /// The geometries compared with im2col: ResNet's late layers, odd channel counts (a

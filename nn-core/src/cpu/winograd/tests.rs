@@ -2,11 +2,12 @@
 //! threads), the dispatch, and the whole conv2d node by finite differences.
 
 use super::super::conv;
+use super::super::test_util::{close, pool, values};
 use super::{fits, force, forward, input_grad, takes};
 use crate::backend::{Conv2dSpec, Im2ColSpec};
 use crate::ops::testing::check_grad;
 use crate::ops::Conv2dOptions;
-use crate::{Error, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// A 3x3 stride-1 convolution of `[n, c, h, w]` into `o` channels.
 fn spec(n: usize, c: usize, o: usize, [h, w]: [usize; 2], padding: [[usize; 2]; 2]) -> Conv2dSpec {
@@ -26,32 +27,6 @@ fn spec(n: usize, c: usize, o: usize, [h, w]: [usize; 2], padding: [[usize; 2]; 
         },
         out_channels: o,
         groups: 1,
-    }
-}
-
-/// Values in [-1, 1) with a few exact zeros, from a fixed integer hash.
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 7919 + salt * 104_729) % 1013) as f32 / 506.5 - 1.0)
-        .collect()
-}
-
-fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::custom(e.to_string()))
-}
-
-/// Whether `got` is `want` within `rel` of the largest `|want|` (at least 1).
-fn close(got: &[f32], want: &[f32], rel: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= rel * scale,
-            "{what}: element {i}: {g} vs {w} (scale {scale})"
-        );
     }
 }
 
