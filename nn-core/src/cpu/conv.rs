@@ -341,9 +341,10 @@ pub(super) fn backward(
     };
     // the direct path's layers: the weight and bias gradients there too
     let direct = (needs[1] || needs[2]) && direct::takes(spec);
-    let dw = match needs[1] && direct {
-        true => Some(direct::weight_grad(x, dy, spec)?),
-        false => None,
+    let dw = if needs[1] && direct {
+        Some(direct::weight_grad(x, dy, spec)?)
+    } else {
+        None
     };
     let db = (needs[2] && direct).then(|| direct::bias_grad(dy, spec));
     let rest = [

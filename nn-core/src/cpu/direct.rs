@@ -341,11 +341,12 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
     let parallel = macs >= PARALLEL_MACS && threads > 1;
     // Tasks: a block's tiles in `split` ranges, so that the layers with few blocks (64
     // output channels: two) still give every thread several tasks to balance.
-    let split = match parallel {
-        true => (TASKS_PER_THREAD * threads)
+    let split = if parallel {
+        (TASKS_PER_THREAD * threads)
             .div_ceil(blocks)
-            .clamp(1, tiles.len().max(1)),
-        false => 1,
+            .clamp(1, tiles.len().max(1))
+    } else {
+        1
     };
     let per = tiles.len().div_ceil(split).max(1);
     // one task's results: the accumulators of each of its tiles
@@ -394,9 +395,19 @@ fn correlate(src: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Plan) -> Result<V
             let pos = tiles[ti].dst[k] % (p.cout * l);
             for bi in 0..blocks {
                 let a = &parts[bi * split + ti / per][ti % per][k];
-                for (r, v) in a[..OB.min(p.cout - bi * OB)].iter().enumerate() {
-                    let oc = bi * OB + r;
-                    dst[oc * l + pos] = v + bias.map_or(0.0, |b| b[oc]);
+                let rows = OB.min(p.cout - bi * OB);
+                let col = dst[bi * OB * l + pos..].iter_mut().step_by(l);
+                match bias {
+                    Some(bv) => {
+                        for ((d, v), b) in col.zip(&a[..rows]).zip(&bv[bi * OB..]) {
+                            *d = v + b;
+                        }
+                    }
+                    None => {
+                        for (d, v) in col.zip(&a[..rows]) {
+                            *d = *v;
+                        }
+                    }
                 }
             }
         }
