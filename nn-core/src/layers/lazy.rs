@@ -35,42 +35,71 @@ mod tests {
     use crate::layers::{BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Linear};
     use crate::module::Forward;
     use crate::{Result, Tensor};
-    use std::sync::{Arc, Barrier};
+    use std::sync::{Arc, Barrier, Mutex};
 
     const THREADS: usize = 8;
     const ROUNDS: usize = 5_000;
 
-    /// Runs `ROUNDS` races of `THREADS` first forwards, each on a fresh layer.
+    /// Runs `ROUNDS` races of `THREADS` first forwards, each on a fresh layer. The threads
+    /// live for all rounds (spawning 8 threads per round cost ~3 ms, the race itself
+    /// microseconds): each round they take the fresh layer, line up at a barrier and
+    /// forward at once.
     fn race<L: Forward + Send + Sync>(make: impl Fn() -> L, x: &Tensor) -> Result<()> {
+        type Outcome = std::result::Result<Vec<f32>, String>;
+        let slot: Mutex<Option<Arc<L>>> = Mutex::new(None);
+        let outs: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+        // main + the racers: the layer is set (`handed`), everyone holds it (`go`), every
+        // forward is done (`done`)
+        let (handed, go, done) = (
+            Barrier::new(THREADS + 1),
+            Barrier::new(THREADS + 1),
+            Barrier::new(THREADS + 1),
+        );
+        let lock = |m: &'_ Mutex<Vec<Outcome>>| {
+            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *g)
+        };
         let mut errors = Vec::new();
-        for _ in 0..ROUNDS {
-            let layer = Arc::new(make());
-            let start = Arc::new(Barrier::new(THREADS));
-            let outs: Vec<Result<Vec<f32>>> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..THREADS)
-                    .map(|_| {
-                        let (layer, start) = (layer.clone(), start.clone());
-                        s.spawn(move || {
-                            start.wait();
-                            layer.forward(x)?.to_vec::<f32>()
-                        })
-                    })
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
-                    .collect()
-            });
-            let mut first: Option<Vec<f32>> = None;
-            for o in outs {
-                match o {
-                    Err(e) => errors.push(e.to_string()),
-                    Ok(v) => match &first {
-                        None => first = Some(v),
-                        Some(f) => assert_eq!(f, &v, "racing forwards disagree"),
-                    },
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..ROUNDS {
+                        handed.wait();
+                        let layer = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        go.wait();
+                        // a panic must not leave the others at the barrier
+                        let out: Outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                            || -> Outcome {
+                                let layer = layer.ok_or_else(|| "no layer handed".to_string())?;
+                                let y = layer.forward(x).map_err(|e| e.to_string())?;
+                                y.to_vec::<f32>().map_err(|e| e.to_string())
+                            },
+                        ))
+                        .unwrap_or_else(|_| Err("the forward panicked".into()));
+                        outs.lock().unwrap_or_else(|e| e.into_inner()).push(out);
+                        done.wait();
+                    }
+                });
+            }
+            for _ in 0..ROUNDS {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(make()));
+                handed.wait();
+                go.wait();
+                done.wait();
+                let round = lock(&outs);
+                assert_eq!(round.len(), THREADS);
+                let mut first: Option<Vec<f32>> = None;
+                for o in round {
+                    match o {
+                        Err(e) => errors.push(e),
+                        Ok(v) => match &first {
+                            None => first = Some(v),
+                            Some(f) => assert_eq!(f, &v, "racing forwards disagree"),
+                        },
+                    }
                 }
             }
-        }
+        });
         assert!(
             errors.is_empty(),
             "{} errors, first: {:?}",
