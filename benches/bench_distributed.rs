@@ -17,11 +17,12 @@
 //! them, and PyTorch's DDP on Gloo (`tools/bench_ddp_torch.py`), interleaved.
 //! `--json` prints one JSON object per line, as `bench_report --json` does.
 //!
-//! `--configs overlap:bucket_mib:first_bucket_mib,...` (default [`DEFAULT_CONFIGS`]):
-//! the DDP set-ups timed one after the other in the same job (`overlap` is `off`,
-//! `nonblocking` or `thread`, see `nn::distributed::Overlap`; `default` is
-//! `DdpOptions::default()`); the first one is the `2ranks` row, each other one a
-//! `2ranks:<config>` row.
+//! `--configs overlap:bucket_mib:first_bucket_mib[:mpi],...` (default
+//! [`DEFAULT_CONFIGS`]): the DDP set-ups timed one after the other in the same job
+//! (`overlap` is `off`, `nonblocking` or `thread`, see `nn::distributed::Overlap`; `mpi`
+//! turns `DdpOptions::shared_memory` off, so the sums go through MPI messages even on
+//! one host; `default` is `DdpOptions::default()`); the first one is the `2ranks` row,
+//! each other one a `2ranks:<config>` row.
 
 use nn::distributed::{DdpOptions, DistributedDataParallel, Overlap, ProcessGroup, ReduceOp};
 use nn::optim::{Optimizer, Sgd};
@@ -38,9 +39,10 @@ const INNER: usize = 10;
 const WARM: usize = 10;
 /// The DDP set-ups timed by default, in this order (`--configs` to pick others): the
 /// defaults of `DistributedDataParallel::new` (the `2ranks` row: PyTorch's bucket
-/// sizes, overlapped), the blocking all-reduce after backward in 25 MiB buckets (the
-/// set-up before overlap), smaller buckets overlapped, and the communication thread.
-const DEFAULT_CONFIGS: &str = "default,off:25:25,nonblocking:4:1,thread:25:1";
+/// sizes, sums through shared memory on one host), the same buckets through MPI's
+/// non-blocking all-reduces overlapped with backward, and the blocking all-reduce after
+/// backward (the set-up before overlap).
+const DEFAULT_CONFIGS: &str = "default,nonblocking:25:1:mpi,off:25:25";
 
 type Mlp = Sequential<(Linear, ReLU, Linear, ReLU, Linear)>;
 
@@ -131,13 +133,15 @@ fn parse_config(spec: &str) -> Result<Config> {
     }
     let bad = || {
         nn::Error::custom(format!(
-            "--configs: `{spec}` is not overlap:bucket_mib:first_bucket_mib \
+            "--configs: `{spec}` is not overlap:bucket_mib:first_bucket_mib[:mpi] \
              (overlap off, nonblocking or thread)"
         ))
     };
     let parts: Vec<&str> = spec.split(':').collect();
-    let [mode, bucket, first] = parts[..] else {
-        return Err(bad());
+    let (mode, bucket, first, shared_memory) = match parts[..] {
+        [mode, bucket, first] => (mode, bucket, first, true),
+        [mode, bucket, first, "mpi"] => (mode, bucket, first, false),
+        _ => return Err(bad()),
     };
     let overlap = match mode {
         "off" => Overlap::Off,
@@ -158,6 +162,7 @@ fn parse_config(spec: &str) -> Result<Config> {
             bucket_bytes: mib(bucket)?,
             first_bucket_bytes: mib(first)?,
             overlap,
+            shared_memory,
         },
     })
 }

@@ -80,6 +80,20 @@ fn ddp_overlapped_buckets_match_the_blocking_path_bit_for_bit() {
     not(feature = "mpi"),
     ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
 )]
+fn ddp_step_failing_on_one_rank_fails_on_every_rank_and_the_next_step_works() {
+    #[cfg(feature = "mpi")]
+    ranks::run(
+        "ddp_step_failing_on_one_rank_fails_on_every_rank_and_the_next_step_works",
+        &[],
+        ranks::one_rank_fails,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "mpi"),
+    ignore = "built without the mpi feature (cargo test --features mpi --test distributed)"
+)]
 fn ddp_overlapped_buckets_on_a_world_of_one() {
     #[cfg(feature = "mpi")]
     ranks::run_on(
@@ -605,9 +619,11 @@ mod ranks {
                 opt.zero_grad();
                 ddp.backward(&loss)?;
                 opt.step()?;
+                // ranks on one host: one sum through shared memory per step
+                let per_step = if ddp.shared_memory() { 1 } else { 3 };
                 assert_eq!(
                     group.stats().all_reduces - before,
-                    3,
+                    per_step,
                     "one all-reduce per bucket"
                 );
                 // one process: the whole global batch
@@ -725,24 +741,39 @@ mod ranks {
             .collect()
     }
 
-    /// Each overlap mode against `Overlap::Off` on the same replica and data: gradients
-    /// after every backward and weights after every step equal bit for bit, one
-    /// all-reduce per bucket, the unused layer's gradient a zero, a no_sync
+    /// Each overlap mode (MPI messages, then the sums through shared memory) against
+    /// `Overlap::Off` on the same replica and data: gradients after every backward and
+    /// weights after every step equal bit for bit, one all-reduce per bucket (one per
+    /// step through shared memory), the unused layer's gradient a zero, a no_sync
     /// micro-batch included; the hooks are gone with the wrapper.
     pub fn overlap(group: &ProcessGroup) -> Result<()> {
         use nn::distributed::{DdpOptions, Overlap};
-        let options = |overlap| DdpOptions {
+        let options = |overlap, shared_memory| DdpOptions {
             bucket_bytes: 200 * 4,
             first_bucket_bytes: 100 * 4,
             overlap,
+            shared_memory,
         };
-        for mode in [Overlap::Nonblocking, Overlap::Thread] {
+        for (mode, shared) in [
+            (Overlap::Nonblocking, false),
+            (Overlap::Thread, false),
+            (Overlap::Nonblocking, true),
+            (Overlap::Thread, true),
+        ] {
             nn::manual_seed(11);
             let base = branchy();
-            let fast =
-                DistributedDataParallel::with_options(base.deep_copy(), group, options(mode))?;
-            let slow = DistributedDataParallel::with_options(base, group, options(Overlap::Off))?;
+            let fast = DistributedDataParallel::with_options(
+                base.deep_copy(),
+                group,
+                options(mode, shared),
+            )?;
+            let slow =
+                DistributedDataParallel::with_options(base, group, options(Overlap::Off, shared))?;
             assert_eq!((fast.overlap(), slow.overlap()), (mode, Overlap::Off));
+            // ranks on one host (every test job): shared memory whenever asked for
+            assert_eq!(fast.shared_memory(), shared && group.world_size() > 1);
+            assert!(!slow.shared_memory(), "Overlap::Off sends messages");
+            let messages = !fast.shared_memory();
             // b.bias | b.weight (320) | skipped.* + a.bias | a.weight (512)
             assert_eq!(fast.bucket_count(), slow.bucket_count());
             assert!(fast.bucket_count() >= 4, "{}", fast.bucket_count());
@@ -776,21 +807,26 @@ mod ranks {
                     });
                 fast.backward(&fast.forward(&x)?.cross_entropy(&y)?)?;
                 probe.remove();
-                if mode == Overlap::Nonblocking {
-                    // (the thread counts its all-reduces when it gets to them)
+                if mode == Overlap::Nonblocking || !messages {
+                    // (the thread counts its all-reduces when it gets to them; shared
+                    // memory sums every bucket at the end of backward)
                     assert_eq!(
                         seen.load(std::sync::atomic::Ordering::Relaxed) - before,
-                        2,
-                        "{mode:?}: buckets started during backward"
+                        if messages { 2 } else { 0 },
+                        "{mode:?} shared {shared}: buckets started during backward"
                     );
                 }
                 assert_eq!(
                     group.stats().all_reduces - before,
-                    fast.bucket_count() as u64,
-                    "{mode:?}: one all-reduce per bucket"
+                    if messages { fast.bucket_count() as u64 } else { 1 },
+                    "{mode:?} shared {shared}: one all-reduce per bucket, or one sum in shared memory"
                 );
                 slow.backward(&slow.forward(&x)?.cross_entropy(&y)?)?;
-                assert_eq!(grads_bits(&fast), grads_bits(&slow), "{mode:?} step {step}");
+                assert_eq!(
+                    grads_bits(&fast),
+                    grads_bits(&slow),
+                    "{mode:?} shared {shared} step {step}"
+                );
                 let zero = fast.module().skipped.weight.grad();
                 assert_eq!(
                     zero.map(|g| g.to_vec::<f32>()).transpose()?,
@@ -799,20 +835,70 @@ mod ranks {
                 );
                 opt_f.step()?;
                 opt_s.step()?;
-                assert_eq!(flat_weights(&fast)?, flat_weights(&slow)?, "{mode:?}");
+                assert_eq!(
+                    flat_weights(&fast)?,
+                    flat_weights(&slow)?,
+                    "{mode:?} shared {shared}"
+                );
             }
-            assert_ranks_identical(group, &fast, &format!("{mode:?}"))?;
+            assert_ranks_identical(group, &fast, &format!("{mode:?} shared {shared}"))?;
             // a plain backward (not through the wrapper) starts no all-reduce
             let before = group.stats().all_reduces;
             let x = Tensor::randn(&[2, 16]);
             fast.forward(&x)?.sum()?.backward()?;
-            assert_eq!(group.stats().all_reduces, before, "{mode:?}: hooks unarmed");
+            assert_eq!(
+                group.stats().all_reduces,
+                before,
+                "{mode:?} shared {shared}: hooks unarmed"
+            );
             // the hooks go with the wrapper (no all-reduce, no cycle keeping it alive)
             let inner = fast.into_inner();
             inner.forward(&x)?.sum()?.backward()?;
             assert_eq!(group.stats().all_reduces, before);
         }
         Ok(())
+    }
+
+    /// Gradients summed through shared memory (the default on one host): rank 1's
+    /// backward fails at the second step (a hook's error); rank 1 gets its own error,
+    /// rank 0 a `PeerFailed` naming rank 1, neither takes half-summed gradients, and the
+    /// steps after it train as if the failed one never happened (replicas identical).
+    pub fn one_rank_fails(group: &ProcessGroup) -> Result<()> {
+        nn::manual_seed(12);
+        let ddp = DistributedDataParallel::new(branchy(), group)?;
+        assert!(ddp.shared_memory(), "ranks on one host");
+        let mut opt = Adam::with_lr(ddp.parameters(), 1e-2)?;
+        nn::manual_seed(80 + group.rank() as u64);
+        for step in 0..4 {
+            let x = Tensor::randn(&[6, 16]);
+            let y = Tensor::randint(&[6], 0, 10)?;
+            opt.zero_grad();
+            let trap = (step == 1 && group.rank() == 1).then(|| {
+                ddp.module()
+                    .a
+                    .weight
+                    .register_post_accumulate_grad_hook(|_| Err(nn::Error::custom("trap")))
+            });
+            let got = ddp.backward(&ddp.forward(&x)?.cross_entropy(&y)?);
+            if let Some(h) = trap {
+                h.remove();
+            }
+            if step != 1 {
+                got?;
+                opt.step()?;
+                continue;
+            }
+            let e = match got {
+                Ok(()) => panic!("rank {}: the failed step succeeded", group.rank()),
+                Err(e) => e.to_string(),
+            };
+            let want = match group.rank() {
+                1 => "trap".to_string(),
+                r => format!("rank {r}: the step failed on rank 1"),
+            };
+            assert!(e.contains(&want), "rank {}: {e}", group.rank());
+        }
+        assert_ranks_identical(group, &ddp, "after a failed step")
     }
 
     /// Three micro-batches per rank, two inside `no_sync`: no message until the last

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod nonblocking;
+mod shared;
 pub(crate) use nonblocking::InFlight;
+pub(crate) use shared::SharedSlab;
 
 /// Elements per MPI call (MPI counts are `int`).
 const MAX_CHUNK: usize = 1 << 27;

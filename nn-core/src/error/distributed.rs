@@ -64,4 +64,14 @@ pub enum DistributedProblem {
         /// What happened.
         msg: String,
     },
+    /// Another rank's step failed where this one's succeeded (DDP's backward on ranks
+    /// that share memory: the sums would hold that rank's unfinished gradients, so no
+    /// rank takes them).
+    #[error("rank {rank}: the step failed on rank {other_rank}, so the gradients were not averaged (see rank {other_rank}'s error)")]
+    PeerFailed {
+        /// This rank.
+        rank: usize,
+        /// The lowest rank that failed.
+        other_rank: usize,
+    },
 }
