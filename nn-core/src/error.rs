@@ -350,6 +350,7 @@ impl Error {
     /// returns when none of the other variants fits.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::{Error, Forward, Result, Tensor};
     ///
     /// /// Divides its input by its L2 norm; an all-zero input has no direction.
@@ -387,6 +388,7 @@ impl Error {
     /// to get the original value back).
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::{Error, Forward, Result, Tensor};
     ///
     /// /// The user's own error type.

@@ -4,6 +4,7 @@
 //! in builders: [`crate::layers::CrossEntropyLoss`] and its siblings.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{functional as F, Reduction, Tensor};
 //! let logits = Tensor::randn(&[4, 3]).with_requires_grad(true);
 //! let y = Tensor::from_vec(vec![0i64, 2, 1, -100], &[4])?;

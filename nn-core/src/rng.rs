@@ -86,6 +86,7 @@ pub fn stream(key: u64) -> StdRng {
 /// in every run you want to compare.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{rng::RngState, Tensor};
 /// nn::manual_seed(7);
 /// let state = RngState::capture();

@@ -15,6 +15,7 @@ mod create;
 /// tensors; in-place parameter updates go through [`crate::Param`].
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::Tensor;
 /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.with_requires_grad(true);
 /// let y = x.mul(&x)?.sum()?;
@@ -319,6 +320,7 @@ impl Tensor {
     /// `x = x.detach().requires_grad_(on)`.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::Tensor;
     /// let x = Tensor::ones(&[2]).with_requires_grad(true);
     /// x.sum()?.backward()?;
@@ -356,6 +358,7 @@ impl Tensor {
     /// until [`autograd::HookHandle::remove`] is called.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::Tensor;
     /// use std::sync::{Arc, Mutex};
     /// let w = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?.with_requires_grad(true);

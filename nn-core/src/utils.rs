@@ -8,6 +8,7 @@
 //! devices the same arithmetic runs as tensor ops where the gradient lives.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{utils, Linear, ModuleExt, Forward, Tensor};
 //! let net = Linear::new(4, 2);
 //! net.forward(&Tensor::randn(&[8, 4]))?.sum()?.mul_scalar(100.0)?.backward()?;
@@ -191,6 +192,7 @@ pub fn clip_grad_norm(
 /// an error (PyTorch would set every gradient to `-clip_value`).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{utils, Param, Tensor};
 /// let p = Param::new(Tensor::zeros(&[3]))?;
 /// p.set_grad(Some(Tensor::from_vec(vec![-5.0f32, 0.5, 2.0], &[3])?));

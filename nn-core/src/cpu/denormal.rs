@@ -17,6 +17,7 @@ const FTZ_DAZ: u32 = 0x8040;
 /// elsewhere it does nothing and returns false), as `torch.set_flush_denormal` does.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// let supported = nn::cpu::set_flush_denormal(true);
 /// let tiny = std::hint::black_box(1e-39f32);
 /// assert_eq!(tiny * 1.0 == 0.0, supported);

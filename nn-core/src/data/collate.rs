@@ -185,6 +185,7 @@ pub struct PaddedBatch {
 /// padding mask and lengths with it.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::pad_sequence;
 /// use nn::Tensor;
 /// let b = pad_sequence(&[Tensor::arange(1, 4), Tensor::arange(7, 8)], 0.0)?;

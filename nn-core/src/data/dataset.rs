@@ -13,6 +13,7 @@ use std::sync::Arc;
 /// worker threads at once, so a data set is `Send + Sync`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::Dataset;
 /// use nn::{Result, Tensor};
 /// struct Squares;
@@ -163,6 +164,7 @@ tuple_impl!(T 0, T 1, T 2, T 3);
 /// `TensorDataset`): `TensorDataset::new((x, y))?.get(i)` is `(x[i], y[i])`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{Dataset, TensorDataset};
 /// use nn::Tensor;
 /// let x = Tensor::arange(0, 6).reshape(&[3, 2])?;
@@ -387,6 +389,7 @@ impl Split {
 /// the parts take consecutive runs of a permutation seeded by `seed` only.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{random_split, Dataset, Split, TensorDataset};
 /// use nn::Tensor;
 /// let ds = TensorDataset::new(Tensor::arange(0, 10))?;

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 /// depend on the seed and the world size only.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::DistributedSampler;
 /// let s0 = DistributedSampler::new(5, 2, 0, None)?;
 /// let s1 = DistributedSampler::new(5, 2, 1, None)?;

@@ -15,6 +15,7 @@ pub type SampleStream<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 /// `IterableDataset` does with `get_worker_info()`).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{IterableDataset, IterableLoader, SampleStream};
 /// use nn::Result;
 /// struct Numbers(i64);

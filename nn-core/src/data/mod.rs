@@ -9,6 +9,7 @@
 //! batches with 0 or 8 workers.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::data::{DataLoader, TensorDataset};
 //! use nn::Tensor;
 //! let x = Tensor::rand(&[10, 3]);

@@ -84,6 +84,7 @@ impl Sampler for SequentialSampler {
 /// as PyTorch does); with replacement, `num_samples` uniform draws.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{RandomSampler, Sampler};
 /// let s = RandomSampler::new(5, 7);
 /// let mut e0 = s.indices(0);

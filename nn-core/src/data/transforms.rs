@@ -457,6 +457,7 @@ impl<L: Send + 'static> Transformable for (Tensor, L) {
 /// `(seed, e, i)`, so its augmentation is the same whichever worker loads it.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{Dataset, RandomCrop, TensorDataset, Transformed};
 /// use nn::Tensor;
 /// let images = TensorDataset::new(Tensor::rand(&[4, 1, 8, 8]))?;

@@ -183,6 +183,7 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
     /// Wraps `module` with the bucket sizes and overlap of `options`.
     ///
     /// ```no_run
+    /// # extern crate nn_core as nn;
     /// use nn::distributed::{DdpOptions, DistributedDataParallel, Overlap, ProcessGroup};
     /// let group = ProcessGroup::init()?;
     /// let options = DdpOptions {
@@ -353,6 +354,7 @@ impl<M: Module + Forward> DistributedDataParallel<M> {
     /// all-reduce per optimizer step and give the gradients of one large batch.
     ///
     /// ```no_run
+    /// # extern crate nn_core as nn;
     /// # fn demo(ddp: &nn::distributed::DistributedDataParallel<nn::Linear>,
     /// #         micro: &[nn::Tensor]) -> nn::Result<()> {
     /// use nn::Forward;

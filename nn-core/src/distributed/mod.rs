@@ -7,6 +7,7 @@
 //! until it is done (dropping the last handle finalizes MPI):
 //!
 //! ```no_run
+//! # extern crate nn_core as nn;
 //! use nn::distributed::{DistributedDataParallel, DistributedSampler, ProcessGroup};
 //! use nn::optim::{Adam, Optimizer};
 //! use nn::{Forward, Linear, ModuleExt, Tensor};

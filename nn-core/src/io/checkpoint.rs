@@ -67,6 +67,7 @@ impl From<String> for MetaValue {
 /// from code.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::io::TrainingCheckpoint;
 /// use nn::optim::{Adam, Optimizer};
 /// use nn::{Forward, Linear, ModuleExt, Tensor};
@@ -210,6 +211,7 @@ impl TrainingCheckpoint {
     /// Adds the lr scheduler's state (`sched.state_dict()`).
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::io::TrainingCheckpoint;
     /// use nn::optim::lr_scheduler::{LrScheduler, StepLR};
     /// use nn::optim::Sgd;

@@ -2,6 +2,7 @@
 //! native format or in safetensors (PyTorch interop).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{io, Tensor};
 //! use std::collections::BTreeMap;
 //! # let dir = std::env::temp_dir().join(format!("nn-io-doc-{}", std::process::id()));
@@ -181,6 +182,7 @@ pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
 /// the file is sound.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::io::{self, NativeKind};
 /// use nn::Tensor;
 /// # let dir = std::env::temp_dir().join(format!("nn-kind-doc-{}", std::process::id()));

@@ -17,6 +17,7 @@ use crate::{Result, Tensor};
 /// layer wherever a layer is expected, as before the `inplace` flag existed.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{layers::ReLU, module::{Forward, ModuleExt}, Tensor};
 /// let y = ReLU.forward(&Tensor::from_vec(vec![-1.0f32, 2.0], &[2])?)?;
 /// assert_eq!(y.to_vec::<f32>()?, vec![0.0, 2.0]);
@@ -69,6 +70,7 @@ impl Forward for Tanh {
 /// `nn.GELU(approximate='tanh')`).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{layers::GELU, module::Forward, Tensor};
 /// let y = GELU::default().forward(&Tensor::from_vec(vec![0.0f32, 1.0], &[2])?)?;
 /// assert!((y.to_vec::<f32>()?[1] - 0.841_344_7).abs() < 1e-6); // 1 * Phi(1)

@@ -24,6 +24,7 @@
 //! projection and writes its gradient packed).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::{causal_mask, MultiheadAttention}, Tensor};
 //! let mha = MultiheadAttention::new(16, 4)?.batch_first(true);
 //! let x = Tensor::randn(&[2, 5, 16]);

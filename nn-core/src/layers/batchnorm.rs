@@ -24,6 +24,7 @@
 //! `BatchNorm2d::lazy()` learns `c` at the first forward (PyTorch's `LazyBatchNorm2d`).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::BatchNorm2d, Forward, ModuleExt, Tensor};
 //! let mut bn = BatchNorm2d::new(3);
 //! let y = bn.forward(&Tensor::randn(&[4, 3, 5, 5]))?;

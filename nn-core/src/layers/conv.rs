@@ -9,6 +9,7 @@
 //! (PyTorch's `LazyConv2d`).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::Conv2d, Forward, Tensor};
 //! let conv = Conv2d::new(3, 8, 3).stride(2).padding(1);
 //! let y = conv.forward(&Tensor::rand(&[2, 3, 16, 16]))?;

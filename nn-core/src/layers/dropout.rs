@@ -8,6 +8,7 @@
 //! the constant mask tensor. With p = 1 every unit is dropped and y = 0 (PyTorch's rule).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::Dropout, Forward, ModuleExt, Tensor};
 //! let mut drop = Dropout::new(0.5);
 //! let x = Tensor::ones(&[2, 1000]);

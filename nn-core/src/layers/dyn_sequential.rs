@@ -7,6 +7,7 @@ use crate::{Error, Result, Tensor};
 /// A runtime-built chain of boxed layers, optionally named.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::layers::{DynSequential, Linear, ReLU};
 /// use nn::module::{Forward, ModuleExt};
 /// let mut net = DynSequential::new();

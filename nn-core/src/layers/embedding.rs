@@ -9,6 +9,7 @@
 //! no gradient, as in PyTorch, so it keeps its value while training.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::Embedding, module::Forward, Tensor};
 //! let emb = Embedding::new(10, 3)?;
 //! let y = emb.forward(&Tensor::from_vec(vec![1i64, 2, 4, 5, 4, 3, 2, 9], &[2, 4])?)?;

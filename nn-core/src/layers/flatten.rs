@@ -4,6 +4,7 @@
 //! `end_dim = -1`. No copy: the data is reshaped, and the gradient is reshaped back.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::Flatten, Forward, Tensor};
 //! let y = Flatten::new().forward(&Tensor::zeros(&[2, 3, 4, 5]))?;
 //! assert_eq!(y.shape(), &[2, 60]);

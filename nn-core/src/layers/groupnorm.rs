@@ -12,6 +12,7 @@
 //! autograd's through mean and var.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::GroupNorm, Forward, Tensor};
 //! let gn = GroupNorm::new(2, 6);
 //! assert_eq!(gn.forward(&Tensor::randn(&[3, 6, 4, 4]))?.shape(), &[3, 6, 4, 4]);

@@ -7,6 +7,7 @@
 //! backward where the backend has one, the primitives' composite elsewhere.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::LayerNorm, module::Forward, Tensor};
 //! let ln = LayerNorm::new(&[4])?;
 //! let y = ln.forward(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 4])?)?;

@@ -5,6 +5,7 @@
 //! b ~ U(-1/sqrt(in), 1/sqrt(in)). `Linear::lazy(out)` defers `in` to the first forward.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::Linear, module::Forward, Tensor};
 //! let fc = Linear::new(20, 256);
 //! let y = fc.forward(&Tensor::rand(&[2, 20]))?;

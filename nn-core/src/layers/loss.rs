@@ -4,6 +4,7 @@
 //! and do not go in `sequential!` chains (PyTorch's are modules only to hold `weight`).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::layers::CrossEntropyLoss;
 //! use nn::{Reduction, Tensor};
 //! let criterion = CrossEntropyLoss::new().label_smoothing(0.1).ignore_index(0);

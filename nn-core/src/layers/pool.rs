@@ -6,6 +6,7 @@
 //! [`Tensor::avg_pool2d`]'s and [`Tensor::adaptive_avg_pool2d`]'s.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::{AdaptiveAvgPool2d, MaxPool2d}, Forward, Tensor};
 //! let y = MaxPool2d::new(3).stride(2).padding(1).forward(&Tensor::rand(&[1, 4, 16, 16]))?;
 //! assert_eq!(y.shape(), &[1, 4, 8, 8]);

@@ -5,6 +5,7 @@
 //! (PyTorch's `torch.finfo(x.dtype).eps`). Backward: from the primitives.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{layers::RMSNorm, module::Forward, Tensor};
 //! let y = RMSNorm::new(&[2])?.forward(&Tensor::from_vec(vec![3.0f32, 4.0], &[1, 2])?)?;
 //! // rms = sqrt((9 + 16) / 2)

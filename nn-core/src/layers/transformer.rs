@@ -14,6 +14,7 @@
 //! as PyTorch's `_get_clones`), then an optional final norm. Backward: from the primitives.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::layers::{causal_mask, EncoderLayerConfig, TransformerEncoder, TransformerEncoderLayer};
 //! use nn::{Forward, ModuleExt, Tensor};
 //! let cfg = EncoderLayerConfig { dim_feedforward: 32, batch_first: true, ..EncoderLayerConfig::new(16, 4) };

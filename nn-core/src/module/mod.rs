@@ -123,6 +123,7 @@ pub trait Module: AsModule + Any + Send + Sync {
 /// Chains stay single-input: the output of one layer is the input of the next.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::layers::MultiheadAttention;
 /// use nn::{Forward, Layer, ModuleExt, Tensor};
 /// let mha = MultiheadAttention::new(8, 2)?.batch_first(true);

@@ -77,6 +77,7 @@ impl<V: VisitorMut + ?Sized> VisitorMut for Filter<'_, V> {
 /// Called by the code `#[derive(Module)]` generates for [`Module::visit`].
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::module::{visit_in_order, Visitor};
 /// use nn::{Embedding, Module, ModuleExt, Param, Tensor};
 /// struct Gpt { tok: Embedding, pos: Param }

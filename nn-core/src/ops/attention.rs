@@ -36,6 +36,7 @@ const OP: &str = "scaled_dot_product_attention";
 /// A query row whose keys are all masked gives 0, as in PyTorch.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Tensor};
 /// let (q, k, v) = (Tensor::randn(&[2, 4, 5, 8]), Tensor::randn(&[2, 4, 7, 8]), Tensor::randn(&[2, 4, 7, 3]));
 /// let o = F::scaled_dot_product_attention(&q, &k, &v, None, 0.0, false, None)?;

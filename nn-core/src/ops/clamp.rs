@@ -11,6 +11,7 @@
 //! the open interval.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::Tensor;
 //! let x = Tensor::from_vec(vec![-1.0f32, 0.5, 2.0], &[3])?.with_requires_grad(true);
 //! let y = x.clamp(0.0, 1.0)?;

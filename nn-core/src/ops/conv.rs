@@ -247,6 +247,7 @@ impl Tensor {
     /// `[o, c / groups, kh, kw]` and an optional `bias` `[o]`: PyTorch's `F.conv2d`.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::{Conv2dOptions, Tensor};
     /// let x = Tensor::ones(&[1, 1, 3, 3]);
     /// let w = Tensor::ones(&[1, 1, 2, 2]);

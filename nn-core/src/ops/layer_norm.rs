@@ -18,6 +18,7 @@ impl Tensor {
     /// `F.layer_norm`; the [`crate::layers::LayerNorm`] layer runs it).
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::Tensor;
     /// let x = Tensor::from_vec(vec![1.0f32, 3.0, 0.0, 4.0], &[2, 2])?;
     /// let y = x.layer_norm(&[2], None, None, 0.0)?;

@@ -21,6 +21,7 @@ impl Tensor {
     /// `[out]`), as PyTorch's `torch.nn.functional.linear`.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::Tensor;
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?;
     /// let w = Tensor::from_vec(vec![1.0f32, 1.0, 0.0, 2.0], &[2, 2])?;
@@ -39,6 +40,7 @@ impl Tensor {
     /// recorded node and no pre-activation tensor kept.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::Tensor;
     /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?;
     /// let w = Tensor::from_vec(vec![1.0f32, 1.0, 0.0, -2.0], &[2, 2])?;

@@ -6,6 +6,7 @@
 //! `masked_fill`, attention masks, these ops) accepts with the same meaning.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::{DType, Tensor};
 //! let x = Tensor::from_vec(vec![-1.0f32, 0.5, 2.0], &[3])?;
 //! let inside = x.gt_scalar(0.0)?.logical_and(&x.lt_scalar(1.0)?)?;

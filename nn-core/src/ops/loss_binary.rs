@@ -81,6 +81,7 @@ fn in_unit_interval(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
 /// error, as in PyTorch.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let p = Tensor::from_vec(vec![0.5f32, 0.5], &[2])?;
 /// let t = Tensor::from_vec(vec![1.0f32, 0.0], &[2])?;
@@ -157,6 +158,7 @@ pub fn binary_cross_entropy(
 /// `pos_weight` (broadcast along the last dim: one per class).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let z = Tensor::zeros(&[2, 3]);
 /// let t = Tensor::ones(&[2, 3]);

@@ -201,6 +201,7 @@ fn indexed(
 /// mean divides by the summed weights of the targets counted.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let lp = Tensor::from_vec(vec![-0.5f32, -1.0, -2.0, -0.1], &[2, 2])?;
 /// let y = Tensor::from_vec(vec![1i64, -100], &[2])?;
@@ -233,6 +234,7 @@ pub fn nll_loss(
 /// ignored targets and smoothing combine.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::zeros(&[2, 4]); // uniform over 4 classes
 /// let y = Tensor::from_vec(vec![0i64, 3], &[2])?;

@@ -22,6 +22,7 @@ use crate::{Error, Result, Tensor};
 /// Mean absolute error (PyTorch's `F.l1_loss`).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![1.0f32, -1.0], &[2])?;
 /// assert_eq!(F::l1_loss(&x, &Tensor::zeros(&[2]), Reduction::Sum)?.item()?, 2.0);
@@ -36,6 +37,7 @@ pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<
 /// [`Tensor::mse`].
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![1.0f32, -3.0], &[2])?;
 /// assert_eq!(F::mse_loss(&x, &Tensor::zeros(&[2]), Reduction::Mean)?.item()?, 5.0);
@@ -60,6 +62,7 @@ fn quad_lin(input: &Tensor, target: &Tensor, beta: f32, scale: f32) -> Result<Te
 /// linear above; `beta = 0` is the L1 loss, a negative `beta` an error.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![0.5f32, 3.0], &[2])?;
 /// let l = F::smooth_l1_loss(&x, &Tensor::zeros(&[2]), Reduction::None, 1.0)?;
@@ -92,6 +95,7 @@ pub fn smooth_l1_loss(
 /// `delta (|d| - 0.5 delta)` above; `delta` must be positive.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let x = Tensor::from_vec(vec![0.5f32, 3.0], &[2])?;
 /// let l = F::huber_loss(&x, &Tensor::zeros(&[2]), Reduction::None, 2.0)?;
@@ -125,6 +129,7 @@ pub fn huber_loss(
 /// (the KL divergence per sample); `Mean` divides by every element, as PyTorch's.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let p = Tensor::from_vec(vec![0.5f32, 0.5], &[1, 2])?;
 /// let l = F::kl_div(&p.log()?, &p, Reduction::BatchMean, false)?;
@@ -162,6 +167,7 @@ pub fn kl_div(
 /// margin)` for dissimilar ones, `cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12))`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::{functional as F, Reduction, Tensor};
 /// let a = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], &[2, 2])?;
 /// let b = Tensor::from_vec(vec![1.0f32, 0.0, 1.0, 0.0], &[2, 2])?;

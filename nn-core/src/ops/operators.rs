@@ -9,6 +9,7 @@
 //! gradients are those of the methods.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::Tensor;
 //! let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
 //! let y = ((&x * 2.5)? + 1.0)?;

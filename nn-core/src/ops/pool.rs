@@ -118,6 +118,7 @@ impl Tensor {
     /// Max pooling of `self` `[n, c, h, w]` (or `[c, h, w]`): PyTorch's `F.max_pool2d`.
     ///
     /// ```
+    /// # extern crate nn_core as nn;
     /// use nn::{Pool2dOptions, Tensor};
     /// let x = Tensor::arange_f32(0.0, 16.0, 1.0)?.reshape(&[1, 1, 4, 4])?;
     /// let y = x.max_pool2d(&Pool2dOptions::new([2, 2]))?;

@@ -6,6 +6,7 @@
 //! (sigmoid of the input), not the composite's.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::Tensor;
 //! let x = Tensor::from_vec(vec![0.0f32, 100.0, -100.0], &[3])?;
 //! let y = x.softplus()?.to_vec::<f32>()?;

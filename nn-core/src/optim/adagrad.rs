@@ -18,6 +18,7 @@ use crate::{DType, Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`Adagrad`] (PyTorch's defaults).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::AdagradConfig;
 /// assert_eq!(AdagradConfig::default().eps, 1e-10);
 /// ```
@@ -104,6 +105,7 @@ struct State {
 /// creates them at construction, with the same values).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::{Adagrad, AdagradConfig, Optimizer};
 /// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);

@@ -28,6 +28,7 @@ use crate::{Error, Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`Adam`] (PyTorch's defaults).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::AdamConfig;
 /// let cfg = AdamConfig { lr: 3e-4, amsgrad: true, ..Default::default() };
 /// assert_eq!(cfg.betas, (0.9, 0.999));
@@ -67,6 +68,7 @@ impl Default for AdamConfig {
 /// Hyperparameters of [`AdamW`] (PyTorch's defaults: `weight_decay` 0.01).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::AdamWConfig;
 /// assert_eq!(AdamWConfig::default().weight_decay, 0.01);
 /// ```
@@ -170,6 +172,7 @@ struct Moments {
 /// `torch.optim.Adam` (with `decoupled_weight_decay`, the rule of [`AdamW`]).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::{Adam, AdamConfig, Optimizer};
 /// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);
@@ -430,6 +433,7 @@ super::group::grouped!(Adam, AdamConfig, Moments, state);
 /// `torch.optim.AdamW`: Adam with decoupled weight decay (PyTorch's default 0.01).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::{AdamW, AdamWConfig, Optimizer};
 /// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);

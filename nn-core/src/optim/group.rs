@@ -10,6 +10,7 @@ use std::ops::Range;
 /// struct update syntax for the overrides.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::{partition_by_name, AdamW, AdamWConfig, Optimizer, ParamGroup};
 /// use nn::{Linear, ModuleExt};
 /// let net = Linear::new(3, 2);
@@ -338,6 +339,7 @@ pub(crate) fn split_state<'s>(
 /// `*norm*`, `pos`); an empty pattern is an error.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::partition_by_name;
 /// use nn::{Linear, ModuleExt};
 /// let net = Linear::new(3, 2);

@@ -20,6 +20,7 @@
 //! hyper-parameters as PyTorch does.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::optim::{Optimizer, Sgd, SgdConfig};
 //! use nn::{Linear, ModuleExt, Forward, Tensor};
 //! let net = Linear::new(3, 1);

@@ -20,6 +20,7 @@ use crate::{Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`RmsProp`] (PyTorch's defaults).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::RmsPropConfig;
 /// assert_eq!(RmsPropConfig::default().alpha, 0.99);
 /// ```
@@ -110,6 +111,7 @@ struct State {
 /// `torch.optim.RMSprop`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::{Optimizer, RmsProp, RmsPropConfig};
 /// use nn::{Forward, Linear, ModuleExt, Tensor};
 /// let net = Linear::new(3, 1);

@@ -17,6 +17,7 @@ use crate::{Error, Param, Result, StateDict, Tensor};
 /// Hyperparameters of [`Sgd`] (PyTorch's defaults apart from `lr`, which has none there).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::SgdConfig;
 /// let cfg = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() };
 /// assert_eq!(cfg.dampening, 0.0);
@@ -99,6 +100,7 @@ impl GroupConfig for SgdConfig {
 /// `torch.optim.SGD`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::{Optimizer, ParamGroup, Sgd, SgdConfig};
 /// use nn::{Linear, ModuleExt};
 /// let (a, b) = (Linear::new(2, 2), Linear::new(2, 1));

@@ -10,6 +10,7 @@
 //! as `avg * (1 - w) + model * w` truncated, as PyTorch's integer path does.
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::optim::swa_utils::{get_ema_multi_avg_fn, AveragedModel};
 //! use nn::{Forward, Linear, ModuleExt, Tensor};
 //! let model = Linear::new(3, 2);

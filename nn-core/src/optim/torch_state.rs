@@ -15,6 +15,7 @@ use std::path::Path;
 /// `params` lists int64). Strings and `None` are left out.
 ///
 /// ```no_run
+/// # extern crate nn_core as nn;
 /// use nn::optim::{from_torch, AdamW, AdamWConfig, Optimizer};
 /// use nn::{Linear, ModuleExt};
 /// let net = Linear::new(4, 2);

@@ -11,6 +11,7 @@ use std::path::Path;
 /// column holds class indices (integers) and every other column a number.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{readers::CsvDataset, Dataset};
 /// let path = std::env::temp_dir().join(format!("doc-{}.csv", std::process::id()));
 /// std::fs::write(&path, "x,y,class\n0.5,1,0\n2,3.5,1\n")?;

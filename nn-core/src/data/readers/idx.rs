@@ -11,6 +11,7 @@ use std::path::Path;
 /// tensor, i8/i16/i32 an `I32` one, f32 `F32`, f64 `F64`; the shape is the header's.
 ///
 /// ```no_run
+/// # extern crate nn_core as nn;
 /// let images = nn::data::readers::read_idx("train-images-idx3-ubyte.gz")?;
 /// assert_eq!(images.shape(), &[60000, 28, 28]);
 /// # Ok::<(), nn::Error>(())

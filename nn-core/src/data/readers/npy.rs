@@ -186,6 +186,7 @@ pub fn npy_from_bytes(b: &[u8], path: &Path) -> Result<Tensor> {
 /// file's order).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::readers::{read_npy, write_npy};
 /// use nn::Tensor;
 /// let path = std::env::temp_dir().join(format!("doc-{}.npy", std::process::id()));
@@ -259,6 +260,7 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
 /// memory keeps a small resident set.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::data::{readers::{write_npy, NpyFile}, Dataset};
 /// use nn::Tensor;
 /// let path = std::env::temp_dir().join(format!("doc-map-{}.npy", std::process::id()));

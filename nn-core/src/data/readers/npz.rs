@@ -12,6 +12,7 @@ use std::path::Path;
 /// (`np.savez(f, x=a)` gives `"x"`; positional arrays `"arr_0"`, ...).
 ///
 /// ```no_run
+/// # extern crate nn_core as nn;
 /// let arrays = nn::data::readers::read_npz("data.npz")?;
 /// for (name, t) in &arrays {
 ///     println!("{name}: {:?}", t.shape());

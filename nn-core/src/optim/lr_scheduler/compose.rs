@@ -21,6 +21,7 @@ fn nest(sd: &mut StateDict, prefix: &str, child: StateDict) {
 /// next one starts from its epoch 0.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{ConstantLR, ExponentialLR, LrScheduler, SequentialLR};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -197,6 +198,7 @@ fn load_children(children: &mut [Box<dyn LrScheduler>], sd: &StateDict) -> Resul
 /// `ChainedScheduler`: every scheduler steps at every step, their effects composing.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{ChainedScheduler, ConstantLR, ExponentialLR, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};

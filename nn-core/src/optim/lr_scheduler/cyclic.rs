@@ -9,6 +9,7 @@ use std::f64::consts::PI;
 /// How [`OneCycleLR`] moves between two values.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{AnnealStrategy, OneCycleLR};
 /// let mut b = OneCycleLR::builder(&[0.1], 100);
 /// b.anneal_strategy = AnnealStrategy::Linear;
@@ -64,6 +65,7 @@ pub struct OneCycleRule {
 /// cycles the other way. Stepping past `total_steps` is an error, as in PyTorch.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LrScheduler, OneCycleLR};
 /// use nn::optim::{Optimizer, Sgd, SgdConfig};
 /// use nn::{Linear, ModuleExt};
@@ -80,6 +82,7 @@ pub type OneCycleLR = Scheduler<OneCycleRule>;
 /// The arguments of [`OneCycleLR`], PyTorch's defaults preset.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::OneCycleLR;
 /// use nn::optim::{Sgd, SgdConfig};
 /// use nn::{Linear, ModuleExt};
@@ -307,6 +310,7 @@ impl Rule for OneCycleRule {
 /// The scaling of [`CyclicLR`]'s amplitude.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::CyclicMode;
 /// let m = CyclicMode::ExpRange { gamma: 0.99 };
 /// assert_ne!(m, CyclicMode::Triangular);
@@ -339,6 +343,7 @@ pub struct CyclicRule {
 /// `base_momentum` (PyTorch's defaults 0.9 and 0.8) when `cycle_momentum`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{CyclicLR, CyclicMode, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd, SgdConfig};
 /// use nn::{Linear, ModuleExt};
@@ -505,6 +510,7 @@ pub struct WarmRestartsRule {
 /// `t_0` epochs, restarted with cycles `t_mult` times longer each time.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{CosineAnnealingWarmRestarts, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};

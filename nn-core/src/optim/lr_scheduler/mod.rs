@@ -16,6 +16,7 @@
 //! in code. A step allocates nothing per parameter (one lr per group).
 //!
 //! ```
+//! # extern crate nn_core as nn;
 //! use nn::optim::lr_scheduler::{CosineAnnealingLR, LinearLR, LrScheduler, SequentialLR};
 //! use nn::optim::{AdamW, AdamWConfig, Optimizer};
 //! use nn::{Linear, ModuleExt};
@@ -99,6 +100,7 @@ pub struct Ctx<'a> {
 /// for a schedule of your own.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{Ctx, LrScheduler, Rule, Scheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -145,6 +147,7 @@ pub trait Rule: Send {
 /// a [`Rule`]. The public names ([`StepLR`] ...) are this type over their rule.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LrScheduler, StepLR};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};

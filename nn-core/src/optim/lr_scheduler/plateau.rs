@@ -7,6 +7,7 @@ use crate::{Error, Result, StateDict};
 /// Whether a lower or a higher metric is better.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{PlateauMode, ReduceLROnPlateau};
 /// use nn::optim::Sgd;
 /// use nn::{Linear, ModuleExt};
@@ -26,6 +27,7 @@ pub enum PlateauMode {
 /// How `threshold` is compared.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{ReduceLROnPlateau, ThresholdMode};
 /// use nn::optim::Sgd;
 /// use nn::{Linear, ModuleExt};
@@ -47,6 +49,7 @@ pub enum ThresholdMode {
 /// the metric; a NaN metric is an error and changes nothing.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::ReduceLROnPlateau;
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};

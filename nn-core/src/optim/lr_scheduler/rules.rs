@@ -24,6 +24,7 @@ pub struct StepRule {
 /// `StepLR`: the lr times `gamma` every `step_size` epochs.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LrScheduler, StepLR};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -80,6 +81,7 @@ pub struct MultiStepRule {
 /// multiplies twice).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LrScheduler, MultiStepLR};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -132,6 +134,7 @@ pub struct ConstantRule {
 /// `ConstantLR`: the lr times `factor` until `total_iters`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{ConstantLR, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -199,6 +202,7 @@ pub struct LinearRule {
 /// `total_iters` steps (a warmup).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LinearLR, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -284,6 +288,7 @@ pub struct ExponentialRule {
 /// `ExponentialLR`: the lr times `gamma` every epoch.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{ExponentialLR, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -325,6 +330,7 @@ pub struct PolynomialRule {
 /// `PolynomialLR`: the lr decays as `(1 - t / total_iters)^power`.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LrScheduler, PolynomialLR};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -386,6 +392,7 @@ pub struct CosineRule {
 /// epochs (and back up past it, as PyTorch's recurrence does).
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{CosineAnnealingLR, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
@@ -467,6 +474,7 @@ impl std::fmt::Debug for LambdaRule {
 /// `LambdaLR`: the base lr times `f(epoch)`, the same closure for every group.
 ///
 /// ```
+/// # extern crate nn_core as nn;
 /// use nn::optim::lr_scheduler::{LambdaLR, LrScheduler};
 /// use nn::optim::{Optimizer, Sgd};
 /// use nn::{Linear, ModuleExt};
