@@ -92,9 +92,11 @@ impl Default for DdpOptions {
 ///   bucket's all-reduce starts inside backward, as soon as backward has produced all
 ///   of its gradients (PyTorch DDP's bucket hooks), and `backward` returns once every
 ///   bucket is reduced: after it, every gradient is the mean, and there is no moment
-///   where an optimizer could read a half-reduced one. [`Overlap::Off`] reduces after
-///   backward ([`DistributedDataParallel::sync_gradients`]); both give bit-identical
-///   gradients. A parameter that got no gradient on a rank counts as a zero gradient
+///   where an optimizer could read a half-reduced one. When every rank runs on one host,
+///   the gradients are summed through a node-shared memory window instead of messages
+///   ([`DdpOptions::shared_memory`]). [`Overlap::Off`] reduces after backward
+///   ([`DistributedDataParallel::sync_gradients`]); all give bit-identical gradients on
+///   2 ranks. A parameter that got no gradient on a rank counts as a zero gradient
 ///   there (every rank sends the same buckets);
 /// - it is a [`Module`] whose traversal is the inner module's: `state_dict()` names are
 ///   the inner model's (no `module.` prefix), and the inner module is
