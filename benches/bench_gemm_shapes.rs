@@ -95,7 +95,7 @@ fn gm(
 fn main() -> Result<()> {
     let threads = rayon::current_num_threads();
     // (label, m, n, k, lhs_t, rhs_t)
-    let shapes: [(&str, usize, usize, usize, bool, bool); 21] = [
+    let shapes: [(&str, usize, usize, usize, bool, bool); 27] = [
         ("W3 1024^3", 1024, 1024, 1024, false, false),
         ("fwd qkv x@W^T [768,256]", 1024, 768, 256, false, true),
         ("fwd out x@W^T [256,256]", 1024, 256, 256, false, true),
@@ -120,6 +120,13 @@ fn main() -> Result<()> {
         ("conv l2 dW dy@cols^T", 128, 1152, 64, false, true),
         ("conv l1 dcols W^T@dy", 576, 256, 64, true, false),
         ("conv l2 dcols W^T@dy", 1152, 64, 128, true, false),
+        // W2 / W8 (784-1024-1024-10 MLP): batch 128 (one process) and 64 (a rank of two)
+        ("W2 fwd l1 x@W^T b128", 128, 1024, 784, false, true),
+        ("W2 fwd l1 x@W^T b64", 64, 1024, 784, false, true),
+        ("W2 fwd l2 x@W^T b64", 64, 1024, 1024, false, true),
+        ("W2 dX l2 G@W b64", 64, 1024, 1024, false, false),
+        ("W2 dW l1 G^T@X b64", 1024, 784, 64, true, false),
+        ("W2 dW l2 G^T@X b64", 1024, 1024, 64, true, false),
     ];
     println!("threads {threads}; GFLOP/s (fastest call)");
     println!(

@@ -328,13 +328,20 @@ enum Kernel {
 /// transformer (`x @ W^T` with W `[768|256|1024, 256]` or `[256, 1024]`, and the
 /// backward's `G @ W`). Measured by `benches/bench_gemm_shapes.rs` on one AVX-512 core:
 /// 107-113 GFLOP/s for `gemm` against 91-106 for `matrixmultiply`, equal for the 1024^3
-/// product and the lhs-transposed `G^T @ X`, which stay on `matrixmultiply`.
+/// product and the lhs-transposed `G^T @ X`, which stay on `matrixmultiply`. Also with
+/// few rows `m <= 128` (a small batch through wide layers: W2's `x @ W^T` at batch 64 and
+/// 128, and `G @ W`): 62-86 GFLOP/s for `gemm` against 54-74 for `matrixmultiply`, which
+/// spends as long packing each 3-4 MB weight as multiplying it at these batches; its
+/// `G^T @ X` (97-98 against 92-95) stays.
 fn prefers_gemm(s: &MatmulSpec) -> bool {
-    !s.lhs_t && s.n.min(s.k) <= GEMM_SHORT_SIDE
+    !s.lhs_t && (s.n.min(s.k) <= GEMM_SHORT_SIDE || s.m <= GEMM_FEW_ROWS)
 }
 
 /// See [`prefers_gemm`].
 const GEMM_SHORT_SIDE: usize = 256;
+
+/// See [`prefers_gemm`].
+const GEMM_FEW_ROWS: usize = 128;
 
 impl Kernel {
     /// Runs the kernel on one block.
@@ -506,5 +513,10 @@ mod tests {
         assert!(prefers_gemm(&spec(1024, 256, 768, false, false)));
         assert!(!prefers_gemm(&spec(1024, 1024, 1024, false, false)));
         assert!(!prefers_gemm(&spec(768, 256, 1024, true, false)));
+        // a small batch through an MLP's wide layers (W2 / W8)
+        assert!(prefers_gemm(&spec(64, 1024, 784, false, true)));
+        assert!(prefers_gemm(&spec(128, 1024, 1024, false, false)));
+        assert!(!prefers_gemm(&spec(1024, 784, 64, true, false)));
+        assert!(!prefers_gemm(&spec(129, 1024, 1024, false, false)));
     }
 }
