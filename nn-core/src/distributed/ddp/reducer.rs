@@ -354,10 +354,10 @@ impl Reducer {
             )
         };
         let end = at + p.numel();
+        if end > bucket.len {
+            return Err(misfit());
+        }
         if let Some(slab) = st.slab.as_mut() {
-            if end > bucket.len {
-                return Err(misfit());
-            }
             let dst = slab
                 .mine()
                 .get_mut(bucket.base + at..bucket.base + end)
