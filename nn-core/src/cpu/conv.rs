@@ -346,7 +346,7 @@ pub(super) fn backward(
     } else {
         None
     };
-    let db = (needs[2] && direct).then(|| direct::bias_grad(dy, spec));
+    let db = (needs[2] && direct).then(|| bias_grad(dy, spec));
     let rest = [
         needs[0] && dx.is_none(),
         needs[1] && dw.is_none(),
@@ -377,6 +377,17 @@ pub(super) fn backward_im2col(
 
 /// `(dx, dw, db)` on the host.
 pub(super) type Grads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
+
+/// The bias gradient `db [o]`: `dy [n, o, l]` summed over samples and positions.
+pub(super) fn bias_grad(dy: &[f32], spec: &Conv2dSpec) -> Vec<f32> {
+    let [oh, ow] = spec.window.output;
+    let (o, l) = (spec.out_channels, oh * ow);
+    let mut db = vec![0.0f32; o];
+    for dyb in dy.chunks_exact((o * l).max(1)) {
+        add_row_sums(&mut db, dyb, l);
+    }
+    db
+}
 
 /// Row sums of `[rows, l]` blocks added into `acc [rows]`.
 fn add_row_sums(acc: &mut [f32], m: &[f32], l: usize) {

@@ -257,6 +257,44 @@ struct Tile {
     len: usize,
 }
 
+impl Tile {
+    /// No columns yet, of class `class`.
+    fn empty(class: usize) -> Tile {
+        Tile {
+            class,
+            src: [0; NC],
+            dst: [0; NC],
+            len: 0,
+        }
+    }
+}
+
+/// The smallest and largest source offset among `reads` (`(index, offset)` pairs).
+fn span(reads: &[(usize, isize)]) -> (isize, isize) {
+    reads
+        .iter()
+        .fold((isize::MAX, isize::MIN), |(lo, hi), &(_, o)| {
+            (lo.min(o), hi.max(o))
+        })
+}
+
+/// The error for a tile column (`what`) whose reads `[first, last]` leave `len`
+/// elements: the plan and the operands disagree (an internal error).
+fn check_reads(first: isize, last: isize, len: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if first < 0 || last >= len as isize {
+        return Err(Error::invalid_config(
+            OP,
+            "direct plan",
+            format!(
+                "{} reads elements {first}..={last} of an input of {len}",
+                what()
+            ),
+            "inside the input (an internal error)",
+        ));
+    }
+    Ok(())
+}
+
 /// The tiles of every class, each column checked to read inside `src` (`src_len`
 /// elements) for every tap of its class and every input channel.
 fn tiles(p: &Plan, classes: &[Class], src_len: usize) -> Result<Vec<Tile>> {
@@ -264,18 +302,8 @@ fn tiles(p: &Plan, classes: &[Class], src_len: usize) -> Result<Vec<Tile>> {
     let (ow, l, plane) = (p.output[1], p.output[0] * p.output[1], ih * iw);
     let mut out = Vec::new();
     for (ci, class) in classes.iter().enumerate() {
-        let (lo, hi) = class
-            .taps
-            .iter()
-            .fold((isize::MAX, isize::MIN), |(lo, hi), &(_, o)| {
-                (lo.min(o), hi.max(o))
-            });
-        let mut tile = Tile {
-            class: ci,
-            src: [0; NC],
-            dst: [0; NC],
-            len: 0,
-        };
+        let (lo, hi) = span(&class.taps);
+        let mut tile = Tile::empty(ci);
         let reads = !class.taps.is_empty(); // a class under padding alone reads nothing
         for &pos in &class.positions {
             let (i, j) = (pos / ow, pos % ow);
@@ -284,27 +312,16 @@ fn tiles(p: &Plan, classes: &[Class], src_len: usize) -> Result<Vec<Tile>> {
             for b in 0..p.n {
                 let base = (b * p.cin * plane) as isize + row * iw as isize + col;
                 let last = base.saturating_add(hi) + ((p.cin - 1) * plane) as isize;
-                if reads && (base.saturating_add(lo) < 0 || last >= src_len as isize) {
-                    return Err(Error::invalid_config(
-                        OP,
-                        "direct plan",
-                        format!("column ({b}, {pos}) reads outside the input"),
-                        "inside the input (an internal error)",
-                    ));
+                if reads {
+                    check_reads(base.saturating_add(lo), last, src_len, || {
+                        format!("column ({b}, {pos})")
+                    })?;
                 }
                 tile.src[tile.len] = base;
                 tile.dst[tile.len] = b * p.cout * l + pos;
                 tile.len += 1;
                 if tile.len == NC {
-                    out.push(std::mem::replace(
-                        &mut tile,
-                        Tile {
-                            class: ci,
-                            src: [0; NC],
-                            dst: [0; NC],
-                            len: 0,
-                        },
-                    ));
+                    out.push(std::mem::replace(&mut tile, Tile::empty(ci)));
                 }
             }
         }
@@ -525,7 +542,7 @@ fn kernel_available() -> bool {
 mod grad;
 mod kernel;
 
-pub(super) use grad::{bias_grad, weight_grad};
+pub(super) use grad::weight_grad;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! The weight and bias gradients of a convolution on the direct path.
+//! The weight gradient of a convolution on the direct path (the bias gradient, a plain
+//! sum of `dy`, is `conv::bias_grad` whatever the path).
 //!
 //! `dw[o, c, t] = sum_{b, pos} dy[b, o, pos] * x[b, c, pos's input under tap t]`, the sum
 //! over the output positions whose tap `t` reads inside the image: for each tap, a
@@ -8,7 +9,7 @@
 //! no multiply-adds on padding.
 
 use super::kernel::{self, Walk};
-use super::{transpose_into, Plan, Tile, NC, OB, OP};
+use super::{check_reads, span, transpose_into, Plan, Tile, NC, OB, OP};
 use crate::backend::Conv2dSpec;
 use crate::host::try_with_capacity;
 use crate::{Error, Result};
@@ -45,31 +46,16 @@ fn taps(p: &Plan, x_len: usize) -> Result<Vec<TapWork>> {
             if reads.is_empty() {
                 continue;
             }
-            let (lo, hi) = reads
-                .iter()
-                .fold((isize::MAX, isize::MIN), |(lo, hi), &(_, o)| {
-                    (lo.min(o), hi.max(o))
-                });
+            let (lo, hi) = span(&reads);
             let mut tiles = Vec::new();
             for c0 in (0..p.cin).step_by(NC) {
                 let len = NC.min(p.cin - c0);
-                let mut tile = Tile {
-                    class: 0,
-                    src: [0; NC],
-                    dst: [0; NC],
-                    len,
-                };
+                let mut tile = Tile::empty(0);
+                tile.len = len;
                 for k in 0..len {
                     let base = ((c0 + k) * plane) as isize;
                     let last = base + hi + (p.n as isize - 1) * sample;
-                    if base + lo < 0 || last >= x_len as isize {
-                        return Err(Error::invalid_config(
-                            OP,
-                            "direct plan",
-                            format!("channel {} reads outside the input", c0 + k),
-                            "inside the input (an internal error)",
-                        ));
-                    }
+                    check_reads(base + lo, last, x_len, || format!("channel {}", c0 + k))?;
                     tile.src[k] = base;
                     tile.dst[k] = (c0 + k) * kh * kw + a * kw + b;
                 }
@@ -158,15 +144,4 @@ pub(in crate::cpu) fn weight_grad(x: &[f32], dy: &[f32], spec: &Conv2dSpec) -> R
         }
     }
     Ok(dw)
-}
-
-/// The bias gradient `db [o]`: `dy [n, o, l]` summed over samples and positions.
-pub(in crate::cpu) fn bias_grad(dy: &[f32], spec: &Conv2dSpec) -> Vec<f32> {
-    let (o, [oh, ow]) = (spec.out_channels, spec.window.output);
-    let l = (oh * ow).max(1);
-    let mut db = vec![0.0f32; o];
-    for (i, row) in dy.chunks_exact(l).enumerate() {
-        db[i % o.max(1)] += row.iter().sum::<f32>();
-    }
-    db
 }

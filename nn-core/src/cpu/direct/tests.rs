@@ -3,14 +3,12 @@
 //! bodies), the dispatch, and the conv2d node by finite differences.
 
 use super::super::conv;
-use super::super::test_util::{close, pool, values};
-use super::{
-    bias_grad, fits, force, forward, input_grad, kernel, takes, takes_input_grad, weight_grad, Plan,
-};
+use super::super::test_util::{close, entry_points_match, pool, values};
+use super::{fits, force, forward, input_grad, kernel, takes, takes_input_grad, weight_grad, Plan};
 use crate::backend::{Conv2dSpec, Im2ColSpec};
 use crate::ops::testing::check_grad;
 use crate::ops::Conv2dOptions;
-use crate::{Result, Tensor};
+use crate::Result;
 
 /// A convolution of `[n, c, h, w]` into `o` channels.
 fn spec(
@@ -134,7 +132,7 @@ fn forward_and_input_grad_match_im2col() -> Result<()> {
                     1e-4,
                     &format!("dw {what}"),
                 );
-                let got = bias_grad(&dy, &s);
+                let got = conv::bias_grad(&dy, &s);
                 close(
                     &got,
                     &want_db.unwrap_or_default(),
@@ -202,41 +200,7 @@ fn dispatch_takes_small_padded_layers() -> Result<()> {
     }
     // the entry points, forced where the CPU lacks AVX-512
     force(true);
-    let run = || -> Result<()> {
-        let s = resnet(3, 40, 36, 4, 1);
-        let x = values(3 * 40 * 16, 1);
-        let w = values(36 * 40 * 9, 2);
-        let b = values(36, 3);
-        let dy = values(3 * 36 * 16, 4);
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let y = conv::forward(&x, &w, Some(&b), &s)?;
-        assert_eq!(bits(&y), bits(&forward(&x, &w, Some(&b), &s)?));
-        let (dx, dw, db) = conv::backward(&x, &w, &dy, &s, [true; 3])?;
-        assert_eq!(
-            bits(&dx.unwrap_or_default()),
-            bits(&input_grad(&w, &dy, &s)?)
-        );
-        let (_, want_dw, want_db) = conv::backward_im2col(&x, &w, &dy, &s, [false, true, true])?;
-        close(
-            &dw.unwrap_or_default(),
-            &want_dw.unwrap_or_default(),
-            1e-5,
-            "dw",
-        );
-        close(
-            &db.unwrap_or_default(),
-            &want_db.unwrap_or_default(),
-            1e-5,
-            "db",
-        );
-        let xt = Tensor::from_slice(&x, &[3, 40, 4, 4])?;
-        let wt = Tensor::from_slice(&w, &[36, 40, 3, 3])?;
-        let bt = Tensor::from_slice(&b, &[36])?;
-        let opts = Conv2dOptions::default().padding([1, 1]);
-        let yt = xt.conv2d(&wt, Some(&bt), &opts)?.to_vec::<f32>()?;
-        assert_eq!(bits(&yt), bits(&y));
-        Ok(())
-    };
+    let run = || entry_points_match(&resnet(3, 40, 36, 4, 1), forward, input_grad);
     let r = run();
     force(false);
     r
